@@ -1,0 +1,330 @@
+"""Build one immutable dataset version (an LMDB environment) from validated arrow tables.
+
+Layout of a version (keys are ASCII; values raw little-endian numpy bytes unless noted):
+  meta                      JSON: counts, shards, timezone, column dtypes
+  dict/<name>               JSON list of strings; code = index + 1, code 0 = null
+  c/<col>                   per-customer dense arrays indexed by internal id
+  b/<field>/<code>          roaring bitmap (portable format) of internal ids
+  s/<shard>/p/<col>         purchases of the shard's customers, sorted by (local day, instant)
+  s/<shard>/v/<col>         visits, same order;  s/<shard>/l/<col>  laybys
+  s/<shard>/profile         Arrow IPC stream: the shard's customer rows (output fields)
+  s/<shard>/search          Arrow IPC stream: normalised text for search / surname
+Internal ids are ranks of customer_id (ascending), so bitmap order is customer_id order.
+A shard is the contiguous internal-id range [s << bits, (s + 1) << bits).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import lmdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import timerange
+from .ingest_read import digits_only, normalize_text
+from .kernels import mask_to_roaring
+from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
+
+MAP_SIZE = 1 << 40
+INT64_NULL = np.int64(-(2**63))
+INT32_NULL = np.int32(-(2**31))
+VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
+LAYBY_STATUS_CODES = {"open": 1, "closed": 2}
+VALUE_FIELDS = ("gender", "marital_status", "origin_shop", "city", "postal_code")
+SEARCH_TEXT_FIELDS = ("first_name", "last_name", "email", "address", "city", "postal_code")
+FORMAT_VERSION = 1
+
+
+def shard_key(shard: int, table: str, col: str) -> bytes:
+    return f"s/{shard:06d}/{table}/{col}".encode()
+
+
+def _np(col, dtype=None) -> np.ndarray:
+    """A numpy copy of an arrow column without nulls."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    a = col.to_numpy(zero_copy_only=False)
+    return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def _filled(col, fill, dtype) -> np.ndarray:
+    return _np(pc.fill_null(col, pa.scalar(fill, type=col.type)), dtype)
+
+
+def _days(col) -> np.ndarray:
+    """date32 column -> int32 day numbers, INT32_NULL for null."""
+    ints = pc.cast(col, pa.int32())
+    return _filled(ints, int(INT32_NULL), np.int32)
+
+
+def _month_day(col):
+    """date32 column -> (year int16, month*100+day int16), zeros for null."""
+    days = _days(col)
+    valid = days != INT32_NULL
+    d = np.where(valid, days, 0).astype("datetime64[D]")
+    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    dd = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
+    year = np.where(valid, y, 0).astype(np.int16)
+    md = np.where(valid, m * 100 + dd, 0).astype(np.int16)
+    return year, md
+
+
+def _encode(col, dictionary: Optional[list] = None):
+    """Dictionary-encode a string column: (int32 codes, dictionary list); 0 = null."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if dictionary is None:
+        dictionary = sorted(set(pc.unique(col).drop_null().to_pylist()))
+    if not dictionary:
+        return np.zeros(len(col), dtype=np.int32), dictionary
+    idx = pc.index_in(col, value_set=pa.array(dictionary, type=pa.string()))
+    return _filled(pc.add(idx, 1), 0, np.int32), dictionary
+
+
+class _Writer:
+    """Puts numpy arrays / bytes into an LMDB env in bounded transactions."""
+
+    def __init__(self, path: Path):
+        self.env = lmdb.open(str(path), map_size=MAP_SIZE, subdir=True, sync=False,
+                             metasync=False, max_dbs=0, lock=True)
+        self.txn = self.env.begin(write=True)
+        self.pending = 0
+
+    def put(self, key, value) -> None:
+        if isinstance(key, str):
+            key = key.encode()
+        if isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value).tobytes()
+        elif isinstance(value, str):
+            value = value.encode()
+        self.txn.put(key, value)
+        self.pending += len(value)
+        if self.pending > (256 << 20):
+            self.txn.commit()
+            self.txn = self.env.begin(write=True)
+            self.pending = 0
+
+    def finish(self) -> None:
+        self.txn.commit()
+        self.env.sync(True)
+        self.env.close()
+
+
+def _bitmap_bytes(ids: np.ndarray, n: int) -> bytes:
+    mask = np.zeros(n, dtype=np.uint8)
+    mask[ids] = 1
+    return mask_to_roaring(mask).tobytes()
+
+
+def _put_groups(w: _Writer, prefix: str, codes: np.ndarray, n: int, ids: Optional[np.ndarray] = None) -> None:
+    """One bitmap per nonzero code: b/<prefix>/<code> of the ids (default: positions)."""
+    if ids is None:
+        ids = np.arange(codes.size, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    bounds = np.flatnonzero(np.diff(sc)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [sc.size]))
+    for s, e in zip(starts, ends):
+        if e > s and sc[s] != 0:
+            w.put(f"b/{prefix}/{int(sc[s])}", _bitmap_bytes(ids[order[s:e]], n))
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as wr:
+        wr.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def build_version(path: Path, tables: Dict[str, pa.Table], timezone: str, shard_bits: int,
+                  progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Write `tables` (canonical, validated; customers required) as a new LMDB version at
+    `path` (which must not exist). Returns the meta dict. Removes `path` on failure."""
+    t0 = time.perf_counter()
+    path = Path(path)
+    path.mkdir(parents=True)
+    try:
+        w = _Writer(path)
+        meta = _build(w, tables, timezone, shard_bits, progress or (lambda s: None))
+        meta["build_seconds"] = round(time.perf_counter() - t0, 3)
+        w.put("meta", json.dumps(meta))
+        w.finish()
+        return meta
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
+    zone = timerange.load_zone(timezone)
+    cust = tables["customers"]
+    ext = _np(cust.column("customer_id"), np.int64)
+    order = np.argsort(ext, kind="stable")
+    ext = ext[order]
+    cust = cust.take(pa.array(order))
+    n = int(ext.size)
+    n_shards = max(1, (n + (1 << shard_bits) - 1) >> shard_bits)
+    step("customers")
+
+    # ---- per-customer dense columns
+    w.put("c/ext_id", ext)
+    active = _filled(cust.column("active"), True, np.bool_)
+    w.put("b/alive/1", _bitmap_bytes(np.flatnonzero(active), n))
+    for name in ("loyalty_points", "account_balance"):
+        w.put(f"c/{name}", _filled(cust.column(name), int(INT64_NULL), np.int64))
+    for name in ("wedding_date", "joined_on"):
+        w.put(f"c/{name}_day", _days(cust.column(name)))
+    by, bmd = _month_day(cust.column("birth_date"))
+    w.put("c/birth_year", by)
+    w.put("c/birth_md", bmd)
+    _put_groups(w, "birth_month", (bmd // 100).astype(np.int32), n)
+    _, amd = _month_day(cust.column("anniversary_date"))
+    w.put("c/anniversary_md", amd)
+    _put_groups(w, "anniversary_month", (amd // 100).astype(np.int32), n)
+
+    def present(name):
+        col = cust.column(name)
+        return _filled(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0), False, np.bool_)
+
+    flags = {
+        "has_email": present("email"), "has_phone": present("phone"),
+        "email_opt_in": _filled(cust.column("email_opt_in"), False, np.bool_),
+        "sms_opt_in": _filled(cust.column("sms_opt_in"), False, np.bool_),
+        "loyalty_member": _filled(cust.column("loyalty_member"), False, np.bool_),
+    }
+    flags["email_reach"] = flags["has_email"] & flags["email_opt_in"]
+    flags["sms_reach"] = flags["has_phone"] & flags["sms_opt_in"]
+    for name, f in flags.items():
+        w.put(f"b/{name}/1", _bitmap_bytes(np.flatnonzero(f), n))
+
+    dicts = {}
+    for name in VALUE_FIELDS:
+        codes, d = _encode(cust.column(name))
+        dicts[name] = d
+        _put_groups(w, name, codes, n)
+    tags = cust.column("tags").combine_chunks()
+    flat = pc.list_flatten(tags)
+    parents = _np(pc.list_parent_indices(tags), np.int64)
+    tag_codes, dicts["tag"] = _encode(flat)
+    keep = tag_codes != 0
+    _put_groups(w, "tag", tag_codes[keep], n, parents[keep])
+
+    # normalised text for search and surname, per shard
+    search = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
+    search["phone"] = digits_only(cust.column("phone").combine_chunks())
+    search_table = pa.table(search)
+    size = 1 << shard_bits
+    for s in range(n_shards):
+        a, b = s * size, min(n, (s + 1) * size)
+        w.put(f"s/{s:06d}/profile", _ipc(cust.slice(a, b - a)))
+        w.put(f"s/{s:06d}/search", _ipc(search_table.slice(a, b - a)))
+    step("profiles")
+
+    # ---- line tables, per shard
+    rows = {"customers": n}
+    shop_dict = sorted(set().union(*[
+        set(pc.unique(tables[t].column("shop")).drop_null().to_pylist())
+        for t in ("purchases", "visits") if t in tables]))
+    dicts["shop"] = shop_dict
+    p = tables.get("purchases")
+    max_purchase = None
+    if p is not None and p.num_rows:
+        codes = []
+        for f in PRODUCT_FIELDS_ORDER:
+            c, d = _encode(p.column(f), shop_dict if f == "shop" else None)
+            codes.append(c)
+            if f != "shop":
+                dicts[f] = d
+        ts = _np(pc.cast(p.column("purchased_at"), pa.int64()), np.int64)
+        max_purchase = int(ts.max())
+        cols = {
+            "amount": _np(p.column("amount"), np.int64),
+            "quantity": _filled(p.column("quantity"), int(INT32_NULL), np.int32),
+        }
+        _write_lines(w, "p", ext, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols,
+                     np.stack(codes) if codes else None)
+    else:
+        for f in PRODUCT_FIELDS_ORDER:
+            dicts.setdefault(f, [] if f != "shop" else shop_dict)
+        _write_lines(w, "p", ext, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
+                     n_shards, {"amount": np.zeros(0, np.int64), "quantity": np.zeros(0, np.int32)},
+                     np.zeros((len(PRODUCT_FIELDS_ORDER), 0), np.int32))
+    rows["purchases"] = 0 if p is None else p.num_rows
+    step("purchases")
+
+    v = tables.get("visits")
+    if v is not None and v.num_rows:
+        ts = _np(pc.cast(v.column("starts_at"), pa.int64()), np.int64)
+        status, _ = _encode(v.column("status"), list(VISIT_STATUS_CODES))
+        shop, _ = _encode(v.column("shop"), shop_dict)
+        _write_lines(w, "v", ext, v.column("customer_id"), ts, zone, shard_bits, n_shards,
+                     {"status": status.astype(np.uint8), "shop": shop}, None)
+    else:
+        _write_lines(w, "v", ext, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
+                     n_shards, {"status": np.zeros(0, np.uint8), "shop": np.zeros(0, np.int32)}, None)
+    rows["visits"] = 0 if v is None else v.num_rows
+    step("visits")
+
+    lb = tables.get("laybys")
+    nl = 0 if lb is None else lb.num_rows
+    iid = np.searchsorted(ext, _np(lb.column("customer_id"), np.int64)) if nl else np.zeros(0, np.int64)
+    shard = iid >> shard_bits
+    order = np.argsort(shard, kind="stable")
+    starts = np.searchsorted(shard[order], np.arange(n_shards + 1))
+    lcols = {}
+    if nl:
+        lcols = {"opened": _days(lb.column("opened_on")), "due": _days(lb.column("due_on")),
+                 "balance": _np(lb.column("balance"), np.int64),
+                 "status": _encode(lb.column("status"), list(LAYBY_STATUS_CODES))[0].astype(np.uint8)}
+    else:
+        lcols = {"opened": np.zeros(0, np.int32), "due": np.zeros(0, np.int32),
+                 "balance": np.zeros(0, np.int64), "status": np.zeros(0, np.uint8)}
+    for s in range(n_shards):
+        sel = order[starts[s]:starts[s + 1]]
+        w.put(shard_key(s, "l", "cust"), (iid[sel] & (size - 1)).astype(np.uint16 if shard_bits <= 16 else np.uint32))
+        for k, arr in lcols.items():
+            w.put(shard_key(s, "l", k), arr[sel])
+    rows["laybys"] = nl
+
+    for name, d in dicts.items():
+        w.put(f"dict/{name}", json.dumps(d))
+    return {
+        "format": FORMAT_VERSION, "timezone": timezone, "shard_bits": shard_bits,
+        "n_customers": n, "n_shards": n_shards, "rows": rows, "ordered": True,
+        "max_purchase_micros": max_purchase, "dicts": sorted(dicts),
+        "cust_dtype": "uint16" if shard_bits <= 16 else "uint32",
+    }
+
+
+def _write_lines(w, prefix, ext, cid_col, ts, zone, shard_bits, n_shards, cols, codes):
+    """Sort lines by (shard, local day, instant) and write each shard's columns."""
+    size = 1 << shard_bits
+    cid = _np(cid_col, np.int64)
+    iid = np.searchsorted(ext, cid)
+    day = timerange.local_day_of_micros(ts, zone)
+    shard = (iid >> shard_bits).astype(np.int64)
+    order = np.lexsort((ts, day, shard))
+    shard = shard[order]
+    starts = np.searchsorted(shard, np.arange(n_shards + 1))
+    cust_dtype = np.uint16 if shard_bits <= 16 else np.uint32
+    local = (iid[order] & (size - 1)).astype(cust_dtype)
+    day, ts = day[order], ts[order]
+    cols = {k: v[order] for k, v in cols.items()}
+    if codes is not None:
+        codes = codes[:, order]
+    for s in range(n_shards):
+        a, b = int(starts[s]), int(starts[s + 1])
+        w.put(shard_key(s, prefix, "cust"), local[a:b])
+        w.put(shard_key(s, prefix, "day"), day[a:b])
+        w.put(shard_key(s, prefix, "ts"), ts[a:b])
+        for k, v in cols.items():
+            w.put(shard_key(s, prefix, k), v[a:b])
+        if codes is not None:
+            w.put(shard_key(s, prefix, "codes"), np.ascontiguousarray(codes[:, a:b]))

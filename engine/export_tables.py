@@ -1,0 +1,95 @@
+"""Read a snapshot back as canonical arrow tables (the inverse of engine.build), and merge
+a later load into them (customers upserted by customer_id, lines appended)."""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .build import INT32_NULL, LAYBY_STATUS_CODES, VISIT_STATUS_CODES
+from .ingest_read import CANONICAL
+from .schema import TABLES
+from .segment import PRODUCT_FIELDS
+
+
+def _schema(table: str) -> pa.Schema:
+    return pa.schema([(c.name, CANONICAL[c.type]) for c in TABLES[table]])
+
+
+def _decode(codes: np.ndarray, dictionary: list) -> pa.Array:
+    """int codes (0 = null) -> string array."""
+    d = pa.array(dictionary, type=pa.string())
+    idx = pa.array(codes.astype(np.int32) - 1, mask=codes == 0)
+    return d.take(idx) if len(d) else pa.nulls(len(codes), pa.string())
+
+
+def _lines(snap, prefix):
+    """(customer_id int64, per-shard concatenated arrays dict) of a line table."""
+    bases = snap.shard_bases()
+    cdt = np.dtype(snap.meta["cust_dtype"])
+    ext = snap.ext_ids()
+    iid = np.concatenate([snap.array(f"s/{s:06d}/{prefix}/cust", cdt).astype(np.int64) + bases[s]
+                          for s in range(snap.n_shards)]) if snap.n_shards else np.zeros(0, np.int64)
+    return ext[iid]
+
+
+def _cat(snap, prefix, col, dtype):
+    parts = [np.asarray(snap.array(f"s/{s:06d}/{prefix}/{col}", dtype)) for s in range(snap.n_shards)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def snapshot_tables(snap) -> Dict[str, pa.Table]:
+    """Every table of a snapshot with canonical types (line order: by shard, day, instant)."""
+    out = {"customers": snap.profile().cast(_schema("customers"))}
+    ts_type = CANONICAL["timestamp"]
+
+    cid = _lines(snap, "p")
+    codes = np.concatenate([np.asarray(snap.array(f"s/{s:06d}/p/codes", np.int32)).reshape(8, -1)
+                            for s in range(snap.n_shards)], axis=1)
+    qty = _cat(snap, "p", "quantity", np.int32)
+    cols = {
+        "customer_id": pa.array(cid, pa.int64()),
+        "purchased_at": pa.array(_cat(snap, "p", "ts", np.int64), pa.int64()).cast(ts_type),
+        "amount": pa.array(_cat(snap, "p", "amount", np.int64), pa.int64()),
+        "quantity": pa.array(qty, pa.int32(), mask=qty == INT32_NULL),
+    }
+    decoded = {f: _decode(codes[i], snap.dictionary(f)) for i, f in enumerate(PRODUCT_FIELDS)}
+    for c in TABLES["purchases"][4:]:
+        cols[c.name] = decoded[c.name]
+    out["purchases"] = pa.table(cols, schema=_schema("purchases"))
+
+    out["visits"] = pa.table({
+        "customer_id": pa.array(_lines(snap, "v"), pa.int64()),
+        "starts_at": pa.array(_cat(snap, "v", "ts", np.int64), pa.int64()).cast(ts_type),
+        "status": _decode(_cat(snap, "v", "status", np.uint8), list(VISIT_STATUS_CODES)),
+        "shop": _decode(_cat(snap, "v", "shop", np.int32), snap.dictionary("shop")),
+    }, schema=_schema("visits"))
+
+    out["laybys"] = pa.table({
+        "customer_id": pa.array(_lines(snap, "l"), pa.int64()),
+        "opened_on": pa.array(_cat(snap, "l", "opened", np.int32), pa.int32()).cast(pa.date32()),
+        "due_on": pa.array(_cat(snap, "l", "due", np.int32), pa.int32()).cast(pa.date32()),
+        "balance": pa.array(_cat(snap, "l", "balance", np.int64), pa.int64()),
+        "status": _decode(_cat(snap, "l", "status", np.uint8), list(LAYBY_STATUS_CODES)),
+    }, schema=_schema("laybys"))
+    return out
+
+
+def merge_tables(snap, new: Dict[str, pa.Table]) -> Dict[str, pa.Table]:
+    """The snapshot's tables with `new` applied: customers upserted, lines appended."""
+    old = snapshot_tables(snap)
+    out = {}
+    if "customers" in new:
+        nc = new["customers"].cast(_schema("customers"))
+        keep = pc.invert(pc.is_in(old["customers"].column("customer_id"), value_set=nc.column("customer_id")))
+        out["customers"] = pa.concat_tables([old["customers"].filter(keep), nc])
+    else:
+        out["customers"] = old["customers"]
+    for t in ("purchases", "visits", "laybys"):
+        if t in new:
+            out[t] = pa.concat_tables([old[t], new[t].cast(_schema(t))])
+        else:
+            out[t] = old[t]
+    return out

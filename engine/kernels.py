@@ -1,0 +1,240 @@
+"""Numba kernels: contiguous typed arrays and scalars in, arrays out. No lmdb, no pyroaring.
+
+Line kernels take numba typed Lists with one array per shard (a shard's lines are sorted by
+local day, then instant) and run `prange` over shards: each shard owns a disjoint slice
+[base, base+n) of the dense output, so threads never share a write (per-thread scratch =
+the shard's accumulator). `lo..hi` is the shard's slice of lines in the date range; lines at
+index >= `mid` may lie after the as-of instant and have their instant checked.
+
+Per-line product filters: `fields[j]` is a row of the shard's (8, n) code matrix and
+`luts[j, code]` is 1 when that code is accepted; a line matches when every field accepts it.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from numba import njit, prange
+from numba.core.errors import NumbaTypeSafetyWarning
+
+# prange indices are unsigned; indexing int64 arrays with them is safe here (sizes < 2**63)
+warnings.filterwarnings("ignore", category=NumbaTypeSafetyWarning, module=__name__)
+
+MODE_BOUGHT = 0       # any matching non-refund line
+MODE_SPEND = 1        # net sum of matching amounts
+MODE_COUNT = 2        # number of matching non-refund lines
+MODE_LAST_DAY = 3     # latest local day of a matching non-refund line (NO_DAY if none)
+
+NO_DAY = np.int64(-(2**62))
+
+VISIT_COMPLETED = 1
+VISIT_BOOKED = 2
+LAYBY_OPEN = 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _accepts(codes, i, fields, luts):
+    for j in range(fields.size):
+        if luts[j, codes[fields[j], i]] == 0:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _line_acc_shard(cust, amount, ts, codes, lo, mid, hi, fields, luts, asof, n, mode):
+    """One shard's per-customer aggregate of matching visible lines in [lo, hi)."""
+    if mode == MODE_LAST_DAY:
+        acc = np.full(n, NO_DAY, dtype=np.int64)
+    else:
+        acc = np.zeros(n, dtype=np.int64)
+    for i in range(lo, hi):
+        if i >= mid and ts[i] > asof:
+            continue
+        if fields.size > 0 and not _accepts(codes, i, fields, luts):
+            continue
+        a = amount[i]
+        c = cust[i]
+        if mode == MODE_SPEND:
+            acc[c] += a
+        elif a >= 0:
+            if mode == MODE_LAST_DAY:
+                acc[c] = i  # lines are day-sorted: the last visible match is the latest
+            else:
+                acc[c] += 1
+    return acc
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def line_agg_mask(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s, n_s,
+                  fields, luts, asof, mode, vlo, vhi, out):
+    """out[base+c] = 1 when shard customer c's aggregate lies in [vlo, vhi] (bought: >= 1)."""
+    for k in prange(len(cust_l)):
+        acc = _line_acc_shard(cust_l[k], amount_l[k], ts_l[k], codes_l[k], lo_s[k], mid_s[k],
+                              hi_s[k], fields, luts, asof, n_s[k], mode)
+        base = base_s[k]
+        for c in range(n_s[k]):
+            v = acc[c]
+            out[base + c] = 1 if (v >= vlo and v <= vhi) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def line_agg_values(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s, n_s,
+                    fields, luts, asof, mode, out):
+    """out[base+c] = shard customer c's aggregate (last day: NO_DAY when none)."""
+    for k in prange(len(cust_l)):
+        acc = _line_acc_shard(cust_l[k], amount_l[k], ts_l[k], codes_l[k], lo_s[k], mid_s[k],
+                              hi_s[k], fields, luts, asof, n_s[k], mode)
+        base = base_s[k]
+        if mode == MODE_LAST_DAY:
+            day = day_l[k]
+            for c in range(n_s[k]):
+                i = acc[c]
+                out[base + c] = NO_DAY if i == NO_DAY else day[i]
+        else:
+            for c in range(n_s[k]):
+                out[base + c] = acc[c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def visit_count_mask(cust_l, ts_l, status_l, shop_l, lo_s, mid_s, hi_s, base_s, n_s,
+                     use_shops, shop_lut, asof, vlo, vhi, out):
+    """out[base+c] = 1 when the number of visible completed visits (at accepted shops) in
+    [lo, hi) lies in [vlo, vhi]."""
+    for k in prange(len(cust_l)):
+        cust, ts, status, shop = cust_l[k], ts_l[k], status_l[k], shop_l[k]
+        n = n_s[k]
+        acc = np.zeros(n, dtype=np.int64)
+        for i in range(lo_s[k], hi_s[k]):
+            if status[i] != VISIT_COMPLETED:
+                continue
+            if i >= mid_s[k] and ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            acc[cust[i]] += 1
+        base = base_s[k]
+        for c in range(n):
+            v = acc[c]
+            out[base + c] = 1 if (v >= vlo and v <= vhi) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def upcoming_mask(cust_l, ts_l, status_l, shop_l, lo_s, base_s, use_shops, shop_lut, asof, out):
+    """out[base+c] = 1 when shard customer c has a booked visit starting after asof
+    (lines before lo are on days that end before the as-of instant)."""
+    for k in prange(len(cust_l)):
+        cust, ts, status, shop = cust_l[k], ts_l[k], status_l[k], shop_l[k]
+        base = base_s[k]
+        for i in range(lo_s[k], ts.size):
+            if status[i] == VISIT_BOOKED and ts[i] > asof:
+                if use_shops and shop_lut[shop[i]] == 0:
+                    continue
+                out[base + cust[i]] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def overdue_layby_mask(cust_l, opened_l, due_l, balance_l, status_l, base_s, today, out):
+    """out[base+c] = 1 when shard customer c has an open layby opened by today with
+    balance > 0 and due before today."""
+    for k in prange(len(cust_l)):
+        cust, opened, due, bal, status = cust_l[k], opened_l[k], due_l[k], balance_l[k], status_l[k]
+        base = base_s[k]
+        for i in range(cust.size):
+            if status[i] == LAYBY_OPEN and bal[i] > 0 and due[i] < today and opened[i] <= today:
+                out[base + cust[i]] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def range_mask(values, null, lo, hi, out):
+    """out[i] = 1 when values[i] is not the null sentinel and lies in [lo, hi]."""
+    for i in prange(values.size):
+        v = values[i]
+        out[i] = 1 if (v != null and v >= lo and v <= hi) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lut_mask(codes, lut, out):
+    """out[i] = lut[codes[i]]."""
+    for i in prange(codes.size):
+        out[i] = lut[codes[i]]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def age_mask(birth_year, birth_md, today_year, today_md, leap, lo, hi, out):
+    """out[i] = 1 when the completed age on today lies in [lo, hi]; 29 Feb birthdays count
+    on 28 Feb in non-leap years; birth_year 0 = unknown."""
+    for i in prange(birth_year.size):
+        by = birth_year[i]
+        if by == 0:
+            out[i] = 0
+            continue
+        md = birth_md[i]
+        if md == 229 and not leap:
+            md = 228
+        age = today_year - by - (1 if today_md < md else 0)
+        out[i] = 1 if (age >= lo and age <= hi) else 0
+
+
+@njit(cache=True, nogil=True)
+def mask_to_roaring(mask):
+    """Serialise a dense 0/1 mask as a portable roaring bitmap (no run containers), so
+    pyroaring can load it with one deserialize instead of a per-id insert."""
+    n = mask.size
+    nkeys = (n + 65535) >> 16
+    cards = np.zeros(nkeys, dtype=np.int64)
+    for key in range(nkeys):
+        s = key << 16
+        e = min(n, s + 65536)
+        c = 0
+        for i in range(s, e):
+            c += mask[i] != 0
+        cards[key] = c
+    nc = 0
+    size = 8
+    for key in range(nkeys):
+        if cards[key] > 0:
+            nc += 1
+            size += 8 + (2 * cards[key] if cards[key] <= 4096 else 8192)
+    out = np.zeros(size, dtype=np.uint8)
+    _put32(out, 0, 12346)
+    _put32(out, 4, nc)
+    pos_hdr = 8
+    pos_off = 8 + 4 * nc
+    pos = 8 + 8 * nc
+    for key in range(nkeys):
+        card = cards[key]
+        if card == 0:
+            continue
+        _put16(out, pos_hdr, key)
+        _put16(out, pos_hdr + 2, card - 1)
+        pos_hdr += 4
+        _put32(out, pos_off, pos)
+        pos_off += 4
+        s = key << 16
+        e = min(n, s + 65536)
+        if card <= 4096:
+            for i in range(s, e):
+                if mask[i] != 0:
+                    _put16(out, pos, i - s)
+                    pos += 2
+        else:
+            for i in range(s, e):
+                if mask[i] != 0:
+                    b = i - s
+                    out[pos + (b >> 3)] |= np.uint8(1 << (b & 7))
+            pos += 8192
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put16(out, pos, v):
+    out[pos] = v & 0xFF
+    out[pos + 1] = (v >> 8) & 0xFF
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put32(out, pos, v):
+    out[pos] = v & 0xFF
+    out[pos + 1] = (v >> 8) & 0xFF
+    out[pos + 2] = (v >> 16) & 0xFF
+    out[pos + 3] = (v >> 24) & 0xFF

@@ -1,0 +1,226 @@
+"""Segment-level evaluation and the outputs: count, preview, materialize, explain.
+
+Result = top `limit` of (include - exclude) by the ranking (ties: ascending customer_id),
+then union (append - exclude); everything intersected with the alive customers.
+Internal ids ascend with customer_id, so "ascending customer_id" is bitmap order.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+from pyroaring import BitMap
+
+from . import kernels as K
+from . import segment as S
+from .errors import InvalidArgument
+from .evaluate import Context
+from .results import CountResult, ExplainNode, Materialized, Preview
+from .schema import PROFILE_FIELDS
+from .segment_json import dump_condition
+from .timerange import from_day_number
+
+RANK_MODES = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}
+INT64_NULL = np.int64(-(2**63))
+
+
+class Evaluated:
+    """A segment's final members plus what ordering them needs."""
+
+    def __init__(self, ctx: Context, members: BitMap, seg: S.Segment):
+        self.ctx = ctx
+        self.members = members
+        self.seg = seg
+        self._values = None
+
+    def rank_values(self) -> Optional[np.ndarray]:
+        """Dense per-customer ranking values (int64; INT64_NULL = absent), or None."""
+        if self.seg.order_by is None:
+            return None
+        if self._values is None:
+            self._values = rank_values(self.ctx, self.seg.order_by)
+        return self._values
+
+    def ordered_ids(self, n: Optional[int] = None) -> np.ndarray:
+        """Internal ids in output order (ranking, else ascending customer_id); first n."""
+        ids = np.frombuffer(self.members.to_array(), dtype=np.uint32).astype(np.int64)
+        vals = self.rank_values()
+        if vals is None:
+            return ids if n is None else ids[:n]
+        return _rank_order(ids, vals[ids], self.seg.order_by.descending, n)
+
+
+def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[int]) -> np.ndarray:
+    """ids sorted by value (absent last), ties by ascending id (= ascending customer_id)."""
+    absent = v == INT64_NULL
+    safe = np.where(absent, 0, v)
+    key = np.where(absent, np.iinfo(np.int64).max, -safe if descending else safe)
+    if n is not None and n < ids.size:
+        # keep candidates with key <= the n-th smallest key, then sort those exactly
+        kth = np.partition(key, n - 1)[n - 1]
+        sel = key <= kth
+        ids, key = ids[sel], key[sel]
+    order = np.lexsort((ids, key))
+    out = ids[order]
+    return out if n is None else out[:n]
+
+
+def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
+    """Dense ranking values for every customer."""
+    if ob.key == "loyalty_points":
+        return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))
+    vals = ctx.line_values(ob.filter, ob.range, RANK_MODES[ob.key])
+    if ob.key == "last_purchase":
+        vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
+    return vals
+
+
+def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Evaluated:
+    """The final members of a segment as of an instant."""
+    ctx = Context(snap, as_of, deadline)
+    if getattr(snap, "empty", False):
+        return Evaluated(ctx, BitMap(), seg)
+    if trace:
+        ctx.trace = {}
+    alive = snap.alive
+    base = ctx.eval(seg.include) & alive
+    excl = ctx.eval(seg.exclude) if seg.exclude is not None else None
+    if excl is not None:
+        base -= excl
+    if seg.limit is not None and len(base) > seg.limit:
+        ev = Evaluated(ctx, base, seg)
+        base = BitMap(ev.ordered_ids(seg.limit).astype(np.uint32))
+    if seg.append:
+        app = BitMap.union(*[ctx.eval(c) for c in seg.append]) & alive
+        if excl is not None:
+            app -= excl
+        base |= app
+    return Evaluated(ctx, base, seg)
+
+
+def _as_of(as_of):
+    if as_of is None or isinstance(as_of, dt.datetime):
+        return as_of
+    if isinstance(as_of, str):
+        from .timerange import parse_instant
+        return parse_instant(as_of)
+    raise InvalidArgument("as_of", f"expected an instant, got {as_of!r}")
+
+
+def count(snap, seg: S.Segment, as_of=None, deadline=None) -> CountResult:
+    """Result size and email / SMS reachable counts."""
+    t0 = time.perf_counter()
+    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    m = ev.members
+    if getattr(snap, "empty", False):
+        return CountResult(0, 0, 0, tuple(ev.ctx.missing_ids), 0.0)
+    return CountResult(len(m), m.intersection_cardinality(snap.bitmap("email_reach")),
+                       m.intersection_cardinality(snap.bitmap("sms_reach")),
+                       tuple(sorted(set(ev.ctx.missing_ids))), (time.perf_counter() - t0) * 1000)
+
+
+def _check_fields(fields: Sequence[str]) -> Tuple[str, ...]:
+    for i, f in enumerate(fields):
+        if f not in PROFILE_FIELDS:
+            raise InvalidArgument(f"fields[{i}]", f"unknown field {f!r} (expected one of: {', '.join(PROFILE_FIELDS)})")
+    return tuple(fields)
+
+
+def _rank_column(ev: Evaluated, ids: np.ndarray):
+    vals = ev.rank_values()
+    if vals is None:
+        return None
+    return vals[ids]
+
+
+def _rank_py(key: str, v: int):
+    if v == INT64_NULL:
+        return None
+    return from_day_number(int(v)) if key == "last_purchase" else int(v)
+
+
+def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=None) -> Preview:
+    """The first n customers with chosen fields and the ranking value."""
+    t0 = time.perf_counter()
+    fields = _check_fields(fields)
+    if not isinstance(n, int) or n < 0:
+        raise InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
+    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    if getattr(snap, "empty", False):
+        return Preview([], 0, tuple(ev.ctx.missing_ids), 0.0)
+    ids = ev.ordered_ids(n)
+    ext = snap.ext_ids()[ids]
+    cols = {}
+    if fields and ids.size:
+        t = snap.profile().select(list(fields)).take(pa.array(ids))
+        cols = {f: t.column(f).to_pylist() for f in fields}
+    rv = _rank_column(ev, ids)
+    rows = []
+    for i in range(ids.size):
+        row = {"customer_id": int(ext[i])}
+        for f in fields:
+            row[f] = cols[f][i]
+        if rv is not None:
+            row["rank_value"] = _rank_py(seg.order_by.key, rv[i])
+        rows.append(row)
+    return Preview(rows, len(ev.members), tuple(sorted(set(ev.ctx.missing_ids))),
+                   (time.perf_counter() - t0) * 1000)
+
+
+def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None) -> Materialized:
+    """Every customer_id of the result (preview order) and chosen fields."""
+    t0 = time.perf_counter()
+    fields = _check_fields(fields)
+    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    if getattr(snap, "empty", False):
+        return Materialized(np.zeros(0, np.int64), {f: pa.nulls(0) for f in fields}, None, None,
+                            tuple(ev.ctx.missing_ids))
+    ids = ev.ordered_ids()
+    ext = snap.ext_ids()[ids]
+    cols = {}
+    if fields:
+        t = snap.profile().select(list(fields)).take(pa.array(ids))
+        cols = {f: t.column(f).combine_chunks() for f in fields}
+    rv = _rank_column(ev, ids)
+    key = seg.order_by.key if seg.order_by is not None else None
+    if rv is not None and key in ("last_purchase", "loyalty_points"):
+        rv = np.where(rv == INT64_NULL, np.nan, rv.astype(np.float64))
+    return Materialized(ext, cols, rv, key, tuple(sorted(set(ev.ctx.missing_ids))),
+                        (time.perf_counter() - t0) * 1000)
+
+
+def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
+    """The evaluated tree with each node's size (alive members) and time."""
+    t0 = time.perf_counter()
+    ev = evaluate(snap, seg, _as_of(as_of), deadline, trace=True)
+    if getattr(snap, "empty", False):
+        return ExplainNode("segment", 0, 0.0)
+    alive = snap.alive
+    trace = ev.ctx.trace
+
+    def node(c: S.Condition, label: Optional[str] = None) -> ExplainNode:
+        bm, ms = trace.get(c, (BitMap(), 0.0))
+        if isinstance(c, (S.AllOf, S.AnyOf)):
+            kids = tuple(node(k) for k in c.children)
+            lab = "all_of" if isinstance(c, S.AllOf) else "any_of"
+        elif isinstance(c, S.Not):
+            kids = (node(c.child),)
+            lab = "not"
+        else:
+            kids = ()
+            import json
+            lab = json.dumps(dump_condition(c), sort_keys=True)
+        return ExplainNode(label + ": " + lab if label else lab, bm.intersection_cardinality(alive), ms, kids)
+
+    parts = [node(seg.include, "include")]
+    if seg.exclude is not None:
+        parts.append(node(seg.exclude, "exclude"))
+    for i, a in enumerate(seg.append):
+        parts.append(node(a, f"append[{i}]"))
+    label = "segment"
+    if seg.order_by is not None or seg.limit is not None:
+        label += f" (order_by={seg.order_by.key if seg.order_by else 'customer_id'}, limit={seg.limit})"
+    return ExplainNode(label, len(ev.members), (time.perf_counter() - t0) * 1000, tuple(parts))

@@ -1,0 +1,74 @@
+"""What evaluation calls return: plain values and numpy / pyarrow arrays, no protobuf."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """Result size and how many are reachable by email (present and opted in) and SMS."""
+    count: int
+    email_reachable: int
+    sms_reachable: int
+    missing_ids: Tuple[int, ...] = ()   # ids of `customers` conditions that do not exist
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The first rows (ranking order, else ascending customer_id) and the total size.
+
+    Each row is a dict: customer_id, the requested profile fields (None for null; dates as
+    datetime.date; tags as a list) and, when the segment is ranked, "rank_value" (cents for
+    spend, a count, points, or a datetime.date for last_purchase; None when absent)."""
+    rows: List[Dict[str, Any]]
+    total: int
+    missing_ids: Tuple[int, ...] = ()
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class Materialized:
+    """Every customer of a result, in preview order.
+
+    customer_ids: int64 array; columns: field name -> pyarrow Array aligned with it;
+    rank_values: numpy array aligned with it when the segment is ranked (float64 with NaN
+    for absent values for last_purchase/loyalty_points ranks, int64 otherwise), else None."""
+    customer_ids: np.ndarray
+    columns: Dict[str, Any] = field(default_factory=dict)
+    rank_values: Optional[np.ndarray] = None
+    rank_key: Optional[str] = None
+    missing_ids: Tuple[int, ...] = ()
+    elapsed_ms: float = 0.0
+
+    def to_arrow(self):
+        """A pyarrow Table: customer_id, the fields, and rank_value when ranked."""
+        import pyarrow as pa
+
+        cols = {"customer_id": pa.array(self.customer_ids, type=pa.int64())}
+        cols.update(self.columns)
+        if self.rank_values is not None:
+            cols["rank_value"] = pa.array(self.rank_values)
+        return pa.table(cols)
+
+
+@dataclass(frozen=True)
+class ExplainNode:
+    """One node of an evaluated tree: its label (the condition as JSON text), result size
+    (active customers matching it, summed over shards), time in ms, and children."""
+    label: str
+    size: int
+    ms: float
+    children: Tuple["ExplainNode", ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "size": self.size, "ms": round(self.ms, 3),
+                "children": [c.to_dict() for c in self.children]}
+
+    def render(self, indent: int = 0) -> str:
+        """An indented text tree."""
+        line = f"{'  ' * indent}{self.label}  size={self.size}  {self.ms:.3f} ms"
+        return "\n".join([line] + [c.render(indent + 1) for c in self.children])

@@ -1,0 +1,451 @@
+"""The JSON segment format (docs/segments.md): parse with errors naming the path, and dump.
+
+A condition is an object with exactly one key, its kind:
+    {"spend": {"filter": {"department": ["diamond"]}, "range": {"last_n_months": 6},
+               "cmp": {"between": [50000, 100000]}}}
+A segment is {"include": C, "exclude": C?, "append": [C...]?, "order_by": {...}?, "limit": N?}.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from . import segment as S
+from .errors import InvalidArgument
+
+MAX_DEPTH = 32
+MAX_CUSTOMER_IDS = 100_000
+MAX_VALUES = 10_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _fail(path: str, msg: str):
+    raise InvalidArgument(path, msg)
+
+
+def _obj(v: Any, path: str, allowed: tuple) -> dict:
+    if not isinstance(v, dict):
+        _fail(path, f"expected an object, got {type(v).__name__}")
+    for k in v:
+        if k not in allowed:
+            _fail(f"{path}.{k}", f"unknown field (expected one of: {', '.join(allowed)})")
+    return v
+
+
+def _int(v: Any, path: str, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            _fail(path, f"expected an integer, got {v!r}")
+    if not lo <= v <= hi:
+        _fail(path, f"{v} is out of range [{lo}, {hi}]")
+    return v
+
+
+def _str(v: Any, path: str, allow_empty: bool = False) -> str:
+    if not isinstance(v, str):
+        _fail(path, f"expected a string, got {v!r}")
+    if not allow_empty and not v.strip():
+        _fail(path, "must not be empty")
+    return v
+
+
+def _str_list(v: Any, path: str, allow_empty: bool = False) -> tuple:
+    if not isinstance(v, list):
+        _fail(path, f"expected a list of strings, got {type(v).__name__}")
+    if not v and not allow_empty:
+        _fail(path, "must not be empty")
+    if len(v) > MAX_VALUES:
+        _fail(path, f"{len(v)} values, more than the limit of {MAX_VALUES}")
+    return tuple(_str(x, f"{path}[{i}]", allow_empty=True) for i, x in enumerate(v))
+
+
+def _date(v: Any, path: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(v)
+    except (TypeError, ValueError):
+        _fail(path, f"expected a date YYYY-MM-DD, got {v!r}")
+
+
+def parse_cmp(v: Any, path: str) -> S.Cmp:
+    """{"op": value} with op in > >= < <= ==, or {"between": [a, b]}."""
+    if not isinstance(v, dict) or len(v) != 1:
+        _fail(path, 'expected one comparison such as {">=": 3} or {"between": [a, b]}')
+    (op, arg), = v.items()
+    if op not in S.CMP_OPS:
+        _fail(f"{path}.{op}", f"unknown comparison (expected one of: {' '.join(S.CMP_OPS)})")
+    if op == "between":
+        if not isinstance(arg, list) or len(arg) != 2:
+            _fail(f"{path}.between", "expected [low, high]")
+        a, b = _int(arg[0], f"{path}.between[0]"), _int(arg[1], f"{path}.between[1]")
+        if b < a:
+            _fail(f"{path}.between", f"high {b} is below low {a}")
+        return S.Cmp("between", a, b)
+    return S.Cmp(op, _int(arg, f"{path}.{op}"))
+
+
+def parse_range(v: Any, path: str) -> S.TimeRange:
+    """A preset name, {"last_n_days": N}, {"last_n_months": N} or {"custom": {start, end}}."""
+    if v is None:
+        return S.EVER
+    if isinstance(v, str):
+        if v not in S.RANGE_PRESETS:
+            _fail(path, f"unknown range {v!r} (expected one of: {', '.join(S.RANGE_PRESETS)}, "
+                        "last_n_days, last_n_months, custom)")
+        return S.TimeRange(v)
+    if not isinstance(v, dict) or len(v) != 1:
+        _fail(path, "expected a preset name or one of last_n_days / last_n_months / custom")
+    (k, arg), = v.items()
+    if k in ("last_n_days", "last_n_months"):
+        return S.TimeRange(k, n=_int(arg, f"{path}.{k}", 1, 100_000 if k == "last_n_days" else 12_000))
+    if k == "custom":
+        _obj(arg, f"{path}.custom", ("start", "end"))
+        start = _bound(arg.get("start"), f"{path}.custom.start")
+        end = _bound(arg.get("end"), f"{path}.custom.end")
+        if isinstance(start, dt.date) and isinstance(end, dt.date) and end < start:
+            _fail(path, f"end before start ({end} < {start})")
+        if isinstance(start, S.Offset) and isinstance(end, S.Offset):
+            # before on every possible today: fewer months and no more days, or vice versa
+            if (end.months <= start.months and end.days <= start.days) and \
+                    (end.months, end.days) != (start.months, start.days):
+                _fail(path, "end before start")
+        return S.TimeRange("custom", start=start, end=end)
+    if k in S.RANGE_PRESETS:
+        return S.TimeRange(k)
+    _fail(f"{path}.{k}", "unknown range kind")
+
+
+def _bound(v: Any, path: str):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return _date(v, path)
+    _obj(v, path, ("months", "days"))
+    return S.Offset(months=_int(v.get("months", 0), f"{path}.months", -12_000, 12_000),
+                    days=_int(v.get("days", 0), f"{path}.days", -400_000, 400_000))
+
+
+def parse_filter(v: Any, path: str) -> S.ProductFilter:
+    """{"department": ["diamond"], "metal": ["gold"]}: OR within a field, AND across, same line."""
+    if v is None:
+        return S.NO_FILTER
+    _obj(v, path, S.PRODUCT_FIELDS)
+    return S.ProductFilter(tuple(sorted((k, _str_list(vals, f"{path}.{k}")) for k, vals in v.items())))
+
+
+def _shops(v: Any, path: str) -> tuple:
+    return () if v is None else _str_list(v, path)
+
+
+def parse_condition(v: Any, path: str = "include", depth: int = 0) -> S.Condition:
+    """One condition object; raises InvalidArgument naming the path of the first problem."""
+    if depth > MAX_DEPTH:
+        _fail(path, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(v, str) and v in ("all", "loyalty_member", "married_today", "overdue_layby",
+                                    "upcoming_appointment"):
+        v = {v: {}}
+    if not isinstance(v, dict) or len(v) != 1:
+        _fail(path, "expected an object with exactly one key, the condition kind")
+    (kind, a), = v.items()
+    p = f"{path}.{kind}"
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        _fail(p, f"unknown condition (expected one of: {', '.join(sorted(_PARSERS))})")
+    return parser(a, p, depth)
+
+
+def _children(a, p, depth):
+    if not isinstance(a, list):
+        _fail(p, "expected a list of conditions")
+    if not a:
+        _fail(p, "must not be empty")
+    return tuple(parse_condition(c, f"{p}[{i}]", depth + 1) for i, c in enumerate(a))
+
+
+def _empty(cls):
+    def parse(a, p, depth):
+        _obj(a if a is not None else {}, p, ())
+        return cls()
+    return parse
+
+
+def _customers(a, p, depth):
+    if isinstance(a, dict):
+        _obj(a, p, ("ids",))
+        a = a.get("ids")
+        p = f"{p}.ids"
+    if not isinstance(a, list):
+        _fail(p, "expected a list of customer_ids")
+    if len(a) > MAX_CUSTOMER_IDS:
+        _fail(p, f"{len(a)} ids, more than the limit of {MAX_CUSTOMER_IDS}")
+    return S.Customers(tuple(_int(x, f"{p}[{i}]") for i, x in enumerate(a)))
+
+
+def _search(a, p, depth):
+    _obj(a, p, ("text", "fields"))
+    fields = S.SEARCH_FIELDS if a.get("fields") is None else _str_list(a["fields"], f"{p}.fields")
+    for i, f in enumerate(fields):
+        if f not in S.SEARCH_FIELDS:
+            _fail(f"{p}.fields[{i}]", f"unknown field {f!r} (expected one of: {', '.join(S.SEARCH_FIELDS)})")
+    return S.Search(_str(a.get("text"), f"{p}.text"), tuple(fields))
+
+
+def _surname(a, p, depth):
+    if isinstance(a, dict):
+        _obj(a, p, ("text",))
+        return S.Surname(_str(a.get("text"), f"{p}.text"))
+    return S.Surname(_str(a, p))
+
+
+def _birthday(which):
+    def parse(a, p, depth):
+        if isinstance(a, str):
+            a = {"mode": a}
+        _obj(a, p, ("mode", "month", "days"))
+        mode = a.get("mode")
+        if mode not in S.BIRTHDAY_MODES:
+            _fail(f"{p}.mode", f"expected one of: {', '.join(S.BIRTHDAY_MODES)}")
+        month = days = None
+        if mode == "month":
+            month = _int(a.get("month"), f"{p}.month", 1, 12)
+        if mode == "next_days":
+            days = _int(a.get("days"), f"{p}.days", 1, 366)
+        return S.Birthday(which, mode, month, days)
+    return parse
+
+
+def _cmp_only(cls):
+    def parse(a, p, depth):
+        if isinstance(a, dict) and "cmp" in a:
+            _obj(a, p, ("cmp",))
+            return cls(parse_cmp(a["cmp"], f"{p}.cmp"))
+        return cls(parse_cmp(a, p))
+    return parse
+
+
+def _joined(a, p, depth):
+    _obj(a, p, ("range",))
+    return S.Joined(parse_range(a.get("range"), f"{p}.range"))
+
+
+def _in_values(field):
+    def parse(a, p, depth):
+        if isinstance(a, dict):
+            _obj(a, p, ("values",))
+            return S.InValues(field, _str_list(a.get("values"), f"{p}.values"))
+        return S.InValues(field, _str_list(a, p))
+    return parse
+
+
+def _tags(a, p, depth):
+    _obj(a, p, ("any", "all"))
+    if len(a) != 1:
+        _fail(p, 'expected exactly one of "any" or "all"')
+    (mode, tags), = a.items()
+    return S.Tags(_str_list(tags, f"{p}.{mode}"), mode)
+
+
+def _reachable(a, p, depth):
+    if isinstance(a, dict):
+        _obj(a, p, ("channel",))
+        a, p = a.get("channel"), f"{p}.channel"
+    if a not in S.REACHABLE_CHANNELS:
+        _fail(p, f"expected one of: {', '.join(S.REACHABLE_CHANNELS)}")
+    return S.Reachable(a)
+
+
+def _bought(a, p, depth):
+    _obj(a if a is not None else {}, p, ("filter", "range"))
+    a = a or {}
+    return S.Bought(parse_filter(a.get("filter"), f"{p}.filter"), parse_range(a.get("range"), f"{p}.range"))
+
+
+def _line_agg(cls):
+    def parse(a, p, depth):
+        _obj(a, p, ("filter", "range", "cmp"))
+        if "cmp" not in a:
+            _fail(f"{p}.cmp", "required")
+        return cls(parse_cmp(a["cmp"], f"{p}.cmp"), parse_filter(a.get("filter"), f"{p}.filter"),
+                   parse_range(a.get("range"), f"{p}.range"))
+    return parse
+
+
+def _visited(a, p, depth):
+    a = {} if a is None else a
+    _obj(a, p, ("cmp", "shops", "range"))
+    cmp = S.AT_LEAST_ONE if a.get("cmp") is None else parse_cmp(a["cmp"], f"{p}.cmp")
+    return S.Visited(cmp, _shops(a.get("shops"), f"{p}.shops"), parse_range(a.get("range"), f"{p}.range"))
+
+
+def _upcoming(a, p, depth):
+    a = {} if a is None else a
+    _obj(a, p, ("shops",))
+    return S.UpcomingAppointment(_shops(a.get("shops"), f"{p}.shops"))
+
+
+_PARSERS = {
+    "all": _empty(S.All),
+    "customers": _customers,
+    "search": _search,
+    "surname": _surname,
+    "birthday": _birthday("birth"),
+    "anniversary": _birthday("anniversary"),
+    "married_today": _empty(S.MarriedToday),
+    "age": _cmp_only(S.Age),
+    "joined": _joined,
+    "loyalty_member": _empty(S.LoyaltyMember),
+    "loyalty_points": _cmp_only(S.LoyaltyPoints),
+    **{f: _in_values(f) for f in S.VALUE_FIELDS},
+    "tags": _tags,
+    "reachable": _reachable,
+    "account_balance": _cmp_only(S.AccountBalance),
+    "overdue_layby": _empty(S.OverdueLayby),
+    "bought": _bought,
+    "spend": _line_agg(S.Spend),
+    "purchase_count": _line_agg(S.PurchaseCount),
+    "visited": _visited,
+    "upcoming_appointment": _upcoming,
+    "all_of": lambda a, p, d: S.AllOf(_children(a, p, d)),
+    "any_of": lambda a, p, d: S.AnyOf(_children(a, p, d)),
+    "not": lambda a, p, d: S.Not(parse_condition(a, p, d + 1)),
+}
+
+
+def parse_order_by(v: Any, path: str = "order_by") -> S.OrderBy:
+    """{"key": "spend", "filter": {...}, "range": ..., "direction": "desc"|"asc"}."""
+    _obj(v, path, ("key", "filter", "range", "direction"))
+    key = v.get("key")
+    if key not in S.ORDER_KEYS:
+        _fail(f"{path}.key", f"expected one of: {', '.join(S.ORDER_KEYS)}")
+    direction = v.get("direction", "desc")
+    if direction not in ("asc", "desc"):
+        _fail(f"{path}.direction", 'expected "asc" or "desc"')
+    if key == "loyalty_points" and (v.get("filter") is not None or v.get("range") is not None):
+        _fail(path, "loyalty_points takes no filter or range")
+    return S.OrderBy(key, parse_filter(v.get("filter"), f"{path}.filter"),
+                     parse_range(v.get("range"), f"{path}.range"), direction == "desc")
+
+
+def parse_segment(v: Any) -> S.Segment:
+    """A whole segment object; raises InvalidArgument naming the path of the first problem."""
+    _obj(v, "segment", ("include", "exclude", "append", "order_by", "limit", "name", "description"))
+    if "include" not in v:
+        _fail("include", "required")
+    include = parse_condition(v["include"], "include")
+    exclude = None if v.get("exclude") is None else parse_condition(v["exclude"], "exclude")
+    append = ()
+    if v.get("append") is not None:
+        if not isinstance(v["append"], list):
+            _fail("append", "expected a list of conditions")
+        append = tuple(parse_condition(c, f"append[{i}]") for i, c in enumerate(v["append"]))
+    order_by = None if v.get("order_by") is None else parse_order_by(v["order_by"])
+    limit = None if v.get("limit") is None else _int(v["limit"], "limit", 1, INT64_MAX)
+    return S.Segment(include, exclude, append, order_by, limit)
+
+
+def loads(text: str) -> S.Segment:
+    """Parse a segment from JSON text."""
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidArgument("segment", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return parse_segment(v)
+
+
+# ---------------------------------------------------------------- dump
+
+def dump_range(r: S.TimeRange):
+    if r.kind in S.RANGE_PRESETS:
+        return r.kind
+    if r.kind in ("last_n_days", "last_n_months"):
+        return {r.kind: r.n}
+
+    def b(x):
+        if x is None:
+            return None
+        return x.isoformat() if isinstance(x, dt.date) else {"months": x.months, "days": x.days}
+    out = {}
+    if r.start is not None:
+        out["start"] = b(r.start)
+    if r.end is not None:
+        out["end"] = b(r.end)
+    return {"custom": out}
+
+
+def dump_cmp(c: S.Cmp):
+    return {"between": [c.a, c.b]} if c.op == "between" else {c.op: c.a}
+
+
+def dump_condition(c: S.Condition):
+    """The JSON object of a condition (inverse of parse_condition)."""
+    t = type(c)
+    if t in (S.All, S.MarriedToday, S.LoyaltyMember, S.OverdueLayby):
+        return {_KIND[t]: {}}
+    if t is S.Customers:
+        return {"customers": list(c.ids)}
+    if t is S.Search:
+        return {"search": {"text": c.text, "fields": list(c.fields)}}
+    if t is S.Surname:
+        return {"surname": c.text}
+    if t is S.Birthday:
+        body = {"mode": c.mode}
+        if c.month is not None:
+            body["month"] = c.month
+        if c.days is not None:
+            body["days"] = c.days
+        return {"birthday" if c.which == "birth" else "anniversary": body}
+    if t in (S.Age, S.LoyaltyPoints, S.AccountBalance):
+        return {_KIND[t]: {"cmp": dump_cmp(c.cmp)}}
+    if t is S.Joined:
+        return {"joined": {"range": dump_range(c.range)}}
+    if t is S.InValues:
+        return {c.field: list(c.values)}
+    if t is S.Tags:
+        return {"tags": {c.mode: list(c.tags)}}
+    if t is S.Reachable:
+        return {"reachable": c.channel}
+    if t is S.Bought:
+        return {"bought": {"filter": c.filter.as_dict(), "range": dump_range(c.range)}}
+    if t in (S.Spend, S.PurchaseCount):
+        return {_KIND[t]: {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}}
+    if t is S.Visited:
+        return {"visited": {"cmp": dump_cmp(c.cmp), "shops": list(c.shops), "range": dump_range(c.range)}}
+    if t is S.UpcomingAppointment:
+        return {"upcoming_appointment": {"shops": list(c.shops)}}
+    if t is S.AllOf:
+        return {"all_of": [dump_condition(x) for x in c.children]}
+    if t is S.AnyOf:
+        return {"any_of": [dump_condition(x) for x in c.children]}
+    if t is S.Not:
+        return {"not": dump_condition(c.child)}
+    raise TypeError(f"not a condition: {c!r}")
+
+
+_KIND = {S.All: "all", S.MarriedToday: "married_today", S.LoyaltyMember: "loyalty_member",
+         S.OverdueLayby: "overdue_layby", S.Age: "age", S.LoyaltyPoints: "loyalty_points",
+         S.AccountBalance: "account_balance", S.Spend: "spend", S.PurchaseCount: "purchase_count"}
+
+
+def dump_segment(s: S.Segment) -> dict:
+    """The JSON object of a segment (inverse of parse_segment)."""
+    out: dict = {"include": dump_condition(s.include)}
+    if s.exclude is not None:
+        out["exclude"] = dump_condition(s.exclude)
+    if s.append:
+        out["append"] = [dump_condition(c) for c in s.append]
+    if s.order_by is not None:
+        o = s.order_by
+        out["order_by"] = {"key": o.key, "direction": "desc" if o.descending else "asc"}
+        if o.key != "loyalty_points":
+            out["order_by"]["filter"] = o.filter.as_dict()
+            out["order_by"]["range"] = dump_range(o.range)
+    if s.limit is not None:
+        out["limit"] = s.limit
+    return out
+
+
+def dumps(s: S.Segment) -> str:
+    """JSON text of a segment."""
+    return json.dumps(dump_segment(s), sort_keys=True)

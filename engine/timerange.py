@@ -1,0 +1,178 @@
+"""Calendar arithmetic: as-of instants, local `today`, time-range presets, day numbers.
+
+Dates are carried as int day numbers (days since 1970-01-01) inside the engine so kernels
+compare integers; this module is the only place that knows about zones and presets.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from typing import Optional, Tuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from .errors import InvalidArgument
+from .segment import Offset, TimeRange
+
+EPOCH = dt.date(1970, 1, 1)
+UTC = dt.timezone.utc
+MIN_DAY = -(2**31) + 1   # "no lower bound" as a day number
+MAX_DAY = 2**31 - 2      # "no upper bound"
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`, or InvalidArgument naming it."""
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+        raise InvalidArgument("timezone", f"unknown IANA timezone {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidArgument("timezone", f"unknown IANA timezone {name!r}") from None
+
+
+def day_number(d: dt.date) -> int:
+    """Days since 1970-01-01."""
+    return (d - EPOCH).days
+
+
+def from_day_number(n: int) -> dt.date:
+    """The date `n` days after 1970-01-01."""
+    return EPOCH + dt.timedelta(days=int(n))
+
+
+def to_micros(instant: dt.datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    if instant.tzinfo is None:
+        raise InvalidArgument("as_of", "instant needs a UTC offset or Z")
+    delta = instant - dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_instant(text: str, path: str = "as_of") -> dt.datetime:
+    """An ISO-8601 instant with offset or Z; a bare date means its local midnight is not
+    guessed: it is refused."""
+    try:
+        v = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise InvalidArgument(path, f"not an ISO-8601 instant: {text!r}") from None
+    if v.tzinfo is None:
+        raise InvalidArgument(path, f"instant {text!r} needs a UTC offset or Z")
+    return v
+
+
+def add_months(d: dt.date, months: int) -> dt.date:
+    """d shifted by whole months, clamped to the target month's last day."""
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    return dt.date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def shift(today: dt.date, off: Offset) -> dt.date:
+    """today + off.months (clamped) + off.days."""
+    return add_months(today, off.months) + dt.timedelta(days=off.days)
+
+
+class AsOf:
+    """An evaluation instant and its calendar reading in one dataset's zone."""
+
+    __slots__ = ("instant", "micros", "zone", "today", "today_day")
+
+    def __init__(self, instant: Optional[dt.datetime], zone: ZoneInfo):
+        if instant is None:
+            instant = dt.datetime.now(UTC)
+        if instant.tzinfo is None:
+            raise InvalidArgument("as_of", "instant needs a UTC offset or Z")
+        self.instant = instant
+        self.micros = to_micros(instant)
+        self.zone = zone
+        self.today = instant.astimezone(zone).date()
+        self.today_day = day_number(self.today)
+
+    def resolve(self, r: TimeRange) -> Tuple[int, int]:
+        """The closed [start_day, end_day] of a range; (MIN_DAY, MAX_DAY) for ever.
+        An empty range comes back with start > end."""
+        s, e = resolve_dates(r, self.today)
+        return (MIN_DAY if s is None else day_number(s), MAX_DAY if e is None else day_number(e))
+
+
+def resolve_dates(r: TimeRange, today: dt.date) -> Tuple[Optional[dt.date], Optional[dt.date]]:
+    """The closed [start, end] local dates of a range for a given today (None = unbounded)."""
+    k = r.kind
+    one = dt.timedelta(days=1)
+    if k == "ever":
+        return None, None
+    if k == "today":
+        return today, today
+    if k == "yesterday":
+        return today - one, today - one
+    if k == "last_week":
+        monday = today - dt.timedelta(days=today.weekday())
+        return monday - dt.timedelta(days=7), monday - one
+    if k == "month_to_date":
+        return today.replace(day=1), today
+    if k == "previous_month":
+        first = today.replace(day=1)
+        return add_months(first, -1), first - one
+    if k == "year_to_date":
+        return today.replace(month=1, day=1), today
+    if k == "last_n_days":
+        return today - dt.timedelta(days=r.n - 1), today
+    if k == "last_n_months":
+        return add_months(today, -r.n) + one, today
+    if k == "custom":
+        def bound(b):
+            if b is None:
+                return None
+            return shift(today, b) if isinstance(b, Offset) else b
+        return bound(r.start), bound(r.end)
+    raise InvalidArgument("range", f"unknown range kind {k!r}")
+
+
+def local_day_of_micros(micros, zone: ZoneInfo):
+    """Vectorised local day numbers of UTC microsecond instants (numpy int64 array in/out).
+
+    Uses the zone's transition table: offsets are constant between transitions, so the
+    instants are bucketed by transition and shifted by that bucket's UTC offset.
+    """
+    import numpy as np
+
+    micros = np.asarray(micros, dtype=np.int64)
+    if micros.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    secs = micros // 1_000_000
+    lo, hi = int(secs.min()), int(secs.max())
+    trans, offsets = _transitions(zone, lo, hi)
+    idx = np.searchsorted(trans, secs, side="right") - 1
+    local = secs + offsets[idx]
+    return (local // 86400).astype(np.int32)
+
+
+def _transitions(zone: ZoneInfo, lo: int, hi: int):
+    """Sorted transition instants (seconds) covering [lo, hi] and the UTC offset from each."""
+    import numpy as np
+
+    # Scan with a 6-hour step and bisect each change of offset to the second.
+    def off(t: int) -> int:
+        return int(dt.datetime.fromtimestamp(t, UTC).astimezone(zone).utcoffset().total_seconds())
+
+    step = 6 * 3600
+    t = lo - step
+    points = [t]
+    offs = [off(t)]
+    cur = offs[0]
+    end = hi + step
+    while t < end:
+        nt = t + step
+        o = off(nt)
+        if o != cur:
+            a, b = t, nt  # off(a) == cur, off(b) == o: bisect to the second
+            while b - a > 1:
+                mid = (a + b) // 2
+                if off(mid) == cur:
+                    a = mid
+                else:
+                    b = mid
+            points.append(b)
+            offs.append(o)
+            cur = o
+        t = nt
+    return np.asarray(points, dtype=np.int64), np.asarray(offs, dtype=np.int64)
