@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import store
-from .errors import InvalidArgument, NotFound
+
 from .results import CountResult, ExplainNode, Materialized, Preview
 from .segment import Segment
 

@@ -15,8 +15,10 @@ A shard is the contiguous internal-id range [s << bits, (s + 1) << bits).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -27,6 +29,7 @@ import pyarrow.compute as pc
 
 from . import timerange
 from .ingest_read import digits_only, normalize_text
+from . import kernels as K
 from .kernels import mask_to_roaring
 from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
 
@@ -76,15 +79,20 @@ def _month_day(col):
 
 
 def _encode(col, dictionary: Optional[list] = None):
-    """Dictionary-encode a string column: (int32 codes, dictionary list); 0 = null."""
+    """Dictionary-encode a string column: (int32 codes, dictionary list); 0 = null.
+
+    One hash pass (arrow dictionary_encode), then the small local dictionary is remapped
+    onto `dictionary` (default: the sorted distinct values); values outside it get 0."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
+    de = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+    local = de.dictionary.to_pylist()
     if dictionary is None:
-        dictionary = sorted(set(pc.unique(col).drop_null().to_pylist()))
-    if not dictionary:
-        return np.zeros(len(col), dtype=np.int32), dictionary
-    idx = pc.index_in(col, value_set=pa.array(dictionary, type=pa.string()))
-    return _filled(pc.add(idx, 1), 0, np.int32), dictionary
+        dictionary = sorted(set(v for v in local if v is not None))
+    pos = {v: i + 1 for i, v in enumerate(dictionary)}
+    remap = np.array([0] + [pos.get(v, 0) for v in local], dtype=np.int32)
+    idx = _filled(pc.cast(de.indices, pa.int64()), -1, np.int64) + 1
+    return remap[idx], dictionary
 
 
 class _Writer:
@@ -171,6 +179,7 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     cust = cust.take(pa.array(order))
     n = int(ext.size)
     n_shards = max(1, (n + (1 << shard_bits) - 1) >> shard_bits)
+    id_table = K.build_id_hash(ext)
     step("customers")
 
     # ---- per-customer dense columns
@@ -248,14 +257,13 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
             "amount": _np(p.column("amount"), np.int64),
             "quantity": _filled(p.column("quantity"), int(INT32_NULL), np.int32),
         }
-        _write_lines(w, "p", ext, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols,
-                     np.stack(codes) if codes else None)
+        _write_lines(w, "p", id_table, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols, codes)
     else:
         for f in PRODUCT_FIELDS_ORDER:
             dicts.setdefault(f, [] if f != "shop" else shop_dict)
-        _write_lines(w, "p", ext, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
+        _write_lines(w, "p", id_table, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
                      n_shards, {"amount": np.zeros(0, np.int64), "quantity": np.zeros(0, np.int32)},
-                     np.zeros((len(PRODUCT_FIELDS_ORDER), 0), np.int32))
+                     [np.zeros(0, np.int32)] * len(PRODUCT_FIELDS_ORDER))
     rows["purchases"] = 0 if p is None else p.num_rows
     step("purchases")
 
@@ -264,17 +272,17 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
         ts = _np(pc.cast(v.column("starts_at"), pa.int64()), np.int64)
         status, _ = _encode(v.column("status"), list(VISIT_STATUS_CODES))
         shop, _ = _encode(v.column("shop"), shop_dict)
-        _write_lines(w, "v", ext, v.column("customer_id"), ts, zone, shard_bits, n_shards,
+        _write_lines(w, "v", id_table, v.column("customer_id"), ts, zone, shard_bits, n_shards,
                      {"status": status.astype(np.uint8), "shop": shop}, None)
     else:
-        _write_lines(w, "v", ext, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
+        _write_lines(w, "v", id_table, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
                      n_shards, {"status": np.zeros(0, np.uint8), "shop": np.zeros(0, np.int32)}, None)
     rows["visits"] = 0 if v is None else v.num_rows
     step("visits")
 
     lb = tables.get("laybys")
     nl = 0 if lb is None else lb.num_rows
-    iid = np.searchsorted(ext, _np(lb.column("customer_id"), np.int64)) if nl else np.zeros(0, np.int64)
+    iid = K.hash_lookup(*id_table, _np(lb.column("customer_id"), np.int64)) if nl else np.zeros(0, np.int64)
     shard = iid >> shard_bits
     order = np.argsort(shard, kind="stable")
     starts = np.searchsorted(shard[order], np.arange(n_shards + 1))
@@ -303,28 +311,35 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     }
 
 
-def _write_lines(w, prefix, ext, cid_col, ts, zone, shard_bits, n_shards, cols, codes):
-    """Sort lines by (shard, local day, instant) and write each shard's columns."""
+def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, cols, codes):
+    """Group lines by shard, order each shard by (local day, instant), write its columns.
+
+    codes: a list of int32 code arrays (one per product field) or None."""
     size = 1 << shard_bits
-    cid = _np(cid_col, np.int64)
-    iid = np.searchsorted(ext, cid)
-    day = timerange.local_day_of_micros(ts, zone)
-    shard = (iid >> shard_bits).astype(np.int64)
-    order = np.lexsort((ts, day, shard))
-    shard = shard[order]
-    starts = np.searchsorted(shard, np.arange(n_shards + 1))
+    iid = K.hash_lookup(*id_table, _np(cid_col, np.int64))
+    shard = iid >> shard_bits
+    order, starts = K.bucket_order(shard, n_shards)
     cust_dtype = np.uint16 if shard_bits <= 16 else np.uint32
-    local = (iid[order] & (size - 1)).astype(cust_dtype)
-    day, ts = day[order], ts[order]
-    cols = {k: v[order] for k, v in cols.items()}
-    if codes is not None:
-        codes = codes[:, order]
-    for s in range(n_shards):
-        a, b = int(starts[s]), int(starts[s + 1])
-        w.put(shard_key(s, prefix, "cust"), local[a:b])
-        w.put(shard_key(s, prefix, "day"), day[a:b])
-        w.put(shard_key(s, prefix, "ts"), ts[a:b])
+    table = None
+    if ts.size:
+        secs = ts // 1_000_000
+        table = timerange.zone_transitions(zone, int(secs.min()), int(secs.max()))
+
+    def shard_columns(s):
+        idx = order[starts[s]:starts[s + 1]]
+        idx = idx[np.argsort(ts[idx], kind="stable")]
+        day = timerange.local_day_of_micros(ts[idx], zone, table)
+        if day.size > 1 and (np.diff(day) < 0).any():  # a backward DST shift across midnight
+            o = np.lexsort((ts[idx], day))
+            idx, day = idx[o], day[o]
+        out = {"cust": (iid[idx] & (size - 1)).astype(cust_dtype), "day": day, "ts": ts[idx]}
         for k, v in cols.items():
-            w.put(shard_key(s, prefix, k), v[a:b])
+            out[k] = v[idx]
         if codes is not None:
-            w.put(shard_key(s, prefix, "codes"), np.ascontiguousarray(codes[:, a:b]))
+            out["codes"] = np.stack([c[idx] for c in codes]) if codes else np.zeros((0, idx.size), np.int32)
+        return s, out
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        for s, out in pool.map(shard_columns, range(n_shards)):
+            for k, v in out.items():
+                w.put(shard_key(s, prefix, k), v)

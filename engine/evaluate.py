@@ -19,10 +19,10 @@ from pyroaring import BitMap, FrozenBitMap
 
 from . import kernels as K
 from . import segment as S
-from .build import INT32_NULL, INT64_NULL, VISIT_STATUS_CODES
-from .errors import Cancelled, InvalidArgument
+from .build import INT32_NULL, INT64_NULL
+from .errors import Cancelled
 from .ingest_read import digits_only, normalize_text
-from .timerange import AsOf, MAX_DAY, MIN_DAY, day_number
+from .timerange import AsOf, MAX_DAY, MIN_DAY
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
 SHARD_BATCH = 16  # shards per kernel call: the granularity at which deadlines are honoured

@@ -18,7 +18,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaTypeSafetyWarning
 
 # prange indices are unsigned; indexing int64 arrays with them is safe here (sizes < 2**63)
-warnings.filterwarnings("ignore", category=NumbaTypeSafetyWarning, module=__name__)
+warnings.filterwarnings("ignore", category=NumbaTypeSafetyWarning)
 
 MODE_BOUGHT = 0       # any matching non-refund line
 MODE_SPEND = 1        # net sum of matching amounts
@@ -238,3 +238,72 @@ def _put32(out, pos, v):
     out[pos + 1] = (v >> 8) & 0xFF
     out[pos + 2] = (v >> 16) & 0xFF
     out[pos + 3] = (v >> 24) & 0xFF
+
+
+# ------------------------------------------------------------------ build-time kernels
+
+@njit(cache=True, nogil=True)
+def _hash_slot(key, mask):
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(20)) & mask
+
+
+@njit(cache=True, nogil=True)
+def build_id_hash(keys):
+    """Open-addressing table of keys -> position (power-of-two size, load <= 0.5)."""
+    size = 1
+    while size < 2 * keys.size + 2:
+        size <<= 1
+    mask = size - 1
+    tkeys = np.empty(size, dtype=np.int64)
+    tvals = np.full(size, -1, dtype=np.int64)
+    for i in range(keys.size):
+        s = _hash_slot(keys[i], mask)
+        while tvals[s] != -1:
+            s = (s + 1) & mask
+        tkeys[s] = keys[i]
+        tvals[s] = i
+    return tkeys, tvals
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def hash_lookup(tkeys, tvals, queries):
+    """Position of each query in the table's keys, -1 when absent."""
+    mask = tkeys.size - 1
+    out = np.empty(queries.size, dtype=np.int64)
+    for i in prange(queries.size):
+        q = queries[i]
+        s = _hash_slot(q, mask)
+        r = -1
+        while tvals[s] != -1:
+            if tkeys[s] == q:
+                r = tvals[s]
+                break
+            s = (s + 1) & mask
+        out[i] = r
+    return out
+
+
+@njit(cache=True, nogil=True)
+def bucket_order(bucket, n_buckets):
+    """Stable counting sort by bucket: (order, starts[n_buckets + 1])."""
+    counts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for i in range(bucket.size):
+        counts[bucket[i] + 1] += 1
+    starts = np.cumsum(counts)
+    pos = starts[:-1].copy()
+    order = np.empty(bucket.size, dtype=np.int64)
+    for i in range(bucket.size):
+        b = bucket[i]
+        order[pos[b]] = i
+        pos[b] += 1
+    return order, starts
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gather(values, order):
+    """values[order], in parallel."""
+    out = np.empty(order.size, dtype=values.dtype)
+    for i in prange(order.size):
+        out[i] = values[order[i]]
+    return out

@@ -8,7 +8,7 @@ validation that names the failing path live in engine/segment_json.py.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 # ---------------------------------------------------------------- comparisons

@@ -29,7 +29,8 @@ def _obj(v: Any, path: str, allowed: tuple) -> dict:
         _fail(path, f"expected an object, got {type(v).__name__}")
     for k in v:
         if k not in allowed:
-            _fail(f"{path}.{k}", f"unknown field (expected one of: {', '.join(allowed)})")
+            _fail(f"{path}.{k}", "unknown field" + (f" (expected one of: {', '.join(allowed)})"
+                                                   if allowed else f" ({path.rsplit('.', 1)[-1]} takes no fields)"))
     return v
 
 
@@ -63,9 +64,11 @@ def _str_list(v: Any, path: str, allow_empty: bool = False) -> tuple:
 
 
 def _date(v: Any, path: str) -> dt.date:
+    if not (isinstance(v, str) and len(v) == 10 and v[4] == "-" and v[7] == "-"):
+        _fail(path, f"expected a date YYYY-MM-DD, got {v!r}")
     try:
         return dt.date.fromisoformat(v)
-    except (TypeError, ValueError):
+    except ValueError:
         _fail(path, f"expected a date YYYY-MM-DD, got {v!r}")
 
 
@@ -113,6 +116,8 @@ def parse_range(v: Any, path: str) -> S.TimeRange:
                 _fail(path, "end before start")
         return S.TimeRange("custom", start=start, end=end)
     if k in S.RANGE_PRESETS:
+        if arg not in (None, {}, True):
+            _fail(f"{path}.{k}", "takes no argument; write the preset as a string")
         return S.TimeRange(k)
     _fail(f"{path}.{k}", "unknown range kind")
 
@@ -136,7 +141,7 @@ def parse_filter(v: Any, path: str) -> S.ProductFilter:
 
 
 def _shops(v: Any, path: str) -> tuple:
-    return () if v is None else _str_list(v, path)
+    return () if v is None or v == [] else _str_list(v, path)
 
 
 def parse_condition(v: Any, path: str = "include", depth: int = 0) -> S.Condition:
@@ -208,6 +213,10 @@ def _birthday(which):
         if mode not in S.BIRTHDAY_MODES:
             _fail(f"{p}.mode", f"expected one of: {', '.join(S.BIRTHDAY_MODES)}")
         month = days = None
+        if "month" in a and mode != "month":
+            _fail(f"{p}.month", 'only with mode "month"')
+        if "days" in a and mode != "next_days":
+            _fail(f"{p}.days", 'only with mode "next_days"')
         if mode == "month":
             month = _int(a.get("month"), f"{p}.month", 1, 12)
         if mode == "next_days":
@@ -411,9 +420,12 @@ def dump_condition(c: S.Condition):
     if t in (S.Spend, S.PurchaseCount):
         return {_KIND[t]: {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}}
     if t is S.Visited:
-        return {"visited": {"cmp": dump_cmp(c.cmp), "shops": list(c.shops), "range": dump_range(c.range)}}
+        body = {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)}
+        if c.shops:
+            body["shops"] = list(c.shops)
+        return {"visited": body}
     if t is S.UpcomingAppointment:
-        return {"upcoming_appointment": {"shops": list(c.shops)}}
+        return {"upcoming_appointment": {"shops": list(c.shops)} if c.shops else {}}
     if t is S.AllOf:
         return {"all_of": [dump_condition(x) for x in c.children]}
     if t is S.AnyOf:

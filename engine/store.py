@@ -24,7 +24,7 @@ import lmdb
 import numpy as np
 import pyarrow as pa
 from numba import typed
-from pyroaring import BitMap, FrozenBitMap
+from pyroaring import FrozenBitMap
 
 from . import timerange
 from .build import MAP_SIZE, build_version

@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from typing import Optional, Tuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import InvalidArgument
 from .segment import Offset, TimeRange
@@ -127,11 +127,12 @@ def resolve_dates(r: TimeRange, today: dt.date) -> Tuple[Optional[dt.date], Opti
     raise InvalidArgument("range", f"unknown range kind {k!r}")
 
 
-def local_day_of_micros(micros, zone: ZoneInfo):
+def local_day_of_micros(micros, zone: ZoneInfo, table=None):
     """Vectorised local day numbers of UTC microsecond instants (numpy int64 array in/out).
 
-    Uses the zone's transition table: offsets are constant between transitions, so the
-    instants are bucketed by transition and shifted by that bucket's UTC offset.
+    Offsets are constant between a zone's transitions, so instants are bucketed by
+    transition and shifted by that bucket's UTC offset. `table` is a zone_transitions()
+    result covering the instants (computed here when not given).
     """
     import numpy as np
 
@@ -139,11 +140,14 @@ def local_day_of_micros(micros, zone: ZoneInfo):
     if micros.size == 0:
         return np.zeros(0, dtype=np.int32)
     secs = micros // 1_000_000
-    lo, hi = int(secs.min()), int(secs.max())
-    trans, offsets = _transitions(zone, lo, hi)
+    trans, offsets = table if table is not None else zone_transitions(zone, int(secs.min()), int(secs.max()))
     idx = np.searchsorted(trans, secs, side="right") - 1
-    local = secs + offsets[idx]
-    return (local // 86400).astype(np.int32)
+    return ((secs + offsets[idx]) // 86400).astype(np.int32)
+
+
+def zone_transitions(zone: ZoneInfo, lo: int, hi: int):
+    """(sorted transition instants in seconds, UTC offset from each) covering [lo, hi]."""
+    return _transitions(zone, lo, hi)
 
 
 def _transitions(zone: ZoneInfo, lo: int, hi: int):

@@ -1,0 +1,212 @@
+"""The `segments` command line: datasets, ingest, info, generate, and segment evaluation."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import EngineError
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--segment", required=True, help="segment definition file (JSON, see docs/segments.md)")
+    p.add_argument("--as-of", help="ISO-8601 instant with offset or Z (default: now)")
+    p.add_argument("--server", help="host:port of a segments server (default: evaluate locally)")
+    p.add_argument("--token", help="bearer token for --server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="segments", description="Customer-segmentation engine")
+    ap.add_argument("--data", help="data directory (default: $SEGMENTS_DATA or ./data)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    ds = sub.add_parser("dataset", help="create, delete or list datasets")
+    dsub = ds.add_subparsers(dest="action", required=True)
+    c = dsub.add_parser("create", help="create an empty dataset")
+    c.add_argument("name")
+    c.add_argument("--timezone", required=True, help="IANA zone, e.g. America/New_York")
+    c.add_argument("--shard-bits", type=int, default=16, help="log2 of customers per shard (4..16)")
+    d = dsub.add_parser("delete", help="delete a dataset and everything in it")
+    d.add_argument("name")
+    dsub.add_parser("list", help="list datasets")
+
+    ing = sub.add_parser("ingest", help="bulk load a folder of Parquet/CSV files (all or nothing)")
+    ing.add_argument("folder")
+    ing.add_argument("--dataset", required=True)
+
+    inf = sub.add_parser("info", help="row counts, shards, bytes on disk")
+    inf.add_argument("--dataset", required=True)
+    inf.add_argument("--json", action="store_true")
+
+    gen = sub.add_parser("generate", help="write a deterministic synthetic dataset")
+    gen.add_argument("--scale", default="S", choices=["S", "M", "L"])
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    gen.add_argument("--customers", type=int, help="override the scale's customer count")
+
+    for name, help_ in (("count", "result size and reachable counts"),
+                        ("preview", "first N customers"),
+                        ("explain", "the evaluated tree with sizes and times"),
+                        ("materialize", "every customer of the result, to a file")):
+        p = sub.add_parser(name, help=help_)
+        _add_eval_args(p)
+        if name in ("count", "preview", "explain"):
+            p.add_argument("--json", action="store_true")
+        if name == "preview":
+            p.add_argument("-n", type=int, default=20)
+            p.add_argument("--fields", default="", help="comma-separated profile fields")
+        if name == "materialize":
+            p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+            p.add_argument("--fields", default="", help="comma-separated profile fields")
+    from cli.serve import add_parser as add_serve_parser
+    add_serve_parser(sub)
+    return ap
+
+
+def _engine(args):
+    from engine.api import Engine
+    return Engine(args.data)
+
+
+def _segment(args):
+    from engine import segment_json
+    from engine.errors import InvalidArgument
+    try:
+        text = Path(args.segment).read_text()
+    except OSError as e:
+        raise InvalidArgument("--segment", f"cannot read {args.segment}: {e.strerror}") from None
+    return segment_json.loads(text)
+
+
+def _as_of(args):
+    from engine.timerange import parse_instant
+    return parse_instant(args.as_of, "--as-of") if args.as_of else None
+
+
+def _fields(args):
+    return tuple(f.strip() for f in getattr(args, "fields", "").split(",") if f.strip())
+
+
+def _jsonable(v):
+    import datetime as dt
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    return v
+
+
+def cmd_eval(args) -> int:
+    seg = _segment(args)
+    as_of = _as_of(args)
+    if args.server:
+        from cli.remote import remote_eval
+        return remote_eval(args, seg, as_of)
+    return run_eval(args, _engine(args), seg, as_of)
+
+
+def run_eval(args, eng, seg, as_of) -> int:
+    """Run an evaluation command on an Engine or a SegmentsClient (same calls, same results)."""
+    if args.cmd == "count":
+        r = eng.count(args.dataset, seg, as_of)
+        out = {"count": r.count, "email_reachable": r.email_reachable, "sms_reachable": r.sms_reachable,
+               "missing_ids": list(r.missing_ids), "ms": round(r.elapsed_ms, 3)}
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"count {r.count}  email-reachable {r.email_reachable}  sms-reachable {r.sms_reachable}"
+                  f"  ({r.elapsed_ms:.2f} ms)")
+            if r.missing_ids:
+                print(f"not found: {', '.join(map(str, r.missing_ids))}")
+    elif args.cmd == "preview":
+        r = eng.preview(args.dataset, seg, args.n, _fields(args), as_of)
+        if args.json:
+            print(json.dumps({"total": r.total, "rows": r.rows, "missing_ids": list(r.missing_ids)},
+                             default=_jsonable))
+        else:
+            print(f"{r.total} customers; first {len(r.rows)}:")
+            for row in r.rows:
+                print("  " + "  ".join(f"{k}={_jsonable(v)}" for k, v in row.items()))
+    elif args.cmd == "explain":
+        r = eng.explain(args.dataset, seg, as_of)
+        print(json.dumps(r.to_dict(), indent=2) if args.json else r.render())
+    else:
+        t0 = time.perf_counter()
+        m = eng.materialize(args.dataset, seg, _fields(args), as_of)
+        from engine.exporter import write_table
+        write_table(m.to_arrow(), args.out)
+        print(f"wrote {len(m.customer_ids)} rows to {args.out} in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    eng = _engine(args)
+    if args.action == "create":
+        info = eng.create_dataset(args.name, args.timezone, args.shard_bits)
+        print(f"created dataset {info['name']} ({info['timezone']})")
+    elif args.action == "delete":
+        eng.delete_dataset(args.name)
+        print(f"deleted dataset {args.name}")
+    else:
+        for name in eng.datasets():
+            print(name)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    eng = _engine(args)
+    t0 = time.perf_counter()
+    rows = eng.ingest(args.dataset, args.folder, progress=True)
+    dt_ = time.perf_counter() - t0
+    lines = sum(v for k, v in rows.items() if k != "customers")
+    print(f"ingested {', '.join(f'{v} {k}' for k, v in rows.items())} in {dt_:.1f} s "
+          f"({lines / max(dt_, 1e-9):,.0f} lines/s)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    info = _engine(args).info(args.dataset)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"dataset {info['name']}  timezone {info['timezone']}  shards {info['shards']} "
+          f"(size {info['shard_size']})  bytes on disk {info['bytes_on_disk']:,}")
+    for t, n in info["rows"].items():
+        print(f"  {t:10s} {n:>12,}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from engine.generate import generate
+    t0 = time.perf_counter()
+    rows = generate(args.out, scale=args.scale, seed=args.seed, fmt=args.format,
+                    customers=args.customers, progress=sys.stderr.isatty())
+    print(f"wrote {', '.join(f'{v} {k}' for k, v in rows.items())} to {args.out} "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from cli.serve import run
+    return run(args)
+
+
+COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain": cmd_eval, "materialize": cmd_eval,
+            "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except EngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

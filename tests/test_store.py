@@ -1,0 +1,173 @@
+"""Storage: ingest round trips, all-or-nothing loads, CSV = Parquet, reopen, later loads."""
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine import segment_json
+from engine.api import Engine
+from engine.errors import AlreadyExists, IngestError, InvalidArgument, NotFound
+from engine.export_tables import snapshot_tables
+from engine.generate import generate
+from engine.ingest_read import read_folder
+
+AS_OF = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
+SORT_KEYS = {
+    "customers": ["customer_id"],
+    "purchases": ["customer_id", "purchased_at", "amount", "product", "quantity"],
+    "visits": ["customer_id", "starts_at", "status", "shop"],
+    "laybys": ["customer_id", "opened_on", "due_on", "balance", "status"],
+}
+
+
+def _sorted(t: pa.Table, table: str) -> pa.Table:
+    return t.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    base = tmp_path_factory.mktemp("gen")
+    generate(base / "pq", customers=2500, seed=7, fmt="parquet")
+    generate(base / "csv", customers=2500, seed=7, fmt="csv")
+    return base
+
+
+@pytest.fixture()
+def engine(tmp_path):
+    e = Engine(tmp_path / "data")
+    yield e
+    e.close()
+
+
+def test_round_trip_column_by_column(files, engine):
+    engine.create_dataset("rt", "America/New_York", shard_bits=10)
+    engine.ingest("rt", files / "pq")
+    want = read_folder(files / "pq")
+    got = snapshot_tables(engine.dataset("rt").snapshot())
+    assert engine.dataset("rt").snapshot().n_shards == 3  # 2500 customers, 1024 per shard
+    for table, t in want.items():
+        g = _sorted(got[table], table)
+        w = _sorted(t, table)
+        assert g.num_rows == w.num_rows, table
+        for name in w.column_names:
+            assert g.column(name).equals(w.column(name)), f"{table}.{name} differs"
+
+
+def test_csv_and_parquet_give_identical_datasets(files, engine):
+    for name, sub in (("a", "pq"), ("b", "csv")):
+        engine.create_dataset(name, "Europe/Zurich", shard_bits=10)
+        engine.ingest(name, files / sub)
+    ta = snapshot_tables(engine.dataset("a").snapshot())
+    tb = snapshot_tables(engine.dataset("b").snapshot())
+    for table in ta:
+        assert _sorted(ta[table], table).equals(_sorted(tb[table], table)), table
+
+
+def test_info_counts_tables_shards_and_bytes(files, engine):
+    engine.create_dataset("inf", "UTC", shard_bits=10)
+    rows = engine.ingest("inf", files / "pq")
+    info = engine.info("inf")
+    want = {k: v.num_rows for k, v in read_folder(files / "pq").items()}
+    assert info["rows"] == {**{"customers": 0, "purchases": 0, "visits": 0, "laybys": 0}, **want}
+    assert rows == want
+    assert info["shards"] == 3 and info["bytes_on_disk"] > 0 and info["timezone"] == "UTC"
+
+
+def test_bad_load_changes_nothing(files, engine, tmp_path):
+    engine.create_dataset("aon", "America/New_York", shard_bits=10)
+    engine.ingest("aon", files / "pq")
+    seg = segment_json.loads('{"include": {"bought": {}}}')
+    before_count = engine.count("aon", seg, AS_OF).count
+    before_info = engine.info("aon")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    p = pq.read_table(files / "pq" / "purchases.parquet")
+    rows = p.slice(0, 50).to_pydict()
+    rows["customer_id"][37] = 123  # nobody has this id
+    pq.write_table(pa.table(rows, schema=p.schema), bad / "purchases.parquet")
+    with pytest.raises(IngestError) as e:
+        engine.ingest("aon", bad)
+    assert "purchases.parquet" in str(e.value) and "row 38" in str(e.value) and "customer_id" in str(e.value)
+    assert engine.count("aon", seg, AS_OF).count == before_count
+    assert engine.info("aon")["rows"] == before_info["rows"]
+
+
+def test_failure_during_build_leaves_previous_version(files, engine, monkeypatch):
+    engine.create_dataset("crash", "America/New_York", shard_bits=10)
+    engine.ingest("crash", files / "pq")
+    seg = segment_json.loads('{"include": "all"}')
+    before = engine.count("crash", seg, AS_OF).count
+    import engine.build as build
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(build, "_write_lines", boom)
+    with pytest.raises(RuntimeError):
+        engine.ingest("crash", files / "pq")
+    monkeypatch.undo()
+    assert engine.count("crash", seg, AS_OF).count == before
+    d = engine.dataset("crash").dir
+    assert sorted(p.name for p in d.glob("v*")) == [(d / "CURRENT").read_text()]
+
+
+def test_reopen_after_restart(files, tmp_path):
+    root = tmp_path / "data"
+    e1 = Engine(root)
+    e1.create_dataset("re", "Asia/Kolkata", shard_bits=10)
+    e1.ingest("re", files / "pq")
+    seg = segment_json.loads('{"include": {"spend": {"cmp": {">": 10000}, "range": {"last_n_months": 12}}}}')
+    c1 = e1.count("re", seg, AS_OF)
+    e1.close()
+    e2 = Engine(root)
+    assert e2.count("re", seg, AS_OF) == pytest.approx(c1) or e2.count("re", seg, AS_OF).count == c1.count
+    assert e2.info("re")["timezone"] == "Asia/Kolkata"
+
+
+def test_later_load_upserts_customers_and_appends_lines(files, engine, tmp_path):
+    engine.create_dataset("up", "America/New_York", shard_bits=10)
+    engine.ingest("up", files / "pq")
+    first = read_folder(files / "pq")
+    cust = first["customers"]
+    cid = cust.column("customer_id")[0].as_py()
+    upd = tmp_path / "upd"
+    upd.mkdir()
+    changed = cust.slice(0, 1).set_column(cust.schema.get_field_index("first_name"), "first_name",
+                                          pa.array(["Renée"]))
+    new_cust = changed.set_column(0, "customer_id", pa.array([cid], pa.int64()))
+    brand_new = cust.slice(1, 1).set_column(0, "customer_id", pa.array([42], pa.int64()))
+    pq.write_table(pa.concat_tables([new_cust, brand_new]), upd / "customers.parquet")
+    line = first["purchases"].slice(0, 1).set_column(0, "customer_id", pa.array([42], pa.int64()))
+    pq.write_table(line, upd / "purchases.parquet")
+    rows = engine.ingest("up", upd)
+    assert rows == {"customers": 2, "purchases": 1}
+    got = snapshot_tables(engine.dataset("up").snapshot())
+    assert got["customers"].num_rows == cust.num_rows + 1
+    assert got["purchases"].num_rows == first["purchases"].num_rows + 1
+    prev = engine.preview("up", segment_json.loads(f'{{"include": {{"customers": [{cid}, 42]}}}}'),
+                          fields=["first_name"], as_of=AS_OF)
+    names = {r["customer_id"]: r["first_name"] for r in prev.rows}
+    assert names[cid] == "Renée" and 42 in names
+
+
+def test_dataset_names_and_timezones_are_validated(engine):
+    for bad in ("../x", "a/b", "", ".hidden", "x" * 200):
+        with pytest.raises(InvalidArgument):
+            engine.create_dataset(bad, "UTC")
+    with pytest.raises(InvalidArgument) as e:
+        engine.create_dataset("tz", "Mars/Olympus_Mons")
+    assert "Mars/Olympus_Mons" in str(e.value)
+    engine.create_dataset("tz", "UTC")
+    with pytest.raises(AlreadyExists):
+        engine.create_dataset("tz", "UTC")
+    with pytest.raises(NotFound):
+        engine.info("nope")
+    engine.delete_dataset("tz")
+    assert engine.datasets() == []
+
+
+def test_empty_dataset_answers_empty(engine):
+    engine.create_dataset("empty", "UTC")
+    r = engine.count("empty", segment_json.loads('{"include": "all"}'), AS_OF)
+    assert (r.count, r.email_reachable, r.sms_reachable) == (0, 0, 0)
+    assert engine.info("empty")["rows"]["customers"] == 0
