@@ -257,13 +257,17 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
             "amount": _np(p.column("amount"), np.int64),
             "quantity": _filled(p.column("quantity"), int(INT32_NULL), np.int32),
         }
+        code_dtype = np.uint16 if max(len(d) for d in [shop_dict] + [dicts[f] for f in PRODUCT_FIELDS_ORDER
+                                                                       if f != "shop"]) < 65535 else np.int32
+        codes = [c.astype(code_dtype) for c in codes]
         _write_lines(w, "p", id_table, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols, codes)
     else:
         for f in PRODUCT_FIELDS_ORDER:
             dicts.setdefault(f, [] if f != "shop" else shop_dict)
         _write_lines(w, "p", id_table, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
                      n_shards, {"amount": np.zeros(0, np.int64), "quantity": np.zeros(0, np.int32)},
-                     [np.zeros(0, np.int32)] * len(PRODUCT_FIELDS_ORDER))
+                     [np.zeros(0, np.uint16)] * len(PRODUCT_FIELDS_ORDER))
+        code_dtype = np.uint16
     rows["purchases"] = 0 if p is None else p.num_rows
     step("purchases")
 
@@ -308,6 +312,7 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
         "n_customers": n, "n_shards": n_shards, "rows": rows, "ordered": True,
         "max_purchase_micros": max_purchase, "dicts": sorted(dicts),
         "cust_dtype": "uint16" if shard_bits <= 16 else "uint32",
+        "code_dtype": np.dtype(code_dtype).name,
     }
 
 
@@ -336,7 +341,7 @@ def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, c
         for k, v in cols.items():
             out[k] = v[idx]
         if codes is not None:
-            out["codes"] = np.stack([c[idx] for c in codes]) if codes else np.zeros((0, idx.size), np.int32)
+            out["codes"] = np.stack([c[idx] for c in codes])
         return s, out
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:

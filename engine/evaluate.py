@@ -97,11 +97,13 @@ class Context:
         hi = np.zeros(n, np.int64)
         if start_day > end_day:
             return lo, mid, hi
-        check_from = self.asof.today_day - 1
+        # numpy scalars of the column's dtype: a Python int would convert the whole column
+        clip = lambda v: np.int32(min(max(v, MIN_DAY), MAX_DAY))  # noqa: E731
+        s32, e32, c32 = clip(start_day), clip(end_day), clip(self.asof.today_day - 1)
         for k, d in enumerate(days):
-            lo[k] = np.searchsorted(d, start_day, "left")
-            hi[k] = np.searchsorted(d, end_day, "right")
-            mid[k] = max(lo[k], min(hi[k], np.searchsorted(d, check_from, "left")))
+            lo[k] = d.searchsorted(s32, "left")
+            hi[k] = d.searchsorted(e32, "right")
+            mid[k] = max(lo[k], min(hi[k], d.searchsorted(c32, "left")))
         return lo, mid, hi
 
     def product_luts(self, f: S.ProductFilter):
@@ -158,7 +160,7 @@ class Context:
         snap = self.snap
         cdt = np.dtype(snap.meta["cust_dtype"])
         lists = (snap.shard_arrays("p", "cust", cdt), snap.shard_arrays("p", "amount", np.int64),
-                 snap.shard_arrays("p", "ts", np.int64), snap.shard_arrays("p", "codes", np.int32),
+                 snap.shard_arrays("p", "ts", np.int64), snap.shard_arrays("p", "codes", np.dtype(snap.meta.get("code_dtype", "int32"))),
                  snap.shard_arrays("p", "day", np.int32))
         if a == 0 and b == snap.n_shards:
             return lists

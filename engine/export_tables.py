@@ -46,7 +46,7 @@ def snapshot_tables(snap) -> Dict[str, pa.Table]:
     ts_type = CANONICAL["timestamp"]
 
     cid = _lines(snap, "p")
-    codes = np.concatenate([np.asarray(snap.array(f"s/{s:06d}/p/codes", np.int32)).reshape(8, -1)
+    codes = np.concatenate([np.asarray(snap.array(f"s/{s:06d}/p/codes", np.dtype(snap.meta.get("code_dtype", "int32")))).reshape(8, -1)
                             for s in range(snap.n_shards)], axis=1)
     qty = _cat(snap, "p", "quantity", np.int32)
     cols = {
