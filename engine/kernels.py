@@ -175,54 +175,60 @@ def age_mask(birth_year, birth_md, today_year, today_md, leap, lo, hi, out):
         out[i] = 1 if (age >= lo and age <= hi) else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def mask_to_roaring(mask):
     """Serialise a dense 0/1 mask as a portable roaring bitmap (no run containers), so
-    pyroaring can load it with one deserialize instead of a per-id insert."""
+    pyroaring can load it with one deserialize instead of a per-id insert. Containers are
+    counted and filled in parallel; their offsets come from a serial prefix sum."""
     n = mask.size
     nkeys = (n + 65535) >> 16
     cards = np.zeros(nkeys, dtype=np.int64)
-    for key in range(nkeys):
+    for key in prange(nkeys):
         s = key << 16
         e = min(n, s + 65536)
         c = 0
         for i in range(s, e):
-            c += mask[i] != 0
+            c += mask[i]
         cards[key] = c
     nc = 0
-    size = 8
     for key in range(nkeys):
         if cards[key] > 0:
             nc += 1
-            size += 8 + (2 * cards[key] if cards[key] <= 4096 else 8192)
-    out = np.zeros(size, dtype=np.uint8)
+    keys = np.empty(nc, dtype=np.int64)
+    offs = np.empty(nc, dtype=np.int64)
+    pos = 8 + 8 * nc
+    j = 0
+    for key in range(nkeys):
+        if cards[key] > 0:
+            keys[j] = key
+            offs[j] = pos
+            pos += 2 * cards[key] if cards[key] <= 4096 else 8192
+            j += 1
+    out = np.zeros(pos, dtype=np.uint8)
     _put32(out, 0, 12346)
     _put32(out, 4, nc)
-    pos_hdr = 8
-    pos_off = 8 + 4 * nc
-    pos = 8 + 8 * nc
-    for key in range(nkeys):
-        card = cards[key]
-        if card == 0:
-            continue
-        _put16(out, pos_hdr, key)
-        _put16(out, pos_hdr + 2, card - 1)
-        pos_hdr += 4
-        _put32(out, pos_off, pos)
-        pos_off += 4
-        s = key << 16
+    for j in range(nc):
+        _put16(out, 8 + 4 * j, keys[j])
+        _put16(out, 8 + 4 * j + 2, cards[keys[j]] - 1)
+        _put32(out, 8 + 4 * nc + 4 * j, offs[j])
+    for j in prange(nc):
+        s = keys[j] << 16
         e = min(n, s + 65536)
-        if card <= 4096:
+        p = offs[j]
+        if cards[keys[j]] <= 4096:
             for i in range(s, e):
                 if mask[i] != 0:
-                    _put16(out, pos, i - s)
-                    pos += 2
+                    _put16(out, p, i - s)
+                    p += 2
         else:
-            for i in range(s, e):
-                if mask[i] != 0:
-                    b = i - s
-                    out[pos + (b >> 3)] |= np.uint8(1 << (b & 7))
-            pos += 8192
+            full = s + ((e - s) & ~7)
+            for b in range(s, full, 8):
+                out[p + ((b - s) >> 3)] = (mask[b] | (mask[b + 1] << 1) | (mask[b + 2] << 2) | (mask[b + 3] << 3)
+                                           | (mask[b + 4] << 4) | (mask[b + 5] << 5) | (mask[b + 6] << 6)
+                                           | (mask[b + 7] << 7))
+            for b in range(full, e):
+                if mask[b] != 0:
+                    out[p + ((b - s) >> 3)] |= np.uint8(1 << ((b - s) & 7))
     return out
 
 
