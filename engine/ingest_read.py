@@ -1,0 +1,636 @@
+"""Bulk-ingest reader and validator: a folder of Parquet/CSV table files -> canonical pa.Tables.
+
+Sits below the storage layer: it imports only schema.py and errors.py, reads files, converts
+every column to the logical type of schema.TABLES (arrow type CANONICAL[type]) and checks
+the rules of shared/spec/data-model.md. Nothing here writes anything; a load that fails
+raises IngestError(file, row, column, message) before the caller changes a byte.
+
+Every check is vectorised. Only once a check has failed does slow work run, to find the
+first offending row (a bisection over slices for casts, a mask search otherwise).
+
+Text (CSV) conventions, beyond the spec:
+  * an unquoted empty field is null; a quoted empty field ("") is the empty string for text
+    columns, the empty list for list columns, and null for every other type (so is a
+    field of blanks);
+  * list elements are trimmed and empty elements dropped ("VIP; staff;" -> [VIP, staff]);
+  * leading/trailing blanks around numbers, dates, timestamps and bools are tolerated, and
+    so are a leading '+' on integers and more than 6 fractional digits on timestamps
+    (truncated to microseconds);
+  * quoted values may hold newlines (newlines_in_values: correct, a little slower).
+Parquet conventions: any integer width/sign for an integer column (range-checked); never a
+float (an amount of 12.0 could be dollars, not cents); integers are accepted for text
+columns; timestamps need a zone (any unit and zone, converted to UTC us, ns truncated);
+a naive timestamp at midnight is accepted for a date column; dictionary columns are decoded.
+Both: visits/laybys status is matched case-insensitively and stored lower case.
+Row numbers count data records (header excluded, blank lines skipped), 1-based per file.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .errors import IngestError
+from .schema import LAYBY_STATUSES, TABLE_NAMES, TABLES, VISIT_STATUSES, Column
+
+CANONICAL = {
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "string": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "bool": pa.bool_(),
+    "list<string>": pa.list_(pa.string()),
+}
+
+# Columns whose values must come from a closed set (matched case-insensitively).
+DOMAINS = {
+    ("visits", "status"): VISIT_STATUSES,
+    ("laybys", "status"): LAYBY_STATUSES,
+}
+
+# Tables whose customer_id must name a customer of this load or of the dataset.
+REFERENCING_TABLES = ("purchases", "visits", "laybys")
+
+_SUFFIXES = (".parquet", ".csv")
+_TRUE_TEXT = ["true", "1"]
+_FALSE_TEXT = ["false", "0"]
+_INT_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+
+# Letters that NFD does not decompose into base + mark, mapped after lower-casing.
+ASCII_FOLD = (
+    ("ł", "l"), ("ø", "o"), ("æ", "ae"), ("œ", "oe"), ("ß", "ss"),
+    ("đ", "d"), ("ð", "d"), ("þ", "th"), ("ı", "i"),
+)
+_FOLD_CHARS = re.compile("[" + "".join(a for a, _ in ASCII_FOLD) + "]")
+
+
+def canonical_schema(table: str) -> pa.Schema:
+    """The arrow schema read_folder returns for `table`: every schema column, in order."""
+    return pa.schema([pa.field(c.name, CANONICAL[c.type]) for c in TABLES[table]])
+
+
+# ----------------------------------------------------------------------------- text helpers
+
+def normalize_text(arr):
+    """Lower-case and strip accents, vectorised: 'José ÉLODIE Łukasz' -> 'jose elodie lukasz'.
+
+    utf8_lower, NFD, drop combining marks (\\p{Mn}), then fold the few letters NFD leaves
+    whole (ł ø æ œ ß đ ð þ ı, see ASCII_FOLD) to ASCII. Nulls stay null.
+    """
+    if len(arr) == 0 or pc.all(pc.string_is_ascii(arr)).as_py() is not False:
+        return pc.ascii_lower(arr)
+    out = pc.utf8_lower(arr)
+    out = pc.utf8_normalize(out, form="NFD")
+    out = pc.replace_substring_regex(out, pattern=r"\p{Mn}+", replacement="")
+    if pc.any(pc.match_substring_regex(out, _FOLD_CHARS.pattern)).as_py():
+        for src, dst in ASCII_FOLD:
+            out = pc.replace_substring(out, pattern=src, replacement=dst)
+    return out
+
+
+def digits_only(arr):
+    """Keep only the characters 0-9: '+1 (212) 555-0142' -> '12125550142'. Nulls stay null."""
+    return pc.replace_substring_regex(arr, pattern=r"[^0-9]+", replacement="")
+
+
+# ----------------------------------------------------------------------------- locating
+
+def _first_true(mask) -> int:
+    """Index of the first true of a boolean (chunked) array with nulls counted false; -1 if none."""
+    return pc.index(pc.fill_null(mask, False), True).as_py()
+
+
+def _first_failure(arr, convert: Callable) -> int:
+    """Index of the first element `convert` rejects; arr as a whole is known to be rejected.
+
+    Bisection over slices: the rejected prefix halves each step, so the total work is about
+    one more conversion of arr. Valid because every conversion here is element-wise.
+    """
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            convert(arr.slice(lo, mid - lo))
+        except pa.ArrowInvalid:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _show(value) -> str:
+    """A value quoted for an error message, shortened."""
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _cast_or_raise(arr, to: pa.DataType, file: str, col: str, message: str, safe: bool = True):
+    """pc.cast, or IngestError at the first element that does not convert ('<message>, got x')."""
+    try:
+        return pc.cast(arr, to, safe=safe)
+    except pa.ArrowInvalid:
+        i = _first_failure(arr, lambda a: pc.cast(a, to, safe=safe))
+        raise IngestError(file, i + 1, col, f"{message}, got {_show(arr[i].as_py())}") from None
+
+
+# ----------------------------------------------------------------------------- from text (CSV)
+
+def _tidy(arr):
+    """Trimmed text with blank values (a quoted "" or spaces) as null: the slow path of a cast."""
+    arr = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+
+
+def _text_to_int(arr, ltype: str, file: str, col: str):
+    try:
+        out = pc.cast(arr, pa.int64())
+    except pa.ArrowInvalid:
+        tidy = pc.replace_substring_regex(_tidy(arr), pattern=r"^\+", replacement="")
+        try:
+            out = pc.cast(tidy, pa.int64())
+        except pa.ArrowInvalid:
+            i = _first_failure(tidy, lambda a: pc.cast(a, pa.int64()))
+            _int_to(pc.cast(tidy.slice(0, i), pa.int64()), ltype, file, col)   # an earlier range error?
+            v = arr[i].as_py()
+            what = "integer out of range for int64" if _INT_TEXT.fullmatch(v) else "expected an integer"
+            raise IngestError(file, i + 1, col, f"{what}, got {_show(v)}") from None
+    return _int_to(out, ltype, file, col)
+
+
+def _int_to(arr, ltype: str, file: str, col: str):
+    """An integer array of any width/sign to CANONICAL[ltype], naming the first value out of range."""
+    to = CANONICAL[ltype]
+    if arr.type == to:
+        return arr
+    info = np.iinfo(to.to_pandas_dtype())
+    return _cast_or_raise(arr, to, file, col,
+                          f"integer out of range for {ltype} ({info.min}..{info.max})")
+
+
+def _text_to_date(arr, file: str, col: str):
+    try:
+        return pc.cast(arr, pa.date32())
+    except pa.ArrowInvalid:
+        return _cast_or_raise(_tidy(arr), pa.date32(), file, col,
+                              "expected a date YYYY-MM-DD")
+
+
+def _text_to_timestamp(arr, file: str, col: str):
+    to = CANONICAL["timestamp"]
+    try:
+        return pc.cast(arr, to)
+    except pa.ArrowInvalid:
+        pass
+    tidy = pc.replace_substring_regex(_tidy(arr), pattern=r"(\.\d{6})\d+", replacement=r"\1")
+    try:
+        return pc.cast(tidy, to)
+    except pa.ArrowInvalid:
+        i = _first_failure(tidy, lambda a: pc.cast(a, to))
+    v = tidy[i].as_py()
+    try:
+        pc.cast(pa.array([v]), pa.timestamp("us"))
+        what = "timestamp without UTC offset (add 'Z' or e.g. '+02:00')"
+    except pa.ArrowInvalid:
+        what = "expected an ISO-8601 timestamp with offset, e.g. 2024-01-05T10:00:00Z"
+    raise IngestError(file, i + 1, col, f"{what}, got {_show(arr[i].as_py())}")
+
+
+def _text_to_bool(arr, file: str, col: str):
+    tidy = _tidy(pc.ascii_lower(arr))
+    yes = pc.is_in(tidy, value_set=pa.array(_TRUE_TEXT))
+    no = pc.is_in(tidy, value_set=pa.array(_FALSE_TEXT))
+    bad = pc.and_not(pc.is_valid(tidy), pc.or_(yes, no))
+    i = _first_true(bad)
+    if i >= 0:
+        raise IngestError(file, i + 1, col,
+                          f"expected a boolean (true/false/1/0), got {_show(arr[i].as_py())}")
+    return pc.if_else(pc.is_valid(tidy), yes, pa.scalar(None, pa.bool_()))
+
+
+def _split_list(chunk: pa.Array) -> pa.Array:
+    """';'-separated text to list<string>: elements trimmed, empty ones dropped, null stays null."""
+    lists = pc.split_pattern(chunk, pattern=";")
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    keep = pc.not_equal(flat, "")
+    kept_parent = pc.list_parent_indices(lists).filter(keep).to_numpy()
+    offsets = np.zeros(len(chunk) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(kept_parent, minlength=len(chunk)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(keep),
+                                    type=CANONICAL["list<string>"], mask=pc.is_null(chunk))
+
+
+def _from_text(arr: pa.ChunkedArray, c: Column, file: str) -> pa.ChunkedArray:
+    """A CSV column read as text to CANONICAL[c.type]."""
+    if c.type in ("int64", "int32"):
+        return _text_to_int(arr, c.type, file, c.name)
+    if c.type == "string":
+        return arr
+    if c.type == "date":
+        return _text_to_date(arr, file, c.name)
+    if c.type == "timestamp":
+        return _text_to_timestamp(arr, file, c.name)
+    if c.type == "bool":
+        return _text_to_bool(arr, file, c.name)
+    if c.type == "list<string>":
+        return pa.chunked_array([_split_list(ch) for ch in arr.chunks], CANONICAL[c.type])
+    raise AssertionError(c.type)
+
+
+# ----------------------------------------------------------------------------- from arrow (Parquet)
+
+def _is_text(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or getattr(pa.types, "is_string_view", lambda _: False)(t))
+
+
+def _from_arrow(arr: pa.ChunkedArray, c: Column, file: str) -> pa.ChunkedArray:
+    """A typed (Parquet) column to CANONICAL[c.type]; compatible widths/units/zones accepted."""
+    to = CANONICAL[c.type]
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr, t = arr.cast(t.value_type), t.value_type
+    if t == to:
+        return arr
+    if pa.types.is_null(t):
+        return pa.chunked_array([pa.nulls(len(arr), to)], to)
+
+    def wrong(expected: str):
+        return IngestError(file, 0, c.name, f"expected {expected} column, got arrow type {t}")
+
+    if c.type in ("int64", "int32"):
+        if not pa.types.is_integer(t):
+            raise wrong("an integer")
+        return _int_to(arr, c.type, file, c.name)
+    if c.type == "string":
+        if _is_text(t):
+            return _cast_or_raise(arr, to, file, c.name, "invalid UTF-8 text")
+        if pa.types.is_integer(t):
+            return pc.cast(arr, to)
+        raise wrong("a text")
+    if c.type == "date":
+        if pa.types.is_date(t):
+            return _cast_or_raise(arr, to, file, c.name, "date64 value is not a whole day")
+        if pa.types.is_timestamp(t) and t.tz is None:
+            out = pc.cast(arr, to)
+            i = _first_true(pc.not_equal(pc.cast(out, t), arr))
+            if i >= 0:
+                raise IngestError(file, i + 1, c.name,
+                                  f"expected a date, got a timestamp with a time of day: {arr[i]}")
+            return out
+        raise wrong("a date")
+    if c.type == "timestamp":
+        if not pa.types.is_timestamp(t):
+            raise wrong("a timestamp")
+        if t.tz is None:
+            raise IngestError(file, 0, c.name,
+                              f"timestamp column has no time zone ({t}); store instants as UTC "
+                              "(timestamp with tz) so they are not ambiguous")
+        if t.unit == "ns":      # finer than us: truncate, cannot overflow
+            return pc.cast(arr, to, safe=False)
+        return _cast_or_raise(arr, to, file, c.name, "timestamp out of range")
+    if c.type == "bool":
+        if not pa.types.is_boolean(t):
+            raise wrong("a boolean")
+        return arr
+    if c.type == "list<string>":
+        is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+        if not (is_list and (_is_text(t.value_type) or pa.types.is_null(t.value_type))):
+            raise wrong("a list of text")
+        return _cast_or_raise(arr, to, file, c.name, "invalid UTF-8 text in list")
+    raise AssertionError(c.type)
+
+
+# ----------------------------------------------------------------------------- one file
+
+def _missing_required(table: str, present, file: str) -> None:
+    for c in TABLES[table]:
+        if c.required and c.name not in present:
+            raise IngestError(file, 0, c.name, f"missing required column {c.name!r} in {table}")
+
+
+def _read_parquet(path: Path, table: str, file: str) -> tuple[dict, int]:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise IngestError(file, 0, "", f"not a readable Parquet file: {e}") from None
+    present = [c.name for c in TABLES[table] if c.name in schema.names]
+    for name in present:
+        if schema.names.count(name) > 1:
+            raise IngestError(file, 0, name, f"column {name!r} appears more than once")
+    _missing_required(table, present, file)
+    try:
+        data = pq.read_table(path, columns=present)
+    except (pa.ArrowException, OSError) as e:
+        raise IngestError(file, 0, "", f"cannot read Parquet file: {e}") from None
+    return {name: data.column(name) for name in present}, data.num_rows
+
+
+def _csv_header(path: Path, file: str) -> list:
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            header = next(csv.reader(f), None)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise IngestError(file, 0, "", f"cannot read the CSV header: {e}") from None
+    if not header:
+        raise IngestError(file, 0, "", "empty CSV file: expected a header row of column names")
+    return header
+
+
+def _csv_options(columns, as_type: pa.DataType):
+    convert = pcsv.ConvertOptions(
+        column_types={n: as_type for n in columns}, include_columns=list(columns),
+        strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""])
+    return pcsv.ParseOptions(newlines_in_values=True), convert
+
+
+def _csv_read_error(path: Path, present, file: str, err: Exception) -> IngestError:
+    """Slow path after pyarrow.csv failed: find the row (and column) to blame."""
+    text = str(err)
+    if "Expected" in text and "columns" in text:
+        first = []
+
+        def handler(row):
+            if not first:
+                first.append(row)
+            return "skip"
+
+        parse, convert = _csv_options(present, pa.string())
+        parse.invalid_row_handler = handler
+        pcsv.read_csv(path, read_options=pcsv.ReadOptions(use_threads=False),
+                      parse_options=parse, convert_options=convert)
+        if first:
+            r = first[0]
+            row = r.number - 1 if r.number else 0
+            return IngestError(file, row, "", f"expected {r.expected_columns} fields, "
+                                              f"got {r.actual_columns}: {_show(r.text)}")
+    if "UTF8" in text or "UTF-8" in text:
+        parse, convert = _csv_options(present, pa.binary())
+        raw = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+        for name in present:
+            col = raw.column(name)
+            try:
+                pc.cast(col, pa.string())
+            except pa.ArrowInvalid:
+                i = _first_failure(col, lambda a: pc.cast(a, pa.string()))
+                return IngestError(file, i + 1, name, f"invalid UTF-8 text: {_show(col[i].as_py())}")
+    return IngestError(file, 0, "", f"cannot read CSV: {text}")
+
+
+def _read_csv(path: Path, table: str, file: str) -> tuple[dict, int]:
+    header = _csv_header(path, file)
+    wanted = [c.name for c in TABLES[table]]
+    for name in wanted:
+        if header.count(name) > 1:
+            raise IngestError(file, 0, name, f"column {name!r} appears more than once in the header")
+    present = [n for n in wanted if n in header]
+    _missing_required(table, present, file)
+    parse, convert = _csv_options(present, pa.string())
+    try:
+        data = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as e:
+        try:
+            located = _csv_read_error(path, present, file, e)
+        except pa.ArrowException:
+            located = IngestError(file, 0, "", f"cannot read CSV: {e}")
+        raise located from None
+    return {name: data.column(name) for name in present}, data.num_rows
+
+
+def read_table_file(path: str | Path, table: str, name: Optional[str] = None) -> pa.Table:
+    """Read one .parquet/.csv file of `table` and return it canonical and validated.
+
+    `name` is how errors name the file (default: its file name). Checks everything that
+    one file can show: required columns, types, nulls in required columns, closed domains.
+    """
+    path = Path(path)
+    file = name or path.name
+    if table not in TABLES:
+        raise IngestError(file, 0, "", f"unknown table {table!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        raw, nrows = _read_parquet(path, table, file)
+        convert = _from_arrow
+    elif suffix == ".csv":
+        raw, nrows = _read_csv(path, table, file)
+        convert = _from_text
+    else:
+        raise IngestError(file, 0, "", "expected a .parquet or .csv file")
+
+    columns = []
+    for c in TABLES[table]:
+        to = CANONICAL[c.type]
+        if c.name not in raw:
+            arr = pa.chunked_array([pa.nulls(nrows, to)], to)
+            columns.append(pc.fill_null(arr, True) if c.name == "active" else arr)
+            continue
+        # Within a column the error named is the one at the earliest row, whatever its kind.
+        try:
+            arr = convert(raw[c.name], c, file)
+        except IngestError as e:
+            if c.required and e.row > 1:
+                _check_required(raw[c.name].slice(0, e.row - 1), file, c.name)
+            raise
+        if c.required:
+            _check_required(arr, file, c.name)
+        if (table, c.name) in DOMAINS:
+            arr = _check_domain(arr, DOMAINS[table, c.name], file, c.name)
+        if c.name == "active":
+            arr = pc.fill_null(arr, True)
+        columns.append(arr)
+    return pa.Table.from_arrays(columns, schema=canonical_schema(table))
+
+
+def _check_required(arr, file: str, col: str) -> None:
+    """IngestError at the first null of arr."""
+    if arr.null_count:
+        i = _first_true(pc.is_null(arr))
+        raise IngestError(file, i + 1, col, f"required value is missing (empty/null) in {col}")
+
+
+def _check_domain(arr, allowed, file: str, col: str):
+    """Values of arr must be in `allowed` (after lower-casing and trimming, which slow data needs)."""
+    values = pa.array(allowed)
+    if pc.all(pc.is_in(arr, value_set=values)).as_py() is not False:
+        return arr
+    arr = pc.utf8_trim_whitespace(pc.utf8_lower(arr))
+    i = _first_true(pc.invert(pc.is_in(arr, value_set=values)))
+    if i >= 0:
+        raise IngestError(file, i + 1, col,
+                          f"{col} must be one of {', '.join(allowed)}; got {_show(arr[i].as_py())}")
+    return arr
+
+
+# ----------------------------------------------------------------------------- a folder
+
+def find_table_files(folder: str | Path) -> dict[str, list[Path]]:
+    """Table name -> its files in `folder` (one file, or a part folder's files in name order)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise IngestError(str(folder), 0, "", "not a folder")
+    found: dict[str, list[Path]] = {}
+    for table in TABLE_NAMES:
+        candidates = [p for p in (folder / f"{table}.parquet", folder / f"{table}.csv") if p.is_file()]
+        candidates += [folder / table] if (folder / table).is_dir() else []
+        if len(candidates) > 1:
+            names = " and ".join(_rel(p, folder) + ("/" if p.is_dir() else "") for p in candidates)
+            raise IngestError(_rel(candidates[0], folder), 0, "",
+                              f"table {table} is given twice ({names}); keep one")
+        if not candidates:
+            continue
+        p = candidates[0]
+        if not p.is_dir():
+            found[table] = [p]
+            continue
+        parts = sorted((q for q in p.iterdir()
+                        if q.is_file() and q.suffix.lower() in _SUFFIXES and q.name[0] not in "._"),
+                       key=lambda q: q.name)
+        kinds = {q.suffix.lower() for q in parts}
+        if len(kinds) > 1:
+            raise IngestError(f"{table}/", 0, "", f"part folder {table}/ mixes .csv and .parquet files")
+        if not parts:
+            raise IngestError(f"{table}/", 0, "", f"part folder {table}/ holds no .parquet or .csv files")
+        found[table] = parts
+    return found
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
+def read_folder(folder: str | Path, known_ids: np.ndarray | None = None,
+                require_customers: bool = True, progress: bool = False) -> dict[str, pa.Table]:
+    """Read and validate every table file in `folder`; return table name -> canonical pa.Table.
+
+    known_ids: sorted int64 customer ids already in the dataset (None = none). With
+    require_customers (the first load) a customers file must be present.
+    """
+    folder = Path(folder)
+    found = find_table_files(folder)
+    if not found:
+        raise IngestError("", 0, "", f"no table files in {folder}: expected "
+                          + ", ".join(TABLE_NAMES) + " as .parquet, .csv or a folder of parts")
+    if require_customers and "customers" not in found:
+        raise IngestError("customers", 0, "", "missing customers file (customers.parquet, "
+                          "customers.csv or customers/): the first load needs one")
+
+    files = [(t, p) for t, ps in found.items() for p in ps]
+    show = progress and sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+        bar = tqdm(total=len(files), unit="file", desc="reading", file=sys.stderr)
+    tables: dict[str, list] = {}           # table -> its files' canonical tables
+    extents: dict[str, list] = {}          # table -> [(file name, row count)] in concat order
+    rows = 0
+    try:
+        for table, path in files:
+            name = _rel(path, folder)
+            part = read_table_file(path, table, name)
+            tables.setdefault(table, []).append(part)
+            extents.setdefault(table, []).append((name, part.num_rows))
+            rows += part.num_rows
+            if bar is not None:
+                bar.set_postfix(rows=f"{rows:,}", refresh=False)
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {t: parts[0] if len(parts) == 1 else pa.concat_tables(parts) for t, parts in tables.items()}
+
+    load_ids = np.empty(0, dtype=np.int64)
+    if "customers" in out:
+        load_ids = _unique_customer_ids(out["customers"], extents["customers"])
+    known = _sorted_ids(known_ids)
+    for table in REFERENCING_TABLES:
+        if table in out:
+            _check_known_customers(out[table], extents[table], load_ids, known)
+    return out
+
+
+def _ids(t: pa.Table) -> np.ndarray:
+    return t.column("customer_id").to_numpy()
+
+
+def _sorted_copy(t: pa.Table) -> np.ndarray:
+    """customer_id of t sorted, sorting in place when to_numpy already had to copy."""
+    a = _ids(t)
+    if a.flags.writeable:
+        a.sort()
+        return a
+    return np.sort(a)
+
+
+def _locate(extent, index: int) -> tuple[str, int]:
+    """(file name, 1-based row) of the index-th row of a table concatenated from `extent`."""
+    ends = np.cumsum([n for _, n in extent])
+    k = int(np.searchsorted(ends, index, side="right"))
+    start = int(ends[k - 1]) if k else 0
+    return extent[k][0], index - start + 1
+
+
+def _unique_customer_ids(customers: pa.Table, extent) -> np.ndarray:
+    """The sorted customer ids of this load; IngestError at the first repeat of an id."""
+    s = _sorted_copy(customers)
+    dup = s[1:] == s[:-1]
+    if not dup.any():
+        return s
+    ids = _ids(customers)
+    # slow path: the earliest row whose id occurred before
+    idx = np.flatnonzero(np.isin(ids, np.unique(s[1:][dup])))
+    vals = ids[idx]
+    order = np.argsort(vals, kind="stable")
+    sv, si = vals[order], idx[order]
+    second = int(si[1:][sv[1:] == sv[:-1]].min())
+    v = int(ids[second])
+    first = int(idx[vals == v].min())
+    f0, r0 = _locate(extent, first)
+    f1, r1 = _locate(extent, second)
+    raise IngestError(f1, r1, "customer_id", f"duplicate customer_id {v} (first at {f0} row {r0})")
+
+
+def _sorted_ids(known_ids) -> np.ndarray | None:
+    if known_ids is None:
+        return None
+    k = np.asarray(known_ids, dtype=np.int64)
+    if k.size > 1 and not (k[1:] >= k[:-1]).all():
+        k = np.sort(k)
+    return k
+
+
+def _member(sorted_hay: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """needles in sorted_hay, elementwise (fast when needles are sorted too)."""
+    if sorted_hay.size == 0:
+        return np.zeros(needles.shape, dtype=bool)
+    pos = np.searchsorted(sorted_hay, needles)
+    pos[pos == sorted_hay.size] = 0
+    return sorted_hay[pos] == needles
+
+
+def _check_known_customers(t: pa.Table, extent, load_ids: np.ndarray, known) -> None:
+    """Every customer_id of t is in load_ids or known; else IngestError at the first that is not."""
+    s = _sorted_copy(t)     # sorted needles keep the binary searches cache-friendly
+    if s.size == 0:
+        return
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    u = s[keep]
+    unknown = u[~_member(load_ids, u)]
+    if unknown.size and known is not None:
+        unknown = unknown[~_member(known, unknown)]
+    if unknown.size:
+        ids = _ids(t)
+        i = int(np.argmax(np.isin(ids, unknown)))
+        f, r = _locate(extent, i)
+        raise IngestError(f, r, "customer_id",
+                          f"unknown customer_id {int(ids[i])}: not in this load's customers "
+                          "nor in the dataset")
