@@ -1,0 +1,132 @@
+"""`python -m cli.demo` (make demo): the spec's seed examples, end to end over gRPC.
+
+Generates 20,000 customers (seed 1) in a temporary folder, creates dataset "demo"
+(America/New_York), ingests it, serves it in-process on a free port, and asks each example
+through SegmentsClient as of the generator's anchor day (2026-11-20T17:00:00Z): count,
+email / SMS reachable, and the first few customers. Then stops the server cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+AS_OF = "2026-11-20T17:00:00Z"
+DIAMOND = {"department": ["diamond"]}
+SIX_MONTHS = {"last_n_months": 6}
+BEADS_CHARMS = {"department": ["beads", "charms"]}
+
+# (title, segment in the documented JSON format, preview fields)
+EXAMPLES = [
+    ("Best 50 customers of the last six months in diamonds",
+     {"include": {"bought": {"filter": DIAMOND, "range": SIX_MONTHS}},
+      "order_by": {"key": "spend", "filter": DIAMOND, "range": SIX_MONTHS}, "limit": 50},
+     ["first_name", "last_name"]),
+    ("Top 100 spending $500-$1000 on beads or charms who bought a gold charm",
+     {"include": {"all_of": [{"spend": {"filter": BEADS_CHARMS, "cmp": {"between": [50000, 100000]}}},
+                             {"bought": {"filter": {"metal": ["gold"], "department": ["charms"]}}}]},
+      "order_by": {"key": "spend", "filter": BEADS_CHARMS}, "limit": 100},
+     ["first_name", "last_name"]),
+    ("Lapsing regulars",
+     {"include": {"all_of": [{"visited": {"range": {"last_n_months": 12}, "cmp": {">=": 3}}},
+                             {"not": {"visited": {"range": {"last_n_months": 2}}}},
+                             {"not": "upcoming_appointment"}]}},
+     ["first_name", "last_name", "phone"]),
+    ("First-visit follow-ups",
+     {"include": {"all_of": [{"visited": {"cmp": {"==": 1}}},
+                             {"visited": {"range": {"last_n_days": 30}}},
+                             {"not": "upcoming_appointment"}]}},
+     ["first_name", "last_name", "email"]),
+    ("Married today", {"include": "married_today"}, ["first_name", "last_name", "wedding_date"]),
+    ("Birthday today", {"include": {"birthday": "today"}}, ["first_name", "last_name", "birth_date"]),
+    ("Birthday this month and loyalty member",
+     {"include": {"all_of": [{"birthday": "this_month"}, "loyalty_member"]}},
+     ["first_name", "last_name", "birth_date"]),
+    ("December sales of at least $200",
+     {"include": {"spend": {"range": {"custom": {"start": "2025-12-01", "end": "2025-12-31"}},
+                            "cmp": {">=": 20000}}}},
+     ["first_name", "last_name"]),
+    ("Age 30..59 with more than $3000 in diamonds",
+     {"include": {"all_of": [{"age": {"between": [30, 59]}},
+                             {"spend": {"filter": DIAMOND, "cmp": {">": 300000}}}]}},
+     ["first_name", "last_name", "birth_date"]),
+]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def run(workdir: Path, customers: int, show: int) -> int:
+    """The whole demo in workdir; 0 on success."""
+    from client.client import SegmentsClient
+    from engine.api import Engine
+    from engine.generate import generate
+    from server.app import build_server, stop
+
+    t0 = time.perf_counter()
+    src = workdir / "input"
+    rows = generate(src, customers=customers, seed=1)
+    print(f"generated {', '.join(f'{v:,} {k}' for k, v in rows.items())} in {time.perf_counter() - t0:.1f} s")
+
+    engine = Engine(workdir / "data")
+    server, port = build_server(engine, port=0)
+    server.start()
+    print(f"server listening on 127.0.0.1:{port} (no tokens: localhost only)\n")
+    try:
+        with SegmentsClient(f"127.0.0.1:{port}") as c:
+            c.create_dataset("demo", "America/New_York")
+            t1 = time.perf_counter()
+            c.ingest("demo", str(src))
+            info = c.dataset_info("demo")
+            print(f"dataset demo: {info['rows']['customers']:,} customers, {info['rows']['purchases']:,} "
+                  f"purchase lines, ingested in {time.perf_counter() - t1:.1f} s; as of {AS_OF}\n")
+            for i, (title, seg, fields) in enumerate(EXAMPLES, 1):
+                first = c.count("demo", seg, AS_OF)  # may include compiling kernels on first use
+                t2 = time.perf_counter()
+                r = c.count("demo", seg, AS_OF)
+                ms = (time.perf_counter() - t2) * 1e3
+                p = c.preview("demo", seg, show, fields, AS_OF)
+                print(f"{i}. {title}")
+                print(f"   {r.count:,} customers; email-reachable {r.email_reachable:,}, "
+                      f"SMS-reachable {r.sms_reachable:,}  (count: engine {r.elapsed_ms:.2f} ms, round trip "
+                      f"{ms:.2f} ms; first call {first.elapsed_ms:.0f} ms)")
+                for row in p.rows:
+                    cells = [f"#{row['customer_id']}"] + [_fmt(row[f]) for f in fields if row.get(f) is not None]
+                    if "rank_value" in row:
+                        cells.append(f"rank {_fmt(row['rank_value'])}")
+                    print("     " + "  ".join(cells))
+                print()
+            print("definition of example 1 as sent (JSON format, docs/segments.md):")
+            print("   " + json.dumps(EXAMPLES[0][1]))
+    finally:
+        stop(server, grace=5)
+        engine.close()
+        print("\nserver stopped")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cli.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", help="work folder to keep (default: a temporary folder, removed after)")
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--show", type=int, default=3, help="preview rows per example")
+    args = ap.parse_args(argv)
+    if args.dir:
+        d = Path(args.dir)
+        d.mkdir(parents=True, exist_ok=True)
+        return run(d, args.customers, args.show)
+    with tempfile.TemporaryDirectory(prefix="segments-demo-") as d:
+        return run(Path(d), args.customers, args.show)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

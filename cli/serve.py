@@ -1,0 +1,80 @@
+"""`segments --data DIR serve --port N [--tokens FILE] [--tls-cert F --tls-key F]`.
+
+Runs the gRPC server until SIGTERM or SIGINT, then drains: health turns NOT_SERVING, new
+calls are refused and calls in flight get --grace seconds to finish.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the `serve` subcommand on an argparse subparsers object."""
+    p = sub.add_parser("serve", help="serve the datasets over gRPC")
+    p.add_argument("--port", type=int, default=50051, help="TCP port (0: any free port)")
+    p.add_argument("--host", help="address to bind (default: [::] with --tokens, else 127.0.0.1)")
+    p.add_argument("--tokens", help="tokens file (JSON or .toml): token -> {datasets, roles}")
+    p.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key (with --tls-cert)")
+    p.add_argument("--export-dir", help="folder for exports (default: DATA/_exports)")
+    p.add_argument("--workers", type=int, help="thread pool size (default: sized for the machine)")
+    p.add_argument("--group-ttl-days", type=int, default=180, help="default expiry of customer groups")
+    p.add_argument("--chunk-ids", type=int, default=65_536, help="customer ids per materialize chunk")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get on shutdown")
+    return p
+
+
+def run(args) -> int:
+    """Serve until a termination signal; 0 after a clean drain, 2 on a configuration error."""
+    from engine.api import Engine
+    from engine.catalog import Catalog
+    from server.app import build_server, default_workers, stop
+    from server.auth import Tokens
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        tokens = Tokens.load(args.tokens) if args.tokens else None
+        tls = None
+        if args.tls_cert:
+            with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
+                tls = (c.read(), k.read())
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.chunk_ids < 1 or args.group_ttl_days < 1:
+        print("error: --chunk-ids and --group-ttl-days must be >= 1", file=sys.stderr)
+        return 2
+
+    engine = Engine(args.data)
+    workers = args.workers or default_workers()
+    try:
+        server, port = build_server(engine, args.port, tokens, args.export_dir, workers, args.host, tls,
+                                    Catalog(engine, args.group_ttl_days), args.chunk_ids)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    server.start()
+    host = args.host or ("[::]" if tokens else "127.0.0.1")
+    if tokens is None:
+        print("no --tokens file: anyone who can connect may do anything, so listening on localhost only",
+              flush=True)
+    print(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads)",
+          flush=True)
+    while not done.wait(3600):
+        pass
+    print("shutting down: draining calls in flight", flush=True)
+    stop(server, args.grace)
+    engine.close()
+    print("stopped", flush=True)
+    return 0

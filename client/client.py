@@ -1,0 +1,331 @@
+"""SegmentsClient: one method per call, plain Python and numpy values back.
+
+    with SegmentsClient("localhost:50051", token="s3cret") as c:
+        r = c.count("acme", {"include": {"loyalty_member": {}}})
+        ids = c.materialize("acme", segment).customer_ids     # int64 numpy array
+
+A segment may be given as an engine.segment.Segment, a JSON-shaped dict, JSON text, or a
+proto Segment; or pass saved="name" to use a saved segment. Evaluation results are the
+engine's own result types (engine.results), and the evaluation methods take the Engine's
+positional arguments, so local and remote answers are interchangeable and compare equal.
+Every call has a deadline (the client's timeout unless given) and is retried with backoff
+on UNAVAILABLE; errors surface as grpc.RpcError with the server's code and message.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import time
+from typing import Iterator, Optional, Sequence
+
+import grpc
+import numpy as np
+
+from engine import segment as S
+from engine import segment_json
+from engine.results import CountResult, ExplainNode, Materialized, Preview
+from proto import segments_pb2 as pb
+from proto import segments_pb2_grpc as pbg
+from server import codec
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _source(segment=None, saved: Optional[str] = None) -> pb.SegmentSource:
+    if saved is not None:
+        return pb.SegmentSource(saved_segment=saved)
+    k, v = _definition(segment)
+    return pb.SegmentSource(**{k: v})
+
+
+def _definition(segment) -> tuple:
+    """("segment", pb.Segment) or ("segment_json", text) for any accepted segment form."""
+    if segment is None:
+        raise ValueError("a segment or saved= is required")
+    if isinstance(segment, pb.Segment):
+        return "segment", segment
+    if isinstance(segment, S.Segment):
+        return "segment", codec.encode_segment(segment)
+    if isinstance(segment, str):
+        return "segment_json", segment
+    if isinstance(segment, dict):
+        return "segment_json", json.dumps(segment)
+    raise TypeError(f"unsupported segment type {type(segment).__name__}")
+
+
+def _timestamp(as_of):
+    """A Timestamp of an aware datetime or ISO-8601 text (None: now, on the server)."""
+    if isinstance(as_of, str):
+        as_of = dt.datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
+    if as_of is not None and as_of.tzinfo is None:
+        raise ValueError("as_of needs a UTC offset")
+    return codec.timestamp(as_of)
+
+
+def _time(ts) -> Optional[dt.datetime]:
+    return None if ts.seconds == 0 and ts.nanos == 0 else codec.from_timestamp(ts)
+
+
+def _saved(m: pb.SavedSegment) -> dict:
+    return {"name": m.name, "segment": segment_json.loads(m.segment_json), "segment_json": m.segment_json,
+            "description": m.description, "active": m.active,
+            "created_at": _time(m.created_at), "updated_at": _time(m.updated_at)}
+
+
+def _group(m: pb.Group) -> dict:
+    return {"name": m.name, "description": m.description, "count": m.count, "source": m.source,
+            "saved_segment": m.saved_segment or None, "as_of": _time(m.as_of),
+            "created_at": _time(m.created_at), "expires_at": _time(m.expires_at), "expired": m.expired}
+
+
+def _info(m: pb.DatasetInfo) -> dict:
+    return json.loads(m.info_json) if m.info_json else {"name": m.name, "timezone": m.timezone,
+                                                        "rows": dict(m.rows)}
+
+
+class SegmentsClient:
+    """A connection to a segments server."""
+
+    def __init__(self, target: str, token: Optional[str] = None, timeout: float = 30.0, retries: int = 4,
+                 root_certificates: Optional[bytes] = None, tls: bool = False):
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if tls or root_certificates is not None:
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options)
+        else:
+            self.channel = grpc.insecure_channel(target, options)
+        self.timeout = timeout
+        self.retries = retries
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._segments = pbg.SegmentsStub(self.channel)
+        self._catalog = pbg.CatalogStub(self.channel)
+        self._datasets = pbg.DatasetsStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ plumbing
+    def _unary(self, method, request, timeout: Optional[float]):
+        """Call with a deadline; retry UNAVAILABLE with jittered exponential backoff."""
+        timeout = self.timeout if timeout is None else timeout
+        end = time.monotonic() + timeout
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=max(end - time.monotonic(), 0.001), metadata=self.metadata)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+                pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
+                if time.monotonic() + pause >= end:
+                    raise
+                time.sleep(pause)
+
+    def _stream(self, method, request, timeout: Optional[float]) -> Iterator:
+        """Chunks of a server stream; UNAVAILABLE before the first chunk is retried."""
+        timeout = self.timeout if timeout is None else timeout
+        end = time.monotonic() + timeout
+        for attempt in range(self.retries + 1):
+            got = False
+            try:
+                for msg in method(request, timeout=max(end - time.monotonic(), 0.001), metadata=self.metadata):
+                    got = True
+                    yield msg
+                return
+            except grpc.RpcError as e:
+                if got or e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+                pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
+                if time.monotonic() + pause >= end:
+                    raise
+                time.sleep(pause)
+
+    @staticmethod
+    def _collect(chunks: Iterator) -> Materialized:
+        import pyarrow as pa
+
+        ids, batches, first = [], [], None
+        for c in chunks:
+            if first is None:
+                first = c
+            ids.append(np.frombuffer(c.customer_ids, dtype="<i8"))
+            if c.arrow_ipc:
+                batches.append(pa.ipc.open_stream(c.arrow_ipc).read_all())
+        customer_ids = np.concatenate(ids) if len(ids) > 1 else (ids[0] if ids else np.zeros(0, np.int64))
+        columns, rank = {}, None
+        if batches:
+            table = pa.concat_tables(batches)
+            for name in table.column_names:
+                col = table.column(name).combine_chunks()
+                if name == "rank_value":
+                    rank = col.to_numpy(zero_copy_only=False)
+                else:
+                    columns[name] = col
+        return Materialized(customer_ids.astype(np.int64, copy=False), columns, rank,
+                            (first.rank_key or None) if first else None,
+                            tuple(first.missing_ids) if first else (), first.elapsed_ms if first else 0.0)
+
+    # ------------------------------------------------------------ evaluation
+    def count(self, dataset: str, segment=None, as_of=None, *, saved: Optional[str] = None,
+              timeout: Optional[float] = None) -> CountResult:
+        """Result size and email / SMS reachable counts."""
+        r = self._unary(self._segments.Count, pb.CountRequest(
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of)), timeout)
+        return CountResult(r.count, r.email_reachable, r.sms_reachable, tuple(r.missing_ids), r.elapsed_ms)
+
+    def preview(self, dataset: str, segment=None, n: int = 20, fields: Sequence[str] = (), as_of=None, *,
+                saved: Optional[str] = None, timeout: Optional[float] = None) -> Preview:
+        """The first n customers with chosen fields (and rank_value when ranked)."""
+        r = self._unary(self._segments.Preview, pb.PreviewRequest(
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), n=n, fields=fields), timeout)
+        rows = []
+        for row in r.rows:
+            d = {"customer_id": row.customer_id}
+            for f in fields:
+                d[f] = codec.decode_value(row.fields[f]) if f in row.fields else None
+            if row.HasField("rank_value"):
+                d["rank_value"] = codec.decode_value(row.rank_value)
+            rows.append(d)
+        return Preview(rows, r.total, tuple(r.missing_ids), r.elapsed_ms)
+
+    def iter_materialize(self, dataset: str, segment=None, fields: Sequence[str] = (), as_of=None, *,
+                         saved: Optional[str] = None, timeout: Optional[float] = None) -> Iterator:
+        """The raw chunks of a materialize: MaterializeChunk messages as they arrive
+        (np.frombuffer(chunk.customer_ids, "<i8") gives the ids)."""
+        return self._stream(self._segments.Materialize, pb.MaterializeRequest(
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), fields=fields), timeout)
+
+    def materialize(self, dataset: str, segment=None, fields: Sequence[str] = (), as_of=None, *,
+                    saved: Optional[str] = None, timeout: Optional[float] = None) -> Materialized:
+        """Every customer_id (int64 numpy array) and chosen fields (pyarrow arrays)."""
+        return self._collect(self.iter_materialize(dataset, segment, fields, saved=saved, as_of=as_of,
+                                                   timeout=timeout))
+
+    def export(self, dataset: str, segment=None, fields: Sequence[str] = (), format: str = "parquet",
+               file_name: str = "", as_of=None, *, saved: Optional[str] = None,
+               timeout: Optional[float] = None) -> dict:
+        """Write the result into the server's export folder: {"file_name", "rows"}."""
+        r = self._unary(self._segments.Export, pb.ExportRequest(
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), fields=fields,
+            format=pb.ExportFormat.Value(format.upper()), file_name=file_name), timeout)
+        return {"file_name": r.file_name, "rows": r.rows}
+
+    def explain(self, dataset: str, segment=None, as_of=None, *, saved: Optional[str] = None,
+                timeout: Optional[float] = None) -> ExplainNode:
+        """The evaluated tree with each node's size and time."""
+        r = self._unary(self._segments.Explain, pb.ExplainRequest(
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of)), timeout)
+        return codec.decode_explain(r.root)
+
+    # ------------------------------------------------------------ saved segments
+    def create_saved_segment(self, dataset: str, name: str, segment, description: str = "",
+                             active: bool = True, timeout: Optional[float] = None) -> dict:
+        """Save a named definition."""
+        k, v = _definition(segment)
+        return _saved(self._unary(self._catalog.CreateSavedSegment, pb.SaveSegmentRequest(
+            dataset=dataset, name=name, description=description, active=active, **{k: v}), timeout))
+
+    def get_saved_segment(self, dataset: str, name: str, timeout: Optional[float] = None) -> dict:
+        """A saved segment: name, segment, description, active, created_at, updated_at."""
+        return _saved(self._unary(self._catalog.GetSavedSegment, pb.NameRequest(dataset=dataset, name=name),
+                                  timeout))
+
+    def list_saved_segments(self, dataset: str, timeout: Optional[float] = None) -> list:
+        """Every saved segment of a dataset."""
+        r = self._unary(self._catalog.ListSavedSegments, pb.ListRequest(dataset=dataset), timeout)
+        return [_saved(m) for m in r.segments]
+
+    def update_saved_segment(self, dataset: str, name: str, segment=None, description: Optional[str] = None,
+                             active: Optional[bool] = None, timeout: Optional[float] = None) -> dict:
+        """Change the given parts of a saved segment."""
+        req = pb.UpdateSavedSegmentRequest(dataset=dataset, name=name)
+        if segment is not None:
+            k, v = _definition(segment)
+            if k == "segment":
+                req.segment.CopyFrom(v)
+            else:
+                req.segment_json = v
+        if description is not None:
+            req.description = description
+        if active is not None:
+            req.active = active
+        return _saved(self._unary(self._catalog.UpdateSavedSegment, req, timeout))
+
+    def delete_saved_segment(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
+        """Remove a saved segment."""
+        self._unary(self._catalog.DeleteSavedSegment, pb.NameRequest(dataset=dataset, name=name), timeout)
+
+    # ------------------------------------------------------------ groups
+    def create_group(self, dataset: str, name: str, segment=None, *, saved: Optional[str] = None,
+                     as_of=None, description: str = "", ttl_days: Optional[int] = None,
+                     timeout: Optional[float] = None) -> dict:
+        """Freeze the members of a definition or saved segment as a named group."""
+        req = pb.CreateGroupRequest(dataset=dataset, name=name, as_of=_timestamp(as_of), description=description)
+        if saved is not None:
+            req.saved_segment = saved
+        else:
+            k, v = _definition(segment)
+            if k == "segment":
+                req.segment.CopyFrom(v)
+            else:
+                req.segment_json = v
+        if ttl_days is not None:
+            req.ttl_days = ttl_days
+        return _group(self._unary(self._catalog.CreateGroup, req, timeout))
+
+    def get_group(self, dataset: str, name: str, timeout: Optional[float] = None) -> dict:
+        """A group's record (count frozen at creation)."""
+        return _group(self._unary(self._catalog.GetGroup, pb.NameRequest(dataset=dataset, name=name), timeout))
+
+    def list_groups(self, dataset: str, timeout: Optional[float] = None) -> list:
+        """Every group of a dataset, expired ones flagged."""
+        return [_group(g) for g in self._unary(self._catalog.ListGroups, pb.ListRequest(dataset=dataset),
+                                               timeout).groups]
+
+    def delete_group(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
+        """Delete a group for good."""
+        self._unary(self._catalog.DeleteGroup, pb.NameRequest(dataset=dataset, name=name), timeout)
+
+    def materialize_group(self, dataset: str, name: str, fields: Sequence[str] = (),
+                          timeout: Optional[float] = None) -> Materialized:
+        """A group's members still in the dataset, with chosen fields."""
+        return self._collect(self._stream(self._catalog.MaterializeGroup, pb.GroupMaterializeRequest(
+            dataset=dataset, name=name, fields=fields), timeout))
+
+    def export_group(self, dataset: str, name: str, fields: Sequence[str] = (), format: str = "parquet",
+                     file_name: str = "", timeout: Optional[float] = None) -> dict:
+        """Write a group's members still in the dataset into the export folder."""
+        r = self._unary(self._catalog.ExportGroup, pb.GroupExportRequest(
+            dataset=dataset, name=name, fields=fields, format=pb.ExportFormat.Value(format.upper()),
+            file_name=file_name), timeout)
+        return {"file_name": r.file_name, "rows": r.rows}
+
+    # ------------------------------------------------------------ datasets
+    def create_dataset(self, name: str, timezone: str, timeout: Optional[float] = None) -> dict:
+        """Create an empty dataset; its info."""
+        return _info(self._unary(self._datasets.CreateDataset,
+                                 pb.CreateDatasetRequest(name=name, timezone=timezone), timeout))
+
+    def ingest(self, dataset: str, folder: str, timeout: Optional[float] = None) -> dict:
+        """Load a folder on the server; rows loaded per table."""
+        r = self._unary(self._datasets.Ingest, pb.IngestRequest(dataset=dataset, folder=str(folder)),
+                        timeout if timeout is not None else max(self.timeout, 600.0))
+        return dict(r.rows)
+
+    def dataset_info(self, dataset: str, timeout: Optional[float] = None) -> dict:
+        """Row counts, shards, bytes on disk, timezone."""
+        return _info(self._unary(self._datasets.GetDatasetInfo, pb.DatasetRequest(dataset=dataset), timeout))
+
+    def list_datasets(self, timeout: Optional[float] = None) -> list:
+        """Names of the datasets this token may see."""
+        return list(self._unary(self._datasets.ListDatasets, pb.ListDatasetsRequest(), timeout).names)
+
+    def delete_dataset(self, dataset: str, timeout: Optional[float] = None) -> None:
+        """Delete a dataset and everything in it."""
+        self._unary(self._datasets.DeleteDataset, pb.DatasetRequest(dataset=dataset), timeout)

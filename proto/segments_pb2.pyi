@@ -1,0 +1,718 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RangePreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RANGE_EVER: _ClassVar[RangePreset]
+    RANGE_TODAY: _ClassVar[RangePreset]
+    RANGE_YESTERDAY: _ClassVar[RangePreset]
+    RANGE_LAST_WEEK: _ClassVar[RangePreset]
+    RANGE_MONTH_TO_DATE: _ClassVar[RangePreset]
+    RANGE_PREVIOUS_MONTH: _ClassVar[RangePreset]
+    RANGE_YEAR_TO_DATE: _ClassVar[RangePreset]
+
+class BirthdayMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BIRTHDAY_MODE_UNSPECIFIED: _ClassVar[BirthdayMode]
+    BIRTHDAY_TODAY: _ClassVar[BirthdayMode]
+    BIRTHDAY_THIS_MONTH: _ClassVar[BirthdayMode]
+    BIRTHDAY_MONTH: _ClassVar[BirthdayMode]
+    BIRTHDAY_NEXT_DAYS: _ClassVar[BirthdayMode]
+
+class ReachableChannel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REACHABLE_UNSPECIFIED: _ClassVar[ReachableChannel]
+    HAS_EMAIL: _ClassVar[ReachableChannel]
+    HAS_PHONE: _ClassVar[ReachableChannel]
+    EMAIL_OPT_IN: _ClassVar[ReachableChannel]
+    SMS_OPT_IN: _ClassVar[ReachableChannel]
+
+class OrderKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_KEY_UNSPECIFIED: _ClassVar[OrderKey]
+    ORDER_SPEND: _ClassVar[OrderKey]
+    ORDER_PURCHASE_COUNT: _ClassVar[OrderKey]
+    ORDER_LOYALTY_POINTS: _ClassVar[OrderKey]
+    ORDER_LAST_PURCHASE: _ClassVar[OrderKey]
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARQUET: _ClassVar[ExportFormat]
+    CSV: _ClassVar[ExportFormat]
+RANGE_EVER: RangePreset
+RANGE_TODAY: RangePreset
+RANGE_YESTERDAY: RangePreset
+RANGE_LAST_WEEK: RangePreset
+RANGE_MONTH_TO_DATE: RangePreset
+RANGE_PREVIOUS_MONTH: RangePreset
+RANGE_YEAR_TO_DATE: RangePreset
+BIRTHDAY_MODE_UNSPECIFIED: BirthdayMode
+BIRTHDAY_TODAY: BirthdayMode
+BIRTHDAY_THIS_MONTH: BirthdayMode
+BIRTHDAY_MONTH: BirthdayMode
+BIRTHDAY_NEXT_DAYS: BirthdayMode
+REACHABLE_UNSPECIFIED: ReachableChannel
+HAS_EMAIL: ReachableChannel
+HAS_PHONE: ReachableChannel
+EMAIL_OPT_IN: ReachableChannel
+SMS_OPT_IN: ReachableChannel
+ORDER_KEY_UNSPECIFIED: OrderKey
+ORDER_SPEND: OrderKey
+ORDER_PURCHASE_COUNT: OrderKey
+ORDER_LOYALTY_POINTS: OrderKey
+ORDER_LAST_PURCHASE: OrderKey
+PARQUET: ExportFormat
+CSV: ExportFormat
+
+class Flag(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Cmp(_message.Message):
+    __slots__ = ("gt", "ge", "lt", "le", "eq", "between")
+    GT_FIELD_NUMBER: _ClassVar[int]
+    GE_FIELD_NUMBER: _ClassVar[int]
+    LT_FIELD_NUMBER: _ClassVar[int]
+    LE_FIELD_NUMBER: _ClassVar[int]
+    EQ_FIELD_NUMBER: _ClassVar[int]
+    BETWEEN_FIELD_NUMBER: _ClassVar[int]
+    gt: int
+    ge: int
+    lt: int
+    le: int
+    eq: int
+    between: Between
+    def __init__(self, gt: _Optional[int] = ..., ge: _Optional[int] = ..., lt: _Optional[int] = ..., le: _Optional[int] = ..., eq: _Optional[int] = ..., between: _Optional[_Union[Between, _Mapping]] = ...) -> None: ...
+
+class Between(_message.Message):
+    __slots__ = ("low", "high")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    low: int
+    high: int
+    def __init__(self, low: _Optional[int] = ..., high: _Optional[int] = ...) -> None: ...
+
+class DateOffset(_message.Message):
+    __slots__ = ("months", "days")
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    months: int
+    days: int
+    def __init__(self, months: _Optional[int] = ..., days: _Optional[int] = ...) -> None: ...
+
+class DateBound(_message.Message):
+    __slots__ = ("date", "offset")
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    offset: DateOffset
+    def __init__(self, date: _Optional[str] = ..., offset: _Optional[_Union[DateOffset, _Mapping]] = ...) -> None: ...
+
+class CustomRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: DateBound
+    end: DateBound
+    def __init__(self, start: _Optional[_Union[DateBound, _Mapping]] = ..., end: _Optional[_Union[DateBound, _Mapping]] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("preset", "last_n_days", "last_n_months", "custom")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    LAST_N_DAYS_FIELD_NUMBER: _ClassVar[int]
+    LAST_N_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    preset: RangePreset
+    last_n_days: int
+    last_n_months: int
+    custom: CustomRange
+    def __init__(self, preset: _Optional[_Union[RangePreset, str]] = ..., last_n_days: _Optional[int] = ..., last_n_months: _Optional[int] = ..., custom: _Optional[_Union[CustomRange, _Mapping]] = ...) -> None: ...
+
+class ProductFilter(_message.Message):
+    __slots__ = ("department", "metal", "brand", "strain", "inventory_group", "inventory_type", "product", "shop")
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    METAL_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    STRAIN_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    SHOP_FIELD_NUMBER: _ClassVar[int]
+    department: _containers.RepeatedScalarFieldContainer[str]
+    metal: _containers.RepeatedScalarFieldContainer[str]
+    brand: _containers.RepeatedScalarFieldContainer[str]
+    strain: _containers.RepeatedScalarFieldContainer[str]
+    inventory_group: _containers.RepeatedScalarFieldContainer[str]
+    inventory_type: _containers.RepeatedScalarFieldContainer[str]
+    product: _containers.RepeatedScalarFieldContainer[str]
+    shop: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, department: _Optional[_Iterable[str]] = ..., metal: _Optional[_Iterable[str]] = ..., brand: _Optional[_Iterable[str]] = ..., strain: _Optional[_Iterable[str]] = ..., inventory_group: _Optional[_Iterable[str]] = ..., inventory_type: _Optional[_Iterable[str]] = ..., product: _Optional[_Iterable[str]] = ..., shop: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CustomerIds(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Search(_message.Message):
+    __slots__ = ("text", "fields")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Birthday(_message.Message):
+    __slots__ = ("mode", "month", "days")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    mode: BirthdayMode
+    month: int
+    days: int
+    def __init__(self, mode: _Optional[_Union[BirthdayMode, str]] = ..., month: _Optional[int] = ..., days: _Optional[int] = ...) -> None: ...
+
+class Joined(_message.Message):
+    __slots__ = ("range",)
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    range: TimeRange
+    def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class Values(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Tags(_message.Message):
+    __slots__ = ("any", "all")
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    any: Values
+    all: Values
+    def __init__(self, any: _Optional[_Union[Values, _Mapping]] = ..., all: _Optional[_Union[Values, _Mapping]] = ...) -> None: ...
+
+class Bought(_message.Message):
+    __slots__ = ("filter", "range")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    filter: ProductFilter
+    range: TimeRange
+    def __init__(self, filter: _Optional[_Union[ProductFilter, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class LineAggregate(_message.Message):
+    __slots__ = ("cmp", "filter", "range")
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    cmp: Cmp
+    filter: ProductFilter
+    range: TimeRange
+    def __init__(self, cmp: _Optional[_Union[Cmp, _Mapping]] = ..., filter: _Optional[_Union[ProductFilter, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class Visited(_message.Message):
+    __slots__ = ("cmp", "shops", "range")
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    SHOPS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    cmp: Cmp
+    shops: _containers.RepeatedScalarFieldContainer[str]
+    range: TimeRange
+    def __init__(self, cmp: _Optional[_Union[Cmp, _Mapping]] = ..., shops: _Optional[_Iterable[str]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class UpcomingAppointment(_message.Message):
+    __slots__ = ("shops",)
+    SHOPS_FIELD_NUMBER: _ClassVar[int]
+    shops: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shops: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Conditions(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    def __init__(self, conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("all", "customers", "search", "surname", "birthday", "anniversary", "married_today", "age", "joined", "loyalty_member", "loyalty_points", "origin_shop", "gender", "marital_status", "city", "postal_code", "tags", "reachable", "account_balance", "overdue_layby", "bought", "spend", "purchase_count", "visited", "upcoming_appointment", "all_of", "any_of")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    SURNAME_FIELD_NUMBER: _ClassVar[int]
+    BIRTHDAY_FIELD_NUMBER: _ClassVar[int]
+    ANNIVERSARY_FIELD_NUMBER: _ClassVar[int]
+    MARRIED_TODAY_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_POINTS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_SHOP_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    MARITAL_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    POSTAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_LAYBY_FIELD_NUMBER: _ClassVar[int]
+    BOUGHT_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    PURCHASE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VISITED_FIELD_NUMBER: _ClassVar[int]
+    UPCOMING_APPOINTMENT_FIELD_NUMBER: _ClassVar[int]
+    ALL_OF_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    NOT_FIELD_NUMBER: _ClassVar[int]
+    all: Flag
+    customers: CustomerIds
+    search: Search
+    surname: str
+    birthday: Birthday
+    anniversary: Birthday
+    married_today: Flag
+    age: Cmp
+    joined: Joined
+    loyalty_member: Flag
+    loyalty_points: Cmp
+    origin_shop: Values
+    gender: Values
+    marital_status: Values
+    city: Values
+    postal_code: Values
+    tags: Tags
+    reachable: ReachableChannel
+    account_balance: Cmp
+    overdue_layby: Flag
+    bought: Bought
+    spend: LineAggregate
+    purchase_count: LineAggregate
+    visited: Visited
+    upcoming_appointment: UpcomingAppointment
+    all_of: Conditions
+    any_of: Conditions
+    def __init__(self, all: _Optional[_Union[Flag, _Mapping]] = ..., customers: _Optional[_Union[CustomerIds, _Mapping]] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., surname: _Optional[str] = ..., birthday: _Optional[_Union[Birthday, _Mapping]] = ..., anniversary: _Optional[_Union[Birthday, _Mapping]] = ..., married_today: _Optional[_Union[Flag, _Mapping]] = ..., age: _Optional[_Union[Cmp, _Mapping]] = ..., joined: _Optional[_Union[Joined, _Mapping]] = ..., loyalty_member: _Optional[_Union[Flag, _Mapping]] = ..., loyalty_points: _Optional[_Union[Cmp, _Mapping]] = ..., origin_shop: _Optional[_Union[Values, _Mapping]] = ..., gender: _Optional[_Union[Values, _Mapping]] = ..., marital_status: _Optional[_Union[Values, _Mapping]] = ..., city: _Optional[_Union[Values, _Mapping]] = ..., postal_code: _Optional[_Union[Values, _Mapping]] = ..., tags: _Optional[_Union[Tags, _Mapping]] = ..., reachable: _Optional[_Union[ReachableChannel, str]] = ..., account_balance: _Optional[_Union[Cmp, _Mapping]] = ..., overdue_layby: _Optional[_Union[Flag, _Mapping]] = ..., bought: _Optional[_Union[Bought, _Mapping]] = ..., spend: _Optional[_Union[LineAggregate, _Mapping]] = ..., purchase_count: _Optional[_Union[LineAggregate, _Mapping]] = ..., visited: _Optional[_Union[Visited, _Mapping]] = ..., upcoming_appointment: _Optional[_Union[UpcomingAppointment, _Mapping]] = ..., all_of: _Optional[_Union[Conditions, _Mapping]] = ..., any_of: _Optional[_Union[Conditions, _Mapping]] = ..., **kwargs) -> None: ...
+
+class OrderBy(_message.Message):
+    __slots__ = ("key", "filter", "range", "ascending")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    key: OrderKey
+    filter: ProductFilter
+    range: TimeRange
+    ascending: bool
+    def __init__(self, key: _Optional[_Union[OrderKey, str]] = ..., filter: _Optional[_Union[ProductFilter, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., ascending: _Optional[bool] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("include", "exclude", "append", "order_by", "limit")
+    INCLUDE_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    include: Condition
+    exclude: Condition
+    append: _containers.RepeatedCompositeFieldContainer[Condition]
+    order_by: OrderBy
+    limit: int
+    def __init__(self, include: _Optional[_Union[Condition, _Mapping]] = ..., exclude: _Optional[_Union[Condition, _Mapping]] = ..., append: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., order_by: _Optional[_Union[OrderBy, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SegmentSource(_message.Message):
+    __slots__ = ("segment", "segment_json", "saved_segment")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    segment: Segment
+    segment_json: str
+    saved_segment: str
+    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., saved_segment: _Optional[str] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CountResponse(_message.Message):
+    __slots__ = ("count", "email_reachable", "sms_reachable", "missing_ids", "elapsed_ms")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    SMS_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    email_reachable: int
+    sms_reachable: int
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    elapsed_ms: float
+    def __init__(self, count: _Optional[int] = ..., email_reachable: _Optional[int] = ..., sms_reachable: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class Value(_message.Message):
+    __slots__ = ("string_value", "int_value", "bool_value", "date_value", "list_value", "double_value")
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DATE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    string_value: str
+    int_value: int
+    bool_value: bool
+    date_value: str
+    list_value: Values
+    double_value: float
+    def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., bool_value: _Optional[bool] = ..., date_value: _Optional[str] = ..., list_value: _Optional[_Union[Values, _Mapping]] = ..., double_value: _Optional[float] = ...) -> None: ...
+
+class Row(_message.Message):
+    __slots__ = ("customer_id", "fields", "rank_value")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    RANK_VALUE_FIELD_NUMBER: _ClassVar[int]
+    customer_id: int
+    fields: _containers.MessageMap[str, Value]
+    rank_value: Value
+    def __init__(self, customer_id: _Optional[int] = ..., fields: _Optional[_Mapping[str, Value]] = ..., rank_value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class PreviewRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of", "n", "fields")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    n: int
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., n: _Optional[int] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PreviewResponse(_message.Message):
+    __slots__ = ("rows", "total", "missing_ids", "elapsed_ms")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[Row]
+    total: int
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    elapsed_ms: float
+    def __init__(self, rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class MaterializeRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of", "fields")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MaterializeChunk(_message.Message):
+    __slots__ = ("customer_ids", "arrow_ipc", "total", "missing_ids", "rank_key", "elapsed_ms")
+    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    RANK_KEY_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    customer_ids: bytes
+    arrow_ipc: bytes
+    total: int
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    rank_key: str
+    elapsed_ms: float
+    def __init__(self, customer_ids: _Optional[bytes] = ..., arrow_ipc: _Optional[bytes] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., rank_key: _Optional[str] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of", "fields", "format", "file_name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    format: ExportFormat
+    file_name: str
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
+
+class ExportResponse(_message.Message):
+    __slots__ = ("file_name", "rows", "elapsed_ms")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    rows: int
+    elapsed_ms: float
+    def __init__(self, file_name: _Optional[str] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExplainNode(_message.Message):
+    __slots__ = ("label", "size", "ms", "children")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MS_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    size: int
+    ms: float
+    children: _containers.RepeatedCompositeFieldContainer[ExplainNode]
+    def __init__(self, label: _Optional[str] = ..., size: _Optional[int] = ..., ms: _Optional[float] = ..., children: _Optional[_Iterable[_Union[ExplainNode, _Mapping]]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("root",)
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    root: ExplainNode
+    def __init__(self, root: _Optional[_Union[ExplainNode, _Mapping]] = ...) -> None: ...
+
+class NameRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class Deleted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SaveSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name", "segment", "segment_json", "description", "active")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    segment: Segment
+    segment_json: str
+    description: str
+    active: bool
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class UpdateSavedSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name", "segment", "segment_json", "description", "active")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    segment: Segment
+    segment_json: str
+    description: str
+    active: bool
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class SavedSegment(_message.Message):
+    __slots__ = ("name", "segment", "segment_json", "description", "active", "created_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    segment: Segment
+    segment_json: str
+    description: str
+    active: bool
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SavedSegmentList(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SavedSegment]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SavedSegment, _Mapping]]] = ...) -> None: ...
+
+class CreateGroupRequest(_message.Message):
+    __slots__ = ("dataset", "name", "segment", "segment_json", "saved_segment", "as_of", "description", "ttl_days")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TTL_DAYS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    segment: Segment
+    segment_json: str
+    saved_segment: str
+    as_of: _timestamp_pb2.Timestamp
+    description: str
+    ttl_days: int
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., saved_segment: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., ttl_days: _Optional[int] = ...) -> None: ...
+
+class Group(_message.Message):
+    __slots__ = ("name", "description", "count", "source", "saved_segment", "as_of", "created_at", "expires_at", "expired")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    count: int
+    source: str
+    saved_segment: str
+    as_of: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    expired: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., count: _Optional[int] = ..., source: _Optional[str] = ..., saved_segment: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ...) -> None: ...
+
+class GroupList(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[Group]
+    def __init__(self, groups: _Optional[_Iterable[_Union[Group, _Mapping]]] = ...) -> None: ...
+
+class GroupMaterializeRequest(_message.Message):
+    __slots__ = ("dataset", "name", "fields")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GroupExportRequest(_message.Message):
+    __slots__ = ("dataset", "name", "fields", "format", "file_name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    format: ExportFormat
+    file_name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
+
+class CreateDatasetRequest(_message.Message):
+    __slots__ = ("name", "timezone")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    timezone: str
+    def __init__(self, name: _Optional[str] = ..., timezone: _Optional[str] = ...) -> None: ...
+
+class DatasetRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DatasetList(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ("dataset", "folder")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    folder: str
+    def __init__(self, dataset: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("rows", "elapsed_ms")
+    class RowsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.ScalarMap[str, int]
+    elapsed_ms: float
+    def __init__(self, rows: _Optional[_Mapping[str, int]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class DatasetInfo(_message.Message):
+    __slots__ = ("name", "timezone", "rows", "shards", "bytes", "info_json")
+    class RowsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    timezone: str
+    rows: _containers.ScalarMap[str, int]
+    shards: int
+    bytes: int
+    info_json: str
+    def __init__(self, name: _Optional[str] = ..., timezone: _Optional[str] = ..., rows: _Optional[_Mapping[str, int]] = ..., shards: _Optional[int] = ..., bytes: _Optional[int] = ..., info_json: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,88 @@
+"""Server assembly: servicers, health checking, reflection, limits, TLS; unstarted.
+
+    server, port = build_server(engine, port=0)   # tests: an ephemeral port, in-process
+    server.start(); ...; stop(server, grace=5)
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent import futures
+from pathlib import Path
+from typing import Optional, Tuple
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.catalog import Catalog
+from proto import segments_pb2 as pb
+from proto import segments_pb2_grpc as pbg
+
+from .auth import Tokens
+from .export import default_export_dir
+from .servicer import DEFAULT_CHUNK_IDS, CatalogServicer, DatasetsServicer, SegmentsServicer, Services
+
+log = logging.getLogger("segments.server")
+
+MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a 100k-id customer list is ~1 MB
+MAX_SEND_BYTES = 64 * 1024 * 1024
+SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Segments", "Catalog", "Datasets"))
+
+
+def default_workers() -> int:
+    """Threads for the pool: evaluation mostly runs in numba kernels outside the GIL."""
+    return max(16, 4 * (os.cpu_count() or 1))
+
+
+def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
+                 export_dir: Optional[str | os.PathLike] = None, max_workers: Optional[int] = None,
+                 host: Optional[str] = None, tls: Optional[Tuple[bytes, bytes]] = None,
+                 catalog: Optional[Catalog] = None, chunk_ids: int = DEFAULT_CHUNK_IDS) -> Tuple[grpc.Server, int]:
+    """An unstarted server over `engine` and the port it is bound to.
+
+    Without tokens the server binds localhost only (host defaults to 127.0.0.1); with
+    tokens it binds every interface ([::]). tls is (certificate chain PEM, private key PEM).
+    """
+    workers = max_workers or default_workers()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments"),
+        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
+                 ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=workers * 8)
+    services = Services(engine, catalog or Catalog(engine), tokens,
+                        Path(export_dir) if export_dir else default_export_dir(engine.root), chunk_ids)
+    pbg.add_SegmentsServicer_to_server(SegmentsServicer(services), server)
+    pbg.add_CatalogServicer_to_server(CatalogServicer(services), server)
+    pbg.add_DatasetsServicer_to_server(DatasetsServicer(services), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("",) + SERVICE_NAMES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server)
+
+    if host is None:
+        host = "[::]" if tokens is not None else "127.0.0.1"
+    address = f"{host}:{port}"
+    if tls is not None:
+        cert, key = tls
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        bound = server.add_insecure_port(address)
+    if not bound:
+        raise OSError(f"could not bind {address}")
+    server._segments_health = health_servicer  # for stop(): report NOT_SERVING while draining
+    return server, bound
+
+
+def stop(server: grpc.Server, grace: float = 10.0) -> None:
+    """Graceful shutdown: health answers NOT_SERVING, new calls are refused, calls in flight
+    get `grace` seconds to finish; returns when the server has stopped."""
+    h = getattr(server, "_segments_health", None)
+    if h is not None:
+        h.enter_graceful_shutdown()
+    server.stop(grace).wait()

@@ -1,0 +1,428 @@
+"""Messages <-> engine values: the only module that turns protobuf into the engine's segment tree.
+
+A typed proto Segment is converted to the JSON shape of engine/segment_json.py and parsed
+there, so both request forms are validated by one parser and errors name the same paths
+("include.all_of[1].spend.cmp.between"). Encoding goes the other way, from the engine's
+dataclasses and results to messages.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from engine import segment as S
+from engine import segment_json
+from engine.errors import InvalidArgument
+from engine.results import CountResult, ExplainNode, Materialized, Preview
+from proto import segments_pb2 as pb
+
+UTC = dt.timezone.utc
+CACHE_MAX_BYTES = 16 * 1024
+
+_CMP_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=="}
+_OPS_CMP = {v: k for k, v in _CMP_OPS.items()}
+_FLAG_KINDS = ("all", "married_today", "loyalty_member", "overdue_layby")
+_CMP_KINDS = ("age", "loyalty_points", "account_balance")
+_PRESET_NAMES = {v: pb.RangePreset.Name(v)[len("RANGE_"):].lower() for v in pb.RangePreset.values()}
+_PRESET_VALUES = {v: k for k, v in _PRESET_NAMES.items()}
+_BIRTHDAY_NAMES = {pb.BIRTHDAY_TODAY: "today", pb.BIRTHDAY_THIS_MONTH: "this_month",
+                   pb.BIRTHDAY_MONTH: "month", pb.BIRTHDAY_NEXT_DAYS: "next_days"}
+_BIRTHDAY_VALUES = {v: k for k, v in _BIRTHDAY_NAMES.items()}
+_CHANNEL_NAMES = {pb.HAS_EMAIL: "has_email", pb.HAS_PHONE: "has_phone",
+                  pb.EMAIL_OPT_IN: "email_opt_in", pb.SMS_OPT_IN: "sms_opt_in"}
+_CHANNEL_VALUES = {v: k for k, v in _CHANNEL_NAMES.items()}
+_ORDER_NAMES = {pb.ORDER_SPEND: "spend", pb.ORDER_PURCHASE_COUNT: "purchase_count",
+                pb.ORDER_LOYALTY_POINTS: "loyalty_points", pb.ORDER_LAST_PURCHASE: "last_purchase"}
+_ORDER_VALUES = {v: k for k, v in _ORDER_NAMES.items()}
+
+
+# ================================================================ decode: proto -> JSON shape
+
+def cmp_to_json(c: pb.Cmp) -> dict:
+    """{"op": value} or {"between": [low, high]}; {} when no op is set (the parser rejects it)."""
+    op = c.WhichOneof("op")
+    if op is None:
+        return {}
+    if op == "between":
+        return {"between": [c.between.low, c.between.high]}
+    return {_CMP_OPS[op]: getattr(c, op)}
+
+
+def range_to_json(r: pb.TimeRange):
+    """A preset name, {"last_n_days": N}, {"last_n_months": N} or {"custom": {...}}."""
+    kind = r.WhichOneof("kind")
+    if kind is None:
+        return "ever"
+    if kind == "preset":
+        return _PRESET_NAMES.get(r.preset, f"unknown preset {r.preset}")
+    if kind in ("last_n_days", "last_n_months"):
+        return {kind: getattr(r, kind)}
+    out = {}
+    for end in ("start", "end"):
+        if r.custom.HasField(end):
+            b = getattr(r.custom, end)
+            out[end] = b.date if b.WhichOneof("kind") == "date" else \
+                {"months": b.offset.months, "days": b.offset.days}
+    return {"custom": out}
+
+
+def filter_to_json(f: pb.ProductFilter) -> Optional[dict]:
+    """The fields given (non-empty lists) of a product filter, or None for no filter."""
+    out = {name: list(getattr(f, name)) for name in S.PRODUCT_FIELDS if len(getattr(f, name))}
+    return out or None
+
+
+def _put(out: dict, msg, name: str, conv):
+    if msg.HasField(name):
+        out[name] = conv(getattr(msg, name))
+
+
+def condition_to_json(c: pb.Condition, path: str = "include") -> Any:
+    """The JSON object of a typed condition (no validation beyond the shape)."""
+    kind = c.WhichOneof("kind")
+    if kind is None:
+        return {}
+    a = getattr(c, kind)
+    if kind in _FLAG_KINDS:
+        return {kind: {}}
+    if kind == "customers":
+        if len(a.ids) > segment_json.MAX_CUSTOMER_IDS:  # before building a huge list
+            raise InvalidArgument(f"{path}.customers.ids",
+                                  f"{len(a.ids)} ids, more than the limit of {segment_json.MAX_CUSTOMER_IDS}")
+        return {"customers": {"ids": list(a.ids)}}
+    if kind == "search":
+        body = {"text": a.text}
+        if len(a.fields):
+            body["fields"] = list(a.fields)
+        return {"search": body}
+    if kind == "surname":
+        return {"surname": a}
+    if kind in ("birthday", "anniversary"):
+        body = {"mode": _BIRTHDAY_NAMES.get(a.mode)}
+        if a.mode == pb.BIRTHDAY_MONTH:
+            body["month"] = a.month
+        if a.mode == pb.BIRTHDAY_NEXT_DAYS:
+            body["days"] = a.days
+        return {kind: body}
+    if kind in _CMP_KINDS:
+        return {kind: cmp_to_json(a)}
+    if kind == "joined":
+        return {"joined": {"range": range_to_json(a.range)}}
+    if kind in S.VALUE_FIELDS:
+        return {kind: {"values": list(a.values)}}
+    if kind == "tags":
+        mode = a.WhichOneof("mode")
+        return {"tags": {} if mode is None else {mode: list(getattr(a, mode).values)}}
+    if kind == "reachable":
+        return {"reachable": _CHANNEL_NAMES.get(a)}
+    if kind in ("bought", "spend", "purchase_count", "visited"):
+        body = {}
+        if kind != "bought":
+            _put(body, a, "cmp", cmp_to_json)
+        if kind == "visited":
+            if len(a.shops):
+                body["shops"] = list(a.shops)
+        else:
+            _put(body, a, "filter", filter_to_json)
+        _put(body, a, "range", range_to_json)
+        return {kind: body}
+    if kind == "upcoming_appointment":
+        return {kind: {"shops": list(a.shops)} if len(a.shops) else {}}
+    if kind in ("all_of", "any_of"):
+        return {kind: [condition_to_json(x, f"{path}.{kind}[{i}]") for i, x in enumerate(a.conditions)]}
+    if kind == "not":
+        return {"not": condition_to_json(a, f"{path}.not")}
+    raise InvalidArgument(path, f"unsupported condition kind {kind!r}")
+
+
+def order_by_to_json(o: pb.OrderBy) -> dict:
+    """{"key", "direction", "filter"?, "range"?}."""
+    out = {"key": _ORDER_NAMES.get(o.key), "direction": "asc" if o.ascending else "desc"}
+    _put(out, o, "filter", filter_to_json)
+    _put(out, o, "range", range_to_json)
+    return {k: v for k, v in out.items() if v is not None or k == "key"}
+
+
+def segment_to_json(s: pb.Segment) -> dict:
+    """The JSON object of a typed segment, ready for engine.segment_json.parse_segment."""
+    out: dict = {}
+    if s.HasField("include"):
+        out["include"] = condition_to_json(s.include, "include")
+    if s.HasField("exclude"):
+        out["exclude"] = condition_to_json(s.exclude, "exclude")
+    if len(s.append):
+        out["append"] = [condition_to_json(c, f"append[{i}]") for i, c in enumerate(s.append)]
+    if s.HasField("order_by"):
+        out["order_by"] = order_by_to_json(s.order_by)
+    if s.HasField("limit"):
+        out["limit"] = s.limit
+    return out
+
+
+def decode_segment(s: pb.Segment) -> S.Segment:
+    """The engine Segment of a typed message; InvalidArgument naming the path of a problem."""
+    return segment_json.parse_segment(segment_to_json(s))
+
+
+def decode_segment_json(text: str) -> S.Segment:
+    """The engine Segment of JSON text; InvalidArgument naming the path of a problem."""
+    try:
+        return segment_json.loads(text)
+    except RecursionError:
+        raise InvalidArgument("segment_json", "nested too deep") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_cached(kind: str, data) -> S.Segment:
+    return decode_segment(pb.Segment.FromString(data)) if kind == "segment" else decode_segment_json(data)
+
+
+def decode_source_definition(kind: str, value) -> S.Segment:
+    """decode_segment / decode_segment_json with a cache of small definitions: a dashboard
+    asks the same few segments again and again, and Segments are immutable. Only successes
+    are cached (an exception is never stored by lru_cache)."""
+    data = value.SerializeToString(deterministic=True) if kind == "segment" else value
+    if len(data) > CACHE_MAX_BYTES:
+        return decode_segment(value) if kind == "segment" else decode_segment_json(value)
+    return _decode_cached(kind, data)
+
+
+def decode_definition(msg, field: str = "definition") -> Optional[S.Segment]:
+    """A `segment` / `segment_json` oneof member of msg as an engine Segment (None if neither)."""
+    kind = msg.WhichOneof(field)
+    if kind in ("segment", "segment_json"):
+        return decode_source_definition(kind, getattr(msg, kind))
+    return None
+
+
+def decode_as_of(msg) -> Optional[dt.datetime]:
+    """The request's as_of instant (aware, UTC) or None for now."""
+    if not msg.HasField("as_of"):
+        return None
+    ts = msg.as_of
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument("as_of.nanos", f"{ts.nanos} is out of range")
+    try:
+        return from_timestamp(ts)
+    except OverflowError:
+        raise InvalidArgument("as_of", f"{ts.seconds} seconds is out of range") from None
+
+
+def timestamp(instant: Optional[dt.datetime]):
+    """A Timestamp message of an aware datetime (None -> None)."""
+    if instant is None:
+        return None
+    delta = instant - dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return pb.google_dot_protobuf_dot_timestamp__pb2.Timestamp(
+        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
+def from_timestamp(ts) -> dt.datetime:
+    """An aware UTC datetime of a Timestamp message."""
+    return dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+# ================================================================ encode: engine -> proto
+
+def encode_cmp(c: S.Cmp) -> pb.Cmp:
+    if c.op == "between":
+        return pb.Cmp(between=pb.Between(low=c.a, high=c.b))
+    return pb.Cmp(**{_OPS_CMP[c.op]: c.a})
+
+
+def encode_range(r: S.TimeRange) -> Optional[pb.TimeRange]:
+    if r.kind == "ever":
+        return None
+    if r.kind in _PRESET_VALUES:
+        return pb.TimeRange(preset=_PRESET_VALUES[r.kind])
+    if r.kind in ("last_n_days", "last_n_months"):
+        return pb.TimeRange(**{r.kind: r.n})
+
+    def bound(b):
+        if b is None:
+            return None
+        if isinstance(b, dt.date):
+            return pb.DateBound(date=b.isoformat())
+        return pb.DateBound(offset=pb.DateOffset(months=b.months, days=b.days))
+    return pb.TimeRange(custom=pb.CustomRange(start=bound(r.start), end=bound(r.end)))
+
+
+def encode_filter(f: S.ProductFilter) -> Optional[pb.ProductFilter]:
+    return pb.ProductFilter(**{k: list(v) for k, v in f.fields}) if f.fields else None
+
+
+def encode_condition(c: S.Condition) -> pb.Condition:
+    """The typed message of an engine condition (inverse of condition_to_json + parse)."""
+    t = type(c)
+    if t in (S.All, S.MarriedToday, S.LoyaltyMember, S.OverdueLayby):
+        return pb.Condition(**{segment_json._KIND[t]: pb.Flag()})
+    if t is S.Customers:
+        return pb.Condition(customers=pb.CustomerIds(ids=c.ids))
+    if t is S.Search:
+        return pb.Condition(search=pb.Search(text=c.text, fields=c.fields))
+    if t is S.Surname:
+        return pb.Condition(surname=c.text)
+    if t is S.Birthday:
+        b = pb.Birthday(mode=_BIRTHDAY_VALUES[c.mode], month=c.month or 0, days=c.days or 0)
+        return pb.Condition(**{"birthday" if c.which == "birth" else "anniversary": b})
+    if t in (S.Age, S.LoyaltyPoints, S.AccountBalance):
+        return pb.Condition(**{segment_json._KIND[t]: encode_cmp(c.cmp)})
+    if t is S.Joined:
+        return pb.Condition(joined=pb.Joined(range=encode_range(c.range)))
+    if t is S.InValues:
+        return pb.Condition(**{c.field: pb.Values(values=c.values)})
+    if t is S.Tags:
+        return pb.Condition(tags=pb.Tags(**{c.mode: pb.Values(values=c.tags)}))
+    if t is S.Reachable:
+        return pb.Condition(reachable=_CHANNEL_VALUES[c.channel])
+    if t is S.Bought:
+        return pb.Condition(bought=pb.Bought(filter=encode_filter(c.filter), range=encode_range(c.range)))
+    if t in (S.Spend, S.PurchaseCount):
+        agg = pb.LineAggregate(cmp=encode_cmp(c.cmp), filter=encode_filter(c.filter), range=encode_range(c.range))
+        return pb.Condition(**{segment_json._KIND[t]: agg})
+    if t is S.Visited:
+        return pb.Condition(visited=pb.Visited(cmp=encode_cmp(c.cmp), shops=c.shops, range=encode_range(c.range)))
+    if t is S.UpcomingAppointment:
+        return pb.Condition(upcoming_appointment=pb.UpcomingAppointment(shops=c.shops))
+    if t is S.AllOf:
+        return pb.Condition(all_of=pb.Conditions(conditions=[encode_condition(x) for x in c.children]))
+    if t is S.AnyOf:
+        return pb.Condition(any_of=pb.Conditions(conditions=[encode_condition(x) for x in c.children]))
+    if t is S.Not:
+        return pb.Condition(**{"not": encode_condition(c.child)})
+    raise TypeError(f"not a condition: {c!r}")
+
+
+def encode_segment(s: S.Segment) -> pb.Segment:
+    """The typed message of an engine Segment."""
+    out = pb.Segment(include=encode_condition(s.include),
+                     append=[encode_condition(c) for c in s.append])
+    if s.exclude is not None:
+        out.exclude.CopyFrom(encode_condition(s.exclude))
+    if s.order_by is not None:
+        o = s.order_by
+        out.order_by.CopyFrom(pb.OrderBy(key=_ORDER_VALUES[o.key], ascending=not o.descending))
+        if o.key != "loyalty_points":
+            f, r = encode_filter(o.filter), encode_range(o.range)
+            if f is not None:
+                out.order_by.filter.CopyFrom(f)
+            if r is not None:
+                out.order_by.range.CopyFrom(r)
+    if s.limit is not None:
+        out.limit = s.limit
+    return out
+
+
+# ---------------------------------------------------------------- results
+
+def encode_value(v: Any) -> pb.Value:
+    """A profile or rank value; None (and NaN) -> an empty Value (null)."""
+    if v is None:
+        return pb.Value()
+    if isinstance(v, (bool, np.bool_)):
+        return pb.Value(bool_value=bool(v))
+    if isinstance(v, (int, np.integer)):
+        return pb.Value(int_value=int(v))
+    if isinstance(v, (float, np.floating)):
+        return pb.Value() if math.isnan(v) else pb.Value(double_value=float(v))
+    if isinstance(v, str):
+        return pb.Value(string_value=v)
+    if isinstance(v, dt.datetime):
+        return pb.Value(string_value=v.isoformat())
+    if isinstance(v, dt.date):
+        return pb.Value(date_value=v.isoformat())
+    if isinstance(v, np.datetime64):
+        return pb.Value() if np.isnat(v) else pb.Value(date_value=str(v.astype("datetime64[D]")))
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return pb.Value(list_value=pb.Values(values=[str(x) for x in v]))
+    return pb.Value(string_value=str(v))
+
+
+def decode_value(v: pb.Value) -> Any:
+    """The plain Python value of a Value message (dates as datetime.date)."""
+    kind = v.WhichOneof("kind")
+    if kind is None:
+        return None
+    if kind == "date_value":
+        return dt.date.fromisoformat(v.date_value)
+    if kind == "list_value":
+        return list(v.list_value.values)
+    return getattr(v, kind)
+
+
+def encode_count(r: CountResult) -> pb.CountResponse:
+    return pb.CountResponse(count=r.count, email_reachable=r.email_reachable, sms_reachable=r.sms_reachable,
+                            missing_ids=r.missing_ids, elapsed_ms=r.elapsed_ms)
+
+
+def encode_preview(p: Preview) -> pb.PreviewResponse:
+    rows = []
+    for row in p.rows:
+        msg = pb.Row(customer_id=int(row["customer_id"]))
+        for k, v in row.items():
+            if k == "customer_id":
+                continue
+            if k == "rank_value":
+                msg.rank_value.CopyFrom(encode_value(v))
+            else:
+                msg.fields[k].CopyFrom(encode_value(v))
+        rows.append(msg)
+    return pb.PreviewResponse(rows=rows, total=p.total, missing_ids=p.missing_ids, elapsed_ms=p.elapsed_ms)
+
+
+def encode_explain(node: ExplainNode) -> pb.ExplainNode:
+    return pb.ExplainNode(label=node.label, size=node.size, ms=node.ms,
+                          children=[encode_explain(c) for c in node.children])
+
+
+def decode_explain(node: pb.ExplainNode) -> ExplainNode:
+    return ExplainNode(node.label, node.size, node.ms, tuple(decode_explain(c) for c in node.children))
+
+
+def materialize_chunks(m: Materialized, chunk_ids: int, check=None):
+    """MaterializeChunk messages of a result: packed little-endian int64 ids, plus an Arrow
+    IPC batch of the fields and rank values when there are any. `check()` runs before each
+    chunk (a deadline test)."""
+    import pyarrow as pa
+
+    ids = np.ascontiguousarray(m.customer_ids, dtype="<i8")
+    extra = {}
+    extra.update(m.columns)
+    if m.rank_values is not None:
+        extra["rank_value"] = pa.array(m.rank_values)
+    table = pa.table(extra) if extra else None
+    n = len(ids)
+    first = True
+    for start in range(0, max(n, 1), chunk_ids):
+        if check is not None:
+            check()
+        stop = min(start + chunk_ids, n)
+        msg = pb.MaterializeChunk(customer_ids=ids[start:stop].tobytes())
+        if table is not None:
+            sink = pa.BufferOutputStream()
+            part = table.slice(start, stop - start)
+            with pa.ipc.new_stream(sink, part.schema) as w:
+                w.write_table(part)
+            msg.arrow_ipc = sink.getvalue().to_pybytes()
+        if first:
+            msg.total = n
+            msg.missing_ids.extend(m.missing_ids)
+            msg.rank_key = m.rank_key or ""
+            msg.elapsed_ms = m.elapsed_ms
+            first = False
+        yield msg
+
+
+def dataset_info(name: str, info: dict) -> pb.DatasetInfo:
+    """DatasetInfo of the engine's info dict (known keys typed, everything as JSON)."""
+    rows = info.get("rows") or {}
+    return pb.DatasetInfo(
+        name=name, timezone=str(info.get("timezone", "")),
+        rows={k: int(v) for k, v in rows.items()} if isinstance(rows, dict) else {},
+        shards=int(info.get("shards", 0) or 0), bytes=int(info.get("bytes_on_disk", 0) or 0),
+        info_json=json.dumps(info, default=str, sort_keys=True))

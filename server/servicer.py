@@ -1,0 +1,290 @@
+"""The gRPC servicers: thin adapters that decode, call the engine, and encode.
+
+Every method is wrapped by `rpc(role)`, which authorizes the call, turns the call's
+deadline into the engine's `deadline` (a time.monotonic() value), and maps any exception to
+a status code through server.errors, the one place that knows the mapping.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from engine import segment as S
+from engine import segment_json
+from engine.catalog import Catalog
+from engine.errors import InvalidArgument
+from engine.exporter import write_table
+from proto import segments_pb2 as pb
+from proto import segments_pb2_grpc as pbg
+
+from . import codec, export
+from .auth import Tokens, authorize
+from .errors import DeadlineExceeded, status_of
+
+DEFAULT_PREVIEW = 20
+MAX_PREVIEW = 10_000
+DEFAULT_CHUNK_IDS = 65_536
+
+
+@dataclass
+class Call:
+    """What a method body gets besides its request."""
+    deadline: Optional[float]   # absolute time.monotonic(), None without a deadline
+    context: object
+
+    def check(self) -> None:
+        """Stop a streamed answer between chunks once the deadline passed or the caller left."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("", "deadline exceeded")
+        if not self.context.is_active():
+            raise DeadlineExceeded("", "call no longer active")
+
+
+def _deadline(context) -> Optional[float]:
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 1e8:  # no deadline set by the caller
+        return None
+    return time.monotonic() + remaining
+
+
+def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False):
+    """Wrap a servicer method body `fn(self, request, call)`: auth, deadline, error mapping."""
+    def wrap(fn):
+        name = fn.__name__
+
+        def start(self, request, context):
+            authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
+            return Call(_deadline(context), context)
+
+        if stream:
+            @functools.wraps(fn)
+            def handler(self, request, context):
+                try:
+                    call = start(self, request, context)
+                    yield from fn(self, request, call)
+                except Exception as e:  # noqa: BLE001 - mapped, never shown raw
+                    code, msg = status_of(e, name)
+                    context.abort(code, msg)
+        else:
+            @functools.wraps(fn)
+            def handler(self, request, context):
+                try:
+                    return fn(self, request, start(self, request, context))
+                except Exception as e:  # noqa: BLE001
+                    code, msg = status_of(e, name)
+                    context.abort(code, msg)
+        return handler
+    return wrap
+
+
+class Services:
+    """State the three servicers share."""
+
+    def __init__(self, engine, catalog: Catalog, tokens: Optional[Tokens], export_dir: Path,
+                 chunk_ids: int = DEFAULT_CHUNK_IDS):
+        self.engine = engine
+        self.catalog = catalog
+        self.tokens = tokens
+        self.export_dir = Path(export_dir)
+        self.chunk_ids = chunk_ids
+
+    def segment(self, dataset: str, source: pb.SegmentSource) -> S.Segment:
+        """The engine Segment a request names (definition, JSON text, or active saved segment)."""
+        kind = source.WhichOneof("kind")
+        if kind in ("segment", "segment_json"):
+            return codec.decode_source_definition(kind, getattr(source, kind))
+        if kind == "saved_segment":
+            return self.catalog.resolve(dataset, source.saved_segment, "source.saved_segment")
+        raise InvalidArgument("source", "required: a segment, segment_json or saved_segment")
+
+    def dataset_name(self, name: str) -> str:
+        """NotFound for an unknown dataset, before any other work."""
+        self.engine.dataset(name)
+        return name
+
+    def export(self, dataset: str, materialize, fmt_code: int, file_name: str) -> pb.ExportResponse:
+        """Write what materialize() returns into the export folder."""
+        fmt = "csv" if fmt_code == pb.CSV else "parquet"
+        path = export.target_path(self.export_dir, dataset, file_name, fmt)
+        t0 = time.perf_counter()
+        rows = write_table(materialize().to_arrow(), path)
+        return pb.ExportResponse(file_name=export.relative_name(self.export_dir, path), rows=rows,
+                                 elapsed_ms=(time.perf_counter() - t0) * 1e3)
+
+
+def _fields(request) -> tuple:
+    return tuple(request.fields)
+
+
+class SegmentsServicer(pbg.SegmentsServicer):
+    """Count, preview, materialize, export and explain."""
+
+    def __init__(self, s: Services):
+        self.s, self.tokens = s, s.tokens
+
+    @rpc("read")
+    def Count(self, request, call):
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        return codec.encode_count(self.s.engine.count(request.dataset, seg, codec.decode_as_of(request),
+                                                      call.deadline))
+
+    @rpc("read")
+    def Preview(self, request, call):
+        n = request.n or DEFAULT_PREVIEW
+        if not 1 <= n <= MAX_PREVIEW:
+            raise InvalidArgument("n", f"must be between 1 and {MAX_PREVIEW}, got {n}")
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        p = self.s.engine.preview(request.dataset, seg, n, _fields(request), codec.decode_as_of(request),
+                                  call.deadline)
+        return codec.encode_preview(p)
+
+    @rpc("export", stream=True)
+    def Materialize(self, request, call):
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        m = self.s.engine.materialize(request.dataset, seg, _fields(request), codec.decode_as_of(request),
+                                      call.deadline)
+        yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
+
+    @rpc("export")
+    def Export(self, request, call):
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        return self.s.export(
+            request.dataset,
+            lambda: self.s.engine.materialize(request.dataset, seg, _fields(request),
+                                              codec.decode_as_of(request), call.deadline),
+            request.format, request.file_name)
+
+    @rpc("read")
+    def Explain(self, request, call):
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        node = self.s.engine.explain(request.dataset, seg, codec.decode_as_of(request), call.deadline)
+        return pb.ExplainResponse(root=codec.encode_explain(node))
+
+
+def _saved(s) -> pb.SavedSegment:
+    return pb.SavedSegment(name=s.name, segment=codec.encode_segment(s.segment),
+                           segment_json=segment_json.dumps(s.segment), description=s.description,
+                           active=s.active, created_at=codec.timestamp(s.created_at),
+                           updated_at=codec.timestamp(s.updated_at))
+
+
+def _group(g, now) -> pb.Group:
+    return pb.Group(name=g.name, description=g.description, count=g.count, source=g.source,
+                    saved_segment=g.saved_segment or "", as_of=codec.timestamp(g.as_of),
+                    created_at=codec.timestamp(g.created_at), expires_at=codec.timestamp(g.expires_at),
+                    expired=g.expired(now))
+
+
+class CatalogServicer(pbg.CatalogServicer):
+    """Saved segments and customer groups."""
+
+    def __init__(self, s: Services):
+        self.s, self.tokens, self.c = s, s.tokens, s.catalog
+
+    @rpc("write")
+    def CreateSavedSegment(self, request, call):
+        seg = codec.decode_definition(request)
+        if seg is None:
+            raise InvalidArgument("definition", "required: a segment or segment_json")
+        active = request.active if request.HasField("active") else True
+        return _saved(self.c.create_segment(request.dataset, request.name, seg, request.description, active))
+
+    @rpc("read")
+    def GetSavedSegment(self, request, call):
+        return _saved(self.c.get_segment(request.dataset, request.name))
+
+    @rpc("read")
+    def ListSavedSegments(self, request, call):
+        return pb.SavedSegmentList(segments=[_saved(x) for x in self.c.list_segments(request.dataset)])
+
+    @rpc("write")
+    def UpdateSavedSegment(self, request, call):
+        return _saved(self.c.update_segment(
+            request.dataset, request.name, codec.decode_definition(request),
+            request.description if request.HasField("description") else None,
+            request.active if request.HasField("active") else None))
+
+    @rpc("write")
+    def DeleteSavedSegment(self, request, call):
+        self.c.delete_segment(request.dataset, request.name)
+        return pb.Deleted()
+
+    @rpc("write")
+    def CreateGroup(self, request, call):
+        saved = request.saved_segment if request.WhichOneof("definition") == "saved_segment" else None
+        seg = codec.decode_definition(request)
+        g = self.c.create_group(request.dataset, request.name, seg, saved_segment=saved,
+                                as_of=codec.decode_as_of(request), description=request.description,
+                                ttl_days=request.ttl_days if request.HasField("ttl_days") else None,
+                                deadline=call.deadline)
+        return _group(g, self.c.clock())
+
+    @rpc("read")
+    def GetGroup(self, request, call):
+        return _group(self.c.get_group(request.dataset, request.name), self.c.clock())
+
+    @rpc("read")
+    def ListGroups(self, request, call):
+        now = self.c.clock()
+        return pb.GroupList(groups=[_group(g, now) for g in self.c.list_groups(request.dataset)])
+
+    @rpc("write")
+    def DeleteGroup(self, request, call):
+        self.c.delete_group(request.dataset, request.name)
+        return pb.Deleted()
+
+    @rpc("export", stream=True)
+    def MaterializeGroup(self, request, call):
+        m = self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline)
+        yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
+
+    @rpc("export")
+    def ExportGroup(self, request, call):
+        self.c.get_group(request.dataset, request.name)  # NotFound / expired before any file work
+        return self.s.export(
+            request.dataset,
+            lambda: self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline),
+            request.format, request.file_name)
+
+
+class DatasetsServicer(pbg.DatasetsServicer):
+    """Create, ingest, inspect, list and delete datasets."""
+
+    def __init__(self, s: Services):
+        self.s, self.tokens, self.e = s, s.tokens, s.engine
+
+    @rpc("admin", dataset=lambda r: r.name)
+    def CreateDataset(self, request, call):
+        if not request.timezone:
+            raise InvalidArgument("timezone", "required (an IANA name such as America/New_York)")
+        return codec.dataset_info(request.name, self.e.create_dataset(request.name, request.timezone))
+
+    @rpc("write")
+    def Ingest(self, request, call):
+        if not request.folder:
+            raise InvalidArgument("folder", "required")
+        self.s.dataset_name(request.dataset)
+        t0 = time.perf_counter()
+        rows = self.e.ingest(request.dataset, request.folder)
+        return pb.IngestResponse(rows={k: int(v) for k, v in rows.items()},
+                                 elapsed_ms=(time.perf_counter() - t0) * 1e3)
+
+    @rpc("read")
+    def GetDatasetInfo(self, request, call):
+        return codec.dataset_info(request.dataset, self.e.info(request.dataset))
+
+    @rpc("admin", dataset=lambda r: None)
+    def ListDatasets(self, request, call):
+        names = self.e.datasets()
+        if self.tokens is not None:
+            g = self.tokens.grant(call.context.invocation_metadata())
+            names = [n for n in names if g.covers(n)]
+        return pb.DatasetList(names=names)
+
+    @rpc("admin")
+    def DeleteDataset(self, request, call):
+        self.e.delete_dataset(request.dataset)
+        return pb.Deleted()

@@ -1,0 +1,105 @@
+"""Shared pieces of the gRPC tests: a data directory with three datasets, servers on port 0.
+
+Datasets (built once per test module that imports the fixture, so modules stay independent):
+"shop" (engine.generate, 2000 customers, New York), "other" (random tables, 300 customers,
+Auckland) and "big" (300,000 customers with only an id, an email and points).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests import datasets as D
+
+ANCHOR = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
+BIG_N = 300_000
+TOKENS = {
+    "reader-token-A": {"datasets": ["shop"], "roles": ["read"]},
+    "export-token-A": {"datasets": ["shop"], "roles": ["export"]},
+    "writer-token-A": {"datasets": ["shop"], "roles": ["write"]},
+    "admin-token-A": {"datasets": ["shop"], "roles": ["admin"]},
+    "all-token-B": {"datasets": ["other"], "roles": ["read", "export", "write", "admin"]},
+    "root-token": {"datasets": ["*"], "roles": ["read", "export", "write", "admin"]},
+}
+
+
+class Clock:
+    """A settable clock for group expiry."""
+
+    def __init__(self):
+        self.shift = dt.timedelta(0)
+
+    def __call__(self):
+        return dt.datetime.now(dt.timezone.utc) + self.shift
+
+
+@dataclass
+class Env:
+    engine: object
+    root: Path
+    folders: dict
+    clock: Clock
+    port: int
+    auth_port: int
+    export_dir: Path
+
+    def client(self, token=None, auth=False, **kw):
+        from client.client import SegmentsClient
+        return SegmentsClient(f"127.0.0.1:{self.auth_port if auth else self.port}", token=token, **kw)
+
+
+def _big_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    ids = np.sort(rng.choice(10**12, BIG_N, replace=False)).astype(np.int64)
+    rng.shuffle(ids)
+    pq.write_table(pa.table({"customer_id": ids,
+                             "email": pa.array([f"c{i}@example.com" for i in range(BIG_N)]),
+                             "email_opt_in": pa.array(np.arange(BIG_N) % 3 == 0),
+                             "loyalty_points": pa.array(np.arange(BIG_N, dtype=np.int64) % 997)}),
+                   folder / "customers.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def grpc_env(tmp_path_factory):
+    """An Engine with the three datasets, served twice in-process: open, and with tokens."""
+    from engine.api import Engine
+    from engine.catalog import Catalog
+    from engine.generate import generate
+    from server.app import build_server, stop
+    from server.auth import Tokens
+
+    base = tmp_path_factory.mktemp("grpc")
+    folders = {"shop": base / "in-shop", "other": base / "in-other", "big": base / "in-big"}
+    generate(folders["shop"], customers=2000, seed=1)
+    D.write_folder(D.random_tables(3, 300), folders["other"])
+    _big_folder(folders["big"])
+    engine = Engine(base / "data")
+    for name, tz in (("shop", D.NY), ("other", D.AKL), ("big", "UTC")):
+        engine.create_dataset(name, tz)
+        engine.ingest(name, folders[name])
+    clock = Clock()
+    catalog = Catalog(engine, clock=clock)
+    export_dir = base / "exports"
+    open_server, port = build_server(engine, 0, catalog=catalog, export_dir=export_dir)
+    auth_server, auth_port = build_server(engine, 0, tokens=Tokens(TOKENS), host="127.0.0.1",
+                                          catalog=catalog, export_dir=export_dir)
+    open_server.start()
+    auth_server.start()
+    yield Env(engine, base / "data", folders, clock, port, auth_port, export_dir)
+    stop(open_server, 0)
+    stop(auth_server, 0)
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def client(grpc_env):
+    with grpc_env.client() as c:
+        yield c
