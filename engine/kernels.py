@@ -40,27 +40,44 @@ def _accepts(codes, i, fields, luts):
     return True
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add(acc, c, a, i, mode):
+    if mode == MODE_SPEND:
+        acc[c] += a
+    elif a >= 0:
+        if mode == MODE_LAST_DAY:
+            acc[c] = i  # lines are day-sorted: the last visible match is the latest
+        else:
+            acc[c] += 1
+
+
 @njit(cache=True, nogil=True)
 def _line_acc_shard(cust, amount, ts, codes, lo, mid, hi, fields, luts, asof, n, mode):
-    """One shard's per-customer aggregate of matching visible lines in [lo, hi)."""
+    """One shard's per-customer aggregate of matching visible lines in [lo, hi).
+
+    The visible end is found first (lines from `mid` on are checked against asof), then
+    the loop is specialised for no filter and for one filtered field, the common cases."""
     if mode == MODE_LAST_DAY:
         acc = np.full(n, NO_DAY, dtype=np.int64)
     else:
         acc = np.zeros(n, dtype=np.int64)
-    for i in range(lo, hi):
-        if i >= mid and ts[i] > asof:
-            continue
-        if fields.size > 0 and not _accepts(codes, i, fields, luts):
-            continue
-        a = amount[i]
-        c = cust[i]
-        if mode == MODE_SPEND:
-            acc[c] += a
-        elif a >= 0:
-            if mode == MODE_LAST_DAY:
-                acc[c] = i  # lines are day-sorted: the last visible match is the latest
-            else:
-                acc[c] += 1
+    F = fields.size
+    if F == 0:
+        for i in range(lo, mid):
+            _add(acc, cust[i], amount[i], i, mode)
+    elif F == 1:
+        row = codes[fields[0]]
+        lut = luts[0]
+        for i in range(lo, mid):
+            if lut[row[i]]:
+                _add(acc, cust[i], amount[i], i, mode)
+    else:
+        for i in range(lo, mid):
+            if _accepts(codes, i, fields, luts):
+                _add(acc, cust[i], amount[i], i, mode)
+    for i in range(mid, hi):  # the as-of day (and the day before): check instants
+        if ts[i] <= asof and (F == 0 or _accepts(codes, i, fields, luts)):
+            _add(acc, cust[i], amount[i], i, mode)
     return acc
 
 
