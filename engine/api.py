@@ -86,6 +86,10 @@ class Engine:
         """The evaluated tree with each node's size and time."""
         return self.dataset(name).explain(segment, as_of, deadline)
 
+    def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
+        """Customers by customer_id that are still in the dataset (active or not)."""
+        return self.dataset(name).rows_of(customer_ids, tuple(fields))
+
     def close(self) -> None:
         """Close every open dataset."""
         with self._lock:

@@ -224,3 +224,18 @@ def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
     if seg.order_by is not None or seg.limit is not None:
         label += f" (order_by={seg.order_by.key if seg.order_by else 'customer_id'}, limit={seg.limit})"
     return ExplainNode(label, len(ev.members), (time.perf_counter() - t0) * 1000, tuple(parts))
+
+
+def rows_of(snap, customer_ids, fields=()) -> Materialized:
+    """The given customers still in the dataset (active or not), ascending customer_id,
+    with chosen fields; ids no longer present are left out and listed in missing_ids."""
+    fields = _check_fields(fields)
+    ids = np.unique(np.asarray(customer_ids, dtype=np.int64))
+    if getattr(snap, "empty", False):
+        return Materialized(np.zeros(0, np.int64), {f: pa.nulls(0) for f in fields}, missing_ids=tuple(ids.tolist()))
+    found, missing = snap.internal_ids(ids)
+    cols = {}
+    if fields:
+        t = snap.profile().select(list(fields)).take(pa.array(found))
+        cols = {f: t.column(f).combine_chunks() for f in fields}
+    return Materialized(snap.ext_ids()[found], cols, missing_ids=tuple(int(x) for x in missing))

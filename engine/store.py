@@ -341,6 +341,10 @@ class Dataset:
         from . import output
         return output.explain(self.require_snapshot(), segment, as_of, deadline)
 
+    def rows_of(self, customer_ids, fields=()):
+        from . import output
+        return output.rows_of(self.require_snapshot(), customer_ids, fields)
+
 
 def _fsync_dir(d: Path) -> None:
     fd = os.open(d, os.O_RDONLY)

@@ -93,7 +93,7 @@ def test_group_freezes_members_and_count(cat, grpc_env, tmp_path):
     assert cat.get_group("other", "cat-frozen").count == g.count          # frozen
     assert np.array_equal(cat.group_members("other", "cat-frozen"), want)
     m = cat.materialize_group("other", "cat-frozen", ["email"])
-    assert np.array_equal(m.customer_ids, want[1:])                      # gone since: left out
+    assert np.array_equal(m.customer_ids, want)      # inactive since: still a member (not erased)
     assert new_id not in m.customer_ids and m.missing_ids == ()
     assert "email" in m.columns
 
