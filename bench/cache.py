@@ -1,0 +1,183 @@
+"""The bench's datasets: generated and ingested once per (scale, seed), reused when present.
+
+    bench/cache/<scale>-seed<seed>/input/           engine.generate's Parquet files
+    bench/cache/<scale>-seed<seed>/data/            an engine data directory holding "bench"
+    bench/cache/<scale>-seed<seed>/manifest.json    written last: its presence means complete
+
+Generation and ingest each run in a child process (`python -m bench.cache --child ...`)
+that reports its own wall time and peak RSS (getrusage of itself), so the figures are the
+ingest's alone, not the bench's. The manifest records hashes of the generator's and the
+builder's sources: when either changed since, the stale part is rebuilt (input and data for
+the generator, data only for the builder). bench/cache/ is git-ignored.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = ROOT / "bench" / "cache"
+DATASET = "bench"
+TIMEZONE = "America/New_York"
+GENERATOR_SOURCES = ("engine/generate.py", "engine/generate_lines.py", "engine/generate_tables.py",
+                     "engine/generate_vocab.py", "engine/schema.py")
+BUILDER_SOURCES = ("engine/build.py", "engine/ingest_read.py", "engine/schema.py", "engine/timerange.py")
+
+
+@dataclass
+class Cached:
+    """One cached dataset and how it was made (times of the run that made it)."""
+    scale: str
+    seed: int
+    input_dir: str
+    data_dir: str
+    dataset: str
+    timezone: str
+    rows: dict
+    input_bytes: int
+    generate_s: float
+    generate_peak_rss_mb: float
+    ingest_s: float
+    ingest_rows_per_s: float
+    ingest_lines_per_s: float        # purchase + visit lines per second
+    ingest_peak_rss_mb: float
+    bytes_on_disk: int
+    generator_hash: str
+    builder_hash: str
+    reused: bool = False
+
+
+def sources_hash(paths) -> str:
+    """sha256 (first 16 hex digits) of the named source files' contents."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.encode())
+        h.update((ROOT / p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def folder(scale: str, seed: int) -> Path:
+    return CACHE_DIR / f"{scale}-seed{seed}"
+
+
+def _dir_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def _child(args: list) -> dict:
+    """Run `python -m bench.cache --child ...`; its JSON report (loud on failure)."""
+    cmd = [sys.executable, "-m", "bench.cache", "--child", *args]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout + r.stderr)
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print) -> Cached:
+    """The cached dataset of (scale, seed), generating and ingesting what is missing or stale."""
+    base = folder(scale, seed)
+    manifest = base / "manifest.json"
+    gen_hash, build_hash = sources_hash(GENERATOR_SOURCES), sources_hash(BUILDER_SOURCES)
+    old = None
+    if manifest.exists() and not rebuild:
+        old = Cached(**{**json.loads(manifest.read_text()), "reused": True,
+                        "input_dir": str(base / "input"), "data_dir": str(base / "data")})
+        if old.generator_hash == gen_hash and old.builder_hash == build_hash:
+            log(f"dataset: reusing {base.relative_to(ROOT)} (made with generate {old.generate_s:.1f} s, "
+                f"ingest {old.ingest_s:.1f} s)")
+            return old
+        log(f"dataset: {base.relative_to(ROOT)} is stale (the "
+            f"{'generator' if old.generator_hash != gen_hash else 'builder'} changed since): rebuilding")
+    input_dir, data_dir = base / "input", base / "data"
+    manifest.unlink(missing_ok=True)
+    regenerate = rebuild or old is None or old.generator_hash != gen_hash or not input_dir.is_dir()
+    if regenerate:
+        shutil.rmtree(input_dir, ignore_errors=True)
+        log(f"dataset: generating scale {scale} seed {seed} into {input_dir.relative_to(ROOT)} ...")
+        gen = _child(["generate", str(input_dir), scale, str(seed)])
+    else:
+        gen = {"seconds": old.generate_s, "peak_rss_mb": old.generate_peak_rss_mb}
+    shutil.rmtree(data_dir, ignore_errors=True)
+    log(f"dataset: ingesting into {data_dir.relative_to(ROOT)} ...")
+    ing = _child(["ingest", str(data_dir), str(input_dir)])
+    rows = ing["rows"]
+    lines = rows.get("purchases", 0) + rows.get("visits", 0)
+    cached = Cached(scale, seed, str(input_dir), str(data_dir), DATASET, TIMEZONE, rows,
+                    _dir_bytes(input_dir), gen["seconds"], gen["peak_rss_mb"], ing["seconds"],
+                    sum(rows.values()) / ing["seconds"], lines / ing["seconds"], ing["peak_rss_mb"],
+                    ing["bytes_on_disk"], gen_hash, build_hash)
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(cached), indent=1))
+    tmp.replace(manifest)
+    log(f"dataset: generate {cached.generate_s:.1f} s, ingest {cached.ingest_s:.1f} s "
+        f"({cached.ingest_lines_per_s:,.0f} lines/s, peak RSS {cached.ingest_peak_rss_mb:,.0f} MB)")
+    return cached
+
+
+def sample_ids(c: Cached, k: int = 1000) -> list:
+    """k customer_ids spread evenly over the cached dataset's ids (read from its input files)."""
+    import numpy as np
+    import pyarrow.dataset as ds
+
+    src = Path(c.input_dir)
+    path = src / "customers" if (src / "customers").is_dir() else next(src.glob("customers.*"))
+    fmt = "csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet"
+    ids = np.sort(ds.dataset(str(path), format=fmt).to_table(columns=["customer_id"])
+                  .column("customer_id").to_numpy())
+    step = max(1, ids.size // k)
+    return [int(x) for x in ids[::step][:k]]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _child_main(argv) -> None:
+    """Child process: `generate OUT SCALE SEED` or `ingest DATA INPUT`; prints one JSON line."""
+    kind = argv[0]
+    if kind == "generate":
+        from engine.generate import generate
+        out, scale, seed = argv[1], argv[2], int(argv[3])
+        t0 = time.perf_counter()
+        report = {"rows": generate(out, scale=scale, seed=seed)}
+        seconds = time.perf_counter() - t0
+    elif kind == "ingest":
+        from engine.api import Engine
+        data, src = argv[1], argv[2]
+        engine = Engine(data)
+        engine.create_dataset(DATASET, TIMEZONE)
+        t0 = time.perf_counter()             # the ingest alone, not the imports
+        report = {"rows": engine.ingest(DATASET, src)}
+        seconds = time.perf_counter() - t0
+        report["bytes_on_disk"] = engine.info(DATASET)["bytes_on_disk"]
+        engine.close()
+    else:
+        raise SystemExit(f"unknown child task {kind!r}")
+    report.update(seconds=round(seconds, 3), peak_rss_mb=round(_peak_rss_mb(), 1))
+    print(json.dumps(report))
+
+
+def main(argv=None) -> None:
+    """`python -m bench.cache --scale S [--seed 0] [--rebuild]`: make sure the dataset is cached."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return _child_main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m bench.cache", description=main.__doc__)
+    p.add_argument("--scale", default="S", choices=("S", "M", "L"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest even if cached")
+    a = p.parse_args(argv)
+    print(json.dumps(asdict(ensure(a.scale, a.seed, a.rebuild)), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,447 @@
+"""DuckDB peer: the independent reference a Segment is checked against, and the benchmark peer.
+
+Every condition of engine/segment.py is translated to SQL over in-memory DuckDB tables.
+Nothing here reads engine code other than the condition dataclasses: time ranges, local
+dates, normalisation and file reading are done again, independently, so a bug in the
+engine's versions cannot hide in both. Load-time precomputation (local dates of purchases
+and visits, normalised text, month-day numbers) keeps queries fast at scale M.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Optional, Tuple
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine import segment as S
+
+# ---------------------------------------------------------------- input tables
+
+_TS = pa.timestamp("us", tz="UTC")
+_TYPES = {
+    "customers": {
+        "customer_id": pa.int64(), "first_name": pa.string(), "last_name": pa.string(),
+        "email": pa.string(), "phone": pa.string(), "address": pa.string(), "city": pa.string(),
+        "postal_code": pa.string(), "gender": pa.string(), "marital_status": pa.string(),
+        "birth_date": pa.date32(), "anniversary_date": pa.date32(), "wedding_date": pa.date32(),
+        "joined_on": pa.date32(), "loyalty_member": pa.bool_(), "loyalty_points": pa.int64(),
+        "origin_shop": pa.string(), "tags": pa.list_(pa.string()), "email_opt_in": pa.bool_(),
+        "sms_opt_in": pa.bool_(), "account_balance": pa.int64(), "active": pa.bool_(),
+    },
+    "purchases": {
+        "customer_id": pa.int64(), "purchased_at": _TS, "amount": pa.int64(),
+        "quantity": pa.int32(), "shop": pa.string(), "department": pa.string(),
+        "metal": pa.string(), "brand": pa.string(), "strain": pa.string(),
+        "inventory_group": pa.string(), "inventory_type": pa.string(), "product": pa.string(),
+    },
+    "visits": {"customer_id": pa.int64(), "starts_at": _TS, "status": pa.string(), "shop": pa.string()},
+    "laybys": {"customer_id": pa.int64(), "opened_on": pa.date32(), "due_on": pa.date32(),
+               "balance": pa.int64(), "status": pa.string()},
+}
+_TEXT = ("first_name", "last_name", "email", "address", "city", "postal_code")
+# Letters that carry no separable accent, folded to ASCII after lower-casing and stripping
+# marks (the engine's documented choice: 'Łukasz' -> 'lukasz', 'Ærø' -> 'aero').
+FOLD = (("ł", "l"), ("ø", "o"), ("æ", "ae"), ("œ", "oe"), ("ß", "ss"), ("đ", "d"), ("ð", "d"),
+        ("þ", "th"), ("ı", "i"))
+
+
+def _norm_macro() -> str:
+    expr = "strip_accents(lower(s))"
+    for a, b in FOLD:
+        expr = f"replace({expr}, '{a}', '{b}')"
+    return f"CREATE MACRO norm(s) AS {expr}"
+
+
+def _read_file(path: Path, types: dict) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    csv_types = {k: (pa.string() if pa.types.is_list(t) else t) for k, t in types.items()}
+    t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types=csv_types, strings_can_be_null=True))
+    for name, typ in types.items():
+        if pa.types.is_list(typ) and name in t.column_names:
+            col = pc.split_pattern(t[name].cast(pa.string()), ";")
+            t = t.set_column(t.column_names.index(name), name, col)
+    return t
+
+
+def _conform(t: Optional[pa.Table], types: dict) -> pa.Table:
+    """The table with exactly the canonical columns and types (absent columns are null)."""
+    n = 0 if t is None else t.num_rows
+    cols = {}
+    for name, typ in types.items():
+        if t is not None and name in t.column_names:
+            col = t[name]
+            if pa.types.is_timestamp(col.type) and col.type.tz is None:
+                col = col.cast(pa.timestamp("us")).cast(pa.int64()).cast(_TS)
+            cols[name] = col.cast(typ)
+        else:
+            cols[name] = pa.nulls(n, typ)
+    return pa.table(cols)
+
+
+def read_tables(folder) -> dict:
+    """<table>.parquet | <table>.csv | <table>/ (parts) for each table, canonical types."""
+    folder = Path(folder)
+    out = {}
+    for table, types in _TYPES.items():
+        files = [folder / f"{table}.parquet", folder / f"{table}.csv"]
+        files = [f for f in files if f.is_file()]
+        if (folder / table).is_dir():
+            files += sorted(p for p in (folder / table).iterdir()
+                            if p.suffix in (".parquet", ".csv") and p.is_file())
+        parts = [_conform(_read_file(f, types), types) for f in files]
+        out[table] = pa.concat_tables(parts) if parts else _conform(None, types)
+    return out
+
+
+# ---------------------------------------------------------------- calendar (independent of engine.timerange)
+
+def local_today(as_of: dt.datetime, timezone: str) -> dt.date:
+    """The as-of instant's calendar date in the zone."""
+    from zoneinfo import ZoneInfo
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be aware")
+    return as_of.astimezone(ZoneInfo(timezone)).date()
+
+
+def month_shift(d: dt.date, months: int) -> dt.date:
+    """d moved by whole months, the day clamped to the target month's length."""
+    idx = d.year * 12 + (d.month - 1) + months
+    year, month = idx // 12, idx % 12 + 1
+    return dt.date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def _plus_days(d: dt.date, n: int) -> dt.date:
+    o = d.toordinal() + n
+    return dt.date.fromordinal(min(max(o, 1), dt.date.max.toordinal()))
+
+
+def range_dates(r: S.TimeRange, today: dt.date) -> Tuple[Optional[dt.date], Optional[dt.date]]:
+    """Closed [start, end] local dates of a range (None = unbounded)."""
+    k = r.kind
+    if k == "ever":
+        return None, None
+    if k == "today":
+        return today, today
+    if k == "yesterday":
+        y = _plus_days(today, -1)
+        return y, y
+    if k == "last_week":
+        this_monday = _plus_days(today, -today.weekday())
+        return _plus_days(this_monday, -7), _plus_days(this_monday, -1)
+    if k == "month_to_date":
+        return dt.date(today.year, today.month, 1), today
+    if k == "previous_month":
+        last = _plus_days(dt.date(today.year, today.month, 1), -1)
+        return dt.date(last.year, last.month, 1), last
+    if k == "year_to_date":
+        return dt.date(today.year, 1, 1), today
+    if k == "last_n_days":
+        return _plus_days(today, 1 - r.n), today
+    if k == "last_n_months":
+        return _plus_days(month_shift(today, -r.n), 1), today
+    if k == "custom":
+        def bound(b):
+            if b is None or isinstance(b, dt.date):
+                return b
+            try:
+                base = month_shift(today, b.months)
+            except ValueError:  # beyond year 1..9999
+                base = dt.date.min if b.months < 0 else dt.date.max
+            return _plus_days(base, b.days)
+        return bound(r.start), bound(r.end)
+    raise ValueError(f"unknown range kind {k!r}")
+
+
+def _leap(y: int) -> bool:
+    return calendar.isleap(y)
+
+
+def birthday_mds(mode: str, today: dt.date, month=None, days=None) -> Optional[list]:
+    """month*100+day values of dates that celebrate on the chosen days (None: month mode)."""
+    if mode in ("this_month", "month"):
+        return None
+    n = 1 if mode == "today" else days
+    out = set()
+    for i in range(n):
+        d = _plus_days(today, i)
+        out.add(d.month * 100 + d.day)
+        if d.month == 2 and d.day == 28 and not _leap(d.year):
+            out.add(229)
+    return sorted(out)
+
+
+# ---------------------------------------------------------------- SQL helpers
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _qlist(values) -> str:
+    return "(" + ", ".join(_q(v) for v in values) + ")"
+
+
+def _cmp(expr: str, c: S.Cmp) -> str:
+    if c.op == "between":
+        return f"({expr} BETWEEN {c.a} AND {c.b})"
+    return f"({expr} {'=' if c.op == '==' else c.op} {c.a})"
+
+
+def _date_lit(d: dt.date) -> str:
+    return f"DATE '{d.isoformat()}'"
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if "0" <= ch <= "9")
+
+
+class _Ctx:
+    """One evaluation: the as-of instant in micros and `today` in the dataset zone."""
+
+    def __init__(self, as_of: dt.datetime, timezone: str):
+        self.today = local_today(as_of, timezone)
+        delta = as_of - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        self.micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def range_pred(self, col: str, r: S.TimeRange) -> str:
+        s, e = range_dates(r, self.today)
+        preds = []
+        if s is not None:
+            preds.append(f"{col} >= {_date_lit(s)}")
+        if e is not None:
+            preds.append(f"{col} <= {_date_lit(e)}")
+        return " AND ".join(preds) or "TRUE"
+
+
+ACTIVE = "SELECT customer_id FROM customers WHERE _active"
+
+
+def _line_preds(ctx: _Ctx, f: S.ProductFilter, r: S.TimeRange, refunds: bool) -> str:
+    preds = [f"_us <= {ctx.micros}", ctx.range_pred("ld", r)]
+    if not refunds:
+        preds.append("amount >= 0")
+    for field, values in f.fields:
+        preds.append(f"{field} IN {_qlist(values)}")
+    return " AND ".join(preds)
+
+
+def _visit_preds(ctx: _Ctx, shops, r: S.TimeRange) -> str:
+    preds = ["status = 'completed'", f"_us <= {ctx.micros}", ctx.range_pred("ld", r)]
+    if shops:
+        preds.append(f"shop IN {_qlist(shops)}")
+    return " AND ".join(preds)
+
+
+def _profile(pred: str) -> str:
+    return f"{ACTIVE} AND ({pred})"
+
+
+def cond_sql(c: S.Condition, ctx: _Ctx) -> str:
+    """A query yielding the distinct active customer_ids matching condition c."""
+    t = type(c)
+    if t is S.All:
+        return ACTIVE
+    if t is S.Customers:
+        if not c.ids:
+            return _profile("FALSE")
+        return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in c.ids) + ")")
+    if t is S.Search:
+        needle = f"norm({_q(c.text)})"
+        preds = []
+        for f in c.fields:
+            if f == "phone":
+                d = _digits(c.text)
+                if d:
+                    preds.append(f"contains(_n_phone, {_q(d)})")
+            else:
+                preds.append(f"contains(_n_{f}, {needle})")
+        return _profile(" OR ".join(preds) or "FALSE")
+    if t is S.Surname:
+        return _profile(f"_n_last_name = norm({_q(c.text)})")
+    if t is S.Birthday:
+        col = "birth_date" if c.which == "birth" else "anniversary_date"
+        if c.mode == "this_month":
+            return _profile(f"month({col}) = {ctx.today.month}")
+        if c.mode == "month":
+            return _profile(f"month({col}) = {int(c.month)}")
+        mds = birthday_mds(c.mode, ctx.today, c.month, c.days)
+        return _profile(f"(month({col}) * 100 + day({col})) IN ({', '.join(map(str, mds))})")
+    if t is S.MarriedToday:
+        return _profile(f"wedding_date = {_date_lit(ctx.today)}")
+    if t is S.Age:
+        today = ctx.today
+        md_today = today.month * 100 + today.day
+        eff = "CASE WHEN _bmd = 229 THEN 228 ELSE _bmd END" if not _leap(today.year) else "_bmd"
+        age = f"({today.year} - year(birth_date) - CASE WHEN {md_today} < ({eff}) THEN 1 ELSE 0 END)"
+        return _profile(f"birth_date IS NOT NULL AND {_cmp(age, c.cmp)}")
+    if t is S.Joined:
+        return _profile(f"joined_on IS NOT NULL AND {ctx.range_pred('joined_on', c.range)}")
+    if t is S.LoyaltyMember:
+        return _profile("loyalty_member")
+    if t is S.LoyaltyPoints:
+        return _profile(_cmp("loyalty_points", c.cmp))
+    if t is S.InValues:
+        return _profile(f"{c.field} IN {_qlist(c.values)}")
+    if t is S.Tags:
+        fn = "list_has_any" if c.mode == "any" else "list_has_all"
+        lst = "[" + ", ".join(_q(x) for x in c.tags) + "]::VARCHAR[]"
+        return _profile(f"COALESCE({fn}(tags, {lst}), FALSE)")
+    if t is S.Reachable:
+        pred = {"has_email": "_has_email", "has_phone": "_has_phone",
+                "email_opt_in": "email_opt_in", "sms_opt_in": "sms_opt_in"}[c.channel]
+        return _profile(f"COALESCE({pred}, FALSE)")
+    if t is S.AccountBalance:
+        return _profile(_cmp("account_balance", c.cmp))
+    if t is S.OverdueLayby:
+        td = _date_lit(ctx.today)
+        return _profile("customer_id IN (SELECT customer_id FROM laybys WHERE status = 'open' "
+                        f"AND balance > 0 AND due_on < {td} AND opened_on <= {td})")
+    if t is S.Bought:
+        return _profile(f"customer_id IN (SELECT customer_id FROM purchases WHERE "
+                        f"{_line_preds(ctx, c.filter, c.range, refunds=False)})")
+    if t in (S.Spend, S.PurchaseCount):
+        agg = "SUM(amount)" if t is S.Spend else "COUNT(*)"
+        lines = _line_preds(ctx, c.filter, c.range, refunds=t is S.Spend)
+        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, {agg} AS v "
+                f"FROM purchases WHERE {lines} GROUP BY customer_id) a ON a.customer_id = c.customer_id "
+                f"WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+    if t is S.Visited:
+        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS v "
+                f"FROM visits WHERE {_visit_preds(ctx, c.shops, c.range)} GROUP BY customer_id) a "
+                f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+    if t is S.UpcomingAppointment:
+        shops = f" AND shop IN {_qlist(c.shops)}" if c.shops else ""
+        return _profile(f"customer_id IN (SELECT customer_id FROM visits WHERE status = 'booked' "
+                        f"AND _us > {ctx.micros}{shops})")
+    if t in (S.AllOf, S.AnyOf):
+        op = " INTERSECT " if t is S.AllOf else " UNION "
+        return op.join(f"(SELECT customer_id FROM ({cond_sql(x, ctx)}))" for x in c.children)
+    if t is S.Not:
+        return f"({ACTIVE}) EXCEPT (SELECT customer_id FROM ({cond_sql(c.child, ctx)}))"
+    raise TypeError(f"unknown condition {c!r}")
+
+
+def rank_sql(o: S.OrderBy, ctx: _Ctx) -> str:
+    """A query of (customer_id, v) for every customer with a ranking value (absent = no row or NULL)."""
+    if o.key == "loyalty_points":
+        return "SELECT customer_id, loyalty_points AS v FROM customers"
+    if o.key == "spend":
+        lines = _line_preds(ctx, o.filter, o.range, refunds=True)
+        return f"SELECT customer_id, SUM(amount) AS v FROM purchases WHERE {lines} GROUP BY customer_id"
+    if o.key == "purchase_count":
+        lines = _line_preds(ctx, o.filter, o.range, refunds=False)
+        return f"SELECT customer_id, COUNT(*) AS v FROM purchases WHERE {lines} GROUP BY customer_id"
+    if o.key == "last_purchase":
+        lines = _line_preds(ctx, o.filter, o.range, refunds=False)
+        return f"SELECT customer_id, MAX(ld) AS v FROM purchases WHERE {lines} GROUP BY customer_id"
+    raise ValueError(f"unknown order key {o.key!r}")
+
+
+# ---------------------------------------------------------------- the peer
+
+class DuckPeer:
+    """In-memory DuckDB copy of one dataset that answers segments with plain SQL."""
+
+    def __init__(self, tables: dict, timezone: str, threads: Optional[int] = None):
+        self.timezone = timezone
+        self.con = duckdb.connect(":memory:")
+        self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET preserve_insertion_order = false")   # every answer is ordered explicitly
+        t = {name: _conform(tables.get(name), types) for name, types in _TYPES.items()}
+        t["purchases"] = self._with_local(t["purchases"], "purchased_at")
+        t["visits"] = self._with_local(t["visits"], "starts_at")
+        for name, tab in t.items():
+            self.con.register(f"_in_{name}", tab)
+        self.con.execute(_norm_macro())
+        norm = ", ".join(f"norm({f}) AS _n_{f}" for f in _TEXT)
+        self.con.execute(f"""CREATE TABLE customers AS SELECT *, COALESCE(active, TRUE) AS _active,
+            {norm}, regexp_replace(phone, '[^0-9]', '', 'g') AS _n_phone,
+            month(birth_date) * 100 + day(birth_date) AS _bmd,
+            COALESCE(regexp_matches(email, '\\S'), FALSE) AS _has_email,
+            COALESCE(regexp_matches(phone, '\\S'), FALSE) AS _has_phone
+            FROM _in_customers""")
+        self.con.execute("CREATE TABLE purchases AS SELECT * FROM _in_purchases")
+        self.con.execute("CREATE TABLE visits AS SELECT * FROM _in_visits")
+        self.con.execute("CREATE TABLE laybys AS SELECT * FROM _in_laybys")
+        for name in t:
+            self.con.unregister(f"_in_{name}")
+
+    def _with_local(self, tab: pa.Table, col: str) -> pa.Table:
+        """Add _us (UTC micros) and ld (the local calendar date in the dataset zone)."""
+        ts = tab[col]
+        local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=self.timezone)))
+        tab = tab.append_column("_us", ts.cast(pa.int64()))
+        return tab.append_column("ld", local.cast(pa.date32()))
+
+    @classmethod
+    def from_folder(cls, folder, timezone: str, threads: Optional[int] = None) -> "DuckPeer":
+        """Read a dataset folder (Parquet / CSV / part folders) with pyarrow and load it."""
+        return cls(read_tables(folder), timezone, threads)
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ------------------------------------------------------------ segments
+    def _final(self, seg: S.Segment, as_of: dt.datetime) -> Tuple[str, str]:
+        """(query of (customer_id, v) over the result set, its ORDER BY clause); v NULL unranked."""
+        ctx = _Ctx(as_of, self.timezone)
+        exc = cond_sql(seg.exclude, ctx) if seg.exclude is not None else f"{ACTIVE} AND FALSE"
+        parts = [f"inc AS ({cond_sql(seg.include, ctx)})", f"exc AS ({exc})",
+                 "base AS (SELECT customer_id FROM inc EXCEPT SELECT customer_id FROM exc)"]
+        if seg.order_by is not None:
+            o = seg.order_by
+            parts.append(f"rk AS ({rank_sql(o, ctx)})")
+            zero = "0" if o.key in ("spend", "purchase_count") else "NULL"
+            val = f"COALESCE(rk.v, {zero})"
+            direction = "DESC" if o.descending else "ASC"
+            order = f"ORDER BY v {direction} NULLS LAST, customer_id ASC"
+        else:
+            parts.append("rk AS (SELECT NULL::BIGINT AS customer_id, NULL AS v WHERE FALSE)")
+            val, order = "NULL", "ORDER BY customer_id ASC"
+        lim = f" LIMIT {int(seg.limit)}" if seg.limit is not None else ""
+        parts.append(f"top AS (SELECT b.customer_id, {val} AS v FROM base b LEFT JOIN rk "
+                     f"ON rk.customer_id = b.customer_id {order}{lim})")
+        body = "SELECT customer_id, v FROM top"
+        if seg.append:
+            app = " UNION ".join(f"(SELECT customer_id FROM ({cond_sql(a, ctx)}))" for a in seg.append)
+            parts.append(f"app AS (({app}) EXCEPT (SELECT customer_id FROM exc) "
+                         f"EXCEPT (SELECT customer_id FROM top))")
+            body += (f" UNION ALL SELECT a.customer_id, {val} AS v FROM app a LEFT JOIN rk "
+                     f"ON rk.customer_id = a.customer_id")
+        return "WITH " + ",\n".join(parts) + "\n" + body, order
+
+    def sql(self, segment: S.Segment, as_of: dt.datetime) -> str:
+        """The SQL text giving the result customer_ids and ranking values in result order."""
+        body, order = self._final(segment, as_of)
+        return f"SELECT customer_id, v FROM ({body}) {order}"
+
+    def ranked(self, segment: S.Segment, as_of: dt.datetime) -> list:
+        """[(customer_id, ranking value or None)] in result order."""
+        return self.con.execute(self.sql(segment, as_of)).fetchall()
+
+    def result(self, segment: S.Segment, as_of: dt.datetime) -> list:
+        """customer_ids in result order (ranking order, else ascending customer_id)."""
+        return [r[0] for r in self.ranked(segment, as_of)]
+
+    def count(self, segment: S.Segment, as_of: dt.datetime) -> Tuple[int, int, int]:
+        """(count, email_reachable, sms_reachable)."""
+        body, _ = self._final(segment, as_of)
+        row = self.con.execute(
+            f"SELECT COUNT(*), COUNT(*) FILTER (WHERE c._has_email AND COALESCE(c.email_opt_in, FALSE)), "
+            f"COUNT(*) FILTER (WHERE c._has_phone AND COALESCE(c.sms_opt_in, FALSE)) "
+            f"FROM ({body}) f JOIN customers c ON c.customer_id = f.customer_id").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def ids(self, cond: S.Condition, as_of: dt.datetime) -> set:
+        """The set of customer_ids matching one condition."""
+        ctx = _Ctx(as_of, self.timezone)
+        return {r[0] for r in self.con.execute(cond_sql(cond, ctx)).fetchall()}

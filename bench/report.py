@@ -1,0 +1,233 @@
+"""The bench's outputs: the terminal table, bench/results/latest.json and the PNG chart.
+
+latest.json (and a copy per scale, scale-<S|M|L>.json, for the scaling table) holds the
+whole run: top-level scale, seed, date, machine, dataset, bandwidth, duckdb, grpc, jit,
+summary, kernels, loadtest and "segments", one object per segment with at least segment,
+engine_ms, grpc_ms, duckdb_ms, ratio and match (docs/benchmarks.md lists every field).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import List
+
+
+def _ms(v) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _x(v) -> str:
+    return "-" if v is None else (f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
+
+
+def _match(r) -> str:
+    if not r["match"]:
+        return "NO"
+    if r.get("grpc_match") is False:
+        return "grpc NO"
+    return "yes"
+
+
+def progress_line(r: dict) -> str:
+    """One line per segment while the bench runs."""
+    return (f"  {r['segment']:<30} n={r['count'] if r['count'] is not None else '-':<7} "
+            f"engine {_ms(r['engine_ms'])} ms  duckdb {_ms(r['duckdb_ms'])} ms  "
+            f"{_x(r['ratio'])}  {'match' if r['match'] else 'MISMATCH'}")
+
+
+COLUMNS = (
+    ("segment", "segment", lambda r: r["segment"]),
+    ("count", "count", lambda r: "-" if r["count"] is None else f"{r['count']:,}"),
+    ("first", "first ms", lambda r: _ms(r["first_ms"])),
+    ("engine", "engine ms", lambda r: _ms(r["engine_ms"])),
+    ("grpc", "grpc ms", lambda r: _ms(r.get("grpc_ms"))),
+    ("duckdb", "duckdb ms", lambda r: _ms(r["duckdb_ms"])),
+    ("ratio", "ratio", lambda r: _x(r["ratio"])),
+    ("preview", "prev ms", lambda r: _ms(r["preview_ms"])),
+    ("mat", "mat ms", lambda r: _ms(r["materialize_ms"])),
+    ("gmat", "grpc mat", lambda r: _ms(r.get("grpc_materialize_ms"))),
+    ("dmat", "duck mat", lambda r: _ms(r["duckdb_materialize_ms"])),
+    ("mratio", "mat ratio", lambda r: _x(r["materialize_ratio"])),
+    ("gbps", "scan GB/s", lambda r: "-" if r.get("scan_gbps") is None else
+     f"{r['scan_gbps']:.2f} ({100 * r['scan_fraction']:.0f}%)"),
+    ("match", "match", _match),
+)
+
+
+def _table(headers: List[str], rows: List[List[str]], left: int = 1) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def render(res: dict) -> str:
+    """The whole run as text: segments table, kernels, load test, summary."""
+    out = []
+    m, d, bw, s = res["machine"], res["dataset"], res["bandwidth"], res["summary"]
+    rows = res["segments"]
+    out.append("")
+    out.append(f"scale {res['scale']} (seed {res['seed']}): {d['rows'].get('customers', 0):,} customers, "
+               f"{d['rows'].get('purchases', 0):,} purchase lines, {d['rows'].get('visits', 0):,} visits; "
+               f"as of {res['as_of']}; medians of {res['repeat']} after 1 warm-up")
+    out.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {res['date']}; "
+               f"load average {res['load_average']['start'][0]} -> {res['load_average']['end'][0]}")
+    out.append("")
+    out.append(_table([h for _, h, _ in COLUMNS], [[f(r) for _, _, f in COLUMNS] for r in rows]))
+    out.append("")
+    if res.get("kernels"):
+        out.append(f"scan kernels alone (memory bandwidth {bw['gbps']:.1f} GB/s):")
+        krows = [[k["kernel"], f"{k['lines']:,}", f"{k['bytes'] / 1e6:,.1f}", _ms(k["ms"]),
+                  "-" if k["gbps"] is None else f"{k['gbps']:.2f}",
+                  "-" if k["fraction_of_bandwidth"] is None else f"{100 * k['fraction_of_bandwidth']:.0f}%",
+                  k["leaf"] if len(k["leaf"]) <= 90 else k["leaf"][:87] + "..."] for k in res["kernels"]]
+        out.append(_table(["kernel", "lines", "MB", "ms", "GB/s", "of bw", "leaf"], krows, left=1))
+        out[-1] = "\n".join(line.rstrip() for line in out[-1].splitlines())
+        out.append("")
+    lt = res.get("loadtest") or {}
+    if "p50_ms" in lt:
+        out.append(f"load test: {lt['calls_done']} {lt['call']} calls, {lt['clients']} concurrent clients, "
+                   f"{lt['wall_s']:.1f} s: {lt['throughput_per_s']:.1f} calls/s, p50 {_ms(lt['p50_ms'])} ms, "
+                   f"p95 {_ms(lt['p95_ms'])} ms, p99 {_ms(lt['p99_ms'])} ms, {lt['errors']} errors"
+                   + (" (stopped at the time limit)" if lt.get("stopped_early") else ""))
+    else:
+        out.append(f"load test: skipped ({lt.get('skipped')})")
+    if not res["grpc"]["available"]:
+        out.append(f"grpc: skipped ({res['grpc']['reason']})")
+    j = res["jit"]
+    out.append(f"dataset: generate {d['generate_s']:.1f} s, ingest {d['ingest_s']:.1f} s "
+               f"({d['ingest_lines_per_s']:,.0f} lines/s, peak RSS {d['ingest_peak_rss_mb']:,.0f} MB)"
+               + (" [cached]" if d.get("reused") else "")
+               + f"; duckdb load {res['duckdb']['load_s']:.1f} s ({res['duckdb']['threads']} threads)")
+    out.append(f"first calls: {j['first_call_overhead_ms'] / 1000:.1f} s over the medians in all "
+               f"(numba compile of engine.kernels in this process {j['engine_kernels_compile_s']:.1f} s, "
+               f"{j['cache_hits']} cache hits, {j['cache_misses']} misses)")
+    out.append(f"bandwidth: {bw['gbps']:.1f} GB/s ({bw['gbps_threads']:.1f} with {bw['threads']} threads, "
+               f"{bw['gbps_1thread']:.1f} on one)")
+    out.append(f"summary: {s['segments']} segments, geometric mean ratio duckdb/engine {_x(s['geomean_ratio'])} "
+               f"(count), {_x(s['geomean_materialize_ratio'])} (materialize); engine faster on "
+               f"{s['engine_faster']}/{s['segments']}; {len(s['mismatches'])} mismatches; {s['wall_s']:.0f} s")
+    return "\n".join(out)
+
+
+def write_json(res: dict, path: Path) -> Path:
+    """Write atomically (a .tmp beside it, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def chart(res: dict, path: Path) -> Path:
+    """Engine vs DuckDB (and gRPC) count time per segment, horizontal bars, log scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in res["segments"] if r["engine_ms"]]
+    names = [r["segment"] + ("" if r["match"] else "  (MISMATCH)") for r in rows]
+    series = [("engine (in-process)", "engine_ms", "#1f77b4"), ("engine via gRPC", "grpc_ms", "#aec7e8"),
+              ("DuckDB", "duckdb_ms", "#ff7f0e")]
+    series = [s for s in series if any(r.get(s[1]) for r in rows)]
+    y = np.arange(len(rows))
+    h = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.8))
+    for i, (label, key, color) in enumerate(series):
+        vals = [r.get(key) or np.nan for r in rows]
+        ax.barh(y + (i - (len(series) - 1) / 2) * h, vals, height=h, label=label, color=color)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("count, median ms (log scale)")
+    s = res["summary"]
+    ax.set_title(f"segments: engine vs DuckDB, scale {res['scale']} "
+                 f"({res['dataset']['rows'].get('customers', 0):,} customers), {res['date'][:10]}; "
+                 f"geomean DuckDB/engine {s['geomean_ratio']}x", fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(res: dict, out: Path, scale_copies: bool = True) -> list:
+    """latest.json and latest.png in `out`, and (for a whole-suite run) copies named after
+    the scale, scale-<S|M|L>.json / .png, which the scaling table is made from."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_json(res, out / "latest.json"), chart(res, out / "latest.png")]
+    for p in list(paths) if scale_copies else ():
+        copy = out / f"scale-{res['scale']}{p.suffix}"
+        shutil.copyfile(p, copy)
+        paths.append(copy)
+    return paths
+
+
+def markdown(results_by_scale: dict) -> str:
+    """A Markdown table of the suite over scales: engine / gRPC / DuckDB ms and ratio per scale."""
+    scales = [s for s in ("S", "M", "L") if s in results_by_scale]
+    names = []
+    for s in scales:
+        for r in results_by_scale[s]["segments"]:
+            if r["segment"] not in names:
+                names.append(r["segment"])
+    head = ["segment"] + [f"{s}: {c}" for s in scales for c in ("engine ms", "grpc ms", "duckdb ms", "ratio")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = {s: {r["segment"]: r for r in results_by_scale[s]["segments"]} for s in scales}
+    for n in names:
+        cells = [f"`{n}`"]
+        for s in scales:
+            r = by[s].get(n)
+            if r is None:
+                cells += ["", "", "", ""]
+                continue
+            cells += [_ms(r["engine_ms"]), _ms(r.get("grpc_ms")), _ms(r["duckdb_ms"]),
+                      _x(r["ratio"]) + ("" if r["match"] else " MISMATCH")]
+        lines.append("| " + " | ".join(cells) + " |")
+    foot = ["**geometric mean**"]
+    for s in scales:
+        foot += ["", "", "", f"**{_x(results_by_scale[s]['summary']['geomean_ratio'])}**"]
+    lines.append("| " + " | ".join(foot) + " |")
+    out = ["\n".join(lines), ""]
+    for s in scales:
+        res = results_by_scale[s]
+        m, d, bw, lt = res["machine"], res["dataset"], res["bandwidth"], res.get("loadtest") or {}
+        out.append(f"- **{s}** ({d['rows'].get('customers', 0):,} customers, {d['rows'].get('purchases', 0):,} "
+                   f"purchase lines): {res['date']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+                   f"load average {res['load_average']['start'][0]}; bandwidth {bw['gbps']:.1f} GB/s; "
+                   f"ingest {d['ingest_s']:.1f} s ({d['ingest_lines_per_s']:,.0f} lines/s, peak RSS "
+                   f"{d['ingest_peak_rss_mb']:,.0f} MB); DuckDB load {res['duckdb']['load_s']:.1f} s"
+                   + (f"; load test {lt['clients']} clients: {lt['throughput_per_s']:.0f} calls/s, p50 "
+                      f"{_ms(lt['p50_ms'])} / p95 {_ms(lt['p95_ms'])} / p99 {_ms(lt['p99_ms'])} ms"
+                      if "p50_ms" in lt else ""))
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    """`python -m bench.report [--results bench/results]`: the scaling table (Markdown) from
+    the scale-S/M/L.json files there, for docs/benchmarks.md."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
+    a = p.parse_args(argv)
+    found = {s: json.loads((Path(a.results) / f"scale-{s}.json").read_text())
+             for s in ("S", "M", "L") if (Path(a.results) / f"scale-{s}.json").exists()}
+    if not found:
+        raise SystemExit(f"no scale-*.json in {a.results}: run `make bench` first")
+    print(markdown(found))
+
+
+if __name__ == "__main__":
+    main()

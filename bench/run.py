@@ -1,0 +1,350 @@
+"""`make bench` (`python -m bench.run --scale S|M|L`): the engine against DuckDB, in one run.
+
+1. The dataset of (scale, seed) from bench/cache (generated and ingested once, reused).
+2. The machine's sustained memory bandwidth (bench.bandwidth).
+3. For each suite segment (bench.suite): engine count / preview / materialize
+   in-process, the same through gRPC (a server in a child process), DuckDB's count and its
+   result ids (bench.duck.DuckPeer: tables in memory, local dates precomputed, all cores).
+   Each operation is called once as the warm-up, reported as first_ms (JIT compile, lazy
+   loading), then --repeat times back to back: the figures are those medians. Operations
+   are not interleaved: DuckDB's worker threads and numba's OpenMP threads both linger
+   briefly after a call, and interleaving measured each side partly on the other's tail.
+4. Answers compared: count triples, and materialized ids against DuckDB's result ids (in
+   order for ranked segments, as sorted lists otherwise). Any difference fails the run.
+5. Each scan kernel's effective GB/s (bench.scan), a gRPC load test (bench.loadtest).
+6. bench/results/latest.json, latest.png and the terminal table (bench.report).
+
+Never timed on one side only: DuckDB's count is asked the count question (a segment with
+order_by but no limit is counted without its ranking, as the engine counts it), its
+materialize equivalent fetches ids and ranking values as arrays, as the engine's
+materialize returns them; the answers compared are DuckPeer.result's, asked once more.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# numba's OpenMP threads spin after each parallel region by default. On a machine whose cores
+# are busy with other work that spinning starved the caller's own serial steps: counts that
+# take 2 ms ran at ~120 ms in-process (and DuckDB, called next, paid for the spin too). The
+# bench measures with passive waits unless OMP_WAIT_POLICY is set (it is recorded with the
+# results); it must be set before the first parallel kernel runs, hence here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from bench import bandwidth, cache, report, scan, suite
+from bench.loadtest import ServerProcess, grpc_layer, run_load
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+PREVIEW_N = 20
+DEFAULT_REPEAT = {"S": 9, "M": 5, "L": 3}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="S", choices=("S", "M", "L"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, help="timed calls after the warm-up, per operation (median); "
+                   f"default by scale: {', '.join(f'{k} {v}' for k, v in DEFAULT_REPEAT.items())}")
+    p.add_argument("--no-grpc", action="store_true", help="skip the gRPC timings and the load test")
+    p.add_argument("--segments", help="comma-separated suite names (default: the whole suite)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for latest.json and latest.png")
+    p.add_argument("--clients", type=int, default=8, help="load test: concurrent clients")
+    p.add_argument("--calls", type=int, default=400, help="load test: total calls")
+    p.add_argument("--load-seconds", type=float, default=60.0, help="load test: stop issuing calls after")
+    p.add_argument("--no-load", action="store_true", help="skip the load test")
+    p.add_argument("--bandwidth-mib", type=int, default=512, help="bandwidth probe array size")
+    p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest the cached dataset")
+    a = p.parse_args(argv)
+    if a.repeat is None:
+        a.repeat = DEFAULT_REPEAT[a.scale]
+    if a.repeat < 1:
+        p.error("--repeat must be >= 1")
+    return a
+
+
+def machine() -> dict:
+    """Where the figures come from."""
+    import duckdb
+    import numba
+    import numpy
+    import pyarrow
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__, "numba": numba.__version__,
+                "duckdb": duckdb.__version__, "pyarrow": pyarrow.__version__}
+    try:
+        import grpc
+        versions["grpcio"] = grpc.__version__
+    except ImportError:
+        pass
+    try:
+        layer = numba.threading_layer()
+    except ValueError:                       # no parallel kernel has run yet
+        layer = None
+    return {"hostname": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem,
+            "os": platform.platform(), "numba_threads": numba.get_num_threads(),
+            "numba_threading_layer": layer, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "versions": versions}
+
+
+def jit_stats() -> dict:
+    """Compile seconds and cache hits of engine.kernels' numba functions in this process."""
+    from numba.core.registry import CPUDispatcher
+
+    from engine import kernels as K
+
+    compile_s, hits, misses = 0.0, 0, 0
+    for obj in vars(K).values():
+        if not isinstance(obj, CPUDispatcher):
+            continue
+        st = obj.stats
+        hits += sum(st.cache_hits.values())
+        misses += sum(st.cache_misses.values())
+        for sig in obj.signatures:
+            try:
+                compile_s += ((obj.get_metadata(sig) or {}).get("timers") or {}).get("compiler_lock", 0.0)
+            except (KeyError, TypeError, AttributeError):
+                pass
+    return {"engine_kernels_compile_s": round(compile_s, 3), "cache_hits": hits, "cache_misses": misses}
+
+
+def _clock(fn):
+    t0 = time.perf_counter()
+    r = fn()
+    return (time.perf_counter() - t0) * 1000, r
+
+
+def _ids(m) -> list:
+    return [int(x) for x in m.customer_ids]
+
+
+def measure_segment(bs, engine, dataset: str, peer, client, repeat: int) -> dict:
+    """Rounds of every operation on one segment; the medians, first calls and the checks."""
+    seg, as_of = bs.segment, suite.AS_OF
+    count_seg = dataclasses.replace(seg, order_by=None) if seg.limit is None else seg
+    ops = {
+        "engine_count": lambda: engine.count(dataset, seg, as_of),
+        "engine_preview": lambda: engine.preview(dataset, seg, PREVIEW_N, (), as_of),
+        "engine_materialize": lambda: engine.materialize(dataset, seg, (), as_of),
+        "duckdb_count": lambda: peer.count(count_seg, as_of),
+        # ids and ranking values as arrays, as the engine's materialize returns them (the
+        # SQL DuckPeer.result runs, without its conversion to a Python list)
+        "duckdb_materialize": lambda: peer.con.execute(peer.sql(seg, as_of)).fetchnumpy(),
+    }
+    if client is not None:
+        ops.update({
+            "grpc_count": lambda: client.count(dataset, seg, as_of),
+            "grpc_preview": lambda: client.preview(dataset, seg, PREVIEW_N, (), as_of),
+            "grpc_materialize": lambda: client.materialize(dataset, seg, (), as_of),
+        })
+    runs, first, answer = {}, {}, {}
+    for k, fn in ops.items():               # one operation at a time: see the module docstring
+        first[k], answer[k] = _clock(fn)
+        runs[k] = [_clock(fn)[0] for _ in range(repeat)]
+    med = {k: statistics.median(v) for k, v in runs.items()}
+
+    ec = answer["engine_count"]
+    e_triple = (ec.count, ec.email_reachable, ec.sms_reachable)
+    d_triple = tuple(answer["duckdb_count"])
+    e_ids, d_ids = _ids(answer["engine_materialize"]), [int(x) for x in peer.result(seg, as_of)]
+    same_ids = e_ids == d_ids if bs.ranked else sorted(e_ids) == sorted(d_ids)
+    problems = []
+    if e_triple != d_triple:
+        problems.append(f"count engine {e_triple} != duckdb {d_triple}")
+    if [int(x) for x in answer["duckdb_materialize"]["customer_id"]] != d_ids:
+        problems.append("duckdb: the timed fetch and DuckPeer.result disagree")
+    if not same_ids:
+        problems.append(f"materialize: engine {len(e_ids)} ids != duckdb {len(d_ids)} ids"
+                        + (" (or their order)" if bs.ranked else ""))
+    preview_ids = [r["customer_id"] for r in answer["engine_preview"].rows]
+    if preview_ids != e_ids[:PREVIEW_N] or answer["engine_preview"].total != ec.count:
+        problems.append("engine preview is not the head of its materialize / total != count")
+    grpc_problems = []
+    if client is not None:
+        gc = answer["grpc_count"]
+        if (gc.count, gc.email_reachable, gc.sms_reachable) != e_triple:
+            grpc_problems.append(f"grpc count {(gc.count, gc.email_reachable, gc.sms_reachable)} != engine {e_triple}")
+        if _ids(answer["grpc_materialize"]) != e_ids:
+            grpc_problems.append("grpc materialize ids != engine ids")
+        if [r["customer_id"] for r in answer["grpc_preview"].rows] != preview_ids:
+            grpc_problems.append("grpc preview ids != engine preview ids")
+
+    def r3(x):
+        return None if x is None else round(x, 3)
+
+    def ratio(a, b):
+        return round(a / b, 3) if a and b else None
+
+    row = {
+        "segment": bs.name, "covers": bs.covers, "ranked": bs.ranked, "limit": seg.limit,
+        "count": ec.count, "email_reachable": ec.email_reachable, "sms_reachable": ec.sms_reachable,
+        "missing_ids": list(ec.missing_ids),
+        "engine_ms": r3(med["engine_count"]), "first_ms": r3(first["engine_count"]),
+        "preview_ms": r3(med["engine_preview"]), "materialize_ms": r3(med["engine_materialize"]),
+        "grpc_ms": r3(med.get("grpc_count")), "grpc_first_ms": r3(first.get("grpc_count")),
+        "grpc_preview_ms": r3(med.get("grpc_preview")), "grpc_materialize_ms": r3(med.get("grpc_materialize")),
+        "duckdb_ms": r3(med["duckdb_count"]), "duckdb_first_ms": r3(first["duckdb_count"]),
+        "duckdb_materialize_ms": r3(med["duckdb_materialize"]),
+        "ratio": ratio(med["duckdb_count"], med["engine_count"]),
+        "materialize_ratio": ratio(med["duckdb_materialize"], med["engine_materialize"]),
+        "match": not problems, "problems": problems,
+        "grpc_match": None if client is None else not grpc_problems, "grpc_problems": grpc_problems,
+        "runs_ms": {k: [round(x, 3) for x in v] for k, v in runs.items()},
+        "first_call_ms": {k: round(v, 3) for k, v in first.items()},
+        "json": bs.json,
+    }
+    return row
+
+
+def failed_row(bs, e: Exception) -> dict:
+    """The row of a segment whose measurement raised."""
+    row = {k: None for k in ("count", "engine_ms", "first_ms", "preview_ms", "materialize_ms", "grpc_ms",
+                             "grpc_preview_ms", "grpc_materialize_ms", "duckdb_ms", "duckdb_materialize_ms",
+                             "ratio", "materialize_ratio", "grpc_match")}
+    row.update(segment=bs.name, covers=bs.covers, ranked=bs.ranked, match=False, json=bs.json,
+               problems=[f"raised {type(e).__name__}: {e}"], grpc_problems=[])
+    return row
+
+
+def geomean(xs) -> float | None:
+    xs = [x for x in xs if x and x > 0]
+    return round(math.exp(sum(math.log(x) for x in xs) / len(xs)), 3) if xs else None
+
+
+def main(argv=None) -> int:
+    """Run the bench; 0 when every answer matched, 1 otherwise."""
+    a = parse_args(argv)
+    from bench.duck import DuckPeer
+    from engine.api import Engine
+
+    started = dt.datetime.now(dt.timezone.utc)
+    load_start = os.getloadavg()
+    t_run = time.perf_counter()
+    print(f"bench: scale {a.scale}, seed {a.seed}, repeat {a.repeat}, as of {suite.AS_OF.isoformat()}")
+    c = cache.ensure(a.scale, a.seed, a.rebuild)
+
+    print("bandwidth: measuring ...", flush=True)
+    bw = bandwidth.measure(a.bandwidth_mib)
+    print(f"bandwidth: {bw['gbps']:.1f} GB/s ({bw['gbps_threads']:.1f} with {bw['threads']} threads, "
+          f"{bw['gbps_1thread']:.1f} on one)")
+
+    engine = Engine(c.data_dir)
+    t0 = time.perf_counter()
+    peer = DuckPeer.from_folder(c.input_dir, c.timezone)
+    duck_load_s = time.perf_counter() - t0
+    duck_threads = peer.con.execute("SELECT current_setting('threads')").fetchone()[0]
+    print(f"duckdb: loaded in {duck_load_s:.1f} s ({duck_threads} threads)")
+
+    segs = suite.select(suite.segments(cache.sample_ids(c)), a.segments)
+
+    grpc_info = {"available": False, "reason": "--no-grpc"}
+    server = client = None
+    if not a.no_grpc:
+        why = grpc_layer()
+        if why:
+            print(f"grpc: skipped: {why}")
+            grpc_info = {"available": False, "reason": why}
+        else:
+            from client.client import SegmentsClient
+            t0 = time.perf_counter()
+            server = ServerProcess(c.data_dir)
+            client = SegmentsClient(server.target, timeout=3600)
+            grpc_info = {"available": True, "server_start_s": round(time.perf_counter() - t0, 3),
+                         "server": "child process, server.app.build_server, localhost"}
+            print(f"grpc: server on {server.target}")
+
+    rows, kernels, load = [], [], None
+    try:
+        snap = engine.dataset(c.dataset).require_snapshot()
+        for bs in segs:
+            try:
+                row = measure_segment(bs, engine, c.dataset, peer, client, a.repeat)
+            except Exception as e:  # noqa: BLE001 - a failing segment fails the bench, loudly, at the end
+                row = failed_row(bs, e)
+                print(f"{bs.name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            sc = scan.count_scan(snap, bs.segment, suite.AS_OF) if row["engine_ms"] else {}
+            row.update(sc)
+            if sc.get("scan_bytes") and row["engine_ms"]:
+                g = sc["scan_bytes"] / (row["engine_ms"] / 1000) / 1e9
+                row["scan_gbps"], row["scan_fraction"] = round(g, 3), round(g / bw["gbps"], 4)
+            else:
+                row["scan_gbps"] = row["scan_fraction"] = None
+            rows.append(row)
+            print(report.progress_line(row), flush=True)
+
+        print("kernels: timing each scan leaf alone ...", flush=True)
+        kernels = scan.time_kernels(snap, segs, suite.AS_OF, a.repeat, bw["gbps"])
+
+        if client is not None and not a.no_load:
+            print(f"load test: {a.clients} clients, {a.calls} count calls ...", flush=True)
+            load = run_load(server.target, c.dataset, [s.segment for s in segs], suite.AS_OF,
+                            a.clients, a.calls, "count", a.load_seconds)
+    finally:
+        if client is not None:
+            client.close()
+        if server is not None:
+            server.close()
+        peer.close()
+        engine.close()
+
+    mismatched = [r["segment"] for r in rows if not r["match"] or r["grpc_match"] is False]
+    results = {
+        "scale": a.scale, "seed": a.seed, "date": started.isoformat(timespec="seconds"),
+        "as_of": suite.AS_OF.isoformat(), "repeat": a.repeat, "machine": machine(),
+        "load_average": {"start": [round(x, 2) for x in load_start],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
+        "dataset": dataclasses.asdict(c), "bandwidth": bw,
+        "duckdb": {"load_s": round(duck_load_s, 3), "threads": int(duck_threads)},
+        "grpc": grpc_info, "jit": jit_stats(),
+        "segments": rows, "kernels": kernels,
+        "loadtest": load if load is not None else {"skipped": grpc_info.get("reason") if not grpc_info["available"]
+                                                   else "--no-load"},
+    }
+    results["jit"]["first_call_overhead_ms"] = round(sum(
+        max(0.0, r["first_ms"] - r["engine_ms"]) for r in rows if r["engine_ms"] is not None), 3)
+    results["summary"] = {
+        "segments": len(rows), "mismatches": mismatched,
+        "geomean_ratio": geomean(r["ratio"] for r in rows),
+        "geomean_materialize_ratio": geomean(r["materialize_ratio"] for r in rows),
+        "engine_faster": sum(1 for r in rows if r["ratio"] and r["ratio"] > 1),
+        "wall_s": round(time.perf_counter() - t_run, 1), "whole_suite": not a.segments,
+    }
+    paths = report.write(results, Path(a.out), scale_copies=not a.segments)
+    print(report.render(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if mismatched:
+        bar = "!" * 78
+        print(f"\n{bar}\nBENCH FAILED: {len(mismatched)} segment(s) gave different answers: "
+              f"{', '.join(mismatched)}", file=sys.stderr)
+        for r in rows:
+            for p in r["problems"] + r["grpc_problems"]:
+                print(f"  {r['segment']}: {p}", file=sys.stderr)
+        print(bar, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The bench suite: named segments covering every condition family and every seed example.
+
+Each entry is written in the documented JSON format (docs/segments.md) and parsed with
+engine.segment_json.loads, so the bench measures exactly what a caller would send. All are
+evaluated as of AS_OF, the generator's anchor day (2026-11-20, a Friday) at 17:00 UTC.
+`segments(sample_ids)` takes customer_ids present in the dataset for the `customers`
+conditions (and adds two ids that do not exist).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import List, Sequence
+
+from engine import segment as S
+from engine.segment_json import loads
+
+AS_OF = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
+MISSING_IDS = (1, 2)                 # ids no generated dataset holds (ids start at 10**9)
+LIST_SIZE = 1000                     # customers in the `customers` list segment
+
+DIAMOND = {"department": ["diamond"]}
+SIX_MONTHS = {"last_n_months": 6}
+BEADS_CHARMS = {"department": ["beads", "charms"]}
+
+
+@dataclass(frozen=True)
+class BenchSegment:
+    """One named segment of the suite."""
+    name: str
+    covers: str          # the condition families / seed example it stands for
+    json: str            # the definition as sent
+    segment: S.Segment   # the same, parsed
+
+    @property
+    def ranked(self) -> bool:
+        return self.segment.order_by is not None
+
+
+def _definitions(sample_ids: Sequence[int]) -> list:
+    ids = [int(i) for i in sample_ids]
+    one = ids[len(ids) // 2] if ids else 10042
+    return [
+        # ---------------------------------------------------------- seed examples (conditions.md)
+        ("seed_best50_diamond", "seed: best 50 of the last six months in diamonds; bought, ranked spend, limit",
+         {"include": {"bought": {"filter": DIAMOND, "range": SIX_MONTHS}},
+          "order_by": {"key": "spend", "filter": DIAMOND, "range": SIX_MONTHS, "direction": "desc"},
+          "limit": 50}),
+        ("seed_top100_beads_gold_charm", "seed: top 100 spend $500-1000 on beads/charms and a gold charm",
+         {"include": {"all_of": [
+             {"spend": {"filter": BEADS_CHARMS, "range": "ever", "cmp": {"between": [50000, 100000]}}},
+             {"bought": {"filter": {"metal": ["gold"], "department": ["charms"]}}}]},
+          "order_by": {"key": "spend", "filter": BEADS_CHARMS, "range": "ever", "direction": "desc"},
+          "limit": 100}),
+        ("seed_lapsing_regulars", "seed: visited >= 3 in 12 months, not visited in 2, not upcoming",
+         {"include": {"all_of": [
+             {"visited": {"range": {"last_n_months": 12}, "cmp": {">=": 3}}},
+             {"not": {"visited": {"range": {"last_n_months": 2}}}},
+             {"not": "upcoming_appointment"}]}}),
+        ("seed_first_visit_followups", "seed: visited == 1 ever, >= 1 in 30 days, not upcoming",
+         {"include": {"all_of": [
+             {"visited": {"range": "ever", "cmp": {"==": 1}}},
+             {"visited": {"range": {"last_n_days": 30}, "cmp": {">=": 1}}},
+             {"not": "upcoming_appointment"}]}}),
+        ("seed_married_today", "seed: married_today",
+         {"include": "married_today"}),
+        ("seed_birthday_today", "seed: birthday today",
+         {"include": {"birthday": "today"}}),
+        ("seed_birthday_month_member", "seed: birthday this month and loyalty member",
+         {"include": {"all_of": [{"birthday": "this_month"}, "loyalty_member"]}}),
+        ("seed_december_200", "seed: sales in December of at least $200 (custom dates, spend)",
+         {"include": {"spend": {"range": {"custom": {"start": "2025-12-01", "end": "2025-12-31"}},
+                                "cmp": {">=": 20000}}}}),
+        ("seed_age_30_59_diamond_3000", "seed: age 30..59 with more than $3000 in diamonds",
+         {"include": {"all_of": [{"age": {"between": [30, 59]}},
+                                 {"spend": {"filter": DIAMOND, "cmp": {">": 300000}}}]}}),
+        # ---------------------------------------------------------- profile
+        ("profile_bitmaps", "gender, city, tags any/all, loyalty_member, origin_shop, postal_code, reachable, marital_status",
+         {"include": {"all_of": [
+             {"gender": ["female", "other"]},
+             {"city": ["New York", "Zürich", "Brooklyn"]},
+             {"any_of": [{"tags": {"any": ["VIP", "birthday club"]}},
+                         {"tags": {"all": ["newsletter", "Stammkunde"]}}]},
+             "loyalty_member",
+             {"any_of": [{"origin_shop": ["Downtown", "Online"]}, {"postal_code": ["10001", "8001"]}]},
+             {"reachable": "sms_opt_in"},
+             {"reachable": "has_phone"},
+             {"not": {"marital_status": ["widowed"]}}]}}),
+        ("profile_numeric", "age, loyalty_points, account_balance, joined",
+         {"include": {"all_of": [
+             {"age": {"between": [25, 64]}},
+             {"loyalty_points": {">=": 500}},
+             {"any_of": [{"account_balance": {">": 0}},
+                         {"joined": {"range": {"last_n_months": 24}}}]}]}}),
+        ("profile_dates", "birthday next_days / month, anniversary this_month, married_today",
+         {"include": {"any_of": [
+             {"birthday": {"mode": "next_days", "days": 14}},
+             {"anniversary": "this_month"},
+             {"birthday": {"mode": "month", "month": 2}},
+             "married_today"]}}),
+        ("search_surname", "search (accent-blind, phone digits) and surname",
+         {"include": {"any_of": [
+             {"search": {"text": "zoe", "fields": ["first_name", "email"]}},
+             {"search": {"text": "555-0128", "fields": ["phone"]}},
+             {"surname": "muller"},
+             {"search": {"text": "königstrasse", "fields": ["address"]}}]}}),
+        ("customers_list", f"customers: {LIST_SIZE} ids (2 missing), email opt-in or booked at a shop",
+         {"include": {"all_of": [{"customers": ids[:LIST_SIZE] + list(MISSING_IDS)},
+                                 {"any_of": [{"reachable": "email_opt_in"},
+                                             {"upcoming_appointment": {"shops": ["Downtown"]}}]}]}}),
+        ("one_customer_upcoming", "docs: just one customer, with an upcoming appointment at a shop",
+         {"include": {"all_of": [{"customers": [one]}, {"upcoming_appointment": {"shops": ["Downtown"]}}]}}),
+        # ---------------------------------------------------------- purchases
+        ("bought_anything_ever", "bought, no filter, ever: the full purchase scan",
+         {"include": {"bought": {}}}),
+        ("spend_ever_5000", "spend, no filter, ever, > $5000: the full scan with refunds",
+         {"include": {"spend": {"cmp": {">": 500000}}}}),
+        ("bought_gold_charm_ytd", "bought with two filter fields on the same line, year_to_date",
+         {"include": {"bought": {"filter": {"metal": ["gold"], "department": ["charms"]},
+                                 "range": "year_to_date"}}}),
+        ("spend_brand_90d", "spend between, brand filter, last_n_days 90",
+         {"include": {"spend": {"filter": {"brand": ["Pandora", "Trollbeads", "Thomas Sabo"]},
+                                "range": {"last_n_days": 90}, "cmp": {"between": [10000, 50000]}}}}),
+        ("count_dispensary_prev_month", "purchase_count, 3 filter fields (group, strain, shop), previous_month",
+         {"include": {"purchase_count": {
+             "filter": {"inventory_group": ["flower", "pre-rolls"],
+                        "strain": ["Blue Dream", "Gelato", "OG Kush"], "shop": ["Downtown", "Online"]},
+             "range": "previous_month", "cmp": {">=": 1}}}}),
+        ("frequent_12m", "purchase_count >= 10 in 12 months, month_to_date and last_week bought",
+         {"include": {"all_of": [
+             {"purchase_count": {"range": {"last_n_months": 12}, "cmp": {">=": 10}}},
+             {"any_of": [{"bought": {"range": "month_to_date"}},
+                         {"bought": {"range": "last_week"}},
+                         {"bought": {"range": "today"}},
+                         {"bought": {"range": "yesterday"}}]}]}}),
+        ("diamond_lapsed_offsets", "docs: six months ending six months ago (custom offsets), not bought since",
+         {"include": {"all_of": [
+             {"bought": {"filter": DIAMOND,
+                         "range": {"custom": {"start": {"months": -12, "days": 1}, "end": {"months": -6}}}}},
+             {"not": {"bought": {"filter": DIAMOND, "range": SIX_MONTHS}}}]}}),
+        # ---------------------------------------------------------- visits, laybys
+        ("visits_shops", "visited at shops last_week, not visited, upcoming at shops",
+         {"include": {"any_of": [
+             {"visited": {"shops": ["Downtown", "Online"], "range": "last_week"}},
+             {"all_of": [{"not": {"visited": {"range": {"last_n_months": 6}}}},
+                         {"upcoming_appointment": {"shops": ["Mall of America", "Østerbro"]}}]}]}}),
+        ("overdue_layby_balance", "overdue_layby and account_balance > 0",
+         {"include": {"any_of": ["overdue_layby", {"account_balance": {">": 0}}]}}),
+        # ---------------------------------------------------------- combining, ranking
+        ("suppression_exclude", "docs: reachable by email, exclude staff",
+         {"include": {"all_of": [{"reachable": "has_email"}, {"reachable": "email_opt_in"}]},
+          "exclude": {"tags": {"any": ["staff"]}}}),
+        ("append_on_vip", "docs: best 50 diamond of six months + every VIP, never staff",
+         {"include": {"bought": {"filter": DIAMOND, "range": SIX_MONTHS}},
+          "exclude": {"tags": {"any": ["staff"]}},
+          "append": [{"tags": {"any": ["VIP"]}}],
+          "order_by": {"key": "spend", "filter": DIAMOND, "range": SIX_MONTHS},
+          "limit": 50}),
+        ("ranked_last_purchase_asc", "order_by last_purchase asc, limit 200, not email reachable",
+         {"include": {"all_of": [{"bought": {"filter": {"department": ["charms"]}}},
+                                 {"not": {"any_of": [{"reachable": "email_opt_in"},
+                                                     {"reachable": "sms_opt_in"}]}}]},
+          "order_by": {"key": "last_purchase", "filter": {"department": ["charms"]}, "direction": "asc"},
+          "limit": 200}),
+        ("ranked_points_members", "order_by loyalty_points, limit 500 (absent values last)",
+         {"include": {"any_of": ["loyalty_member", {"tags": {"any": ["VIP"]}}]},
+          "order_by": {"key": "loyalty_points"}, "limit": 500}),
+        ("ranked_count_ytd_all", "all customers ordered by purchase_count year_to_date (no limit)",
+         {"include": "all",
+          "order_by": {"key": "purchase_count", "range": "year_to_date"}}),
+    ]
+
+
+def segments(sample_ids: Sequence[int] = ()) -> List[BenchSegment]:
+    """The suite, in order; `sample_ids`: existing customer_ids for the `customers` lists."""
+    out = []
+    for name, covers, definition in _definitions(sample_ids):
+        text = json.dumps(definition, ensure_ascii=False)
+        out.append(BenchSegment(name, covers, text, loads(text)))
+    names = [s.name for s in out]
+    assert len(set(names)) == len(names), "duplicate segment names"
+    return out
+
+
+def select(suite: List[BenchSegment], names: str | None) -> List[BenchSegment]:
+    """The segments named in a comma-separated list (all when None); unknown names are an error."""
+    if not names:
+        return suite
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {s.name: s for s in suite}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown segment(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[n] for n in wanted]
