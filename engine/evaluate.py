@@ -14,7 +14,6 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyroaring import BitMap, FrozenBitMap
 
 from . import kernels as K
@@ -203,34 +202,24 @@ def _customers(ctx, c: S.Customers):
     return _bm_from_ids(found, ctx.snap.n)
 
 
-def _match_rows(mask_arr) -> np.ndarray:
-    arr = mask_arr.combine_chunks() if isinstance(mask_arr, pa.ChunkedArray) else mask_arr
-    return np.flatnonzero(pc.fill_null(arr, False).to_numpy(zero_copy_only=False))
-
-
 def _search(ctx, c: S.Search):
     snap = ctx.snap
-    table = snap.search_table()
-    needle = normalize_text(pa.array([c.text]))[0].as_py() or ""
-    digits = digits_only(pa.array([c.text]))[0].as_py() or ""
-    out = BitMap()
+    needle = (normalize_text(pa.array([c.text]))[0].as_py() or "").encode()
+    digits = (digits_only(pa.array([c.text]))[0].as_py() or "").encode()
+    out = np.zeros(snap.n, np.uint8)
     for f in c.fields:
-        if f == "phone":
-            if not digits:
-                continue
-            hits = pc.match_substring(table.column("phone"), digits)
-        else:
-            if not needle:
-                continue
-            hits = pc.match_substring(table.column(f), needle)
-        out |= _bm_from_ids(_match_rows(hits), snap.n)
-    return out
+        text = digits if f == "phone" else needle
+        if text:  # an empty needle (e.g. no digits for phone) matches nothing
+            K.substring_mask(*snap.text_column(f), np.frombuffer(text, np.uint8), out)
+    return _bm_from_mask(out)
 
 
 def _surname(ctx, c: S.Surname):
-    needle = normalize_text(pa.array([c.text]))[0].as_py()
-    hits = pc.equal(ctx.snap.search_table().column("last_name"), needle)
-    return _bm_from_ids(_match_rows(hits), ctx.snap.n)
+    needle = (normalize_text(pa.array([c.text]))[0].as_py() or "").encode()
+    out = np.zeros(ctx.snap.n, np.uint8)
+    if needle:
+        K.equal_mask(*ctx.snap.text_column("last_name"), np.frombuffer(needle, np.uint8), out)
+    return _bm_from_mask(out)
 
 
 def _md_lut(dates) -> np.ndarray:

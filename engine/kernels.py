@@ -336,3 +336,55 @@ def gather(values, order):
     for i in prange(order.size):
         out[i] = values[order[i]]
     return out
+
+
+# ------------------------------------------------------------------ text
+
+@njit(cache=True, nogil=True, parallel=True)
+def substring_mask(data, offsets, needle, out):
+    """out[r] |= 1 when row r (bytes data[offsets[r]:offsets[r+1]]) contains needle.
+
+    Rows are taken in blocks; each block's bytes are one contiguous run, scanned in a
+    tight loop, and a hit is mapped to its row by advancing a row cursor (a match that
+    would straddle two rows is rejected)."""
+    m = needle.size
+    first = needle[0]
+    nrows = offsets.size - 1
+    block = 4096
+    for bi in prange((nrows + block - 1) // block):
+        r = bi * block
+        r_end = min(nrows, r + block)
+        s, e = offsets[r], offsets[r_end]
+        i = s
+        while i <= e - m:
+            if data[i] == first:
+                ok = True
+                for j in range(1, m):
+                    if data[i + j] != needle[j]:
+                        ok = False
+                        break
+                if ok:
+                    while offsets[r + 1] <= i:
+                        r += 1
+                    if i + m <= offsets[r + 1]:
+                        out[r] = 1
+                        i = offsets[r + 1]  # the row is decided: jump to the next one
+                        continue
+            i += 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def equal_mask(data, offsets, needle, out):
+    """out[r] = 1 when row r's bytes equal needle."""
+    m = needle.size
+    for r in prange(offsets.size - 1):
+        s, e = offsets[r], offsets[r + 1]
+        if e - s != m:
+            out[r] = 0
+            continue
+        ok = 1
+        for j in range(m):
+            if data[s + j] != needle[j]:
+                ok = 0
+                break
+        out[r] = ok

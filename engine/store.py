@@ -203,6 +203,18 @@ class Snapshot:
         """Normalised text columns for search / surname, in internal-id order."""
         return self._ipc_table("search")
 
+    def text_column(self, name: str):
+        """(utf-8 bytes as uint8, int64 row offsets) of a normalised search column; null
+        rows are empty."""
+        def make():
+            col = self.search_table().column(name).combine_chunks()
+            col = col.fill_null("")
+            _, off, data = col.buffers()
+            offsets = np.frombuffer(off, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+            raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+            return raw, offsets.astype(np.int64)
+        return self._cached(("text", name), make)
+
     def ext_ids(self) -> np.ndarray:
         """customer_id of each internal id (ascending)."""
         return self.array("c/ext_id", np.int64)
