@@ -66,8 +66,9 @@ def _read_file(path: Path, types: dict) -> pa.Table:
     t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
         column_types=csv_types, strings_can_be_null=True))
     for name, typ in types.items():
-        if pa.types.is_list(typ) and name in t.column_names:
-            col = pc.split_pattern(t[name].cast(pa.string()), ";")
+        if pa.types.is_list(typ) and name in t.column_names:   # "a; b;" -> ["a", "b"]
+            col = pa.array([None if v is None else [x.strip() for x in v.split(";") if x.strip()]
+                            for v in t[name].cast(pa.string()).to_pylist()], type=typ)
             t = t.set_column(t.column_names.index(name), name, col)
     return t
 

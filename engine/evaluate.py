@@ -21,7 +21,7 @@ from . import segment as S
 from .build import INT32_NULL, INT64_NULL
 from .errors import Cancelled
 from .ingest_read import digits_only, normalize_text
-from .timerange import AsOf, MAX_DAY, MIN_DAY
+from .timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
 SHARD_BATCH = 16  # shards per kernel call: the granularity at which deadlines are honoured
@@ -47,6 +47,7 @@ class Context:
         self.missing_ids: list = []
         self._memo: dict = {}
         self.trace: Optional[dict] = None  # node id -> (size, ms) when explaining
+        self.shared_scans: set = set()  # (filter, range) pairs used more than once
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -123,6 +124,10 @@ class Context:
         return np.asarray(rows, np.int64), luts
 
     def line_mask(self, f: S.ProductFilter, r: S.TimeRange, mode: int, vlo: int, vhi: int) -> BitMap:
+        if (f, r) in self.shared_scans:
+            spend, count = self.line_both(f, r)
+            v = spend if mode == K.MODE_SPEND else count
+            return _bm_from_mask(((v >= vlo) & (v <= vhi)).view(np.uint8))
         snap = self.snap
         s, e = self.day_bounds(r)
         lo, mid, hi = self.slices("p", s, e)
@@ -135,8 +140,31 @@ class Context:
                             self.asof.micros, mode, vlo, vhi, out)
         return _bm_from_mask(out)
 
+    def line_both(self, f: S.ProductFilter, r: S.TimeRange):
+        """(net spend, sale count) per customer from one scan, memoised per filter and range."""
+        key = ("both", f, r)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        snap = self.snap
+        s, e = self.day_bounds(r)
+        lo, mid, hi = self.slices("p", s, e)
+        fields, luts = self.product_luts(f)
+        spend = np.zeros(snap.n, np.int64)
+        count = np.zeros(snap.n, np.int64)
+        for a, b in self._batches():
+            self.check_deadline()
+            K.line_agg_both(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
+                            snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
+                            self.asof.micros, spend, count)
+        self._memo[key] = (spend, count)
+        return spend, count
+
     def line_values(self, f: S.ProductFilter, r: S.TimeRange, mode: int) -> np.ndarray:
         """Per-customer aggregate (int64, dense) for ranking."""
+        if mode != K.MODE_LAST_DAY and (f, r) in self.shared_scans:
+            spend, count = self.line_both(f, r)
+            return spend if mode == K.MODE_SPEND else count
         snap = self.snap
         s, e = self.day_bounds(r)
         lo, mid, hi = self.slices("p", s, e)
@@ -180,6 +208,20 @@ class Context:
         cmap = snap.code_of("shop")
         lut[[cmap[v] for v in shops if v in cmap]] = 1
         return lut
+
+
+def plan_shared_scans(seg: S.Segment) -> set:
+    """(filter, range) pairs that more than one purchase test or the ranking scan: those
+    are computed once as (spend, count) instead of once per use."""
+    uses: dict = {}
+    for top in S.segment_conditions(seg):
+        for c in S.walk(top):
+            if isinstance(c, (S.Bought, S.Spend, S.PurchaseCount)):
+                uses[(c.filter, c.range)] = uses.get((c.filter, c.range), 0) + 1
+    ob = seg.order_by
+    if ob is not None and ob.key in ("spend", "purchase_count"):
+        uses[(ob.filter, ob.range)] = uses.get((ob.filter, ob.range), 0) + 1
+    return {k for k, n in uses.items() if n > 1}
 
 
 def _sub(lst, a, b):
@@ -243,7 +285,7 @@ def _birthday(ctx, c: S.Birthday):
     if c.mode == "today":
         dates = [today]
     else:
-        dates = [today + dt.timedelta(days=i) for i in range(c.days)]
+        dates = days_from(today, c.days)
     md = snap.array(f"c/{prefix}_md", np.int16)
     out = np.zeros(snap.n, np.uint8)
     K.lut_mask(md, _md_lut(dates), out)

@@ -87,6 +87,50 @@ def _line_acc_shard(cust, amount, ts, codes, lo, mid, hi, fields, luts, asof, n,
     return acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add2(spend, count, c, a, m):
+    spend[c] += a * m
+    if a >= 0:
+        count[c] += m
+
+
+@njit(cache=True, nogil=True)
+def _line_acc2_shard(cust, amount, ts, codes, lo, mid, hi, fields, luts, asof, n):
+    """Net spend and non-refund line count of one shard's matching visible lines in one
+    pass, into shard-local (L2-resident) accumulators."""
+    spend = np.zeros(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    F = fields.size
+    if F == 0:
+        for i in range(lo, mid):
+            _add2(spend, count, cust[i], amount[i], 1)
+    elif F == 1:
+        r0 = codes[fields[0]]
+        l0 = luts[0]
+        for i in range(lo, mid):
+            _add2(spend, count, cust[i], amount[i], l0[r0[i]])
+    else:
+        for i in range(lo, mid):
+            _add2(spend, count, cust[i], amount[i], np.uint8(_accepts(codes, i, fields, luts)))
+    for i in range(mid, hi):
+        m = np.uint8(ts[i] <= asof and (F == 0 or _accepts(codes, i, fields, luts)))
+        _add2(spend, count, cust[i], amount[i], m)
+    return spend, count
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def line_agg_both(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s, n_s,
+                  fields, luts, asof, spend, count):
+    """spend[base+c], count[base+c] = net spend and sale count per customer (one scan
+    serving every spend / count / bought test and ranking on the same filter and range)."""
+    for k in prange(len(cust_l)):
+        sp, ct = _line_acc2_shard(cust_l[k], amount_l[k], ts_l[k], codes_l[k], lo_s[k], mid_s[k],
+                                  hi_s[k], fields, luts, asof, n_s[k])
+        base = base_s[k]
+        spend[base:base + n_s[k]] = sp
+        count[base:base + n_s[k]] = ct
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def line_agg_mask(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s, n_s,
                   fields, luts, asof, mode, vlo, vhi, out):
@@ -209,9 +253,9 @@ def mask_to_roaring(mask):
     for key in prange(nkeys):
         s = key << 16
         e = min(n, s + 65536)
-        c = 0
+        c = np.int64(0)  # int64: a uint8 sum would wrap at 256 without the JIT
         for i in range(s, e):
-            c += mask[i]
+            c += np.int64(mask[i])
         cards[key] = c
     nc = 0
     for key in range(nkeys):

@@ -17,7 +17,7 @@ from pyroaring import BitMap
 from . import kernels as K
 from . import segment as S
 from .errors import InvalidArgument
-from .evaluate import Context
+from .evaluate import Context, plan_shared_scans
 from .results import CountResult, ExplainNode, Materialized, Preview
 from .schema import PROFILE_FIELDS
 from .segment_json import dump_condition
@@ -81,6 +81,7 @@ def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
 def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Evaluated:
     """The final members of a segment as of an instant."""
     ctx = Context(snap, as_of, deadline)
+    ctx.shared_scans = plan_shared_scans(seg)
     if getattr(snap, "empty", False):
         return Evaluated(ctx, BitMap(), seg)
     if trace:

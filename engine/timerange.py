@@ -67,8 +67,31 @@ def add_months(d: dt.date, months: int) -> dt.date:
 
 
 def shift(today: dt.date, off: Offset) -> dt.date:
-    """today + off.months (clamped) + off.days."""
-    return add_months(today, off.months) + dt.timedelta(days=off.days)
+    """today + off.months (clamped) + off.days; saturates at date.min / date.max (a bound
+    beyond the calendar is no bound)."""
+    try:
+        return add_months(today, off.months) + dt.timedelta(days=off.days)
+    except (OverflowError, ValueError):
+        return dt.date.min if (off.months, off.days) < (0, 0) else dt.date.max
+
+
+def _minus(d: dt.date, days: int) -> dt.date:
+    """d - days, saturating at date.min."""
+    try:
+        return d - dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.min
+
+
+def days_from(start: dt.date, n: int) -> list:
+    """The dates start .. start+n-1 that exist in the calendar."""
+    out = []
+    for i in range(n):
+        try:
+            out.append(start + dt.timedelta(days=i))
+        except OverflowError:
+            break
+    return out
 
 
 class AsOf:
@@ -97,27 +120,27 @@ class AsOf:
 def resolve_dates(r: TimeRange, today: dt.date) -> Tuple[Optional[dt.date], Optional[dt.date]]:
     """The closed [start, end] local dates of a range for a given today (None = unbounded)."""
     k = r.kind
-    one = dt.timedelta(days=1)
     if k == "ever":
         return None, None
     if k == "today":
         return today, today
     if k == "yesterday":
-        return today - one, today - one
+        y = _minus(today, 1)
+        return y, y
     if k == "last_week":
-        monday = today - dt.timedelta(days=today.weekday())
-        return monday - dt.timedelta(days=7), monday - one
+        monday = _minus(today, today.weekday())
+        return _minus(monday, 7), _minus(monday, 1)
     if k == "month_to_date":
         return today.replace(day=1), today
     if k == "previous_month":
         first = today.replace(day=1)
-        return add_months(first, -1), first - one
+        return shift(first, Offset(-1)), _minus(first, 1)
     if k == "year_to_date":
         return today.replace(month=1, day=1), today
     if k == "last_n_days":
-        return today - dt.timedelta(days=r.n - 1), today
+        return _minus(today, r.n - 1), today
     if k == "last_n_months":
-        return add_months(today, -r.n) + one, today
+        return shift(today, Offset(-r.n, 1)), today
     if k == "custom":
         def bound(b):
             if b is None:
