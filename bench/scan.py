@@ -6,7 +6,7 @@ in Snapshot.meta; "lines" are the lines in the range's slices, summed over shard
 
   purchases (bought / spend / purchase_count, and order_by spend / purchase_count /
   last_purchase), engine.kernels.line_agg_mask / line_agg_values:
-      lines x (cust + amount 8 B + code x filtered fields) + lines_after_mid x ts 8 B
+      lines x (cust + amount + code x filtered fields) + lines_after_mid x ts 8 B
   visited (visit_count_mask):
       lines x (status 1 B + cust + shop 4 B when shops are given) + lines_after_mid x ts 8 B
   upcoming_appointment (upcoming_mask), lines from yesterday on:
@@ -57,8 +57,9 @@ def purchase_bytes(ctx: Context, f: S.ProductFilter, r: S.TimeRange) -> tuple:
     """(bytes, lines) a purchase-line scan over filter f and range r must read."""
     snap = ctx.snap
     cust, code = _itemsize(snap, "cust_dtype", "uint16"), _itemsize(snap, "code_dtype", "int32")
+    amount = _itemsize(snap, "amount_dtype", "int64")
     lines, late = _line_counts(ctx, "p", r)
-    return lines * (cust + 8 + code * len(f.fields)) + late * 8, lines
+    return lines * (cust + amount + code * len(f.fields)) + late * 8, lines
 
 
 def leaf_bytes(ctx: Context, c: S.Condition) -> Optional[tuple]:

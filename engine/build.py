@@ -9,6 +9,7 @@ Layout of a version (keys are ASCII; values raw little-endian numpy bytes unless
   s/<shard>/v/<col>         visits, same order;  s/<shard>/l/<col>  laybys
   s/<shard>/profile         Arrow IPC stream: the shard's customer rows (output fields)
   s/<shard>/search          Arrow IPC stream: normalised text for search / surname
+  t/<field>/{keys,offsets,ids}  trigram posting lists (CSR) of each search field (text_index)
 Internal ids are ranks of customer_id (ascending), so bitmap order is customer_id order.
 A shard is the contiguous internal-id range [s << bits, (s + 1) << bits).
 """
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 from . import timerange
 from .ingest_read import digits_only, normalize_text
 from . import kernels as K
+from . import text_index
 from .kernels import mask_to_roaring
 from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
 
@@ -229,6 +231,8 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     search = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
     search["phone"] = digits_only(cust.column("phone").combine_chunks())
     search_table = pa.table(search)
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        text_index.build_index(w.put, search, pool)  # t/<field>/*: trigram posting lists
     size = 1 << shard_bits
     for s in range(n_shards):
         a, b = s * size, min(n, (s + 1) * size)
@@ -244,6 +248,7 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     dicts["shop"] = shop_dict
     p = tables.get("purchases")
     max_purchase = None
+    amount_dtype = np.int64
     if p is not None and p.num_rows:
         codes = []
         for f in PRODUCT_FIELDS_ORDER:
@@ -253,8 +258,11 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
                 dicts[f] = d
         ts = _np(pc.cast(p.column("purchased_at"), pa.int64()), np.int64)
         max_purchase = int(ts.max())
+        amount = _np(p.column("amount"), np.int64)
+        if amount.size and -(2**31) < amount.min() and amount.max() < 2**31:
+            amount_dtype = np.int32  # a third fewer bytes per scanned line; sums stay int64
         cols = {
-            "amount": _np(p.column("amount"), np.int64),
+            "amount": amount.astype(amount_dtype),
             "quantity": _filled(p.column("quantity"), int(INT32_NULL), np.int32),
         }
         code_dtype = np.uint16 if max(len(d) for d in [shop_dict] + [dicts[f] for f in PRODUCT_FIELDS_ORDER
@@ -313,6 +321,7 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
         "max_purchase_micros": max_purchase, "dicts": sorted(dicts),
         "cust_dtype": "uint16" if shard_bits <= 16 else "uint32",
         "code_dtype": np.dtype(code_dtype).name,
+        "amount_dtype": np.dtype(amount_dtype).name,
     }
 
 

@@ -21,6 +21,7 @@ from . import segment as S
 from .build import INT32_NULL, INT64_NULL
 from .errors import Cancelled
 from .ingest_read import digits_only, normalize_text
+from .text_index import search_field
 from .timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
@@ -186,7 +187,7 @@ class Context:
     def _purchase_lists(self, a, b):
         snap = self.snap
         cdt = np.dtype(snap.meta["cust_dtype"])
-        lists = (snap.shard_arrays("p", "cust", cdt), snap.shard_arrays("p", "amount", np.int64),
+        lists = (snap.shard_arrays("p", "cust", cdt), snap.shard_arrays("p", "amount", np.dtype(snap.meta.get("amount_dtype", "int64"))),
                  snap.shard_arrays("p", "ts", np.int64), snap.shard_arrays("p", "codes", np.dtype(snap.meta.get("code_dtype", "int32"))),
                  snap.shard_arrays("p", "day", np.int32))
         if a == 0 and b == snap.n_shards:
@@ -252,7 +253,7 @@ def _search(ctx, c: S.Search):
     for f in c.fields:
         text = digits if f == "phone" else needle
         if text:  # an empty needle (e.g. no digits for phone) matches nothing
-            K.substring_mask(*snap.text_column(f), np.frombuffer(text, np.uint8), out)
+            search_field(snap.trigram_index(f), *snap.text_column(f), text, out)
     return _bm_from_mask(out)
 
 

@@ -52,7 +52,8 @@ def snapshot_tables(snap) -> Dict[str, pa.Table]:
     cols = {
         "customer_id": pa.array(cid, pa.int64()),
         "purchased_at": pa.array(_cat(snap, "p", "ts", np.int64), pa.int64()).cast(ts_type),
-        "amount": pa.array(_cat(snap, "p", "amount", np.int64), pa.int64()),
+        "amount": pa.array(_cat(snap, "p", "amount", np.dtype(snap.meta.get("amount_dtype", "int64")))
+                           .astype(np.int64), pa.int64()),
         "quantity": pa.array(qty, pa.int32(), mask=qty == INT32_NULL),
     }
     decoded = {f: _decode(codes[i], snap.dictionary(f)) for i, f in enumerate(PRODUCT_FIELDS)}

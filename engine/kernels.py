@@ -45,10 +45,11 @@ def _add(acc, c, a, m, i, mode):
     """Fold line i (customer c, amount a, filter match m in {0, 1}) into acc, branch-free
     for spend and counts (a mispredicted branch per line costs more than the add)."""
     if mode == MODE_SPEND:
-        acc[c] += a * m
+        acc[c] += np.int64(a) * m
     elif mode == MODE_LAST_DAY:
-        if m and a >= 0:
-            acc[c] = i  # lines are day-sorted: the last visible match is the latest
+        # lines are day-sorted: the last visible matching sale is the latest (branch-free)
+        keep = np.int64(m) * (a >= 0)
+        acc[c] += (i - acc[c]) * keep
     elif a >= 0:  # refunds are rare: this branch predicts well
         acc[c] += m
 
@@ -89,7 +90,7 @@ def _line_acc_shard(cust, amount, ts, codes, lo, mid, hi, fields, luts, asof, n,
 
 @njit(cache=True, nogil=True, inline="always")
 def _add2(spend, count, c, a, m):
-    spend[c] += a * m
+    spend[c] += np.int64(a) * m
     if a >= 0:
         count[c] += m
 

@@ -215,6 +215,16 @@ class Snapshot:
             return raw, offsets.astype(np.int64)
         return self._cached(("text", name), make)
 
+    def trigram_index(self, field: str):
+        """(keys uint32, offsets int64, ids uint32) zero-copy views of the trigram posting
+        lists t/<field>/* (engine.text_index), or None when this version has none."""
+        def make():
+            if self.raw(f"t/{field}/keys") is None:
+                return False
+            return (self.array(f"t/{field}/keys", np.uint32), self.array(f"t/{field}/offsets", np.int64),
+                    self.array(f"t/{field}/ids", np.uint32))
+        return self._cached(("tri", field), make) or None
+
     def ext_ids(self) -> np.ndarray:
         """customer_id of each internal id (ascending)."""
         return self.array("c/ext_id", np.int64)

@@ -1,0 +1,213 @@
+"""Trigram index over the normalised search text: build (engine.build) and query (engine.evaluate).
+
+Per search field, every distinct byte trigram of a customer's normalised UTF-8 text maps
+to the sorted internal ids of the customers holding it, stored as one CSR posting list:
+  t/<field>/keys      uint32, sorted trigram codes (b0 << 16 | b1 << 8 | b2)
+  t/<field>/offsets   int64, len(keys) + 1: ids[offsets[i]:offsets[i+1]] belong to keys[i]
+  t/<field>/ids       uint32, the concatenated posting lists (ascending within each list)
+Trigrams never straddle two customers, so a 3-byte needle's posting list is its exact
+answer; longer needles intersect their trigrams' lists and verify the candidates with an
+exact substring check. Needles under 3 bytes fall back to the full scan.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from numba import njit, prange
+
+from .kernels import substring_mask
+
+MAX_LISTS = 6        # intersect at most this many (the shortest) posting lists; verify the rest
+GALLOP_RATIO = 8     # a list this many times longer than the candidates is probed, not marked
+
+
+def text_buffers(col) -> tuple:
+    """(utf-8 bytes as uint8, int64 row offsets) of a string column; null rows are empty."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    col = col.fill_null("")
+    _, off, data = col.buffers()
+    odt = np.int64 if pa.types.is_large_string(col.type) else np.int32
+    offsets = np.frombuffer(off, dtype=odt, count=len(col) + 1, offset=col.offset * np.dtype(odt).itemsize)
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return raw, offsets.astype(np.int64)
+
+
+# ------------------------------------------------------------------- build
+
+@njit(cache=True, nogil=True)
+def trigram_postings(data, offsets):
+    """(keys uint32, offsets int64, ids uint32): the CSR posting lists of the distinct
+    trigrams of each row. Two passes over the bytes: count (a trigram repeated within a row
+    counts once, via the last row that counted it), then scatter rows in ascending order."""
+    nrows = offsets.size - 1
+    ncodes = 1 << 24
+    counts = np.zeros(ncodes, np.int64)
+    last = np.full(ncodes, -1, np.int32)
+    for r in range(nrows):
+        for i in range(offsets[r], offsets[r + 1] - 2):
+            c = (np.int64(data[i]) << 16) | (np.int64(data[i + 1]) << 8) | np.int64(data[i + 2])
+            if last[c] != r:
+                last[c] = r
+                counts[c] += 1
+    nk = 0
+    for c in range(ncodes):
+        if counts[c] > 0:
+            nk += 1
+    keys = np.empty(nk, np.uint32)
+    offs = np.empty(nk + 1, np.int64)
+    pos = counts  # reused: the next write position of each code
+    j = 0
+    total = np.int64(0)
+    for c in range(ncodes):
+        k = counts[c]
+        if k > 0:
+            keys[j] = c
+            offs[j] = total
+            j += 1
+        pos[c] = total
+        total += k
+    offs[nk] = total
+    ids = np.empty(total, np.uint32)
+    for r in range(nrows):
+        for i in range(offsets[r], offsets[r + 1] - 2):
+            c = (np.int64(data[i]) << 16) | (np.int64(data[i + 1]) << 8) | np.int64(data[i + 2])
+            if last[c] != -2 - r:  # a second marker per row, so last[] needs no reset
+                last[c] = -2 - r
+                ids[pos[c]] = r
+                pos[c] += 1
+    return keys, offs, ids
+
+
+def build_index(put, fields: dict, pool=None) -> None:
+    """Write t/<field>/{keys,offsets,ids} for each (field -> string column); `put(key, array)`.
+    With a thread pool, fields are indexed concurrently (the kernel releases the GIL)."""
+    def one(item):
+        name, col = item
+        return name, trigram_postings(*text_buffers(col))
+    results = pool.map(one, fields.items()) if pool is not None else map(one, fields.items())
+    for name, (keys, offs, ids) in results:
+        put(f"t/{name}/keys", keys)
+        put(f"t/{name}/offsets", offs)
+        put(f"t/{name}/ids", ids)
+
+
+# ------------------------------------------------------------------- query
+
+@njit(cache=True, nogil=True)
+def intersect_gallop(a, b):
+    """Sorted a ∩ sorted b, probing b by exponential then binary search (|a| << |b|)."""
+    out = np.empty(a.size, np.uint32)
+    n = 0
+    lo = 0
+    nb = b.size
+    for x in a:
+        step = 1
+        hi = lo
+        while hi < nb and b[hi] < x:
+            lo = hi + 1
+            hi += step
+            step <<= 1
+        if hi > nb:
+            hi = nb
+        while lo < hi:  # first index in [lo, hi) with b >= x
+            mid = (lo + hi) >> 1
+            if b[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo >= nb:
+            break
+        if b[lo] == x:
+            out[n] = x
+            n += 1
+            lo += 1
+    return out[:n]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mark_rows(rows, cnt, level):
+    """cnt[r] = level + 1 for each r of rows with cnt[r] == level (rows are distinct)."""
+    for j in prange(rows.size):
+        r = rows[j]
+        if cnt[r] == level:
+            cnt[r] = level + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _contains(data, s, e, needle):
+    m = needle.size
+    first = needle[0]
+    for i in range(s, e - m + 1):
+        if data[i] == first:
+            ok = True
+            for j in range(1, m):
+                if data[i + j] != needle[j]:
+                    ok = False
+                    break
+            if ok:
+                return True
+    return False
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def substring_rows(data, offsets, needle, rows, exact, out):
+    """out[r] = 1 for each candidate r of rows whose bytes contain needle (every r when exact)."""
+    for j in prange(rows.size):
+        r = rows[j]
+        if exact or _contains(data, offsets[r], offsets[r + 1], needle):
+            out[r] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def substring_marked(data, offsets, needle, cnt, level, exact, out):
+    """out[r] = 1 for each row with cnt[r] == level whose bytes contain needle."""
+    nrows = offsets.size - 1
+    block = 16384
+    for bi in prange((nrows + block - 1) // block):
+        for r in range(bi * block, min(nrows, (bi + 1) * block)):
+            if cnt[r] == level and (exact or _contains(data, offsets[r], offsets[r + 1], needle)):
+                out[r] = 1
+
+
+def needle_codes(needle: bytes) -> np.ndarray:
+    """The distinct trigram codes of needle (>= 3 bytes)."""
+    b = np.frombuffer(needle, np.uint8).astype(np.uint32)
+    return np.unique((b[:-2] << 16) | (b[1:-1] << 8) | b[2:])
+
+
+def search_field(index, data, offsets, needle: bytes, out) -> None:
+    """out[r] |= 1 for rows containing needle (non-empty bytes): through the trigram index
+    when there is one and the needle has >= 3 bytes, else by scanning every row."""
+    if index is not None and len(needle) >= 3:
+        search_indexed(index, data, offsets, needle, out)
+    else:
+        substring_mask(data, offsets, np.frombuffer(needle, np.uint8), out)
+
+
+def search_indexed(index, data, offsets, needle: bytes, out) -> None:
+    """out[r] |= 1 for rows containing needle (>= 3 bytes), using index = (keys, offsets, ids)."""
+    keys, offs, ids = index
+    if keys.size == 0:
+        return
+    codes = needle_codes(needle)
+    pos = np.searchsorted(keys, codes)
+    if (pos >= keys.size).any() or (keys[np.minimum(pos, keys.size - 1)] != codes).any():
+        return  # a trigram nobody has: no match
+    lists = sorted((ids[offs[p]:offs[p + 1]] for p in pos), key=len)[:MAX_LISTS]
+    exact = len(needle) == 3
+    nd = np.frombuffer(needle, np.uint8)
+    cand = lists[0]
+    i = 1
+    while i < len(lists) and lists[i].size >= GALLOP_RATIO * cand.size:
+        cand = intersect_gallop(cand, lists[i])
+        i += 1
+    if i == len(lists) or cand.size == 0:
+        substring_rows(data, offsets, nd, cand, exact, out)
+        return
+    # dense candidates: count list memberships in a per-row counter, then verify the rows in all
+    cnt = np.zeros(offsets.size - 1, np.uint8)
+    mark_rows(cand, cnt, 0)
+    for level, lst in enumerate(lists[i:], start=1):
+        mark_rows(lst, cnt, level)
+    substring_marked(data, offsets, nd, cnt, len(lists) - i + 1, exact, out)
