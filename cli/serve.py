@@ -25,7 +25,38 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--group-ttl-days", type=int, default=180, help="default expiry of customer groups")
     p.add_argument("--chunk-ids", type=int, default=65_536, help="customer ids per materialize chunk")
     p.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get on shutdown")
+    p.add_argument("--processes", type=int, default=1,
+                   help="server processes sharing the port (SO_REUSEPORT; needs a fixed --port)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def run_processes(args) -> int:
+    """Start --processes children serving the same port; relay SIGTERM/SIGINT; wait.
+    The parent imports no gRPC (a forked gRPC runtime is unsafe): children are new
+    interpreters."""
+    import subprocess
+
+    if args.port == 0:
+        print("error: --processes needs a fixed --port", file=sys.stderr)
+        return 2
+    argv = [a for a in sys.argv[1:] if not a.startswith("--processes")]
+    if "--processes" in sys.argv:  # "--processes N" as two words
+        i = sys.argv.index("--processes")
+        argv = sys.argv[1:i] + sys.argv[i + 2:]
+    cmd = [sys.executable, "-m", "cli.main"] + argv + ["--reuse-port"]
+    children = [subprocess.Popen(cmd) for _ in range(args.processes)]
+    print(f"started {len(children)} server processes on port {args.port} (pids "
+          f"{', '.join(str(c.pid) for c in children)})", flush=True)
+
+    def relay(sig, _frame):
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(sig)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, relay)
+    codes = [c.wait() for c in children]
+    return max(codes)
 
 
 def run(args) -> int:
@@ -35,6 +66,8 @@ def run(args) -> int:
     from server.app import build_server, default_workers, stop
     from server.auth import Tokens
 
+    if args.processes > 1:
+        return run_processes(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -56,7 +89,8 @@ def run(args) -> int:
     workers = args.workers or default_workers()
     try:
         server, port = build_server(engine, args.port, tokens, args.export_dir, workers, args.host, tls,
-                                    Catalog(engine, args.group_ttl_days), args.chunk_ids)
+                                    Catalog(engine, args.group_ttl_days), args.chunk_ids,
+                                    reuse_port=args.reuse_port)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

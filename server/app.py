@@ -38,18 +38,21 @@ def default_workers() -> int:
 def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  export_dir: Optional[str | os.PathLike] = None, max_workers: Optional[int] = None,
                  host: Optional[str] = None, tls: Optional[Tuple[bytes, bytes]] = None,
-                 catalog: Optional[Catalog] = None, chunk_ids: int = DEFAULT_CHUNK_IDS) -> Tuple[grpc.Server, int]:
+                 catalog: Optional[Catalog] = None, chunk_ids: int = DEFAULT_CHUNK_IDS,
+                 reuse_port: bool = False) -> Tuple[grpc.Server, int]:
     """An unstarted server over `engine` and the port it is bound to.
 
     Without tokens the server binds localhost only (host defaults to 127.0.0.1); with
     tokens it binds every interface ([::]). tls is (certificate chain PEM, private key PEM).
+    reuse_port lets several server processes share one port (SO_REUSEPORT): the kernel
+    spreads connections over them, so evaluation is not bound to one process's GIL.
     """
     workers = max_workers or default_workers()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments"),
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
                  ("grpc.max_send_message_length", MAX_SEND_BYTES),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", 1 if reuse_port else 0)],
         maximum_concurrent_rpcs=workers * 8)
     services = Services(engine, catalog or Catalog(engine), tokens,
                         Path(export_dir) if export_dir else default_export_dir(engine.root), chunk_ids)

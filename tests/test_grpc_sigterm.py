@@ -68,3 +68,43 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
 def _all():
     from engine import segment as S
     return S.Segment(S.All())
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_processes_share_one_port_and_all_drain_on_sigterm(grpc_env):
+    from client.client import SegmentsClient
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(grpc_env.root), "serve",
+                             "--port", str(port), "--processes", "2"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        served = 0
+        deadline = time.monotonic() + 60
+        while served < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            served += bool(re.search(r"serving .* on \S+:%d" % port, line))
+        assert served == 2, "two server processes did not both start"
+        want = grpc_env.engine.count("big", _all()).count
+        for _ in range(4):  # new channels: the kernel may route each to either process
+            with SegmentsClient(f"127.0.0.1:{port}", timeout=30) as c:
+                assert c.count("big", _all()).count == want
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and out.count("stopped") == 2, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_processes_need_a_fixed_port(grpc_env):
+    r = subprocess.run([sys.executable, "-m", "cli.main", "--data", str(grpc_env.root), "serve",
+                        "--port", "0", "--processes", "2"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "fixed --port" in r.stderr
