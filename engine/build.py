@@ -9,7 +9,7 @@ Layout of a version (keys are ASCII; values raw little-endian numpy bytes unless
   s/<shard>/v/<col>         visits, same order;  s/<shard>/l/<col>  laybys
   s/<shard>/profile         Arrow IPC stream: the shard's customer rows (output fields)
   s/<shard>/search          Arrow IPC stream: normalised text for search / surname
-  t/<field>/{keys,offsets,ids}  trigram posting lists (CSR) of each search field (text_index)
+  t/<field>/{keys,offsets,ids,pos}  trigram posting lists (CSR) of each search field (text_index)
 Internal ids are ranks of customer_id (ascending), so bitmap order is customer_id order.
 A shard is the contiguous internal-id range [s << bits, (s + 1) << bits).
 """

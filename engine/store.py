@@ -216,13 +216,13 @@ class Snapshot:
         return self._cached(("text", name), make)
 
     def trigram_index(self, field: str):
-        """(keys uint32, offsets int64, ids uint32) zero-copy views of the trigram posting
-        lists t/<field>/* (engine.text_index), or None when this version has none."""
+        """(keys uint32, offsets int64, ids uint32, pos uint8) zero-copy views of the trigram
+        posting lists t/<field>/* (engine.text_index), or None when this version has none."""
         def make():
             if self.raw(f"t/{field}/keys") is None:
                 return False
             return (self.array(f"t/{field}/keys", np.uint32), self.array(f"t/{field}/offsets", np.int64),
-                    self.array(f"t/{field}/ids", np.uint32))
+                    self.array(f"t/{field}/ids", np.uint32), self.array(f"t/{field}/pos", np.uint8))
         return self._cached(("tri", field), make) or None
 
     def ext_ids(self) -> np.ndarray:
