@@ -249,6 +249,7 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     p = tables.get("purchases")
     max_purchase = None
     amount_dtype = np.int64
+    rollups, rollup_cutoff, rollup_max = [], None, None
     if p is not None and p.num_rows:
         codes = []
         for f in PRODUCT_FIELDS_ORDER:
@@ -268,7 +269,16 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
         code_dtype = np.uint16 if max(len(d) for d in [shop_dict] + [dicts[f] for f in PRODUCT_FIELDS_ORDER
                                                                        if f != "shop"]) < 65535 else np.int32
         codes = [c.astype(code_dtype) for c in codes]
-        _write_lines(w, "p", id_table, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols, codes)
+        rollups = rollup_specs([len(shop_dict) if f == "shop" else len(dicts[f]) for f in PRODUCT_FIELDS_ORDER])
+        # Rollups cover lines up to a week before the newest day; later lines stay a short
+        # tail that queries scan with the as-of check, so "now"-ish as-of instants use them.
+        local_days = timerange.local_day_of_micros(ts, zone)
+        rollup_cutoff = int(local_days.max()) - ROLLUP_TAIL_DAYS
+        rolled = local_days <= rollup_cutoff
+        rollup_max = int(ts[rolled].max()) if rolled.any() else None
+        del local_days, rolled
+        _write_lines(w, "p", id_table, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols, codes,
+                     rollups=rollups, n_customers=n, rollup_cutoff=rollup_cutoff)
     else:
         for f in PRODUCT_FIELDS_ORDER:
             dicts.setdefault(f, [] if f != "shop" else shop_dict)
@@ -322,10 +332,33 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
         "cust_dtype": "uint16" if shard_bits <= 16 else "uint32",
         "code_dtype": np.dtype(code_dtype).name,
         "amount_dtype": np.dtype(amount_dtype).name,
+        "rollups": {name: {"fields": [PRODUCT_FIELDS_ORDER[i] for i in idx], "dims": dims}
+                    for name, idx, dims in rollups},
+        "rollup_cutoff_day": rollup_cutoff, "rollup_max_micros": rollup_max,
     }
 
 
-def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, cols, codes):
+ROLLUP_MAX_WIDTH = 64  # codes per rollup: bounds the per-shard build scratch (n x width)
+ROLLUP_TAIL_DAYS = 7   # newest days left out of the rollups, scanned at query time
+ROLLUP_FIELDS = ((), ("department",), ("metal",), ("brand",), ("strain",), ("inventory_group",),
+                 ("inventory_type",), ("shop",), ("department", "metal"))
+
+
+def rollup_specs(dict_sizes) -> list:
+    """[(name, field indexes, dims)] of the all-time rollups worth keeping: single product
+    fields and the department x metal pair whose code space is small."""
+    index = {f: i for i, f in enumerate(PRODUCT_FIELDS_ORDER)}
+    out = []
+    for fields in ROLLUP_FIELDS:
+        idx = [index[f] for f in fields]
+        dims = [dict_sizes[i] + 1 for i in idx]
+        if int(np.prod(dims)) <= ROLLUP_MAX_WIDTH:
+            out.append(("+".join(fields) or "all", idx, dims))
+    return out
+
+
+def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, cols, codes,
+                 rollups=(), n_customers=0, rollup_cutoff=0):
     """Group lines by shard, order each shard by (local day, instant), write its columns.
 
     codes: a list of int32 code arrays (one per product field) or None."""
@@ -351,6 +384,19 @@ def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, c
             out[k] = v[idx]
         if codes is not None:
             out["codes"] = np.stack([c[idx] for c in codes])
+        n_shard = min(size, n_customers - s * size)
+        upto = int(day.searchsorted(np.int32(rollup_cutoff), "right")) if rollups else 0
+        for name, fidx, dims in rollups:  # aggregates per (customer, code) of lines to the cutoff
+            if not fidx:  # "all": one entry per customer, every line
+                code = np.zeros(upto, np.int64)
+            else:
+                code = out["codes"][fidx[0]][:upto].astype(np.int64)
+            if len(fidx) == 2:
+                code = code * dims[1] + out["codes"][fidx[1]][:upto]
+            parts = K.rollup_build(out["cust"][:upto], out["amount"][:upto], day[:upto], code, n_shard,
+                                   int(np.prod(dims)))
+            for key, arr in zip(("ptr", "code", "spend", "count", "last"), parts):
+                out[f"r.{name}.{key}"] = arr
         return s, out
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:

@@ -50,6 +50,7 @@ class Context:
         self._memo: dict = {}
         self.trace: Optional[dict] = None  # node id -> (size, ms) when explaining
         self.shared_scans: set = set()  # (filter, range) pairs used more than once
+        self.last_day_filters: set = set()  # filters whose rollup should carry last sale days
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -126,7 +127,7 @@ class Context:
         return np.asarray(rows, np.int64), luts
 
     def line_mask(self, f: S.ProductFilter, r: S.TimeRange, mode: int, vlo: int, vhi: int) -> BitMap:
-        if (f, r) in self.shared_scans:
+        if (f, r) in self.shared_scans or self.rollup(f, r) is not None:
             spend, count = self.line_both(f, r)
             v = spend if mode == K.MODE_SPEND else count
             return _bm_from_mask(((v >= vlo) & (v <= vhi)).view(np.uint8))
@@ -142,8 +143,61 @@ class Context:
                             self.asof.micros, mode, vlo, vhi, out)
         return _bm_from_mask(out)
 
+    def rollup(self, f: S.ProductFilter, r: S.TimeRange, want_last: bool = False):
+        """(net spend, sale count, last sale day) per customer for an all-time range: the
+        rollups (lines up to the cutoff day) plus a scan of the newer tail with the as-of
+        check. None when they cannot answer: a bounded range, an as-of before the last
+        rolled-up line, or a filter no rollup covers."""
+        snap = self.snap
+        rolled_to = snap.meta.get("rollup_max_micros")
+        rollups = snap.meta.get("rollups") or {}
+        if rolled_to is None or self.asof.micros < rolled_to or not rollups:
+            return None
+        if not (r.kind == "ever" or (r.kind == "custom" and r.start is None and r.end is None)):
+            return None
+        names = [name for name, _ in f.fields]
+        name = "+".join(names) if names else "all"
+        spec = rollups.get(name)
+        if spec is None:
+            return None
+        want_last = want_last or f in self.last_day_filters  # one pass for test and ranking
+        key = ("rollup", f)
+        hit = self._memo.get(key)
+        if hit is not None and (hit[2] is not None or not want_last):
+            return hit
+        dims = spec["dims"]
+        if not names:
+            lut = np.ones(int(np.prod(dims)), np.uint8)
+        else:
+            _, luts = self.product_luts(f)
+            lut = luts[0, :dims[0]].copy()
+            if len(names) == 2:
+                lut = (luts[0, :dims[0], None] & luts[1, None, :dims[1]]).reshape(-1)
+        lists = [snap.shard_arrays("p", f"r.{name}.{k}", dt)
+                 for k, dt in (("ptr", np.int64), ("code", np.uint16), ("spend", np.int64),
+                               ("count", np.int32), ("last", np.int32))]
+        spend = np.zeros(snap.n, np.int64)
+        count = np.zeros(snap.n, np.int64)
+        last = np.full(snap.n if want_last else 1, K.NO_DAY, np.int64)
+        self.check_deadline()
+        K.rollup_values(*lists, snap.shard_bases(), snap.shard_sizes(), lut, want_last, spend, count, last)
+        if not want_last:
+            last = np.full(snap.n, K.NO_DAY, np.int64)  # tail_add writes it; not returned
+        # the tail: lines after the rollup cutoff day, visible as of the as-of instant
+        lo, mid, hi = self.slices("p", snap.meta["rollup_cutoff_day"] + 1, self.asof.today_day)
+        if (hi > lo).any():
+            fields, luts = self.product_luts(f)
+            K.tail_add(*self._purchase_lists(0, snap.n_shards), lo, mid, hi, snap.shard_bases(),
+                       fields, luts, self.asof.micros, spend, count, last)
+        result = (spend, count, last if want_last else None)
+        self._memo[key] = result
+        return result
+
     def line_both(self, f: S.ProductFilter, r: S.TimeRange):
         """(net spend, sale count) per customer from one scan, memoised per filter and range."""
+        rolled = self.rollup(f, r)
+        if rolled is not None:
+            return rolled[0], rolled[1]
         key = ("both", f, r)
         hit = self._memo.get(key)
         if hit is not None:
@@ -164,6 +218,9 @@ class Context:
 
     def line_values(self, f: S.ProductFilter, r: S.TimeRange, mode: int) -> np.ndarray:
         """Per-customer aggregate (int64, dense) for ranking."""
+        rolled = self.rollup(f, r, want_last=mode == K.MODE_LAST_DAY)
+        if rolled is not None:
+            return rolled[{K.MODE_SPEND: 0, K.MODE_COUNT: 1, K.MODE_LAST_DAY: 2}[mode]]
         if mode != K.MODE_LAST_DAY and (f, r) in self.shared_scans:
             spend, count = self.line_both(f, r)
             return spend if mode == K.MODE_SPEND else count

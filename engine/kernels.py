@@ -456,3 +456,92 @@ def equal_mask(data, offsets, needle, out):
                 ok = 0
                 break
         out[r] = ok
+
+
+# ------------------------------------------------------------------ all-time rollups
+
+@njit(cache=True, nogil=True)
+def rollup_build(cust, amount, day, code, n, width):
+    """One shard's all-time aggregates per (customer, code): CSR rows per customer of
+    (code, net spend, sale count, last sale day or NO_DAY), one entry per pair with lines."""
+    size = n * width
+    spend = np.zeros(size, dtype=np.int64)
+    count = np.zeros(size, dtype=np.int32)
+    last = np.full(size, NO_DAY, dtype=np.int64)
+    seen = np.zeros(size, dtype=np.uint8)
+    for i in range(cust.size):
+        k = np.int64(cust[i]) * width + np.int64(code[i])
+        a = amount[i]
+        spend[k] += a
+        seen[k] = 1
+        if a >= 0:
+            count[k] += 1
+            if day[i] > last[k]:
+                last[k] = day[i]
+    nnz = 0
+    for k in range(size):
+        nnz += seen[k]
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    codes = np.empty(nnz, dtype=np.uint16)
+    sp = np.empty(nnz, dtype=np.int64)
+    ct = np.empty(nnz, dtype=np.int32)
+    ls = np.empty(nnz, dtype=np.int32)
+    e = 0
+    for c in range(n):
+        for w in range(width):
+            k = c * width + w
+            if seen[k]:
+                codes[e] = w
+                sp[e] = spend[k]
+                ct[e] = count[k]
+                ls[e] = np.int32(-(2**31)) if last[k] == NO_DAY else np.int32(last[k])
+                e += 1
+        ptr[c + 1] = e
+    return ptr, codes, sp, ct, ls
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rollup_values(ptr_l, code_l, spend_l, count_l, last_l, base_s, n_s, lut, want_last,
+                  spend, count, last):
+    """Per customer: net spend, sale count and (want_last) last sale day (NO_DAY if none)
+    over the rollup entries whose code the lut accepts; branch-free sums."""
+    for k in prange(len(ptr_l)):
+        ptr, code, sp, ct, ls = ptr_l[k], code_l[k], spend_l[k], count_l[k], last_l[k]
+        base = base_s[k]
+        for c in range(n_s[k]):
+            s = np.int64(0)
+            m = np.int64(0)
+            for e in range(ptr[c], ptr[c + 1]):
+                w = np.int64(lut[code[e]])
+                s += sp[e] * w
+                m += np.int64(ct[e]) * w
+            spend[base + c] = s
+            count[base + c] = m
+            if want_last:
+                d = NO_DAY
+                for e in range(ptr[c], ptr[c + 1]):
+                    if lut[code[e]] and ct[e] > 0 and ls[e] > d:
+                        d = ls[e]
+                last[base + c] = d
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def tail_add(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s,
+             fields, luts, asof, spend, count, last):
+    """Add the matching visible lines of each shard's slice [lo, hi) straight into the
+    dense per-customer arrays (cost: the slice's lines, not the customers)."""
+    for k in prange(len(cust_l)):
+        cust, amount, ts, codes, day = cust_l[k], amount_l[k], ts_l[k], codes_l[k], day_l[k]
+        base = base_s[k]
+        for i in range(lo_s[k], hi_s[k]):
+            if i >= mid_s[k] and ts[i] > asof:
+                continue
+            if fields.size > 0 and not _accepts(codes, i, fields, luts):
+                continue
+            c = base + cust[i]
+            a = amount[i]
+            spend[c] += a
+            if a >= 0:
+                count[c] += 1
+                if day[i] > last[c]:
+                    last[c] = day[i]

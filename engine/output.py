@@ -82,6 +82,8 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Eval
     """The final members of a segment as of an instant."""
     ctx = Context(snap, as_of, deadline)
     ctx.shared_scans = plan_shared_scans(seg)
+    if seg.order_by is not None and seg.order_by.key == "last_purchase":
+        ctx.last_day_filters = {seg.order_by.filter}
     if getattr(snap, "empty", False):
         return Evaluated(ctx, BitMap(), seg)
     if trace:
