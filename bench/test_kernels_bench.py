@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from numba import typed
 
+from engine import build_kernels as BK
 from engine import kernels as K
 
 SHARD = 1 << 16
@@ -218,6 +219,6 @@ def test_mask_to_roaring(benchmark, density):
 def test_hash_lookup(benchmark):
     rng = np.random.default_rng(7)
     keys = rng.choice(10**15, 1_000_000, replace=False).astype(np.int64)
-    tkeys, tvals = K.build_id_hash(keys)
+    tkeys, tvals = BK.build_id_hash(keys)
     queries = keys[rng.integers(0, keys.size, 4_000_000)]
-    _run(benchmark, lambda: K.hash_lookup(tkeys, tvals, queries), queries.size * 8)
+    _run(benchmark, lambda: BK.hash_lookup(tkeys, tvals, queries), queries.size * 8)

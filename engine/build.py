@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from . import timerange
 from .ingest_read import digits_only, normalize_text
-from . import kernels as K
+from . import build_kernels as K
 from . import text_index
 from .kernels import mask_to_roaring
 from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
