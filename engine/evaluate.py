@@ -181,14 +181,12 @@ class Context:
         last = np.full(snap.n if want_last else 1, K.NO_DAY, np.int64)
         self.check_deadline()
         K.rollup_values(*lists, snap.shard_bases(), snap.shard_sizes(), lut, want_last, spend, count, last)
-        if not want_last:
-            last = np.full(snap.n, K.NO_DAY, np.int64)  # tail_add writes it; not returned
         # the tail: lines after the rollup cutoff day, visible as of the as-of instant
         lo, mid, hi = self.slices("p", snap.meta["rollup_cutoff_day"] + 1, self.asof.today_day)
         if (hi > lo).any():
             fields, luts = self.product_luts(f)
             K.tail_add(*self._purchase_lists(0, snap.n_shards), lo, mid, hi, snap.shard_bases(),
-                       fields, luts, self.asof.micros, spend, count, last)
+                       fields, luts, self.asof.micros, want_last, spend, count, last)
         result = (spend, count, last if want_last else None)
         self._memo[key] = result
         return result
@@ -250,7 +248,7 @@ class Context:
                  snap.shard_arrays("p", "day", np.int32))
         if a == 0 and b == snap.n_shards:
             return lists
-        return tuple(_sub(l, a, b) for l in lists)
+        return tuple(snap._cached(("sub", id(l), a, b), lambda l=l: _sub(l, a, b)) for l in lists)
 
     def _visit_lists(self, a, b):
         snap = self.snap
@@ -259,7 +257,7 @@ class Context:
                  snap.shard_arrays("v", "status", np.uint8), snap.shard_arrays("v", "shop", np.int32))
         if a == 0 and b == snap.n_shards:
             return lists
-        return tuple(_sub(l, a, b) for l in lists)
+        return tuple(snap._cached(("sub", id(l), a, b), lambda l=l: _sub(l, a, b)) for l in lists)
 
     def shop_lut(self, shops):
         snap = self.snap

@@ -339,6 +339,25 @@ def _put32(out, pos, v):
 
 # ------------------------------------------------------------------ text
 
+@njit(cache=True, nogil=True, inline="always")
+def _match_at(data, i, needle):
+    """data[i:i+len(needle)] == needle (the caller keeps i + len(needle) in bounds)."""
+    for j in range(needle.size):
+        if data[i + j] != needle[j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def contains(data, s, e, needle):
+    """needle occurs within data[s:e]."""
+    first = needle[0]
+    for i in range(s, e - needle.size + 1):
+        if data[i] == first and _match_at(data, i, needle):
+            return True
+    return False
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def substring_mask(data, offsets, needle, out):
     """out[r] |= 1 when row r (bytes data[offsets[r]:offsets[r+1]]) contains needle.
@@ -356,19 +375,13 @@ def substring_mask(data, offsets, needle, out):
         s, e = offsets[r], offsets[r_end]
         i = s
         while i <= e - m:
-            if data[i] == first:
-                ok = True
-                for j in range(1, m):
-                    if data[i + j] != needle[j]:
-                        ok = False
-                        break
-                if ok:
-                    while offsets[r + 1] <= i:
-                        r += 1
-                    if i + m <= offsets[r + 1]:
-                        out[r] = 1
-                        i = offsets[r + 1]  # the row is decided: jump to the next one
-                        continue
+            if data[i] == first and _match_at(data, i, needle):
+                while offsets[r + 1] <= i:
+                    r += 1
+                if i + m <= offsets[r + 1]:
+                    out[r] = 1
+                    i = offsets[r + 1]  # the row is decided: jump to the next one
+                    continue
             i += 1
 
 
@@ -418,9 +431,10 @@ def rollup_values(ptr_l, code_l, spend_l, count_l, last_l, base_s, n_s, lut, wan
 
 @njit(cache=True, nogil=True, parallel=True)
 def tail_add(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s,
-             fields, luts, asof, spend, count, last):
+             fields, luts, asof, want_last, spend, count, last):
     """Add the matching visible lines of each shard's slice [lo, hi) straight into the
-    dense per-customer arrays (cost: the slice's lines, not the customers)."""
+    dense per-customer arrays (cost: the slice's lines, not the customers); last sale days
+    only when want_last."""
     for k in prange(len(cust_l)):
         cust, amount, ts, codes, day = cust_l[k], amount_l[k], ts_l[k], codes_l[k], day_l[k]
         base = base_s[k]
@@ -434,5 +448,5 @@ def tail_add(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, base_s,
             spend[c] += a
             if a >= 0:
                 count[c] += 1
-                if day[i] > last[c]:
+                if want_last and day[i] > last[c]:
                     last[c] = day[i]

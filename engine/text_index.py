@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit, prange
 
-from .kernels import substring_mask
+from .kernels import contains, substring_mask
 
 MAX_LISTS = 6        # intersect at most this many (the shortest) posting lists; verify the rest
 GALLOP_RATIO = 8     # a list this many times longer than the candidates is probed, not marked
@@ -197,28 +197,12 @@ def mark_rows(rows, first, k, cnt, start, level, prove):
                     start[r] = NO_START
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _contains(data, s, e, needle):
-    m = needle.size
-    first = needle[0]
-    for i in range(s, e - m + 1):
-        if data[i] == first:
-            ok = True
-            for j in range(1, m):
-                if data[i + j] != needle[j]:
-                    ok = False
-                    break
-            if ok:
-                return True
-    return False
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def substring_rows(data, offsets, needle, rows, exact, out):
     """out[r] = 1 for each candidate r of rows whose bytes contain needle (every r when exact)."""
     for j in prange(rows.size):
         r = rows[j]
-        if out[r] == 0 and (exact or _contains(data, offsets[r], offsets[r + 1], needle)):
+        if out[r] == 0 and (exact or contains(data, offsets[r], offsets[r + 1], needle)):
             out[r] = 1
 
 
@@ -232,7 +216,7 @@ def substring_marked(data, offsets, needle, rows, first, k, cnt, start, level, p
             if exact or (prove and first[j] != 255 and start[r] != NO_START
                          and start[r] == np.int32(first[j]) - k):
                 out[r] = 1
-            elif _contains(data, offsets[r], offsets[r + 1], needle):
+            elif contains(data, offsets[r], offsets[r + 1], needle):
                 out[r] = 1
 
 

@@ -171,3 +171,23 @@ def test_empty_dataset_answers_empty(engine):
     r = engine.count("empty", segment_json.loads('{"include": "all"}'), AS_OF)
     assert (r.count, r.email_reachable, r.sms_reachable) == (0, 0, 0)
     assert engine.info("empty")["rows"]["customers"] == 0
+
+
+def test_many_shards_evaluate_in_batches_like_duckdb(tmp_path, engine):
+    """More shards than one kernel batch (16): the batched path answers like DuckDB."""
+    from bench.duck import DuckPeer
+    from engine.evaluate import SHARD_BATCH
+
+    folder = tmp_path / "many"
+    generate(folder, customers=700, seed=3, fmt="parquet")
+    engine.create_dataset("many", "America/New_York", shard_bits=4)
+    engine.ingest("many", folder)
+    assert engine.dataset("many").snapshot().n_shards > 2 * SHARD_BATCH
+    peer = DuckPeer.from_folder(folder, "America/New_York")
+    for text in ('{"include": {"spend": {"cmp": {">": 20000}, "range": {"last_n_months": 12}}}}',
+                 '{"include": {"bought": {"filter": {"department": ["diamond"]}}}, '
+                 '"order_by": {"key": "last_purchase"}, "limit": 30}',
+                 '{"include": {"visited": {"cmp": {">=": 2}}}, "exclude": "upcoming_appointment"}'):
+        seg = segment_json.loads(text)
+        for as_of in (AS_OF, dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc)):
+            assert engine.materialize("many", seg, as_of=as_of).customer_ids.tolist() == peer.result(seg, as_of)
