@@ -93,15 +93,19 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Eval
     excl = ctx.eval(seg.exclude) if seg.exclude is not None else None
     if excl is not None:
         base -= excl
+    values = None
     if seg.limit is not None and len(base) > seg.limit:
         ev = Evaluated(ctx, base, seg)
         base = BitMap(ev.ordered_ids(seg.limit).astype(np.uint32))
+        values = ev._values  # the ranking the cut used: preview / materialize reuse it
     if seg.append:
         app = BitMap.union(*[ctx.eval(c) for c in seg.append]) & alive
         if excl is not None:
             app -= excl
         base |= app
-    return Evaluated(ctx, base, seg)
+    out = Evaluated(ctx, base, seg)
+    out._values = values
+    return out
 
 
 def _as_of(as_of):
