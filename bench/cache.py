@@ -29,7 +29,7 @@ DATASET = "bench"
 TIMEZONE = "America/New_York"
 GENERATOR_SOURCES = ("engine/generate.py", "engine/generate_lines.py", "engine/generate_tables.py",
                      "engine/generate_vocab.py", "engine/schema.py")
-BUILDER_SOURCES = ("engine/build.py", "engine/ingest_read.py", "engine/schema.py", "engine/timerange.py")
+BUILDER_SOURCES = ("engine/build.py", "engine/customer_attrs.py", "engine/ingest_read.py", "engine/schema.py", "engine/timerange.py")
 
 
 @dataclass

@@ -25,7 +25,13 @@ def default_data_dir() -> str:
 class Engine:
     """A data directory holding many datasets (one per merchant); thread-safe."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None):
+    def __init__(self, data_dir: str | os.PathLike | None = None, auto_compact: bool = True,
+                 compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000):
+        """auto_compact: fold changes into a new version in a background thread once the
+        appended lines or changed (upserted / erased) customers pass the thresholds."""
+        self.auto_compact = auto_compact
+        self.compact_after_lines = compact_after_lines
+        self.compact_after_customers = compact_after_customers
         self.root = Path(data_dir or default_data_dir())
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -66,6 +72,45 @@ class Engine:
     def ingest(self, name: str, folder: str | os.PathLike, progress: bool = False) -> dict:
         """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table."""
         return self.dataset(name).ingest(Path(folder), progress=progress)
+
+    # ------------------------------------------------------------ live changes
+    def apply_changes(self, name: str, customers=None, purchases=None, visits=None, laybys=None,
+                      delete=(), batch_id: Optional[str] = None) -> dict:
+        """One atomic batch, durable when this returns: `delete` (customer_ids, erasure)
+        first, then `customers` upserted, then purchases / visits / laybys appended. Rows
+        are a pyarrow Table or a list of dicts (data-model column names). A batch_id makes
+        a retry harmless: a batch already applied is answered again, not re-applied.
+        Returns {"sequence", "rows", "not_found", "duplicate"}. IngestError (nothing
+        applied) names the table, the 1-based row within it, and the column."""
+        ds = self.dataset(name)
+        ack = ds.apply_changes(customers, purchases, visits, laybys, delete, batch_id)
+        if self.auto_compact:
+            p = ds.pending()
+            lines = p.get("purchases", 0) + p.get("visits", 0) + p.get("laybys", 0)
+            if (lines >= self.compact_after_lines
+                    or p.get("customers", 0) + p.get("deleted", 0) >= self.compact_after_customers):
+                ds.compact_in_background()
+        return ack
+
+    def upsert_customers(self, name: str, rows, batch_id: Optional[str] = None) -> dict:
+        """Insert or replace customers (a row replaces the whole earlier row)."""
+        return self.apply_changes(name, customers=rows, batch_id=batch_id)
+
+    def append(self, name: str, table: str, rows, batch_id: Optional[str] = None) -> dict:
+        """Append purchases, visits or laybys."""
+        if table not in ("purchases", "visits", "laybys"):
+            from .errors import InvalidArgument
+            raise InvalidArgument("table", f"expected purchases, visits or laybys, got {table!r}")
+        return self.apply_changes(name, batch_id=batch_id, **{table: rows})
+
+    def delete_customers(self, name: str, customer_ids, batch_id: Optional[str] = None) -> dict:
+        """Erase customers: gone from every answer, group and export now; their data
+        leaves storage at the next compaction. Unknown ids are listed in not_found."""
+        return self.apply_changes(name, delete=customer_ids, batch_id=batch_id)
+
+    def compact(self, name: str, progress: bool = False) -> dict:
+        """Fold every change so far into a new version now: {"version", "sequence", "seconds"}."""
+        return self.dataset(name).compact(progress=progress)
 
     # ------------------------------------------------------------ evaluation
     def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:

@@ -29,72 +29,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import timerange
-from .ingest_read import digits_only, normalize_text
+from .customer_attrs import (INT32_NULL, INT64_NULL, SEARCH_TEXT_FIELDS, VALUE_FIELDS,  # noqa: F401
+                             day_numbers as _days, derive, encode as _encode, filled as _filled,
+                             np_column as _np)
 from . import build_kernels as K
 from . import text_index
 from .kernels import mask_to_roaring
 from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
 
 MAP_SIZE = 1 << 40
-INT64_NULL = np.int64(-(2**63))
-INT32_NULL = np.int32(-(2**31))
 VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
 LAYBY_STATUS_CODES = {"open": 1, "closed": 2}
-VALUE_FIELDS = ("gender", "marital_status", "origin_shop", "city", "postal_code")
-SEARCH_TEXT_FIELDS = ("first_name", "last_name", "email", "address", "city", "postal_code")
 FORMAT_VERSION = 1
 
 
 def shard_key(shard: int, table: str, col: str) -> bytes:
     return f"s/{shard:06d}/{table}/{col}".encode()
-
-
-def _np(col, dtype=None) -> np.ndarray:
-    """A numpy copy of an arrow column without nulls."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    a = col.to_numpy(zero_copy_only=False)
-    return a if dtype is None else a.astype(dtype, copy=False)
-
-
-def _filled(col, fill, dtype) -> np.ndarray:
-    return _np(pc.fill_null(col, pa.scalar(fill, type=col.type)), dtype)
-
-
-def _days(col) -> np.ndarray:
-    """date32 column -> int32 day numbers, INT32_NULL for null."""
-    ints = pc.cast(col, pa.int32())
-    return _filled(ints, int(INT32_NULL), np.int32)
-
-
-def _month_day(col):
-    """date32 column -> (year int16, month*100+day int16), zeros for null."""
-    days = _days(col)
-    valid = days != INT32_NULL
-    d = np.where(valid, days, 0).astype("datetime64[D]")
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    dd = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
-    year = np.where(valid, y, 0).astype(np.int16)
-    md = np.where(valid, m * 100 + dd, 0).astype(np.int16)
-    return year, md
-
-
-def _encode(col, dictionary: Optional[list] = None):
-    """Dictionary-encode a string column: (int32 codes, dictionary list); 0 = null.
-
-    One hash pass (arrow dictionary_encode), then the small local dictionary is remapped
-    onto `dictionary` (default: the sorted distinct values); values outside it get 0."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    de = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
-    local = de.dictionary.to_pylist()
-    if dictionary is None:
-        dictionary = sorted(set(v for v in local if v is not None))
-    pos = {v: i + 1 for i, v in enumerate(dictionary)}
-    remap = np.array([0] + [pos.get(v, 0) for v in local], dtype=np.int32)
-    idx = _filled(pc.cast(de.indices, pa.int64()), -1, np.int64) + 1
-    return remap[idx], dictionary
 
 
 class _Writer:
@@ -154,7 +104,7 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def build_version(path: Path, tables: Dict[str, pa.Table], timezone: str, shard_bits: int,
-                  progress: Optional[Callable[[str], None]] = None) -> dict:
+                  progress: Optional[Callable[[str], None]] = None, extra_meta: Optional[dict] = None) -> dict:
     """Write `tables` (canonical, validated; customers required) as a new LMDB version at
     `path` (which must not exist). Returns the meta dict. Removes `path` on failure."""
     t0 = time.perf_counter()
@@ -164,6 +114,7 @@ def build_version(path: Path, tables: Dict[str, pa.Table], timezone: str, shard_
         w = _Writer(path)
         meta = _build(w, tables, timezone, shard_bits, progress or (lambda s: None))
         meta["build_seconds"] = round(time.perf_counter() - t0, 3)
+        meta.update(extra_meta or {})
         w.put("meta", json.dumps(meta))
         w.finish()
         return meta
@@ -184,52 +135,18 @@ def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
     id_table = K.build_id_hash(ext)
     step("customers")
 
-    # ---- per-customer dense columns
+    # ---- per-customer dense columns, flags, value groups and search text
     w.put("c/ext_id", ext)
-    active = _filled(cust.column("active"), True, np.bool_)
-    w.put("b/alive/1", _bitmap_bytes(np.flatnonzero(active), n))
-    for name in ("loyalty_points", "account_balance"):
-        w.put(f"c/{name}", _filled(cust.column(name), int(INT64_NULL), np.int64))
-    for name in ("wedding_date", "joined_on"):
-        w.put(f"c/{name}_day", _days(cust.column(name)))
-    by, bmd = _month_day(cust.column("birth_date"))
-    w.put("c/birth_year", by)
-    w.put("c/birth_md", bmd)
-    _put_groups(w, "birth_month", (bmd // 100).astype(np.int32), n)
-    _, amd = _month_day(cust.column("anniversary_date"))
-    w.put("c/anniversary_md", amd)
-    _put_groups(w, "anniversary_month", (amd // 100).astype(np.int32), n)
-
-    def present(name):
-        col = cust.column(name)
-        return _filled(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0), False, np.bool_)
-
-    flags = {
-        "has_email": present("email"), "has_phone": present("phone"),
-        "email_opt_in": _filled(cust.column("email_opt_in"), False, np.bool_),
-        "sms_opt_in": _filled(cust.column("sms_opt_in"), False, np.bool_),
-        "loyalty_member": _filled(cust.column("loyalty_member"), False, np.bool_),
-    }
-    flags["email_reach"] = flags["has_email"] & flags["email_opt_in"]
-    flags["sms_reach"] = flags["has_phone"] & flags["sms_opt_in"]
-    for name, f in flags.items():
+    d = derive(cust)
+    for name, arr in d.dense.items():
+        w.put(f"c/{name}", arr)
+    for name, f in d.flags.items():
         w.put(f"b/{name}/1", _bitmap_bytes(np.flatnonzero(f), n))
-
-    dicts = {}
-    for name in VALUE_FIELDS:
-        codes, d = _encode(cust.column(name))
-        dicts[name] = d
+    for name, codes in d.groups.items():
         _put_groups(w, name, codes, n)
-    tags = cust.column("tags").combine_chunks()
-    flat = pc.list_flatten(tags)
-    parents = _np(pc.list_parent_indices(tags), np.int64)
-    tag_codes, dicts["tag"] = _encode(flat)
-    keep = tag_codes != 0
-    _put_groups(w, "tag", tag_codes[keep], n, parents[keep])
-
-    # normalised text for search and surname, per shard
-    search = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
-    search["phone"] = digits_only(cust.column("phone").combine_chunks())
+    _put_groups(w, "tag", d.tag_codes, n, d.tag_rows)
+    dicts = dict(d.dicts)
+    search = d.search
     search_table = pa.table(search)
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         text_index.build_index(w.put, search, pool)  # t/<field>/*: trigram posting lists

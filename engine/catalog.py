@@ -273,6 +273,22 @@ class Catalog:
         return m
 
 
+def scrub_groups(dataset_dir: Path, erased: np.ndarray) -> None:
+    """Remove erased customer_ids from every group's frozen members (run by a compaction,
+    so erased customers leave storage; answers already left them out)."""
+    d = Path(dataset_dir) / "catalog" / "groups"
+    if not d.exists():
+        return
+    for f in d.glob("*.npy"):
+        try:
+            members = np.load(f, allow_pickle=False)
+        except (FileNotFoundError, ValueError):
+            continue
+        keep = ~np.isin(members, erased)
+        if not keep.all():
+            _write_atomic(f, _npy_bytes(members[keep]))
+
+
 def _group_record(g: Group) -> dict:
     return {"name": g.name, "description": g.description, "count": g.count, "source": g.source,
             "saved_segment": g.saved_segment, "as_of": _iso(g.as_of), "created_at": _iso(g.created_at),

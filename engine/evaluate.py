@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from pyroaring import BitMap, FrozenBitMap
 
+from . import delta_kernels as DK
 from . import kernels as K
 from . import segment as S
 from .build import INT32_NULL, INT64_NULL
@@ -51,6 +52,11 @@ class Context:
         self.trace: Optional[dict] = None  # node id -> (size, ms) when explaining
         self.shared_scans: set = set()  # (filter, range) pairs used more than once
         self.last_day_filters: set = set()  # filters whose rollup should carry last sale days
+        self.live = hasattr(snap, "delta")  # a LiveView: appended lines are added to the version's
+
+    def delta(self, prefix: str):
+        """Appended lines of a line table since the version (None when none)."""
+        return self.snap.delta(prefix) if self.live else None
 
     def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -127,7 +133,7 @@ class Context:
         return np.asarray(rows, np.int64), luts
 
     def line_mask(self, f: S.ProductFilter, r: S.TimeRange, mode: int, vlo: int, vhi: int) -> BitMap:
-        if (f, r) in self.shared_scans or self.rollup(f, r) is not None:
+        if (f, r) in self.shared_scans or self.delta("p") is not None or self.rollup(f, r) is not None:
             spend, count = self.line_both(f, r)
             v = spend if mode == K.MODE_SPEND else count
             return _bm_from_mask(((v >= vlo) & (v <= vhi)).view(np.uint8))
@@ -187,6 +193,7 @@ class Context:
             fields, luts = self.product_luts(f)
             K.tail_add(*self._purchase_lists(0, snap.n_shards), lo, mid, hi, snap.shard_bases(),
                        fields, luts, self.asof.micros, want_last, spend, count, last)
+        self.add_appended(f, MIN_DAY, MAX_DAY, spend, count, last if want_last else None)
         result = (spend, count, last if want_last else None)
         self._memo[key] = result
         return result
@@ -211,6 +218,7 @@ class Context:
             K.line_agg_both(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
                             snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
                             self.asof.micros, spend, count)
+        self.add_appended(f, s, e, spend, count, None)
         self._memo[key] = (spend, count)
         return spend, count
 
@@ -219,7 +227,7 @@ class Context:
         rolled = self.rollup(f, r, want_last=mode == K.MODE_LAST_DAY)
         if rolled is not None:
             return rolled[{K.MODE_SPEND: 0, K.MODE_COUNT: 1, K.MODE_LAST_DAY: 2}[mode]]
-        if mode != K.MODE_LAST_DAY and (f, r) in self.shared_scans:
+        if mode != K.MODE_LAST_DAY and ((f, r) in self.shared_scans or self.delta("p") is not None):
             spend, count = self.line_both(f, r)
             return spend if mode == K.MODE_SPEND else count
         snap = self.snap
@@ -234,7 +242,21 @@ class Context:
             K.line_agg_values(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
                               snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
                               self.asof.micros, mode, out)
+        self.add_appended(f, s, e, None, None, out)  # last sale day (the other modes went above)
         return out
+
+    def add_appended(self, f: S.ProductFilter, s: int, e: int, spend, count, last) -> None:
+        """Add the appended purchase lines on days [s, e] visible as of the as-of instant
+        to dense per-customer spend / count (when given) and last sale day (when given)."""
+        d = self.delta("p")
+        if d is None or s > e:
+            return
+        fields, luts = self.product_luts(f)
+        none = np.zeros(0, np.int64)
+        DK.purchases_add(d["iid"], d["day"], d["ts"], d["amount"], d["codes"], np.int64(s), np.int64(e),
+                         self.asof.micros, fields, luts, spend is not None, last is not None,
+                         none if spend is None else spend, none if count is None else count,
+                         none if last is None else last)
 
     def _batches(self):
         n = self.snap.n_shards
@@ -317,6 +339,7 @@ def _search(ctx, c: S.Search):
         text = digits if f == "phone" else needle
         if text:  # an empty needle (e.g. no digits for phone) matches nothing
             search_field(snap.trigram_index(f), *snap.text_column(f), text, out)
+    _text_overlay(ctx, [(f, digits if f == "phone" else needle) for f in c.fields], K.substring_mask, out)
     return _bm_from_mask(out)
 
 
@@ -325,7 +348,25 @@ def _surname(ctx, c: S.Surname):
     out = np.zeros(ctx.snap.n, np.uint8)
     if needle:
         K.equal_mask(*ctx.snap.text_column("last_name"), np.frombuffer(needle, np.uint8), out)
+    _text_overlay(ctx, [("last_name", needle)], K.equal_mask, out)
     return _bm_from_mask(out)
+
+
+def _text_overlay(ctx, needles, kernel, out) -> None:
+    """Customers changed since the version answer by their current text: their bits are
+    cleared, then set again from a scan of the changed rows only."""
+    if not ctx.live or not ctx.snap.ov.rows.num_rows:
+        return
+    iids = ctx.snap.ov.iids
+    out[iids] = 0
+    local = np.zeros(iids.size, np.uint8)
+    for f, text in needles:
+        if text:
+            _, data, offsets = ctx.snap.search_rows(f)
+            hit = np.zeros(iids.size, np.uint8)
+            kernel(data, offsets, np.frombuffer(text, np.uint8), hit)
+            local |= hit
+    out[iids[local.astype(bool)]] = 1
 
 
 def _md_lut(dates) -> np.ndarray:
@@ -432,6 +473,9 @@ def _overdue(ctx, c):
                          snap.shard_arrays("l", "due", np.int32), snap.shard_arrays("l", "balance", np.int64),
                          snap.shard_arrays("l", "status", np.uint8), snap.shard_bases(),
                          ctx.asof.today_day, out)
+    d = ctx.delta("l")
+    if d is not None:
+        DK.overdue_set(d["iid"], d["opened"], d["due"], d["balance"], d["status"], ctx.asof.today_day, out)
     return _bm_from_mask(out)
 
 
@@ -454,8 +498,20 @@ def _visited(ctx, c: S.Visited):
     s, e = ctx.day_bounds(c.range)
     lo, mid, hi = ctx.slices("v", s, e)
     vlo, vhi = c.cmp.bounds()
-    out = np.zeros(snap.n, np.uint8)
     lut = ctx.shop_lut(c.shops)
+    d = ctx.delta("v")
+    if d is not None:  # counts of the version's visits plus the appended ones, then the test
+        counts = np.zeros(snap.n, np.int64)
+        for a, b in ctx._batches():
+            ctx.check_deadline()
+            K.visit_count_values(*ctx._visit_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
+                                 snap.shard_bases()[a:b], snap.shard_sizes()[a:b], bool(c.shops), lut,
+                                 ctx.asof.micros, counts)
+        if s <= e:
+            DK.visits_add(d["iid"], d["day"], d["ts"], d["status"], d["shop"], np.int64(s), np.int64(e),
+                          ctx.asof.micros, bool(c.shops), lut, counts)
+        return _bm_from_mask(((counts >= vlo) & (counts <= vhi)).view(np.uint8))
+    out = np.zeros(snap.n, np.uint8)
     for a, b in ctx._batches():
         ctx.check_deadline()
         K.visit_count_mask(*ctx._visit_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
@@ -473,6 +529,9 @@ def _upcoming(ctx, c: S.UpcomingAppointment):
         ctx.check_deadline()
         K.upcoming_mask(*ctx._visit_lists(a, b), lo[a:b], snap.shard_bases()[a:b],
                         bool(c.shops), lut, ctx.asof.micros, out)
+    d = ctx.delta("v")
+    if d is not None:
+        DK.upcoming_set(d["iid"], d["ts"], d["status"], d["shop"], bool(c.shops), lut, ctx.asof.micros, out)
     return _bm_from_mask(out)
 
 

@@ -425,6 +425,12 @@ def read_table_file(path: str | Path, table: str, name: Optional[str] = None) ->
     else:
         raise IngestError(file, 0, "", "expected a .parquet or .csv file")
 
+    return _canonical(raw, nrows, table, file, convert)
+
+
+def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) -> pa.Table:
+    """Columns of `table` (name -> arrow column, absent = all null) converted, checked and
+    assembled in canonical schema order."""
     columns = []
     for c in TABLES[table]:
         to = CANONICAL[c.type]
@@ -447,6 +453,61 @@ def read_table_file(path: str | Path, table: str, name: Optional[str] = None) ->
             arr = pc.fill_null(arr, True)
         columns.append(arr)
     return pa.Table.from_arrays(columns, schema=canonical_schema(table))
+
+
+def rows_table(table: str, rows, name: Optional[str] = None) -> pa.Table:
+    """Canonical, validated table from in-memory rows (a pa.Table or a list of dicts keyed by
+    column name), checked like a file of a bulk load; errors name `name` (default: the
+    table), the 1-based row and the column. Unknown columns are an error here: a typo in a
+    change would otherwise drop a value silently."""
+    file = name or table
+    if table not in TABLES:
+        raise IngestError(file, 0, "", f"unknown table {table!r}")
+    if not isinstance(rows, pa.Table):
+        if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
+            raise IngestError(file, 0, "", "rows must be a pyarrow Table or a list of dicts")
+        known = {c.name for c in TABLES[table]}
+        for i, r in enumerate(rows):
+            extra = sorted(set(r) - known)
+            if extra:
+                raise IngestError(file, i + 1, extra[0], f"unknown column {extra[0]!r} in {table}")
+        rows = _pylist_table(table, rows, file)
+    else:
+        extra = sorted(set(rows.column_names) - {c.name for c in TABLES[table]})
+        if extra:
+            raise IngestError(file, 0, extra[0], f"unknown column {extra[0]!r} in {table}")
+    present = [c.name for c in TABLES[table] if c.name in rows.column_names]
+    _missing_required(table, present, file)
+
+    def convert(arr, c, f):
+        if _is_text(arr.type) and c.type != "string":
+            return _from_text(arr, c, f)
+        return _from_arrow(arr, c, f)
+    return _canonical({n: rows.column(n) for n in present}, rows.num_rows, table, file, convert)
+
+
+def _pylist_table(table: str, rows: list, file: str) -> pa.Table:
+    """A list of dicts as an arrow table, one column at a time so a value of the wrong kind
+    names its row and column (lists of tags may also be given as 'a;b' text)."""
+    cols = {}
+    names = [c.name for c in TABLES[table] if any(c.name in r for r in rows)]
+    for name in names:
+        values = [r.get(name) for r in rows]
+        try:
+            cols[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+            bad = next(i for i in range(len(values)) if not _converts(values[:i + 1]))
+            raise IngestError(file, bad + 1, name,
+                              f"value {_show(values[bad])} of the wrong kind ({e})") from None
+    return pa.Table.from_pydict(cols)
+
+
+def _converts(values) -> bool:
+    try:
+        pa.array(values)
+        return True
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return False
 
 
 def _check_required(arr, file: str, col: str) -> None:

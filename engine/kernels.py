@@ -163,27 +163,44 @@ def line_agg_values(cust_l, amount_l, ts_l, codes_l, day_l, lo_s, mid_s, hi_s, b
                 out[base + c] = acc[c]
 
 
+@njit(cache=True, nogil=True)
+def _visit_acc_shard(cust, ts, status, shop, lo, mid, hi, n, use_shops, shop_lut, asof):
+    """One shard's number of visible completed visits (at accepted shops) in [lo, hi)."""
+    acc = np.zeros(n, dtype=np.int64)
+    for i in range(lo, hi):
+        if status[i] != VISIT_COMPLETED:
+            continue
+        if i >= mid and ts[i] > asof:
+            continue
+        if use_shops and shop_lut[shop[i]] == 0:
+            continue
+        acc[cust[i]] += 1
+    return acc
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def visit_count_mask(cust_l, ts_l, status_l, shop_l, lo_s, mid_s, hi_s, base_s, n_s,
                      use_shops, shop_lut, asof, vlo, vhi, out):
     """out[base+c] = 1 when the number of visible completed visits (at accepted shops) in
     [lo, hi) lies in [vlo, vhi]."""
     for k in prange(len(cust_l)):
-        cust, ts, status, shop = cust_l[k], ts_l[k], status_l[k], shop_l[k]
-        n = n_s[k]
-        acc = np.zeros(n, dtype=np.int64)
-        for i in range(lo_s[k], hi_s[k]):
-            if status[i] != VISIT_COMPLETED:
-                continue
-            if i >= mid_s[k] and ts[i] > asof:
-                continue
-            if use_shops and shop_lut[shop[i]] == 0:
-                continue
-            acc[cust[i]] += 1
+        acc = _visit_acc_shard(cust_l[k], ts_l[k], status_l[k], shop_l[k], lo_s[k], mid_s[k], hi_s[k],
+                               n_s[k], use_shops, shop_lut, asof)
         base = base_s[k]
-        for c in range(n):
+        for c in range(n_s[k]):
             v = acc[c]
             out[base + c] = 1 if (v >= vlo and v <= vhi) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def visit_count_values(cust_l, ts_l, status_l, shop_l, lo_s, mid_s, hi_s, base_s, n_s,
+                       use_shops, shop_lut, asof, out):
+    """out[base+c] = the number of visible completed visits (at accepted shops) in [lo, hi)."""
+    for k in prange(len(cust_l)):
+        acc = _visit_acc_shard(cust_l[k], ts_l[k], status_l[k], shop_l[k], lo_s[k], mid_s[k], hi_s[k],
+                               n_s[k], use_shops, shop_lut, asof)
+        base = base_s[k]
+        out[base:base + n_s[k]] = acc
 
 
 @njit(cache=True, nogil=True, parallel=True)

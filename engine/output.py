@@ -47,14 +47,22 @@ class Evaluated:
     def ordered_ids(self, n: Optional[int] = None) -> np.ndarray:
         """Internal ids in output order (ranking, else ascending customer_id); first n."""
         ids = np.frombuffer(self.members.to_array(), dtype=np.uint32).astype(np.int64)
+        snap = self.ctx.snap
+        # after live changes new customer_ids may sort before older ones: order by them
+        cid = None if getattr(snap, "ordered", True) else snap.ext_ids()[ids]
         vals = self.rank_values()
         if vals is None:
+            if cid is not None:
+                ids = ids[np.argsort(cid, kind="stable")]
             return ids if n is None else ids[:n]
-        return _rank_order(ids, vals[ids], self.seg.order_by.descending, n)
+        return _rank_order(ids, vals[ids], self.seg.order_by.descending, n, cid)
 
 
-def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[int]) -> np.ndarray:
-    """ids sorted by value (absent last), ties by ascending id (= ascending customer_id)."""
+def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[int],
+                cid: Optional[np.ndarray] = None) -> np.ndarray:
+    """ids sorted by value (absent last), ties by ascending customer_id (`cid`, default the
+    ids themselves, which ascend with customer_id in a version)."""
+    tie = ids if cid is None else cid
     absent = v == INT64_NULL
     safe = np.where(absent, 0, v)
     key = np.where(absent, np.iinfo(np.int64).max, -safe if descending else safe)
@@ -62,8 +70,8 @@ def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[in
         # keep candidates with key <= the n-th smallest key, then sort those exactly
         kth = np.partition(key, n - 1)[n - 1]
         sel = key <= kth
-        ids, key = ids[sel], key[sel]
-    order = np.lexsort((ids, key))
+        ids, key, tie = ids[sel], key[sel], tie[sel]
+    order = np.lexsort((tie, key))
     out = ids[order]
     return out if n is None else out[:n]
 
@@ -162,7 +170,7 @@ def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=N
     ext = snap.ext_ids()[ids]
     cols = {}
     if fields and ids.size:
-        t = snap.profile().select(list(fields)).take(pa.array(ids))
+        t = snap.profile_take(ids, fields)
         cols = {f: t.column(f).to_pylist() for f in fields}
     rv = _rank_column(ev, ids)
     rows = []
@@ -189,7 +197,7 @@ def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None) -> M
     ext = snap.ext_ids()[ids]
     cols = {}
     if fields:
-        t = snap.profile().select(list(fields)).take(pa.array(ids))
+        t = snap.profile_take(ids, fields)
         cols = {f: t.column(f).combine_chunks() for f in fields}
     rv = _rank_column(ev, ids)
     key = seg.order_by.key if seg.order_by is not None else None
@@ -243,6 +251,6 @@ def rows_of(snap, customer_ids, fields=()) -> Materialized:
     found, missing = snap.internal_ids(ids)
     cols = {}
     if fields:
-        t = snap.profile().select(list(fields)).take(pa.array(found))
+        t = snap.profile_take(found, fields)
         cols = {f: t.column(f).combine_chunks() for f in fields}
     return Materialized(snap.ext_ids()[found], cols, missing_ids=tuple(int(x) for x in missing))

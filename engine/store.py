@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -28,7 +29,7 @@ from pyroaring import FrozenBitMap
 
 from . import timerange
 from .build import MAP_SIZE, build_version
-from .errors import AlreadyExists, InvalidArgument, NotFound
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_SHARD_BITS = 16
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -199,6 +200,10 @@ class Snapshot:
         """Every customer's row (canonical columns), in internal-id order."""
         return self._ipc_table("profile")
 
+    def profile_take(self, ids, fields) -> pa.Table:
+        """The rows of internal ids `ids` (chosen output fields)."""
+        return self.profile().select(list(fields)).take(pa.array(ids))
+
     def search_table(self) -> pa.Table:
         """Normalised text columns for search / surname, in internal-id order."""
         return self._ipc_table("search")
@@ -243,7 +248,7 @@ class Snapshot:
 
 
 class Dataset:
-    """One merchant's dataset: its settings, its live snapshot, and the calls on it."""
+    """One merchant's dataset: its settings, its live version and changes, and the calls on it."""
 
     def __init__(self, root: Path, name: str):
         self.root = Path(root)
@@ -257,8 +262,10 @@ class Dataset:
         self.zone = timerange.load_zone(self.timezone)
         self.shard_bits = cfg["shard_bits"]
         self._lock = threading.Lock()
-        self._snap: Optional[Snapshot] = None
-        self._snap_version: Optional[str] = None
+        self._write_mutex = threading.Lock()   # one writer thread per process (the flock: per dataset)
+        self._live = None                      # engine.live.Live of the current version
+        self._live_version: Optional[str] = None
+        self._compacting = threading.Lock()    # held by a background compaction
 
     @classmethod
     def open(cls, root: Path, name: str) -> "Dataset":
@@ -266,8 +273,8 @@ class Dataset:
 
     def close(self) -> None:
         with self._lock:
-            self._snap = None
-            self._snap_version = None
+            self._live = None
+            self._live_version = None
 
     # ------------------------------------------------------------ versions
     def _current_version(self) -> Optional[str]:
@@ -276,74 +283,160 @@ class Dataset:
         except FileNotFoundError:
             return None
 
-    def snapshot(self) -> Optional[Snapshot]:
-        """The live snapshot (None while the dataset is empty)."""
+    def live(self):
+        """The current version's Live (None while the dataset has never been loaded)."""
+        from .live import Live
         version = self._current_version()
         with self._lock:
-            if version != self._snap_version:
-                self._snap = Snapshot(self.dir / version, self.timezone) if version else None
-                self._snap_version = version
-            return self._snap
+            if version != self._live_version:
+                self._live = Live(Snapshot(self.dir / version, self.timezone), self.zone,
+                                  self.shard_bits) if version else None
+                self._live_version = version
+            return self._live
 
-    def require_snapshot(self) -> Snapshot:
+    def snapshot(self):
+        """The live snapshot: the version plus every change so far (None while empty)."""
+        live = self.live()
+        return None if live is None else live.view()
+
+    def require_snapshot(self):
         snap = self.snapshot()
         if snap is None:
             return _EmptySnapshot.get(self.timezone)
         return snap
 
+    # ------------------------------------------------------------ changes
+    def apply_changes(self, customers=None, purchases=None, visits=None, laybys=None, delete=(),
+                      batch_id: Optional[str] = None) -> dict:
+        """One atomic, durable batch: deletes, then customer upserts, then appended lines."""
+        from .live import prepare_batch
+        tables, ids = prepare_batch(customers, purchases, visits, laybys, delete, batch_id)
+        if self.live() is None:
+            self._rebuild(None, empty_only=True)  # changes before any bulk load: an empty version
+        with self._write_mutex, _write_lock(self.dir):
+            return self.live().apply_changes(tables, ids, batch_id)
+
+    def pending(self) -> dict:
+        live = self.live()
+        return dict(live.state.pending) if live is not None else {}
+
+    def compact(self, progress: bool = False) -> dict:
+        """Fold every change so far into a new version (erased customers leave storage)."""
+        t0 = time.perf_counter()
+        with self._compacting:
+            version, seq = self._rebuild(None, progress=progress)
+        return {"version": version, "sequence": seq, "seconds": round(time.perf_counter() - t0, 3)}
+
+    def compact_in_background(self) -> bool:
+        """Start a compaction thread unless one runs; True when started."""
+        if not self._compacting.acquire(blocking=False):
+            return False
+
+        def run():
+            try:
+                self._rebuild(None)
+            except Exception:  # the next trigger retries; changes stay in the log meanwhile
+                import logging
+                logging.getLogger(__name__).exception("background compaction of %s failed", self.name)
+            finally:
+                self._compacting.release()
+        threading.Thread(target=run, name=f"compact-{self.name}", daemon=True).start()
+        return True
+
     def ingest(self, folder: Path, progress: bool = False) -> dict:
         """Load a folder of files. The first load builds the dataset; a later load upserts
         customers and appends lines (rebuilding a new version). All or nothing."""
         from . import ingest_read
+        from .live import known_customer_ids
 
         folder = Path(folder)
         if not folder.is_dir():
             raise InvalidArgument("folder", f"{str(folder)!r} is not a folder")
-        with _write_lock(self.dir):
-            old = self.snapshot()
-            known = old.ext_ids() if old is not None else None
-            tables = ingest_read.read_folder(folder, known_ids=known, require_customers=old is None,
-                                             progress=progress)
-            loaded = {k: v.num_rows for k, v in tables.items()}
-            if old is not None:
-                from .export_tables import merge_tables
-                tables = merge_tables(old, tables)
-            version = self._next_version()
-            bar = _progress_steps(progress)
-            build_version(self.dir / version, tables, self.timezone, self.shard_bits, bar)
-            tmp = self.dir / "CURRENT.tmp"
-            with open(tmp, "w") as f:
-                f.write(version)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.dir / "CURRENT")
-            _fsync_dir(self.dir)
-            previous = self._snap_version
-            self.snapshot()
-            if previous and previous != version:
-                shutil.rmtree(self.dir / previous, ignore_errors=True)  # mapped pages stay valid
-            return loaded
+        with _build_lock(self.dir):
+            view = self.snapshot()
+            tables = ingest_read.read_folder(folder, known_ids=known_customer_ids(view),
+                                             require_customers=view is None, progress=progress)
+            self._rebuild(tables, progress=progress, locked=True)
+            return {k: v.num_rows for k, v in tables.items()}
+
+    def _rebuild(self, new_tables, progress: bool = False, locked: bool = False, empty_only: bool = False):
+        """Write a new version from the current one, its changes so far and `new_tables`,
+        then switch to it; changes acknowledged meanwhile move to the new version's log.
+        Returns (version, folded sequence)."""
+        if not locked:
+            with _build_lock(self.dir):
+                return self._rebuild(new_tables, progress, True, empty_only)
+        from .export_tables import merge_tables
+        from .live import erased_customer_ids, live_tables
+        from .live_log import ChangeLog, log_path
+        live = self.live()
+        if empty_only and live is not None:
+            return self._live_version, live.state.seq
+        start = self._live_version
+        live and live.refresh()
+        st = live.state if live is not None else None
+        seq = st.seq if st is not None else 0
+        if live is not None:
+            tables = live_tables(live.base, st)
+            erased = erased_customer_ids(live.view())
+        else:
+            from .ingest_read import canonical_schema
+            tables = {"customers": canonical_schema("customers").empty_table()}
+            erased = np.zeros(0, np.int64)
+        if new_tables:
+            tables = merge_tables(tables, new_tables)
+        version = self._next_version()
+        build_version(self.dir / version, tables, self.timezone, self.shard_bits, _progress_steps(progress),
+                      extra_meta={"folded_seq": seq})
+        del tables
+        with self._write_mutex, _write_lock(self.dir):
+            if self._current_version() != start:
+                shutil.rmtree(self.dir / version, ignore_errors=True)
+                raise FailedPrecondition("dataset", "another load replaced the dataset meanwhile; retry")
+            log = ChangeLog(log_path(self.dir / version), create=True)
+            if live is not None:
+                head = max(seq, live.log.head(seq))
+                log.seed(head, list(live.log.raw_records(seq)), live.log.batch_ids())
+            else:
+                log.seed(seq, [], [])
+            _write_current(self.dir, version)
+            from .live import Live
+            with self._lock:
+                self._live = Live(Snapshot(self.dir / version, self.timezone), self.zone, self.shard_bits, log)
+                self._live_version = version
+        if start and start != version:  # mapped pages of readers stay valid
+            shutil.rmtree(self.dir / start, ignore_errors=True)
+            shutil.rmtree(log_path(self.dir / start), ignore_errors=True)
+        if erased.size:
+            from .catalog import scrub_groups
+            scrub_groups(self.dir, erased)
+        return version, seq
 
     def _next_version(self) -> str:
-        nums = [int(p.name[1:]) for p in self.dir.glob("v[0-9]*") if p.name[1:].isdigit()]
+        current = self._current_version()
+        nums = [int(p.name[1:7]) for p in self.dir.glob("v[0-9]*") if p.name[1:7].isdigit()]
         for p in self.dir.glob("v[0-9]*"):
-            if p.name != self._current_version() and p.is_dir():
+            if p.is_dir() and current is not None and p.name not in (current, current + ".log"):
                 shutil.rmtree(p, ignore_errors=True)  # leftovers of a failed build
+            elif p.is_dir() and current is None:
+                shutil.rmtree(p, ignore_errors=True)
         return f"v{max(nums, default=0) + 1:06d}"
 
     # ------------------------------------------------------------ inspection
     def info(self) -> dict:
-        """Row counts per table, shards, bytes on disk, timezone."""
+        """Row counts per table, shards, bytes on disk, timezone, pending changes."""
         snap = self.snapshot()
+        live = self._live
         rows = {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0}
         out = {"name": self.name, "timezone": self.timezone, "shard_bits": self.shard_bits,
                "shard_size": 1 << self.shard_bits, "shards": 0, "rows": rows, "bytes_on_disk": 0,
-               "version": self._snap_version}
+               "version": self._live_version, "live": {"sequence": 0, "pending": {}}}
         if snap is not None:
             rows.update(snap.meta["rows"])
             out["shards"] = snap.n_shards
             out["active_customers"] = len(snap.alive)
             out["bytes_on_disk"] = snap.bytes_on_disk()
+            out["live"] = {"sequence": live.state.seq, "pending": dict(live.state.pending)}
         return out
 
     # ------------------------------------------------------------ evaluation
@@ -366,6 +459,28 @@ class Dataset:
     def rows_of(self, customer_ids, fields=()):
         from . import output
         return output.rows_of(self.require_snapshot(), customer_ids, fields)
+
+
+@contextmanager
+def _build_lock(d: Path):
+    """One build (bulk load, compaction) per dataset across processes; writers of change
+    batches do not wait for it."""
+    with open(d / ".build.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_current(d: Path, version: str) -> None:
+    tmp = d / "CURRENT.tmp"
+    with open(tmp, "w") as f:
+        f.write(version)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / "CURRENT")
+    _fsync_dir(d)
 
 
 def _fsync_dir(d: Path) -> None:

@@ -108,7 +108,8 @@ def test_failure_during_build_leaves_previous_version(files, engine, monkeypatch
     monkeypatch.undo()
     assert engine.count("crash", seg, AS_OF).count == before
     d = engine.dataset("crash").dir
-    assert sorted(p.name for p in d.glob("v*")) == [(d / "CURRENT").read_text()]
+    current = (d / "CURRENT").read_text()
+    assert sorted(p.name for p in d.glob("v*")) == [current, current + ".log"]  # version + change log
 
 
 def test_reopen_after_restart(files, tmp_path):

@@ -1,0 +1,273 @@
+"""The in-memory state of the changes applied on top of a version: immutable once published.
+
+A LiveState is what one reader sees: the base version plus every batch up to `seq`.
+- Customers: `Overlay` holds the current rows of every customer changed since the version
+  (upserted existing ones keep their internal id; new ones take ids from base.n on), the
+  erased ids (`dead`) and the lookup of new customer_ids. A batch that changes customers
+  makes a new Overlay (cost: the changed customers, not the dataset).
+- Lines: appended purchases, visits and laybys go to growable column buffers. A state holds
+  a buffer and a row count; a later batch writes past that count (or into a larger copy),
+  so what an older state sees never changes.
+Building the next state is a pure function of the previous one and a batch; the writer
+publishes it only after the batch is durable in the log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyroaring import BitMap, FrozenBitMap
+
+from . import timerange
+from .customer_attrs import INT32_NULL, Derived, day_numbers, derive, encode, filled, np_column
+from .segment import PRODUCT_FIELDS
+
+VISIT_STATUS = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
+LAYBY_STATUS = {"open": 1, "closed": 2}
+CUSTOMER_DICTS = ("gender", "marital_status", "origin_shop", "city", "postal_code", "tag")
+LINE_COLUMNS = {
+    "p": {"iid": np.int64, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
+          "codes": np.int32},  # codes: (8, n), one row per product field as in a version
+    "v": {"iid": np.int64, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.int32},
+    "l": {"iid": np.int64, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
+}
+TABLE_PREFIX = {"purchases": "p", "visits": "v", "laybys": "l"}
+
+
+class LineBuf:
+    """Growable columns of one line table; rows [0, count) of a state never change."""
+
+    def __init__(self, prefix: str, capacity: int = 1024):
+        self.prefix = prefix
+        self.cols = {k: np.zeros((len(PRODUCT_FIELDS), capacity) if k == "codes" else capacity, dt)
+                     for k, dt in LINE_COLUMNS[prefix].items()}
+
+    @property
+    def capacity(self) -> int:
+        return self.cols["iid"].size
+
+    def extend(self, count: int, new: Dict[str, np.ndarray]) -> "LineBuf":
+        """Write `new` at [count, count + k): into this buffer when it fits, else into a
+        copy twice as large (readers of the old one keep it)."""
+        k = new["iid"].size
+        buf = self
+        if count + k > self.capacity:
+            buf = LineBuf(self.prefix, max(2 * self.capacity, count + k))
+            for name, a in self.cols.items():
+                buf.cols[name][..., :count] = a[..., :count]
+        for name, a in new.items():
+            buf.cols[name][..., count:count + k] = a
+        return buf
+
+    def view(self, count: int) -> Dict[str, np.ndarray]:
+        return {k: a[..., :count] for k, a in self.cols.items()}
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Customers changed since the version, and the erased ones."""
+    base_n: int
+    new_ext: np.ndarray                  # customer_id of internal ids base_n, base_n + 1, ...
+    new_index: Dict[int, int]            # customer_id -> internal id, for ids >= base_n (not erased)
+    dead: FrozenBitMap                   # erased internal ids
+    rows: pa.Table                       # current canonical rows of changed customers + _iid, by _iid
+    ordered: bool                        # internal id order is still customer_id order
+    cache: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def n(self) -> int:
+        return self.base_n + self.new_ext.size
+
+    @property
+    def iids(self) -> np.ndarray:
+        return self._cached("iids", lambda: np_column(self.rows.column("_iid"), np.int64))
+
+    @property
+    def touched(self) -> FrozenBitMap:
+        return self._cached("touched", lambda: FrozenBitMap(self.iids.astype(np.uint32)))
+
+    def derived(self, dicts: Dict[str, list]) -> Derived:
+        """The rows' derived attributes (codes in the live dictionaries, which hold every
+        value of these rows; dictionaries only grow, so a later state's are a superset)."""
+        return self._cached("derived", lambda: derive(self.rows.drop_columns(["_iid"]), dicts))
+
+    def _cached(self, key, make):
+        v = self.cache.get(key)
+        if v is None:
+            v = self.cache[key] = make()
+        return v
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The base version plus the batches up to `seq`."""
+    seq: int
+    overlay: Overlay
+    dicts: Dict[str, list]               # live dictionaries (the base's, values appended)
+    bufs: Dict[str, LineBuf]
+    counts: Dict[str, int]               # rows per line prefix visible in this state
+    pending: Dict[str, int]              # rows applied since the version, per kind
+
+    @property
+    def empty(self) -> bool:
+        """Nothing applied since the version: readers can use the version as it is."""
+        return not any(self.pending.values())
+
+    def lines(self, prefix: str) -> Optional[Dict[str, np.ndarray]]:
+        """The appended lines of a table visible in this state (None when there are none)."""
+        n = self.counts[prefix]
+        return self.bufs[prefix].view(n) if n else None
+
+
+def initial_state(base, seq: int) -> LiveState:
+    """No changes yet over `base` (a Snapshot, or None for a dataset without a version)."""
+    names = list(CUSTOMER_DICTS) + list(PRODUCT_FIELDS)  # "shop" is among the product fields
+    dicts = {}
+    for name in names:
+        dicts[name] = list(base.dictionary(name)) if base is not None else []
+    from .ingest_read import canonical_schema
+    schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
+    overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
+                      schema.empty_table(), True)
+    return LiveState(seq, overlay, dicts, {p: LineBuf(p) for p in LINE_COLUMNS},
+                     {p: 0 for p in LINE_COLUMNS},
+                     {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
+
+
+# ------------------------------------------------------------------ lookups
+
+def _base_ext(base) -> np.ndarray:
+    return base.ext_ids() if base is not None else np.zeros(0, np.int64)
+
+
+def lookup(base, ov: Overlay, ids: np.ndarray) -> np.ndarray:
+    """Internal id of each customer_id (-1 when not in the dataset: never loaded or erased)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out = np.full(ids.size, -1, np.int64)
+    ext = _base_ext(base)
+    if ext.size and ids.size:
+        pos = np.searchsorted(ext, ids)
+        pc_ = np.minimum(pos, ext.size - 1)
+        hit = ext[pc_] == ids
+        if len(ov.dead):
+            dead = np.frombuffer(ov.dead.to_array(), np.uint32).astype(np.int64)
+            hit &= ~np.isin(pc_, dead)
+        out[hit] = pos[hit]
+    if ov.new_index:
+        get = ov.new_index.get
+        for i in np.flatnonzero(out < 0):
+            out[i] = get(int(ids[i]), -1)
+    return out
+
+
+def ext_ids(base, ov: Overlay) -> np.ndarray:
+    """customer_id of every internal id (erased ones included)."""
+    if not ov.new_ext.size:
+        return _base_ext(base)
+    return ov._cached("ext", lambda: np.concatenate([_base_ext(base), ov.new_ext]))
+
+
+# ------------------------------------------------------------------ applying a batch
+
+def apply(state: LiveState, base, zone, seq: int, parts: Dict[str, object]) -> tuple:
+    """(next state, answer details) after one validated batch: deletes, then customer
+    upserts, then appended lines."""
+    ov = state.overlay
+    pending = dict(state.pending)
+    not_found = []
+    dicts = state.dicts
+    deleted = parts.get("delete")
+    if deleted is not None and deleted.size:
+        ov, not_found, gone = _delete(base, ov, np.unique(deleted))
+        pending["deleted"] += gone
+    cust = parts.get("customers")
+    if cust is not None and cust.num_rows:
+        ov, dicts = _upsert(base, ov, dicts, cust)
+        pending["customers"] += cust.num_rows
+    bufs, counts = dict(state.bufs), dict(state.counts)
+    for table, prefix in TABLE_PREFIX.items():
+        t = parts.get(table)
+        if t is None or not t.num_rows:
+            continue
+        iid = lookup(base, ov, np_column(t.column("customer_id"), np.int64))
+        if (iid < 0).any():  # validated before the commit; a replayed log never gets here
+            bad = int(np_column(t.column("customer_id"))[np.argmax(iid < 0)])
+            raise AssertionError(f"{table}: customer_id {bad} is not in the dataset")
+        cols, dicts = _line_columns(prefix, t, iid, zone, dicts)
+        bufs[prefix] = bufs[prefix].extend(counts[prefix], cols)
+        counts[prefix] += t.num_rows
+        pending[table] += t.num_rows
+    nxt = LiveState(seq, ov, dicts, bufs, counts, pending)
+    return nxt, {"not_found": [int(x) for x in not_found]}
+
+
+def _delete(base, ov: Overlay, ids: np.ndarray):
+    iid = lookup(base, ov, ids)
+    found = iid >= 0
+    gone = iid[found]
+    dead = BitMap(ov.dead)
+    dead.update(gone.astype(np.uint32))
+    index = ov.new_index
+    if (gone >= ov.base_n).any():
+        index = {k: v for k, v in index.items() if v not in set(gone.tolist())}
+    rows = ov.rows
+    if rows.num_rows:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("_iid"), value_set=pa.array(gone, pa.int64()))))
+    return (replace(ov, new_index=index, dead=FrozenBitMap(dead), rows=rows, cache={}),
+            ids[~found], int(found.sum()))
+
+
+def _upsert(base, ov: Overlay, dicts, cust: pa.Table):
+    ext = np_column(cust.column("customer_id"), np.int64)
+    iid = lookup(base, ov, ext)
+    new = np.flatnonzero(iid < 0)
+    new = new[np.argsort(ext[new], kind="stable")]  # new ids in customer_id order
+    new_ext = ext[new]
+    iid[new] = ov.n + np.arange(new_ext.size)
+    index = ov.new_index
+    if new_ext.size:
+        index = dict(index)
+        index.update(zip(new_ext.tolist(), iid[new].tolist()))
+    last = ov.new_ext[-1] if ov.new_ext.size else (_base_ext(base)[-1] if ov.base_n else None)
+    ordered = ov.ordered and (not new_ext.size or last is None or bool(new_ext[0] > last))
+    batch = cust.append_column("_iid", pa.array(iid, pa.int64()))
+    rows = ov.rows
+    if rows.num_rows:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("_iid"), value_set=pa.array(iid, pa.int64()))))
+    rows = pa.concat_tables([rows, batch.cast(rows.schema)])
+    rows = rows.take(pc.sort_indices(rows, [("_iid", "ascending")]))
+    dicts = dict(dicts)
+    d = derive(cust, {k: dicts[k] for k in CUSTOMER_DICTS})  # extends the dictionaries
+    dicts.update(d.dicts)
+    out = Overlay(ov.base_n, np.concatenate([ov.new_ext, new_ext]) if new_ext.size else ov.new_ext,
+                  index, ov.dead, rows, ordered)
+    return out, dicts
+
+
+def _line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts):
+    """The buffer columns of appended lines (codes in the live dictionaries, extended)."""
+    dicts = dict(dicts)
+    if prefix == "l":
+        return {"iid": iid, "opened": day_numbers(t.column("opened_on")), "due": day_numbers(t.column("due_on")),
+                "balance": np_column(t.column("balance"), np.int64),
+                "status": encode(t.column("status"), list(LAYBY_STATUS))[0].astype(np.uint8)}, dicts
+    tcol = "purchased_at" if prefix == "p" else "starts_at"
+    ts = np_column(pc.cast(t.column(tcol), pa.int64()), np.int64)
+    cols = {"iid": iid, "ts": ts, "day": timerange.local_day_of_micros(ts, zone).astype(np.int32)}
+    if prefix == "v":
+        cols["status"] = encode(t.column("status"), list(VISIT_STATUS))[0].astype(np.uint8)
+        cols["shop"], dicts["shop"] = encode(t.column("shop"), dicts["shop"], extend=True)
+        return cols, dicts
+    cols["amount"] = np_column(t.column("amount"), np.int64)
+    cols["quantity"] = filled(t.column("quantity"), int(INT32_NULL), np.int32)
+    codes = []
+    for f in PRODUCT_FIELDS:
+        # shop codes are shared with visits (one "shop" dictionary, as in a version)
+        name = "shop" if f == "shop" else f
+        c, dicts[name] = encode(t.column(f), dicts[name], extend=True)
+        codes.append(c)
+    cols["codes"] = np.stack(codes)
+    return cols, dicts

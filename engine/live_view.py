@@ -1,0 +1,183 @@
+"""LiveView: a version plus a LiveState, read through the Snapshot interface.
+
+Evaluation and output code reads a LiveView exactly like a Snapshot. What differs:
+- `n` counts new customers too (their internal ids follow the version's);
+- `c/` arrays are the version's, copied once per customer change with the changed rows
+  written over them; bitmaps are the version's minus changed and erased customers, plus
+  the changed customers' current values; dictionaries have new values appended;
+- `delta(prefix)` gives the appended lines, which the evaluator adds to the version's
+  kernels' per-customer sums (engine.evaluate);
+- `ordered` is False once a new customer_id sorts before an older one: output then sorts
+  by customer_id instead of relying on internal id order.
+Line tables, rollups, text columns and trigram indexes stay the version's (zero-copy).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from pyroaring import BitMap, FrozenBitMap
+
+from . import live_state as L
+from .customer_attrs import DENSE
+from .text_index import text_buffers
+
+EMPTY = FrozenBitMap()
+
+
+class LiveView:
+    """What one reader sees: `base` (a Snapshot, None for a dataset never loaded) + `state`."""
+
+    def __init__(self, base, state: L.LiveState, zone, shard_bits: int):
+        self.base = base
+        self.state = state
+        self.ov = state.overlay
+        self.zone = zone
+        self.shard_bits = shard_bits
+        self.n = self.ov.n
+        self.n_shards = base.n_shards if base is not None else 0
+        self.ordered = self.ov.ordered
+        self.path = base.path if base is not None else None
+        meta = dict(base.meta) if base is not None else {"rows": {}, "cust_dtype": "uint16"}
+        rows = dict(meta.get("rows") or {})
+        for k in ("purchases", "visits", "laybys"):
+            rows[k] = rows.get(k, 0) + state.pending[k]
+        rows["customers"] = self.n - len(self.ov.dead)
+        meta["rows"] = rows
+        self.meta = meta
+        self._cache: dict = {}
+
+    # ------------------------------------------------------------ version passthrough
+    def raw(self, key):
+        return self.base.raw(key) if self.base is not None else None
+
+    def shard_arrays(self, table, col, dtype):
+        return self.base.shard_arrays(table, col, dtype)
+
+    def shard_list(self, table, col, dtype):
+        return self.base.shard_list(table, col, dtype) if self.base is not None else []
+
+    def shard_bases(self):
+        return self.base.shard_bases()
+
+    def shard_sizes(self):
+        return self.base.shard_sizes()
+
+    def _cached(self, key, make):
+        return self.base._cached(key, make)
+
+    def trigram_index(self, field):
+        return self.base.trigram_index(field) if self.base is not None else None
+
+    def text_column(self, name):
+        if self.base is None:
+            return np.zeros(0, np.uint8), np.zeros(1, np.int64)
+        return self.base.text_column(name)
+
+    def bytes_on_disk(self) -> int:
+        return self.base.bytes_on_disk() if self.base is not None else 0
+
+    # ------------------------------------------------------------ overlaid reads
+    def _mine(self, key, make):
+        v = self._cache.get(key)
+        if v is None:
+            v = self._cache[key] = make()
+        return v
+
+    def dictionary(self, name: str) -> list:
+        d = self.state.dicts.get(name)
+        if d is not None:
+            return d
+        return self.base.dictionary(name) if self.base is not None else []
+
+    def code_of(self, name: str) -> dict:
+        return self._mine(("dc", name), lambda: {v: i + 1 for i, v in enumerate(self.dictionary(name))})
+
+    def derived(self):
+        return self.ov.derived({k: self.state.dicts[k] for k in L.CUSTOMER_DICTS})
+
+    def array(self, key: str, dtype) -> np.ndarray:
+        """Per-customer c/ arrays with the changed rows written over the version's."""
+        if not key.startswith("c/"):
+            return self.base.array(key, dtype)
+        if key == "c/ext_id":
+            return self.ext_ids()
+        name = key[2:]
+
+        def make():
+            dt, null = DENSE[name]
+            out = np.full(self.n, null, dtype=dt)
+            if self.base is not None:
+                out[:self.base.n] = self.base.array(key, dt)
+            if self.ov.rows.num_rows:
+                out[self.ov.iids] = self.derived().dense[name]
+            out.flags.writeable = False
+            return out
+        if not self.ov.rows.num_rows and not self.ov.new_ext.size:
+            return self.base.array(key, dtype)
+        return self.ov._cached(("a", key), make)
+
+    def bitmap(self, field: str, code: int = 1) -> FrozenBitMap:
+        """The version's bitmap without the changed and erased customers, with the changed
+        customers' current members."""
+        def make():
+            base = self.base.bitmap(field, code) if self.base is not None else EMPTY
+            if not self.ov.rows.num_rows and not len(self.ov.dead):
+                return base
+            out = BitMap(base)
+            out -= self.ov.touched
+            out -= self.ov.dead
+            d = self.derived()
+            iids = self.ov.iids
+            if field == "tag":
+                rows = d.tag_rows[d.tag_codes == code]
+                out.update(iids[rows].astype(np.uint32))
+            elif field in d.flags:
+                if code == 1:
+                    out.update(iids[d.flags[field]].astype(np.uint32))
+            elif field in d.groups:
+                out.update(iids[d.groups[field] == code].astype(np.uint32))
+            return FrozenBitMap(out)
+        return self.ov._cached(("b", field, code), make)
+
+    @property
+    def alive(self) -> FrozenBitMap:
+        return self.bitmap("alive")
+
+    def ext_ids(self) -> np.ndarray:
+        return L.ext_ids(self.base, self.ov)
+
+    def internal_ids(self, customer_ids) -> tuple:
+        """(internal ids found, customer_ids not in the dataset) — erased ones are not."""
+        ids = np.asarray(customer_ids, dtype=np.int64)
+        iid = L.lookup(self.base, self.ov, ids)
+        return iid[iid >= 0], ids[iid < 0]
+
+    def profile_take(self, ids: np.ndarray, fields) -> pa.Table:
+        """Rows of internal ids `ids` (output fields), changed customers' current values."""
+        fields = list(fields)
+        rows = self.ov.rows
+        ids = np.asarray(ids, dtype=np.int64)
+        if not rows.num_rows:
+            return self.base.profile_take(ids, fields)
+        pos = np.searchsorted(self.ov.iids, ids)
+        pos_c = np.minimum(pos, self.ov.iids.size - 1)
+        changed = self.ov.iids[pos_c] == ids
+        # one table: the version's rows, then the changed rows; indices into it
+        base_n = self.base.n if self.base is not None else 0
+        parts = [rows.select(fields)]
+        if self.base is not None:
+            parts.insert(0, self.base.profile().select(fields).cast(rows.select(fields).schema))
+        both = pa.concat_tables(parts)
+        idx = np.where(changed, base_n + pos_c, ids)
+        return both.take(pa.array(idx))
+
+    def search_rows(self, field: str):
+        """(internal ids, utf-8 bytes, offsets) of the changed customers' normalised text."""
+        def make():
+            data, offsets = text_buffers(self.derived().search[field])
+            return self.ov.iids, data, offsets
+        return self.ov._cached(("search", field), make)
+
+    def delta(self, prefix: str):
+        """The appended lines of a line table visible here (None when none)."""
+        return self.state.lines(prefix)
