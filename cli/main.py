@@ -1,4 +1,4 @@
-"""The `segments` command line: datasets, ingest, info, generate, and segment evaluation."""
+"""The `segments` command line: datasets, ingest, live changes, info, generate, and segment evaluation."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "materialize":
             p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
             p.add_argument("--fields", default="", help="comma-separated profile fields")
+    from cli.changes import add_parsers as add_change_parsers
+    add_change_parsers(sub)
     from cli.serve import add_parser as add_serve_parser
     add_serve_parser(sub)
     return ap
@@ -175,6 +177,10 @@ def cmd_info(args) -> int:
           f"(size {info['shard_size']})  bytes on disk {info['bytes_on_disk']:,}")
     for t, n in info["rows"].items():
         print(f"  {t:10s} {n:>12,}")
+    live = info.get("live")
+    if live:
+        pending = ", ".join(f"{n} {k}" for k, n in live["pending"].items() if n) or "none"
+        print(f"live changes: sequence {live['sequence']}, pending compaction: {pending}")
     return 0
 
 
@@ -193,8 +199,19 @@ def cmd_serve(args) -> int:
     return run(args)
 
 
+def cmd_change(args) -> int:
+    from cli.changes import cmd_change as run
+    return run(args)
+
+
+def cmd_compact(args) -> int:
+    from cli.changes import cmd_compact as run
+    return run(args)
+
+
 COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain": cmd_eval, "materialize": cmd_eval,
-            "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate}
+            "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate,
+            "change": cmd_change, "compact": cmd_compact}
 
 
 def main(argv=None) -> int:

@@ -84,10 +84,28 @@ def encode(col, dictionary: Optional[list] = None, extend: bool = False):
         new = sorted(set(v for v in local if v is not None and v not in known))
         if new:
             dictionary = list(dictionary) + new
-    pos = {v: i + 1 for i, v in enumerate(dictionary)}
+    pos = _positions(dictionary)
     remap = np.array([0] + [pos.get(v, 0) for v in local], dtype=np.int32)
     idx = filled(pc.cast(de.indices, pa.int64()), -1, np.int64) + 1
     return remap[idx], dictionary
+
+
+_POS: dict = {}
+
+
+def _positions(dictionary: list) -> dict:
+    """value -> code of a dictionary, memoised for the live dictionaries that every batch
+    of appended lines encodes against (keyed by identity and length; lists only grow by
+    copy, and the memo holds the list so its id is not reused)."""
+    key = (id(dictionary), len(dictionary))
+    hit = _POS.get(key)
+    if hit is not None and hit[0] is dictionary:
+        return hit[1]
+    pos = {v: i + 1 for i, v in enumerate(dictionary)}
+    if len(_POS) > 256:
+        _POS.clear()
+    _POS[key] = (dictionary, pos)
+    return pos
 
 
 def derive(cust: pa.Table, dicts: Optional[Dict[str, list]] = None) -> Derived:

@@ -27,6 +27,7 @@ Row numbers count data records (header excluded, blank lines skipped), 1-based p
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 import sys
 from pathlib import Path
@@ -486,20 +487,61 @@ def rows_table(table: str, rows, name: Optional[str] = None) -> pa.Table:
     return _canonical({n: rows.column(n) for n in present}, rows.num_rows, table, file, convert)
 
 
+_PY_KINDS = {  # logical type -> (accepted python types, what to say)
+    "int64": ((int,), "an integer"), "int32": ((int,), "an integer"),
+    "string": ((str,), "text"), "bool": ((bool,), "true or false"),
+    "date": ((dt.date, str), "a date (datetime.date or YYYY-MM-DD text)"),
+    "timestamp": ((dt.datetime, str), "an instant (aware datetime or ISO-8601 text with offset)"),
+    "list<string>": ((list, tuple, str), "a list of text (or 'a;b' text)"),
+}
+
+
 def _pylist_table(table: str, rows: list, file: str) -> pa.Table:
-    """A list of dicts as an arrow table, one column at a time so a value of the wrong kind
-    names its row and column (lists of tags may also be given as 'a;b' text)."""
+    """A list of dicts as an arrow table, one column at a time; a value of the wrong kind
+    (a float amount, a number for a name, a naive datetime) names its row and column."""
     cols = {}
-    names = [c.name for c in TABLES[table] if any(c.name in r for r in rows)]
-    for name in names:
-        values = [r.get(name) for r in rows]
+    for c in TABLES[table]:
+        if not any(c.name in r for r in rows):
+            continue
+        values = [r.get(c.name) for r in rows]
+        if c.type != "string" and any(isinstance(v, str) for v in values):
+            cols[c.name] = pa.array([_as_text(v) for v in values], pa.string())  # the CSV conventions
+            continue
+        kinds, what = _PY_KINDS[c.type]
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            bad = not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)
+            if c.type == "date" and isinstance(v, dt.datetime):
+                bad = True
+            if c.type == "timestamp" and isinstance(v, dt.datetime) and v.tzinfo is None:
+                raise IngestError(file, i + 1, c.name, f"instant {v} has no time zone")
+            if c.type == "list<string>" and isinstance(v, (list, tuple)) and not all(isinstance(x, str) for x in v):
+                bad = True
+            if bad:
+                raise IngestError(file, i + 1, c.name, f"expected {what}, got {_show(v)}")
+        if c.type == "timestamp":
+            values = [v.astimezone(dt.timezone.utc) if isinstance(v, dt.datetime) else v for v in values]
         try:
-            cols[name] = pa.array(values)
+            cols[c.name] = pa.array(values, type=CANONICAL[c.type] if c.type not in ("date", "timestamp") else None)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-            bad = next(i for i in range(len(values)) if not _converts(values[:i + 1]))
-            raise IngestError(file, bad + 1, name,
+            bad = next((i for i in range(len(values)) if not _converts(values[:i + 1])), 0)
+            raise IngestError(file, bad + 1, c.name,
                               f"value {_show(values[bad])} of the wrong kind ({e})") from None
     return pa.Table.from_pydict(cols)
+
+
+def _as_text(v):
+    """A python value in the CSV text conventions (validated by the text converters)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, (list, tuple)):
+        return ";".join(str(x) for x in v)
+    return str(v)
 
 
 def _converts(values) -> bool:

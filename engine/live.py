@@ -38,6 +38,10 @@ class Live:
         self._current = (st, base)
         self.refresh()
 
+    def close(self) -> None:
+        self.log.close()
+        self.base.close()
+
     @property
     def state(self) -> L.LiveState:
         return self._current[0]
@@ -54,7 +58,7 @@ class Live:
         with self._lock:
             st = self._current[0]
             for seq, parts in self.log.records(st.seq):
-                st, _ = L.apply(st, self.base, self.zone, seq, parts)
+                st, _ = L.apply(st, self.base, self.zone, seq, parts, self.shard_bits)
             self._publish(st)
 
     def _publish(self, st: L.LiveState) -> None:
@@ -67,7 +71,7 @@ class Live:
         with self._lock:
             st = self._current[0]
             for seq, parts in self.log.records(st.seq):  # batches of other processes first
-                st, _ = L.apply(st, self.base, self.zone, seq, parts)
+                st, _ = L.apply(st, self.base, self.zone, seq, parts, self.shard_bits)
             if batch_id is not None:
                 ans = self.log.batch_answer(batch_id)
                 if ans is not None:
@@ -78,11 +82,11 @@ class Live:
             if delete.size:
                 parts["delete"] = delete
             seq = st.seq + 1
-            nxt, details = L.apply(st, self.base, self.zone, seq, parts)
+            nxt, details = L.apply(st, self.base, self.zone, seq, parts, self.shard_bits)
             answer = {"sequence": seq,
                       "rows": {"customers": _rows(tables, "customers"), "purchases": _rows(tables, "purchases"),
                                "visits": _rows(tables, "visits"), "laybys": _rows(tables, "laybys"),
-                               "deleted": int(delete.size) - len(details["not_found"])},
+                               "deleted": details["deleted"]},
                       "not_found": details["not_found"], "duplicate": False}
             self.log.append(seq, parts, batch_id, answer)
             self._publish(nxt)
@@ -166,11 +170,12 @@ def live_tables(base, st: L.LiveState) -> Dict[str, pa.Table]:
     dead[drop_lines] = True
     ts_type = pa.timestamp("us", tz="UTC")
     for table, prefix in L.TABLE_PREFIX.items():
-        d = st.lines(prefix)
-        if d is None:
+        per_shard = st.lines(prefix)
+        if per_shard is None:
             continue
+        d = {k: np.concatenate([v[k] for _, v in per_shard]) for k in per_shard[0][1]}
         keep = ~dead[d["iid"]]
-        d = {k: v[..., keep] for k, v in d.items()}
+        d = {k: v[keep] for k, v in d.items()}
         cols = {"customer_id": pa.array(ext[d["iid"]], pa.int64())}
         if prefix == "p":
             cols["purchased_at"] = pa.array(d["ts"], pa.int64()).cast(ts_type)
@@ -178,7 +183,7 @@ def live_tables(base, st: L.LiveState) -> Dict[str, pa.Table]:
             q = d["quantity"]
             cols["quantity"] = pa.array(q, pa.int32(), mask=q == L.INT32_NULL)
             for j, f in enumerate(L.PRODUCT_FIELDS):
-                cols[f] = decode(d["codes"][j], st.dicts[f])
+                cols[f] = decode(d["codes"][:, j], st.dicts[f])
         elif prefix == "v":
             cols["starts_at"] = pa.array(d["ts"], pa.int64()).cast(ts_type)
             cols["status"] = decode(d["status"], list(L.VISIT_STATUS))

@@ -5,9 +5,11 @@ A LiveState is what one reader sees: the base version plus every batch up to `se
   (upserted existing ones keep their internal id; new ones take ids from base.n on), the
   erased ids (`dead`) and the lookup of new customer_ids. A batch that changes customers
   makes a new Overlay (cost: the changed customers, not the dataset).
-- Lines: appended purchases, visits and laybys go to growable column buffers. A state holds
-  a buffer and a row count; a later batch writes past that count (or into a larger copy),
-  so what an older state sees never changes.
+- Lines: appended purchases, visits and laybys go to growable column buffers, one per
+  shard (a shard's lines touch only its customers: kernels run shards in parallel, each
+  within its own cache-sized slice of the per-customer arrays). A state holds a buffer and
+  a row count per shard; a later batch writes past that count (or into a larger copy), so
+  what an older state sees never changes.
 Building the next state is a pure function of the previous one and a batch; the writer
 publishes it only after the batch is durable in the log.
 """
@@ -30,7 +32,7 @@ LAYBY_STATUS = {"open": 1, "closed": 2}
 CUSTOMER_DICTS = ("gender", "marital_status", "origin_shop", "city", "postal_code", "tag")
 LINE_COLUMNS = {
     "p": {"iid": np.int64, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
-          "codes": np.int32},  # codes: (8, n), one row per product field as in a version
+          "codes": np.int32},  # codes: (n, 8), one column per product field (rows stay contiguous)
     "v": {"iid": np.int64, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.int32},
     "l": {"iid": np.int64, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
 }
@@ -42,7 +44,7 @@ class LineBuf:
 
     def __init__(self, prefix: str, capacity: int = 1024):
         self.prefix = prefix
-        self.cols = {k: np.zeros((len(PRODUCT_FIELDS), capacity) if k == "codes" else capacity, dt)
+        self.cols = {k: np.zeros((capacity, len(PRODUCT_FIELDS)) if k == "codes" else capacity, dt)
                      for k, dt in LINE_COLUMNS[prefix].items()}
 
     @property
@@ -57,13 +59,13 @@ class LineBuf:
         if count + k > self.capacity:
             buf = LineBuf(self.prefix, max(2 * self.capacity, count + k))
             for name, a in self.cols.items():
-                buf.cols[name][..., :count] = a[..., :count]
+                buf.cols[name][:count] = a[:count]
         for name, a in new.items():
-            buf.cols[name][..., count:count + k] = a
+            buf.cols[name][count:count + k] = a
         return buf
 
     def view(self, count: int) -> Dict[str, np.ndarray]:
-        return {k: a[..., :count] for k, a in self.cols.items()}
+        return {k: a[:count] for k, a in self.cols.items()}
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class LiveState:
     seq: int
     overlay: Overlay
     dicts: Dict[str, list]               # live dictionaries (the base's, values appended)
-    bufs: Dict[str, LineBuf]
-    counts: Dict[str, int]               # rows per line prefix visible in this state
+    bufs: Dict[str, Dict[int, LineBuf]]  # line prefix -> shard -> buffer
+    counts: Dict[str, Dict[int, int]]    # line prefix -> shard -> rows visible in this state
     pending: Dict[str, int]              # rows applied since the version, per kind
 
     @property
@@ -116,10 +118,13 @@ class LiveState:
         """Nothing applied since the version: readers can use the version as it is."""
         return not any(self.pending.values())
 
-    def lines(self, prefix: str) -> Optional[Dict[str, np.ndarray]]:
-        """The appended lines of a table visible in this state (None when there are none)."""
-        n = self.counts[prefix]
-        return self.bufs[prefix].view(n) if n else None
+    def lines(self, prefix: str) -> Optional[list]:
+        """[(shard, columns)] of a table's appended lines visible in this state, by shard
+        (None when there are none)."""
+        counts = self.counts[prefix]
+        if not counts:
+            return None
+        return [(sh, self.bufs[prefix][sh].view(n)) for sh, n in sorted(counts.items())]
 
 
 def initial_state(base, seq: int) -> LiveState:
@@ -132,8 +137,7 @@ def initial_state(base, seq: int) -> LiveState:
     schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
     overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
                       schema.empty_table(), True)
-    return LiveState(seq, overlay, dicts, {p: LineBuf(p) for p in LINE_COLUMNS},
-                     {p: 0 for p in LINE_COLUMNS},
+    return LiveState(seq, overlay, dicts, {p: {} for p in LINE_COLUMNS}, {p: {} for p in LINE_COLUMNS},
                      {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
 
 
@@ -172,12 +176,13 @@ def ext_ids(base, ov: Overlay) -> np.ndarray:
 
 # ------------------------------------------------------------------ applying a batch
 
-def apply(state: LiveState, base, zone, seq: int, parts: Dict[str, object]) -> tuple:
+def apply(state: LiveState, base, zone, seq: int, parts: Dict[str, object], shard_bits: int) -> tuple:
     """(next state, answer details) after one validated batch: deletes, then customer
     upserts, then appended lines."""
     ov = state.overlay
     pending = dict(state.pending)
     not_found = []
+    gone = 0
     dicts = state.dicts
     deleted = parts.get("delete")
     if deleted is not None and deleted.size:
@@ -197,11 +202,28 @@ def apply(state: LiveState, base, zone, seq: int, parts: Dict[str, object]) -> t
             bad = int(np_column(t.column("customer_id"))[np.argmax(iid < 0)])
             raise AssertionError(f"{table}: customer_id {bad} is not in the dataset")
         cols, dicts = _line_columns(prefix, t, iid, zone, dicts)
-        bufs[prefix] = bufs[prefix].extend(counts[prefix], cols)
-        counts[prefix] += t.num_rows
+        bufs[prefix], counts[prefix] = _extend_shards(bufs[prefix], counts[prefix], cols, prefix, shard_bits)
         pending[table] += t.num_rows
     nxt = LiveState(seq, ov, dicts, bufs, counts, pending)
-    return nxt, {"not_found": [int(x) for x in not_found]}
+    return nxt, {"not_found": [int(x) for x in not_found], "deleted": gone if deleted is not None and deleted.size else 0}
+
+
+def _extend_shards(bufs: dict, counts: dict, cols: dict, prefix: str, shard_bits: int):
+    """Copies of the shard -> buffer / count maps with the new lines appended by shard."""
+    bufs, counts = dict(bufs), dict(counts)
+    shard = cols["iid"] >> shard_bits
+    order = np.argsort(shard, kind="stable")
+    sh = shard[order]
+    starts = np.flatnonzero(np.r_[True, sh[1:] != sh[:-1]])
+    ends = np.r_[starts[1:], sh.size]
+    for a, b in zip(starts, ends):
+        k = int(sh[a])
+        idx = order[a:b]
+        have = counts.get(k, 0)
+        buf = bufs.get(k) or LineBuf(prefix, max(256, 2 * (b - a)))
+        bufs[k] = buf.extend(have, {name: v[idx] for name, v in cols.items()})
+        counts[k] = have + (b - a)
+    return bufs, counts
 
 
 def _delete(base, ov: Overlay, ids: np.ndarray):
@@ -269,5 +291,5 @@ def _line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts):
         name = "shop" if f == "shop" else f
         c, dicts[name] = encode(t.column(f), dicts[name], extend=True)
         codes.append(c)
-    cols["codes"] = np.stack(codes)
+    cols["codes"] = np.stack(codes, axis=1)
     return cols, dicts

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from numba import typed
 from pyroaring import BitMap, FrozenBitMap
 
 from . import live_state as L
@@ -37,14 +38,37 @@ class LiveView:
         self.n_shards = base.n_shards if base is not None else 0
         self.ordered = self.ov.ordered
         self.path = base.path if base is not None else None
-        meta = dict(base.meta) if base is not None else {"rows": {}, "cust_dtype": "uint16"}
-        rows = dict(meta.get("rows") or {})
-        for k in ("purchases", "visits", "laybys"):
-            rows[k] = rows.get(k, 0) + state.pending[k]
-        rows["customers"] = self.n - len(self.ov.dead)
-        meta["rows"] = rows
-        self.meta = meta
+        self.meta = base.meta if base is not None else {"rows": {}, "cust_dtype": "uint16"}
         self._cache: dict = {}
+
+    def rows_now(self) -> dict:
+        """Rows per table the dataset holds now: the version's and the appended ones,
+        without erased customers and their lines."""
+        rows = dict(self.meta.get("rows") or {})
+        rows["customers"] = self.n - len(self.ov.dead)
+        dead = np.frombuffer(self.ov.dead.to_array(), np.uint32).astype(np.int64)
+        gone = self.ov._cached("dead_lines", lambda: self._version_lines_of(dead))
+        for prefix, table in (("p", "purchases"), ("v", "visits"), ("l", "laybys")):
+            n = rows.get(table, 0) - gone[prefix]
+            for _, cols in self.state.lines(prefix) or ():
+                n += cols["iid"].size - (int(np.isin(cols["iid"], dead).sum()) if dead.size else 0)
+            rows[table] = n
+        return rows
+
+    def _version_lines_of(self, iids: np.ndarray) -> dict:
+        """Lines per line table that the version holds for internal ids `iids`."""
+        out = {"p": 0, "v": 0, "l": 0}
+        if self.base is None or not iids.size:
+            return out
+        iids = iids[iids < self.base.n]
+        shard = iids >> self.shard_bits
+        cdt = np.dtype(self.meta["cust_dtype"])
+        for prefix in out:
+            for s in np.unique(shard):
+                local = iids[shard == s] - (int(s) << self.shard_bits)
+                cust = self.base.array(f"s/{int(s):06d}/{prefix}/cust", cdt)
+                out[prefix] += int(np.isin(cust, local).sum())
+        return out
 
     # ------------------------------------------------------------ version passthrough
     def raw(self, key):
@@ -179,5 +203,17 @@ class LiveView:
         return self.ov._cached(("search", field), make)
 
     def delta(self, prefix: str):
-        """The appended lines of a line table visible here (None when none)."""
-        return self.state.lines(prefix)
+        """The appended lines of a line table visible here: column name -> numba typed List
+        with one array per shard that has lines (None when none)."""
+        def make():
+            per_shard = self.state.lines(prefix)
+            if per_shard is None:
+                return False
+            out = {}
+            for name in per_shard[0][1]:
+                lst = typed.List()
+                for _, cols in per_shard:
+                    lst.append(cols[name])
+                out[name] = lst
+            return out
+        return self._mine(("delta", prefix), make) or None

@@ -272,7 +272,10 @@ class Dataset:
         return cls(root, name)
 
     def close(self) -> None:
+        """Close the version and its log (calls in flight must have finished)."""
         with self._lock:
+            if self._live is not None:
+                self._live.close()
             self._live = None
             self._live_version = None
 
@@ -286,8 +289,8 @@ class Dataset:
     def live(self):
         """The current version's Live (None while the dataset has never been loaded)."""
         from .live import Live
-        version = self._current_version()
-        with self._lock:
+        with self._lock:  # CURRENT is read under the lock a rebuild switches it under
+            version = self._current_version()
             if version != self._live_version:
                 self._live = Live(Snapshot(self.dir / version, self.timezone), self.zone,
                                   self.shard_bits) if version else None
@@ -399,10 +402,11 @@ class Dataset:
                 log.seed(head, list(live.log.raw_records(seq)), live.log.batch_ids())
             else:
                 log.seed(seq, [], [])
-            _write_current(self.dir, version)
             from .live import Live
+            new = Live(Snapshot(self.dir / version, self.timezone), self.zone, self.shard_bits, log)
             with self._lock:
-                self._live = Live(Snapshot(self.dir / version, self.timezone), self.zone, self.shard_bits, log)
+                _write_current(self.dir, version)
+                self._live = new
                 self._live_version = version
         if start and start != version:  # mapped pages of readers stay valid
             shutil.rmtree(self.dir / start, ignore_errors=True)
@@ -432,7 +436,7 @@ class Dataset:
                "shard_size": 1 << self.shard_bits, "shards": 0, "rows": rows, "bytes_on_disk": 0,
                "version": self._live_version, "live": {"sequence": 0, "pending": {}}}
         if snap is not None:
-            rows.update(snap.meta["rows"])
+            rows.update(snap.rows_now() if hasattr(snap, "rows_now") else snap.meta["rows"])
             out["shards"] = snap.n_shards
             out["active_customers"] = len(snap.alive)
             out["bytes_on_disk"] = snap.bytes_on_disk()

@@ -695,7 +695,7 @@ class IngestResponse(_message.Message):
     def __init__(self, rows: _Optional[_Mapping[str, int]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "timezone", "rows", "shards", "bytes", "info_json")
+    __slots__ = ("name", "timezone", "rows", "shards", "bytes", "info_json", "live")
     class RowsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -709,10 +709,176 @@ class DatasetInfo(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     timezone: str
     rows: _containers.ScalarMap[str, int]
     shards: int
     bytes: int
     info_json: str
-    def __init__(self, name: _Optional[str] = ..., timezone: _Optional[str] = ..., rows: _Optional[_Mapping[str, int]] = ..., shards: _Optional[int] = ..., bytes: _Optional[int] = ..., info_json: _Optional[str] = ...) -> None: ...
+    live: LiveState
+    def __init__(self, name: _Optional[str] = ..., timezone: _Optional[str] = ..., rows: _Optional[_Mapping[str, int]] = ..., shards: _Optional[int] = ..., bytes: _Optional[int] = ..., info_json: _Optional[str] = ..., live: _Optional[_Union[LiveState, _Mapping]] = ...) -> None: ...
+
+class CustomerRow(_message.Message):
+    __slots__ = ("customer_id", "first_name", "last_name", "email", "phone", "address", "city", "postal_code", "gender", "marital_status", "birth_date", "anniversary_date", "wedding_date", "joined_on", "loyalty_member", "loyalty_points", "origin_shop", "tags", "email_opt_in", "sms_opt_in", "account_balance", "active")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    POSTAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    MARITAL_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    ANNIVERSARY_DATE_FIELD_NUMBER: _ClassVar[int]
+    WEDDING_DATE_FIELD_NUMBER: _ClassVar[int]
+    JOINED_ON_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_POINTS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_SHOP_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_OPT_IN_FIELD_NUMBER: _ClassVar[int]
+    SMS_OPT_IN_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    customer_id: int
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+    address: str
+    city: str
+    postal_code: str
+    gender: str
+    marital_status: str
+    birth_date: str
+    anniversary_date: str
+    wedding_date: str
+    joined_on: str
+    loyalty_member: bool
+    loyalty_points: int
+    origin_shop: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    email_opt_in: bool
+    sms_opt_in: bool
+    account_balance: int
+    active: bool
+    def __init__(self, customer_id: _Optional[int] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., postal_code: _Optional[str] = ..., gender: _Optional[str] = ..., marital_status: _Optional[str] = ..., birth_date: _Optional[str] = ..., anniversary_date: _Optional[str] = ..., wedding_date: _Optional[str] = ..., joined_on: _Optional[str] = ..., loyalty_member: _Optional[bool] = ..., loyalty_points: _Optional[int] = ..., origin_shop: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., email_opt_in: _Optional[bool] = ..., sms_opt_in: _Optional[bool] = ..., account_balance: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class PurchaseRow(_message.Message):
+    __slots__ = ("customer_id", "purchased_at", "amount", "quantity", "shop", "department", "metal", "brand", "strain", "inventory_group", "inventory_type", "product")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PURCHASED_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    SHOP_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    METAL_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    STRAIN_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    customer_id: int
+    purchased_at: _timestamp_pb2.Timestamp
+    amount: int
+    quantity: int
+    shop: str
+    department: str
+    metal: str
+    brand: str
+    strain: str
+    inventory_group: str
+    inventory_type: str
+    product: str
+    def __init__(self, customer_id: _Optional[int] = ..., purchased_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[int] = ..., quantity: _Optional[int] = ..., shop: _Optional[str] = ..., department: _Optional[str] = ..., metal: _Optional[str] = ..., brand: _Optional[str] = ..., strain: _Optional[str] = ..., inventory_group: _Optional[str] = ..., inventory_type: _Optional[str] = ..., product: _Optional[str] = ...) -> None: ...
+
+class VisitRow(_message.Message):
+    __slots__ = ("customer_id", "starts_at", "status", "shop")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SHOP_FIELD_NUMBER: _ClassVar[int]
+    customer_id: int
+    starts_at: _timestamp_pb2.Timestamp
+    status: str
+    shop: str
+    def __init__(self, customer_id: _Optional[int] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., shop: _Optional[str] = ...) -> None: ...
+
+class LaybyRow(_message.Message):
+    __slots__ = ("customer_id", "opened_on", "due_on", "balance", "status")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    OPENED_ON_FIELD_NUMBER: _ClassVar[int]
+    DUE_ON_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    customer_id: int
+    opened_on: str
+    due_on: str
+    balance: int
+    status: str
+    def __init__(self, customer_id: _Optional[int] = ..., opened_on: _Optional[str] = ..., due_on: _Optional[str] = ..., balance: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ChangeBatch(_message.Message):
+    __slots__ = ("dataset", "customers", "purchases", "visits", "laybys", "delete_customer_ids", "batch_id")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    VISITS_FIELD_NUMBER: _ClassVar[int]
+    LAYBYS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    customers: _containers.RepeatedCompositeFieldContainer[CustomerRow]
+    purchases: _containers.RepeatedCompositeFieldContainer[PurchaseRow]
+    visits: _containers.RepeatedCompositeFieldContainer[VisitRow]
+    laybys: _containers.RepeatedCompositeFieldContainer[LaybyRow]
+    delete_customer_ids: _containers.RepeatedScalarFieldContainer[int]
+    batch_id: str
+    def __init__(self, dataset: _Optional[str] = ..., customers: _Optional[_Iterable[_Union[CustomerRow, _Mapping]]] = ..., purchases: _Optional[_Iterable[_Union[PurchaseRow, _Mapping]]] = ..., visits: _Optional[_Iterable[_Union[VisitRow, _Mapping]]] = ..., laybys: _Optional[_Iterable[_Union[LaybyRow, _Mapping]]] = ..., delete_customer_ids: _Optional[_Iterable[int]] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class ChangeCounts(_message.Message):
+    __slots__ = ("customers", "purchases", "visits", "laybys", "deleted")
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    VISITS_FIELD_NUMBER: _ClassVar[int]
+    LAYBYS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    customers: int
+    purchases: int
+    visits: int
+    laybys: int
+    deleted: int
+    def __init__(self, customers: _Optional[int] = ..., purchases: _Optional[int] = ..., visits: _Optional[int] = ..., laybys: _Optional[int] = ..., deleted: _Optional[int] = ...) -> None: ...
+
+class ChangeAck(_message.Message):
+    __slots__ = ("sequence", "rows", "not_found", "duplicate")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    rows: ChangeCounts
+    not_found: _containers.RepeatedScalarFieldContainer[int]
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., rows: _Optional[_Union[ChangeCounts, _Mapping]] = ..., not_found: _Optional[_Iterable[int]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class CompactResponse(_message.Message):
+    __slots__ = ("version", "sequence", "seconds")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    sequence: int
+    seconds: float
+    def __init__(self, version: _Optional[str] = ..., sequence: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class LiveState(_message.Message):
+    __slots__ = ("sequence", "pending")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    pending: ChangeCounts
+    def __init__(self, sequence: _Optional[int] = ..., pending: _Optional[_Union[ChangeCounts, _Mapping]] = ...) -> None: ...

@@ -821,6 +821,16 @@ class DatasetsStub:
                 request_serializer=proto_dot_segments__pb2.DatasetRequest.SerializeToString,
                 response_deserializer=proto_dot_segments__pb2.Deleted.FromString,
                 _registered_method=True)
+        self.ApplyChanges = channel.unary_unary(
+                '/segments.v1.Datasets/ApplyChanges',
+                request_serializer=proto_dot_segments__pb2.ChangeBatch.SerializeToString,
+                response_deserializer=proto_dot_segments__pb2.ChangeAck.FromString,
+                _registered_method=True)
+        self.Compact = channel.unary_unary(
+                '/segments.v1.Datasets/Compact',
+                request_serializer=proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+                response_deserializer=proto_dot_segments__pb2.CompactResponse.FromString,
+                _registered_method=True)
 
 
 class DatasetsServicer:
@@ -857,6 +867,20 @@ class DatasetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyChanges(self, request, context):
+        """One atomic, durable batch of changes, visible to the next call (role write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Compact(self, request, context):
+        """Fold the changes applied so far into a new version now (role write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -884,6 +908,16 @@ def add_DatasetsServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=proto_dot_segments__pb2.DatasetRequest.FromString,
                     response_serializer=proto_dot_segments__pb2.Deleted.SerializeToString,
+            ),
+            'ApplyChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyChanges,
+                    request_deserializer=proto_dot_segments__pb2.ChangeBatch.FromString,
+                    response_serializer=proto_dot_segments__pb2.ChangeAck.SerializeToString,
+            ),
+            'Compact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compact,
+                    request_deserializer=proto_dot_segments__pb2.DatasetRequest.FromString,
+                    response_serializer=proto_dot_segments__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1022,6 +1056,60 @@ class Datasets:
             '/segments.v1.Datasets/DeleteDataset',
             proto_dot_segments__pb2.DatasetRequest.SerializeToString,
             proto_dot_segments__pb2.Deleted.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.Datasets/ApplyChanges',
+            proto_dot_segments__pb2.ChangeBatch.SerializeToString,
+            proto_dot_segments__pb2.ChangeAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.Datasets/Compact',
+            proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+            proto_dot_segments__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,

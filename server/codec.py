@@ -21,6 +21,8 @@ from engine.errors import InvalidArgument
 from engine.results import CountResult, ExplainNode, Materialized, Preview
 from proto import segments_pb2 as pb
 
+from .changes import encode_live
+
 UTC = dt.timezone.utc
 CACHE_MAX_BYTES = 16 * 1024
 
@@ -425,4 +427,4 @@ def dataset_info(name: str, info: dict) -> pb.DatasetInfo:
         name=name, timezone=str(info.get("timezone", "")),
         rows={k: int(v) for k, v in rows.items()} if isinstance(rows, dict) else {},
         shards=int(info.get("shards", 0) or 0), bytes=int(info.get("bytes_on_disk", 0) or 0),
-        info_json=json.dumps(info, default=str, sort_keys=True))
+        info_json=json.dumps(info, default=str, sort_keys=True), live=encode_live(info.get("live")))

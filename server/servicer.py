@@ -20,7 +20,7 @@ from engine.exporter import write_table
 from proto import segments_pb2 as pb
 from proto import segments_pb2_grpc as pbg
 
-from . import codec, export
+from . import changes, codec, export
 from .auth import Tokens, authorize
 from .errors import DeadlineExceeded, status_of
 
@@ -251,7 +251,7 @@ class CatalogServicer(pbg.CatalogServicer):
 
 
 class DatasetsServicer(pbg.DatasetsServicer):
-    """Create, ingest, inspect, list and delete datasets."""
+    """Create, ingest, change, compact, inspect, list and delete datasets."""
 
     def __init__(self, s: Services):
         self.s, self.tokens, self.e = s, s.tokens, s.engine
@@ -271,6 +271,16 @@ class DatasetsServicer(pbg.DatasetsServicer):
         rows = self.e.ingest(request.dataset, request.folder)
         return pb.IngestResponse(rows={k: int(v) for k, v in rows.items()},
                                  elapsed_ms=(time.perf_counter() - t0) * 1e3)
+
+    @rpc("write")
+    def ApplyChanges(self, request, call):
+        self.s.dataset_name(request.dataset)    # NotFound before any row is looked at
+        return changes.encode_ack(self.e.apply_changes(request.dataset, **changes.decode_batch(request)))
+
+    @rpc("write")
+    def Compact(self, request, call):
+        self.s.dataset_name(request.dataset)
+        return changes.encode_compaction(self.e.compact(request.dataset))
 
     @rpc("read")
     def GetDatasetInfo(self, request, call):
