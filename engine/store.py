@@ -272,8 +272,9 @@ class Dataset:
         return cls(root, name)
 
     def close(self) -> None:
-        """Close the version and its log (calls in flight must have finished)."""
-        with self._lock:
+        """Close the version and its log (calls in flight must have finished); waits for a
+        background compaction, which reads them."""
+        with self._compacting, self._lock:
             if self._live is not None:
                 self._live.close()
             self._live = None

@@ -4,8 +4,12 @@ shared/spec/conditions.md) answered by the engine and by DuckPeer over the refer
 
 Per seed: a generated dataset (2100 customers, shard_bits=10: three shards) in its own
 data directory; 12 batches (objects / arrow / text rows, one batch through the convenience
-calls), checked every 4 batches at two as-of instants (one before the newest appended
-lines); then reopened (log replay), compacted, given two more batches, reopened again.
+calls). Checked vs the peer after batch 4 (half the segments, end of the anchor day),
+batch 8 (the other half, 15 days earlier: before the newest appended lines) and batch 12
+(all at the anchor day; halves 15 days earlier and on 28 Feb 2027). Then reopened (log
+replay) and compacted: the engine must repeat the answers it gave (and that were checked)
+before; then two more batches (checked vs the peer) and reopened again (repeat).
+Seed 303's engine also compacts in the background every few batches.
 Compared: count with reachable counts, materialized customer_ids in order, rank values,
 preview of ranked segments, rows_of / preview profile fields of changed customers.
 """
@@ -308,6 +312,15 @@ def compare_rows(eng, name, ref, gen, as_of) -> list:
 
 # ---------------------------------------------------------------- the test
 
+def settle(eng, name):
+    """Wait for a background compaction to finish (the engine's private lock) before closing:
+    closing under one is tests/test_live_concurrency.py's subject, not this one's."""
+    lock = getattr(eng.dataset(name), "_compacting", None)
+    if lock is not None:
+        with lock:
+            pass
+
+
 @pytest.fixture(scope="module")
 def base_folders(tmp_path_factory):
     from engine.generate import generate
@@ -404,6 +417,7 @@ def test_live_oracle(seed, base_folders, tmp_path):
         assert not problems, "\n".join(problems[:60])
 
         seq = eng.info(name)["live"]["sequence"]
+        settle(eng, name)
         eng.close()                                    # reopen: the log is replayed
         eng = Engine(root, **options)
         assert eng.info(name)["live"]["sequence"] == seq
@@ -418,10 +432,12 @@ def test_live_oracle(seed, base_folders, tmp_path):
             _apply(eng, name, ref, gen.next(), i, problems)
         recorded = check("compacted + 2 batches", ("end",))
         seq = eng.info(name)["live"]["sequence"]
+        settle(eng, name)
         eng.close()
         eng = Engine(root, **options)
         assert eng.info(name)["live"]["sequence"] == seq
         same_as("compacted + 2 batches, reopened", recorded)
         assert not problems, "\n".join(problems[:60])
     finally:
+        settle(eng, name)
         eng.close()
