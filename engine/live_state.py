@@ -234,7 +234,8 @@ def _delete(base, ov: Overlay, ids: np.ndarray):
     dead.update(gone.astype(np.uint32))
     index = ov.new_index
     if (gone >= ov.base_n).any():
-        index = {k: v for k, v in index.items() if v not in set(gone.tolist())}
+        erased = set(gone.tolist())
+        index = {k: v for k, v in index.items() if v not in erased}
     rows = ov.rows
     if rows.num_rows:
         rows = rows.filter(pc.invert(pc.is_in(rows.column("_iid"), value_set=pa.array(gone, pa.int64()))))

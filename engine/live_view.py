@@ -188,10 +188,13 @@ class LiveView:
         changed = self.ov.iids[pos_c] == ids
         # one table: the version's rows, then the changed rows; indices into it
         base_n = self.base.n if self.base is not None else 0
-        parts = [rows.select(fields)]
-        if self.base is not None:
-            parts.insert(0, self.base.profile().select(fields).cast(rows.select(fields).schema))
-        both = pa.concat_tables(parts)
+
+        def concat():
+            parts = [rows.select(fields)]
+            if self.base is not None:
+                parts.insert(0, self.base.profile().select(fields).cast(rows.select(fields).schema))
+            return pa.concat_tables(parts)
+        both = self.ov._cached(("profile", tuple(fields)), concat)
         idx = np.where(changed, base_n + pos_c, ids)
         return both.take(pa.array(idx))
 

@@ -420,11 +420,10 @@ class Dataset:
     def _next_version(self) -> str:
         current = self._current_version()
         nums = [int(p.name[1:7]) for p in self.dir.glob("v[0-9]*") if p.name[1:7].isdigit()]
+        keep = (current, f"{current}.log") if current else ()
         for p in self.dir.glob("v[0-9]*"):
-            if p.is_dir() and current is not None and p.name not in (current, current + ".log"):
+            if p.is_dir() and p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)  # leftovers of a failed build
-            elif p.is_dir() and current is None:
-                shutil.rmtree(p, ignore_errors=True)
         return f"v{max(nums, default=0) + 1:06d}"
 
     # ------------------------------------------------------------ inspection

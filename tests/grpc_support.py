@@ -7,6 +7,11 @@ Auckland) and "big" (300,000 customers with only an id, an email and points).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,29 @@ TOKENS = {
     "all-token-B": {"datasets": ["other"], "roles": ["read", "export", "write", "admin"]},
     "root-token": {"datasets": ["*"], "roles": ["read", "export", "write", "admin"]},
 }
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_server(data: Path, *extra) -> tuple:
+    """`segments --data DATA serve --port 0 ...` in a subprocess: (process, port, output
+    lines so far) once it says where it serves."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", "--port", "0", *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"serving .* on \S+:(\d+)", line)
+        if m:
+            return proc, int(m.group(1)), lines
+    proc.kill()
+    raise AssertionError("server did not start:\n" + "".join(lines))
 
 
 class Clock:

@@ -12,33 +12,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from tests.grpc_support import BIG_N, grpc_env  # noqa: F401  (fixture)
+from tests.grpc_support import BIG_N, grpc_env, start_server  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _start(data: Path, *extra) -> tuple:
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", "--port", "0", *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"serving .* on \S+:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), lines
-    proc.kill()
-    raise AssertionError("server did not start:\n" + "".join(lines))
 
 
 def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
     from client.client import SegmentsClient
 
-    proc, port, lines = _start(grpc_env.root, "--chunk-ids", "2000", "--grace", "20")
+    proc, port, lines = start_server(grpc_env.root, "--chunk-ids", "2000", "--grace", "20")
     try:
         assert any("localhost only" in x for x in lines)
         with SegmentsClient(f"127.0.0.1:{port}", timeout=30) as c:

@@ -3,39 +3,17 @@ acknowledged batch is there, whole, and the dataset opens and takes writes witho
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.grpc_support import start_server
+
 LINES = 40            # purchase lines per batch, all for the batch's new customer
 FIRST_ID = 7_000_000_000
-
-
-def _serve(data: Path):
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", "--port", "0"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(r"serving .* on \S+:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-    proc.kill()
-    raise AssertionError("server did not start:\n" + "".join(seen))
 
 
 def _batch(k: int):
@@ -62,7 +40,7 @@ def test_kill_9_keeps_every_acknowledged_batch(data_dir):
     from engine.api import Engine
     from engine.segment_json import loads
 
-    proc, port = _serve(data_dir)
+    proc, port, _ = start_server(data_dir)
     acked, stop = [], threading.Event()
 
     def writer():
