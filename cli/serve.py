@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -31,6 +32,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def say(message: str, stream=None) -> None:
+    """Print one whole line with a single write: the --processes children share their
+    parent's stdout, and print() writes the text and its newline separately, so their
+    lines could interleave mid-line."""
+    stream = stream or sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
+
+
 def run_processes(args) -> int:
     """Start --processes children serving the same port; relay SIGTERM/SIGINT; wait.
     The parent imports no gRPC (a forked gRPC runtime is unsafe): children are new
@@ -38,7 +48,7 @@ def run_processes(args) -> int:
     import subprocess
 
     if args.port == 0:
-        print("error: --processes needs a fixed --port", file=sys.stderr)
+        say("error: --processes needs a fixed --port", sys.stderr)
         return 2
     argv = [a for a in sys.argv[1:] if not a.startswith("--processes")]
     if "--processes" in sys.argv:  # "--processes N" as two words
@@ -46,8 +56,8 @@ def run_processes(args) -> int:
         argv = sys.argv[1:i] + sys.argv[i + 2:]
     cmd = [sys.executable, "-m", "cli.main"] + argv + ["--reuse-port"]
     children = [subprocess.Popen(cmd) for _ in range(args.processes)]
-    print(f"started {len(children)} server processes on port {args.port} (pids "
-          f"{', '.join(str(c.pid) for c in children)})", flush=True)
+    say(f"started {len(children)} server processes on port {args.port} (pids "
+        f"{', '.join(str(c.pid) for c in children)})")
 
     def relay(sig, _frame):
         for c in children:
@@ -55,8 +65,17 @@ def run_processes(args) -> int:
                 c.send_signal(sig)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, relay)
-    codes = [c.wait() for c in children]
-    return max(codes)
+    while any(c.poll() is None for c in children):
+        failed = [c for c in children if c.returncode not in (None, 0)]
+        if failed:  # one could not start (or died): do not leave a partial server running
+            say(f"server process {failed[0].pid} exited with code {failed[0].returncode}: stopping the others",
+                sys.stderr)
+            relay(signal.SIGTERM, None)
+            for c in children:
+                c.wait()
+            break
+        time.sleep(0.2)
+    return max(c.returncode for c in children)
 
 
 def run(args) -> int:
@@ -70,7 +89,7 @@ def run(args) -> int:
         return run_processes(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if bool(args.tls_cert) != bool(args.tls_key):
-        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        say("error: --tls-cert and --tls-key go together", sys.stderr)
         return 2
     try:
         tokens = Tokens.load(args.tokens) if args.tokens else None
@@ -79,10 +98,10 @@ def run(args) -> int:
             with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
                 tls = (c.read(), k.read())
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", sys.stderr)
         return 2
     if args.chunk_ids < 1 or args.group_ttl_days < 1:
-        print("error: --chunk-ids and --group-ttl-days must be >= 1", file=sys.stderr)
+        say("error: --chunk-ids and --group-ttl-days must be >= 1", sys.stderr)
         return 2
 
     engine = Engine(args.data)
@@ -92,7 +111,7 @@ def run(args) -> int:
                                     Catalog(engine, args.group_ttl_days), args.chunk_ids,
                                     reuse_port=args.reuse_port)
     except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", sys.stderr)
         return 2
 
     done = threading.Event()
@@ -101,14 +120,12 @@ def run(args) -> int:
     server.start()
     host = args.host or ("[::]" if tokens else "127.0.0.1")
     if tokens is None:
-        print("no --tokens file: anyone who can connect may do anything, so listening on localhost only",
-              flush=True)
-    print(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads)",
-          flush=True)
+        say("no --tokens file: anyone who can connect may do anything, so listening on localhost only")
+    say(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads)")
     while not done.wait(3600):
         pass
-    print("shutting down: draining calls in flight", flush=True)
+    say("shutting down: draining calls in flight")
     stop(server, args.grace)
     engine.close()
-    print("stopped", flush=True)
+    say("stopped")
     return 0

@@ -71,13 +71,16 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     if host is None:
         host = "[::]" if tokens is not None else "127.0.0.1"
     address = f"{host}:{port}"
-    if tls is not None:
-        cert, key = tls
-        bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
-    else:
-        bound = server.add_insecure_port(address)
+    try:
+        if tls is not None:
+            cert, key = tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises on a failed bind (older releases returned 0)
+        bound = 0
     if not bound:
-        raise OSError(f"could not bind {address}")
+        raise OSError(f"could not bind {address} (in use, or not an address of this machine)")
     server._segments_health = health_servicer  # for stop(): report NOT_SERVING while draining
     return server, bound
 

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,24 +38,65 @@ TOKENS = {
 REPO = Path(__file__).resolve().parents[1]
 
 
+class Output:
+    """A subprocess's merged stdout/stderr, read by a daemon thread so that waiting for a
+    line has a deadline (a bare readline() blocks for as long as the process lives)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.text = ""
+        self._cond = threading.Condition()
+        self._eof = False
+        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for chunk in iter(stream.readline, ""):
+            with self._cond:
+                self.text += chunk
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 60.0) -> list:
+        """The matches of `pattern` anywhere in the output once there are `count` of them;
+        AssertionError with the output so far at the deadline or when the output ends."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = re.findall(pattern, self.text)
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(f"{count} x {pattern!r} not seen in the output:\n{self.text}")
+                self._cond.wait(left)
+
+    def rest(self, timeout: float = 60.0) -> str:
+        """All output once the stream ends (the process and its children exited)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("output did not end:\n" + self.text)
+                self._cond.wait(left)
+            return self.text
+
+
 def start_server(data: Path, *extra) -> tuple:
-    """`segments --data DATA serve --port 0 ...` in a subprocess: (process, port, output
-    lines so far) once it says where it serves."""
+    """`segments --data DATA serve --port 0 ...` in a subprocess: (process, port, Output)
+    once it says where it serves (AssertionError after 60 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", "--port", "0", *extra],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"serving .* on \S+:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), lines
-    proc.kill()
-    raise AssertionError("server did not start:\n" + "".join(lines))
+    out = Output(proc)
+    try:
+        port = int(out.wait_for(r"serving .* on \S+:(\d+)")[0])
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, port, out
 
 
 class Clock:
