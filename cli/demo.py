@@ -3,7 +3,8 @@
 Generates 20,000 customers (seed 1) in a temporary folder, creates dataset "demo"
 (America/New_York), ingests it, serves it in-process on a free port, and asks each example
 through SegmentsClient as of the generator's anchor day (2026-11-20T17:00:00Z): count,
-email / SMS reachable, and the first few customers. Then stops the server cleanly.
+email / SMS reachable, and the first few customers. Then a live sale and an erasure change
+the answers without a reload, and the server stops cleanly.
 """
 from __future__ import annotations
 
@@ -65,6 +66,41 @@ def _fmt(v) -> str:
     return str(v)
 
 
+DIAMOND_BUYERS = {"include": {"bought": {"filter": DIAMOND, "range": SIX_MONTHS}}}
+NOT_DIAMOND_BUYERS = {"include": {"not": DIAMOND_BUYERS["include"]}, "limit": 1}
+SALE_AT = "2026-11-20T15:30:00Z"  # this afternoon, before the as-of instant
+
+
+def _money(cents) -> str:
+    return f"${int(cents) / 100:,.2f}"
+
+
+def live_change(c) -> None:
+    """A sale this afternoon, then an erasure, through the live-update calls: no reload,
+    each visible to the next call (docs/live-updates.md)."""
+    print("Live: a diamond sale at 15:30 today to a customer with no diamond purchase in six months")
+    before = c.count("demo", DIAMOND_BUYERS, AS_OF).count
+    best = c.preview("demo", EXAMPLES[0][1], 1, [], AS_OF).rows[0]
+    buyer = int(c.materialize("demo", NOT_DIAMOND_BUYERS, as_of=AS_OF).customer_ids[0])
+    amount = int(best["rank_value"]) + 10_000
+    t = time.perf_counter()
+    ack = c.append("demo", "purchases", [{"customer_id": buyer, "purchased_at": SALE_AT, "amount": amount,
+                                          "department": "diamond", "metal": "platinum"}])
+    ms = (time.perf_counter() - t) * 1e3
+    after = c.count("demo", DIAMOND_BUYERS, AS_OF).count
+    top = c.preview("demo", EXAMPLES[0][1], 1, [], AS_OF).rows[0]
+    print(f"   appended 1 line to #{buyer} (batch {ack['sequence']}, durable, acknowledged in {ms:.1f} ms)")
+    print(f"   diamond buyers, last six months: {before:,} -> {after:,}")
+    print(f"   example 1's best customer: #{best['customer_id']} ({_money(best['rank_value'])}) -> "
+          f"#{top['customer_id']} ({_money(top['rank_value'])})")
+    c.delete_customers("demo", [buyer])
+    gone = c.count("demo", DIAMOND_BUYERS, AS_OF).count
+    top = c.preview("demo", EXAMPLES[0][1], 1, [], AS_OF).rows[0]
+    print(f"   erased #{buyer}: diamond buyers {gone:,}, best customer #{top['customer_id']} again")
+    info = c.dataset_info("demo")["live"]
+    print(f"   pending compaction: {', '.join(f'{n} {k}' for k, n in info['pending'].items() if n)}")
+
+
 def run(workdir: Path, customers: int, show: int) -> int:
     """The whole demo in workdir; 0 on success."""
     from client.client import SegmentsClient
@@ -106,7 +142,8 @@ def run(workdir: Path, customers: int, show: int) -> int:
                     print("     " + "  ".join(cells))
                 print()
             print("definition of example 1 as sent (JSON format, docs/segments.md):")
-            print("   " + json.dumps(EXAMPLES[0][1]))
+            print("   " + json.dumps(EXAMPLES[0][1]) + "\n")
+            live_change(c)
     finally:
         stop(server, grace=5)
         engine.close()
