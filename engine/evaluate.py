@@ -355,9 +355,11 @@ def _surname(ctx, c: S.Surname):
 def _text_overlay(ctx, needles, kernel, out) -> None:
     """Customers changed since the version answer by their current text: their bits are
     cleared, then set again from a scan of the changed rows only."""
-    if not ctx.live or not ctx.snap.ov.rows.num_rows:
+    if not ctx.live:
         return
-    iids = ctx.snap.ov.iids
+    iids = ctx.snap.search_rows(needles[0][0])[0]  # the same changed customers for every field
+    if not iids.size:
+        return
     out[iids] = 0
     local = np.zeros(iids.size, np.uint8)
     for f, text in needles:
