@@ -1,12 +1,13 @@
 """Live-update bench: purchase lines appended in batches while count calls run concurrently.
 
-    python -m bench.live --scale M [--seconds 20] [--rate 50000] [--readers 2]
+    python -m bench.live --scale M [--seconds 20] [--rate 50000] [--readers 2] [--upserts 0]
 
 Works on a copy of the cached dataset (bench/cache), so the cache stays as ingested. One
 writer thread appends batches of --batch purchase lines (random existing customers, sale
 instants in the day before the as-of instant, a marker brand) through Engine.apply_changes,
-paced at --rate lines/s (0 = as fast as it goes); --readers threads call count on a mix of
-the suite's segments and record latencies. Then the run is checked: the marker brand's
+paced at --rate lines/s (0 = as fast as it goes); with --upserts K each batch also replaces K
+existing customers' rows (new loyalty points: the overlay of changed customers grows through
+the run). --readers threads call count on a mix of the suite's segments and record latencies. Then the run is checked: the marker brand's
 buyers and spend equal what was appended (a plain numpy sum), and the counts of the suite
 segments after the run equal a fresh engine's after a compaction of the same changes.
 Results: bench/results/live-<scale>.json.
@@ -14,7 +15,6 @@ Results: bench/results/live-<scale>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import shutil
 import tempfile
@@ -56,7 +56,21 @@ def make_batches(ids: np.ndarray, n_batches: int, size: int, seed: int = 0) -> l
     return out
 
 
-def run(scale: str, seconds: float, rate: float, batch: int, readers: int, log=print) -> dict:
+def make_upserts(input_dir: str, n_batches: int, size: int, seed: int = 1) -> list:
+    """Customer rows to upsert per batch: existing customers (distinct within a batch) with
+    new loyalty points."""
+    import pyarrow.parquet as pq
+    cust = pq.read_table(Path(input_dir) / "customers.parquet")
+    rng = np.random.default_rng(seed)
+    points = cust.schema.get_field_index("loyalty_points")
+    out = []
+    for _ in range(n_batches):
+        rows = cust.take(pa.array(rng.choice(cust.num_rows, size, replace=False)))
+        out.append(rows.set_column(points, "loyalty_points", pa.array(rng.integers(0, 5000, size), pa.int64())))
+    return out
+
+
+def run(scale: str, seconds: float, rate: float, batch: int, readers: int, upserts: int = 0, log=print) -> dict:
     from engine.api import Engine
     c = cache.ensure(scale, log=log)
     work = Path(tempfile.mkdtemp(prefix="live-bench-"))
@@ -69,6 +83,7 @@ def run(scale: str, seconds: float, rate: float, batch: int, readers: int, log=p
         ids = np.asarray(cache.sample_ids(c, 100_000), np.int64)
         n_batches = int(seconds * (rate or 200_000) / batch) + 1
         batches = make_batches(ids, n_batches, batch)
+        customers = make_upserts(c.input_dir, n_batches, upserts) if upserts else [None] * n_batches
         suite = {s.name: s for s in segments(cache.sample_ids(c))}
         mix = [suite[n].segment for n in READ_MIX]
         for s in mix:  # warm: compile, map, cache
@@ -94,7 +109,7 @@ def run(scale: str, seconds: float, rate: float, batch: int, readers: int, log=p
             t.start()
         start = time.perf_counter()
         sent = 0
-        for b in batches[1:]:
+        for b, cu in zip(batches[1:], customers[1:]):
             now = time.perf_counter() - start
             if now >= seconds:
                 break
@@ -103,7 +118,7 @@ def run(scale: str, seconds: float, rate: float, batch: int, readers: int, log=p
                 if due > now:
                     time.sleep(due - now)
             t = time.perf_counter()
-            eng.apply_changes(ds, purchases=b)
+            eng.apply_changes(ds, purchases=b, customers=cu)
             write_ms.append((time.perf_counter() - t) * 1e3)
             appended.append(b)
             sent += b.num_rows
@@ -136,7 +151,8 @@ def run(scale: str, seconds: float, rate: float, batch: int, readers: int, log=p
 
         every = [x for v in lat.values() for x in v]
         result = {
-            "scale": scale, "batch": batch, "target_rate": rate, "readers": readers,
+            "scale": scale, "batch": batch, "target_rate": rate, "readers": readers, "upserts_per_batch": upserts,
+            "customers_upserted": upserts * len(write_ms),
             "seconds": round(elapsed, 2), "lines": sent, "lines_per_s": round(sent / elapsed),
             "batches": len(write_ms), "write_ms": percentiles(write_ms),
             "count_calls": len(every), "count_calls_per_s": round(len(every) / elapsed, 1),
@@ -159,13 +175,15 @@ def main(argv=None) -> None:
     ap.add_argument("--rate", type=float, default=50_000, help="lines/s (0 = unpaced)")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--readers", type=int, default=2)
+    ap.add_argument("--upserts", type=int, default=0, help="existing customers replaced per batch")
     a = ap.parse_args(argv)
-    r = run(a.scale, a.seconds, a.rate, a.batch, a.readers)
-    out = Path(__file__).parent / "results" / f"live-{a.scale}{'' if a.rate else '-unpaced'}.json"
+    r = run(a.scale, a.seconds, a.rate, a.batch, a.readers, a.upserts)
+    tag = ('' if a.rate else '-unpaced') + (f'-upserts{a.upserts}' if a.upserts else '')
+    out = Path(__file__).parent / "results" / f"live-{a.scale}{tag}.json"
     out.write_text(json.dumps(r, indent=1))
     cm, wm = r["count_ms"], r["write_ms"]
     print(f"{r['scale']}: {r['lines']:,} lines in {r['seconds']} s = {r['lines_per_s']:,} lines/s "
-          f"(batches of {r['batch']}, write p50 {wm['p50_ms']} ms p99 {wm['p99_ms']} ms); "
+          f"(batches of {r['batch']}{f' + {a.upserts} customers' if a.upserts else ''}, write p50 {wm['p50_ms']} ms p99 {wm['p99_ms']} ms); "
           f"{r['count_calls']} counts from {r['readers']} threads: p50 {cm['p50_ms']} ms, p99 {cm['p99_ms']} ms")
     print(f"check: {json.dumps(r['check'])}; compaction {r['compaction_s']} s")
     print(f"wrote {out}")

@@ -148,3 +148,31 @@ def derive(cust: pa.Table, dicts: Optional[Dict[str, list]] = None) -> Derived:
     search = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
     search["phone"] = digits_only(cust.column("phone").combine_chunks())
     return Derived(dense, flags, groups, tag_codes[keep], parents[keep], out_dicts, search)
+
+
+def take_derived(d: Derived, idx: np.ndarray) -> Derived:
+    """The derivations of rows `idx` (int positions, no repeats) of d's rows, in that order."""
+    idx = np.asarray(idx, np.int64)
+    inverse = np.full(_rows(d), -1, np.int64)
+    inverse[idx] = np.arange(idx.size)
+    moved = inverse[d.tag_rows]
+    keep = moved >= 0
+    take = pa.array(idx)
+    return Derived({k: v[idx] for k, v in d.dense.items()}, {k: v[idx] for k, v in d.flags.items()},
+                   {k: v[idx] for k, v in d.groups.items()}, d.tag_codes[keep], moved[keep], d.dicts,
+                   {k: v.take(take) for k, v in d.search.items()})
+
+
+def concat_derived(a: Derived, b: Derived) -> Derived:
+    """The derivations of a's rows followed by b's. b's dictionaries must extend a's (live
+    dictionaries only grow), so a's codes keep their meaning."""
+    n = _rows(a)
+    return Derived({k: np.concatenate([v, b.dense[k]]) for k, v in a.dense.items()},
+                   {k: np.concatenate([v, b.flags[k]]) for k, v in a.flags.items()},
+                   {k: np.concatenate([v, b.groups[k]]) for k, v in a.groups.items()},
+                   np.concatenate([a.tag_codes, b.tag_codes]), np.concatenate([a.tag_rows, b.tag_rows + n]),
+                   b.dicts, {k: pa.concat_arrays([v, b.search[k]]) for k, v in a.search.items()})
+
+
+def _rows(d: Derived) -> int:
+    return d.flags["alive"].size

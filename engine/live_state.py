@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from pyroaring import BitMap, FrozenBitMap
 
 from . import timerange
-from .customer_attrs import INT32_NULL, Derived, day_numbers, derive, encode, filled, np_column
+from .customer_attrs import (INT32_NULL, Derived, concat_derived, day_numbers, derive, encode, filled,
+                              np_column, take_derived)
 from .segment import PRODUCT_FIELDS
 
 VISIT_STATUS = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
@@ -77,6 +78,7 @@ class Overlay:
     dead: FrozenBitMap                   # erased internal ids
     rows: pa.Table                       # current canonical rows of changed customers + _iid, by _iid
     ordered: bool                        # internal id order is still customer_id order
+    attrs: Derived                       # derive(rows), row for row: kept up by each batch
     cache: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -91,10 +93,11 @@ class Overlay:
     def touched(self) -> FrozenBitMap:
         return self._cached("touched", lambda: FrozenBitMap(self.iids.astype(np.uint32)))
 
-    def derived(self, dicts: Dict[str, list]) -> Derived:
+    def derived(self) -> Derived:
         """The rows' derived attributes (codes in the live dictionaries, which hold every
-        value of these rows; dictionaries only grow, so a later state's are a superset)."""
-        return self._cached("derived", lambda: derive(self.rows.drop_columns(["_iid"]), dicts))
+        value of these rows; dictionaries only grow, so a later state's are a superset).
+        Carried from batch to batch: a batch derives only its own rows."""
+        return self.attrs
 
     def _cached(self, key, make):
         v = self.cache.get(key)
@@ -135,8 +138,10 @@ def initial_state(base, seq: int) -> LiveState:
         dicts[name] = list(base.dictionary(name)) if base is not None else []
     from .ingest_read import canonical_schema
     schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
+    rows = schema.empty_table()
+    attrs = derive(rows.drop_columns(["_iid"]), {k: dicts[k] for k in CUSTOMER_DICTS})
     overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
-                      schema.empty_table(), True)
+                      rows, True, attrs)
     return LiveState(seq, overlay, dicts, {p: {} for p in LINE_COLUMNS}, {p: {} for p in LINE_COLUMNS},
                      {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
 
@@ -236,10 +241,12 @@ def _delete(base, ov: Overlay, ids: np.ndarray):
     if (gone >= ov.base_n).any():
         erased = set(gone.tolist())
         index = {k: v for k, v in index.items() if v not in erased}
-    rows = ov.rows
+    rows, attrs = ov.rows, ov.attrs
     if rows.num_rows:
-        rows = rows.filter(pc.invert(pc.is_in(rows.column("_iid"), value_set=pa.array(gone, pa.int64()))))
-    return (replace(ov, new_index=index, dead=FrozenBitMap(dead), rows=rows, cache={}),
+        keep = np.flatnonzero(~np.isin(ov.iids, gone))
+        if keep.size < rows.num_rows:
+            rows, attrs = rows.take(pa.array(keep)), take_derived(attrs, keep)
+    return (replace(ov, new_index=index, dead=FrozenBitMap(dead), rows=rows, attrs=attrs, cache={}),
             ids[~found], int(found.sum()))
 
 
@@ -257,16 +264,18 @@ def _upsert(base, ov: Overlay, dicts, cust: pa.Table):
     last = ov.new_ext[-1] if ov.new_ext.size else (_base_ext(base)[-1] if ov.base_n else None)
     ordered = ov.ordered and (not new_ext.size or last is None or bool(new_ext[0] > last))
     batch = cust.append_column("_iid", pa.array(iid, pa.int64()))
-    rows = ov.rows
-    if rows.num_rows:
-        rows = rows.filter(pc.invert(pc.is_in(rows.column("_iid"), value_set=pa.array(iid, pa.int64()))))
-    rows = pa.concat_tables([rows, batch.cast(rows.schema)])
-    rows = rows.take(pc.sort_indices(rows, [("_iid", "ascending")]))
     dicts = dict(dicts)
     d = derive(cust, {k: dicts[k] for k in CUSTOMER_DICTS})  # extends the dictionaries
     dicts.update(d.dicts)
+    # the overlay's rows (and their derivations) without this batch's customers, then the
+    # batch's, ordered by internal id: O(changed customers) array work, no re-derivation
+    keep = np.flatnonzero(~np.isin(ov.iids, iid))
+    both = np.concatenate([keep, ov.rows.num_rows + np.arange(iid.size)])
+    pick = both[np.argsort(np.concatenate([ov.iids[keep], iid]), kind="stable")]
+    rows = pa.concat_tables([ov.rows, batch.cast(ov.rows.schema)]).take(pa.array(pick))
+    attrs = take_derived(concat_derived(ov.attrs, d), pick)
     out = Overlay(ov.base_n, np.concatenate([ov.new_ext, new_ext]) if new_ext.size else ov.new_ext,
-                  index, ov.dead, rows, ordered)
+                  index, ov.dead, rows, ordered, attrs)
     return out, dicts
 
 

@@ -117,7 +117,7 @@ class LiveView:
         return self._mine(("dc", name), lambda: {v: i + 1 for i, v in enumerate(self.dictionary(name))})
 
     def derived(self):
-        return self.ov.derived({k: self.state.dicts[k] for k in L.CUSTOMER_DICTS})
+        return self.ov.derived()
 
     def array(self, key: str, dtype) -> np.ndarray:
         """Per-customer c/ arrays with the changed rows written over the version's."""
