@@ -82,7 +82,7 @@ def run(args) -> int:
     """Serve until a termination signal; 0 after a clean drain, 2 on a configuration error."""
     from engine.api import Engine
     from engine.catalog import Catalog
-    from server.app import build_server, default_workers, stop
+    from server.app import begin_stop, build_server, default_workers
     from server.auth import Tokens
 
     if args.processes > 1:
@@ -124,8 +124,9 @@ def run(args) -> int:
     say(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads)")
     while not done.wait(3600):
         pass
+    stopped = begin_stop(server, args.grace)  # new calls are refused from here on
     say("shutting down: draining calls in flight")
-    stop(server, args.grace)
+    stopped.wait()
     engine.close()
     say("stopped")
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent import futures
 from pathlib import Path
 from typing import Optional, Tuple
@@ -85,10 +86,15 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     return server, bound
 
 
-def stop(server: grpc.Server, grace: float = 10.0) -> None:
-    """Graceful shutdown: health answers NOT_SERVING, new calls are refused, calls in flight
-    get `grace` seconds to finish; returns when the server has stopped."""
+def begin_stop(server: grpc.Server, grace: float = 10.0) -> threading.Event:
+    """Start a graceful shutdown: health answers NOT_SERVING and new calls are refused when
+    this returns; calls in flight get `grace` seconds. The event is set once stopped."""
     h = getattr(server, "_segments_health", None)
     if h is not None:
         h.enter_graceful_shutdown()
-    server.stop(grace).wait()
+    return server.stop(grace)
+
+
+def stop(server: grpc.Server, grace: float = 10.0) -> None:
+    """Graceful shutdown (begin_stop); returns when the server has stopped."""
+    begin_stop(server, grace).wait()

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -27,7 +26,7 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
             stream = c.iter_materialize("big", _all(), ["email"])
             got = [np.frombuffer(next(stream).customer_ids, "<i8")]   # the call is now in flight
             proc.send_signal(signal.SIGTERM)
-            time.sleep(1.0)
+            out.wait_for("shutting down", timeout=30)  # printed once new calls are refused
             assert proc.poll() is None, "the server quit with a call in flight"
             with SegmentsClient(f"127.0.0.1:{port}", timeout=2, retries=0) as late:
                 try:
