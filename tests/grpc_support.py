@@ -83,13 +83,18 @@ class Output:
             return self.text
 
 
+def spawn_server(data: Path, *args) -> tuple:
+    """`segments --data DATA serve ARGS` in a subprocess: (process, Output), at once."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc, Output(proc)
+
+
 def start_server(data: Path, *extra) -> tuple:
     """`segments --data DATA serve --port 0 ...` in a subprocess: (process, port, Output)
     once it says where it serves (AssertionError after 60 s)."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", "--port", "0", *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    out = Output(proc)
+    proc, out = spawn_server(data, "--port", "0", *extra)
     try:
         port = int(out.wait_for(r"serving .* on \S+:(\d+)")[0])
     except AssertionError:

@@ -1,7 +1,6 @@
 """`segments serve` in a subprocess: SIGTERM with a call in flight drains it, then exits 0."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from tests.grpc_support import BIG_N, Output, grpc_env, start_server  # noqa: F401  (fixture)
+from tests.grpc_support import BIG_N, grpc_env, spawn_server, start_server  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,11 +59,7 @@ def test_processes_share_one_port_and_all_drain_on_sigterm(grpc_env):
     from client.client import SegmentsClient
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(grpc_env.root), "serve",
-                             "--port", str(port), "--processes", "2"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    out = Output(proc)
+    proc, out = spawn_server(grpc_env.root, "--port", str(port), "--processes", "2")
     try:
         # both children announce themselves; their lines may interleave in the shared pipe,
         # so count matches anywhere in the output, not lines
@@ -88,11 +83,7 @@ def test_processes_stop_together_when_one_cannot_start(grpc_env):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(grpc_env.root), "serve",
-                                 "--port", str(port), "--processes", "2"],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        out = Output(proc)
+        proc, out = spawn_server(grpc_env.root, "--port", str(port), "--processes", "2")
         try:
             assert proc.wait(timeout=120) == 2, out.rest()
             text = out.rest()
