@@ -20,16 +20,22 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m cli.demo
+	$(PY) -m segments.cli.demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
-	$(PY) -m bench.run --scale $(SCALE)
+	$(PY) -m segments.bench.run --scale $(SCALE)
 
+# The generated modules import each other as segments.proto.*: protoc runs over a copy laid
+# out as that package, and the outputs come back into proto/.
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/segments.proto
+	rm -rf build/proto && mkdir -p build/proto/segments/proto
+	cp proto/segments.proto build/proto/segments/proto/
+	$(PY) -m grpc_tools.protoc -Ibuild/proto --python_out=build/proto --pyi_out=build/proto \
+		--grpc_python_out=build/proto build/proto/segments/proto/segments.proto
+	cp build/proto/segments/proto/segments_pb2*.py* proto/
 
 serve: $(STAMP)
 	$(VENV)/bin/segments --data $(DATA) serve --port $(PORT)

@@ -11,7 +11,7 @@ untimed pass (JIT compile and page faults):
 The limit the kernels are compared with is the better of the two: on a machine shared with
 other work all threads together can do worse than one. GB = 1e9 bytes.
 
-    python -m bench.bandwidth [--mib 512] [--passes 7]
+    python -m segments.bench.bandwidth [--mib 512] [--passes 7]
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def measure(mib: int = 512, passes: int = 7, threads: int | None = None) -> dict
 
 def main(argv=None) -> None:
     """Print the machine's sustained read bandwidth."""
-    p = argparse.ArgumentParser(prog="python -m bench.bandwidth", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m segments.bench.bandwidth", description=main.__doc__)
     p.add_argument("--mib", type=int, default=512, help="array size in MiB (>> last-level cache)")
     p.add_argument("--passes", type=int, default=7)
     a = p.parse_args(argv)

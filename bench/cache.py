@@ -4,7 +4,7 @@
     bench/cache/<scale>-seed<seed>/data/            an engine data directory holding "bench"
     bench/cache/<scale>-seed<seed>/manifest.json    written last: its presence means complete
 
-Generation and ingest each run in a child process (`python -m bench.cache --child ...`)
+Generation and ingest each run in a child process (`python -m segments.bench.cache --child ...`)
 that reports its own wall time and peak RSS (getrusage of itself), so the figures are the
 ingest's alone, not the bench's. The manifest records hashes of the generator's and the
 builder's sources: when either changed since, the stale part is rebuilt (input and data for
@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / "bench" / "cache"
 DATASET = "bench"
 TIMEZONE = "America/New_York"
-GENERATOR_SOURCES = ("engine/generate.py", "engine/generate_lines.py", "engine/generate_tables.py",
-                     "engine/generate_vocab.py", "engine/schema.py")
-BUILDER_SOURCES = ("engine/build.py", "engine/customer_attrs.py", "engine/ingest_read.py", "engine/schema.py", "engine/timerange.py")
+GENERATOR_SOURCES = ("bench/generate/__init__.py", "bench/generate/lines.py", "bench/generate/tables.py",
+                     "bench/generate/vocab.py", "engine/model/schema.py")
+BUILDER_SOURCES = ("engine/storage/build.py", "engine/storage/build_kernels.py", "engine/storage/customer_attrs.py",
+                   "engine/storage/ingest_read.py", "engine/storage/text_index.py", "engine/model/schema.py",
+                   "engine/model/timerange.py")
 
 
 @dataclass
@@ -73,8 +75,8 @@ def _dir_bytes(d: Path) -> int:
 
 
 def _child(args: list) -> dict:
-    """Run `python -m bench.cache --child ...`; its JSON report (loud on failure)."""
-    cmd = [sys.executable, "-m", "bench.cache", "--child", *args]
+    """Run `python -m segments.bench.cache --child ...`; its JSON report (loud on failure)."""
+    cmd = [sys.executable, "-m", "segments.bench.cache", "--child", *args]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
@@ -145,13 +147,13 @@ def _child_main(argv) -> None:
     """Child process: `generate OUT SCALE SEED` or `ingest DATA INPUT`; prints one JSON line."""
     kind = argv[0]
     if kind == "generate":
-        from engine.generate import generate
+        from .generate import generate
         out, scale, seed = argv[1], argv[2], int(argv[3])
         t0 = time.perf_counter()
         report = {"rows": generate(out, scale=scale, seed=seed)}
         seconds = time.perf_counter() - t0
     elif kind == "ingest":
-        from engine.api import Engine
+        from segments.engine.api import Engine
         data, src = argv[1], argv[2]
         engine = Engine(data)
         engine.create_dataset(DATASET, TIMEZONE)
@@ -167,11 +169,11 @@ def _child_main(argv) -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m bench.cache --scale S [--seed 0] [--rebuild]`: make sure the dataset is cached."""
+    """`python -m segments.bench.cache --scale S [--seed 0] [--rebuild]`: make sure the dataset is cached."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child_main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m bench.cache", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m segments.bench.cache", description=main.__doc__)
     p.add_argument("--scale", default="S", choices=("S", "M", "L"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest even if cached")

@@ -1,6 +1,6 @@
 """DuckDB peer: the independent reference a Segment is checked against, and the benchmark peer.
 
-Every condition of engine/segment.py is translated to SQL over in-memory DuckDB tables.
+Every condition of engine/model/segment.py is translated to SQL over in-memory DuckDB tables.
 Nothing here reads engine code other than the condition dataclasses: time ranges, local
 dates, normalisation and file reading are done again, independently, so a bug in the
 engine's versions cannot hide in both. Load-time precomputation (local dates of purchases
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from engine import segment as S
+from segments.engine.model import segment as S
 
 # ---------------------------------------------------------------- input tables
 

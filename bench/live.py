@@ -1,6 +1,6 @@
 """Live-update bench: purchase lines appended in batches while count calls run concurrently.
 
-    python -m bench.live --scale M [--seconds 20] [--rate 50000] [--readers 2] [--upserts 0]
+    python -m segments.bench.live --scale M [--seconds 20] [--rate 50000] [--readers 2] [--upserts 0]
 
 Works on a copy of the cached dataset (bench/cache), so the cache stays as ingested. One
 writer thread appends batches of --batch purchase lines (random existing customers, sale
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench import cache
-from bench.loadtest import percentiles
-from bench.suite import AS_OF, segments
-from engine.segment_json import loads
+from . import cache
+from .loadtest import percentiles
+from .suite import AS_OF, segments
+from segments.engine.model.segment_json import loads
 
 READ_MIX = ("seed_lapsing_regulars", "seed_married_today", "seed_birthday_today",
             "seed_birthday_month_member", "seed_december_200", "profile_bitmaps",
@@ -71,7 +71,7 @@ def make_upserts(input_dir: str, n_batches: int, size: int, seed: int = 1) -> li
 
 
 def run(scale: str, seconds: float, rate: float, batch: int, readers: int, upserts: int = 0, log=print) -> dict:
-    from engine.api import Engine
+    from segments.engine.api import Engine
     c = cache.ensure(scale, log=log)
     work = Path(tempfile.mkdtemp(prefix="live-bench-"))
     try:

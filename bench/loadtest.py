@@ -1,12 +1,12 @@
 """The gRPC side of the bench: a server in a child process, and a load test against it.
 
-The server runs in its own process (`python -m bench.loadtest --serve DATA`: server.app's
+The server runs in its own process (`python -m segments.bench.loadtest --serve DATA`: server.app's
 build_server on port 0, localhost, no tokens) so its threads never share a GIL with the
 clients. The load test runs N client threads, each with its own channel (SegmentsClient),
 taking calls from a shared bounded budget (every segment of the suite in turn) until it is
 spent or --max-seconds pass; it reports throughput and latency percentiles.
 
-    python -m bench.loadtest --scale S --clients 8 --calls 400 [--call count|preview]
+    python -m segments.bench.loadtest --scale S --clients 8 --calls 400 [--call count|preview]
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class ServerProcess:
     """A segments gRPC server over a data directory, in a child process; a context manager."""
 
     def __init__(self, data_dir: str, workers: Optional[int] = None, start_timeout: float = 120.0):
-        cmd = [sys.executable, "-m", "bench.loadtest", "--serve", str(data_dir)]
+        cmd = [sys.executable, "-m", "segments.bench.loadtest", "--serve", str(data_dir)]
         if workers:
             cmd += ["--workers", str(workers)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -87,8 +87,8 @@ class ServerProcess:
 
 def _serve(data_dir: str, workers: Optional[int]) -> None:
     """Child process body: serve until stdin closes or SIGTERM."""
-    from engine.api import Engine
-    from server.app import build_server, stop
+    from segments.engine.api import Engine
+    from segments.server.app import build_server, stop
 
     engine = Engine(data_dir)
     server, port = build_server(engine, 0, max_workers=workers)
@@ -119,7 +119,7 @@ def run_load(target: str, dataset: str, segments: Sequence, as_of, clients: int 
     segments: engine Segment objects. With warm_up, each segment is asked once first,
     untimed (the server's JIT compile and lazy loading). Returns throughput, percentiles,
     errors and what ran."""
-    from client.client import SegmentsClient
+    from segments.client.client import SegmentsClient
 
     if warm_up:
         with SegmentsClient(target, timeout=max(60.0, max_seconds)) as c:
@@ -176,7 +176,7 @@ def run_load(target: str, dataset: str, segments: Sequence, as_of, clients: int 
 def main(argv=None) -> None:
     """Load-test a bench server over a cached dataset, or (--serve) be that server."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as bench.run: see there
-    p = argparse.ArgumentParser(prog="python -m bench.loadtest", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m segments.bench.loadtest", description=main.__doc__)
     p.add_argument("--serve", metavar="DATA", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, help="server thread pool size (default: build_server's)")
     p.add_argument("--scale", default="S", choices=("S", "M", "L"))
@@ -193,7 +193,7 @@ def main(argv=None) -> None:
     if why:
         print(f"load test skipped: {why}")
         return
-    from bench import cache, suite
+    from . import cache, suite
 
     c = cache.ensure(a.scale, a.seed)
     segs = [s.segment for s in suite.select(suite.segments(cache.sample_ids(c)), a.segments)]

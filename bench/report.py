@@ -215,11 +215,11 @@ def markdown(results_by_scale: dict) -> str:
 
 
 def main(argv=None) -> None:
-    """`python -m bench.report [--results bench/results]`: the scaling table (Markdown) from
+    """`python -m segments.bench.report [--results bench/results]`: the scaling table (Markdown) from
     the scale-S/M/L.json files there, for docs/benchmarks.md."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m segments.bench.report", description=main.__doc__)
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
     found = {s: json.loads((Path(a.results) / f"scale-{s}.json").read_text())

@@ -1,4 +1,4 @@
-"""`make bench` (`python -m bench.run --scale S|M|L`): the engine against DuckDB, in one run.
+"""`make bench` (`python -m segments.bench.run --scale S|M|L`): the engine against DuckDB, in one run.
 
 1. The dataset of (scale, seed) from bench/cache (generated and ingested once, reused).
 2. The machine's sustained memory bandwidth (bench.bandwidth).
@@ -39,8 +39,8 @@ from pathlib import Path
 # results); it must be set before the first parallel kernel runs, hence here.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from bench import bandwidth, cache, report, scan, suite
-from bench.loadtest import ServerProcess, grpc_layer, run_load
+from . import bandwidth, cache, report, scan, suite
+from .loadtest import ServerProcess, grpc_layer, run_load
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PREVIEW_N = 20
@@ -48,7 +48,7 @@ DEFAULT_REPEAT = {"S": 9, "M": 5, "L": 3}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m segments.bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="S", choices=("S", "M", "L"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, help="timed calls after the warm-up, per operation (median); "
@@ -113,7 +113,7 @@ def jit_stats() -> dict:
     """Compile seconds and cache hits of engine.kernels' numba functions in this process."""
     from numba.core.registry import CPUDispatcher
 
-    from engine import kernels as K
+    from segments.engine.evaluation import kernels as K
 
     compile_s, hits, misses = 0.0, 0, 0
     for obj in vars(K).values():
@@ -236,8 +236,8 @@ def geomean(xs) -> float | None:
 def main(argv=None) -> int:
     """Run the bench; 0 when every answer matched, 1 otherwise."""
     a = parse_args(argv)
-    from bench.duck import DuckPeer
-    from engine.api import Engine
+    from .duck import DuckPeer
+    from segments.engine.api import Engine
 
     started = dt.datetime.now(dt.timezone.utc)
     load_start = os.getloadavg()
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
             print(f"grpc: skipped: {why}")
             grpc_info = {"available": False, "reason": why}
         else:
-            from client.client import SegmentsClient
+            from segments.client.client import SegmentsClient
             t0 = time.perf_counter()
             server = ServerProcess(c.data_dir)
             client = SegmentsClient(server.target, timeout=3600)

@@ -1,11 +1,11 @@
 """What the scan kernels must read, and how fast they read it.
 
 The bytes a scan needs are computed from the snapshot's own slices (the per-shard
-[lo, mid, hi) line ranges engine.evaluate.Context cuts for the range) and the array dtypes
+[lo, mid, hi) line ranges engine.evaluation.evaluate.Context cuts for the range) and the array dtypes
 in Snapshot.meta; "lines" are the lines in the range's slices, summed over shards.
 
   purchases (bought / spend / purchase_count, and order_by spend / purchase_count /
-  last_purchase), engine.kernels.line_agg_mask / line_agg_values:
+  last_purchase), engine.evaluation.kernels.line_agg_mask / line_agg_values:
       lines x (cust + amount + code x filtered fields) + lines_after_mid x ts 8 B
   visited (visit_count_mask):
       lines x (status 1 B + cust + shop 4 B when shops are given) + lines_after_mid x ts 8 B
@@ -31,12 +31,12 @@ from typing import List, Optional
 
 import numpy as np
 
-from engine import kernels as K
-from engine import output
-from engine import segment as S
-from engine.evaluate import Context
-from engine.segment_json import dump_condition, dump_range
-from engine.timerange import MAX_DAY, MIN_DAY
+from segments.engine.evaluation import kernels as K
+from segments.engine.evaluation import output
+from segments.engine.model import segment as S
+from segments.engine.evaluation.evaluate import Context
+from segments.engine.model.segment_json import dump_condition, dump_range
+from segments.engine.model.timerange import MAX_DAY, MIN_DAY
 
 PURCHASE_LEAVES = (S.Bought, S.Spend, S.PurchaseCount)
 SCAN_LEAVES = PURCHASE_LEAVES + (S.Visited, S.UpcomingAppointment, S.OverdueLayby)
@@ -136,7 +136,7 @@ def _median_ms(fn, repeat: int) -> tuple:
 def time_kernels(snap, suite, as_of, repeat: int, bandwidth_gbps: float) -> List[dict]:
     """Each distinct scan leaf (and purchase ranking) of the suite evaluated alone: median ms,
     bytes, effective GB/s and its fraction of the bandwidth. Leaf time includes making its
-    result bitmap; ranking time is engine.evaluate.Context.line_values alone."""
+    result bitmap; ranking time is engine.evaluation.evaluate.Context.line_values alone."""
     items = []
     for bs in suite:
         for c in scan_leaves(bs.segment):

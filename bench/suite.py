@@ -1,7 +1,7 @@
 """The bench suite: named segments covering every condition family and every seed example.
 
 Each entry is written in the documented JSON format (docs/segments.md) and parsed with
-engine.segment_json.loads, so the bench measures exactly what a caller would send. All are
+engine.model.segment_json.loads, so the bench measures exactly what a caller would send. All are
 evaluated as of AS_OF, the generator's anchor day (2026-11-20, a Friday) at 17:00 UTC.
 `segments(sample_ids)` takes customer_ids present in the dataset for the `customers`
 conditions (and adds two ids that do not exist).
@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import List, Sequence
 
-from engine import segment as S
-from engine.segment_json import loads
+from segments.engine.model import segment as S
+from segments.engine.model.segment_json import loads
 
 AS_OF = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
 MISSING_IDS = (1, 2)                 # ids no generated dataset holds (ids start at 10**9)

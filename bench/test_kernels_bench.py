@@ -3,7 +3,7 @@
     .venv/bin/pytest bench/test_kernels_bench.py [--benchmark-only] [--benchmark-json out.json]
 
 Outside tests/, so the default test run does not collect it. Arrays are laid out as the
-builder lays them out (engine/build.py): LINES purchase lines and VISITS visits spread over
+builder lays them out (engine/storage/build.py): LINES purchase lines and VISITS visits spread over
 SHARDS shards of 2**16 customers, each shard's lines sorted by day; uint16 shard-local
 customer ids and product codes. Each benchmark calls the kernel once before timing (JIT
 compile or cache load; its time is in extra_info["first_call_ms"]), and records the bytes
@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from numba import typed
 
-from engine import build_kernels as BK
-from engine import kernels as K
+from segments.engine.storage import build_kernels as BK
+from segments.engine.evaluation import kernels as K
+from segments.engine.storage.bitmaps import mask_to_roaring
 
 SHARD = 1 << 16
 SHARDS = 4
@@ -213,7 +214,7 @@ def test_age_mask(benchmark):
 @pytest.mark.parametrize("density", [0.01, 0.3], ids=["sparse", "dense"])
 def test_mask_to_roaring(benchmark, density):
     mask = (np.random.default_rng(6).random(N_DENSE) < density).astype(np.uint8)
-    _run(benchmark, lambda: K.mask_to_roaring(mask), N_DENSE)
+    _run(benchmark, lambda: mask_to_roaring(mask), N_DENSE)
 
 
 def test_hash_lookup(benchmark):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.errors import InvalidArgument
-from engine.schema import TABLE_NAMES
+from segments.engine.errors import InvalidArgument
+from segments.engine.model.schema import TABLE_NAMES
 
 
 def add_parsers(sub) -> None:
@@ -49,7 +49,7 @@ def _delete_ids(text) -> list:
 
 def read_batch(args) -> dict:
     """apply_changes keyword arguments of the command line: each file read and validated."""
-    from engine.ingest_read import read_table_file
+    from segments.engine.storage.ingest_read import read_table_file
 
     batch = {t: read_table_file(getattr(args, t), t) if getattr(args, t) else None for t in TABLE_NAMES}
     batch["delete"] = _delete_ids(args.delete)
@@ -67,9 +67,9 @@ def _plain(v):
 
 def _run(args, body) -> int:
     if args.server:
-        from cli.remote import remote_call
+        from .remote import remote_call
         return remote_call(args, body)
-    from engine.api import Engine
+    from segments.engine.api import Engine
     eng = Engine(args.data)
     try:
         return body(eng)

@@ -1,4 +1,4 @@
-"""`python -m cli.demo` (make demo): the spec's seed examples, end to end over gRPC.
+"""`python -m segments.cli.demo` (make demo): the spec's seed examples, end to end over gRPC.
 
 Generates 20,000 customers (seed 1) in a temporary folder, creates dataset "demo"
 (America/New_York), ingests it, serves it in-process on a free port, and asks each example
@@ -103,10 +103,10 @@ def live_change(c) -> None:
 
 def run(workdir: Path, customers: int, show: int) -> int:
     """The whole demo in workdir; 0 on success."""
-    from client.client import SegmentsClient
-    from engine.api import Engine
-    from engine.generate import generate
-    from server.app import build_server, stop
+    from segments.client.client import SegmentsClient
+    from segments.engine.api import Engine
+    from segments.bench.generate import generate
+    from segments.server.app import build_server, stop
 
     t0 = time.perf_counter()
     src = workdir / "input"
@@ -152,7 +152,7 @@ def run(workdir: Path, customers: int, show: int) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cli.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m segments.cli.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--dir", help="work folder to keep (default: a temporary folder, removed after)")
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--show", type=int, default=3, help="preview rows per example")

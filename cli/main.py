@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import EngineError
+from segments.engine.errors import EngineError
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -62,21 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "materialize":
             p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
             p.add_argument("--fields", default="", help="comma-separated profile fields")
-    from cli.changes import add_parsers as add_change_parsers
+    from .changes import add_parsers as add_change_parsers
     add_change_parsers(sub)
-    from cli.serve import add_parser as add_serve_parser
+    from .serve import add_parser as add_serve_parser
     add_serve_parser(sub)
     return ap
 
 
 def _engine(args):
-    from engine.api import Engine
+    from segments.engine.api import Engine
     return Engine(args.data)
 
 
 def _segment(args):
-    from engine import segment_json
-    from engine.errors import InvalidArgument
+    from segments.engine.model import segment_json
+    from segments.engine.errors import InvalidArgument
     try:
         text = Path(args.segment).read_text()
     except OSError as e:
@@ -85,7 +85,7 @@ def _segment(args):
 
 
 def _as_of(args):
-    from engine.timerange import parse_instant
+    from segments.engine.model.timerange import parse_instant
     return parse_instant(args.as_of, "--as-of") if args.as_of else None
 
 
@@ -104,7 +104,7 @@ def cmd_eval(args) -> int:
     seg = _segment(args)
     as_of = _as_of(args)
     if args.server:
-        from cli.remote import remote_eval
+        from .remote import remote_eval
         return remote_eval(args, seg, as_of)
     return run_eval(args, _engine(args), seg, as_of)
 
@@ -137,7 +137,7 @@ def run_eval(args, eng, seg, as_of) -> int:
     else:
         t0 = time.perf_counter()
         m = eng.materialize(args.dataset, seg, _fields(args), as_of)
-        from engine.exporter import write_table
+        from segments.engine.evaluation.exporter import write_table
         write_table(m.to_arrow(), args.out)
         print(f"wrote {len(m.customer_ids)} rows to {args.out} in {time.perf_counter() - t0:.2f} s")
     return 0
@@ -185,7 +185,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from engine.generate import generate
+    from segments.bench.generate import generate
     t0 = time.perf_counter()
     rows = generate(args.out, scale=args.scale, seed=args.seed, fmt=args.format,
                     customers=args.customers, progress=sys.stderr.isatty())
@@ -195,17 +195,17 @@ def cmd_generate(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from cli.serve import run
+    from .serve import run
     return run(args)
 
 
 def cmd_change(args) -> int:
-    from cli.changes import cmd_change as run
+    from .changes import cmd_change as run
     return run(args)
 
 
 def cmd_compact(args) -> int:
-    from cli.changes import cmd_compact as run
+    from .changes import cmd_compact as run
     return run(args)
 
 

@@ -13,7 +13,7 @@ def remote_call(args, body) -> int:
     "error: CODE: message" and returns 2."""
     import grpc
 
-    from client.client import SegmentsClient
+    from segments.client.client import SegmentsClient
 
     with SegmentsClient(args.server, token=args.token) as client:
         try:
@@ -25,6 +25,6 @@ def remote_call(args, body) -> int:
 
 def remote_eval(args, seg, as_of) -> int:
     """Run args.cmd (count / preview / explain / materialize) for args.dataset on args.server."""
-    from cli.main import run_eval
+    from .main import run_eval
 
     return remote_call(args, lambda client: run_eval(args, client, seg, as_of))

@@ -54,7 +54,7 @@ def run_processes(args) -> int:
     if "--processes" in sys.argv:  # "--processes N" as two words
         i = sys.argv.index("--processes")
         argv = sys.argv[1:i] + sys.argv[i + 2:]
-    cmd = [sys.executable, "-m", "cli.main"] + argv + ["--reuse-port"]
+    cmd = [sys.executable, "-m", "segments.cli.main"] + argv + ["--reuse-port"]
     children = [subprocess.Popen(cmd) for _ in range(args.processes)]
     say(f"started {len(children)} server processes on port {args.port} (pids "
         f"{', '.join(str(c.pid) for c in children)})")
@@ -80,10 +80,10 @@ def run_processes(args) -> int:
 
 def run(args) -> int:
     """Serve until a termination signal; 0 after a clean drain, 2 on a configuration error."""
-    from engine.api import Engine
-    from engine.catalog import Catalog
-    from server.app import begin_stop, build_server, default_workers
-    from server.auth import Tokens
+    from segments.engine.api import Engine
+    from segments.engine.catalog.catalog import Catalog
+    from segments.server.app import begin_stop, build_server, default_workers
+    from segments.server.auth import Tokens
 
     if args.processes > 1:
         return run_processes(args)

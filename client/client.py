@@ -4,7 +4,7 @@
         r = c.count("acme", {"include": {"loyalty_member": {}}})
         ids = c.materialize("acme", segment).customer_ids     # int64 numpy array
 
-A segment may be given as an engine.segment.Segment, a JSON-shaped dict, JSON text, or a
+A segment may be given as an segments.engine.model.segment.Segment, a JSON-shaped dict, JSON text, or a
 proto Segment; or pass saved="name" to use a saved segment. Evaluation results are the
 engine's own result types (engine.results), and the evaluation methods take the Engine's
 positional arguments, so local and remote answers are interchangeable and compare equal.
@@ -29,12 +29,12 @@ from typing import Iterator, Optional, Sequence
 import grpc
 import numpy as np
 
-from engine import segment as S
-from engine import segment_json
-from engine.results import CountResult, ExplainNode, Materialized, Preview
-from proto import segments_pb2 as pb
-from proto import segments_pb2_grpc as pbg
-from server import changes, codec
+from segments.engine.model import segment as S
+from segments.engine.model import segment_json
+from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
+from segments.proto import segments_pb2 as pb
+from segments.proto import segments_pb2_grpc as pbg
+from segments.server import changes, codec
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

@@ -11,10 +11,13 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import store
-
+from .catalog.catalog import scrub_groups
+from .datasets import folders
+from .datasets.dataset import Dataset
+from .errors import InvalidArgument
+from .evaluation import output
+from .model.segment import Segment
 from .results import CountResult, ExplainNode, Materialized, Preview
-from .segment import Segment
 
 
 def default_data_dir() -> str:
@@ -38,10 +41,10 @@ class Engine:
         self._open: dict = {}
 
     # ------------------------------------------------------------ datasets
-    def create_dataset(self, name: str, timezone: str, shard_bits: int = store.DEFAULT_SHARD_BITS) -> dict:
+    def create_dataset(self, name: str, timezone: str, shard_bits: int = folders.DEFAULT_SHARD_BITS) -> dict:
         """Create an empty dataset; AlreadyExists if the name is taken."""
         with self._lock:
-            store.create_dataset(self.root, name, timezone, shard_bits)
+            folders.create_dataset(self.root, name, timezone, shard_bits)
         return self.info(name)
 
     def delete_dataset(self, name: str) -> None:
@@ -50,18 +53,18 @@ class Engine:
             ds = self._open.pop(name, None)
             if ds is not None:
                 ds.close()
-            store.delete_dataset(self.root, name)
+            folders.delete_dataset(self.root, name)
 
     def datasets(self) -> list:
         """Names of every dataset, sorted."""
-        return store.list_datasets(self.root)
+        return folders.list_datasets(self.root)
 
-    def dataset(self, name: str) -> "store.Dataset":
+    def dataset(self, name: str) -> Dataset:
         """The open Dataset `name` (NotFound if none)."""
         with self._lock:
             ds = self._open.get(name)
             if ds is None:
-                ds = store.Dataset.open(self.root, name)
+                ds = Dataset.open(self.root, name, on_erased=scrub_groups)
                 self._open[name] = ds
             return ds
 
@@ -99,7 +102,6 @@ class Engine:
     def append(self, name: str, table: str, rows, batch_id: Optional[str] = None) -> dict:
         """Append purchases, visits or laybys."""
         if table not in ("purchases", "visits", "laybys"):
-            from .errors import InvalidArgument
             raise InvalidArgument("table", f"expected purchases, visits or laybys, got {table!r}")
         return self.apply_changes(name, batch_id=batch_id, **{table: rows})
 
@@ -113,27 +115,31 @@ class Engine:
         return self.dataset(name).compact(progress=progress)
 
     # ------------------------------------------------------------ evaluation
+    def snapshot(self, name: str):
+        """What a reader of dataset `name` sees now: the version plus every change so far."""
+        return self.dataset(name).require_snapshot()
+
     def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:
         """Result size with email / SMS reachable counts."""
-        return self.dataset(name).count(segment, as_of, deadline)
+        return output.count(self.snapshot(name), segment, as_of, deadline)
 
     def preview(self, name: str, segment: Segment, n: int = 20, fields: Sequence[str] = (),
                 as_of=None, deadline: Optional[float] = None) -> Preview:
         """The first n customers with chosen fields and the ranking value."""
-        return self.dataset(name).preview(segment, n, tuple(fields), as_of, deadline)
+        return output.preview(self.snapshot(name), segment, n, tuple(fields), as_of, deadline)
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
         """Every customer_id of the result (and chosen fields)."""
-        return self.dataset(name).materialize(segment, tuple(fields), as_of, deadline)
+        return output.materialize(self.snapshot(name), segment, tuple(fields), as_of, deadline)
 
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
-        return self.dataset(name).explain(segment, as_of, deadline)
+        return output.explain(self.snapshot(name), segment, as_of, deadline)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id that are still in the dataset (active or not)."""
-        return self.dataset(name).rows_of(customer_ids, tuple(fields))
+        return output.rows_of(self.snapshot(name), customer_ids, tuple(fields))
 
     def close(self) -> None:
         """Close every open dataset."""

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import segments_pb2 as proto_dot_segments__pb2
+from segments.proto import segments_pb2 as segments_dot_proto_dot_segments__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/segments_pb2_grpc.py depends on'
+        + ' but the generated code in segments/proto/segments_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -39,28 +39,28 @@ class SegmentsStub:
         """
         self.Count = channel.unary_unary(
                 '/segments.v1.Segments/Count',
-                request_serializer=proto_dot_segments__pb2.CountRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.CountResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.CountRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.CountResponse.FromString,
                 _registered_method=True)
         self.Preview = channel.unary_unary(
                 '/segments.v1.Segments/Preview',
-                request_serializer=proto_dot_segments__pb2.PreviewRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.PreviewResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.PreviewRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.PreviewResponse.FromString,
                 _registered_method=True)
         self.Materialize = channel.unary_stream(
                 '/segments.v1.Segments/Materialize',
-                request_serializer=proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.MaterializeChunk.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
                 _registered_method=True)
         self.Export = channel.unary_unary(
                 '/segments.v1.Segments/Export',
-                request_serializer=proto_dot_segments__pb2.ExportRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.ExportResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ExportRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
                 _registered_method=True)
         self.Explain = channel.unary_unary(
                 '/segments.v1.Segments/Explain',
-                request_serializer=proto_dot_segments__pb2.ExplainRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.ExplainResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ExplainResponse.FromString,
                 _registered_method=True)
 
 
@@ -107,28 +107,28 @@ def add_SegmentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Count': grpc.unary_unary_rpc_method_handler(
                     servicer.Count,
-                    request_deserializer=proto_dot_segments__pb2.CountRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.CountResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.CountRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.CountResponse.SerializeToString,
             ),
             'Preview': grpc.unary_unary_rpc_method_handler(
                     servicer.Preview,
-                    request_deserializer=proto_dot_segments__pb2.PreviewRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.PreviewResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.PreviewRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.PreviewResponse.SerializeToString,
             ),
             'Materialize': grpc.unary_stream_rpc_method_handler(
                     servicer.Materialize,
-                    request_deserializer=proto_dot_segments__pb2.MaterializeRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
             ),
             'Export': grpc.unary_unary_rpc_method_handler(
                     servicer.Export,
-                    request_deserializer=proto_dot_segments__pb2.ExportRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.ExportResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ExportRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ExportResponse.SerializeToString,
             ),
             'Explain': grpc.unary_unary_rpc_method_handler(
                     servicer.Explain,
-                    request_deserializer=proto_dot_segments__pb2.ExplainRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.ExplainResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ExplainRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -159,8 +159,8 @@ class Segments:
             request,
             target,
             '/segments.v1.Segments/Count',
-            proto_dot_segments__pb2.CountRequest.SerializeToString,
-            proto_dot_segments__pb2.CountResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.CountRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.CountResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -186,8 +186,8 @@ class Segments:
             request,
             target,
             '/segments.v1.Segments/Preview',
-            proto_dot_segments__pb2.PreviewRequest.SerializeToString,
-            proto_dot_segments__pb2.PreviewResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.PreviewRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.PreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -213,8 +213,8 @@ class Segments:
             request,
             target,
             '/segments.v1.Segments/Materialize',
-            proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
-            proto_dot_segments__pb2.MaterializeChunk.FromString,
+            segments_dot_proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -240,8 +240,8 @@ class Segments:
             request,
             target,
             '/segments.v1.Segments/Export',
-            proto_dot_segments__pb2.ExportRequest.SerializeToString,
-            proto_dot_segments__pb2.ExportResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.ExportRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -267,8 +267,8 @@ class Segments:
             request,
             target,
             '/segments.v1.Segments/Explain',
-            proto_dot_segments__pb2.ExplainRequest.SerializeToString,
-            proto_dot_segments__pb2.ExplainResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.ExplainRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -292,58 +292,58 @@ class CatalogStub:
         """
         self.CreateSavedSegment = channel.unary_unary(
                 '/segments.v1.Catalog/CreateSavedSegment',
-                request_serializer=proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.SavedSegment.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
                 _registered_method=True)
         self.GetSavedSegment = channel.unary_unary(
                 '/segments.v1.Catalog/GetSavedSegment',
-                request_serializer=proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.SavedSegment.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
                 _registered_method=True)
         self.ListSavedSegments = channel.unary_unary(
                 '/segments.v1.Catalog/ListSavedSegments',
-                request_serializer=proto_dot_segments__pb2.ListRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.SavedSegmentList.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegmentList.FromString,
                 _registered_method=True)
         self.UpdateSavedSegment = channel.unary_unary(
                 '/segments.v1.Catalog/UpdateSavedSegment',
-                request_serializer=proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.SavedSegment.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
                 _registered_method=True)
         self.DeleteSavedSegment = channel.unary_unary(
                 '/segments.v1.Catalog/DeleteSavedSegment',
-                request_serializer=proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.Deleted.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
                 _registered_method=True)
         self.CreateGroup = channel.unary_unary(
                 '/segments.v1.Catalog/CreateGroup',
-                request_serializer=proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.Group.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.Group.FromString,
                 _registered_method=True)
         self.GetGroup = channel.unary_unary(
                 '/segments.v1.Catalog/GetGroup',
-                request_serializer=proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.Group.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.Group.FromString,
                 _registered_method=True)
         self.ListGroups = channel.unary_unary(
                 '/segments.v1.Catalog/ListGroups',
-                request_serializer=proto_dot_segments__pb2.ListRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.GroupList.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.GroupList.FromString,
                 _registered_method=True)
         self.DeleteGroup = channel.unary_unary(
                 '/segments.v1.Catalog/DeleteGroup',
-                request_serializer=proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.Deleted.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
                 _registered_method=True)
         self.MaterializeGroup = channel.unary_stream(
                 '/segments.v1.Catalog/MaterializeGroup',
-                request_serializer=proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.MaterializeChunk.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
                 _registered_method=True)
         self.ExportGroup = channel.unary_unary(
                 '/segments.v1.Catalog/ExportGroup',
-                request_serializer=proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.ExportResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
                 _registered_method=True)
 
 
@@ -423,58 +423,58 @@ def add_CatalogServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSavedSegment,
-                    request_deserializer=proto_dot_segments__pb2.SaveSegmentRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
             ),
             'GetSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSavedSegment,
-                    request_deserializer=proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
             ),
             'ListSavedSegments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSavedSegments,
-                    request_deserializer=proto_dot_segments__pb2.ListRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.SavedSegmentList.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegmentList.SerializeToString,
             ),
             'UpdateSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSavedSegment,
-                    request_deserializer=proto_dot_segments__pb2.UpdateSavedSegmentRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
             ),
             'DeleteSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSavedSegment,
-                    request_deserializer=proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
             ),
             'CreateGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateGroup,
-                    request_deserializer=proto_dot_segments__pb2.CreateGroupRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.Group.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.CreateGroupRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.Group.SerializeToString,
             ),
             'GetGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.GetGroup,
-                    request_deserializer=proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.Group.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.Group.SerializeToString,
             ),
             'ListGroups': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGroups,
-                    request_deserializer=proto_dot_segments__pb2.ListRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.GroupList.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.GroupList.SerializeToString,
             ),
             'DeleteGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteGroup,
-                    request_deserializer=proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
             ),
             'MaterializeGroup': grpc.unary_stream_rpc_method_handler(
                     servicer.MaterializeGroup,
-                    request_deserializer=proto_dot_segments__pb2.GroupMaterializeRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
             ),
             'ExportGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportGroup,
-                    request_deserializer=proto_dot_segments__pb2.GroupExportRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.ExportResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.GroupExportRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ExportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -503,8 +503,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/CreateSavedSegment',
-            proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
-            proto_dot_segments__pb2.SavedSegment.FromString,
+            segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -530,8 +530,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/GetSavedSegment',
-            proto_dot_segments__pb2.NameRequest.SerializeToString,
-            proto_dot_segments__pb2.SavedSegment.FromString,
+            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -557,8 +557,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/ListSavedSegments',
-            proto_dot_segments__pb2.ListRequest.SerializeToString,
-            proto_dot_segments__pb2.SavedSegmentList.FromString,
+            segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.SavedSegmentList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -584,8 +584,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/UpdateSavedSegment',
-            proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
-            proto_dot_segments__pb2.SavedSegment.FromString,
+            segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -611,8 +611,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/DeleteSavedSegment',
-            proto_dot_segments__pb2.NameRequest.SerializeToString,
-            proto_dot_segments__pb2.Deleted.FromString,
+            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
             options,
             channel_credentials,
             insecure,
@@ -638,8 +638,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/CreateGroup',
-            proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
-            proto_dot_segments__pb2.Group.FromString,
+            segments_dot_proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.Group.FromString,
             options,
             channel_credentials,
             insecure,
@@ -665,8 +665,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/GetGroup',
-            proto_dot_segments__pb2.NameRequest.SerializeToString,
-            proto_dot_segments__pb2.Group.FromString,
+            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.Group.FromString,
             options,
             channel_credentials,
             insecure,
@@ -692,8 +692,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/ListGroups',
-            proto_dot_segments__pb2.ListRequest.SerializeToString,
-            proto_dot_segments__pb2.GroupList.FromString,
+            segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.GroupList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -719,8 +719,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/DeleteGroup',
-            proto_dot_segments__pb2.NameRequest.SerializeToString,
-            proto_dot_segments__pb2.Deleted.FromString,
+            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
             options,
             channel_credentials,
             insecure,
@@ -746,8 +746,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/MaterializeGroup',
-            proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
-            proto_dot_segments__pb2.MaterializeChunk.FromString,
+            segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -773,8 +773,8 @@ class Catalog:
             request,
             target,
             '/segments.v1.Catalog/ExportGroup',
-            proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
-            proto_dot_segments__pb2.ExportResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -798,38 +798,38 @@ class DatasetsStub:
         """
         self.CreateDataset = channel.unary_unary(
                 '/segments.v1.Datasets/CreateDataset',
-                request_serializer=proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.DatasetInfo.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
                 _registered_method=True)
         self.Ingest = channel.unary_unary(
                 '/segments.v1.Datasets/Ingest',
-                request_serializer=proto_dot_segments__pb2.IngestRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.IngestResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.IngestRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.IngestResponse.FromString,
                 _registered_method=True)
         self.GetDatasetInfo = channel.unary_unary(
                 '/segments.v1.Datasets/GetDatasetInfo',
-                request_serializer=proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.DatasetInfo.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
                 _registered_method=True)
         self.ListDatasets = channel.unary_unary(
                 '/segments.v1.Datasets/ListDatasets',
-                request_serializer=proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.DatasetList.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetList.FromString,
                 _registered_method=True)
         self.DeleteDataset = channel.unary_unary(
                 '/segments.v1.Datasets/DeleteDataset',
-                request_serializer=proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.Deleted.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
                 _registered_method=True)
         self.ApplyChanges = channel.unary_unary(
                 '/segments.v1.Datasets/ApplyChanges',
-                request_serializer=proto_dot_segments__pb2.ChangeBatch.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.ChangeAck.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.ChangeBatch.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ChangeAck.FromString,
                 _registered_method=True)
         self.Compact = channel.unary_unary(
                 '/segments.v1.Datasets/Compact',
-                request_serializer=proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-                response_deserializer=proto_dot_segments__pb2.CompactResponse.FromString,
+                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.CompactResponse.FromString,
                 _registered_method=True)
 
 
@@ -886,38 +886,38 @@ def add_DatasetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDataset,
-                    request_deserializer=proto_dot_segments__pb2.CreateDatasetRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.DatasetInfo.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.SerializeToString,
             ),
             'Ingest': grpc.unary_unary_rpc_method_handler(
                     servicer.Ingest,
-                    request_deserializer=proto_dot_segments__pb2.IngestRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.IngestResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.IngestRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.IngestResponse.SerializeToString,
             ),
             'GetDatasetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDatasetInfo,
-                    request_deserializer=proto_dot_segments__pb2.DatasetRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.DatasetInfo.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.SerializeToString,
             ),
             'ListDatasets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatasets,
-                    request_deserializer=proto_dot_segments__pb2.ListDatasetsRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.DatasetList.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetList.SerializeToString,
             ),
             'DeleteDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteDataset,
-                    request_deserializer=proto_dot_segments__pb2.DatasetRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
             ),
             'ApplyChanges': grpc.unary_unary_rpc_method_handler(
                     servicer.ApplyChanges,
-                    request_deserializer=proto_dot_segments__pb2.ChangeBatch.FromString,
-                    response_serializer=proto_dot_segments__pb2.ChangeAck.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ChangeBatch.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ChangeAck.SerializeToString,
             ),
             'Compact': grpc.unary_unary_rpc_method_handler(
                     servicer.Compact,
-                    request_deserializer=proto_dot_segments__pb2.DatasetRequest.FromString,
-                    response_serializer=proto_dot_segments__pb2.CompactResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -946,8 +946,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/CreateDataset',
-            proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
-            proto_dot_segments__pb2.DatasetInfo.FromString,
+            segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -973,8 +973,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/Ingest',
-            proto_dot_segments__pb2.IngestRequest.SerializeToString,
-            proto_dot_segments__pb2.IngestResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.IngestRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.IngestResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1000,8 +1000,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/GetDatasetInfo',
-            proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-            proto_dot_segments__pb2.DatasetInfo.FromString,
+            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1027,8 +1027,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/ListDatasets',
-            proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
-            proto_dot_segments__pb2.DatasetList.FromString,
+            segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DatasetList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1054,8 +1054,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/DeleteDataset',
-            proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-            proto_dot_segments__pb2.Deleted.FromString,
+            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1081,8 +1081,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/ApplyChanges',
-            proto_dot_segments__pb2.ChangeBatch.SerializeToString,
-            proto_dot_segments__pb2.ChangeAck.FromString,
+            segments_dot_proto_dot_segments__pb2.ChangeBatch.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ChangeAck.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1108,8 +1108,8 @@ class Datasets:
             request,
             target,
             '/segments.v1.Datasets/Compact',
-            proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-            proto_dot_segments__pb2.CompactResponse.FromString,
+            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,

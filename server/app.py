@@ -16,9 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.catalog import Catalog
-from proto import segments_pb2 as pb
-from proto import segments_pb2_grpc as pbg
+from segments.engine.catalog.catalog import Catalog
+from segments.proto import segments_pb2 as pb
+from segments.proto import segments_pb2_grpc as pbg
 
 from .auth import Tokens
 from .export import default_export_dir

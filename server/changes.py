@@ -1,7 +1,7 @@
 """Live-update messages <-> the engine's change tables: the ChangeBatch half of the codec.
 
 Decoding (server): the row messages of a ChangeBatch become pyarrow Tables in the canonical
-types of engine/ingest_read.py, one column at a time; an absent field is null and an absent
+types of engine/storage/ingest_read.py, one column at a time; an absent field is null and an absent
 `active` is true. Engine.apply_changes then validates them like a bulk load, so required
 values, closed sets and unknown customers are checked in one place. Only what a Table cannot
 hold is checked here: dates given as text and instants out of range, each an IngestError
@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import IngestError
-from engine.ingest_read import CANONICAL, canonical_schema
-from engine.schema import TABLE_NAMES, TABLES
-from proto import segments_pb2 as pb
+from segments.engine.errors import IngestError
+from segments.engine.storage.ingest_read import CANONICAL, canonical_schema
+from segments.engine.model.schema import TABLE_NAMES, TABLES
+from segments.proto import segments_pb2 as pb
 
 ROW_MESSAGES = {"customers": pb.CustomerRow, "purchases": pb.PurchaseRow,
                 "visits": pb.VisitRow, "laybys": pb.LaybyRow}

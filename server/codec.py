@@ -1,6 +1,6 @@
 """Messages <-> engine values: the only module that turns protobuf into the engine's segment tree.
 
-A typed proto Segment is converted to the JSON shape of engine/segment_json.py and parsed
+A typed proto Segment is converted to the JSON shape of engine/model/segment_json.py and parsed
 there, so both request forms are validated by one parser and errors name the same paths
 ("include.all_of[1].spend.cmp.between"). Encoding goes the other way, from the engine's
 dataclasses and results to messages.
@@ -15,11 +15,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from engine import segment as S
-from engine import segment_json
-from engine.errors import InvalidArgument
-from engine.results import CountResult, ExplainNode, Materialized, Preview
-from proto import segments_pb2 as pb
+from segments.engine.model import segment as S
+from segments.engine.model import segment_json
+from segments.engine.errors import InvalidArgument
+from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
+from segments.proto import segments_pb2 as pb
 
 from .changes import encode_live
 
@@ -151,7 +151,7 @@ def order_by_to_json(o: pb.OrderBy) -> dict:
 
 
 def segment_to_json(s: pb.Segment) -> dict:
-    """The JSON object of a typed segment, ready for engine.segment_json.parse_segment."""
+    """The JSON object of a typed segment, ready for engine.model.segment_json.parse_segment."""
     out: dict = {}
     if s.HasField("include"):
         out["include"] = condition_to_json(s.include, "include")

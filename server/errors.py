@@ -10,7 +10,7 @@ import logging
 
 import grpc
 
-from engine import errors as E
+from segments.engine import errors as E
 
 log = logging.getLogger("segments.server")
 

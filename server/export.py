@@ -11,8 +11,8 @@ import secrets
 from pathlib import Path
 from typing import Optional
 
-from engine.errors import InvalidArgument
-from engine.exporter import FORMATS
+from segments.engine.errors import InvalidArgument
+from segments.engine.evaluation.exporter import FORMATS
 
 FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 

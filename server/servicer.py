@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from engine import segment as S
-from engine import segment_json
-from engine.catalog import Catalog
-from engine.errors import InvalidArgument
-from engine.exporter import write_table
-from proto import segments_pb2 as pb
-from proto import segments_pb2_grpc as pbg
+from segments.engine.model import segment as S
+from segments.engine.model import segment_json
+from segments.engine.catalog.catalog import Catalog
+from segments.engine.errors import InvalidArgument
+from segments.engine.evaluation.exporter import write_table
+from segments.proto import segments_pb2 as pb
+from segments.proto import segments_pb2_grpc as pbg
 
 from . import changes, codec, export
 from .auth import Tokens, authorize

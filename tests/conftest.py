@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.duck import DuckPeer
+from segments.bench.duck import DuckPeer
 from tests import datasets as D
 
 GEN_SEEDS = {"gen1": (1, D.NY), "gen2": (2, D.AKL)}
@@ -45,7 +45,7 @@ class DS:
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
-    from engine.api import Engine
+    from segments.engine.api import Engine
     eng = Engine(tmp_path_factory.mktemp("engine"))
     yield eng
     eng.close()
@@ -71,10 +71,7 @@ def get_dataset(engine, edge_folder, tmp_path_factory, _datasets):
             folder, tz = edge_folder, EDGE[key]
             as_ofs = D.EDGE_AS_OFS_BY_ZONE[tz]
         else:
-            try:
-                from engine.generate import generate
-            except ImportError as e:
-                pytest.skip(f"engine.generate not available yet: {e}")
+            from segments.bench.generate import generate
             seed, tz = GEN_SEEDS[key]
             folder = tmp_path_factory.mktemp(key)
             generate(folder, customers=3000, seed=seed, fmt="parquet")

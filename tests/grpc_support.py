@@ -85,7 +85,7 @@ class Output:
 
 def spawn_server(data: Path, *args) -> tuple:
     """`segments --data DATA serve ARGS` in a subprocess: (process, Output), at once."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--data", str(data), "serve", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "segments.cli.main", "--data", str(data), "serve", *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc, Output(proc)
@@ -125,7 +125,7 @@ class Env:
     export_dir: Path
 
     def client(self, token=None, auth=False, **kw):
-        from client.client import SegmentsClient
+        from segments.client.client import SegmentsClient
         return SegmentsClient(f"127.0.0.1:{self.auth_port if auth else self.port}", token=token, **kw)
 
 
@@ -145,11 +145,11 @@ def _big_folder(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def grpc_env(tmp_path_factory):
     """An Engine with the three datasets, served twice in-process: open, and with tokens."""
-    from engine.api import Engine
-    from engine.catalog import Catalog
-    from engine.generate import generate
-    from server.app import build_server, stop
-    from server.auth import Tokens
+    from segments.engine.api import Engine
+    from segments.engine.catalog.catalog import Catalog
+    from segments.bench.generate import generate
+    from segments.server.app import build_server, stop
+    from segments.server.auth import Tokens
 
     base = tmp_path_factory.mktemp("grpc")
     folders = {"shop": base / "in-shop", "other": base / "in-other", "big": base / "in-big"}

@@ -30,8 +30,8 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import generate_vocab as V
-from engine.ingest_read import canonical_schema
+from segments.bench.generate import vocab as V
+from segments.engine.storage.ingest_read import canonical_schema
 
 TABLES = ("customers", "purchases", "visits", "laybys")
 LINE_TABLES = ("purchases", "visits", "laybys")
@@ -179,7 +179,7 @@ class LiveRef:
         return dict(self.t)
 
     def peer(self, threads: int = 2):
-        from bench.duck import DuckPeer
+        from segments.bench.duck import DuckPeer
         return DuckPeer(self.tables(), self.timezone, threads=threads)
 
     def customer_rows(self) -> dict:

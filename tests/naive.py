@@ -13,7 +13,7 @@ from collections import defaultdict
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from engine import segment as S
+from segments.engine.model import segment as S
 
 ONE_DAY = dt.timedelta(days=1)
 

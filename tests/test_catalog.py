@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import segment as S
-from engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from segments.engine.model import segment as S
+from segments.engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.grpc_support import Clock, grpc_env  # noqa: F401  (fixture)
 
 MEMBERS = S.Segment(S.LoyaltyMember())
@@ -20,7 +20,7 @@ LAPSING = S.Segment(S.AllOf((S.Visited(S.Cmp(">=", 3), range=S.TimeRange("last_n
 
 @pytest.fixture()
 def cat(grpc_env):
-    from engine.catalog import Catalog
+    from segments.engine.catalog.catalog import Catalog
     return Catalog(grpc_env.engine, clock=Clock())
 
 
@@ -42,7 +42,7 @@ def test_saved_segments_crud(cat):
 
 
 def test_saved_segments_persist_and_are_evaluated_fresh(cat, grpc_env):
-    from engine.catalog import Catalog
+    from segments.engine.catalog.catalog import Catalog
     cat.create_segment("shop", "cat-fresh", MEMBERS)
     again = Catalog(grpc_env.engine)  # a new process would see the same files
     assert again.resolve("shop", "cat-fresh") == MEMBERS

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine import segment as S
+from segments.engine.model import segment as S
 
 # ---------------------------------------------------------------- data-derived values
 
@@ -266,7 +266,7 @@ def reach_of(ds) -> dict:
 
 def check_condition(ds, cond, as_ofs=None) -> list:
     """Compare engine count and materialized ids with the peer; return mismatch messages."""
-    from engine.segment_json import dumps
+    from segments.engine.model.segment_json import dumps
     seg = S.Segment(cond)
     reach = reach_of(ds)
     problems = []
@@ -347,7 +347,7 @@ def test_local_midnight_lines(get_dataset, key):
 def test_extreme_offsets(get_dataset):
     """Offsets at the parser's limits: the engine either refuses them (InvalidArgument) or
     treats a bound beyond the calendar as unbounded, as the peer does; it must not crash."""
-    from engine.errors import InvalidArgument
+    from segments.engine.errors import InvalidArgument
     ds = get_dataset("edge_ny")
     problems = []
     for r in (custom(O(months=-12000, days=-400000), O(months=12000, days=400000)),

@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.customer_attrs import concat_derived, derive, take_derived
-from engine.ingest_read import rows_table
-from engine.live_state import CUSTOMER_DICTS
+from segments.engine.storage.customer_attrs import concat_derived, derive, take_derived
+from segments.engine.storage.ingest_read import rows_table
+from segments.engine.live.state import CUSTOMER_DICTS
 from tests import datasets as D
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cli import demo
+from segments.cli import demo
 
 
 def test_demo_runs_and_the_live_change_shows(tmp_path, capsys):

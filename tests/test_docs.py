@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import segment as S
-from engine import segment_json
+from segments.engine.model import segment as S
+from segments.engine.model import segment_json
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "segments.md"
 FENCE = re.compile(r"^```json[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

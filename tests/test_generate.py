@@ -13,9 +13,9 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from engine import generate as gen
-from engine.generate_vocab import SHOPS
-from engine.schema import TABLE_NAMES, TABLES
+from segments.bench import generate as gen
+from segments.bench.generate.vocab import SHOPS
+from segments.engine.model.schema import TABLE_NAMES, TABLES
 
 N = 20_000
 SEED = 7

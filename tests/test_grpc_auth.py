@@ -6,7 +6,7 @@ import json
 import grpc
 import pytest
 
-from server.auth import Tokens
+from segments.server.auth import Tokens
 from tests.grpc_support import TOKENS, grpc_env  # noqa: F401  (fixture)
 
 C = grpc.StatusCode
@@ -63,8 +63,8 @@ def test_missing_or_wrong_tokens_are_unauthenticated(grpc_env, token):
 
 
 def test_malformed_authorization_header(grpc_env):
-    from proto import segments_pb2 as pb
-    from proto import segments_pb2_grpc as pbg
+    from segments.proto import segments_pb2 as pb
+    from segments.proto import segments_pb2_grpc as pbg
     with grpc.insecure_channel(f"127.0.0.1:{grpc_env.auth_port}") as ch:
         stub = pbg.DatasetsStub(ch)
         for header in ("Basic cm9vdC10b2tlbg==", "Bearer", "root-token"):
@@ -121,7 +121,7 @@ def test_tls_with_tokens(grpc_env, tmp_path):
     import shutil
     import subprocess
 
-    from server.app import build_server, stop
+    from segments.server.app import build_server, stop
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
@@ -132,7 +132,7 @@ def test_tls_with_tokens(grpc_env, tmp_path):
                                 tls=(cert.read_bytes(), key.read_bytes()))
     server.start()
     try:
-        from client.client import SegmentsClient
+        from segments.client.client import SegmentsClient
         with SegmentsClient(f"localhost:{port}", token="reader-token-A", root_certificates=cert.read_bytes()) as c:
             assert c.count("shop", SEG).count > 0
         with SegmentsClient(f"127.0.0.1:{port}", token="reader-token-A", timeout=2, retries=0) as plain:

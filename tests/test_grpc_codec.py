@@ -5,11 +5,11 @@ import datetime as dt
 
 import pytest
 
-from engine import segment as S
-from engine import segment_json
-from engine.errors import InvalidArgument
-from proto import segments_pb2 as pb
-from server import codec
+from segments.engine.model import segment as S
+from segments.engine.model import segment_json
+from segments.engine.errors import InvalidArgument
+from segments.proto import segments_pb2 as pb
+from segments.server import codec
 
 F_DIAMOND = S.ProductFilter((("department", ("diamond",)),))
 F_GOLD_CHARM = S.ProductFilter((("department", ("charms",)), ("metal", ("gold",))))

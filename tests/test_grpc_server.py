@@ -13,8 +13,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from engine import segment as S
-from proto import segments_pb2 as pb
+from segments.engine.model import segment as S
+from segments.proto import segments_pb2 as pb
 from tests.grpc_support import ANCHOR, BIG_N, client, grpc_env  # noqa: F401  (fixtures)
 
 C = grpc.StatusCode
@@ -233,7 +233,7 @@ def test_an_unexpected_failure_is_internal_without_a_trace_and_the_server_keeps_
 
 
 def test_a_call_past_its_deadline_answers_deadline_exceeded(client, grpc_env, monkeypatch):
-    from engine.errors import Cancelled
+    from segments.engine.errors import Cancelled
     seen = {}
 
     def slow_count(name, seg, as_of=None, deadline=None):
@@ -297,7 +297,7 @@ def test_health_and_reflection(grpc_env):
 
 
 def test_client_retries_while_the_server_is_unavailable(grpc_env):
-    from server.app import build_server, stop
+    from segments.server.app import build_server, stop
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -307,7 +307,7 @@ def test_client_retries_while_the_server_is_unavailable(grpc_env):
     timer = threading.Timer(0.4, server.start)
     timer.start()
     try:
-        from client.client import SegmentsClient
+        from segments.client.client import SegmentsClient
         with SegmentsClient(f"127.0.0.1:{port}", timeout=10, retries=8) as c:
             assert c.count("shop", MEMBERS_JSON).count > 0
         with SegmentsClient(f"127.0.0.1:{port + 1 if port < 65535 else port - 1}", timeout=2, retries=1) as c:

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
-    from client.client import SegmentsClient
+    from segments.client.client import SegmentsClient
 
     proc, port, out = start_server(grpc_env.root, "--chunk-ids", "2000", "--grace", "20")
     try:
@@ -44,7 +44,7 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
 
 
 def _all():
-    from engine import segment as S
+    from segments.engine.model import segment as S
     return S.Segment(S.All())
 
 
@@ -56,7 +56,7 @@ def _free_port() -> int:
 
 
 def test_processes_share_one_port_and_all_drain_on_sigterm(grpc_env):
-    from client.client import SegmentsClient
+    from segments.client.client import SegmentsClient
 
     port = _free_port()
     proc, out = spawn_server(grpc_env.root, "--port", str(port), "--processes", "2")
@@ -104,6 +104,6 @@ def _stop(proc) -> None:
 
 
 def test_processes_need_a_fixed_port(grpc_env):
-    r = subprocess.run([sys.executable, "-m", "cli.main", "--data", str(grpc_env.root), "serve",
+    r = subprocess.run([sys.executable, "-m", "segments.cli.main", "--data", str(grpc_env.root), "serve",
                         "--port", "0", "--processes", "2"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "fixed --port" in r.stderr

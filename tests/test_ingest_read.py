@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings, HealthCheck
 from hypothesis import strategies as st
 
-from engine.errors import IngestError
-from engine.ingest_read import (CANONICAL, canonical_schema, digits_only, normalize_text,
+from segments.engine.errors import IngestError
+from segments.engine.storage.ingest_read import (CANONICAL, canonical_schema, digits_only, normalize_text,
                                 read_folder, read_table_file)
-from engine.schema import TABLES
+from segments.engine.model.schema import TABLES
 
 UTC = dt.timezone.utc
 

@@ -22,7 +22,7 @@ import traceback
 
 import pytest
 
-from engine import segment as S
+from segments.engine.model import segment as S
 from tests import datasets as D
 
 UTC = dt.timezone.utc
@@ -39,7 +39,7 @@ MARK_F = S.ProductFilter((("product", (MARK,)),))
 def setup(request, tmp_path_factory):
     """The engine (with or without compactions starting in the background every few
     batches) and P."""
-    from engine.api import Engine
+    from segments.engine.api import Engine
     tables = D.random_tables(41, 2100)
     folder = D.write_folder(tables, tmp_path_factory.mktemp("live_conc_in"))
     if request.param == "log_only":
@@ -188,7 +188,7 @@ def test_readers_never_see_half_a_batch(setup):
 
 CLOSE_SCENARIO = r"""
 import datetime as dt, sys, time
-from engine.api import Engine
+from segments.engine.api import Engine
 from tests import datasets as D
 UTC = dt.timezone.utc
 work = sys.argv[1]

@@ -25,8 +25,8 @@ def _batch(k: int):
 
 @pytest.fixture()
 def data_dir(tmp_path):
-    from engine.api import Engine
-    from engine.generate import generate
+    from segments.engine.api import Engine
+    from segments.bench.generate import generate
     generate(tmp_path / "in", customers=400, seed=5, fmt="parquet")
     eng = Engine(tmp_path / "data")
     eng.create_dataset("d", "America/New_York", shard_bits=10)
@@ -36,9 +36,9 @@ def data_dir(tmp_path):
 
 
 def test_kill_9_keeps_every_acknowledged_batch(data_dir):
-    from client.client import SegmentsClient
-    from engine.api import Engine
-    from engine.segment_json import loads
+    from segments.client.client import SegmentsClient
+    from segments.engine.api import Engine
+    from segments.engine.model.segment_json import loads
 
     proc, port, _ = start_server(data_dir)
     acked, stop = [], threading.Event()

@@ -12,8 +12,8 @@ import datetime as dt
 
 import pytest
 
-from engine import segment as S
-from engine.errors import EngineError, IngestError
+from segments.engine.model import segment as S
+from segments.engine.errors import EngineError, IngestError
 from tests import datasets as D
 
 UTC = dt.timezone.utc
@@ -29,7 +29,7 @@ def F(**fields):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """{"eng", "root", "ids"}: an engine over the edge dataset (2 shards); ids: existing customers."""
-    from engine.api import Engine
+    from segments.engine.api import Engine
     tables = D.edge_tables()
     folder = D.write_folder(tables, tmp_path_factory.mktemp("live_err_in"))
     root = tmp_path_factory.mktemp("live_err_data")
@@ -237,7 +237,7 @@ def test_delete_unknown_ids(env):
 
 def test_dedup_and_state_survive_reopen(env):
     """Runs last: the batch ids and every applied change come back from the log."""
-    from engine.api import Engine
+    from segments.engine.api import Engine
     eng = env["eng"]
     a = env["ids"][30]
     first = eng.apply_changes(NAME, purchases=[line(a, 999)], batch_id="dedup-reopen")
@@ -260,7 +260,7 @@ def test_dedup_and_state_survive_reopen(env):
 def test_info_rows_forget_erased_customers(tmp_path):
     """info()["rows"] counts what the dataset holds: an erased customer's lines are gone at
     once, not only after the next compaction (the counts must not jump at compaction)."""
-    from engine.api import Engine
+    from segments.engine.api import Engine
     tables = D.edge_tables()
     eng = Engine(tmp_path / "data")
     try:

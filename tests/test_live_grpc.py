@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.ingest_read import read_table_file
-from proto import segments_pb2 as pb
-from server import changes
+from segments.engine.storage.ingest_read import read_table_file
+from segments.proto import segments_pb2 as pb
+from segments.server import changes
 from tests.grpc_support import client, grpc_env  # noqa: F401  (fixtures)
 
 C = grpc.StatusCode
@@ -289,7 +289,7 @@ def test_rows_over_the_wire_equal_the_bulk_loader_reading_the_same_csv(tmp_path)
 
 def test_server_side_decoding_names_rows_of_bad_dates_and_instants():
     Timestamp = pb.google_dot_protobuf_dot_timestamp__pb2.Timestamp
-    from engine.errors import IngestError
+    from segments.engine.errors import IngestError
     with pytest.raises(IngestError) as e:
         changes.decode_rows("laybys", [pb.LaybyRow(opened_on="2026-01-01"), pb.LaybyRow(opened_on="01/02/2026")])
     assert (e.value.file, e.value.row, e.value.column) == ("laybys", 2, "opened_on")
@@ -304,7 +304,7 @@ def test_server_side_decoding_names_rows_of_bad_dates_and_instants():
 # ---------------------------------------------------------------- CLI
 
 def _cli(capsys, *argv):
-    from cli.main import main
+    from segments.cli.main import main
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -341,8 +341,8 @@ def test_cli_change_and_compact_on_a_data_directory(tmp_path, capsys, base_folde
     code, out, _ = _cli(capsys, "--data", data, "info", "--dataset", "acme", "--json")
     info = json.loads(out)
     assert info["live"]["sequence"] == ack["sequence"] and set(info["live"]["pending"].values()) == {0}
-    from engine.api import Engine
-    from engine import segment as S
+    from segments.engine.api import Engine
+    from segments.engine.model import segment as S
     eng = Engine(data)
     try:
         assert eng.count("acme", S.Segment(S.All())).count == N + 2 - 2

@@ -20,8 +20,8 @@ import math
 
 import pytest
 
-from engine import segment as S
-from engine.schema import PROFILE_FIELDS
+from segments.engine.model import segment as S
+from segments.engine.model.schema import PROFILE_FIELDS
 from tests import datasets as D
 from tests.live_ref import (MARK_LAST, NEW_BRAND, NEW_CITY, NEW_DEPARTMENT, NEW_METAL, NEW_PRODUCT_PREFIX,
                             NEW_SHOP, NEW_TAG, ChangeGen, LiveRef, as_ofs)
@@ -323,7 +323,7 @@ def settle(eng, name):
 
 @pytest.fixture(scope="module")
 def base_folders(tmp_path_factory):
-    from engine.generate import generate
+    from segments.bench.generate import generate
     out = {}
     for seed in SEEDS:
         folder = tmp_path_factory.mktemp(f"live_base_{seed}")
@@ -364,8 +364,8 @@ def _apply(eng, name, ref, batch, i, problems):
 
 @pytest.mark.parametrize("seed", list(SEEDS))
 def test_live_oracle(seed, base_folders, tmp_path):
-    from bench.duck import read_tables
-    from engine.api import Engine
+    from segments.bench.duck import read_tables
+    from segments.engine.api import Engine
     tz, options = SEEDS[seed]
     name = f"live{seed}"
     root = tmp_path / "data"

@@ -10,7 +10,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from engine import segment as S
+from segments.engine.model import segment as S
 from tests import datasets as D
 from tests.live_ref import (ANCHOR, LINE_TABLES, TABLES, Batch, ChangeGen, LiveRef, as_ofs, canonical)
 
@@ -138,7 +138,7 @@ def test_generator_is_deterministic():
 def test_batch_formats_convert_to_the_reference_rows(fmt):
     """Every format of a batch, read by the bulk loader's row converter, gives the rows the
     reference applies (so a later mismatch is the engine's, not the format's)."""
-    from engine.ingest_read import rows_table
+    from segments.engine.storage.ingest_read import rows_table
     ref = LiveRef(D.random_tables(5, 300), D.NY)
     gen = ChangeGen(5, ref, formats=(fmt,))
     for _ in range(6):

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.duck import DuckPeer, month_shift, range_dates
-from engine import segment as S
+from segments.bench.duck import DuckPeer, month_shift, range_dates
+from segments.engine.model import segment as S
 from tests import datasets as D
 from tests.naive import Naive, add_months, date_range, normalise
 from tests.test_conditions import CATALOG, RANGES, as_ofs_for, cmp, custom, dataset_values
@@ -180,7 +180,7 @@ def test_normalisation_matches_python(pair):
 
 def test_csv_and_parquet_folders_read_alike(tmp_path):
     """DuckPeer.from_folder reads the generator's CSV exactly as its Parquet (same seed)."""
-    generate = pytest.importorskip("engine.generate").generate
+    from segments.bench.generate import generate
     peers = []
     for fmt in ("parquet", "csv"):
         generate(tmp_path / fmt, customers=400, seed=3, fmt=fmt)

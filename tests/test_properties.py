@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import segment as S
+from segments.engine.model import segment as S
 from tests.test_conditions import CATALOG, F, RANGES, values_of
 
 # A pool of representative leaves: every kind, cheap and expensive, small and large sets.
@@ -95,7 +95,7 @@ SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
 
 
 def _compare(ds, seg, as_of):
-    from engine.segment_json import dumps
+    from segments.engine.model.segment_json import dumps
     want = ds.peer.result(seg, as_of)
     got = [int(x) for x in ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids]
     assert got == want, f"ids differ for {dumps(seg)} as of {as_of.isoformat()}: " \

@@ -6,8 +6,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from engine import segment_json
-from engine.evaluate import Context
+from segments.engine.model import segment_json
+from segments.engine.evaluation.evaluate import Context
 
 EVER_CONDITIONS = [
     '{"bought": {}}',

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from engine import segment as S
-from engine.segment_json import dumps, loads
+from segments.engine.model import segment as S
+from segments.engine.model.segment_json import dumps, loads
 from tests import datasets as D
 from tests.test_conditions import F, RANGES, check_condition, cmp, values_of
 from tests.test_properties import ORDERS
@@ -171,7 +171,7 @@ def test_reachability_counts(ds):
 
 def test_preview_and_materialize_fields(ds):
     """Profile fields come back as stored: None for null, dates as date, tags as a list."""
-    from engine.schema import PROFILE_FIELDS
+    from segments.engine.model.schema import PROFILE_FIELDS
     fields = tuple(PROFILE_FIELDS)
     seg = S.Segment(S.All(), order_by=S.OrderBy("loyalty_points"), limit=60)
     as_of = ds.as_ofs[0]

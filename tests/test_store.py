@@ -5,12 +5,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import segment_json
-from engine.api import Engine
-from engine.errors import AlreadyExists, IngestError, InvalidArgument, NotFound
-from engine.export_tables import snapshot_tables
-from engine.generate import generate
-from engine.ingest_read import read_folder
+from segments.engine.model import segment_json
+from segments.engine.api import Engine
+from segments.engine.errors import AlreadyExists, IngestError, InvalidArgument, NotFound
+from segments.engine.storage.export_tables import snapshot_tables
+from segments.bench.generate import generate
+from segments.engine.storage.ingest_read import read_folder
 
 AS_OF = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
 SORT_KEYS = {
@@ -98,7 +98,7 @@ def test_failure_during_build_leaves_previous_version(files, engine, monkeypatch
     engine.ingest("crash", files / "pq")
     seg = segment_json.loads('{"include": "all"}')
     before = engine.count("crash", seg, AS_OF).count
-    import engine.build as build
+    from segments.engine.storage import build
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -176,8 +176,8 @@ def test_empty_dataset_answers_empty(engine):
 
 def test_many_shards_evaluate_in_batches_like_duckdb(tmp_path, engine):
     """More shards than one kernel batch (16): the batched path answers like DuckDB."""
-    from bench.duck import DuckPeer
-    from engine.evaluate import SHARD_BATCH
+    from segments.bench.duck import DuckPeer
+    from segments.engine.evaluation.evaluate import SHARD_BATCH
 
     folder = tmp_path / "many"
     generate(folder, customers=700, seed=3, fmt="parquet")

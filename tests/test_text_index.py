@@ -3,8 +3,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine import kernels as K
-from engine import text_index as T
+from segments.engine.storage.text_kernels import substring_mask
+from segments.engine.storage import text_index as T
 
 ALPHABETS = {
     "dense": ["a", "b", " "],                       # few trigrams, long posting lists
@@ -55,7 +55,7 @@ def test_indexed_search_equals_full_scan(kind, seed):
     assert (np.diff(keys.astype(np.int64)) > 0).all() and offs[-1] == ids.size == first.size
     for needle in _needles(rng, data, offsets, ALPHABETS[kind]):
         want = np.zeros(len(arr), np.uint8)
-        K.substring_mask(data, offsets, np.frombuffer(needle, np.uint8), want)
+        substring_mask(data, offsets, np.frombuffer(needle, np.uint8), want)
         got = np.zeros(len(arr), np.uint8)
         T.search_field(index, data, offsets, needle, got)
         assert np.array_equal(got, want), needle

@@ -18,9 +18,9 @@ import pyarrow as pa
 from numba import typed
 from pyroaring import BitMap, FrozenBitMap
 
-from . import live_state as L
-from .customer_attrs import DENSE
-from .text_index import text_buffers
+from . import state as L
+from ..storage.customer_attrs import DENSE
+from ..storage.text_index import text_buffers
 
 EMPTY = FrozenBitMap()
 

@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Optional, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 from .segment import Offset, TimeRange
 
 EPOCH = dt.date(1970, 1, 1)

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaTypeSafetyWarning
 
+from ..storage.layout import LAYBY_OPEN, NO_DAY, VISIT_BOOKED, VISIT_COMPLETED  # noqa: F401
+
 # prange indices are unsigned; indexing int64 arrays with them is safe here (sizes < 2**63)
 warnings.filterwarnings("ignore", category=NumbaTypeSafetyWarning)
 
@@ -24,12 +26,6 @@ MODE_BOUGHT = 0       # any matching non-refund line
 MODE_SPEND = 1        # net sum of matching amounts
 MODE_COUNT = 2        # number of matching non-refund lines
 MODE_LAST_DAY = 3     # latest local day of a matching non-refund line (NO_DAY if none)
-
-NO_DAY = np.int64(-(2**62))
-
-VISIT_COMPLETED = 1
-VISIT_BOOKED = 2
-LAYBY_OPEN = 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -258,165 +254,6 @@ def age_mask(birth_year, birth_md, today_year, today_md, leap, lo, hi, out):
             md = 228
         age = today_year - by - (1 if today_md < md else 0)
         out[i] = 1 if (age >= lo and age <= hi) else 0
-
-
-SUM_BYTES = np.uint64(0x0101010101010101)   # w * this >> 56: the sum of w's eight 0/1 bytes
-PACK_BYTES = np.uint64(0x0102040810204080)  # w * this >> 56: byte j of w becomes bit j
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _word(mask, i):
-    """Bytes mask[i:i+8] as a little-endian uint64 (i is a multiple of 8 within bounds)."""
-    w = np.uint64(0)
-    for j in range(8):
-        w |= np.uint64(mask[i + j]) << np.uint64(8 * j)
-    return w
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def mask_to_roaring(mask):
-    """Serialise a dense 0/1 mask as a portable roaring bitmap (no run containers), so
-    pyroaring can load it with one deserialize instead of a per-id insert.
-
-    Eight mask bytes are handled as one word: a multiply sums them (cardinalities) and
-    another packs them into the eight bits of a bitset byte. Containers are counted and
-    filled in parallel; their offsets come from a serial prefix sum."""
-    n = mask.size
-    nkeys = (n + 65535) >> 16
-    cards = np.zeros(nkeys, dtype=np.int64)
-    for key in prange(nkeys):
-        s = key << 16
-        e = min(n, s + 65536)
-        full = s + ((e - s) & ~7)
-        c = np.int64(0)  # int64: a uint8 sum would wrap at 256 without the JIT
-        for i in range(s, full, 8):
-            c += np.int64((_word(mask, i) * SUM_BYTES) >> np.uint64(56))
-        for i in range(full, e):
-            c += np.int64(mask[i])
-        cards[key] = c
-    nc = 0
-    for key in range(nkeys):
-        if cards[key] > 0:
-            nc += 1
-    keys = np.empty(nc, dtype=np.int64)
-    offs = np.empty(nc, dtype=np.int64)
-    pos = 8 + 8 * nc
-    j = 0
-    for key in range(nkeys):
-        if cards[key] > 0:
-            keys[j] = key
-            offs[j] = pos
-            pos += 2 * cards[key] if cards[key] <= 4096 else 8192
-            j += 1
-    out = np.zeros(pos, dtype=np.uint8)
-    _put32(out, 0, 12346)
-    _put32(out, 4, nc)
-    for j in range(nc):
-        _put16(out, 8 + 4 * j, keys[j])
-        _put16(out, 8 + 4 * j + 2, cards[keys[j]] - 1)
-        _put32(out, 8 + 4 * nc + 4 * j, offs[j])
-    for j in prange(nc):
-        s = keys[j] << 16
-        e = min(n, s + 65536)
-        p = offs[j]
-        full = s + ((e - s) & ~7)
-        if cards[keys[j]] <= 4096:
-            for i in range(s, full, 8):
-                if _word(mask, i) != 0:
-                    for b in range(i, i + 8):
-                        if mask[b] != 0:
-                            _put16(out, p, b - s)
-                            p += 2
-            for b in range(full, e):
-                if mask[b] != 0:
-                    _put16(out, p, b - s)
-                    p += 2
-        else:
-            for i in range(s, full, 8):
-                out[p + ((i - s) >> 3)] = np.uint8((_word(mask, i) * PACK_BYTES) >> np.uint64(56))
-            for b in range(full, e):
-                if mask[b] != 0:
-                    out[p + ((b - s) >> 3)] |= np.uint8(1 << ((b - s) & 7))
-    return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put16(out, pos, v):
-    out[pos] = v & 0xFF
-    out[pos + 1] = (v >> 8) & 0xFF
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put32(out, pos, v):
-    out[pos] = v & 0xFF
-    out[pos + 1] = (v >> 8) & 0xFF
-    out[pos + 2] = (v >> 16) & 0xFF
-    out[pos + 3] = (v >> 24) & 0xFF
-
-
-# ------------------------------------------------------------------ text
-
-@njit(cache=True, nogil=True, inline="always")
-def _match_at(data, i, needle):
-    """data[i:i+len(needle)] == needle (the caller keeps i + len(needle) in bounds)."""
-    for j in range(needle.size):
-        if data[i + j] != needle[j]:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True, inline="always")
-def contains(data, s, e, needle):
-    """needle occurs within data[s:e]."""
-    first = needle[0]
-    for i in range(s, e - needle.size + 1):
-        if data[i] == first and _match_at(data, i, needle):
-            return True
-    return False
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def substring_mask(data, offsets, needle, out):
-    """out[r] |= 1 when row r (bytes data[offsets[r]:offsets[r+1]]) contains needle.
-
-    Rows are taken in blocks; each block's bytes are one contiguous run, scanned in a
-    tight loop, and a hit is mapped to its row by advancing a row cursor (a match that
-    would straddle two rows is rejected)."""
-    m = needle.size
-    first = needle[0]
-    nrows = offsets.size - 1
-    block = 4096
-    for bi in prange((nrows + block - 1) // block):
-        r = bi * block
-        r_end = min(nrows, r + block)
-        s, e = offsets[r], offsets[r_end]
-        i = s
-        while i <= e - m:
-            if data[i] == first and _match_at(data, i, needle):
-                while offsets[r + 1] <= i:
-                    r += 1
-                if i + m <= offsets[r + 1]:
-                    out[r] = 1
-                    i = offsets[r + 1]  # the row is decided: jump to the next one
-                    continue
-            i += 1
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def equal_mask(data, offsets, needle, out):
-    """out[r] = 1 when row r's bytes equal needle."""
-    m = needle.size
-    for r in prange(offsets.size - 1):
-        s, e = offsets[r], offsets[r + 1]
-        if e - s != m:
-            out[r] = 0
-            continue
-        ok = 1
-        for j in range(m):
-            if data[s + j] != needle[j]:
-                ok = 0
-                break
-        out[r] = ok
 
 
 # ------------------------------------------------------------------ all-time rollups

@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import BitMap, FrozenBitMap
 
-from . import timerange
-from .customer_attrs import (INT32_NULL, Derived, concat_derived, day_numbers, derive, encode, filled,
+from ..model import timerange
+from ..storage.customer_attrs import (INT32_NULL, Derived, concat_derived, day_numbers, derive, encode, filled,
                               np_column, take_derived)
-from .segment import PRODUCT_FIELDS
+from ..model.segment import PRODUCT_FIELDS
+from ..storage.ingest_read import canonical_schema
 
 VISIT_STATUS = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
 LAYBY_STATUS = {"open": 1, "closed": 2}
@@ -136,7 +137,6 @@ def initial_state(base, seq: int) -> LiveState:
     dicts = {}
     for name in names:
         dicts[name] = list(base.dictionary(name)) if base is not None else []
-    from .ingest_read import canonical_schema
     schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
     rows = schema.empty_table()
     attrs = derive(rows.drop_columns(["_iid"]), {k: dicts[k] for k in CUSTOMER_DICTS})

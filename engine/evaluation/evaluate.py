@@ -19,19 +19,21 @@ from pyroaring import BitMap, FrozenBitMap
 
 from . import delta_kernels as DK
 from . import kernels as K
-from . import segment as S
-from .build import INT32_NULL, INT64_NULL
-from .errors import Cancelled
-from .ingest_read import digits_only, normalize_text
-from .text_index import scratch_mask, search_field
-from .timerange import AsOf, MAX_DAY, MIN_DAY, days_from
+from ..model import segment as S
+from ..storage.customer_attrs import INT32_NULL, INT64_NULL
+from ..errors import Cancelled
+from ..storage.ingest_read import digits_only, normalize_text
+from ..storage import text_kernels as TK
+from ..storage.bitmaps import mask_to_roaring
+from ..storage.text_index import scratch_mask, search_field
+from ..model.timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
 SHARD_BATCH = 16  # shards per kernel call: the granularity at which deadlines are honoured
 
 
 def _bm_from_mask(mask: np.ndarray) -> BitMap:
-    return BitMap.deserialize(K.mask_to_roaring(mask).tobytes())
+    return BitMap.deserialize(mask_to_roaring(mask).tobytes())
 
 
 def _bm_from_ids(ids: np.ndarray, n: int) -> BitMap:
@@ -339,7 +341,7 @@ def _search(ctx, c: S.Search):
         text = digits if f == "phone" else needle
         if text:  # an empty needle (e.g. no digits for phone) matches nothing
             search_field(snap.trigram_index(f), *snap.text_column(f), text, out)
-    _text_overlay(ctx, [(f, digits if f == "phone" else needle) for f in c.fields], K.substring_mask, out)
+    _text_overlay(ctx, [(f, digits if f == "phone" else needle) for f in c.fields], TK.substring_mask, out)
     return _bm_from_mask(out)
 
 
@@ -347,8 +349,8 @@ def _surname(ctx, c: S.Surname):
     needle = (normalize_text(pa.array([c.text]))[0].as_py() or "").encode()
     out = np.zeros(ctx.snap.n, np.uint8)
     if needle:
-        K.equal_mask(*ctx.snap.text_column("last_name"), np.frombuffer(needle, np.uint8), out)
-    _text_overlay(ctx, [("last_name", needle)], K.equal_mask, out)
+        TK.equal_mask(*ctx.snap.text_column("last_name"), np.frombuffer(needle, np.uint8), out)
+    _text_overlay(ctx, [("last_name", needle)], TK.equal_mask, out)
     return _bm_from_mask(out)
 
 

@@ -7,6 +7,7 @@ Internal ids ascend with customer_id, so "ascending customer_id" is bitmap order
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from typing import Optional, Sequence, Tuple
 
@@ -15,13 +16,13 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from . import kernels as K
-from . import segment as S
-from .errors import InvalidArgument
+from ..model import segment as S
+from ..errors import InvalidArgument
 from .evaluate import Context, plan_shared_scans
-from .results import CountResult, ExplainNode, Materialized, Preview
-from .schema import PROFILE_FIELDS
-from .segment_json import dump_condition
-from .timerange import from_day_number
+from ..results import CountResult, ExplainNode, Materialized, Preview
+from ..model.schema import PROFILE_FIELDS
+from ..model.segment_json import dump_condition
+from ..model.timerange import from_day_number, parse_instant
 
 RANK_MODES = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}
 INT64_NULL = np.int64(-(2**63))
@@ -120,7 +121,6 @@ def _as_of(as_of):
     if as_of is None or isinstance(as_of, dt.datetime):
         return as_of
     if isinstance(as_of, str):
-        from .timerange import parse_instant
         return parse_instant(as_of)
     raise InvalidArgument("as_of", f"expected an instant, got {as_of!r}")
 
@@ -226,7 +226,6 @@ def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
             lab = "not"
         else:
             kids = ()
-            import json
             lab = json.dumps(dump_condition(c), sort_keys=True)
         return ExplainNode(label + ": " + lab if label else lab, bm.intersection_cardinality(alive), ms, kids)
 

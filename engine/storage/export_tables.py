@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 
 from .build import INT32_NULL, LAYBY_STATUS_CODES, VISIT_STATUS_CODES
 from .ingest_read import CANONICAL
-from .schema import TABLES
-from .segment import PRODUCT_FIELDS
+from ..model.schema import TABLES
+from ..model.segment import PRODUCT_FIELDS
 
 
 def table_schema(table: str) -> pa.Schema:

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from . import segment as S
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 MAX_DEPTH = 32
 MAX_CUSTOMER_IDS = 100_000

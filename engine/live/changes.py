@@ -15,11 +15,12 @@ from typing import Dict, Optional
 import numpy as np
 import pyarrow as pa
 
-from . import live_state as L
-from .errors import IngestError, InvalidArgument
-from .ingest_read import REFERENCING_TABLES, rows_table
-from .live_log import ChangeLog, log_path
-from .live_view import LiveView
+from . import state as L
+from ..errors import IngestError, InvalidArgument
+from ..storage.export_tables import decode, snapshot_tables, table_schema
+from ..storage.ingest_read import REFERENCING_TABLES, rows_table
+from .log import ChangeLog, log_path
+from .view import LiveView
 
 MAX_BATCH_ID = 128
 
@@ -157,7 +158,6 @@ def _check_batch(base, ov: L.Overlay, tables: Dict[str, pa.Table], delete: np.nd
 def live_tables(base, st: L.LiveState) -> Dict[str, pa.Table]:
     """Canonical tables of the version with the state's changes applied: what a rebuild
     writes. Erased customers and all their lines are left out."""
-    from .export_tables import decode, snapshot_tables, table_schema
     ov = st.overlay
     drop_lines = np.frombuffer(ov.dead.to_array(), np.uint32).astype(np.int64)
     changed = np.union1d(drop_lines, ov.iids)

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import generate_vocab as V
-from .generate_tables import (DISPENSARY_SKU_SHARE, N_SKU, REFUND, Activity, Calendar,
+from . import vocab as V
+from .tables import (DISPENSARY_SKU_SHARE, N_SKU, REFUND, Activity, Calendar,
                               InverseCdf, _force, _pick, _take, _window_days, arrow_schema)
 
 ATTRIBUTES = ("department", "metal", "brand", "strain", "inventory_group", "inventory_type",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import NO_DAY
+from .layout import NO_DAY
 
 
 @njit(cache=True, nogil=True)

@@ -1,6 +1,6 @@
 """Word lists of the generated datasets: names, places, shops, tags and the product catalog.
 
-Leaf module of the generator (engine/generate.py): plain tuples, no randomness. Values the
+Leaf module of the generator (bench/generate/__init__.py): plain tuples, no randomness. Values the
 spec's examples name (departments diamond/beads/charms, metal gold, tags VIP/staff) are spelt
 exactly as the examples spell them, lower-case where the examples are.
 """

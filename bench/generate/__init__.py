@@ -3,9 +3,9 @@
 The customers are cut into chunks; each chunk's rows of every table are drawn from
 generators seeded by (seed, chunk, table) and written before the next chunk is drawn, so
 memory stays bounded at any scale and the same arguments give byte-identical files.
-Profiles come from engine/generate_tables.py, activity rows from engine/generate_lines.py.
+Profiles come from bench/generate/tables.py, activity rows from bench/generate/lines.py.
 
-    python -m engine.generate OUT --scale M --progress
+    python -m segments.bench.generate OUT --scale M --progress
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .generate_lines import laybys_chunk, make_catalog, purchases_chunk, visits_chunk
-from .generate_tables import arrow_schema, customers_chunk, make_calendar
-from .schema import TABLE_NAMES
+from .lines import laybys_chunk, make_catalog, purchases_chunk, visits_chunk
+from .tables import arrow_schema, customers_chunk, make_calendar
+from segments.engine.model.schema import TABLE_NAMES
 
 DEFAULT_ANCHOR = dt.date(2026, 11, 20)   # "today" of generated data; fixed for determinism
 SCALES = {"S": 100_000, "M": 1_000_000, "L": 10_000_000}   # customers
@@ -177,8 +177,8 @@ def _csv_table(table: pa.Table) -> pa.Table:
 
 
 def main(argv=None) -> None:
-    """Command line: python -m engine.generate OUT [--scale S|M|L] [--customers N] ..."""
-    p = argparse.ArgumentParser(prog="python -m engine.generate", description=main.__doc__)
+    """Command line: python -m segments.bench.generate OUT [--scale S|M|L] [--customers N] ..."""
+    p = argparse.ArgumentParser(prog="python -m segments.bench.generate", description=main.__doc__)
     p.add_argument("out")
     p.add_argument("--scale", default="S", choices=sorted(SCALES))
     p.add_argument("--customers", type=int)

@@ -28,14 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import timerange
+from ..model import timerange
 from .customer_attrs import (INT32_NULL, INT64_NULL, SEARCH_TEXT_FIELDS, VALUE_FIELDS,  # noqa: F401
                              day_numbers as _days, derive, encode as _encode, filled as _filled,
                              np_column as _np)
 from . import build_kernels as K
 from . import text_index
-from .kernels import mask_to_roaring
-from .segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
+from .bitmaps import mask_to_roaring
+from ..model.segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
 
 MAP_SIZE = 1 << 40
 VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}

@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .errors import IngestError
-from .schema import LAYBY_STATUSES, TABLE_NAMES, TABLES, VISIT_STATUSES, Column
+from ..errors import IngestError
+from ..model.schema import LAYBY_STATUSES, TABLE_NAMES, TABLES, VISIT_STATUSES, Column
 
 CANONICAL = {
     "int64": pa.int64(),

@@ -24,11 +24,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import segment as S
-from . import segment_json
-from .errors import AlreadyExists, Cancelled, FailedPrecondition, InvalidArgument, NotFound
-from .results import Materialized
-from .store import NAME_RE, dataset_dir
+from ..model import segment as S
+from ..model import segment_json
+from ..errors import AlreadyExists, Cancelled, FailedPrecondition, InvalidArgument, NotFound
+from ..results import Materialized
+from ..datasets.folders import NAME_RE, dataset_dir
 
 DEFAULT_TTL_DAYS = 180
 MAX_TTL_DAYS = 100 * 366

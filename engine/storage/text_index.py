@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit, prange
 
-from .kernels import contains, substring_mask
+from .text_kernels import contains, substring_mask
 
 MAX_LISTS = 6        # intersect at most this many (the shortest) posting lists; verify the rest
 GALLOP_RATIO = 8     # a list this many times longer than the candidates is probed, not marked

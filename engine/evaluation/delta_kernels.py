@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from .kernels import LAYBY_OPEN, VISIT_BOOKED, VISIT_COMPLETED
+from ..storage.layout import LAYBY_OPEN, VISIT_BOOKED, VISIT_COMPLETED
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -4,7 +4,7 @@ A chunk is a slice of customers. `customers_chunk` draws their profiles and a hi
 `Activity` (how much each one buys and visits, and when); the other builders expand that
 into purchase lines, visits and laybys. Each builder takes its own Generator, so a table's
 rows depend only on (seed, chunk, table). Rows come out shuffled, never sorted by customer.
-Used only by engine/generate.py.
+Used only by bench/generate/__init__.py.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import generate_vocab as V
-from .schema import TABLES
+from . import vocab as V
+from segments.engine.model.schema import TABLES
 
 ARROW_TYPES = {
     "int64": pa.int64(), "int32": pa.int32(), "string": pa.string(), "date": pa.date32(),
@@ -43,7 +43,7 @@ REFUND = 0.03                # of purchase lines
 
 
 def arrow_schema(table: str) -> pa.Schema:
-    """The Arrow schema the generator writes for `table` (engine/schema.py's logical types)."""
+    """The Arrow schema the generator writes for `table` (engine/model/schema.py's logical types)."""
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in TABLES[table]])
 
 

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 FORMATS = ("parquet", "csv")
 
