@@ -58,17 +58,26 @@ class Materialized:
 @dataclass(frozen=True)
 class ExplainNode:
     """One node of an evaluated tree: its label (the condition as JSON text), result size
-    (active customers matching it, summed over shards), time in ms, and children."""
+    (active customers matching it, summed over shards), time in ms, children, and the bytes
+    of stored arrays its leaves read (approximate: what a condition costs in memory traffic)."""
     label: str
     size: int
     ms: float
     children: Tuple["ExplainNode", ...] = ()
+    bytes_read: int = 0
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "size": self.size, "ms": round(self.ms, 3),
+        return {"label": self.label, "size": self.size, "ms": round(self.ms, 3), "bytes_read": self.bytes_read,
                 "children": [c.to_dict() for c in self.children]}
 
     def render(self, indent: int = 0) -> str:
         """An indented text tree."""
-        line = f"{'  ' * indent}{self.label}  size={self.size}  {self.ms:.3f} ms"
+        line = f"{'  ' * indent}{self.label}  size={self.size}  {self.ms:.3f} ms  {_size(self.bytes_read)} read"
         return "\n".join([line] + [c.render(indent + 1) for c in self.children])
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

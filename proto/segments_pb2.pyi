@@ -484,16 +484,18 @@ class ExplainRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExplainNode(_message.Message):
-    __slots__ = ("label", "size", "ms", "children")
+    __slots__ = ("label", "size", "ms", "children", "bytes_read")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MS_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
     label: str
     size: int
     ms: float
     children: _containers.RepeatedCompositeFieldContainer[ExplainNode]
-    def __init__(self, label: _Optional[str] = ..., size: _Optional[int] = ..., ms: _Optional[float] = ..., children: _Optional[_Iterable[_Union[ExplainNode, _Mapping]]] = ...) -> None: ...
+    bytes_read: int
+    def __init__(self, label: _Optional[str] = ..., size: _Optional[int] = ..., ms: _Optional[float] = ..., children: _Optional[_Iterable[_Union[ExplainNode, _Mapping]]] = ..., bytes_read: _Optional[int] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("root",)

@@ -378,12 +378,13 @@ def encode_preview(p: Preview) -> pb.PreviewResponse:
 
 
 def encode_explain(node: ExplainNode) -> pb.ExplainNode:
-    return pb.ExplainNode(label=node.label, size=node.size, ms=node.ms,
+    return pb.ExplainNode(label=node.label, size=node.size, ms=node.ms, bytes_read=node.bytes_read,
                           children=[encode_explain(c) for c in node.children])
 
 
 def decode_explain(node: pb.ExplainNode) -> ExplainNode:
-    return ExplainNode(node.label, node.size, node.ms, tuple(decode_explain(c) for c in node.children))
+    return ExplainNode(node.label, node.size, node.ms, tuple(decode_explain(c) for c in node.children),
+                       node.bytes_read)
 
 
 def materialize_chunks(m: Materialized, chunk_ids: int, check=None):

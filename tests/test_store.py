@@ -102,7 +102,7 @@ def test_failure_during_build_leaves_previous_version(files, engine, monkeypatch
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(build, "_write_lines", boom)
+    monkeypatch.setattr(build, "build_run", boom)
     with pytest.raises(RuntimeError):
         engine.ingest("crash", files / "pq")
     monkeypatch.undo()

@@ -19,13 +19,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
-from ..live.changes import Live, erased_customer_ids, known_customer_ids, live_tables, prepare_batch
+from ..live.changes import Live, erased_customer_ids, prepare_batch
 from ..live.log import ChangeLog, log_path
 from ..model import timerange
-from ..storage import ingest_read
-from ..storage.build import build_version
-from ..storage.export_tables import merge_tables
+from ..storage.build import build_from_changes, build_from_load, memory_budget, remove_unreferenced_parts
+from ..storage.load import Target, read_load
 from ..storage.snapshot import EmptySnapshot, Snapshot
+from .fold import state_changes
 from .folders import build_lock, dataset_dir, write_current, write_lock
 
 
@@ -78,7 +78,7 @@ class Dataset:
         with self._lock:  # CURRENT is read under the lock a rebuild switches it under
             version = self._current_version()
             if version != self._live_version:
-                self._live = Live(Snapshot(self.dir / version, self.timezone), self.zone,
+                self._live = Live(Snapshot(self.dir, version, self.timezone), self.zone,
                                   self.shard_bits) if version else None
                 self._live_version = version
             return self._live
@@ -130,46 +130,78 @@ class Dataset:
         threading.Thread(target=run, name=f"compact-{self.name}", daemon=True).start()
         return True
 
-    def ingest(self, folder: Path, progress: bool = False) -> dict:
+    def ingest(self, folder: Path, progress: bool = False, memory: Optional[int] = None, report=None) -> dict:
         """Load a folder of files. The first load builds the dataset; a later load upserts
-        customers and appends lines (rebuilding a new version). All or nothing."""
-
+        customers and appends lines (the shards it touches get new parts). All or nothing.
+        `memory`: the build's memory budget in bytes (default $SEGMENTS_BUILD_MEMORY or 4 GiB);
+        `report(phase, done, total)` is called as the load advances."""
         folder = Path(folder)
         if not folder.is_dir():
             raise InvalidArgument("folder", f"{str(folder)!r} is not a folder")
+        budget = memory_budget(memory)
         with build_lock(self.dir):
-            view = self.snapshot()
-            tables = ingest_read.read_folder(folder, known_ids=known_customer_ids(view),
-                                             require_customers=view is None, progress=progress)
-            self._rebuild(tables, progress=progress, locked=True)
-            return {k: v.num_rows for k, v in tables.items()}
+            live = self.live()
+            if live is not None:
+                live.refresh()
+                if not live.state.empty:
+                    self._fold(live)  # a load lands on a version holding every change so far
+                    live = self.live()
+            base = live.base if live is not None else None
+            target = _target(base, self.shard_bits)
+            version = self._next_version()
+            spill_dir = self.dir / f"{version}.spill"
+            try:
+                load = read_load(folder, target, self.zone, spill_dir, budget, require_customers=base is None,
+                                 progress=progress, report=report)
+                bar = _bar(progress, "writing shards", "shards")
+                try:
+                    build_from_load(self.dir, version, base, load, self.timezone, self.shard_bits,
+                                    folded_seq=live.state.seq if live is not None else 0,
+                                    progress=(bar.update if bar is not None else None))
+                finally:
+                    if bar is not None:
+                        bar.close()
+            finally:
+                shutil.rmtree(spill_dir, ignore_errors=True)
+            seq = live.state.seq if live is not None else 0
+            self._publish(version, seq, live, np.zeros(0, np.int64))
+            return dict(load.rows)
 
-    def _rebuild(self, new_tables, progress: bool = False, locked: bool = False, empty_only: bool = False):
-        """Write a new version from the current one, its changes so far and `new_tables`,
-        then switch to it; changes acknowledged meanwhile move to the new version's log.
-        Returns (version, folded sequence)."""
+    def _rebuild(self, new_tables=None, progress: bool = False, locked: bool = False, empty_only: bool = False):
+        """Fold every change so far into a new version and switch to it (changes acknowledged
+        meanwhile move to the new version's log). Returns (version, folded sequence)."""
         if not locked:
             with build_lock(self.dir):
                 return self._rebuild(new_tables, progress, True, empty_only)
+        assert new_tables is None
         live = self.live()
         if empty_only and live is not None:
             return self._live_version, live.state.seq
-        start = self._live_version
-        live and live.refresh()
-        st = live.state if live is not None else None
-        seq = st.seq if st is not None else 0
-        if live is not None:
-            tables = live_tables(live.base, st)
-            erased = erased_customer_ids(live.view())
-        else:
-            tables = {"customers": ingest_read.canonical_schema("customers").empty_table()}
-            erased = np.zeros(0, np.int64)
-        if new_tables:
-            tables = merge_tables(tables, new_tables)
+        if live is None:
+            version = self._next_version()
+            build_from_changes(self.dir, version, None, {}, 0, True, {}, self.timezone, self.shard_bits, 0,
+                               memory_budget())
+            self._publish(version, 0, None, np.zeros(0, np.int64))
+            return version, 0
+        live.refresh()
+        return self._fold(live)
+
+    def _fold(self, live) -> tuple:
+        """A new version with the live state's changes (the caller holds the build lock)."""
+        st = live.state
+        if st.empty:
+            return self._live_version, st.seq
+        erased = erased_customer_ids(live.view())
+        changes, n_after, ordered, dicts = state_changes(live.base, st, self.shard_bits)
         version = self._next_version()
-        build_version(self.dir / version, tables, self.timezone, self.shard_bits, _progress_steps(progress),
-                      extra_meta={"folded_seq": seq})
-        del tables
+        build_from_changes(self.dir, version, live.base, changes, n_after, ordered, dicts, self.timezone,
+                           self.shard_bits, st.seq, memory_budget())
+        self._publish(version, st.seq, live, erased)
+        return version, st.seq
+
+    def _publish(self, version: str, seq: int, live, erased: np.ndarray) -> None:
+        """Switch CURRENT to a written version; its log starts with the batches after `seq`."""
+        start = self._live_version
         with self._write_mutex, write_lock(self.dir):
             if self._current_version() != start:
                 shutil.rmtree(self.dir / version, ignore_errors=True)
@@ -180,7 +212,7 @@ class Dataset:
                 log.seed(head, list(live.log.raw_records(seq)), live.log.batch_ids())
             else:
                 log.seed(seq, [], [])
-            new = Live(Snapshot(self.dir / version, self.timezone), self.zone, self.shard_bits, log)
+            new = Live(Snapshot(self.dir, version, self.timezone), self.zone, self.shard_bits, log)
             with self._lock:
                 write_current(self.dir, version)
                 self._live = new
@@ -188,17 +220,21 @@ class Dataset:
         if start and start != version:  # mapped pages of readers stay valid
             shutil.rmtree(self.dir / start, ignore_errors=True)
             shutil.rmtree(log_path(self.dir / start), ignore_errors=True)
+        remove_unreferenced_parts(self.dir, new.base.manifest.parts())
         if erased.size:
             self.on_erased(self.dir, erased)
-        return version, seq
 
     def _next_version(self) -> str:
+        """The next version's name; removes what failed builds left (the caller holds the
+        build lock, so nothing else is being written)."""
         current = self._current_version()
         nums = [int(p.name[1:7]) for p in self.dir.glob("v[0-9]*") if p.name[1:7].isdigit()]
         keep = (current, f"{current}.log") if current else ()
         for p in self.dir.glob("v[0-9]*"):
             if p.is_dir() and p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)  # leftovers of a failed build
+        if current is None:
+            remove_unreferenced_parts(self.dir, set())
         return f"v{max(nums, default=0) + 1:06d}"
 
     # ------------------------------------------------------------ inspection
@@ -219,19 +255,21 @@ class Dataset:
         return out
 
 
-def _progress_steps(progress: bool):
-    if not progress:
-        return None
-    if not sys.stderr.isatty():
+def _target(base, shard_bits: int) -> Target:
+    """What a load lands on: the customers of a version (None: a first load)."""
+    if base is None:
+        return Target(shard_bits=shard_bits)
+    ext = base.ext_ids()
+    iid = np.arange(ext.size, dtype=np.int64)
+    erased = np.asarray(base.bitmap("erased").to_array(), np.int64)
+    keep = np.ones(ext.size, bool)
+    keep[erased] = False
+    return Target(n=base.n, ext=ext[keep], iid=iid[keep], dicts={k: list(v) for k, v in base.dictionaries().items()},
+                  shard_bits=shard_bits, max_ext=int(ext.max()) if ext.size else None)
+
+
+def _bar(progress: bool, desc: str, unit: str):
+    if not progress or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
-    bar = tqdm(total=5, desc="building", unit="step", file=sys.stderr)
-
-    def step(name):
-        bar.set_postfix_str(name)
-        bar.update(1)
-        if bar.n >= bar.total:
-            bar.close()
-    return step
-
-
+    return tqdm(desc=desc, unit=unit, file=sys.stderr)

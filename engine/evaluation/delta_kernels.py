@@ -1,34 +1,39 @@
-"""Numba kernels over the appended lines of live changes (engine.live_state buffers).
+"""Numba kernels over the appended lines of live changes (engine.live.state buffers).
 
-Appended lines are kept per shard, in arrival order; a compaction folds them into the
-version. Each kernel runs `prange` over the shards that have appended lines (typed Lists,
-one array per shard), tests every line's day and instant, and adds into the dense
-per-customer arrays indexed by internal id that the version's kernels fill. A shard's lines
-name only its own customers, so threads never write the same element and each works in
-its shard's cache-sized slice of those arrays.
+Appended lines are kept per shard, in arrival order, until a compaction folds them into the
+version. A kernel reads them through a PieceTable (engine.storage.views, columns named by
+layout.D_*: one piece per shard that has lines), runs `prange` over the pieces, tests every
+line's day and instant, and adds into the dense per-customer arrays indexed by internal id
+that the version's kernels filled. A shard's lines name only its own customers, so threads
+never write the same element.
 """
 from __future__ import annotations
 
 from numba import njit, prange
 
-from ..storage.layout import LAYBY_OPEN, VISIT_BOOKED, VISIT_COMPLETED
+from ..storage import layout as LY
+from ..storage.views import view_i32, view_i64, view_u8
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def purchases_add(iid_l, day_l, ts_l, amount_l, codes_l, s_day, e_day, asof, fields, luts,
-                  want_sums, want_last, spend, count, last):
+def purchases_add(addr, size, s_day, e_day, asof, fields, luts, want_sums, want_last, want_first,
+                  spend, count, last, first):
     """Add appended purchase lines on days [s_day, e_day] at or before asof, accepted by
-    every filtered field (column fields[j] of a shard's (n, 8) codes), into spend / count
-    (want_sums) and the last sale day (want_last)."""
-    for k in prange(len(iid_l)):
-        iid, day, ts, amount, codes = iid_l[k], day_l[k], ts_l[k], amount_l[k], codes_l[k]
+    every filtered field (codes: (n, 8) row-major), into spend / count (want_sums), the last
+    (want_last) and the first (want_first) sale day."""
+    for k in prange(addr.shape[1]):
+        iid = view_i64(addr[LY.D_IID, k], size[LY.D_IID, k])
+        day = view_i32(addr[LY.D_DAY, k], size[LY.D_DAY, k])
+        ts = view_i64(addr[LY.D_TS, k], size[LY.D_TS, k])
+        amount = view_i64(addr[LY.D_AMOUNT, k], size[LY.D_AMOUNT, k])
+        codes = view_i32(addr[LY.D_CODES, k], size[LY.D_CODES, k])
         for i in range(iid.size):
             d = day[i]
             if d < s_day or d > e_day or ts[i] > asof:
                 continue
             ok = True
             for j in range(fields.size):
-                if luts[j, codes[i, fields[j]]] == 0:
+                if luts[j, codes[i * LY.N_PRODUCT_FIELDS + fields[j]]] == 0:
                     ok = False
                     break
             if not ok:
@@ -39,18 +44,25 @@ def purchases_add(iid_l, day_l, ts_l, amount_l, codes_l, s_day, e_day, asof, fie
                 spend[c] += a
                 if a >= 0:
                     count[c] += 1
-            if want_last and a >= 0 and d > last[c]:
-                last[c] = d
+            if a >= 0:
+                if want_last and d > last[c]:
+                    last[c] = d
+                if want_first and d < first[c]:
+                    first[c] = d
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def visits_add(iid_l, day_l, ts_l, status_l, shop_l, s_day, e_day, asof, use_shops, shop_lut, counts):
+def visits_add(addr, size, s_day, e_day, asof, use_shops, shop_lut, counts):
     """counts[c] += completed visits on days [s_day, e_day] at or before asof (at accepted shops)."""
-    for k in prange(len(iid_l)):
-        iid, day, ts, status, shop = iid_l[k], day_l[k], ts_l[k], status_l[k], shop_l[k]
+    for k in prange(addr.shape[1]):
+        iid = view_i64(addr[LY.DV_IID, k], size[LY.DV_IID, k])
+        day = view_i32(addr[LY.DV_DAY, k], size[LY.DV_DAY, k])
+        ts = view_i64(addr[LY.DV_TS, k], size[LY.DV_TS, k])
+        status = view_u8(addr[LY.DV_STATUS, k], size[LY.DV_STATUS, k])
+        shop = view_i32(addr[LY.DV_SHOP, k], size[LY.DV_SHOP, k])
         for i in range(iid.size):
             d = day[i]
-            if status[i] != VISIT_COMPLETED or d < s_day or d > e_day or ts[i] > asof:
+            if status[i] != LY.VISIT_COMPLETED or d < s_day or d > e_day or ts[i] > asof:
                 continue
             if use_shops and shop_lut[shop[i]] == 0:
                 continue
@@ -58,20 +70,27 @@ def visits_add(iid_l, day_l, ts_l, status_l, shop_l, s_day, e_day, asof, use_sho
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def upcoming_set(iid_l, ts_l, status_l, shop_l, use_shops, shop_lut, asof, out):
+def upcoming_set(addr, size, use_shops, shop_lut, asof, out):
     """out[c] = 1 for a booked visit starting after asof (at an accepted shop)."""
-    for k in prange(len(iid_l)):
-        iid, ts, status, shop = iid_l[k], ts_l[k], status_l[k], shop_l[k]
+    for k in prange(addr.shape[1]):
+        iid = view_i64(addr[LY.DV_IID, k], size[LY.DV_IID, k])
+        ts = view_i64(addr[LY.DV_TS, k], size[LY.DV_TS, k])
+        status = view_u8(addr[LY.DV_STATUS, k], size[LY.DV_STATUS, k])
+        shop = view_i32(addr[LY.DV_SHOP, k], size[LY.DV_SHOP, k])
         for i in range(iid.size):
-            if status[i] == VISIT_BOOKED and ts[i] > asof and (not use_shops or shop_lut[shop[i]] != 0):
+            if status[i] == LY.VISIT_BOOKED and ts[i] > asof and (not use_shops or shop_lut[shop[i]] != 0):
                 out[iid[i]] = 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def overdue_set(iid_l, opened_l, due_l, balance_l, status_l, today, out):
+def overdue_set(addr, size, today, out):
     """out[c] = 1 for an open layby opened by today with balance > 0, due before today."""
-    for k in prange(len(iid_l)):
-        iid, opened, due, balance, status = iid_l[k], opened_l[k], due_l[k], balance_l[k], status_l[k]
+    for k in prange(addr.shape[1]):
+        iid = view_i64(addr[LY.DL_IID, k], size[LY.DL_IID, k])
+        opened = view_i32(addr[LY.DL_OPENED, k], size[LY.DL_OPENED, k])
+        due = view_i32(addr[LY.DL_DUE, k], size[LY.DL_DUE, k])
+        balance = view_i64(addr[LY.DL_BALANCE, k], size[LY.DL_BALANCE, k])
+        status = view_u8(addr[LY.DL_STATUS, k], size[LY.DL_STATUS, k])
         for i in range(iid.size):
-            if status[i] == LAYBY_OPEN and balance[i] > 0 and due[i] < today and opened[i] <= today:
+            if status[i] == LY.LAYBY_OPEN and balance[i] > 0 and due[i] < today and opened[i] <= today:
                 out[iid[i]] = 1

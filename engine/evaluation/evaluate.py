@@ -19,12 +19,14 @@ from pyroaring import BitMap, FrozenBitMap
 
 from . import delta_kernels as DK
 from . import kernels as K
+from . import line_kernels as LK
 from ..model import segment as S
 from ..storage.customer_attrs import INT32_NULL, INT64_NULL
 from ..errors import Cancelled
 from ..storage.ingest_read import digits_only, normalize_text
 from ..storage import text_kernels as TK
 from ..storage.bitmaps import mask_to_roaring
+from ..storage.shard_customers import fnv1a64
 from ..storage.text_index import scratch_mask, search_field
 from ..model.timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
@@ -51,10 +53,13 @@ class Context:
         self.deadline = deadline
         self.missing_ids: list = []
         self._memo: dict = {}
-        self.trace: Optional[dict] = None  # node id -> (size, ms) when explaining
+        self.trace: Optional[dict] = None  # node -> (bitmap, ms, bytes read) when explaining
+        self.bytes_read = 0                # bytes of arrays the leaves read (approximate)
         self.shared_scans: set = set()  # (filter, range) pairs used more than once
-        self.last_day_filters: set = set()  # filters whose rollup should carry last sale days
+        self.last_day_filters: set = set()  # filters whose aggregates should carry last sale days
         self.live = hasattr(snap, "delta")  # a LiveView: appended lines are added to the version's
+        self.access_paths = LK.ALL_PATHS    # aggregates and posting lists allowed (tests force scans)
+        self.stats = np.zeros(LK.STAT_N, np.int64)  # what purchase leaves read, by access path
 
     def delta(self, prefix: str):
         """Appended lines of a line table since the version (None when none)."""
@@ -72,6 +77,7 @@ class Context:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
+        b0 = self.bytes_read
         t = type(cond)
         if t is S.AllOf:
             kids = sorted((self.eval(c) for c in cond.children), key=len)
@@ -88,7 +94,7 @@ class Context:
             out = LEAVES[t](self, cond)
         self._memo[cond] = out
         if self.trace is not None:
-            self.trace[cond] = (out, (time.perf_counter() - t0) * 1000)
+            self.trace[cond] = (out, (time.perf_counter() - t0) * 1000, self.bytes_read - b0)
         return out
 
     # ---------------------------------------------------------------- line helpers
@@ -97,191 +103,145 @@ class Context:
         s, e = self.asof.resolve(r)
         return s, min(e, self.asof.today_day)
 
-    def slices(self, table: str, start_day: int, end_day: int):
-        """Per-shard (lo, mid, hi): lines with day in [start, end]; from mid on, lines on
-        days that reach past the day before today, whose instants need the as-of check."""
-        snap = self.snap
-        days = snap.shard_list(table, "day", np.int32)
-        n = len(days)
-        lo = np.zeros(n, np.int64)
-        mid = np.zeros(n, np.int64)
-        hi = np.zeros(n, np.int64)
-        if start_day > end_day:
-            return lo, mid, hi
-        # numpy scalars of the column's dtype: a Python int would convert the whole column
-        clip = lambda v: np.int32(min(max(v, MIN_DAY), MAX_DAY))  # noqa: E731
-        s32, e32, c32 = clip(start_day), clip(end_day), clip(self.asof.today_day - 1)
-        for k, d in enumerate(days):
-            lo[k] = d.searchsorted(s32, "left")
-            hi[k] = d.searchsorted(e32, "right")
-            mid[k] = max(lo[k], min(hi[k], d.searchsorted(c32, "left")))
-        return lo, mid, hi
+    def _clip(self, d: int) -> int:
+        return min(max(d, MIN_DAY), MAX_DAY)
 
-    def product_luts(self, f: S.ProductFilter):
-        """(field rows int64, luts uint8 [F, maxcode+1]) for a product filter."""
-        snap = self.snap
-        if not f.fields:
-            return np.zeros(0, np.int64), np.zeros((0, 1), np.uint8)
-        rows, codesets = [], []
-        for name, values in f.fields:
-            dname = "shop" if name == "shop" else name
-            cmap = snap.code_of(dname)
-            rows.append(PRODUCT_INDEX[name])
-            codesets.append([cmap[v] for v in values if v in cmap])
-        width = 1 + max((len(snap.dictionary("shop" if n == "shop" else n)) for n, _ in f.fields), default=0)
-        luts = np.zeros((len(rows), width), np.uint8)
-        for j, cs in enumerate(codesets):
-            luts[j, cs] = 1
-        return np.asarray(rows, np.int64), luts
-
-    def line_mask(self, f: S.ProductFilter, r: S.TimeRange, mode: int, vlo: int, vhi: int) -> BitMap:
-        if (f, r) in self.shared_scans or self.delta("p") is not None or self.rollup(f, r) is not None:
-            spend, count = self.line_both(f, r)
-            v = spend if mode == K.MODE_SPEND else count
-            return _bm_from_mask(((v >= vlo) & (v <= vhi)).view(np.uint8))
-        snap = self.snap
-        s, e = self.day_bounds(r)
-        lo, mid, hi = self.slices("p", s, e)
-        fields, luts = self.product_luts(f)
-        out = np.zeros(snap.n, np.uint8)
-        for a, b in self._batches():
-            self.check_deadline()
-            K.line_agg_mask(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
-                            snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
-                            self.asof.micros, mode, vlo, vhi, out)
-        return _bm_from_mask(out)
-
-    def rollup(self, f: S.ProductFilter, r: S.TimeRange, want_last: bool = False):
-        """(net spend, sale count, last sale day) per customer for an all-time range: the
-        rollups (lines up to the cutoff day) plus a scan of the newer tail with the as-of
-        check. None when they cannot answer: a bounded range, an as-of before the last
-        rolled-up line, or a filter no rollup covers."""
-        snap = self.snap
-        rolled_to = snap.meta.get("rollup_max_micros")
-        rollups = snap.meta.get("rollups") or {}
-        if rolled_to is None or self.asof.micros < rolled_to or not rollups:
-            return None
-        if not (r.kind == "ever" or (r.kind == "custom" and r.start is None and r.end is None)):
-            return None
-        names = [name for name, _ in f.fields]
-        name = "+".join(names) if names else "all"
-        spec = rollups.get(name)
-        if spec is None:
-            return None
-        want_last = want_last or f in self.last_day_filters  # one pass for test and ranking
-        key = ("rollup", f)
-        hit = self._memo.get(key)
-        if hit is not None and (hit[2] is not None or not want_last):
-            return hit
-        dims = spec["dims"]
-        if not names:
-            lut = np.ones(int(np.prod(dims)), np.uint8)
-        else:
-            _, luts = self.product_luts(f)
-            lut = luts[0, :dims[0]].copy()
-            if len(names) == 2:
-                lut = (luts[0, :dims[0], None] & luts[1, None, :dims[1]]).reshape(-1)
-        lists = [snap.shard_arrays("p", f"r.{name}.{k}", dt)
-                 for k, dt in (("ptr", np.int64), ("code", np.uint16), ("spend", np.int64),
-                               ("count", np.int32), ("last", np.int32))]
-        spend = np.zeros(snap.n, np.int64)
-        count = np.zeros(snap.n, np.int64)
-        last = np.full(snap.n if want_last else 1, K.NO_DAY, np.int64)
-        self.check_deadline()
-        K.rollup_values(*lists, snap.shard_bases(), snap.shard_sizes(), lut, want_last, spend, count, last)
-        # the tail: lines after the rollup cutoff day, visible as of the as-of instant
-        lo, mid, hi = self.slices("p", snap.meta["rollup_cutoff_day"] + 1, self.asof.today_day)
-        if (hi > lo).any():
-            fields, luts = self.product_luts(f)
-            K.tail_add(*self._purchase_lists(0, snap.n_shards), lo, mid, hi, snap.shard_bases(),
-                       fields, luts, self.asof.micros, want_last, spend, count, last)
-        self.add_appended(f, MIN_DAY, MAX_DAY, spend, count, last if want_last else None)
-        result = (spend, count, last if want_last else None)
-        self._memo[key] = result
-        return result
-
-    def line_both(self, f: S.ProductFilter, r: S.TimeRange):
-        """(net spend, sale count) per customer from one scan, memoised per filter and range."""
-        rolled = self.rollup(f, r)
-        if rolled is not None:
-            return rolled[0], rolled[1]
-        key = ("both", f, r)
+    def product_filter(self, f: S.ProductFilter):
+        """(field numbers int64, luts uint8 [F, W], wanted codes CSR (ptr int64, codes
+        uint32)) of a product filter: luts[j, code] = 1 when field j accepts the code."""
+        key = ("filter", f)
         hit = self._memo.get(key)
         if hit is not None:
             return hit
         snap = self.snap
+        rows, codesets = [], []
+        for name, values in f.fields:
+            cmap = snap.code_of(name)
+            rows.append(PRODUCT_INDEX[name])
+            codesets.append(sorted({cmap[v] for v in values if v in cmap}))
+        width = 1 + max((len(snap.dictionary(n)) for n, _ in f.fields), default=0)
+        luts = np.zeros((len(rows), width), np.uint8)
+        ptr = np.zeros(len(rows) + 1, np.int64)
+        for j, cs in enumerate(codesets):
+            luts[j, cs] = 1
+            ptr[j + 1] = ptr[j] + len(cs)
+        wanted = np.asarray([c for cs in codesets for c in cs], np.uint32)
+        out = (np.asarray(rows, np.int64), luts, ptr, wanted)
+        self._memo[key] = out
+        return out
+
+    def product_luts(self, f: S.ProductFilter):
+        """(field rows int64, luts uint8 [F, W]) of a product filter."""
+        fields, luts, _, _ = self.product_filter(f)
+        return fields, luts
+
+    def _purchases(self, f: S.ProductFilter, r: S.TimeRange, want: int, mask=None):
+        """Run the purchase kernel over every shard, in batches (deadline checked between):
+        with `mask` = (which, vlo, vhi) a uint8 mask, else dense accumulators (spend, count,
+        first, last; those not wanted have size 1)."""
+        snap = self.snap
+        ps = snap.pieces("p")
         s, e = self.day_bounds(r)
-        lo, mid, hi = self.slices("p", s, e)
-        fields, luts = self.product_luts(f)
-        spend = np.zeros(snap.n, np.int64)
-        count = np.zeros(snap.n, np.int64)
-        for a, b in self._batches():
-            self.check_deadline()
-            K.line_agg_both(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
-                            snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
-                            self.asof.micros, spend, count)
-        self.add_appended(f, s, e, spend, count, None)
+        fields, luts, wc_ptr, wc = self.product_filter(f)
+        lo_bound, hi_bound = self.asof.resolve(r)
+        all_time = lo_bound <= MIN_DAY and hi_bound >= self.asof.today_day  # every line to as-of
+        c_day = self.asof.today_day - 1
+        stats = np.zeros((ps.n_shards, LK.STAT_N), np.int64)
+        n = snap.n
+        if mask is not None:
+            out = np.zeros(n, np.uint8)
+        else:
+            size = lambda bit: n if want & bit else 1  # noqa: E731
+            spend, count = np.zeros(size(LK.W_SPEND), np.int64), np.zeros(size(LK.W_COUNT), np.int64)
+            first = np.full(size(LK.W_FIRST), LK.FIRST_NONE, np.int64)
+            last = np.full(size(LK.W_LAST), LK.LAST_NONE, np.int64)
+        if ps.n_shards:
+            for a, b in self._batches(ps.n_shards):
+                self.check_deadline()
+                args = (ps.addr, ps.size, ps.meta, ps.shard_ptr, ps.base, ps.n, a, b, self._clip(s),
+                        self._clip(e), self._clip(c_day), all_time, self.asof.micros, fields, luts, wc_ptr, wc,
+                        want, self.access_paths)
+                if mask is not None:
+                    LK.purchase_mask(*args, mask[0], mask[1], mask[2], out, stats)
+                else:
+                    LK.purchase_values(*args, spend, count, first, last, stats)
+        F = fields.size
+        per_line = 2 + 8 + 4 * F + (4 if want & (LK.W_FIRST | LK.W_LAST) else 0)
+        t = stats.sum(axis=0)
+        self.stats += t
+        self.bytes_read += int(t[LK.STAT_SCANNED] * per_line + t[LK.STAT_POSTED] * 4
+                               + t[LK.STAT_GATHERED] * (per_line - 4) + t[LK.STAT_AGG] * 22
+                               + t[LK.STAT_DENSE] * 4 * bin(want).count("1"))
+        return out if mask is not None else (spend, count, first, last)
+
+    def line_mask(self, f: S.ProductFilter, r: S.TimeRange, mode: int, vlo: int, vhi: int) -> BitMap:
+        """Customers whose aggregate of the lines matching f in r lies in [vlo, vhi] (bought:
+        a sale; first / last day: a sale day in [vlo, vhi])."""
+        if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) or (f, r) in self.shared_scans or self.delta("p") is not None:
+            v = self.line_values(f, r, mode)
+            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else None
+            hit = (v >= vlo) & (v <= vhi)
+            if none is not None:
+                hit &= v != none
+            return _bm_from_mask(hit.view(np.uint8))
+        which, want = {K.MODE_BOUGHT: (LK.A_COUNT, LK.W_COUNT), K.MODE_SPEND: (LK.A_SPEND, LK.W_SPEND),
+                       K.MODE_COUNT: (LK.A_COUNT, LK.W_COUNT)}[mode]
+        return _bm_from_mask(self._purchases(f, r, want, (which, vlo, vhi)))
+
+    def line_both(self, f: S.ProductFilter, r: S.TimeRange):
+        """(net spend, sale count) per customer from one pass, memoised per filter and range."""
+        key = ("both", f, r)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        want = LK.W_SPEND | LK.W_COUNT
+        if f in self.last_day_filters:
+            want |= LK.W_LAST  # the ranking's last sale days come from the same pass
+        spend, count, _, last = self._purchases(f, r, want)
+        s, e = self.day_bounds(r)
+        self.add_appended(f, s, e, spend, count, last if want & LK.W_LAST else None)
+        if want & LK.W_LAST:
+            self._memo[("values", f, r, K.MODE_LAST_DAY)] = _days(last, LK.LAST_NONE)
         self._memo[key] = (spend, count)
         return spend, count
 
     def line_values(self, f: S.ProductFilter, r: S.TimeRange, mode: int) -> np.ndarray:
-        """Per-customer aggregate (int64, dense) for ranking."""
-        rolled = self.rollup(f, r, want_last=mode == K.MODE_LAST_DAY)
-        if rolled is not None:
-            return rolled[{K.MODE_SPEND: 0, K.MODE_COUNT: 1, K.MODE_LAST_DAY: 2}[mode]]
-        if mode != K.MODE_LAST_DAY and ((f, r) in self.shared_scans or self.delta("p") is not None):
+        """Per-customer aggregate (int64, dense): spend, count, or first / last sale day
+        (NO_DAY when none)."""
+        key = ("values", f, r, mode)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if mode in (K.MODE_SPEND, K.MODE_COUNT, K.MODE_BOUGHT):
             spend, count = self.line_both(f, r)
             return spend if mode == K.MODE_SPEND else count
-        snap = self.snap
+        want = LK.W_FIRST if mode == K.MODE_FIRST_DAY else LK.W_LAST
+        _, _, first, last = self._purchases(f, r, want)
         s, e = self.day_bounds(r)
-        lo, mid, hi = self.slices("p", s, e)
-        fields, luts = self.product_luts(f)
-        out = np.zeros(snap.n, np.int64)
-        if mode == K.MODE_LAST_DAY:
-            out[:] = K.NO_DAY
-        for a, b in self._batches():
-            self.check_deadline()
-            K.line_agg_values(*self._purchase_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
-                              snap.shard_bases()[a:b], snap.shard_sizes()[a:b], fields, luts,
-                              self.asof.micros, mode, out)
-        self.add_appended(f, s, e, None, None, out)  # last sale day (the other modes went above)
+        if mode == K.MODE_FIRST_DAY:
+            self.add_appended(f, s, e, None, None, None, first)
+            out = _days(first, LK.FIRST_NONE)
+        else:
+            self.add_appended(f, s, e, None, None, last)
+            out = _days(last, LK.LAST_NONE)
+        self._memo[key] = out
         return out
 
-    def add_appended(self, f: S.ProductFilter, s: int, e: int, spend, count, last) -> None:
+    def add_appended(self, f: S.ProductFilter, s: int, e: int, spend, count, last, first=None) -> None:
         """Add the appended purchase lines on days [s, e] visible as of the as-of instant
-        to dense per-customer spend / count (when given) and last sale day (when given)."""
+        to dense per-customer spend / count, last and first sale day (each when given)."""
         d = self.delta("p")
         if d is None or s > e:
             return
         fields, luts = self.product_luts(f)
-        none = np.zeros(0, np.int64)
-        DK.purchases_add(d["iid"], d["day"], d["ts"], d["amount"], d["codes"], np.int64(s), np.int64(e),
-                         self.asof.micros, fields, luts, spend is not None, last is not None,
+        none = np.zeros(1, np.int64)
+        DK.purchases_add(d.addr, d.size, np.int64(s), np.int64(e), self.asof.micros, fields, luts,
+                         spend is not None, last is not None, first is not None,
                          none if spend is None else spend, none if count is None else count,
-                         none if last is None else last)
+                         none if last is None else last, none if first is None else first)
 
-    def _batches(self):
-        n = self.snap.n_shards
+    def _batches(self, n: int):
         return [(a, min(n, a + SHARD_BATCH)) for a in range(0, n, SHARD_BATCH)]
-
-    def _purchase_lists(self, a, b):
-        snap = self.snap
-        cdt = np.dtype(snap.meta["cust_dtype"])
-        lists = (snap.shard_arrays("p", "cust", cdt), snap.shard_arrays("p", "amount", np.dtype(snap.meta.get("amount_dtype", "int64"))),
-                 snap.shard_arrays("p", "ts", np.int64), snap.shard_arrays("p", "codes", np.dtype(snap.meta.get("code_dtype", "int32"))),
-                 snap.shard_arrays("p", "day", np.int32))
-        if a == 0 and b == snap.n_shards:
-            return lists
-        return tuple(snap._cached(("sub", id(l), a, b), lambda l=l: _sub(l, a, b)) for l in lists)
-
-    def _visit_lists(self, a, b):
-        snap = self.snap
-        cdt = np.dtype(snap.meta["cust_dtype"])
-        lists = (snap.shard_arrays("v", "cust", cdt), snap.shard_arrays("v", "ts", np.int64),
-                 snap.shard_arrays("v", "status", np.uint8), snap.shard_arrays("v", "shop", np.int32))
-        if a == 0 and b == snap.n_shards:
-            return lists
-        return tuple(snap._cached(("sub", id(l), a, b), lambda l=l: _sub(l, a, b)) for l in lists)
 
     def shop_lut(self, shops):
         snap = self.snap
@@ -289,6 +249,11 @@ class Context:
         cmap = snap.code_of("shop")
         lut[[cmap[v] for v in shops if v in cmap]] = 1
         return lut
+
+
+def _days(v: np.ndarray, none) -> np.ndarray:
+    """First / last sale days with the kernel's 'none' replaced by NO_DAY."""
+    return np.where(v == none, K.NO_DAY, v)
 
 
 def plan_shared_scans(seg: S.Segment) -> set:
@@ -303,14 +268,6 @@ def plan_shared_scans(seg: S.Segment) -> set:
     if ob is not None and ob.key in ("spend", "purchase_count"):
         uses[(ob.filter, ob.range)] = uses.get((ob.filter, ob.range), 0) + 1
     return {k for k, n in uses.items() if n > 1}
-
-
-def _sub(lst, a, b):
-    from numba import typed
-    out = typed.List()
-    for i in range(a, b):
-        out.append(lst[i])
-    return out
 
 
 # ------------------------------------------------------------------- leaves
@@ -339,8 +296,11 @@ def _search(ctx, c: S.Search):
     out = scratch_mask(snap.n)  # consumed by _bm_from_mask below, before any reuse
     for f in c.fields:
         text = digits if f == "phone" else needle
-        if text:  # an empty needle (e.g. no digits for phone) matches nothing
-            search_field(snap.trigram_index(f), *snap.text_column(f), text, out)
+        if not text:  # an empty needle (e.g. no digits for phone) matches nothing
+            continue
+        for sh in snap.text_shards(f):
+            search_field(sh.trigrams, sh.data, sh.offsets, text, out[sh.base:sh.base + sh.n])
+            ctx.bytes_read += (sh.trigrams[2].size * 4 // 64) if sh.trigrams is not None else sh.data.size
     _text_overlay(ctx, [(f, digits if f == "phone" else needle) for f in c.fields], TK.substring_mask, out)
     return _bm_from_mask(out)
 
@@ -349,7 +309,16 @@ def _surname(ctx, c: S.Surname):
     needle = (normalize_text(pa.array([c.text]))[0].as_py() or "").encode()
     out = np.zeros(ctx.snap.n, np.uint8)
     if needle:
-        TK.equal_mask(*ctx.snap.text_column("last_name"), np.frombuffer(needle, np.uint8), out)
+        h = np.uint64(fnv1a64(needle))
+        nd = np.frombuffer(needle, np.uint8)
+        for sh in ctx.snap.text_shards("last_name"):
+            part = out[sh.base:sh.base + sh.n]
+            if sh.equal is not None:
+                TK.equal_rows(sh.equal[0], sh.equal[1], sh.data, sh.offsets, nd, h, part)
+                ctx.bytes_read += 64
+            else:
+                TK.equal_mask(sh.data, sh.offsets, nd, part)
+                ctx.bytes_read += sh.data.size
     _text_overlay(ctx, [("last_name", needle)], TK.equal_mask, out)
     return _bm_from_mask(out)
 
@@ -471,15 +440,16 @@ def _reachable(ctx, c: S.Reachable):
 
 def _overdue(ctx, c):
     snap = ctx.snap
-    cdt = np.dtype(snap.meta["cust_dtype"])
+    ps = snap.pieces("l")
     out = np.zeros(snap.n, np.uint8)
-    K.overdue_layby_mask(snap.shard_arrays("l", "cust", cdt), snap.shard_arrays("l", "opened", np.int32),
-                         snap.shard_arrays("l", "due", np.int32), snap.shard_arrays("l", "balance", np.int64),
-                         snap.shard_arrays("l", "status", np.uint8), snap.shard_bases(),
-                         ctx.asof.today_day, out)
+    stats = np.zeros((ps.n_shards, LK.STAT_N), np.int64)
+    if ps.n_shards:
+        LK.overdue_layby_mask(ps.addr, ps.size, ps.shard_ptr, ps.base, 0, ps.n_shards, ctx.asof.today_day, out,
+                              stats)
+    ctx.bytes_read += int(stats[:, LK.STAT_SCANNED].sum()) * 23
     d = ctx.delta("l")
     if d is not None:
-        DK.overdue_set(d["iid"], d["opened"], d["due"], d["balance"], d["status"], ctx.asof.today_day, out)
+        DK.overdue_set(d.addr, d.size, ctx.asof.today_day, out)
     return _bm_from_mask(out)
 
 
@@ -499,43 +469,50 @@ def _purchase_count(ctx, c: S.PurchaseCount):
 
 def _visited(ctx, c: S.Visited):
     snap = ctx.snap
+    ps = snap.pieces("v")
     s, e = ctx.day_bounds(c.range)
-    lo, mid, hi = ctx.slices("v", s, e)
     vlo, vhi = c.cmp.bounds()
     lut = ctx.shop_lut(c.shops)
     d = ctx.delta("v")
-    if d is not None:  # counts of the version's visits plus the appended ones, then the test
+    stats = np.zeros((ps.n_shards, LK.STAT_N), np.int64)
+    clip = ctx._clip
+    counts = out = None
+    if d is not None:
         counts = np.zeros(snap.n, np.int64)
-        for a, b in ctx._batches():
+    else:
+        out = np.zeros(snap.n, np.uint8)
+    if ps.n_shards:
+        for a, b in ctx._batches(ps.n_shards):
             ctx.check_deadline()
-            K.visit_count_values(*ctx._visit_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
-                                 snap.shard_bases()[a:b], snap.shard_sizes()[a:b], bool(c.shops), lut,
-                                 ctx.asof.micros, counts)
-        if s <= e:
-            DK.visits_add(d["iid"], d["day"], d["ts"], d["status"], d["shop"], np.int64(s), np.int64(e),
-                          ctx.asof.micros, bool(c.shops), lut, counts)
-        return _bm_from_mask(((counts >= vlo) & (counts <= vhi)).view(np.uint8))
-    out = np.zeros(snap.n, np.uint8)
-    for a, b in ctx._batches():
-        ctx.check_deadline()
-        K.visit_count_mask(*ctx._visit_lists(a, b), lo[a:b], mid[a:b], hi[a:b],
-                           snap.shard_bases()[a:b], snap.shard_sizes()[a:b], bool(c.shops), lut,
-                           ctx.asof.micros, vlo, vhi, out)
-    return _bm_from_mask(out)
+            args = (ps.addr, ps.size, ps.shard_ptr, ps.base, ps.n, a, b, clip(s), clip(e),
+                    clip(ctx.asof.today_day - 1), ctx.asof.micros, bool(c.shops), lut)
+            if counts is not None:
+                LK.visit_count_values(*args, counts, stats)
+            else:
+                LK.visit_count_mask(*args, vlo, vhi, out, stats)
+    ctx.bytes_read += int(stats[:, LK.STAT_SCANNED].sum()) * (7 + (4 if c.shops else 0))
+    if counts is None:
+        return _bm_from_mask(out)
+    if s <= e:
+        DK.visits_add(d.addr, d.size, np.int64(s), np.int64(e), ctx.asof.micros, bool(c.shops), lut, counts)
+    return _bm_from_mask(((counts >= vlo) & (counts <= vhi)).view(np.uint8))
 
 
 def _upcoming(ctx, c: S.UpcomingAppointment):
     snap = ctx.snap
-    _, lo, _ = ctx.slices("v", MIN_DAY, MAX_DAY)  # mid = first line on yesterday or later
+    ps = snap.pieces("v")
     out = np.zeros(snap.n, np.uint8)
     lut = ctx.shop_lut(c.shops)
-    for a, b in ctx._batches():
-        ctx.check_deadline()
-        K.upcoming_mask(*ctx._visit_lists(a, b), lo[a:b], snap.shard_bases()[a:b],
-                        bool(c.shops), lut, ctx.asof.micros, out)
+    stats = np.zeros((ps.n_shards, LK.STAT_N), np.int64)
+    if ps.n_shards:
+        for a, b in ctx._batches(ps.n_shards):
+            ctx.check_deadline()
+            LK.upcoming_mask(ps.addr, ps.size, ps.shard_ptr, ps.base, a, b, ctx._clip(ctx.asof.today_day - 1),
+                             ctx.asof.micros, bool(c.shops), lut, out, stats)
+    ctx.bytes_read += int(stats[:, LK.STAT_SCANNED].sum()) * 13
     d = ctx.delta("v")
     if d is not None:
-        DK.upcoming_set(d["iid"], d["ts"], d["status"], d["shop"], bool(c.shops), lut, ctx.asof.micros, out)
+        DK.upcoming_set(d.addr, d.size, bool(c.shops), lut, ctx.asof.micros, out)
     return _bm_from_mask(out)
 
 

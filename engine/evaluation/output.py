@@ -217,7 +217,7 @@ def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
     trace = ev.ctx.trace
 
     def node(c: S.Condition, label: Optional[str] = None) -> ExplainNode:
-        bm, ms = trace.get(c, (BitMap(), 0.0))
+        bm, ms, nbytes = trace.get(c, (BitMap(), 0.0, 0))
         if isinstance(c, (S.AllOf, S.AnyOf)):
             kids = tuple(node(k) for k in c.children)
             lab = "all_of" if isinstance(c, S.AllOf) else "any_of"
@@ -227,7 +227,7 @@ def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
         else:
             kids = ()
             lab = json.dumps(dump_condition(c), sort_keys=True)
-        return ExplainNode(label + ": " + lab if label else lab, bm.intersection_cardinality(alive), ms, kids)
+        return ExplainNode(label + ": " + lab if label else lab, bm.intersection_cardinality(alive), ms, kids, nbytes)
 
     parts = [node(seg.include, "include")]
     if seg.exclude is not None:
@@ -237,7 +237,7 @@ def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
     label = "segment"
     if seg.order_by is not None or seg.limit is not None:
         label += f" (order_by={seg.order_by.key if seg.order_by else 'customer_id'}, limit={seg.limit})"
-    return ExplainNode(label, len(ev.members), (time.perf_counter() - t0) * 1000, tuple(parts))
+    return ExplainNode(label, len(ev.members), (time.perf_counter() - t0) * 1000, tuple(parts), ev.ctx.bytes_read)
 
 
 def rows_of(snap, customer_ids, fields=()) -> Materialized:

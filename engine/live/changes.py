@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from . import state as L
 from ..errors import IngestError, InvalidArgument
-from ..storage.export_tables import decode, snapshot_tables, table_schema
 from ..storage.ingest_read import REFERENCING_TABLES, rows_table
 from .log import ChangeLog, log_path
 from .view import LiveView
@@ -151,51 +150,6 @@ def _check_batch(base, ov: L.Overlay, tables: Dict[str, pa.Table], delete: np.nd
             raise IngestError(table, i + 1, "customer_id",
                               f"unknown customer_id {int(ids[i])}: not in this batch's customers "
                               f"nor in the dataset{why}")
-
-
-# ------------------------------------------------------------------ export (compaction)
-
-def live_tables(base, st: L.LiveState) -> Dict[str, pa.Table]:
-    """Canonical tables of the version with the state's changes applied: what a rebuild
-    writes. Erased customers and all their lines are left out."""
-    ov = st.overlay
-    drop_lines = np.frombuffer(ov.dead.to_array(), np.uint32).astype(np.int64)
-    changed = np.union1d(drop_lines, ov.iids)
-    out = snapshot_tables(base, drop_customers=changed, drop_lines=drop_lines)
-    if ov.rows.num_rows:
-        out["customers"] = pa.concat_tables([out["customers"], ov.rows.drop_columns(["_iid"])
-                                             .cast(out["customers"].schema)])
-    ext = L.ext_ids(base, ov)
-    dead = np.zeros(ov.n, bool)
-    dead[drop_lines] = True
-    ts_type = pa.timestamp("us", tz="UTC")
-    for table, prefix in L.TABLE_PREFIX.items():
-        per_shard = st.lines(prefix)
-        if per_shard is None:
-            continue
-        d = {k: np.concatenate([v[k] for _, v in per_shard]) for k in per_shard[0][1]}
-        keep = ~dead[d["iid"]]
-        d = {k: v[keep] for k, v in d.items()}
-        cols = {"customer_id": pa.array(ext[d["iid"]], pa.int64())}
-        if prefix == "p":
-            cols["purchased_at"] = pa.array(d["ts"], pa.int64()).cast(ts_type)
-            cols["amount"] = pa.array(d["amount"], pa.int64())
-            q = d["quantity"]
-            cols["quantity"] = pa.array(q, pa.int32(), mask=q == L.INT32_NULL)
-            for j, f in enumerate(L.PRODUCT_FIELDS):
-                cols[f] = decode(d["codes"][:, j], st.dicts[f])
-        elif prefix == "v":
-            cols["starts_at"] = pa.array(d["ts"], pa.int64()).cast(ts_type)
-            cols["status"] = decode(d["status"], list(L.VISIT_STATUS))
-            cols["shop"] = decode(d["shop"], st.dicts["shop"])
-        else:
-            cols["opened_on"] = pa.array(d["opened"], pa.int32()).cast(pa.date32())
-            cols["due_on"] = pa.array(d["due"], pa.int32()).cast(pa.date32())
-            cols["balance"] = pa.array(d["balance"], pa.int64())
-            cols["status"] = decode(d["status"], list(L.LAYBY_STATUS))
-        schema = table_schema(table)
-        out[table] = pa.concat_tables([out[table], pa.table({c.name: cols[c.name] for c in schema}, schema=schema)])
-    return out
 
 
 def known_customer_ids(view) -> np.ndarray:

@@ -141,7 +141,7 @@ def initial_state(base, seq: int) -> LiveState:
     rows = schema.empty_table()
     attrs = derive(rows.drop_columns(["_iid"]), {k: dicts[k] for k in CUSTOMER_DICTS})
     overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
-                      rows, True, attrs)
+                      rows, bool(getattr(base, "ordered", True)), attrs)
     return LiveState(seq, overlay, dicts, {p: {} for p in LINE_COLUMNS}, {p: {} for p in LINE_COLUMNS},
                      {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
 
@@ -155,16 +155,10 @@ def _base_ext(base) -> np.ndarray:
 def lookup(base, ov: Overlay, ids: np.ndarray) -> np.ndarray:
     """Internal id of each customer_id (-1 when not in the dataset: never loaded or erased)."""
     ids = np.asarray(ids, dtype=np.int64)
-    out = np.full(ids.size, -1, np.int64)
-    ext = _base_ext(base)
-    if ext.size and ids.size:
-        pos = np.searchsorted(ext, ids)
-        pc_ = np.minimum(pos, ext.size - 1)
-        hit = ext[pc_] == ids
-        if len(ov.dead):
-            dead = np.frombuffer(ov.dead.to_array(), np.uint32).astype(np.int64)
-            hit &= ~np.isin(pc_, dead)
-        out[hit] = pos[hit]
+    out = base.lookup(ids) if base is not None else np.full(ids.size, -1, np.int64)
+    if len(ov.dead) and (out >= 0).any():
+        dead = np.frombuffer(ov.dead.to_array(), np.uint32).astype(np.int64)
+        out[np.isin(out, dead)] = -1
     if ov.new_index:
         get = ov.new_index.get
         for i in np.flatnonzero(out < 0):

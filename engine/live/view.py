@@ -9,20 +9,23 @@ Evaluation and output code reads a LiveView exactly like a Snapshot. What differ
   kernels' per-customer sums (engine.evaluate);
 - `ordered` is False once a new customer_id sorts before an older one: output then sorts
   by customer_id instead of relying on internal id order.
-Line tables, rollups, text columns and trigram indexes stay the version's (zero-copy).
+Line runs, text columns and their indexes stay the version's (zero-copy).
 """
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import typed
 from pyroaring import BitMap, FrozenBitMap
 
 from . import state as L
 from ..storage.customer_attrs import DENSE
 from ..storage.text_index import text_buffers
+from ..storage.views import PieceTable
 
 EMPTY = FrozenBitMap()
+# appended-line columns in the order of engine.storage.layout's D_* / DV_* / DL_* indexes
+DELTA_COLUMNS = {"p": ("iid", "day", "ts", "amount", "codes"), "v": ("iid", "day", "ts", "status", "shop"),
+                 "l": ("iid", "opened", "due", "balance", "status")}
 
 
 class LiveView:
@@ -45,7 +48,7 @@ class LiveView:
         """Rows per table the dataset holds now: the version's and the appended ones,
         without erased customers and their lines."""
         rows = dict(self.meta.get("rows") or {})
-        rows["customers"] = self.n - len(self.ov.dead)
+        rows["customers"] = rows.get("customers", 0) + self.ov.new_ext.size - len(self.ov.dead)
         dead = np.frombuffer(self.ov.dead.to_array(), np.uint32).astype(np.int64)
         gone = self.ov._cached("dead_lines", lambda: self._version_lines_of(dead))
         for prefix, table in (("p", "purchases"), ("v", "visits"), ("l", "laybys")):
@@ -62,23 +65,17 @@ class LiveView:
             return out
         iids = iids[iids < self.base.n]
         shard = iids >> self.shard_bits
-        cdt = np.dtype(self.meta["cust_dtype"])
         for prefix in out:
             for s in np.unique(shard):
                 local = iids[shard == s] - (int(s) << self.shard_bits)
-                cust = self.base.array(f"s/{int(s):06d}/{prefix}/cust", cdt)
-                out[prefix] += int(np.isin(cust, local).sum())
+                for run in self.base.manifest.shards[int(s)].table_runs(prefix):
+                    cust = self.base.run_arrays(int(s), prefix, run)["cust"]
+                    out[prefix] += int(np.isin(cust, local).sum())
         return out
 
     # ------------------------------------------------------------ version passthrough
-    def raw(self, key):
-        return self.base.raw(key) if self.base is not None else None
-
-    def shard_arrays(self, table, col, dtype):
-        return self.base.shard_arrays(table, col, dtype)
-
-    def shard_list(self, table, col, dtype):
-        return self.base.shard_list(table, col, dtype) if self.base is not None else []
+    def pieces(self, table):
+        return self.base.pieces(table)
 
     def shard_bases(self):
         return self.base.shard_bases()
@@ -89,13 +86,8 @@ class LiveView:
     def _cached(self, key, make):
         return self.base._cached(key, make)
 
-    def trigram_index(self, field):
-        return self.base.trigram_index(field) if self.base is not None else None
-
-    def text_column(self, name):
-        if self.base is None:
-            return np.zeros(0, np.uint8), np.zeros(1, np.int64)
-        return self.base.text_column(name)
+    def text_shards(self, field):
+        return self.base.text_shards(field) if self.base is not None else []
 
     def bytes_on_disk(self) -> int:
         return self.base.bytes_on_disk() if self.base is not None else 0
@@ -206,17 +198,16 @@ class LiveView:
         return self.ov._cached(("search", field), make)
 
     def delta(self, prefix: str):
-        """The appended lines of a line table visible here: column name -> numba typed List
-        with one array per shard that has lines (None when none)."""
+        """The appended lines of a line table visible here, as a PieceTable over the shards
+        that have lines (columns named by engine.storage.layout.D_*), or None."""
         def make():
             per_shard = self.state.lines(prefix)
             if per_shard is None:
                 return False
-            out = {}
-            for name in per_shard[0][1]:
-                lst = typed.List()
-                for _, cols in per_shard:
-                    lst.append(cols[name])
-                out[name] = lst
-            return out
+            names = DELTA_COLUMNS[prefix]
+            pt = PieceTable(names, len(per_shard))
+            for k, (_, cols) in enumerate(per_shard):
+                for name in names:
+                    pt.set(name, k, cols[name])
+            return pt
         return self._mine(("delta", prefix), make) or None

@@ -1,322 +1,375 @@
-"""Build one immutable dataset version (an LMDB environment) from validated arrow tables.
+"""Writing versions: a bulk load or a set of changes becomes new parts and a new manifest.
 
-Layout of a version (keys are ASCII; values raw little-endian numpy bytes unless noted):
-  meta                      JSON: counts, shards, timezone, column dtypes
-  dict/<name>               JSON list of strings; code = index + 1, code 0 = null
-  c/<col>                   per-customer dense arrays indexed by internal id
-  b/<field>/<code>          roaring bitmap (portable format) of internal ids
-  s/<shard>/p/<col>         purchases of the shard's customers, sorted by (local day, instant)
-  s/<shard>/v/<col>         visits, same order;  s/<shard>/l/<col>  laybys
-  s/<shard>/profile         Arrow IPC stream: the shard's customer rows (output fields)
-  s/<shard>/search          Arrow IPC stream: normalised text for search / surname
-  t/<field>/{keys,offsets,ids,pos}  trigram posting lists (CSR) of each search field (text_index)
-Internal ids are ranks of customer_id (ascending), so bitmap order is customer_id order.
-A shard is the contiguous internal-id range [s << bits, (s + 1) << bits).
+Work is done shard by shard, in buckets of consecutive shards (one part per bucket,
+`workers` buckets at a time), so memory follows the bucket, not the dataset:
+  - a shard whose customers changed (upserted, new, erased) gets a new customer object
+    (engine.storage.shard_customers): its old rows with the changes applied;
+  - a shard with new lines gets a new sorted run per table (engine.storage.runs); when its
+    runs grow many, the small ones are merged, and when the merged ones grow large next to
+    the largest, all are merged into one; erasing a customer rewrites the runs that hold
+    its lines, without them;
+  - every other shard's entry is copied from the base version as it is: its parts are
+    shared, not rewritten.
+A failed build leaves nothing behind but parts no manifest names, which the next build
+removes. The caller publishes the returned version by switching CURRENT.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
-import lmdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..model import timerange
-from .customer_attrs import (INT32_NULL, INT64_NULL, SEARCH_TEXT_FIELDS, VALUE_FIELDS,  # noqa: F401
-                             day_numbers as _days, derive, encode as _encode, filled as _filled,
-                             np_column as _np)
-from . import build_kernels as K
-from . import text_index
-from .bitmaps import mask_to_roaring
-from ..model.segment import PRODUCT_FIELDS as PRODUCT_FIELDS_ORDER
+from .customer_attrs import INT32_NULL, INT64_NULL  # noqa: F401  (re-exported for callers)
+from .ingest_read import canonical_schema
+from .load import Load
+from .manifest import Manifest, Run, Shard, write_version
+from .parts import PartWriter
+from .runs import build_run, concat_columns, drop_customers, empty_columns
+from .shard_customers import build_customers
 
-MAP_SIZE = 1 << 40
-VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
-LAYBY_STATUS_CODES = {"open": 1, "closed": 2}
-FORMAT_VERSION = 1
-
-
-def shard_key(shard: int, table: str, col: str) -> bytes:
-    return f"s/{shard:06d}/{table}/{col}".encode()
+DEFAULT_BUDGET = 4 << 30       # bytes a build may hold in memory (SEGMENTS_BUILD_MEMORY, --memory)
+MAX_RUNS = 4                   # runs per shard and table before the small ones are merged
+MERGE_FRACTION = 0.25          # merged small runs this large next to the largest: merge all
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+LINE_TABLES = ("p", "v", "l")
 
 
-class _Writer:
-    """Puts numpy arrays / bytes into an LMDB env in bounded transactions."""
-
-    def __init__(self, path: Path):
-        self.env = lmdb.open(str(path), map_size=MAP_SIZE, subdir=True, sync=False,
-                             metasync=False, max_dbs=0, lock=True)
-        self.txn = self.env.begin(write=True)
-        self.pending = 0
-
-    def put(self, key, value) -> None:
-        if isinstance(key, str):
-            key = key.encode()
-        if isinstance(value, np.ndarray):
-            value = np.ascontiguousarray(value).tobytes()
-        elif isinstance(value, str):
-            value = value.encode()
-        self.txn.put(key, value)
-        self.pending += len(value)
-        if self.pending > (256 << 20):
-            self.txn.commit()
-            self.txn = self.env.begin(write=True)
-            self.pending = 0
-
-    def finish(self) -> None:
-        self.txn.commit()
-        self.env.sync(True)
-        self.env.close()
+def memory_budget(value: Optional[int] = None) -> int:
+    """The build's memory budget in bytes: `value`, else $SEGMENTS_BUILD_MEMORY (bytes, or
+    with a K/M/G suffix), else DEFAULT_BUDGET."""
+    if value:
+        return int(value)
+    env = os.environ.get("SEGMENTS_BUILD_MEMORY", "").strip()
+    if env:
+        return parse_size(env)
+    return DEFAULT_BUDGET
 
 
-def _bitmap_bytes(ids: np.ndarray, n: int) -> bytes:
-    mask = np.zeros(n, dtype=np.uint8)
-    mask[ids] = 1
-    return mask_to_roaring(mask).tobytes()
-
-
-def _put_groups(w: _Writer, prefix: str, codes: np.ndarray, n: int, ids: Optional[np.ndarray] = None) -> None:
-    """One bitmap per nonzero code: b/<prefix>/<code> of the ids (default: positions)."""
-    if ids is None:
-        ids = np.arange(codes.size, dtype=np.int64)
-    order = np.argsort(codes, kind="stable")
-    sc = codes[order]
-    bounds = np.flatnonzero(np.diff(sc)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [sc.size]))
-    for s, e in zip(starts, ends):
-        if e > s and sc[s] != 0:
-            w.put(f"b/{prefix}/{int(sc[s])}", _bitmap_bytes(ids[order[s:e]], n))
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as wr:
-        wr.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def build_version(path: Path, tables: Dict[str, pa.Table], timezone: str, shard_bits: int,
-                  progress: Optional[Callable[[str], None]] = None, extra_meta: Optional[dict] = None) -> dict:
-    """Write `tables` (canonical, validated; customers required) as a new LMDB version at
-    `path` (which must not exist). Returns the meta dict. Removes `path` on failure."""
-    t0 = time.perf_counter()
-    path = Path(path)
-    path.mkdir(parents=True)
+def parse_size(text: str) -> int:
+    """'4G', '512M', '1048576' -> bytes."""
+    t = text.strip().upper().rstrip("B")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+    num = t[:-1] if t[-1:] in "KMGT" else t
     try:
-        w = _Writer(path)
-        meta = _build(w, tables, timezone, shard_bits, progress or (lambda s: None))
-        meta["build_seconds"] = round(time.perf_counter() - t0, 3)
-        meta.update(extra_meta or {})
-        w.put("meta", json.dumps(meta))
-        w.finish()
-        return meta
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
+        v = int(float(num) * mult)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M, G)") from None
+    if v < (64 << 20):
+        raise ValueError(f"memory budget {text!r} is below the minimum of 64M")
+    return v
 
 
-def _build(w: _Writer, tables, timezone, shard_bits, step) -> dict:
-    zone = timerange.load_zone(timezone)
-    cust = tables["customers"]
-    ext = _np(cust.column("customer_id"), np.int64)
-    order = np.argsort(ext, kind="stable")
-    ext = ext[order]
-    cust = cust.take(pa.array(order))
-    n = int(ext.size)
-    n_shards = max(1, (n + (1 << shard_bits) - 1) >> shard_bits)
-    id_table = K.build_id_hash(ext)
-    step("customers")
-
-    # ---- per-customer dense columns, flags, value groups and search text
-    w.put("c/ext_id", ext)
-    d = derive(cust)
-    for name, arr in d.dense.items():
-        w.put(f"c/{name}", arr)
-    for name, f in d.flags.items():
-        w.put(f"b/{name}/1", _bitmap_bytes(np.flatnonzero(f), n))
-    for name, codes in d.groups.items():
-        _put_groups(w, name, codes, n)
-    _put_groups(w, "tag", d.tag_codes, n, d.tag_rows)
-    dicts = dict(d.dicts)
-    search = d.search
-    search_table = pa.table(search)
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        text_index.build_index(w.put, search, pool)  # t/<field>/*: trigram posting lists
-    size = 1 << shard_bits
-    for s in range(n_shards):
-        a, b = s * size, min(n, (s + 1) * size)
-        w.put(f"s/{s:06d}/profile", _ipc(cust.slice(a, b - a)))
-        w.put(f"s/{s:06d}/search", _ipc(search_table.slice(a, b - a)))
-    step("profiles")
-
-    # ---- line tables, per shard
-    rows = {"customers": n}
-    shop_dict = sorted(set().union(*[
-        set(pc.unique(tables[t].column("shop")).drop_null().to_pylist())
-        for t in ("purchases", "visits") if t in tables]))
-    dicts["shop"] = shop_dict
-    p = tables.get("purchases")
-    max_purchase = None
-    amount_dtype = np.int64
-    rollups, rollup_cutoff, rollup_max = [], None, None
-    if p is not None and p.num_rows:
-        codes = []
-        for f in PRODUCT_FIELDS_ORDER:
-            c, d = _encode(p.column(f), shop_dict if f == "shop" else None)
-            codes.append(c)
-            if f != "shop":
-                dicts[f] = d
-        ts = _np(pc.cast(p.column("purchased_at"), pa.int64()), np.int64)
-        max_purchase = int(ts.max())
-        amount = _np(p.column("amount"), np.int64)
-        if amount.size and -(2**31) < amount.min() and amount.max() < 2**31:
-            amount_dtype = np.int32  # a third fewer bytes per scanned line; sums stay int64
-        cols = {
-            "amount": amount.astype(amount_dtype),
-            "quantity": _filled(p.column("quantity"), int(INT32_NULL), np.int32),
-        }
-        code_dtype = np.uint16 if max(len(d) for d in [shop_dict] + [dicts[f] for f in PRODUCT_FIELDS_ORDER
-                                                                       if f != "shop"]) < 65535 else np.int32
-        codes = [c.astype(code_dtype) for c in codes]
-        rollups = rollup_specs([len(shop_dict) if f == "shop" else len(dicts[f]) for f in PRODUCT_FIELDS_ORDER])
-        # Rollups cover lines up to a week before the newest day; later lines stay a short
-        # tail that queries scan with the as-of check, so "now"-ish as-of instants use them.
-        local_days = timerange.local_day_of_micros(ts, zone)
-        rollup_cutoff = int(local_days.max()) - ROLLUP_TAIL_DAYS
-        rolled = local_days <= rollup_cutoff
-        rollup_max = int(ts[rolled].max()) if rolled.any() else None
-        del local_days, rolled
-        _write_lines(w, "p", id_table, p.column("customer_id"), ts, zone, shard_bits, n_shards, cols, codes,
-                     rollups=rollups, n_customers=n, rollup_cutoff=rollup_cutoff)
-    else:
-        for f in PRODUCT_FIELDS_ORDER:
-            dicts.setdefault(f, [] if f != "shop" else shop_dict)
-        _write_lines(w, "p", id_table, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
-                     n_shards, {"amount": np.zeros(0, np.int64), "quantity": np.zeros(0, np.int32)},
-                     [np.zeros(0, np.uint16)] * len(PRODUCT_FIELDS_ORDER))
-        code_dtype = np.uint16
-    rows["purchases"] = 0 if p is None else p.num_rows
-    step("purchases")
-
-    v = tables.get("visits")
-    if v is not None and v.num_rows:
-        ts = _np(pc.cast(v.column("starts_at"), pa.int64()), np.int64)
-        status, _ = _encode(v.column("status"), list(VISIT_STATUS_CODES))
-        shop, _ = _encode(v.column("shop"), shop_dict)
-        _write_lines(w, "v", id_table, v.column("customer_id"), ts, zone, shard_bits, n_shards,
-                     {"status": status.astype(np.uint8), "shop": shop}, None)
-    else:
-        _write_lines(w, "v", id_table, pa.array([], pa.int64()), np.zeros(0, np.int64), zone, shard_bits,
-                     n_shards, {"status": np.zeros(0, np.uint8), "shop": np.zeros(0, np.int32)}, None)
-    rows["visits"] = 0 if v is None else v.num_rows
-    step("visits")
-
-    lb = tables.get("laybys")
-    nl = 0 if lb is None else lb.num_rows
-    iid = K.hash_lookup(*id_table, _np(lb.column("customer_id"), np.int64)) if nl else np.zeros(0, np.int64)
-    shard = iid >> shard_bits
-    order = np.argsort(shard, kind="stable")
-    starts = np.searchsorted(shard[order], np.arange(n_shards + 1))
-    lcols = {}
-    if nl:
-        lcols = {"opened": _days(lb.column("opened_on")), "due": _days(lb.column("due_on")),
-                 "balance": _np(lb.column("balance"), np.int64),
-                 "status": _encode(lb.column("status"), list(LAYBY_STATUS_CODES))[0].astype(np.uint8)}
-    else:
-        lcols = {"opened": np.zeros(0, np.int32), "due": np.zeros(0, np.int32),
-                 "balance": np.zeros(0, np.int64), "status": np.zeros(0, np.uint8)}
-    for s in range(n_shards):
-        sel = order[starts[s]:starts[s + 1]]
-        w.put(shard_key(s, "l", "cust"), (iid[sel] & (size - 1)).astype(np.uint16 if shard_bits <= 16 else np.uint32))
-        for k, arr in lcols.items():
-            w.put(shard_key(s, "l", k), arr[sel])
-    rows["laybys"] = nl
-
-    for name, d in dicts.items():
-        w.put(f"dict/{name}", json.dumps(d))
-    return {
-        "format": FORMAT_VERSION, "timezone": timezone, "shard_bits": shard_bits,
-        "n_customers": n, "n_shards": n_shards, "rows": rows, "ordered": True,
-        "max_purchase_micros": max_purchase, "dicts": sorted(dicts),
-        "cust_dtype": "uint16" if shard_bits <= 16 else "uint32",
-        "code_dtype": np.dtype(code_dtype).name,
-        "amount_dtype": np.dtype(amount_dtype).name,
-        "rollups": {name: {"fields": [PRODUCT_FIELDS_ORDER[i] for i in idx], "dims": dims}
-                    for name, idx, dims in rollups},
-        "rollup_cutoff_day": rollup_cutoff, "rollup_max_micros": rollup_max,
-    }
+@dataclass
+class ShardChanges:
+    """What changes in one shard (internal ids are global)."""
+    rows: Optional[pa.Table] = None                           # upserted / new customers + _iid
+    erased: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    lines: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)  # table -> columns with iid
 
 
-ROLLUP_MAX_WIDTH = 64  # codes per rollup: bounds the per-shard build scratch (n x width)
-ROLLUP_TAIL_DAYS = 7   # newest days left out of the rollups, scanned at query time
-ROLLUP_FIELDS = ((), ("department",), ("metal",), ("brand",), ("strain",), ("inventory_group",),
-                 ("inventory_type",), ("shop",), ("department", "metal"))
+class VersionBuilder:
+    """Writes the shards of one new version into parts under <dataset>/parts/."""
+
+    def __init__(self, dataset_dir: Path, version: str, base, dicts: Dict[str, list], shard_bits: int,
+                 aggregates: bool = True):
+        self.dir = Path(dataset_dir)
+        self.version = version
+        self.vno = int(version[1:])
+        self.base = base            # Snapshot of the base version, or None
+        self.dicts = dicts
+        self.bits = shard_bits
+        self.aggregates = aggregates
+        self.parts_dir = self.dir / "parts"
+        self.parts_dir.mkdir(exist_ok=True)
+        self.written: List[str] = []
+        self.bytes = 0
+
+    def _base_shard(self, s: int) -> Optional[Shard]:
+        if self.base is None or s >= self.base.n_shards:
+            return None
+        return self.base.manifest.shards[s]
+
+    def write_bucket(self, bucket: int, changes: Dict[int, ShardChanges], n_after: int) -> Dict[int, Shard]:
+        """Write the changed shards of one bucket into one new part; their new entries."""
+        name = f"{self.version}.b{bucket:05d}"
+        pw = PartWriter(self.parts_dir / name)
+        self.written.append(name)
+        try:
+            out = {}
+            for s in sorted(changes):
+                out[s] = self._write_shard(pw, name, s, changes[s], n_after)
+                pw.commit()
+            size = pw.finish()
+        except BaseException:
+            pw.abort()
+            raise
+        self.bytes += size
+        return out
+
+    # ------------------------------------------------------------ one shard
+    def _write_shard(self, pw: PartWriter, part: str, s: int, ch: ShardChanges, n_after: int) -> Shard:
+        size = 1 << self.bits
+        base_id = s * size
+        old = self._base_shard(s)
+        n_old = old.n if old is not None else 0
+        n_new = max(n_old, min(size, n_after - base_id))
+        erased_local = np.asarray(ch.erased, np.int64) - base_id
+        if ch.rows is not None or erased_local.size or old is None or n_new != n_old:
+            prefix = f"s{s:06d}/c{self.vno}"
+            n_erased = self._write_customers(lambda k, v: pw.put(f"{prefix}/{k}", v), s, old, n_old, n_new, ch,
+                                             erased_local, base_id)
+            customers = (part, prefix)
+        else:
+            customers, n_erased = old.customers, old.erased
+        runs = {}
+        for table in LINE_TABLES:
+            runs[table] = self._table_runs(pw, part, s, table, old, ch, erased_local, base_id, n_new)
+        return Shard(n_new, customers, runs, n_erased)
+
+    def _write_customers(self, put, s, old, n_old, n_new, ch, erased_local, base_id) -> int:
+        schema = canonical_schema("customers")
+        if old is not None:
+            base_rows = self.base._ipc(s, "profile").cast(schema)
+            ext = np.array(self.base.shard_customer_array(s, "ext", np.int64), copy=True)
+            erased = np.zeros(n_new, bool)
+            be = self.base.bitmap("erased")
+            if len(be):
+                e = np.asarray(be.to_array(), np.int64) - base_id
+                erased[e[(e >= 0) & (e < n_old)]] = True
+        else:
+            base_rows = schema.empty_table()
+            ext = np.zeros(0, np.int64)
+            erased = np.zeros(n_new, bool)
+        ext = np.concatenate([ext, np.zeros(n_new - n_old, np.int64)])
+        idx = np.arange(n_new, dtype=np.int64)
+        parts = [base_rows]
+        covered = np.zeros(n_new, bool)
+        covered[:n_old] = True
+        if ch.rows is not None and ch.rows.num_rows:
+            local = np.asarray(ch.rows.column("_iid").to_numpy(), np.int64) - base_id
+            up = ch.rows.drop_columns(["_iid"]).cast(schema)
+            idx[local] = n_old + np.arange(local.size)
+            ext[local] = np.asarray(up.column("customer_id").to_numpy(), np.int64)
+            covered[local] = True
+            erased[local] = False          # a customer upserted again after an erasure is a new id
+            parts.append(up)
+        if erased_local.size:
+            erased[erased_local] = True
+        if not covered.all():
+            missing = int(np.flatnonzero(~covered)[0]) + base_id
+            raise AssertionError(f"internal id {missing} has no customer row")
+        if erased.any():
+            null = pa.table({f.name: pa.nulls(1, f.type) for f in schema}, schema=schema)
+            idx[erased] = sum(p.num_rows for p in parts)
+            parts.append(null)
+        rows = pa.concat_tables(parts).take(pa.array(idx)) if (len(parts) > 1 or n_new != n_old) else base_rows
+        rows = rows.combine_chunks()
+        build_customers(put, rows, ext, base_id, self.dicts, erased)
+        return int(erased.sum())
+
+    def _table_runs(self, pw, part, s, table, old, ch, erased_local, base_id, n_new) -> Tuple[Run, ...]:
+        existing = list(old.table_runs(table)) if old is not None else []
+        new = ch.lines.get(table)
+        new_cols = None
+        if new is not None and new["iid"].size:
+            new_cols = {k: v for k, v in new.items() if k != "iid"}
+            new_cols["cust"] = (new["iid"] - base_id).astype(np.uint16)
+            new_cols = drop_customers(new_cols, erased_local)
+            if not new_cols["cust"].size:
+                new_cols = None
+        rewrite_all = bool(erased_local.size) and any(r.rows for r in existing)
+        if new_cols is None and not rewrite_all:
+            return tuple(existing)
+        key = f"s{s:06d}/{table}{self.vno}"
+        if rewrite_all:
+            merge, keep = existing, []
+        else:
+            merge, keep = self._merge_plan(existing, new_cols["cust"].size if new_cols is not None else 0)
+        parts = [self.base.run_arrays(s, table, r) for r in merge]
+        if new_cols is not None:
+            parts.append(new_cols)
+        cols = concat_columns(table, parts) if parts else empty_columns(table)
+        cols = drop_customers(cols, erased_local)
+        if not cols["cust"].size:
+            return tuple(keep)
+        arrays, run = build_run(table, cols, n_new, part, key, aggregates=self.aggregates)
+        for k, v in arrays.items():
+            pw.put(f"{key}/{k}", v)
+        return tuple(keep) + (run,)
+
+    @staticmethod
+    def _merge_plan(existing: list, new_rows: int):
+        """(runs to merge with the new lines, runs kept as they are)."""
+        if len(existing) + 1 <= MAX_RUNS:
+            return [], existing
+        largest = max(existing, key=lambda r: r.rows)
+        small = [r for r in existing if r is not largest]
+        if sum(r.rows for r in small) + new_rows > MERGE_FRACTION * largest.rows:
+            return existing, []
+        return small, [largest]
+
+    # ------------------------------------------------------------ the whole version
+    def finish(self, shards: List[Shard], n: int, ordered: bool, folded_seq: int, timezone: str,
+               build: dict) -> Manifest:
+        rows = {"customers": n - sum(s.erased for s in shards)}
+        for t, name in (("p", "purchases"), ("v", "visits"), ("l", "laybys")):
+            rows[name] = sum(r.rows for s in shards for r in s.table_runs(t))
+        m = Manifest(timezone=timezone, shard_bits=self.bits, n_customers=n, shards=tuple(shards),
+                     ordered=ordered, folded_seq=folded_seq, rows=rows, build=build)
+        write_version(self.dir / self.version, m, self.dicts)
+        return m
+
+    def abort(self) -> None:
+        """Remove what this build wrote."""
+        for name in self.written:
+            shutil.rmtree(self.parts_dir / name, ignore_errors=True)
+        shutil.rmtree(self.dir / self.version, ignore_errors=True)
 
 
-def rollup_specs(dict_sizes) -> list:
-    """[(name, field indexes, dims)] of the all-time rollups worth keeping: single product
-    fields and the department x metal pair whose code space is small."""
-    index = {f: i for i, f in enumerate(PRODUCT_FIELDS_ORDER)}
-    out = []
-    for fields in ROLLUP_FIELDS:
-        idx = [index[f] for f in fields]
-        dims = [dict_sizes[i] + 1 for i in idx]
-        if int(np.prod(dims)) <= ROLLUP_MAX_WIDTH:
-            out.append(("+".join(fields) or "all", idx, dims))
+def _bucket_changes_from_spill(load: Load, bucket: int, bits: int) -> Dict[int, ShardChanges]:
+    """The changes of one spill bucket, per shard."""
+    out: Dict[int, ShardChanges] = {}
+    rows = load.spill.read("c", bucket)
+    if rows is not None:
+        iid = np.asarray(rows.column("_iid").to_numpy(), np.int64)
+        shard = iid >> bits
+        order = np.argsort(iid, kind="stable")
+        rows, iid, shard = rows.take(pa.array(order)), iid[order], shard[order]
+        for s, a, b in _runs_of(shard):
+            out.setdefault(s, ShardChanges()).rows = rows.slice(a, b - a)
+    for table in LINE_TABLES:
+        t = load.spill.read(table, bucket)
+        if t is None:
+            continue
+        cols = {name: np.asarray(t.column(name).to_numpy()) for name in t.column_names}
+        del t
+        shard = cols["iid"] >> bits
+        order = np.argsort(shard, kind="stable")
+        sh = shard[order]
+        for s, a, b in _runs_of(sh):
+            sel = order[a:b]
+            out.setdefault(s, ShardChanges()).lines[table] = {k: v[sel] for k, v in cols.items()}
     return out
 
 
-def _write_lines(w, prefix, id_table, cid_col, ts, zone, shard_bits, n_shards, cols, codes,
-                 rollups=(), n_customers=0, rollup_cutoff=0):
-    """Group lines by shard, order each shard by (local day, instant), write its columns.
+def _runs_of(sorted_keys: np.ndarray) -> Iterable[Tuple[int, int, int]]:
+    """(key, start, end) of each run of equal values in a sorted array."""
+    if not sorted_keys.size:
+        return []
+    cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [sorted_keys.size]))
+    return [(int(sorted_keys[a]), int(a), int(b)) for a, b in zip(starts, ends)]
 
-    codes: a list of int32 code arrays (one per product field) or None."""
-    size = 1 << shard_bits
-    iid = K.hash_lookup(*id_table, _np(cid_col, np.int64))
-    shard = iid >> shard_bits
-    order, starts = K.bucket_order(shard, n_shards)
-    cust_dtype = np.uint16 if shard_bits <= 16 else np.uint32
-    table = None
-    if ts.size:
-        secs = ts // 1_000_000
-        table = timerange.zone_transitions(zone, int(secs.min()), int(secs.max()))
 
-    def shard_columns(s):
-        idx = order[starts[s]:starts[s + 1]]
-        idx = idx[np.argsort(ts[idx], kind="stable")]
-        day = timerange.local_day_of_micros(ts[idx], zone, table)
-        if day.size > 1 and (np.diff(day) < 0).any():  # a backward DST shift across midnight
-            o = np.lexsort((ts[idx], day))
-            idx, day = idx[o], day[o]
-        out = {"cust": (iid[idx] & (size - 1)).astype(cust_dtype), "day": day, "ts": ts[idx]}
-        for k, v in cols.items():
-            out[k] = v[idx]
-        if codes is not None:
-            out["codes"] = np.stack([c[idx] for c in codes])
-        n_shard = min(size, n_customers - s * size)
-        upto = int(day.searchsorted(np.int32(rollup_cutoff), "right")) if rollups else 0
-        for name, fidx, dims in rollups:  # aggregates per (customer, code) of lines to the cutoff
-            if not fidx:  # "all": one entry per customer, every line
-                code = np.zeros(upto, np.int64)
-            else:
-                code = out["codes"][fidx[0]][:upto].astype(np.int64)
-            if len(fidx) == 2:
-                code = code * dims[1] + out["codes"][fidx[1]][:upto]
-            parts = K.rollup_build(out["cust"][:upto], out["amount"][:upto], day[:upto], code, n_shard,
-                                   int(np.prod(dims)))
-            for key, arr in zip(("ptr", "code", "spend", "count", "last"), parts):
-                out[f"r.{name}.{key}"] = arr
-        return s, out
+def build_from_load(dataset_dir: Path, version: str, base, load: Load, timezone: str, shard_bits: int,
+                    folded_seq: int = 0, workers: int = WORKERS, progress=None) -> Manifest:
+    """Write a version: the base (None for a first load) with a read load applied. Buckets
+    are built `workers` at a time, each from its spill files."""
+    t0 = time.perf_counter()
+    vb = VersionBuilder(dataset_dir, version, base, load.dicts, shard_bits)
+    n_shards = max(1, (load.n + (1 << shard_bits) - 1) >> shard_bits)
+    per = load.bucket_shards
+    buckets = sorted(set(load.spill.buckets("c")) | set().union(*[set(load.spill.buckets(t)) for t in LINE_TABLES]))
+    if base is None:
+        buckets = sorted(set(buckets) | set(range((n_shards + per - 1) // per)))
+    entries: Dict[int, Shard] = {}
+    try:
+        def one(bucket):
+            ch = _bucket_changes_from_spill(load, bucket, shard_bits)
+            first, last = bucket * per, min(n_shards, (bucket + 1) * per)
+            for s in range(first, last):  # shards that gain ids get a customer object
+                if s not in ch and (base is None or s >= base.n_shards or
+                                    base.manifest.shards[s].n < min(1 << shard_bits, load.n - (s << shard_bits))):
+                    ch[s] = ShardChanges()
+            out = vb.write_bucket(bucket, ch, load.n) if ch else {}
+            for k in ("c",) + LINE_TABLES:
+                load.spill.remove(k, bucket)
+            return out
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done in pool.map(one, buckets):
+                entries.update(done)
+                if progress is not None:
+                    progress(len(done))
+        shards = _all_shards(base, entries, n_shards)
+        return vb.finish(shards, load.n, load.ordered and (base is None or base.ordered), folded_seq, timezone,
+                         {"kind": "load", "seconds": round(time.perf_counter() - t0, 3),
+                          "parts_written": len(vb.written), "bytes_written": vb.bytes})
+    except BaseException:
+        vb.abort()
+        raise
 
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        for s, out in pool.map(shard_columns, range(n_shards)):
-            for k, v in out.items():
-                w.put(shard_key(s, prefix, k), v)
+
+def build_from_changes(dataset_dir: Path, version: str, base, changes: Dict[int, ShardChanges], n_after: int,
+                       ordered: bool, dicts: Dict[str, list], timezone: str, shard_bits: int, folded_seq: int,
+                       budget: int, workers: int = WORKERS) -> Manifest:
+    """Write a version: the base with in-memory changes applied (a compaction)."""
+    t0 = time.perf_counter()
+    vb = VersionBuilder(dataset_dir, version, base, dicts, shard_bits)
+    n_shards = max(1, (n_after + (1 << shard_bits) - 1) >> shard_bits)
+    for s in range(base.n_shards if base is not None else 0, n_shards):
+        changes.setdefault(s, ShardChanges())
+    if base is not None and base.n_shards:
+        last = base.n_shards - 1
+        if base.manifest.shards[last].n < min(1 << shard_bits, n_after - (last << shard_bits)):
+            changes.setdefault(last, ShardChanges())
+    # buckets: consecutive changed shards whose rewritten runs fit the budget together
+    per_line = 96
+    buckets, cur, cur_bytes = [], {}, 0
+    for s in sorted(changes):
+        old = base.manifest.shards[s] if base is not None and s < base.n_shards else None
+        est = sum(r.rows for rs in (old.runs.values() if old else []) for r in rs) * per_line
+        est += sum(c["iid"].size for c in changes[s].lines.values()) * per_line
+        if cur and cur_bytes + est > budget // max(2 * workers, 1):
+            buckets.append(cur)
+            cur, cur_bytes = {}, 0
+        cur[s] = changes[s]
+        cur_bytes += est
+    if cur:
+        buckets.append(cur)
+    entries: Dict[int, Shard] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done in pool.map(lambda kb: vb.write_bucket(kb[0], kb[1], n_after), enumerate(buckets)):
+                entries.update(done)
+        shards = _all_shards(base, entries, n_shards)
+        return vb.finish(shards, n_after, ordered, folded_seq, timezone,
+                         {"kind": "changes", "seconds": round(time.perf_counter() - t0, 3),
+                          "shards_rewritten": len(entries), "parts_written": len(vb.written),
+                          "bytes_written": vb.bytes})
+    except BaseException:
+        vb.abort()
+        raise
+
+
+def _all_shards(base, entries: Dict[int, Shard], n_shards: int) -> List[Shard]:
+    out = []
+    for s in range(n_shards):
+        e = entries.get(s)
+        if e is None:
+            if base is None or s >= base.n_shards:
+                raise AssertionError(f"shard {s} was not written")
+            e = base.manifest.shards[s]
+        out.append(e)
+    return out
+
+
+def remove_unreferenced_parts(dataset_dir: Path, keep: set) -> int:
+    """Delete every part folder not in `keep` (what the current version reads and what a
+    build under way writes). Returns how many were removed."""
+    parts = Path(dataset_dir) / "parts"
+    if not parts.exists():
+        return 0
+    n = 0
+    for p in parts.iterdir():
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n

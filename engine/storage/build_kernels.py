@@ -1,11 +1,10 @@
 """Numba kernels used while building a version: customer-id lookup, grouping lines by
-shard, and the all-time rollups. Plain arrays in, arrays out (like engine.kernels)."""
+shard, posting lists and all-time aggregates of a sorted run. Plain arrays in, arrays out."""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from .layout import NO_DAY
 
 
 @njit(cache=True, nogil=True)
@@ -66,41 +65,114 @@ def bucket_order(bucket, n_buckets):
     return order, starts
 
 
+FIRST_NONE = np.int32(2**31 - 1)   # first sale day of a customer without one
+LAST_NONE = np.int32(-(2**31))     # last sale day of a customer without one
+
+
 @njit(cache=True, nogil=True)
-def rollup_build(cust, amount, day, code, n, width):
-    """One shard's all-time aggregates per (customer, code): CSR rows per customer of
-    (code, net spend, sale count, last sale day or NO_DAY), one entry per pair with lines."""
-    size = n * width
-    spend = np.zeros(size, dtype=np.int64)
-    count = np.zeros(size, dtype=np.int32)
-    last = np.full(size, NO_DAY, dtype=np.int64)
-    seen = np.zeros(size, dtype=np.uint8)
-    for i in range(cust.size):
-        k = np.int64(cust[i]) * width + np.int64(code[i])
-        a = amount[i]
-        spend[k] += a
-        seen[k] = 1
-        if a >= 0:
-            count[k] += 1
-            if day[i] > last[k]:
-                last[k] = day[i]
-    nnz = 0
-    for k in range(size):
-        nnz += seen[k]
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    codes = np.empty(nnz, dtype=np.uint16)
-    sp = np.empty(nnz, dtype=np.int64)
-    ct = np.empty(nnz, dtype=np.int32)
-    ls = np.empty(nnz, dtype=np.int32)
+def postings(codes, ncodes):
+    """Positions of each nonzero code, as CSR: (present codes uint32 ascending, ptr int64,
+    pos uint32 ascending within each code). A counting sort: one pass to count, one to place."""
+    counts = np.zeros(ncodes + 1, np.int64)
+    for i in range(codes.size):
+        counts[codes[i]] += 1
+    npresent = 0
+    for c in range(1, ncodes + 1):
+        if counts[c] > 0:
+            npresent += 1
+    present = np.empty(npresent, np.uint32)
+    ptr = np.empty(npresent + 1, np.int64)
+    start = np.zeros(ncodes + 1, np.int64)
+    j = 0
+    total = np.int64(0)
+    for c in range(1, ncodes + 1):
+        if counts[c] > 0:
+            present[j] = c
+            ptr[j] = total
+            start[c] = total
+            total += counts[c]
+            j += 1
+    ptr[npresent] = total
+    pos = np.empty(total, np.uint32)
+    for i in range(codes.size):
+        c = codes[i]
+        if c != 0:
+            pos[start[c]] = i
+            start[c] += 1
+    return present, ptr, pos
+
+
+@njit(cache=True, nogil=True)
+def _fold(spend, count, first, last, e, a, d):
+    spend[e] += a
+    if a >= 0:
+        count[e] += 1
+        if d < first[e]:
+            first[e] = d
+        if d > last[e]:
+            last[e] = d
+
+
+@njit(cache=True, nogil=True)
+def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
+    """All-time aggregates per (code, customer) over the lines before position `upto`:
+    CSR by code (codes uint32, ptr int64) of entries (cust uint16, net spend int64, sale
+    count int32, first and last sale day int32, FIRST_NONE / LAST_NONE without a sale).
+    Each code's positions ascend, so a customer's lines of it are met in time order."""
+    slot = np.full(n, -1, np.int64)
+    owner = np.full(n, -1, np.int64)
+    nent = 0
+    used = 0
+    for j in range(present.size):
+        had = nent
+        for k in range(ptr[j], ptr[j + 1]):
+            i = pos[k]
+            if i >= upto:
+                break
+            c = cust[i]
+            if owner[c] != j:
+                owner[c] = j
+                nent += 1
+        if nent > had:
+            used += 1
+    codes = np.empty(used, np.uint32)
+    aptr = np.empty(used + 1, np.int64)
+    acust = np.empty(nent, np.uint16)
+    spend = np.zeros(nent, np.int64)
+    count = np.zeros(nent, np.int32)
+    first = np.full(nent, FIRST_NONE, np.int32)
+    last = np.full(nent, LAST_NONE, np.int32)
+    owner[:] = -1
     e = 0
-    for c in range(n):
-        for w in range(width):
-            k = c * width + w
-            if seen[k]:
-                codes[e] = w
-                sp[e] = spend[k]
-                ct[e] = count[k]
-                ls[e] = np.int32(-(2**31)) if last[k] == NO_DAY else np.int32(last[k])
+    u = 0
+    for j in range(present.size):
+        had = e
+        for k in range(ptr[j], ptr[j + 1]):
+            i = pos[k]
+            if i >= upto:
+                break
+            c = cust[i]
+            if owner[c] != j:
+                owner[c] = j
+                slot[c] = e
+                acust[e] = c
                 e += 1
-        ptr[c + 1] = e
-    return ptr, codes, sp, ct, ls
+            _fold(spend, count, first, last, slot[c], amount[i], day[i])
+        if e > had:
+            codes[u] = present[j]
+            aptr[u] = had
+            u += 1
+    aptr[used] = e
+    return codes, aptr, acust, spend, count, first, last
+
+
+@njit(cache=True, nogil=True)
+def customer_aggregates(cust, amount, day, upto, n):
+    """All-time aggregates per customer (dense, n) over the lines before `upto`."""
+    spend = np.zeros(n, np.int64)
+    count = np.zeros(n, np.int32)
+    first = np.full(n, FIRST_NONE, np.int32)
+    last = np.full(n, LAST_NONE, np.int32)
+    for i in range(upto):
+        _fold(spend, count, first, last, cust[i], amount[i], day[i])
+    return spend, count, first, last

@@ -1,4 +1,4 @@
-"""Read a snapshot back as canonical arrow tables (the inverse of engine.build), and merge
+"""Read a snapshot back as canonical arrow tables (the inverse of a build), and merge
 a later load into them (customers upserted by customer_id, lines appended)."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .build import INT32_NULL, LAYBY_STATUS_CODES, VISIT_STATUS_CODES
+from .customer_attrs import INT32_NULL
+from .load import LAYBY_STATUS_CODES, VISIT_STATUS_CODES
+from .runs import LINE_COLUMNS
 from .ingest_read import CANONICAL
 from ..model.schema import TABLES
 from ..model.segment import PRODUCT_FIELDS
@@ -25,17 +27,20 @@ def decode(codes: np.ndarray, dictionary: list) -> pa.Array:
     return d.take(idx) if len(d) else pa.nulls(len(codes), pa.string())
 
 
-def _iids(snap, prefix):
-    """Internal id of every line of a line table (shard order)."""
+def _lines(snap, prefix: str) -> dict:
+    """Every line of a table: its internal id and stored columns (shard, run, line order)."""
+    parts = []
     bases = snap.shard_bases()
-    cdt = np.dtype(snap.meta["cust_dtype"])
-    return np.concatenate([snap.array(f"s/{s:06d}/{prefix}/cust", cdt).astype(np.int64) + bases[s]
-                           for s in range(snap.n_shards)]) if snap.n_shards else np.zeros(0, np.int64)
-
-
-def _cat(snap, prefix, col, dtype):
-    parts = [np.asarray(snap.array(f"s/{s:06d}/{prefix}/{col}", dtype)) for s in range(snap.n_shards)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+    for s, sh in enumerate(snap.manifest.shards):
+        for run in sh.table_runs(prefix):
+            cols = snap.run_arrays(s, prefix, run)
+            cols["iid"] = cols.pop("cust").astype(np.int64) + bases[s]
+            parts.append(cols)
+    names = list(LINE_COLUMNS[prefix]) + ["iid"]
+    names.remove("cust")
+    if not parts:
+        return {k: np.zeros(0, LINE_COLUMNS[prefix].get(k, np.int64)) for k in names}
+    return {k: np.concatenate([p[k] for p in parts]) for k in names}
 
 
 def _without(t: pa.Table, iids: np.ndarray, drop) -> pa.Table:
@@ -45,46 +50,45 @@ def _without(t: pa.Table, iids: np.ndarray, drop) -> pa.Table:
 
 
 def snapshot_tables(snap, drop_customers=None, drop_lines=None) -> Dict[str, pa.Table]:
-    """Every table of a snapshot with canonical types (line order: by shard, day, instant),
-    without the customers of internal ids `drop_customers` and the lines of `drop_lines`."""
-    out = {"customers": _without(snap.profile().cast(table_schema("customers")),
-                                 np.arange(snap.n, dtype=np.int64), drop_customers)}
+    """Every table of a snapshot with canonical types (line order: by shard, run, day,
+    instant), without erased customers, the customers of internal ids `drop_customers` and
+    the lines of `drop_lines`."""
+    ids = np.arange(snap.n, dtype=np.int64)
+    erased = np.asarray(snap.bitmap("erased").to_array(), np.int64)
+    drop = erased if drop_customers is None else np.union1d(erased, np.asarray(drop_customers, np.int64))
+    out = {"customers": _without(snap.profile().cast(table_schema("customers")), ids, drop)}
     ext = snap.ext_ids()
     ts_type = CANONICAL["timestamp"]
 
-    p_iid = _iids(snap, "p")
-    cid = ext[p_iid]
-    codes = np.concatenate([np.asarray(snap.array(f"s/{s:06d}/p/codes", np.dtype(snap.meta.get("code_dtype", "int32")))).reshape(8, -1)
-                            for s in range(snap.n_shards)], axis=1)
-    qty = _cat(snap, "p", "quantity", np.int32)
+    p = _lines(snap, "p")
+    qty = p["quantity"]
     cols = {
-        "customer_id": pa.array(cid, pa.int64()),
-        "purchased_at": pa.array(_cat(snap, "p", "ts", np.int64), pa.int64()).cast(ts_type),
-        "amount": pa.array(_cat(snap, "p", "amount", np.dtype(snap.meta.get("amount_dtype", "int64")))
-                           .astype(np.int64), pa.int64()),
+        "customer_id": pa.array(ext[p["iid"]], pa.int64()),
+        "purchased_at": pa.array(p["ts"], pa.int64()).cast(ts_type),
+        "amount": pa.array(p["amount"], pa.int64()),
         "quantity": pa.array(qty, pa.int32(), mask=qty == INT32_NULL),
     }
-    decoded = {f: decode(codes[i], snap.dictionary(f)) for i, f in enumerate(PRODUCT_FIELDS)}
-    for c in TABLES["purchases"][4:]:
-        cols[c.name] = decoded[c.name]
-    out["purchases"] = _without(pa.table(cols, schema=table_schema("purchases")), p_iid, drop_lines)
+    for f in PRODUCT_FIELDS:
+        cols[f] = decode(p[f"c.{f}"], snap.dictionary(f))
+    out["purchases"] = _without(pa.table({c.name: cols[c.name] for c in TABLES["purchases"]
+                                          if c.name in cols}, schema=table_schema("purchases")), p["iid"], drop_lines)
 
-    v_iid = _iids(snap, "v")
+    v = _lines(snap, "v")
     out["visits"] = _without(pa.table({
-        "customer_id": pa.array(ext[v_iid], pa.int64()),
-        "starts_at": pa.array(_cat(snap, "v", "ts", np.int64), pa.int64()).cast(ts_type),
-        "status": decode(_cat(snap, "v", "status", np.uint8), list(VISIT_STATUS_CODES)),
-        "shop": decode(_cat(snap, "v", "shop", np.int32), snap.dictionary("shop")),
-    }, schema=table_schema("visits")), v_iid, drop_lines)
+        "customer_id": pa.array(ext[v["iid"]], pa.int64()),
+        "starts_at": pa.array(v["ts"], pa.int64()).cast(ts_type),
+        "status": decode(v["status"], list(VISIT_STATUS_CODES)),
+        "shop": decode(v["shop"], snap.dictionary("shop")),
+    }, schema=table_schema("visits")), v["iid"], drop_lines)
 
-    l_iid = _iids(snap, "l")
+    lb = _lines(snap, "l")
     out["laybys"] = _without(pa.table({
-        "customer_id": pa.array(ext[l_iid], pa.int64()),
-        "opened_on": pa.array(_cat(snap, "l", "opened", np.int32), pa.int32()).cast(pa.date32()),
-        "due_on": pa.array(_cat(snap, "l", "due", np.int32), pa.int32()).cast(pa.date32()),
-        "balance": pa.array(_cat(snap, "l", "balance", np.int64), pa.int64()),
-        "status": decode(_cat(snap, "l", "status", np.uint8), list(LAYBY_STATUS_CODES)),
-    }, schema=table_schema("laybys")), l_iid, drop_lines)
+        "customer_id": pa.array(ext[lb["iid"]], pa.int64()),
+        "opened_on": pa.array(lb["opened"], pa.int32()).cast(pa.date32()),
+        "due_on": pa.array(lb["due"], pa.int32()).cast(pa.date32()),
+        "balance": pa.array(lb["balance"], pa.int64()),
+        "status": decode(lb["status"], list(LAYBY_STATUS_CODES)),
+    }, schema=table_schema("laybys")), lb["iid"], drop_lines)
     return out
 
 

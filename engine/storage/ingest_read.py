@@ -318,9 +318,12 @@ def _missing_required(table: str, present, file: str) -> None:
             raise IngestError(file, 0, c.name, f"missing required column {c.name!r} in {table}")
 
 
-def _read_parquet(path: Path, table: str, file: str) -> tuple[dict, int]:
+def _open_parquet(path: Path, table: str, file: str):
+    """(ParquetFile, the schema columns it has); IngestError for an unreadable file, a
+    repeated column or a missing required one."""
     try:
-        schema = pq.read_schema(path)
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
     except (pa.ArrowException, OSError) as e:
         raise IngestError(file, 0, "", f"not a readable Parquet file: {e}") from None
     present = [c.name for c in TABLES[table] if c.name in schema.names]
@@ -328,11 +331,23 @@ def _read_parquet(path: Path, table: str, file: str) -> tuple[dict, int]:
         if schema.names.count(name) > 1:
             raise IngestError(file, 0, name, f"column {name!r} appears more than once")
     _missing_required(table, present, file)
+    return pf, present
+
+
+def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns=None):
+    """(raw columns, rows) per batch of a Parquet file."""
+    pf, present = _open_parquet(path, table, file)
+    if columns is not None:
+        present = [c for c in present if c in columns]
+    if pf.metadata.num_rows == 0 or not present:
+        yield {name: pa.chunked_array([], pf.schema_arrow.field(name).type) for name in present}, \
+            pf.metadata.num_rows
+        return
     try:
-        data = pq.read_table(path, columns=present)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=True):
+            yield {name: pa.chunked_array([batch.column(name)]) for name in present}, batch.num_rows
     except (pa.ArrowException, OSError) as e:
         raise IngestError(file, 0, "", f"cannot read Parquet file: {e}") from None
-    return {name: data.column(name) for name in present}, data.num_rows
 
 
 def _csv_header(path: Path, file: str) -> list:
@@ -386,7 +401,8 @@ def _csv_read_error(path: Path, present, file: str, err: Exception) -> IngestErr
     return IngestError(file, 0, "", f"cannot read CSV: {text}")
 
 
-def _read_csv(path: Path, table: str, file: str) -> tuple[dict, int]:
+def _csv_batches(path: Path, table: str, file: str, batch_rows: int, columns=None):
+    """(raw text columns, rows) per block of a CSV file."""
     header = _csv_header(path, file)
     wanted = [c.name for c in TABLES[table]]
     for name in wanted:
@@ -394,16 +410,52 @@ def _read_csv(path: Path, table: str, file: str) -> tuple[dict, int]:
             raise IngestError(file, 0, name, f"column {name!r} appears more than once in the header")
     present = [n for n in wanted if n in header]
     _missing_required(table, present, file)
+    if columns is not None:
+        present = [c for c in present if c in columns]
     parse, convert = _csv_options(present, pa.string())
+    read = pcsv.ReadOptions(block_size=max(1 << 20, min(batch_rows * 64, 1 << 28)))
     try:
-        data = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        empty = True
+        for batch in reader:
+            empty = False
+            yield {name: pa.chunked_array([batch.column(name)]) for name in present}, batch.num_rows
+        if empty:
+            yield {name: pa.chunked_array([], pa.string()) for name in present}, 0
     except pa.ArrowInvalid as e:
         try:
             located = _csv_read_error(path, present, file, e)
         except pa.ArrowException:
             located = IngestError(file, 0, "", f"cannot read CSV: {e}")
         raise located from None
-    return {name: data.column(name) for name in present}, data.num_rows
+
+
+def iter_table_batches(path: str | Path, table: str, name: Optional[str] = None, batch_rows: int = 1 << 20,
+                       columns: Optional[tuple] = None):
+    """Read one .parquet/.csv file of `table` part by part: yields (first row index, canonical
+    validated table) per batch of about `batch_rows` rows. Errors name the file, the 1-based
+    row within the whole file and the column; within a batch the earliest row's error is
+    named (see _canonical). `columns` limits the columns converted (the others are null)."""
+    path = Path(path)
+    file = name or path.name
+    if table not in TABLES:
+        raise IngestError(file, 0, "", f"unknown table {table!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        batches, convert = _parquet_batches(path, table, file, batch_rows, columns), _from_arrow
+    elif suffix == ".csv":
+        batches, convert = _csv_batches(path, table, file, batch_rows, columns), _from_text
+    else:
+        raise IngestError(file, 0, "", "expected a .parquet or .csv file")
+    offset = 0
+    for raw, nrows in batches:
+        try:
+            yield offset, _canonical(raw, nrows, table, file, convert)
+        except IngestError as e:
+            if e.row:
+                raise IngestError(e.file, e.row + offset, e.column, e.message) from None
+            raise
+        offset += nrows
 
 
 def read_table_file(path: str | Path, table: str, name: Optional[str] = None) -> pa.Table:
@@ -412,21 +464,10 @@ def read_table_file(path: str | Path, table: str, name: Optional[str] = None) ->
     `name` is how errors name the file (default: its file name). Checks everything that
     one file can show: required columns, types, nulls in required columns, closed domains.
     """
-    path = Path(path)
-    file = name or path.name
-    if table not in TABLES:
-        raise IngestError(file, 0, "", f"unknown table {table!r}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        raw, nrows = _read_parquet(path, table, file)
-        convert = _from_arrow
-    elif suffix == ".csv":
-        raw, nrows = _read_csv(path, table, file)
-        convert = _from_text
-    else:
-        raise IngestError(file, 0, "", "expected a .parquet or .csv file")
-
-    return _canonical(raw, nrows, table, file, convert)
+    parts = [t for _, t in iter_table_batches(path, table, name)]
+    if not parts:
+        return canonical_schema(table).empty_table()
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) -> pa.Table:

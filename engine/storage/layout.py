@@ -1,10 +1,57 @@
-"""Values the storage format and the kernels that read it agree on."""
+"""Values the storage format and the kernels that read it agree on.
+
+Line kernels read a table's runs through a PieceTable (engine.storage.views) whose rows are
+the columns below, in this order; a kernel names a column by its index here. Product
+fields are numbered as engine.model.segment.PRODUCT_FIELDS.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 NO_DAY = np.int64(-(2**62))
+FIRST_NONE = np.int32(2**31 - 1)   # stored first sale day of a customer without one
+LAST_NONE = np.int32(-(2**31))     # stored last sale day of a customer without one
 
 VISIT_COMPLETED = 1
 VISIT_BOOKED = 2
 LAYBY_OPEN = 1
+
+N_PRODUCT_FIELDS = 8
+
+# ---- purchases: per-line columns, then per field: codes, posting lists, aggregates
+P_CUST, P_DAY, P_TS, P_AMOUNT, P_QTY = 0, 1, 2, 3, 4
+P_CODE = 5                       # + field: uint32 code of each line
+P_XCODES = P_CODE + 8            # + field: uint32 codes with postings (ascending)
+P_XPTR = P_XCODES + 8            # + field: int64 CSR offsets
+P_XPOS = P_XPTR + 8              # + field: uint32 line positions
+P_ACODES = P_XPOS + 8            # + field: uint32 codes with aggregates
+P_APTR = P_ACODES + 8            # + field: int64 CSR offsets
+P_ACUST = P_APTR + 8             # + field: uint16 local customer of each entry
+P_ASPEND = P_ACUST + 8           # + field: int64 net spend
+P_ACOUNT = P_ASPEND + 8          # + field: int32 sale count
+P_AFIRST = P_ACOUNT + 8          # + field: int32 first sale day
+P_ALAST = P_AFIRST + 8           # + field: int32 last sale day
+P_ALL_SPEND = P_ALAST + 8        # per customer (dense): int64
+P_ALL_COUNT = P_ALL_SPEND + 1    # int32
+P_ALL_FIRST = P_ALL_COUNT + 1    # int32
+P_ALL_LAST = P_ALL_FIRST + 1     # int32
+P_NCOLS = P_ALL_LAST + 1
+
+# ---- visits and laybys
+V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4
+V_NCOLS = 5
+L_CUST, L_OPENED, L_DUE, L_BALANCE, L_STATUS = 0, 1, 2, 3, 4
+L_NCOLS = 5
+
+# ---- per-piece facts (PieceSet.meta[piece, k])
+M_ROWS = 0          # lines in the run
+M_AGG = 1           # 1 when the run has all-time aggregates
+M_CUTOFF = 2        # ... over lines on days <= this
+M_AGG_MICROS = 3    # ... whose newest instant is this (usable as of this instant or later)
+M_AGG_FIELDS = 4    # bit f set: field f has per-code aggregates
+M_NMETA = 5
+
+# ---- appended (live) lines: columns of one shard's buffer
+D_IID, D_DAY, D_TS, D_AMOUNT, D_CODES = 0, 1, 2, 3, 4   # purchases; D_CODES: (n, 8) int32 row-major
+DV_IID, DV_DAY, DV_TS, DV_STATUS, DV_SHOP = 0, 1, 2, 3, 4
+DL_IID, DL_OPENED, DL_DUE, DL_BALANCE, DL_STATUS = 0, 1, 2, 3, 4

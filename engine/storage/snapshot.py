@@ -1,49 +1,125 @@
-"""A Snapshot: one immutable version opened read-only, read through one long-lived read
-transaction. Every array is a zero-copy view into the map, valid while the snapshot lives.
-A new version becomes visible by renaming CURRENT (engine.datasets); readers holding the
-old snapshot keep a consistent view.
+"""A Snapshot: one version opened read-only: its manifest, its dictionaries and its parts.
+
+Every array is a zero-copy view into a part's map, fetched on first use and valid while the
+snapshot lives. A new version becomes visible by renaming CURRENT (engine.datasets); a
+reader holding an old snapshot keeps a consistent view (its parts stay mapped even once a
+later version no longer names them and they are deleted).
+
+What evaluation reads:
+  per customer   dense columns (`array("c/<name>")`, concatenated over shards on first use),
+                 bitmaps (`bitmap(field, code)`: the union of the shards'), dictionaries,
+                 profile rows, customer_ids;
+  per shard      search text with its trigram and equality indexes (`text_shards`);
+  per line table `pieces(table)`: a PieceSet over every run of every shard, which one
+                 kernel call reads whole (engine.storage.views).
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, List, Optional
 
-import lmdb
 import numpy as np
 import pyarrow as pa
-from numba import typed
-from pyroaring import FrozenBitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from ..model import timerange
-from .build import MAP_SIZE
+from ..model.segment import PRODUCT_FIELDS
+from . import layout as LY
+from .customer_attrs import DENSE
+from .manifest import LINE_TABLES, Manifest, read_version
+from .parts import PartReader, open_part, release_part  # noqa: F401
+from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS
+from .views import PieceTable
 
 EMPTY = FrozenBitMap()
 
+P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in PRODUCT_FIELDS)
+           + tuple(f"x.{f}.{k}" for k in POSTING_COLUMNS for f in PRODUCT_FIELDS)
+           + tuple(f"a.{f}.{k}" for k in AGG_COLUMNS for f in PRODUCT_FIELDS)
+           + tuple(f"a.all.{k}" for k in ALL_COLUMNS))
+V_NAMES = ("cust", "day", "ts", "status", "shop")
+L_NAMES = ("cust", "opened", "due", "balance", "status")
+PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
+assert len(P_NAMES) == LY.P_NCOLS and len(V_NAMES) == LY.V_NCOLS and len(L_NAMES) == LY.L_NCOLS
+DTYPES = {**{f"x.{f}.{k}": dt for k, dt in POSTING_COLUMNS.items() for f in PRODUCT_FIELDS},
+          **{f"a.{f}.{k}": dt for k, dt in AGG_COLUMNS.items() for f in PRODUCT_FIELDS},
+          **{f"a.all.{k}": dt for k, dt in ALL_COLUMNS.items()}}
+
+
+@dataclass
+class PieceSet:
+    """Every run of one line table, shard by shard: piece p belongs to shard k when
+    shard_ptr[k] <= p < shard_ptr[k + 1] (a shard without runs has none); `base[k]` /
+    `n[k]` are shard k's first internal id and size. `meta[p]` holds the run's facts
+    (layout.M_*)."""
+    table: PieceTable
+    meta: np.ndarray          # int64 (pieces, M_NMETA)
+    shard_ptr: np.ndarray     # int64 (shards with pieces + 1)
+    shard: np.ndarray         # int64 shard number of each shard index
+    base: np.ndarray          # int64
+    n: np.ndarray             # int64
+    runs: list                # (shard, Run) per piece
+
+    @property
+    def addr(self):
+        return self.table.addr
+
+    @property
+    def size(self):
+        return self.table.size
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.shard.size)
+
+
+@dataclass
+class TextShard:
+    """One shard's normalised text of a search field, and its indexes."""
+    base: int
+    n: int
+    data: np.ndarray          # utf-8 bytes
+    offsets: np.ndarray       # int64 row offsets
+    trigrams: Optional[tuple]  # (keys, offsets, ids, pos) or None
+    equal: Optional[tuple]     # (sorted hashes uint64, rows uint32) or None
+
 
 class Snapshot:
-    """One immutable version, read through a single long-lived read transaction."""
+    """One version of a dataset, read-only."""
 
-    def __init__(self, path: Path, timezone: str):
-        self.path = path
-        self.env = lmdb.open(str(path), readonly=True, lock=False, map_size=MAP_SIZE, subdir=True)
-        self.txn = self.env.begin(buffers=True)
-        self.meta = json.loads(bytes(self.txn.get(b"meta")))
+    def __init__(self, dataset_dir: Path, version: str, timezone: str):
+        self.dir = Path(dataset_dir)
+        self.path = self.dir / version
+        self.version = version
+        self.manifest, self._dicts = read_version(self.path)
+        m: Manifest = self.manifest
         self.zone = timerange.load_zone(timezone)
-        self.n = self.meta["n_customers"]
-        self.shard_bits = self.meta["shard_bits"]
-        self.n_shards = self.meta["n_shards"]
+        self.n = m.n_customers
+        self.shard_bits = m.shard_bits
+        self.n_shards = m.n_shards
+        self.ordered = m.ordered
+        self.meta = {"rows": dict(m.rows), "ordered": m.ordered, "folded_seq": m.folded_seq,
+                     "n_customers": m.n_customers, "n_shards": m.n_shards, "shard_bits": m.shard_bits,
+                     "timezone": timezone, "build": dict(m.build)}
+        self._parts: Dict[str, PartReader] = {}
+        try:
+            for name in sorted(m.parts()):
+                self._parts[name] = open_part(self.dir / "parts" / name)
+        except BaseException:
+            self.close()
+            raise
         self._lock = threading.RLock()
         self._cache: dict = {}
 
     def close(self) -> None:
-        with self._lock:
-            self._cache.clear()
-            if self.env is not None:
-                self.txn.abort()
-                self.env.close()
-                self.env = None
+        with getattr(self, "_lock", threading.RLock()):
+            self._cache = {}
+            for r in self._parts.values():
+                release_part(r)
+            self._parts = {}
 
     def __del__(self):
         try:
@@ -61,123 +137,213 @@ class Snapshot:
                     self._cache[key] = v
         return v
 
-    def raw(self, key: str):
-        """The raw value (a memoryview into the map) or None."""
-        return self.txn.get(key.encode())
+    # ------------------------------------------------------------ raw values
+    def value(self, part: str, key: str):
+        """The raw value (a memoryview into the part's map) or None."""
+        return self._parts[part].get(key)
 
-    def array(self, key: str, dtype) -> np.ndarray:
-        """A zero-copy read-only numpy view of key (copied if the map offset is misaligned)."""
+    def part_array(self, part: str, key: str, dtype) -> Optional[np.ndarray]:
+        """A zero-copy read-only numpy view of a value (copied if misaligned), None if absent."""
         def make():
-            buf = self.raw(key)
+            buf = self.value(part, key)
             if buf is None:
-                raise KeyError(key)
+                return False
             a = np.frombuffer(buf, dtype=dtype)
             return a if a.flags.aligned else a.copy()
-        return self._cached(("a", key), make)
+        a = self._cached(("pa", part, key), make)
+        return None if a is False else a
+
+    # ------------------------------------------------------------ per customer
+    def shard_bases(self) -> np.ndarray:
+        return self._cached(("bases",), lambda: np.arange(self.n_shards, dtype=np.int64) << self.shard_bits)
+
+    def shard_sizes(self) -> np.ndarray:
+        return self._cached(("sizes",), lambda: np.array([s.n for s in self.manifest.shards], np.int64))
+
+    def shard_customer_array(self, s: int, name: str, dtype) -> np.ndarray:
+        part, prefix = self.manifest.shards[s].customers
+        a = self.part_array(part, f"{prefix}/{name}", dtype)
+        return a if a is not None else np.zeros(0, dtype)
+
+    def array(self, key: str, dtype=None) -> np.ndarray:
+        """A dense per-customer column `c/<name>` over every shard (read-only)."""
+        assert key.startswith("c/"), key
+        name = key[2:]
+        if name == "ext_id":
+            return self.ext_ids()
+        dt = DENSE[name][0]
+
+        def make():
+            parts = [self.shard_customer_array(s, f"d.{name}", dt) for s in range(self.n_shards)]
+            out = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, dt))
+            out.flags.writeable = False
+            return out
+        return self._cached(("c", name), make)
+
+    def ext_ids(self) -> np.ndarray:
+        """customer_id of each internal id."""
+        def make():
+            parts = [self.shard_customer_array(s, "ext", np.int64) for s in range(self.n_shards)]
+            out = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int64))
+            out.flags.writeable = False
+            return out
+        return self._cached(("ext",), make)
+
+    def _ext_sorted(self):
+        """(customer_ids sorted, their internal ids) of customers not erased."""
+        def make():
+            ext = self.ext_ids()
+            ids = np.arange(ext.size, dtype=np.int64)
+            erased = self.bitmap("erased")
+            if len(erased):
+                keep = np.ones(ext.size, bool)
+                keep[np.asarray(erased.to_array(), np.int64)] = False
+                ext, ids = ext[keep], ids[keep]
+            if self.ordered:
+                return ext, ids
+            o = np.argsort(ext, kind="stable")
+            return ext[o], ids[o]
+        return self._cached(("ext_sorted",), make)
+
+    def lookup(self, customer_ids) -> np.ndarray:
+        """The internal id of each customer_id, -1 where the dataset has none (erased ones
+        included)."""
+        ids = np.asarray(customer_ids, dtype=np.int64)
+        ext, iid = self._ext_sorted()
+        out = np.full(ids.size, -1, np.int64)
+        if not ext.size or not ids.size:
+            return out
+        pos = np.searchsorted(ext, ids)
+        pos_c = np.minimum(pos, ext.size - 1)
+        found = ext[pos_c] == ids
+        out[found] = iid[pos_c[found]]
+        return out
+
+    def internal_ids(self, customer_ids) -> tuple:
+        """(internal ids found, customer_ids not in the dataset)."""
+        ids = np.asarray(customer_ids, dtype=np.int64)
+        iid = self.lookup(ids)
+        return iid[iid >= 0], ids[iid < 0]
 
     def dictionary(self, name: str) -> list:
         """Strings of a dictionary; code = index + 1."""
-        return self._cached(("d", name), lambda: json.loads(bytes(self.raw(f"dict/{name}") or b"[]")))
+        return self._dicts.get(name, [])
+
+    def dictionaries(self) -> Dict[str, list]:
+        return self._dicts
 
     def code_of(self, name: str) -> dict:
         """value -> code for a dictionary."""
         return self._cached(("dc", name), lambda: {v: i + 1 for i, v in enumerate(self.dictionary(name))})
 
     def bitmap(self, field: str, code: int = 1) -> FrozenBitMap:
-        """The bitmap b/<field>/<code> (empty if absent)."""
+        """The members of b/<field>/<code> over every shard (empty if none)."""
         def make():
-            buf = self.raw(f"b/{field}/{code}")
-            return EMPTY if buf is None else FrozenBitMap.deserialize(bytes(buf))
+            out = []
+            for s in self.manifest.shards:
+                part, prefix = s.customers
+                buf = self.value(part, f"{prefix}/b/{field}/{code}")
+                if buf is not None:
+                    out.append(BitMap.deserialize(bytes(buf)))
+            if not out:
+                return EMPTY
+            return FrozenBitMap(BitMap.union(*out) if len(out) > 1 else out[0])
         return self._cached(("b", field, code), make)
 
     @property
     def alive(self) -> FrozenBitMap:
         return self.bitmap("alive")
 
-    def shard_arrays(self, table: str, col: str, dtype) -> "typed.List":
-        """A numba typed List of one array per shard (for prange-over-shards kernels)."""
-        def make():
-            lst = typed.List()
-            for s in range(self.n_shards):
-                a = self.array(f"s/{s:06d}/{table}/{col}", dtype)
-                if col == "codes":
-                    a = a.reshape(8, -1)
-                lst.append(a)
-            return lst
-        return self._cached(("sl", table, col), make)
-
-    def shard_list(self, table: str, col: str, dtype) -> list:
-        """A plain list of one array per shard."""
-        return [self.array(f"s/{s:06d}/{table}/{col}", dtype) for s in range(self.n_shards)]
-
-    def shard_bases(self) -> np.ndarray:
-        return self._cached(("bases",), lambda: (np.arange(self.n_shards, dtype=np.int64) << self.shard_bits))
-
-    def shard_sizes(self) -> np.ndarray:
-        def make():
-            sizes = np.full(self.n_shards, 1 << self.shard_bits, dtype=np.int64)
-            sizes[-1] = self.n - (self.n_shards - 1) * (1 << self.shard_bits)
-            return sizes
-        return self._cached(("sizes",), make)
-
-    def _ipc_table(self, kind: str) -> pa.Table:
-        def make():
-            parts = []
-            for s in range(self.n_shards):
-                buf = self.raw(f"s/{s:06d}/{kind}")
-                parts.append(pa.ipc.open_stream(pa.py_buffer(buf)).read_all())
-            return pa.concat_tables(parts) if parts else pa.table({})
-        return self._cached(("ipc", kind), make)
+    def _ipc(self, s: int, name: str) -> pa.Table:
+        part, prefix = self.manifest.shards[s].customers
+        buf = self.value(part, f"{prefix}/{name}")
+        return pa.ipc.open_stream(pa.py_buffer(buf)).read_all()
 
     def profile(self) -> pa.Table:
         """Every customer's row (canonical columns), in internal-id order."""
-        return self._ipc_table("profile")
+        def make():
+            parts = [self._ipc(s, "profile") for s in range(self.n_shards)]
+            return pa.concat_tables(parts) if parts else pa.table({})
+        return self._cached(("profile",), make)
 
     def profile_take(self, ids, fields) -> pa.Table:
         """The rows of internal ids `ids` (chosen output fields)."""
-        return self.profile().select(list(fields)).take(pa.array(ids))
+        return self.profile().select(list(fields)).take(pa.array(np.asarray(ids, np.int64)))
 
     def search_table(self) -> pa.Table:
         """Normalised text columns for search / surname, in internal-id order."""
-        return self._ipc_table("search")
-
-    def text_column(self, name: str):
-        """(utf-8 bytes as uint8, int64 row offsets) of a normalised search column; null
-        rows are empty."""
         def make():
-            col = self.search_table().column(name).combine_chunks()
-            col = col.fill_null("")
-            _, off, data = col.buffers()
-            offsets = np.frombuffer(off, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
-            raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-            return raw, offsets.astype(np.int64)
-        return self._cached(("text", name), make)
+            parts = [self._ipc(s, "search") for s in range(self.n_shards)]
+            return pa.concat_tables(parts) if parts else pa.table({})
+        return self._cached(("search",), make)
 
-    def trigram_index(self, field: str):
-        """(keys uint32, offsets int64, ids uint32, pos uint8) zero-copy views of the trigram
-        posting lists t/<field>/* (engine.text_index), or None when this version has none."""
+    def text_shards(self, field: str) -> List[TextShard]:
+        """Per shard: the normalised text of a search field with its indexes."""
         def make():
-            if self.raw(f"t/{field}/keys") is None:
-                return False
-            return (self.array(f"t/{field}/keys", np.uint32), self.array(f"t/{field}/offsets", np.int64),
-                    self.array(f"t/{field}/ids", np.uint32), self.array(f"t/{field}/pos", np.uint8))
-        return self._cached(("tri", field), make) or None
+            from .text_index import text_buffers
+            out = []
+            bases = self.shard_bases()
+            for s, sh in enumerate(self.manifest.shards):
+                part, prefix = sh.customers
+                data, offsets = text_buffers(self._ipc(s, "search").column(field))
+                get = lambda k, dt: self.part_array(part, f"{prefix}/{k}", dt)  # noqa: E731
+                keys = get(f"t/{field}/keys", np.uint32)
+                tri = None if keys is None else (keys, get(f"t/{field}/offsets", np.int64),
+                                                 get(f"t/{field}/ids", np.uint32), get(f"t/{field}/pos", np.uint8))
+                h = get(f"e/{field}/hash", np.uint64)
+                eq = None if h is None else (h, get(f"e/{field}/rows", np.uint32))
+                out.append(TextShard(int(bases[s]), sh.n, data, offsets, tri, eq))
+            return out
+        return self._cached(("text", field), make)
 
-    def ext_ids(self) -> np.ndarray:
-        """customer_id of each internal id (ascending)."""
-        return self.array("c/ext_id", np.int64)
+    # ------------------------------------------------------------ lines
+    def pieces(self, table: str) -> PieceSet:
+        """Every run of a line table ("p", "v", "l") as one PieceSet."""
+        assert table in LINE_TABLES
+        return self._cached(("pieces", table), lambda: self._pieces(table))
 
-    def internal_ids(self, customer_ids) -> tuple:
-        """(internal ids found, customer_ids not in the dataset)."""
-        ids = np.asarray(customer_ids, dtype=np.int64)
-        ext = self.ext_ids()
-        pos = np.searchsorted(ext, ids)
-        pos_c = np.minimum(pos, max(ext.size - 1, 0))
-        found = (pos < ext.size) & (ext[pos_c] == ids) if ext.size else np.zeros(ids.size, bool)
-        return pos[found], ids[~found]
+    def _pieces(self, table: str) -> PieceSet:
+        names = PIECE_NAMES[table]
+        runs = [(s, r) for s, sh in enumerate(self.manifest.shards) for r in sh.table_runs(table)]
+        pt = PieceTable(names, len(runs))
+        meta = np.zeros((len(runs), LY.M_NMETA), np.int64)
+        shard_ptr = np.zeros(self.n_shards + 1, np.int64)
+        dtypes = LINE_COLUMNS[table]
+        field_bit = {f: 1 << i for i, f in enumerate(PRODUCT_FIELDS)}
+        for p, (s, r) in enumerate(runs):
+            shard_ptr[s + 1] += 1
+            for name in names:
+                dt = dtypes.get(name) or DTYPES[name]
+                pt.set(name, p, self.part_array(r.part, f"{r.key}/{name}", dt))
+            meta[p, LY.M_ROWS] = r.rows
+            if r.agg_cutoff_day is not None:
+                meta[p, LY.M_AGG] = 1
+                meta[p, LY.M_CUTOFF] = r.agg_cutoff_day
+                meta[p, LY.M_AGG_MICROS] = r.agg_max_micros
+                meta[p, LY.M_AGG_FIELDS] = sum(field_bit[f] for f in r.agg_fields)
+        shard_ptr = np.cumsum(shard_ptr)
+        return PieceSet(pt, meta, shard_ptr, np.arange(self.n_shards, dtype=np.int64), self.shard_bases(),
+                        self.shard_sizes(), runs)
+
+    def run_arrays(self, shard: int, table: str, run) -> Dict[str, np.ndarray]:
+        """The stored per-line columns of one run (a compaction rewriting it reads these)."""
+        out = {}
+        for name, dt in LINE_COLUMNS[table].items():
+            a = self.part_array(run.part, f"{run.key}/{name}", dt)
+            out[name] = a if a is not None else np.zeros(0, dt)
+        return out
+
+    def max_purchase_micros(self) -> Optional[int]:
+        ts = [r.max_ts for sh in self.manifest.shards for r in sh.table_runs("p") if r.rows]
+        return max(ts) if ts else None
 
     def bytes_on_disk(self) -> int:
-        return sum(os.stat(p).st_blocks * 512 for p in self.path.iterdir() if p.is_file())
+        total = 0
+        for name in self.manifest.parts():
+            total += os.stat(self.dir / "parts" / name / "data.mdb").st_blocks * 512
+        for p in self.path.iterdir():
+            total += os.stat(p).st_blocks * 512
+        return total
 
 
 class EmptySnapshot:

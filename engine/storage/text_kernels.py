@@ -1,6 +1,7 @@
 """Numba kernels over normalised UTF-8 text (bytes + row offsets): substring and equality."""
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -65,3 +66,23 @@ def equal_mask(data, offsets, needle, out):
                 ok = 0
                 break
         out[r] = ok
+
+
+@njit(cache=True, nogil=True)
+def equal_rows(hashes, rows, data, offsets, needle, h, out):
+    """out[r] = 1 for each row r whose bytes equal needle, found through the sorted row
+    hashes (FNV-1a 64, engine.storage.shard_customers): only rows with hash h are compared."""
+    k = np.searchsorted(hashes, h)
+    m = needle.size
+    while k < hashes.size and hashes[k] == h:
+        r = rows[k]
+        s, e = offsets[r], offsets[r + 1]
+        if e - s == m:
+            ok = True
+            for j in range(m):
+                if data[s + j] != needle[j]:
+                    ok = False
+                    break
+            if ok:
+                out[r] = 1
+        k += 1

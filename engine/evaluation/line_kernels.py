@@ -1,0 +1,357 @@
+"""Numba kernels over a version's line runs (engine.storage.runs), read through PieceSets.
+
+Each kernel runs `prange` over the shards k of [k_lo, k_hi) (a batch: deadlines are checked
+between calls); a shard's pieces (its runs) are folded one after the other into the shard's
+own accumulators, so threads never share a write, and the shard's slice of the output
+[base, base + n) is written last.
+
+Purchases: for each run the kernel picks the cheapest way to read what the filter and
+range select, and counts what it read in `stats` (layout of STAT_*):
+  - all-time, as of an instant after the run's aggregates: per-customer aggregates (no
+    filter) or the per-code aggregates of the wanted codes (one filtered field), plus the
+    lines newer than the aggregates;
+  - otherwise the lines of the date range: through the posting lists of the filtered field
+    whose wanted codes have the fewest lines in the range (the other fields checked per
+    line), or a scan of the range when that would read most of it anyway.
+Lines on days from the day before today on have their instant compared with the as-of
+instant; earlier lines are visible by their day.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..storage import layout as LY
+from ..storage.views import view_i32, view_i64, view_u8, view_u16, view_u32
+
+W_SPEND, W_COUNT, W_FIRST, W_LAST = 1, 2, 4, 8          # accumulators wanted
+A_SPEND, A_COUNT, A_FIRST, A_LAST = 0, 1, 2, 3          # which one a mask tests
+STAT_SCANNED, STAT_POSTED, STAT_GATHERED, STAT_AGG, STAT_DENSE, STAT_N = 0, 1, 2, 3, 4, 5
+POSTINGS_FACTOR = 3    # read postings when they select under a third of the range's lines
+PATH_AGGREGATES, PATH_POSTINGS = 1, 2                   # access paths a call may use (tests force scans)
+ALL_PATHS = PATH_AGGREGATES | PATH_POSTINGS
+FIRST_NONE = np.int64(2**31 - 1)
+LAST_NONE = np.int64(-(2**31))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fold(sp, ct, fi, la, want, c, a, d):
+    if want & W_SPEND:
+        sp[c] += a
+    if a >= 0:
+        if want & W_COUNT:
+            ct[c] += 1
+        if want & W_FIRST:
+            if d < fi[c]:
+                fi[c] = d
+        if want & W_LAST:
+            if d > la[c]:
+                la[c] = d
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _accepts(addr, size, p, fields, luts, skip, i):
+    """Line i of piece p passes every filtered field but `skip`."""
+    for j in range(fields.size):
+        if j == skip:
+            continue
+        f = fields[j]
+        codes = view_u32(addr[LY.P_CODE + f, p], size[LY.P_CODE + f, p])
+        if luts[j, codes[i]] == 0:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _posting_range(addr, size, p, f, code, a, b):
+    """(start, end) in the posting list of code `code` of field f of piece p: its lines in
+    positions [a, b); (0, 0) when the code has none."""
+    xc = view_u32(addr[LY.P_XCODES + f, p], size[LY.P_XCODES + f, p])
+    k = np.searchsorted(xc, np.uint32(code))
+    if k >= xc.size or xc[k] != code:
+        return 0, 0
+    xp = view_i64(addr[LY.P_XPTR + f, p], size[LY.P_XPTR + f, p])
+    xs = view_u32(addr[LY.P_XPOS + f, p], size[LY.P_XPOS + f, p])
+    s0, s1 = xp[k], xp[k + 1]
+    lo = s0 + np.searchsorted(xs[s0:s1], np.uint32(a))
+    hi = s0 + np.searchsorted(xs[s0:s1], np.uint32(b))
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _lines(addr, size, p, a, b, mid, asof, fields, luts, wc_ptr, wc, want, sp, ct, fi, la, st, paths):
+    """Fold piece p's matching visible lines at positions [a, b)."""
+    if a >= b:
+        return
+    cust = view_u16(addr[LY.P_CUST, p], size[LY.P_CUST, p])
+    amount = view_i64(addr[LY.P_AMOUNT, p], size[LY.P_AMOUNT, p])
+    day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+    ts = view_i64(addr[LY.P_TS, p], size[LY.P_TS, p])
+    F = fields.size
+    best, best_j = b - a, -1
+    if F > 0 and paths & PATH_POSTINGS:
+        for j in range(F):
+            cnt = 0
+            for w in range(wc_ptr[j], wc_ptr[j + 1]):
+                lo, hi = _posting_range(addr, size, p, fields[j], wc[w], a, b)
+                cnt += hi - lo
+            if best_j < 0 or cnt < best:
+                best, best_j = cnt, j
+        if best == 0:
+            return
+    if F == 0 or best_j < 0 or best * POSTINGS_FACTOR >= b - a:
+        st[STAT_SCANNED] += b - a
+        if F == 0:
+            for i in range(a, min(mid, b)):
+                _fold(sp, ct, fi, la, want, cust[i], amount[i], day[i])
+        elif F == 1:
+            codes = view_u32(addr[LY.P_CODE + fields[0], p], size[LY.P_CODE + fields[0], p])
+            lut = luts[0]
+            for i in range(a, min(mid, b)):
+                if lut[codes[i]]:
+                    _fold(sp, ct, fi, la, want, cust[i], amount[i], day[i])
+        else:
+            for i in range(a, min(mid, b)):
+                if _accepts(addr, size, p, fields, luts, -1, i):
+                    _fold(sp, ct, fi, la, want, cust[i], amount[i], day[i])
+        for i in range(max(a, mid), b):
+            if ts[i] <= asof and (F == 0 or _accepts(addr, size, p, fields, luts, -1, i)):
+                _fold(sp, ct, fi, la, want, cust[i], amount[i], day[i])
+        return
+    f = fields[best_j]
+    xs = view_u32(addr[LY.P_XPOS + f, p], size[LY.P_XPOS + f, p])
+    st[STAT_POSTED] += best
+    for w in range(wc_ptr[best_j], wc_ptr[best_j + 1]):
+        lo, hi = _posting_range(addr, size, p, f, wc[w], a, b)
+        for k in range(lo, hi):
+            i = np.int64(xs[k])
+            if F > 1 and not _accepts(addr, size, p, fields, luts, best_j, i):
+                continue
+            if i >= mid and ts[i] > asof:
+                continue
+            st[STAT_GATHERED] += 1
+            _fold(sp, ct, fi, la, want, cust[i], amount[i], day[i])
+
+
+@njit(cache=True, nogil=True)
+def _code_aggregates(addr, size, p, f, wc_ptr, wc, want, sp, ct, fi, la, st):
+    """Fold the all-time per-code aggregates of the wanted codes of field f (filter j = 0)."""
+    ac = view_u32(addr[LY.P_ACODES + f, p], size[LY.P_ACODES + f, p])
+    ap = view_i64(addr[LY.P_APTR + f, p], size[LY.P_APTR + f, p])
+    acu = view_u16(addr[LY.P_ACUST + f, p], size[LY.P_ACUST + f, p])
+    asp = view_i64(addr[LY.P_ASPEND + f, p], size[LY.P_ASPEND + f, p])
+    act = view_i32(addr[LY.P_ACOUNT + f, p], size[LY.P_ACOUNT + f, p])
+    afi = view_i32(addr[LY.P_AFIRST + f, p], size[LY.P_AFIRST + f, p])
+    ala = view_i32(addr[LY.P_ALAST + f, p], size[LY.P_ALAST + f, p])
+    for w in range(wc_ptr[0], wc_ptr[1]):
+        code = np.uint32(wc[w])
+        k = np.searchsorted(ac, code)
+        if k >= ac.size or ac[k] != code:
+            continue
+        st[STAT_AGG] += ap[k + 1] - ap[k]
+        for e in range(ap[k], ap[k + 1]):
+            c = acu[e]
+            if want & W_SPEND:
+                sp[c] += asp[e]
+            if want & W_COUNT:
+                ct[c] += act[e]
+            if want & W_FIRST:
+                if afi[e] < fi[c]:
+                    fi[c] = afi[e]
+            if want & W_LAST:
+                if ala[e] > la[c]:
+                    la[c] = ala[e]
+
+
+@njit(cache=True, nogil=True)
+def _dense_aggregates(addr, size, p, n, want, sp, ct, fi, la, st):
+    """Fold the all-time per-customer aggregates of piece p (no filter)."""
+    st[STAT_DENSE] += n
+    if want & W_SPEND:
+        a = view_i64(addr[LY.P_ALL_SPEND, p], size[LY.P_ALL_SPEND, p])
+        for c in range(n):
+            sp[c] += a[c]
+    if want & W_COUNT:
+        a = view_i32(addr[LY.P_ALL_COUNT, p], size[LY.P_ALL_COUNT, p])
+        for c in range(n):
+            ct[c] += a[c]
+    if want & W_FIRST:
+        a = view_i32(addr[LY.P_ALL_FIRST, p], size[LY.P_ALL_FIRST, p])
+        for c in range(n):
+            if a[c] < fi[c]:
+                fi[c] = a[c]
+    if want & W_LAST:
+        a = view_i32(addr[LY.P_ALL_LAST, p], size[LY.P_ALL_LAST, p])
+        for c in range(n):
+            if a[c] > la[c]:
+                la[c] = a[c]
+
+
+@njit(cache=True, nogil=True)
+def _shard(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fields, luts, wc_ptr, wc,
+           want, st, paths):
+    """The accumulators (spend, count, first, last) of one shard over its pieces."""
+    sp = np.zeros(n if want & W_SPEND else 1, np.int64)
+    ct = np.zeros(n if want & W_COUNT else 1, np.int64)
+    fi = np.full(n if want & W_FIRST else 1, FIRST_NONE, np.int64)
+    la = np.full(n if want & W_LAST else 1, LAST_NONE, np.int64)
+    F = fields.size
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))
+        start = lo
+        if all_time and paths & PATH_AGGREGATES and meta[p, LY.M_AGG] == 1 and asof >= meta[p, LY.M_AGG_MICROS]:
+            tail = np.searchsorted(day, np.int32(meta[p, LY.M_CUTOFF]), side="right")
+            if F == 0:
+                _dense_aggregates(addr, size, p, n, want, sp, ct, fi, la, st)
+                start = tail
+            elif F == 1 and (meta[p, LY.M_AGG_FIELDS] >> fields[0]) & 1:
+                _code_aggregates(addr, size, p, fields[0], wc_ptr, wc, want, sp, ct, fi, la, st)
+                start = tail
+        _lines(addr, size, p, start, hi, mid, asof, fields, luts, wc_ptr, wc, want, sp, ct, fi, la, st, paths)
+    return sp, ct, fi, la
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def purchase_mask(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, all_time, asof,
+                  fields, luts, wc_ptr, wc, want, paths, which, vlo, vhi, out, stats):
+    """out[base + c] = 1 when shard customer c's accumulator `which` lies in [vlo, vhi]
+    (first / last: only customers with a sale)."""
+    for k in prange(k_lo, k_hi):
+        n = nn[k]
+        sp, ct, fi, la = _shard(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day,
+                                all_time, asof, fields, luts, wc_ptr, wc, want, stats[k], paths)
+        b = base[k]
+        for c in range(n):
+            if which == A_SPEND:
+                v = sp[c]
+                ok = v >= vlo and v <= vhi
+            elif which == A_COUNT:
+                v = ct[c]
+                ok = v >= vlo and v <= vhi
+            elif which == A_FIRST:
+                v = fi[c]
+                ok = v != FIRST_NONE and v >= vlo and v <= vhi
+            else:
+                v = la[c]
+                ok = v != LAST_NONE and v >= vlo and v <= vhi
+            out[b + c] = 1 if ok else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def purchase_values(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, all_time, asof,
+                    fields, luts, wc_ptr, wc, want, paths, spend, count, first, last, stats):
+    """The wanted accumulators per customer into dense arrays (first / last: FIRST_NONE /
+    LAST_NONE without a sale); arrays not wanted may have size 1."""
+    for k in prange(k_lo, k_hi):
+        n = nn[k]
+        sp, ct, fi, la = _shard(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day,
+                                all_time, asof, fields, luts, wc_ptr, wc, want, stats[k], paths)
+        b = base[k]
+        if want & W_SPEND:
+            spend[b:b + n] = sp
+        if want & W_COUNT:
+            count[b:b + n] = ct
+        if want & W_FIRST:
+            first[b:b + n] = fi
+        if want & W_LAST:
+            last[b:b + n] = la
+
+
+# ------------------------------------------------------------------ visits and laybys
+
+@njit(cache=True, nogil=True)
+def _visit_counts(addr, size, p0, p1, n, s_day, e_day, c_day, asof, use_shops, shop_lut, st):
+    acc = np.zeros(n, np.int64)
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))
+        cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
+        status = view_u8(addr[LY.V_STATUS, p], size[LY.V_STATUS, p])
+        shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
+        ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
+        st[STAT_SCANNED] += hi - lo
+        for i in range(lo, hi):
+            if status[i] != LY.VISIT_COMPLETED:
+                continue
+            if i >= mid and ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            acc[cust[i]] += 1
+    return acc
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def visit_count_mask(addr, size, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, asof, use_shops,
+                     shop_lut, vlo, vhi, out, stats):
+    """out[base + c] = 1 when the number of visible completed visits (at accepted shops) on
+    days [s_day, e_day] lies in [vlo, vhi]."""
+    for k in prange(k_lo, k_hi):
+        n = nn[k]
+        acc = _visit_counts(addr, size, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, asof,
+                            use_shops, shop_lut, stats[k])
+        b = base[k]
+        for c in range(n):
+            v = acc[c]
+            out[b + c] = 1 if (v >= vlo and v <= vhi) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def visit_count_values(addr, size, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, asof, use_shops,
+                       shop_lut, out, stats):
+    """out[base + c] = the number of visible completed visits (at accepted shops) on days
+    [s_day, e_day]."""
+    for k in prange(k_lo, k_hi):
+        n = nn[k]
+        acc = _visit_counts(addr, size, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, asof,
+                            use_shops, shop_lut, stats[k])
+        b = base[k]
+        out[b:b + n] = acc
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def upcoming_mask(addr, size, shard_ptr, base, k_lo, k_hi, c_day, asof, use_shops, shop_lut, out, stats):
+    """out[base + c] = 1 when shard customer c has a booked visit (at an accepted shop)
+    starting after asof (lines before day c_day end before the as-of instant)."""
+    for k in prange(k_lo, k_hi):
+        b = base[k]
+        for p in range(shard_ptr[k], shard_ptr[k + 1]):
+            day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+            lo = np.searchsorted(day, np.int32(c_day))
+            cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
+            status = view_u8(addr[LY.V_STATUS, p], size[LY.V_STATUS, p])
+            shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
+            ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
+            stats[k, STAT_SCANNED] += day.size - lo
+            for i in range(lo, day.size):
+                if status[i] == LY.VISIT_BOOKED and ts[i] > asof:
+                    if use_shops and shop_lut[shop[i]] == 0:
+                        continue
+                    out[b + cust[i]] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def overdue_layby_mask(addr, size, shard_ptr, base, k_lo, k_hi, today, out, stats):
+    """out[base + c] = 1 when shard customer c has an open layby opened by today with
+    balance > 0 and due before today."""
+    for k in prange(k_lo, k_hi):
+        b = base[k]
+        for p in range(shard_ptr[k], shard_ptr[k + 1]):
+            cust = view_u16(addr[LY.L_CUST, p], size[LY.L_CUST, p])
+            opened = view_i32(addr[LY.L_OPENED, p], size[LY.L_OPENED, p])
+            due = view_i32(addr[LY.L_DUE, p], size[LY.L_DUE, p])
+            bal = view_i64(addr[LY.L_BALANCE, p], size[LY.L_BALANCE, p])
+            status = view_u8(addr[LY.L_STATUS, p], size[LY.L_STATUS, p])
+            stats[k, STAT_SCANNED] += cust.size
+            for i in range(cust.size):
+                if status[i] == LY.LAYBY_OPEN and bal[i] > 0 and due[i] < today and opened[i] <= today:
+                    out[b + cust[i]] = 1

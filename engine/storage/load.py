@@ -1,0 +1,261 @@
+"""Reading a bulk load part by part: validate, give customers internal ids, route to spill.
+
+A load is a folder of table files (engine.storage.ingest_read). It is read in batches of
+rows, never whole, so its size is bounded by disk, not memory:
+  1. customers, customer_id only: every id of the load, checked for repeats; new customers
+     get internal ids (a first load: ranks of customer_id; a later one: after the dataset's
+     ids, in customer_id order), known ones keep theirs;
+  2. customers, whole rows: validated and routed to the spill bucket of their shard; their
+     value dictionaries are gathered;
+  3. purchases, visits, laybys: validated, their customers looked up (an unknown one is an
+     error naming file and row), local days and dictionary codes computed, routed.
+Any error stops the load before anything is written to the dataset: the caller deletes the
+spill. The build (engine.storage.build) then turns each bucket into parts.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import IngestError
+from ..model import timerange
+from ..model.schema import TABLE_NAMES
+from ..model.segment import PRODUCT_FIELDS
+from . import build_kernels as K
+from .customer_attrs import INT32_NULL, VALUE_FIELDS, day_numbers, encode, filled, np_column
+from .ingest_read import (REFERENCING_TABLES, _rel, _unique_customer_ids, find_table_files,
+                          iter_table_batches)
+from .spill import Spill
+
+VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
+LAYBY_STATUS_CODES = {"open": 1, "closed": 2}
+LINE_PREFIX = {"purchases": "p", "visits": "v", "laybys": "l"}
+BYTES_PER_LINE = 96        # a line in memory while its bucket is sorted and written (with temporaries)
+BYTES_PER_CUSTOMER = 600   # a customer row (profile, text, derived) while its bucket is written
+DEFAULT_BATCH_ROWS = 1 << 20
+CUSTOMER_DICTS = VALUE_FIELDS + ("tag",)
+
+
+@dataclass
+class Target:
+    """The dataset a load lands on (empty for a first load)."""
+    n: int = 0                                  # internal ids allocated so far
+    ext: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # customer_id of live ids
+    iid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # their internal ids
+    dicts: Dict[str, list] = field(default_factory=dict)
+    shard_bits: int = 16
+    max_ext: Optional[int] = None               # the largest customer_id ever given an id
+
+
+@dataclass
+class Load:
+    """A load read into spill buckets, ready to build."""
+    spill: Spill
+    bucket_shards: int
+    n: int                                      # internal ids allocated after the load
+    dicts: Dict[str, list]
+    rows: Dict[str, int]
+    new_customers: int
+    ordered: bool                               # new ids all sort after the old ones
+
+
+def _estimate_lines(found: dict) -> int:
+    n = 0
+    for table in REFERENCING_TABLES:
+        for p in found.get(table, []):
+            if p.suffix.lower() == ".parquet":
+                try:
+                    n += pq.ParquetFile(p).metadata.num_rows
+                except Exception:  # noqa: BLE001 - the reader names the problem later
+                    pass
+            else:
+                n += p.stat().st_size // 48
+    return n
+
+
+def bucket_size(n_shards: int, lines: int, customers: int, shard_bits: int, budget: int, workers: int) -> int:
+    """Shards per bucket so that `workers` buckets in memory at once fit the budget."""
+    per_shard = (lines / max(n_shards, 1)) * BYTES_PER_LINE + min(customers, 1 << shard_bits) * BYTES_PER_CUSTOMER
+    fit = int(budget // max(workers * 2 * per_shard, 1))
+    return max(1, min(n_shards, fit))
+
+
+class _Progress:
+    def __init__(self, enabled: bool, report: Optional[Callable[[str, int, int], None]]):
+        self.bar = None
+        self.enabled = enabled and sys.stderr.isatty()
+        self.report = report
+
+    def phase(self, name: str, total: int, unit: str = "rows"):
+        self.close()
+        self.name = name
+        self.done = 0
+        self.total = total
+        if self.enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total or None, desc=name, unit=unit, unit_scale=True, file=sys.stderr)
+
+    def add(self, k: int) -> None:
+        self.done += k
+        if self.bar is not None:
+            self.bar.update(k)
+        if self.report is not None:
+            self.report(self.name, self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, require_customers: bool,
+              workers: int = 2, progress: bool = False, report=None,
+              batch_rows: int = DEFAULT_BATCH_ROWS) -> Load:
+    """Read, validate and route a folder of table files into a new spill (see the module
+    docstring). IngestError on bad input; the caller removes the spill either way."""
+    folder = Path(folder)
+    found = find_table_files(folder)
+    if not found:
+        raise IngestError("", 0, "", f"no table files in {folder}: expected "
+                          + ", ".join(TABLE_NAMES) + " as .parquet, .csv or a folder of parts")
+    if require_customers and "customers" not in found:
+        raise IngestError("customers", 0, "", "missing customers file (customers.parquet, "
+                          "customers.csv or customers/): the first load needs one")
+    bar = _Progress(progress, report)
+    spill = Spill(spill_dir)
+    bits = target.shard_bits
+    try:
+        # ---- 1. customer ids
+        files = [(p, _rel(p, folder)) for p in found.get("customers", [])]
+        bar.phase("customer ids", 0)
+        id_parts, extent = [], []
+        for path, name in files:
+            rows = 0
+            for _, t in iter_table_batches(path, "customers", name, batch_rows, columns=("customer_id",)):
+                id_parts.append(np_column(t.column("customer_id"), np.int64))
+                rows += t.num_rows
+                bar.add(t.num_rows)
+            extent.append((name, rows))
+        load_ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
+        _unique_customer_ids(pa.table({"customer_id": load_ids}), extent)
+
+        known_iid = _lookup_sorted(target.ext, target.iid, load_ids)
+        new = np.flatnonzero(known_iid < 0)
+        new_ids = np.sort(load_ids[new])
+        iid_of_load = known_iid.copy()
+        if target.n == 0:
+            iid_of_load[new] = np.searchsorted(new_ids, load_ids[new])      # ranks
+        else:
+            iid_of_load[new] = target.n + np.searchsorted(new_ids, load_ids[new])
+        n_after = target.n + new_ids.size
+        ordered = not (new_ids.size and target.max_ext is not None and new_ids[0] < target.max_ext)
+        # one lookup table for every customer_id a line may name
+        keys = np.concatenate([target.ext, load_ids[new]])
+        vals = np.concatenate([target.iid, iid_of_load[new]])
+        tkeys, tpos = K.build_id_hash(keys) if keys.size else (np.zeros(1, np.int64), np.full(1, -1, np.int64))
+        del id_parts
+
+        n_shards = max(1, (n_after + (1 << bits) - 1) >> bits)
+        lines = _estimate_lines(found)
+        per = bucket_size(n_shards, lines, n_after, bits, budget, workers)
+
+        def bucket_of(iid):
+            return (iid >> bits) // per
+
+        # ---- 2. customer rows
+        dict_values: Dict[str, set] = {k: set() for k in CUSTOMER_DICTS}
+        bar.phase("customers", load_ids.size)
+        start = 0
+        for path, name in files:
+            for _, t in iter_table_batches(path, "customers", name, batch_rows):
+                iid = iid_of_load[start:start + t.num_rows]
+                start += t.num_rows
+                for k in VALUE_FIELDS:
+                    dict_values[k].update(v for v in pc.unique(t.column(k)).to_pylist() if v is not None)
+                dict_values["tag"].update(v for v in pc.unique(pc.list_flatten(t.column("tags"))).to_pylist()
+                                          if v is not None)
+                spill.route("c", t.append_column("_iid", pa.array(iid, pa.int64())), bucket_of(iid))
+                bar.add(t.num_rows)
+        dicts = {k: list(v) for k, v in target.dicts.items()}
+        for k in CUSTOMER_DICTS:
+            have = dicts.get(k, [])
+            known = set(have)
+            dicts[k] = have + sorted(v for v in dict_values[k] if v not in known)
+        for f in PRODUCT_FIELDS:
+            dicts.setdefault(f, [])
+
+        # ---- 3. lines
+        rows = {"customers": int(load_ids.size)} if "customers" in found else {}
+        for table in REFERENCING_TABLES:
+            files = [(p, _rel(p, folder)) for p in found.get(table, [])]
+            if not files:
+                continue
+            rows[table] = 0
+            bar.phase(table, 0)
+            prefix = LINE_PREFIX[table]
+            for path, name in files:
+                for offset, t in iter_table_batches(path, table, name, batch_rows):
+                    cid = np_column(t.column("customer_id"), np.int64)
+                    pos = K.hash_lookup(tkeys, tpos, cid)
+                    if (pos < 0).any():
+                        i = int(np.argmax(pos < 0))
+                        raise IngestError(name, offset + i + 1, "customer_id",
+                                          f"unknown customer_id {int(cid[i])}: not in this load's customers "
+                                          "nor in the dataset")
+                    iid = vals[pos]
+                    cols, dicts = line_columns(prefix, t, iid, zone, dicts)
+                    spill.route(prefix, pa.table(cols), bucket_of(iid))
+                    rows[table] += t.num_rows
+                    bar.add(t.num_rows)
+        spill.finish_writing()
+        bar.close()
+        return Load(spill, per, n_after, dicts, rows, int(new_ids.size), bool(ordered))
+    except BaseException:
+        bar.close()
+        spill.cleanup()
+        raise
+
+
+def _lookup_sorted(ext: np.ndarray, iid: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Internal id of each of `ids` among (ext, iid) pairs, -1 when absent."""
+    out = np.full(ids.size, -1, np.int64)
+    if not ext.size or not ids.size:
+        return out
+    order = np.argsort(ext, kind="stable")
+    se = ext[order]
+    pos = np.searchsorted(se, ids)
+    pc_ = np.minimum(pos, se.size - 1)
+    hit = se[pc_] == ids
+    out[hit] = iid[order[pc_[hit]]]
+    return out
+
+
+def line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts: Dict[str, list]):
+    """The spilled columns of a batch of lines (internal ids, local days, dictionary codes
+    extended with new values) and the dictionaries after it."""
+    dicts = dict(dicts)
+    if prefix == "l":
+        return {"iid": iid, "opened": day_numbers(t.column("opened_on")), "due": day_numbers(t.column("due_on")),
+                "balance": np_column(t.column("balance"), np.int64),
+                "status": encode(t.column("status"), list(LAYBY_STATUS_CODES))[0].astype(np.uint8)}, dicts
+    tcol = "purchased_at" if prefix == "p" else "starts_at"
+    ts = np_column(pc.cast(t.column(tcol), pa.int64()), np.int64)
+    cols = {"iid": iid, "day": timerange.local_day_of_micros(ts, zone).astype(np.int32), "ts": ts}
+    if prefix == "v":
+        cols["status"] = encode(t.column("status"), list(VISIT_STATUS_CODES))[0].astype(np.uint8)
+        c, dicts["shop"] = encode(t.column("shop"), dicts.get("shop", []), extend=True)
+        cols["shop"] = c.astype(np.uint32)
+        return cols, dicts
+    cols["amount"] = np_column(t.column("amount"), np.int64)
+    cols["quantity"] = filled(t.column("quantity"), int(INT32_NULL), np.int32)
+    for f in PRODUCT_FIELDS:
+        c, dicts[f] = encode(t.column(f), dicts.get(f, []), extend=True)
+        cols[f"c.{f}"] = c.astype(np.uint32)
+    return cols, dicts

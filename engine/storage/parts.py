@@ -1,0 +1,149 @@
+"""Parts: the immutable LMDB environments a version is made of.
+
+A part is written once by one writer (`PartWriter`) and then only read (`PartReader`). Its
+map is sized to what it holds, never a fixed terabyte: the writer grows the map before each
+transaction to fit the values it is about to put, and a reader maps exactly the file. So a
+process can hold thousands of parts without running out of address space, and a part costs
+one file descriptor while open.
+
+Parts live in <dataset>/parts/<name>/ and are shared between versions: a version's manifest
+names the parts it reads, and a part no manifest names any more is deleted.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Optional
+
+import lmdb
+import numpy as np
+
+PAGE = 4096
+_SLACK = 1 << 20  # B-tree pages for keys, meta pages, free-list: small and bounded
+
+
+def _page_bytes(n: int) -> int:
+    """Bytes LMDB needs for one value of n bytes (overflow pages, header included)."""
+    return ((n + 64 + PAGE - 1) // PAGE) * PAGE
+
+
+class PartWriter:
+    """Write one part: put() values, commit() a unit of them, finish() once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True)
+        self._map = 4 * _SLACK
+        self.env = lmdb.open(str(self.path), map_size=self._map, subdir=True, sync=False,
+                             metasync=False, lock=False, max_dbs=0)
+        self._pending: list = []
+        self._pending_bytes = 0
+        self.written = 0
+
+    def put(self, key: str, value) -> None:
+        """Queue a value (numpy array, bytes or str) under key; written at the next commit."""
+        if isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value).tobytes()
+        elif isinstance(value, str):
+            value = value.encode()
+        self._pending.append((key.encode(), value))
+        self._pending_bytes += _page_bytes(len(value)) + len(key) + 64
+        if self._pending_bytes > (256 << 20):
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the queued values in one transaction, growing the map first to fit them."""
+        if not self._pending:
+            return
+        used = (self.env.info()["last_pgno"] + 1) * PAGE
+        need = used + self._pending_bytes + _SLACK
+        if need > self._map:
+            self._map = max(need, self._map + self._map // 4)
+            self.env.set_mapsize(self._map)
+        with self.env.begin(write=True) as txn:
+            for k, v in self._pending:
+                txn.put(k, v)
+        self.written += self._pending_bytes
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def finish(self) -> int:
+        """Commit, flush to disk, close; returns the part's size in bytes."""
+        self.commit()
+        self.env.sync(True)
+        self.env.close()
+        size = os.path.getsize(self.path / "data.mdb")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return size
+
+    def abort(self) -> None:
+        try:
+            self.env.close()
+        except lmdb.Error:
+            pass
+
+
+class PartReader:
+    """One part opened read-only through a single long-lived read transaction; values are
+    zero-copy memoryviews into the map, valid while the reader is open.
+
+    LMDB allows one open handle per environment and process, and versions share parts: get
+    readers with `open_part` and give them back with `release_part`, which count users."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        size = os.path.getsize(self.path / "data.mdb")
+        self.env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True,
+                             map_size=max(size, PAGE), max_readers=1)
+        self.txn = self.env.begin(buffers=True)
+        self.size = size
+
+    def get(self, key: str) -> Optional[memoryview]:
+        return self.txn.get(key.encode())
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.txn.abort()
+            self.env.close()
+            self.env = None
+
+
+_open: dict = {}
+_open_lock = threading.Lock()
+
+
+def open_part(path: Path) -> PartReader:
+    """The process's reader of a part (opened on first use); release_part when done."""
+    key = str(Path(path).resolve())
+    with _open_lock:
+        hit = _open.get(key)
+        if hit is not None:
+            hit[1] += 1
+            return hit[0]
+        r = PartReader(Path(key))
+        _open[key] = [r, 1]
+        return r
+
+
+def release_part(reader: PartReader) -> None:
+    """One user fewer; the last one closes the part."""
+    key = str(reader.path)
+    with _open_lock:
+        hit = _open.get(key)
+        if hit is None or hit[0] is not reader:
+            return
+        hit[1] -= 1
+        if hit[1] <= 0:
+            del _open[key]
+            reader.close()
+
+
+def open_parts() -> int:
+    """How many parts this process has open."""
+    with _open_lock:
+        return len(_open)

@@ -1,0 +1,133 @@
+"""Sorted runs: one shard's lines of one table, as the columns a version stores.
+
+A run's lines are sorted by (local day, instant), so a date range is a slice found by
+binary search. A purchases run also stores, per product field:
+  x.<field>.codes / .ptr / .pos   posting lists: the positions of each code's lines
+                                  (ascending), so a filter reads only its values' lines;
+  a.<field>.codes / .ptr / .cust / .spend / .count / .first / .last
+                                  all-time aggregates per (code, customer) of the lines up to
+                                  the run's aggregate cutoff day, kept for a field when they
+                                  are at most half as many entries as its posted lines;
+and a.all.spend / .count / .first / .last: the same per customer without a filter (dense).
+Lines newer than the cutoff (the last AGG_TAIL_DAYS of the run) are left out of the
+aggregates, so evaluating as of a recent instant still uses them and reads the tail.
+
+Column arrays of a table (`LINE_COLUMNS`) carry local customer ids (`cust`, uint16) and
+the table's values; product codes are uint32 (code 0 = null).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..model.segment import PRODUCT_FIELDS
+from . import build_kernels as K
+from .manifest import Run
+
+AGG_TAIL_DAYS = 7      # newest days of a run left out of its aggregates
+AGG_MIN_LINES = 4096   # smaller runs get no aggregates (scanning them is cheaper than storing them)
+AGG_MAX_RATIO = 0.5    # a field's aggregates are kept when entries <= this x its posted lines
+
+LINE_COLUMNS = {
+    "p": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
+          **{f"c.{f}": np.uint32 for f in PRODUCT_FIELDS}},
+    "v": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.uint32},
+    "l": {"cust": np.uint16, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
+}
+AGG_COLUMNS = {"codes": np.uint32, "ptr": np.int64, "cust": np.uint16, "spend": np.int64,
+               "count": np.int32, "first": np.int32, "last": np.int32}
+ALL_COLUMNS = {"spend": np.int64, "count": np.int32, "first": np.int32, "last": np.int32}
+POSTING_COLUMNS = {"codes": np.uint32, "ptr": np.int64, "pos": np.uint32}
+
+
+def empty_columns(table: str) -> Dict[str, np.ndarray]:
+    return {k: np.zeros(0, dt) for k, dt in LINE_COLUMNS[table].items()}
+
+
+def sort_order(day: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Order of lines by (local day, instant), stable. Instants order days except where a
+    backward DST shift crosses midnight; then a lexsort settles it."""
+    order = np.argsort(ts, kind="stable")
+    d = day[order]
+    if d.size > 1 and (d[1:] < d[:-1]).any():
+        order = np.lexsort((ts, day))
+    return order
+
+
+def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: str,
+              aggregates: bool = True) -> Tuple[Dict[str, np.ndarray], Run]:
+    """The stored arrays (key suffix -> array) and the Run entry of one shard's lines of
+    `table` (columns unsorted, local customer ids < n)."""
+    rows = int(cols["cust"].size)
+    if table == "l":
+        order = np.argsort(cols["cust"], kind="stable")
+        out = {k: np.ascontiguousarray(cols[k][order], dt) for k, dt in LINE_COLUMNS[table].items()}
+        return out, Run(part, key, rows)
+    order = sort_order(cols["day"], cols["ts"])
+    out = {k: np.ascontiguousarray(cols[k][order], dt) for k, dt in LINE_COLUMNS[table].items()}
+    for k, a in cols.items():  # extra per-line columns travel with the lines
+        if k not in out:
+            out[k] = np.ascontiguousarray(a[order])
+    day = out["day"]
+    run = Run(part, key, rows, int(day[0]) if rows else 0, int(day[-1]) if rows else 0,
+              int(out["ts"].max()) if rows else 0)
+    if table != "p":
+        return out, run
+    for f in PRODUCT_FIELDS:
+        codes = out[f"c.{f}"]
+        ncodes = int(codes.max()) if codes.size else 0
+        present, ptr, pos = K.postings(codes, ncodes)
+        out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = present, ptr, pos
+    if aggregates and rows >= AGG_MIN_LINES:
+        out, run = _with_aggregates(out, run, n)
+    return out, run
+
+
+def _with_aggregates(out: dict, run: Run, n: int):
+    day = out["day"]
+    cutoff = int(day[-1]) - AGG_TAIL_DAYS
+    upto = int(np.searchsorted(day, np.int32(cutoff), "right"))
+    if upto == 0:
+        return out, run
+    cust, amount = out["cust"], out["amount"]
+    for k, a in zip(ALL_COLUMNS, K.customer_aggregates(cust, amount, day, upto, n)):
+        out[f"a.all.{k}"] = a
+    kept = []
+    for f in PRODUCT_FIELDS:
+        ptr, pos = out[f"x.{f}.ptr"], out[f"x.{f}.pos"]
+        posted = int(np.count_nonzero(pos < upto)) if pos.size else 0
+        if posted == 0:
+            continue
+        parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
+        if parts[2].size > AGG_MAX_RATIO * posted:
+            continue  # nearly one entry per line: the posting lists answer as cheaply
+        for k, a in zip(AGG_COLUMNS, parts):
+            out[f"a.{f}.{k}"] = a
+        kept.append(f)
+    max_micros = int(out["ts"][:upto].max())
+    return out, replace(run, agg_cutoff_day=cutoff, agg_max_micros=max_micros, agg_fields=tuple(kept))
+
+
+def concat_columns(table: str, parts: list) -> Dict[str, np.ndarray]:
+    """The line columns of several runs (or batches) of one shard, concatenated (unsorted)."""
+    if not parts:
+        return empty_columns(table)
+    keys = set(parts[0])
+    for p in parts[1:]:
+        keys &= set(p)
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+def run_line_columns(table: str, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The per-line columns of a stored run (posting lists and aggregates left out)."""
+    return {k: v for k, v in arrays.items() if not k.startswith(("x.", "a."))}
+
+
+def drop_customers(cols: Dict[str, np.ndarray], local_ids: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+    """Columns without the lines of the given local customer ids."""
+    if local_ids is None or not local_ids.size:
+        return cols
+    keep = ~np.isin(cols["cust"], local_ids)
+    return {k: v[keep] for k, v in cols.items()}
