@@ -30,8 +30,9 @@ TIMEZONE = "America/New_York"
 GENERATOR_SOURCES = ("bench/generate/__init__.py", "bench/generate/lines.py", "bench/generate/tables.py",
                      "bench/generate/vocab.py", "engine/model/schema.py")
 BUILDER_SOURCES = ("engine/storage/build.py", "engine/storage/build_kernels.py", "engine/storage/customer_attrs.py",
-                   "engine/storage/ingest_read.py", "engine/storage/text_index.py", "engine/model/schema.py",
-                   "engine/model/timerange.py")
+                   "engine/storage/ingest_read.py", "engine/storage/text_index.py", "engine/storage/load.py",
+                   "engine/storage/runs.py", "engine/storage/shard_customers.py", "engine/storage/manifest.py",
+                   "engine/storage/parts.py", "engine/model/schema.py", "engine/model/timerange.py")
 
 
 @dataclass

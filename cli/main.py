@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from segments.engine.errors import EngineError
+from segments.engine.errors import EngineError, InvalidArgument
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="bulk load a folder of Parquet/CSV files (all or nothing)")
     ing.add_argument("folder")
     ing.add_argument("--dataset", required=True)
+    ing.add_argument("--memory", default=None,
+                     help="memory budget of the build, e.g. 4G (default: $SEGMENTS_BUILD_MEMORY, else 4G)")
 
     inf = sub.add_parser("info", help="row counts, shards, bytes on disk")
     inf.add_argument("--dataset", required=True)
@@ -160,7 +162,12 @@ def cmd_dataset(args) -> int:
 def cmd_ingest(args) -> int:
     eng = _engine(args)
     t0 = time.perf_counter()
-    rows = eng.ingest(args.dataset, args.folder, progress=True)
+    from segments.engine.storage.build import parse_size
+    try:
+        memory = parse_size(args.memory) if args.memory else None
+    except ValueError as e:
+        raise InvalidArgument("--memory", str(e)) from None
+    rows = eng.ingest(args.dataset, args.folder, progress=True, memory=memory)
     dt_ = time.perf_counter() - t0
     lines = sum(v for k, v in rows.items() if k != "customers")
     print(f"ingested {', '.join(f'{v} {k}' for k, v in rows.items())} in {dt_:.1f} s "

@@ -72,9 +72,12 @@ class Engine:
         """Row counts per table, shards, bytes on disk, timezone."""
         return self.dataset(name).info()
 
-    def ingest(self, name: str, folder: str | os.PathLike, progress: bool = False) -> dict:
-        """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table."""
-        return self.dataset(name).ingest(Path(folder), progress=progress)
+    def ingest(self, name: str, folder: str | os.PathLike, progress: bool = False, memory: Optional[int] = None,
+               report=None) -> dict:
+        """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table.
+        `memory`: the build's budget in bytes (default $SEGMENTS_BUILD_MEMORY, else 4 GiB);
+        `report(phase, done, total)` follows its progress."""
+        return self.dataset(name).ingest(Path(folder), progress=progress, memory=memory, report=report)
 
     # ------------------------------------------------------------ live changes
     def apply_changes(self, name: str, customers=None, purchases=None, visits=None, laybys=None,

@@ -22,8 +22,10 @@ from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..live.changes import Live, erased_customer_ids, prepare_batch
 from ..live.log import ChangeLog, log_path
 from ..model import timerange
+from ..storage.failpoints import failpoint
 from ..storage.build import build_from_changes, build_from_load, memory_budget, remove_unreferenced_parts
 from ..storage.load import Target, read_load
+from ..storage.manifest import read_version
 from ..storage.snapshot import EmptySnapshot, Snapshot
 from .fold import state_changes
 from .folders import build_lock, dataset_dir, write_current, write_lock
@@ -213,14 +215,17 @@ class Dataset:
             else:
                 log.seed(seq, [], [])
             new = Live(Snapshot(self.dir, version, self.timezone), self.zone, self.shard_bits, log)
+            failpoint("log-seeded")
             with self._lock:
                 write_current(self.dir, version)
                 self._live = new
                 self._live_version = version
+            failpoint("current-switched")
         if start and start != version:  # mapped pages of readers stay valid
             shutil.rmtree(self.dir / start, ignore_errors=True)
             shutil.rmtree(log_path(self.dir / start), ignore_errors=True)
         remove_unreferenced_parts(self.dir, new.base.manifest.parts())
+        failpoint("cleaned-up")
         if erased.size:
             self.on_erased(self.dir, erased)
 
@@ -233,8 +238,8 @@ class Dataset:
         for p in self.dir.glob("v[0-9]*"):
             if p.is_dir() and p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)  # leftovers of a failed build
-        if current is None:
-            remove_unreferenced_parts(self.dir, set())
+        keep = read_version(self.dir / current)[0].parts() if current else set()
+        remove_unreferenced_parts(self.dir, keep)  # parts of builds that never switched CURRENT
         return f"v{max(nums, default=0) + 1:06d}"
 
     # ------------------------------------------------------------ inspection

@@ -30,6 +30,7 @@ from .customer_attrs import INT32_NULL, INT64_NULL  # noqa: F401  (re-exported f
 from .ingest_read import canonical_schema
 from .load import Load
 from .manifest import Manifest, Run, Shard, write_version
+from .failpoints import failpoint
 from .parts import PartWriter
 from .runs import build_run, concat_columns, drop_customers, empty_columns
 from .shard_customers import build_customers
@@ -106,6 +107,7 @@ class VersionBuilder:
             for s in sorted(changes):
                 out[s] = self._write_shard(pw, name, s, changes[s], n_after)
                 pw.commit()
+                failpoint("shard-written")
             size = pw.finish()
         except BaseException:
             pw.abort()
@@ -223,7 +225,9 @@ class VersionBuilder:
             rows[name] = sum(r.rows for s in shards for r in s.table_runs(t))
         m = Manifest(timezone=timezone, shard_bits=self.bits, n_customers=n, shards=tuple(shards),
                      ordered=ordered, folded_seq=folded_seq, rows=rows, build=build)
+        failpoint("parts-written")
         write_version(self.dir / self.version, m, self.dicts)
+        failpoint("version-written")
         return m
 
     def abort(self) -> None:
