@@ -80,6 +80,10 @@ class Dataset:
         with self._lock:  # CURRENT is read under the lock a rebuild switches it under
             version = self._current_version()
             if version != self._live_version:
+                if self._live_version is None and version is not None:
+                    with build_lock(self.dir, wait=False) as mine:
+                        if mine:  # first open in this process: what a crash left goes
+                            self._cleanup()
                 self._live = Live(Snapshot(self.dir, version, self.timezone), self.zone,
                                   self.shard_bits) if version else None
                 self._live_version = version
@@ -192,6 +196,7 @@ class Dataset:
         """A new version with the live state's changes (the caller holds the build lock)."""
         st = live.state
         if st.empty:
+            self._cleanup()
             return self._live_version, st.seq
         erased = erased_customer_ids(live.view())
         changes, n_after, ordered, dicts = state_changes(live.base, st, self.shard_bits)
@@ -230,17 +235,22 @@ class Dataset:
             self.on_erased(self.dir, erased)
 
     def _next_version(self) -> str:
-        """The next version's name; removes what failed builds left (the caller holds the
-        build lock, so nothing else is being written)."""
-        current = self._current_version()
+        """The next version's name; removes what failed builds left first."""
         nums = [int(p.name[1:7]) for p in self.dir.glob("v[0-9]*") if p.name[1:7].isdigit()]
+        self._cleanup()
+        return f"v{max(nums, default=0) + 1:06d}"
+
+    def _cleanup(self) -> None:
+        """Remove what no version needs: folders of versions other than CURRENT (builds
+        that failed, or crashed before or after switching) and parts its manifest does not
+        name. The caller holds the build lock, so nothing else is being written."""
+        current = self._current_version()
         keep = (current, f"{current}.log") if current else ()
         for p in self.dir.glob("v[0-9]*"):
             if p.is_dir() and p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)  # leftovers of a failed build
-        keep = read_version(self.dir / current)[0].parts() if current else set()
-        remove_unreferenced_parts(self.dir, keep)  # parts of builds that never switched CURRENT
-        return f"v{max(nums, default=0) + 1:06d}"
+                shutil.rmtree(p, ignore_errors=True)
+        parts = read_version(self.dir / current)[0].parts() if current else set()
+        remove_unreferenced_parts(self.dir, parts)
 
     # ------------------------------------------------------------ inspection
     def info(self) -> dict:

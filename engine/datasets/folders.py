@@ -77,13 +77,17 @@ def write_lock(d: Path):
 
 
 @contextmanager
-def build_lock(d: Path):
+def build_lock(d: Path, wait: bool = True):
     """One build (bulk load, compaction) per dataset across processes; writers of change
-    batches do not wait for it."""
+    batches do not wait for it. With wait=False, yields False at once when another holds it."""
     with open(d / ".build.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -114,17 +114,11 @@ def _fold(spend, count, first, last, e, a, d):
 
 
 @njit(cache=True, nogil=True)
-def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
-    """All-time aggregates per (code, customer) over the lines before position `upto`:
-    CSR by code (codes uint32, ptr int64) of entries (cust uint16, net spend int64, sale
-    count int32, first and last sale day int32, FIRST_NONE / LAST_NONE without a sale).
-    Each code's positions ascend, so a customer's lines of it are met in time order."""
-    slot = np.full(n, -1, np.int64)
+def code_pairs(cust, ptr, pos, upto, n):
+    """How many distinct (code, customer) pairs the lines before `upto` hold."""
     owner = np.full(n, -1, np.int64)
     nent = 0
-    used = 0
-    for j in range(present.size):
-        had = nent
+    for j in range(ptr.size - 1):
         for k in range(ptr[j], ptr[j + 1]):
             i = pos[k]
             if i >= upto:
@@ -133,16 +127,31 @@ def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
             if owner[c] != j:
                 owner[c] = j
                 nent += 1
-        if nent > had:
-            used += 1
-    codes = np.empty(used, np.uint32)
-    aptr = np.empty(used + 1, np.int64)
-    acust = np.empty(nent, np.uint16)
-    spend = np.zeros(nent, np.int64)
-    count = np.zeros(nent, np.int32)
-    first = np.full(nent, FIRST_NONE, np.int32)
-    last = np.full(nent, LAST_NONE, np.int32)
-    owner[:] = -1
+    return nent
+
+
+@njit(cache=True, nogil=True)
+def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
+    """All-time aggregates per (code, customer) over the lines before position `upto`:
+    CSR by code (codes uint32, ptr int64) of entries (cust uint16, net spend int64, sale
+    count int32, first and last sale day int32, FIRST_NONE / LAST_NONE without a sale).
+    Each code's positions ascend, so a customer's lines of it are met in time order. One
+    pass into arrays sized for the worst case (an entry per line), trimmed at the end."""
+    cap = 0
+    for j in range(present.size):
+        for k in range(ptr[j], ptr[j + 1]):
+            if pos[k] >= upto:
+                break
+            cap += 1
+    slot = np.empty(n, np.int32)
+    owner = np.full(n, -1, np.int32)
+    acust = np.empty(cap, np.uint16)
+    spend = np.zeros(cap, np.int64)
+    count = np.zeros(cap, np.int32)
+    first = np.full(cap, FIRST_NONE, np.int32)
+    last = np.full(cap, LAST_NONE, np.int32)
+    codes = np.empty(present.size, np.uint32)
+    aptr = np.empty(present.size + 1, np.int64)
     e = 0
     u = 0
     for j in range(present.size):
@@ -157,13 +166,51 @@ def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
                 slot[c] = e
                 acust[e] = c
                 e += 1
-            _fold(spend, count, first, last, slot[c], amount[i], day[i])
+            s = slot[c]
+            a = amount[i]
+            spend[s] += a
+            if a >= 0:
+                count[s] += 1
+                d = day[i]
+                if d < first[s]:
+                    first[s] = d
+                if d > last[s]:
+                    last[s] = d
         if e > had:
             codes[u] = present[j]
             aptr[u] = had
             u += 1
-    aptr[used] = e
-    return codes, aptr, acust, spend, count, first, last
+    aptr[u] = e
+    return (codes[:u].copy(), aptr[:u + 1].copy(), acust[:e].copy(), spend[:e].copy(), count[:e].copy(),
+            first[:e].copy(), last[:e].copy())
+
+
+@njit(cache=True, nogil=True)
+def day_time_order(day, ts):
+    """The order of lines by (day, instant), ties in input order: a counting sort by day,
+    then each day's lines sorted by instant."""
+    n = day.size
+    order = np.empty(n, np.int64)
+    if n == 0:
+        return order
+    lo, hi = day.min(), day.max()
+    counts = np.zeros(np.int64(hi) - lo + 2, np.int64)
+    for i in range(n):
+        counts[np.int64(day[i]) - lo + 1] += 1
+    for d in range(1, counts.size):
+        counts[d] += counts[d - 1]
+    start = counts[:-1].copy()
+    for i in range(n):
+        d = np.int64(day[i]) - lo
+        order[start[d]] = i
+        start[d] += 1
+    for d in range(counts.size - 1):
+        a, b = counts[d], counts[d + 1]
+        if b - a > 1:
+            seg = order[a:b]
+            o = np.argsort(ts[seg], kind="mergesort")
+            order[a:b] = seg[o]
+    return order
 
 
 @njit(cache=True, nogil=True)

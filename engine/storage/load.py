@@ -84,7 +84,8 @@ def bucket_size(n_shards: int, lines: int, customers: int, shard_bits: int, budg
     """Shards per bucket so that `workers` buckets in memory at once fit the budget."""
     per_shard = (lines / max(n_shards, 1)) * BYTES_PER_LINE + min(customers, 1 << shard_bits) * BYTES_PER_CUSTOMER
     fit = int(budget // max(workers * 2 * per_shard, 1))
-    return max(1, min(n_shards, fit))
+    spread = -(-n_shards // (2 * workers))   # at least two buckets per worker when there are shards enough
+    return max(1, min(n_shards, fit, spread))
 
 
 class _Progress:

@@ -43,8 +43,8 @@ class PartWriter:
 
     def put(self, key: str, value) -> None:
         """Queue a value (numpy array, bytes or str) under key; written at the next commit."""
-        if isinstance(value, np.ndarray):
-            value = np.ascontiguousarray(value).tobytes()
+        if isinstance(value, np.ndarray):  # kept (not copied) until the commit writes it
+            value = memoryview(np.ascontiguousarray(value).reshape(-1)).cast("B")
         elif isinstance(value, str):
             value = value.encode()
         self._pending.append((key.encode(), value))

@@ -47,13 +47,8 @@ def empty_columns(table: str) -> Dict[str, np.ndarray]:
 
 
 def sort_order(day: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Order of lines by (local day, instant), stable. Instants order days except where a
-    backward DST shift crosses midnight; then a lexsort settles it."""
-    order = np.argsort(ts, kind="stable")
-    d = day[order]
-    if d.size > 1 and (d[1:] < d[:-1]).any():
-        order = np.lexsort((ts, day))
-    return order
+    """Order of lines by (local day, instant), ties in input order."""
+    return K.day_time_order(np.ascontiguousarray(day, np.int32), np.ascontiguousarray(ts, np.int64))
 
 
 def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: str,
@@ -100,9 +95,9 @@ def _with_aggregates(out: dict, run: Run, n: int):
         posted = int(np.count_nonzero(pos < upto)) if pos.size else 0
         if posted == 0:
             continue
-        parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
-        if parts[2].size > AGG_MAX_RATIO * posted:
+        if K.code_pairs(cust, ptr, pos, upto, n) > AGG_MAX_RATIO * posted:
             continue  # nearly one entry per line: the posting lists answer as cheaply
+        parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
         for k, a in zip(AGG_COLUMNS, parts):
             out[f"a.{f}.{k}"] = a
         kept.append(f)
@@ -114,6 +109,8 @@ def concat_columns(table: str, parts: list) -> Dict[str, np.ndarray]:
     """The line columns of several runs (or batches) of one shard, concatenated (unsorted)."""
     if not parts:
         return empty_columns(table)
+    if len(parts) == 1:
+        return dict(parts[0])
     keys = set(parts[0])
     for p in parts[1:]:
         keys &= set(p)

@@ -78,50 +78,62 @@ def text_buffers(col) -> tuple:
 # ------------------------------------------------------------------- build
 
 @njit(cache=True, nogil=True)
-def trigram_postings(data, offsets):
+def trigram_postings_into(data, offsets, counts, last):
     """(keys uint32, offsets int64, ids uint32, pos uint8): the CSR posting lists of the
     distinct trigrams of each row, with each trigram's first offset in the row (capped at
     255). Two passes over the bytes: count (a trigram repeated within a row counts once, via
-    the last row that counted it), then scatter rows in ascending order."""
+    the last row that counted it), then scatter rows in ascending order. `counts` (int32,
+    2**24 zeros) and `last` (int32, 2**24 of -1) are scratch, left as they were found: the
+    work follows the text, not the 16M possible trigrams."""
     nrows = offsets.size - 1
-    ncodes = 1 << 24
-    counts = np.zeros(ncodes, np.int64)
-    last = np.full(ncodes, -1, np.int32)
+    distinct = np.empty(max(0, data.size), np.int64)
+    nd = 0
     for r in range(nrows):
         for i in range(offsets[r], offsets[r + 1] - 2):
             c = (np.int64(data[i]) << 16) | (np.int64(data[i + 1]) << 8) | np.int64(data[i + 2])
             if last[c] != r:
                 last[c] = r
+                if counts[c] == 0:
+                    distinct[nd] = c
+                    nd += 1
                 counts[c] += 1
-    nk = 0
-    for c in range(ncodes):
-        if counts[c] > 0:
-            nk += 1
-    keys = np.empty(nk, np.uint32)
-    offs = np.empty(nk + 1, np.int64)
-    pos = counts  # reused: the next write position of each code
-    j = 0
+    codes = np.sort(distinct[:nd])
+    keys = codes.astype(np.uint32)
+    offs = np.empty(nd + 1, np.int64)
     total = np.int64(0)
-    for c in range(ncodes):
+    for j in range(nd):
+        c = codes[j]
         k = counts[c]
-        if k > 0:
-            keys[j] = c
-            offs[j] = total
-            j += 1
-        pos[c] = total
+        offs[j] = total
+        counts[c] = total  # reused: the next write position of each code
         total += k
-    offs[nk] = total
+    offs[nd] = total
     ids = np.empty(total, np.uint32)
     first = np.empty(total, np.uint8)
     for r in range(nrows):
         for i in range(offsets[r], offsets[r + 1] - 2):
             c = (np.int64(data[i]) << 16) | (np.int64(data[i + 1]) << 8) | np.int64(data[i + 2])
-            if last[c] != -2 - r:  # a second marker per row, so last[] needs no reset
+            if last[c] != -2 - r:  # a second marker per row
                 last[c] = -2 - r
-                ids[pos[c]] = r
-                first[pos[c]] = min(i - offsets[r], 255)
-                pos[c] += 1
+                ids[counts[c]] = r
+                first[counts[c]] = min(i - offsets[r], 255)
+                counts[c] += 1
+    for j in range(nd):
+        counts[codes[j]] = 0
+        last[codes[j]] = -1
     return keys, offs, ids, first
+
+
+_build_scratch = threading.local()
+
+
+def trigram_postings(data, offsets):
+    """(keys, offsets, ids, pos) of the rows' trigrams (trigram_postings_into, with this
+    thread's scratch: 128 MB, allocated once)."""
+    s = getattr(_build_scratch, "arrays", None)
+    if s is None:
+        s = _build_scratch.arrays = (np.zeros(1 << 24, np.int32), np.full(1 << 24, -1, np.int32))
+    return trigram_postings_into(data, offsets, *s)
 
 
 def build_index(put, fields: dict, pool=None) -> None:
