@@ -118,3 +118,15 @@ def test_a_rare_code_reads_its_posting_list_only(get_dataset):
     st, nbytes = _stats(ds, f'{{"bought": {{"filter": {{"product": ["{sku}"]}}, "range": "ever"}}}}', AS_OFS[3])
     assert st[LK.STAT_SCANNED] == 0 and 0 < st[LK.STAT_POSTED] < lines / 100
     assert nbytes < lines  # well under a byte per stored line
+
+
+def test_a_filter_on_a_pair_of_fields_reads_the_pair_index(get_dataset):
+    ds = get_dataset("gen1")
+    pairs = ds.engine.dataset(ds.name).snapshot().manifest.pairs
+    assert ("department", "metal") in pairs, pairs  # chosen from the data: they go together
+    st, _ = _stats(ds, '{"bought": {"filter": {"department": ["charms"], "metal": ["gold"]}}}', AS_OFS[0])
+    assert st[LK.STAT_AGG] > 0 and st[LK.STAT_SCANNED] == 0
+    lines = ds.engine.info(ds.name)["rows"]["purchases"]
+    st, _ = _stats(ds, '{"bought": {"filter": {"department": ["charms"], "metal": ["gold"]}, "range": "year_to_date"}}',
+                   AS_OFS[0])
+    assert st[LK.STAT_SCANNED] == 0 and st[LK.STAT_POSTED] < lines / 5

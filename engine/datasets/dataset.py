@@ -280,7 +280,8 @@ def _target(base, shard_bits: int) -> Target:
     keep = np.ones(ext.size, bool)
     keep[erased] = False
     return Target(n=base.n, ext=ext[keep], iid=iid[keep], dicts={k: list(v) for k, v in base.dictionaries().items()},
-                  shard_bits=shard_bits, max_ext=int(ext.max()) if ext.size else None)
+                  shard_bits=shard_bits, max_ext=int(ext.max()) if ext.size else None,
+                  pairs=tuple(base.manifest.pairs))
 
 
 def _bar(progress: bool, desc: str, unit: str):

@@ -31,7 +31,8 @@ from ..storage.text_index import scratch_mask, search_field
 from ..model.timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
-SHARD_BATCH = 16  # shards per kernel call: the granularity at which deadlines are honoured
+SHARD_BATCH = 16
+MAX_PAIR_COMBOS = 4096  # wanted (value, value) combinations a pair index is read for  # shards per kernel call: the granularity at which deadlines are honoured
 
 
 def _bm_from_mask(mask: np.ndarray) -> BitMap:
@@ -120,20 +121,37 @@ class Context:
             rows.append(PRODUCT_INDEX[name])
             codesets.append(sorted({cmap[v] for v in values if v in cmap}))
         width = 1 + max((len(snap.dictionary(n)) for n, _ in f.fields), default=0)
-        luts = np.zeros((len(rows), width), np.uint8)
+        luts = np.zeros((max(len(rows), 1), width), np.uint8)  # a row even without fields
         ptr = np.zeros(len(rows) + 1, np.int64)
         for j, cs in enumerate(codesets):
             luts[j, cs] = 1
             ptr[j + 1] = ptr[j] + len(cs)
         wanted = np.asarray([c for cs in codesets for c in cs], np.uint32)
-        out = (np.asarray(rows, np.int64), luts, ptr, wanted)
+        out = (np.asarray(rows, np.int64), luts, ptr, wanted) + self._pair_plan(f, codesets)
         self._memo[key] = out
         return out
 
+    def _pair_plan(self, f: S.ProductFilter, codesets) -> tuple:
+        """(slot, j1, j2, wanted composite codes) of the dataset's pair index covering two of
+        the filter's fields (the one with the fewest wanted combinations), or slot -1."""
+        pairs = getattr(getattr(self.snap, "manifest", None), "pairs", ())
+        names = [name for name, _ in f.fields]
+        best = None
+        for slot, (a, b) in enumerate(pairs):
+            if a in names and b in names:
+                j1, j2 = names.index(a), names.index(b)
+                combos = len(codesets[j1]) * len(codesets[j2])
+                if combos <= MAX_PAIR_COMBOS and (best is None or combos < best[0]):
+                    best = (combos, slot, j1, j2)
+        if best is None:
+            return (-1, -1, -1, np.zeros(0, np.uint64))
+        _, slot, j1, j2 = best
+        wanted = np.sort(np.asarray([(x << 32) | y for x in codesets[j1] for y in codesets[j2]], np.uint64))
+        return (slot, j1, j2, wanted)
+
     def product_luts(self, f: S.ProductFilter):
         """(field rows int64, luts uint8 [F, W]) of a product filter."""
-        fields, luts, _, _ = self.product_filter(f)
-        return fields, luts
+        return self.product_filter(f)[:2]
 
     def _purchases(self, f: S.ProductFilter, r: S.TimeRange, want: int, mask=None):
         """Run the purchase kernel over every shard, in batches (deadline checked between):
@@ -142,7 +160,7 @@ class Context:
         snap = self.snap
         ps = snap.pieces("p")
         s, e = self.day_bounds(r)
-        fields, luts, wc_ptr, wc = self.product_filter(f)
+        fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc = self.product_filter(f)
         lo_bound, hi_bound = self.asof.resolve(r)
         all_time = lo_bound <= MIN_DAY and hi_bound >= self.asof.today_day  # every line to as-of
         c_day = self.asof.today_day - 1
@@ -160,7 +178,7 @@ class Context:
                 self.check_deadline()
                 args = (ps.addr, ps.size, ps.meta, ps.shard_ptr, ps.base, ps.n, a, b, self._clip(s),
                         self._clip(e), self._clip(c_day), all_time, self.asof.micros, fields, luts, wc_ptr, wc,
-                        want, self.access_paths)
+                        pslot, pj1, pj2, pwc, want, self.access_paths)
                 if mask is not None:
                     LK.purchase_mask(*args, mask[0], mask[1], mask[2], out, stats)
                 else:

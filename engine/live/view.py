@@ -41,6 +41,7 @@ class LiveView:
         self.n_shards = base.n_shards if base is not None else 0
         self.ordered = self.ov.ordered
         self.path = base.path if base is not None else None
+        self.manifest = base.manifest if base is not None else None
         self.meta = base.meta if base is not None else {"rows": {}, "cust_dtype": "uint16"}
         self._cache: dict = {}
 

@@ -79,7 +79,7 @@ class VersionBuilder:
     """Writes the shards of one new version into parts under <dataset>/parts/."""
 
     def __init__(self, dataset_dir: Path, version: str, base, dicts: Dict[str, list], shard_bits: int,
-                 aggregates: bool = True):
+                 aggregates: bool = True, pairs: tuple = ()):
         self.dir = Path(dataset_dir)
         self.version = version
         self.vno = int(version[1:])
@@ -87,6 +87,7 @@ class VersionBuilder:
         self.dicts = dicts
         self.bits = shard_bits
         self.aggregates = aggregates
+        self.pairs = tuple(base.manifest.pairs) if base is not None else tuple(pairs)
         self.parts_dir = self.dir / "parts"
         self.parts_dir.mkdir(exist_ok=True)
         self.written: List[str] = []
@@ -201,7 +202,7 @@ class VersionBuilder:
         cols = drop_customers(cols, erased_local)
         if not cols["cust"].size:
             return tuple(keep)
-        arrays, run = build_run(table, cols, n_new, part, key, aggregates=self.aggregates)
+        arrays, run = build_run(table, cols, n_new, part, key, aggregates=self.aggregates, pairs=self.pairs)
         for k, v in arrays.items():
             pw.put(f"{key}/{k}", v)
         return tuple(keep) + (run,)
@@ -224,7 +225,7 @@ class VersionBuilder:
         for t, name in (("p", "purchases"), ("v", "visits"), ("l", "laybys")):
             rows[name] = sum(r.rows for s in shards for r in s.table_runs(t))
         m = Manifest(timezone=timezone, shard_bits=self.bits, n_customers=n, shards=tuple(shards),
-                     ordered=ordered, folded_seq=folded_seq, rows=rows, build=build)
+                     ordered=ordered, folded_seq=folded_seq, rows=rows, build=build, pairs=self.pairs)
         failpoint("parts-written")
         write_version(self.dir / self.version, m, self.dicts)
         failpoint("version-written")
@@ -278,7 +279,7 @@ def build_from_load(dataset_dir: Path, version: str, base, load: Load, timezone:
     """Write a version: the base (None for a first load) with a read load applied. Buckets
     are built `workers` at a time, each from its spill files."""
     t0 = time.perf_counter()
-    vb = VersionBuilder(dataset_dir, version, base, load.dicts, shard_bits)
+    vb = VersionBuilder(dataset_dir, version, base, load.dicts, shard_bits, pairs=load.pairs)
     n_shards = max(1, (load.n + (1 << shard_bits) - 1) >> shard_bits)
     per = load.bucket_shards
     buckets = sorted(set(load.spill.buckets("c")) | set().union(*[set(load.spill.buckets(t)) for t in LINE_TABLES]))

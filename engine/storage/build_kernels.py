@@ -103,17 +103,6 @@ def postings(codes, ncodes):
 
 
 @njit(cache=True, nogil=True)
-def _fold(spend, count, first, last, e, a, d):
-    spend[e] += a
-    if a >= 0:
-        count[e] += 1
-        if d < first[e]:
-            first[e] = d
-        if d > last[e]:
-            last[e] = d
-
-
-@njit(cache=True, nogil=True)
 def code_pairs(cust, ptr, pos, upto, n):
     """How many distinct (code, customer) pairs the lines before `upto` hold."""
     owner = np.full(n, -1, np.int64)
@@ -133,8 +122,9 @@ def code_pairs(cust, ptr, pos, upto, n):
 @njit(cache=True, nogil=True)
 def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
     """All-time aggregates per (code, customer) over the lines before position `upto`:
-    CSR by code (codes uint32, ptr int64) of entries (cust uint16, net spend int64, sale
-    count int32, first and last sale day int32, FIRST_NONE / LAST_NONE without a sale).
+    CSR by code (the indexes into `present` of the codes with entries, ptr int64) of
+    entries (cust uint16, net spend int64, sale count int32, first and last sale day
+    int32, FIRST_NONE / LAST_NONE without a sale).
     Each code's positions ascend, so a customer's lines of it are met in time order. One
     pass into arrays sized for the worst case (an entry per line), trimmed at the end."""
     cap = 0
@@ -150,7 +140,7 @@ def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
     count = np.zeros(cap, np.int32)
     first = np.full(cap, FIRST_NONE, np.int32)
     last = np.full(cap, LAST_NONE, np.int32)
-    codes = np.empty(present.size, np.uint32)
+    used = np.empty(present.size, np.int64)
     aptr = np.empty(present.size + 1, np.int64)
     e = 0
     u = 0
@@ -177,11 +167,11 @@ def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
                 if d > last[s]:
                     last[s] = d
         if e > had:
-            codes[u] = present[j]
+            used[u] = j
             aptr[u] = had
             u += 1
     aptr[u] = e
-    return (codes[:u].copy(), aptr[:u + 1].copy(), acust[:e].copy(), spend[:e].copy(), count[:e].copy(),
+    return (used[:u].copy(), aptr[:u + 1].copy(), acust[:e].copy(), spend[:e].copy(), count[:e].copy(),
             first[:e].copy(), last[:e].copy())
 
 
@@ -221,5 +211,14 @@ def customer_aggregates(cust, amount, day, upto, n):
     first = np.full(n, FIRST_NONE, np.int32)
     last = np.full(n, LAST_NONE, np.int32)
     for i in range(upto):
-        _fold(spend, count, first, last, cust[i], amount[i], day[i])
+        c = cust[i]
+        a = amount[i]
+        spend[c] += a
+        if a >= 0:
+            count[c] += 1
+            d = day[i]
+            if d < first[c]:
+                first[c] = d
+            if d > last[c]:
+                last[c] = d
     return spend, count, first, last

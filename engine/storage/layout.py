@@ -35,7 +35,18 @@ P_ALL_SPEND = P_ALAST + 8        # per customer (dense): int64
 P_ALL_COUNT = P_ALL_SPEND + 1    # int32
 P_ALL_FIRST = P_ALL_COUNT + 1    # int32
 P_ALL_LAST = P_ALL_FIRST + 1     # int32
-P_NCOLS = P_ALL_LAST + 1
+MAX_PAIRS = 6                    # pair index slots (engine.storage.runs.MAX_PAIRS)
+P_PXCODES = P_ALL_LAST + 1       # + slot: uint64 composite codes with postings
+P_PXPTR = P_PXCODES + MAX_PAIRS  # + slot
+P_PXPOS = P_PXPTR + MAX_PAIRS    # + slot
+P_PACODES = P_PXPOS + MAX_PAIRS  # + slot: uint64 composite codes with aggregates
+P_PAPTR = P_PACODES + MAX_PAIRS
+P_PACUST = P_PAPTR + MAX_PAIRS
+P_PASPEND = P_PACUST + MAX_PAIRS
+P_PACOUNT = P_PASPEND + MAX_PAIRS
+P_PAFIRST = P_PACOUNT + MAX_PAIRS
+P_PALAST = P_PAFIRST + MAX_PAIRS
+P_NCOLS = P_PALAST + MAX_PAIRS
 
 # ---- visits and laybys
 V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4
@@ -48,8 +59,9 @@ M_ROWS = 0          # lines in the run
 M_AGG = 1           # 1 when the run has all-time aggregates
 M_CUTOFF = 2        # ... over lines on days <= this
 M_AGG_MICROS = 3    # ... whose newest instant is this (usable as of this instant or later)
-M_AGG_FIELDS = 4    # bit f set: field f has per-code aggregates
-M_NMETA = 5
+M_AGG_FIELDS = 4    # bit f set: field f has per-code aggregates; bit 8 + s: pair slot s has
+M_PAIRS = 5         # bit s set: the run has pair slot s's posting lists
+M_NMETA = 6
 
 # ---- appended (live) lines: columns of one shard's buffer
 D_IID, D_DAY, D_TS, D_AMOUNT, D_CODES = 0, 1, 2, 3, 4   # purchases; D_CODES: (n, 8) int32 row-major

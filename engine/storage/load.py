@@ -52,6 +52,7 @@ class Target:
     dicts: Dict[str, list] = field(default_factory=dict)
     shard_bits: int = 16
     max_ext: Optional[int] = None               # the largest customer_id ever given an id
+    pairs: Optional[tuple] = None               # the dataset's pair indexes (None: choose them)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Load:
     rows: Dict[str, int]
     new_customers: int
     ordered: bool                               # new ids all sort after the old ones
+    pairs: tuple = ()                           # field pairs to index together (runs.MAX_PAIRS at most)
 
 
 def _estimate_lines(found: dict) -> int:
@@ -194,6 +196,7 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
 
         # ---- 3. lines
         rows = {"customers": int(load_ids.size)} if "customers" in found else {}
+        sample = []                           # product codes of the first lines, to choose pair indexes
         for table in REFERENCING_TABLES:
             files = [(p, _rel(p, folder)) for p in found.get(table, [])]
             if not files:
@@ -212,16 +215,55 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
                                           "nor in the dataset")
                     iid = vals[pos]
                     cols, dicts = line_columns(prefix, t, iid, zone, dicts)
+                    if prefix == "p" and target.pairs is None and sum(len(s[0]) for s in sample) < PAIR_SAMPLE:
+                        sample.append([cols[f"c.{f}"] for f in PRODUCT_FIELDS])
                     spill.route(prefix, pa.table(cols), bucket_of(iid))
                     rows[table] += t.num_rows
                     bar.add(t.num_rows)
         spill.finish_writing()
         bar.close()
-        return Load(spill, per, n_after, dicts, rows, int(new_ids.size), bool(ordered))
+        pairs = target.pairs if target.pairs is not None else choose_pairs(sample)
+        return Load(spill, per, n_after, dicts, rows, int(new_ids.size), bool(ordered), tuple(pairs))
     except BaseException:
         bar.close()
         spill.cleanup()
         raise
+
+
+PAIR_SAMPLE = 2_000_000     # purchase lines the choice of pair indexes looks at
+PAIR_MIN_SHARE = 0.05       # a pair is set together on at least this share of lines ...
+PAIR_MIN_GAIN = 1.5         # ... has this many times more values than either field alone ...
+PAIR_MAX_VALUES = 1 / 8     # ... and at most this many values per line that has both
+PAIR_FIELD_MAX_VALUES = 1000  # a field with more values selects few lines alone (its postings do)
+
+
+def choose_pairs(sample: list) -> tuple:
+    """The product field pairs worth a pair index, from a sample of lines' codes: pairs
+    set together on many lines, whose combinations are many more than either field's
+    values (so a filter on both selects far fewer lines than one on either) yet few per line
+    (categories, not ids). Fields with many values (SKUs) are selective alone and are not
+    paired. At most runs.MAX_PAIRS, the most frequent first."""
+    from .runs import MAX_PAIRS, pair_codes
+    if not sample:
+        return ()
+    codes = [np.concatenate([s[j] for s in sample]) for j in range(len(PRODUCT_FIELDS))]
+    lines = codes[0].size
+    distinct = [np.unique(c[c != 0]).size for c in codes]
+    found = []
+    coarse = [j for j in range(len(PRODUCT_FIELDS)) if distinct[j] < PAIR_FIELD_MAX_VALUES]
+    for a in coarse:
+        for b in coarse:
+            if b <= a:
+                continue
+            comp = pair_codes(codes[a], codes[b])
+            both = comp[comp != 0]
+            if both.size < PAIR_MIN_SHARE * lines:
+                continue
+            values = np.unique(both).size
+            if values >= PAIR_MIN_GAIN * max(distinct[a], distinct[b]) and values <= PAIR_MAX_VALUES * both.size:
+                found.append((both.size, PRODUCT_FIELDS[a], PRODUCT_FIELDS[b]))
+    found.sort(key=lambda t: -t[0])
+    return tuple((f, g) for _, f, g in found[:MAX_PAIRS])
 
 
 def _lookup_sorted(ext: np.ndarray, iid: np.ndarray, ids: np.ndarray) -> np.ndarray:

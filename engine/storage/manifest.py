@@ -36,7 +36,8 @@ class Run:
     max_ts: int = 0                 # newest instant (micros)
     agg_cutoff_day: Optional[int] = None   # all-time aggregates cover lines to this day ...
     agg_max_micros: Optional[int] = None   # ... whose newest instant is this
-    agg_fields: Tuple[str, ...] = ()       # product fields with per-code aggregates ("all" implied)
+    agg_fields: Tuple[str, ...] = ()       # fields (and pairs "f+g") with per-code aggregates
+    pairs: Tuple[str, ...] = ()            # pair indexes ("f+g") the run has posting lists of
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Manifest:
     folded_seq: int = 0             # the change log sequence this version includes
     rows: Dict[str, int] = field(default_factory=dict)
     build: Dict[str, object] = field(default_factory=dict)  # how it was built (seconds, kind)
+    pairs: Tuple[Tuple[str, str], ...] = ()  # product field pairs with pair indexes (engine.storage.runs)
     format: int = FORMAT
 
     @property
@@ -83,6 +85,7 @@ class Manifest:
 def _run_from(d: dict) -> Run:
     d = dict(d)
     d["agg_fields"] = tuple(d.get("agg_fields") or ())
+    d["pairs"] = tuple(d.get("pairs") or ())
     return Run(**d)
 
 
@@ -101,7 +104,8 @@ def from_json(text: str) -> Manifest:
                    for s in d["shards"])
     return Manifest(timezone=d["timezone"], shard_bits=d["shard_bits"], n_customers=d["n_customers"],
                     shards=shards, ordered=d["ordered"], folded_seq=d["folded_seq"], rows=d["rows"],
-                    build=d.get("build", {}), format=d["format"])
+                    build=d.get("build", {}), pairs=tuple(tuple(p) for p in d.get("pairs", ())),
+                    format=d["format"])
 
 
 def write_version(folder: Path, manifest: Manifest, dicts: Dict[str, list]) -> None:

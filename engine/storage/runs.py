@@ -9,6 +9,10 @@ binary search. A purchases run also stores, per product field:
                                   the run's aggregate cutoff day, kept for a field when they
                                   are at most half as many entries as its posted lines;
 and a.all.spend / .count / .first / .last: the same per customer without a filter (dense).
+For each field pair of the dataset's pair indexes (manifest.pairs: pairs that often occur
+together on a line, chosen from the first load's lines), the same again keyed by the pair's
+composite code (code_f << 32 | code_g, uint64) over the lines that have both: x.<f>+<g>.*
+and a.<f>+<g>.*, so a filter on both reads only the lines, or customers, of the pair.
 Lines newer than the cutoff (the last AGG_TAIL_DAYS of the run) are left out of the
 aggregates, so evaluating as of a recent instant still uses them and reads the tail.
 
@@ -24,6 +28,7 @@ import numpy as np
 
 from ..model.segment import PRODUCT_FIELDS
 from . import build_kernels as K
+from . import layout as LY
 from .manifest import Run
 
 AGG_TAIL_DAYS = 7      # newest days of a run left out of its aggregates
@@ -40,6 +45,32 @@ AGG_COLUMNS = {"codes": np.uint32, "ptr": np.int64, "cust": np.uint16, "spend": 
                "count": np.int32, "first": np.int32, "last": np.int32}
 ALL_COLUMNS = {"spend": np.int64, "count": np.int32, "first": np.int32, "last": np.int32}
 POSTING_COLUMNS = {"codes": np.uint32, "ptr": np.int64, "pos": np.uint32}
+MAX_PAIRS = LY.MAX_PAIRS  # pair indexes a dataset keeps at most
+
+
+def pair_name(pair) -> str:
+    return f"{pair[0]}+{pair[1]}"
+
+
+def pair_codes(cf: np.ndarray, cg: np.ndarray) -> np.ndarray:
+    """Composite codes of lines with both fields set (0 where either is null)."""
+    both = (cf != 0) & (cg != 0)
+    return np.where(both, (cf.astype(np.uint64) << np.uint64(32)) | cg.astype(np.uint64), np.uint64(0))
+
+
+def _postings_of(codes) -> tuple:
+    """(present codes ascending, ptr, pos) for codes of any width (0 = none)."""
+    if codes.dtype == np.uint32:
+        ncodes = int(codes.max()) if codes.size else 0
+        return K.postings(codes, ncodes)
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    ranks = inverse.astype(np.uint32)
+    if uniq.size and uniq[0] == 0:
+        present, ptr, pos = K.postings(ranks, uniq.size - 1)
+    else:
+        present, ptr, pos = K.postings(ranks + np.uint32(1), uniq.size)
+        present = present - np.uint32(1)
+    return uniq[present], ptr, pos
 
 
 def empty_columns(table: str) -> Dict[str, np.ndarray]:
@@ -52,9 +83,9 @@ def sort_order(day: np.ndarray, ts: np.ndarray) -> np.ndarray:
 
 
 def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: str,
-              aggregates: bool = True) -> Tuple[Dict[str, np.ndarray], Run]:
+              aggregates: bool = True, pairs=()) -> Tuple[Dict[str, np.ndarray], Run]:
     """The stored arrays (key suffix -> array) and the Run entry of one shard's lines of
-    `table` (columns unsorted, local customer ids < n)."""
+    `table` (columns unsorted, local customer ids < n); `pairs`: the dataset's pair indexes."""
     rows = int(cols["cust"].size)
     if table == "l":
         order = np.argsort(cols["cust"], kind="stable")
@@ -71,16 +102,18 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
     if table != "p":
         return out, run
     for f in PRODUCT_FIELDS:
-        codes = out[f"c.{f}"]
-        ncodes = int(codes.max()) if codes.size else 0
-        present, ptr, pos = K.postings(codes, ncodes)
-        out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = present, ptr, pos
+        out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = _postings_of(out[f"c.{f}"])
+    for pair in pairs:
+        name = pair_name(pair)
+        composite = pair_codes(out[f"c.{pair[0]}"], out[f"c.{pair[1]}"])
+        out[f"x.{name}.codes"], out[f"x.{name}.ptr"], out[f"x.{name}.pos"] = _postings_of(composite)
+    run = replace(run, pairs=tuple(pair_name(p) for p in pairs))
     if aggregates and rows >= AGG_MIN_LINES:
-        out, run = _with_aggregates(out, run, n)
+        out, run = _with_aggregates(out, run, n, pairs)
     return out, run
 
 
-def _with_aggregates(out: dict, run: Run, n: int):
+def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
     day = out["day"]
     cutoff = int(day[-1]) - AGG_TAIL_DAYS
     upto = int(np.searchsorted(day, np.int32(cutoff), "right"))
@@ -90,15 +123,16 @@ def _with_aggregates(out: dict, run: Run, n: int):
     for k, a in zip(ALL_COLUMNS, K.customer_aggregates(cust, amount, day, upto, n)):
         out[f"a.all.{k}"] = a
     kept = []
-    for f in PRODUCT_FIELDS:
+    for f in list(PRODUCT_FIELDS) + [pair_name(p) for p in pairs]:
         ptr, pos = out[f"x.{f}.ptr"], out[f"x.{f}.pos"]
         posted = int(np.count_nonzero(pos < upto)) if pos.size else 0
         if posted == 0:
             continue
         if K.code_pairs(cust, ptr, pos, upto, n) > AGG_MAX_RATIO * posted:
             continue  # nearly one entry per line: the posting lists answer as cheaply
-        parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
-        for k, a in zip(AGG_COLUMNS, parts):
+        used, *parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
+        out[f"a.{f}.codes"] = out[f"x.{f}.codes"][used]
+        for k, a in zip(list(AGG_COLUMNS)[1:], parts):
             out[f"a.{f}.{k}"] = a
         kept.append(f)
     max_micros = int(out["ts"][:upto].max())

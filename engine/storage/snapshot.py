@@ -31,7 +31,7 @@ from . import layout as LY
 from .customer_attrs import DENSE
 from .manifest import LINE_TABLES, Manifest, read_version
 from .parts import PartReader, open_part, release_part  # noqa: F401
-from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS
+from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
 from .views import PieceTable
 
 EMPTY = FrozenBitMap()
@@ -39,14 +39,20 @@ EMPTY = FrozenBitMap()
 P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in PRODUCT_FIELDS)
            + tuple(f"x.{f}.{k}" for k in POSTING_COLUMNS for f in PRODUCT_FIELDS)
            + tuple(f"a.{f}.{k}" for k in AGG_COLUMNS for f in PRODUCT_FIELDS)
-           + tuple(f"a.all.{k}" for k in ALL_COLUMNS))
+           + tuple(f"a.all.{k}" for k in ALL_COLUMNS)
+           + tuple(f"x.pair{s}.{k}" for k in POSTING_COLUMNS for s in range(LY.MAX_PAIRS))
+           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)))
 V_NAMES = ("cust", "day", "ts", "status", "shop")
 L_NAMES = ("cust", "opened", "due", "balance", "status")
 PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
 assert len(P_NAMES) == LY.P_NCOLS and len(V_NAMES) == LY.V_NCOLS and len(L_NAMES) == LY.L_NCOLS
 DTYPES = {**{f"x.{f}.{k}": dt for k, dt in POSTING_COLUMNS.items() for f in PRODUCT_FIELDS},
           **{f"a.{f}.{k}": dt for k, dt in AGG_COLUMNS.items() for f in PRODUCT_FIELDS},
-          **{f"a.all.{k}": dt for k, dt in ALL_COLUMNS.items()}}
+          **{f"a.all.{k}": dt for k, dt in ALL_COLUMNS.items()},
+          **{f"x.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
+             for k, dt in POSTING_COLUMNS.items() for s in range(LY.MAX_PAIRS)},
+          **{f"a.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
+             for k, dt in AGG_COLUMNS.items() for s in range(LY.MAX_PAIRS)}}
 
 
 @dataclass
@@ -310,17 +316,31 @@ class Snapshot:
         shard_ptr = np.zeros(self.n_shards + 1, np.int64)
         dtypes = LINE_COLUMNS[table]
         field_bit = {f: 1 << i for i, f in enumerate(PRODUCT_FIELDS)}
+        slot_of = {pair_name(pr): s for s, pr in enumerate(self.manifest.pairs)}
         for p, (s, r) in enumerate(runs):
             shard_ptr[s + 1] += 1
             for name in names:
+                if name.startswith(("x.pair", "a.pair")):
+                    continue
                 dt = dtypes.get(name) or DTYPES[name]
                 pt.set(name, p, self.part_array(r.part, f"{r.key}/{name}", dt))
+            for pname in r.pairs:  # the run's pair indexes, in the dataset's slots
+                slot = slot_of[pname]
+                meta[p, LY.M_PAIRS] |= 1 << slot
+                for k in POSTING_COLUMNS:
+                    pt.set(f"x.pair{slot}.{k}", p, self.part_array(r.part, f"{r.key}/x.{pname}.{k}",
+                                                                    DTYPES[f"x.pair{slot}.{k}"]))
+                if pname in r.agg_fields:
+                    for k in AGG_COLUMNS:
+                        pt.set(f"a.pair{slot}.{k}", p, self.part_array(r.part, f"{r.key}/a.{pname}.{k}",
+                                                                        DTYPES[f"a.pair{slot}.{k}"]))
             meta[p, LY.M_ROWS] = r.rows
             if r.agg_cutoff_day is not None:
                 meta[p, LY.M_AGG] = 1
                 meta[p, LY.M_CUTOFF] = r.agg_cutoff_day
                 meta[p, LY.M_AGG_MICROS] = r.agg_max_micros
-                meta[p, LY.M_AGG_FIELDS] = sum(field_bit[f] for f in r.agg_fields)
+                meta[p, LY.M_AGG_FIELDS] = (sum(field_bit[f] for f in r.agg_fields if f in field_bit)
+                                            + sum(1 << (8 + slot_of[f]) for f in r.agg_fields if f in slot_of))
         shard_ptr = np.cumsum(shard_ptr)
         return PieceSet(pt, meta, shard_ptr, np.arange(self.n_shards, dtype=np.int64), self.shard_bases(),
                         self.shard_sizes(), runs)

@@ -44,6 +44,7 @@ view_i16 = _python_view(ctypes.c_int16, np.int16)
 view_i32 = _python_view(ctypes.c_int32, np.int32)
 view_u32 = _python_view(ctypes.c_uint32, np.uint32)
 view_i64 = _python_view(ctypes.c_int64, np.int64)
+view_u64 = _python_view(ctypes.c_uint64, np.uint64)
 
 
 def _register(fn, dtype):
@@ -55,7 +56,7 @@ def _register(fn, dtype):
 
 
 for _fn, _dt in ((view_u8, np.uint8), (view_u16, np.uint16), (view_i16, np.int16), (view_i32, np.int32),
-                 (view_u32, np.uint32), (view_i64, np.int64)):
+                 (view_u32, np.uint32), (view_i64, np.int64), (view_u64, np.uint64)):
     _register(_fn, _dt)
 
 
