@@ -28,7 +28,9 @@ from .servicer import DEFAULT_CHUNK_IDS, CatalogServicer, DatasetsServicer, Segm
 
 log = logging.getLogger("segments.server")
 
-MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a 100k-id customer list is ~1 MB
+MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a request's limit (a 100k-id customer list is ~1 MB)
+TRANSPORT_RECEIVE_BYTES = 64 * 1024 * 1024   # what the transport takes: up to here an oversized
+                                             # request is INVALID_ARGUMENT (server/guard.py)
 MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Segments", "Catalog", "Datasets"))
 
@@ -62,8 +64,8 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     workers = max_workers or default_workers()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments"),
-        interceptors=[DecodeGuard()],
-        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        interceptors=[DecodeGuard(MAX_RECEIVE_BYTES)],
+        options=[("grpc.max_receive_message_length", TRANSPORT_RECEIVE_BYTES),
                  ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 1 if reuse_port else 0)],
         maximum_concurrent_rpcs=workers * 8)

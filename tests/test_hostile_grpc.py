@@ -119,6 +119,12 @@ def test_huge_names_and_values_are_invalid_argument(client, call, path):
     invalid(lambda: call(client), path)
 
 
+def test_a_request_over_the_size_limit_is_invalid_argument(client):
+    text = json.dumps({"include": {"tags": {"any": ["x" * 900] * 20_000}}})    # ~18 MiB
+    err = invalid(lambda: client.count("shop", text), "request", "more than the limit of 16,777,216")
+    assert "CountRequest of" in err.details()
+
+
 def test_not_found_and_failed_precondition_carry_a_stable_reason(client):
     assert failure(lambda: client.count("no-such", ALL)).reason == "DATASET_NOT_FOUND"
     assert failure(lambda: client.get_group("shop", "no-such")).reason == "GROUP_NOT_FOUND"
