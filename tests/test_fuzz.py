@@ -10,11 +10,11 @@ SEGMENTS_FUZZ=long runs thousands of random ones:
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import string
-import contextlib
 
 import grpc
 import pyarrow as pa
@@ -280,9 +280,9 @@ def test_ingest_files(stub, ingest_target, file, seq):
 @given(rows=st.lists(st.fixed_dictionaries({}, optional={
     "customer_id": st.integers(-2**63, 2**63 - 1), "birth_date": st.one_of(texts, st.sampled_from(
         ["0000-01-01", "1990-02-29", "1990-01-01", "9999-12-31", "10000-01-01", " 1990-01-01 "])),
-    "loyalty_points": st.integers(-2**63, 2**63 - 1), "email": texts.filter(lambda t: "\ud800" > t or True),
+    "loyalty_points": st.integers(-2**63, 2**63 - 1), "email": texts,
     "tags": st.lists(st.text(alphabet=string.printable, max_size=5), max_size=3)}), max_size=4))
-def test_change_rows(stub, rows):
+def test_change_rows(stub, ingest_target, rows):
     msgs = []
     for r in rows:
         try:
