@@ -111,7 +111,6 @@ def _jsonable(v):
 
 
 def cmd_eval(args) -> int:
-    from segments.engine.errors import InvalidArgument
     from segments.engine.model.limits import MAX_PREVIEW
     if args.cmd == "preview" and not 1 <= args.n <= MAX_PREVIEW:  # the server's bound, locally too
         raise InvalidArgument("-n", f"must be between 1 and {MAX_PREVIEW}, got {args.n}")
