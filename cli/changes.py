@@ -41,9 +41,12 @@ def _delete_ids(text) -> list:
         if not part.strip():
             continue
         try:
-            ids.append(int(part))
+            n = int(part)
         except ValueError:
-            raise InvalidArgument("--delete", f"expected customer ids separated by commas, got {part.strip()!r}") from None
+            raise InvalidArgument("--delete", f"expected customer ids separated by commas, got {part.strip()[:40]!r}") from None
+        if not -2**63 <= n < 2**63:
+            raise InvalidArgument("--delete", f"{part.strip()[:40]} is out of range for a customer_id (64-bit)")
+        ids.append(n)
     return ids
 
 

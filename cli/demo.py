@@ -109,19 +109,20 @@ def run(workdir: Path, customers: int, show: int) -> int:
     from segments.server.app import build_server, stop
 
     t0 = time.perf_counter()
-    src = workdir / "input"
+    uploads = workdir / "uploads"          # the server's ingest root: Ingest reads uploads/<dataset>/
+    src = uploads / "demo"
     rows = generate(src, customers=customers, seed=1)
     print(f"generated {', '.join(f'{v:,} {k}' for k, v in rows.items())} in {time.perf_counter() - t0:.1f} s")
 
     engine = Engine(workdir / "data")
-    server, port = build_server(engine, port=0)
+    server, port = build_server(engine, port=0, ingest_root=uploads)
     server.start()
     print(f"server listening on 127.0.0.1:{port} (no tokens: localhost only)\n")
     try:
         with SegmentsClient(f"127.0.0.1:{port}") as c:
             c.create_dataset("demo", "America/New_York")
             t1 = time.perf_counter()
-            c.ingest("demo", str(src))
+            c.ingest("demo", ".")
             info = c.dataset_info("demo")
             print(f"dataset demo: {info['rows']['customers']:,} customers, {info['rows']['purchases']:,} "
                   f"purchase lines, ingested in {time.perf_counter() - t1:.1f} s; as of {AS_OF}\n")

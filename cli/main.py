@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from segments.engine.errors import EngineError, InvalidArgument
+
+DEBUG_ENV = "SEGMENTS_DEBUG"   # set to 1 to see the traceback of an unexpected error
+MAX_ERROR_CHARS = 2000
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -80,15 +85,18 @@ def _segment(args):
     from segments.engine.model import segment_json
     from segments.engine.errors import InvalidArgument
     try:
-        text = Path(args.segment).read_text()
+        text = Path(args.segment).read_text(encoding="utf-8")
     except OSError as e:
         raise InvalidArgument("--segment", f"cannot read {args.segment}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise InvalidArgument("--segment", f"{args.segment} is not UTF-8 text (byte {e.start})") from None
     return segment_json.loads(text)
 
 
 def _as_of(args):
+    """The --as-of instant; None only when the option is absent (an empty value is an error)."""
     from segments.engine.model.timerange import parse_instant
-    return parse_instant(args.as_of, "--as-of") if args.as_of else None
+    return parse_instant(args.as_of, "--as-of") if args.as_of is not None else None
 
 
 def _fields(args):
@@ -103,6 +111,9 @@ def _jsonable(v):
 
 
 def cmd_eval(args) -> int:
+    from segments.engine.model.limits import MAX_PREVIEW
+    if args.cmd == "preview" and not 1 <= args.n <= MAX_PREVIEW:  # the server's bound, locally too
+        raise InvalidArgument("-n", f"must be between 1 and {MAX_PREVIEW}, got {args.n}")
     seg = _segment(args)
     as_of = _as_of(args)
     if args.server:
@@ -221,15 +232,53 @@ COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain
             "change": cmd_change, "compact": cmd_compact}
 
 
+def say_error(text: str) -> None:
+    """One "error: ..." line on stderr, bounded and printable whatever the text holds."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
+    try:
+        sys.stderr.write(f"error: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def describe(e: BaseException) -> str:
+    """What went wrong, in a line: an OS error's reason and file, else the exception's text."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    if isinstance(e, (ValueError, TypeError)) and str(e):
+        return str(e)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 def main(argv=None) -> int:
+    """Run one command. Every failure ends in one "error: ..." line and a non-zero exit
+    code, never a traceback ($SEGMENTS_DEBUG=1 shows the traceback of unexpected ones):
+    2 for a refused input or request, 1 for anything else, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.cmd](args)
     except EngineError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error(e)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # stdout closed early (| head): nothing more to say
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except RecursionError:
+        say_error("input nested too deep")
+        return 2
+    except Exception as e:  # noqa: BLE001 - the one place a command's failure is reported
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        say_error(describe(e))
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ command body runs unchanged against a SegmentsClient.
 """
 from __future__ import annotations
 
-import sys
-
 
 def remote_call(args, body) -> int:
     """body(client) with a SegmentsClient for args.server; a gRPC error prints
@@ -19,7 +17,8 @@ def remote_call(args, body) -> int:
         try:
             return body(client)
         except grpc.RpcError as e:
-            print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+            from .main import say_error
+            say_error(f"{e.code().name}: {e.details()}")
             return 2
 
 

@@ -22,6 +22,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key (with --tls-cert)")
     p.add_argument("--export-dir", help="folder for exports (default: DATA/_exports)")
+    p.add_argument("--ingest-root", help="folder Ingest calls read from: dataset D's files under "
+                                         "INGEST_ROOT/D/ only (default: Ingest refused)")
+    p.add_argument("--default-deadline", type=float, metavar="SECONDS",
+                   help="longest a call may run when its caller sets no shorter deadline (default: none)")
     p.add_argument("--workers", type=int, help="thread pool size (default: sized for the machine)")
     p.add_argument("--group-ttl-days", type=int, default=180, help="default expiry of customer groups")
     p.add_argument("--chunk-ids", type=int, default=65_536, help="customer ids per materialize chunk")
@@ -109,8 +113,9 @@ def run(args) -> int:
     try:
         server, port = build_server(engine, args.port, tokens, args.export_dir, workers, args.host, tls,
                                     Catalog(engine, args.group_ttl_days), args.chunk_ids,
-                                    reuse_port=args.reuse_port)
-    except OSError as e:
+                                    reuse_port=args.reuse_port, ingest_root=args.ingest_root,
+                                    default_deadline=args.default_deadline)
+    except (OSError, ValueError) as e:
         say(f"error: {e}", sys.stderr)
         return 2
 

@@ -10,7 +10,8 @@ engine's own result types (engine.results), and the evaluation methods take the 
 positional arguments, so local and remote answers are interchangeable and compare equal.
 Every call has a deadline (the client's timeout unless given) and is retried with backoff
 on UNAVAILABLE, except a change batch without a batch_id (a retry could apply it twice);
-errors surface as grpc.RpcError with the server's code and message.
+errors surface as client.errors.ServerError, a grpc.RpcError with the server's code and
+message and its machine-readable details decoded (field violations, ErrorInfo reason).
 
 Live updates (docs/live-updates.md) take rows as lists of dicts or pyarrow Tables:
 
@@ -35,6 +36,8 @@ from segments.engine.results import CountResult, ExplainNode, Materialized, Prev
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 from segments.server import changes, codec
+
+from .errors import ServerError
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -130,10 +133,10 @@ class SegmentsClient:
                 return method(request, timeout=max(end - time.monotonic(), 0.001), metadata=self.metadata)
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
-                    raise
+                    raise ServerError.wrap(e) from None
                 pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
                 if time.monotonic() + pause >= end:
-                    raise
+                    raise ServerError.wrap(e) from None
                 time.sleep(pause)
 
     def _stream(self, method, request, timeout: Optional[float]) -> Iterator:
@@ -149,10 +152,10 @@ class SegmentsClient:
                 return
             except grpc.RpcError as e:
                 if got or e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise
+                    raise ServerError.wrap(e) from None
                 pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
                 if time.monotonic() + pause >= end:
-                    raise
+                    raise ServerError.wrap(e) from None
                 time.sleep(pause)
 
     @staticmethod

@@ -7,6 +7,7 @@ evaluation stops at the next shard boundary with errors.Cancelled.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
@@ -48,12 +49,18 @@ class Engine:
         return self.info(name)
 
     def delete_dataset(self, name: str) -> None:
-        """Delete a dataset and everything in it (saved segments and groups too)."""
+        """Delete a dataset and everything in it (saved segments and groups too), and its
+        exports in the default export folder (<data>/_exports/<name>/)."""
         with self._lock:
             ds = self._open.pop(name, None)
             if ds is not None:
                 ds.close()
             folders.delete_dataset(self.root, name)
+            exports = self.root / "_exports" / name
+            if exports.is_symlink():
+                exports.unlink()
+            elif exports.is_dir():
+                shutil.rmtree(exports, ignore_errors=True)
 
     def datasets(self) -> list:
         """Names of every dataset, sorted."""

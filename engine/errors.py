@@ -3,11 +3,17 @@ from __future__ import annotations
 
 
 class EngineError(Exception):
-    """Base of every error the engine raises on purpose."""
+    """Base of every error the engine raises on purpose.
 
-    def __init__(self, path: str, message: str):
+    `path` names the offending field or thing; `reason` is a stable UPPER_SNAKE word a
+    machine can branch on (server: google.rpc.ErrorInfo.reason), defaulting per class."""
+
+    default_reason = "ERROR"
+
+    def __init__(self, path: str, message: str, reason: str | None = None):
         self.path = path
         self.message = message
+        self.reason = reason or self.default_reason
         super().__init__(f"{path}: {message}" if path else message)
 
 
@@ -18,6 +24,8 @@ class InvalidArgument(EngineError):
 class NotFound(EngineError):
     """A named dataset, saved segment or group does not exist."""
 
+    default_reason = "NOT_FOUND"
+
 
 class AlreadyExists(EngineError):
     """Creating something whose name is taken."""
@@ -25,6 +33,8 @@ class AlreadyExists(EngineError):
 
 class FailedPrecondition(EngineError):
     """The object exists but cannot serve the call now (an expired group, an inactive segment)."""
+
+    default_reason = "FAILED_PRECONDITION"
 
 
 class IngestError(EngineError):
@@ -34,6 +44,17 @@ class IngestError(EngineError):
         self.file, self.row, self.column = file, row, column
         where = f"{file}" + (f", row {row}" if row else "") + (f", column {column}" if column else "")
         super().__init__(where, message)
+
+
+class InsufficientSpace(EngineError):
+    """A write would not fit on its volume: `needed` bytes (about) against `free`. Nothing
+    was changed; the same call succeeds once space is freed."""
+
+    default_reason = "INSUFFICIENT_SPACE"
+
+    def __init__(self, path: str, message: str, needed: int = 0, free: int = 0):
+        self.needed, self.free = needed, free
+        super().__init__(path, message)
 
 
 class Cancelled(EngineError):

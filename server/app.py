@@ -20,13 +20,17 @@ from segments.engine.catalog.catalog import Catalog
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 
+from . import ingest_root as ingest_roots
 from .auth import Tokens
 from .export import default_export_dir
+from .guard import DecodeGuard
 from .servicer import DEFAULT_CHUNK_IDS, CatalogServicer, DatasetsServicer, SegmentsServicer, Services
 
 log = logging.getLogger("segments.server")
 
-MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a 100k-id customer list is ~1 MB
+MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a request's limit (a 100k-id customer list is ~1 MB)
+TRANSPORT_RECEIVE_BYTES = 64 * 1024 * 1024   # what the transport takes: up to here an oversized
+                                             # request is INVALID_ARGUMENT (server/guard.py)
 MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Segments", "Catalog", "Datasets"))
 
@@ -40,23 +44,32 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  export_dir: Optional[str | os.PathLike] = None, max_workers: Optional[int] = None,
                  host: Optional[str] = None, tls: Optional[Tuple[bytes, bytes]] = None,
                  catalog: Optional[Catalog] = None, chunk_ids: int = DEFAULT_CHUNK_IDS,
-                 reuse_port: bool = False) -> Tuple[grpc.Server, int]:
+                 reuse_port: bool = False, ingest_root: Optional[str | os.PathLike] = None,
+                 default_deadline: Optional[float] = None) -> Tuple[grpc.Server, int]:
     """An unstarted server over `engine` and the port it is bound to.
 
     Without tokens the server binds localhost only (host defaults to 127.0.0.1); with
     tokens it binds every interface ([::]). tls is (certificate chain PEM, private key PEM).
     reuse_port lets several server processes share one port (SO_REUSEPORT): the kernel
     spreads connections over them, so evaluation is not bound to one process's GIL.
+    ingest_root: the folder Ingest calls read from, <ingest_root>/<dataset>/... only
+    (server/ingest_root.py); None refuses Ingest. It may not overlap the data directory or
+    the export folder (ValueError). default_deadline: seconds a call may run when its
+    caller set no deadline or a later one (None: unbounded).
     """
+    if default_deadline is not None and not default_deadline > 0:
+        raise ValueError(f"default deadline must be > 0 seconds, got {default_deadline!r}")
+    exports = Path(export_dir) if export_dir else default_export_dir(engine.root)
+    root = ingest_roots.check_root(ingest_root, engine.root, exports) if ingest_root is not None else None
     workers = max_workers or default_workers()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments"),
-        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        interceptors=[DecodeGuard(MAX_RECEIVE_BYTES)],
+        options=[("grpc.max_receive_message_length", TRANSPORT_RECEIVE_BYTES),
                  ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 1 if reuse_port else 0)],
         maximum_concurrent_rpcs=workers * 8)
-    services = Services(engine, catalog or Catalog(engine), tokens,
-                        Path(export_dir) if export_dir else default_export_dir(engine.root), chunk_ids)
+    services = Services(engine, catalog or Catalog(engine), tokens, exports, chunk_ids, root, default_deadline)
     pbg.add_SegmentsServicer_to_server(SegmentsServicer(services), server)
     pbg.add_CatalogServicer_to_server(CatalogServicer(services), server)
     pbg.add_DatasetsServicer_to_server(DatasetsServicer(services), server)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from segments.engine.model import limits
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
 from segments.engine.errors import InvalidArgument
@@ -136,6 +137,9 @@ def condition_to_json(c: pb.Condition, path: str = "include") -> Any:
     if kind == "upcoming_appointment":
         return {kind: {"shops": list(a.shops)} if len(a.shops) else {}}
     if kind in ("all_of", "any_of"):
+        if len(a.conditions) > limits.MAX_CONDITIONS:  # before building a huge tree
+            raise InvalidArgument(f"{path}.{kind}", f"{len(a.conditions)} conditions, more than the limit of "
+                                                    f"{limits.MAX_CONDITIONS} in one segment")
         return {kind: [condition_to_json(x, f"{path}.{kind}[{i}]") for i, x in enumerate(a.conditions)]}
     if kind == "not":
         return {"not": condition_to_json(a, f"{path}.not")}
@@ -158,6 +162,9 @@ def segment_to_json(s: pb.Segment) -> dict:
     if s.HasField("exclude"):
         out["exclude"] = condition_to_json(s.exclude, "exclude")
     if len(s.append):
+        if len(s.append) > limits.MAX_CONDITIONS:
+            raise InvalidArgument("append", f"{len(s.append)} conditions, more than the limit of "
+                                            f"{limits.MAX_CONDITIONS} in one segment")
         out["append"] = [condition_to_json(c, f"append[{i}]") for i, c in enumerate(s.append)]
     if s.HasField("order_by"):
         out["order_by"] = order_by_to_json(s.order_by)

@@ -1,31 +1,38 @@
 """The gRPC servicers: thin adapters that decode, call the engine, and encode.
 
 Every method is wrapped by `rpc(role)`, which authorizes the call, turns the call's
-deadline into the engine's `deadline` (a time.monotonic() value), and maps any exception to
-a status code through server.errors, the one place that knows the mapping.
+deadline into the engine's `deadline` (a time.monotonic() value; the server's default
+deadline when the caller set none or a later one), and maps any exception to a status
+through server.errors, the one place that knows the mapping.
+
+What an answer may reveal follows the roles (docs/security.md): counts and customer ids
+are read data, so a token without `read` on the dataset gets acknowledgements without them
+(CreateGroup's count, ApplyChanges' not_found and deleted count).
 """
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from segments.engine.model import limits
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
 from segments.engine.catalog.catalog import Catalog
-from segments.engine.errors import InvalidArgument
+from segments.engine.errors import EngineError, InvalidArgument
 from segments.engine.evaluation.exporter import write_table
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 
-from . import changes, codec, export
-from .auth import Tokens, authorize
-from .errors import DeadlineExceeded, status_of
+from . import changes, codec, export, ingest_root
+from .auth import Grant, Tokens, authorize
+from .errors import DeadlineExceeded, abort
 
 DEFAULT_PREVIEW = 20
-MAX_PREVIEW = 10_000
+MAX_PREVIEW = limits.MAX_PREVIEW
 DEFAULT_CHUNK_IDS = 65_536
 
 
@@ -34,6 +41,11 @@ class Call:
     """What a method body gets besides its request."""
     deadline: Optional[float]   # absolute time.monotonic(), None without a deadline
     context: object
+    grant: Optional[Grant] = None   # None: a server without tokens (every role)
+
+    def may(self, role: str) -> bool:
+        """Whether the caller holds `role` on the call's dataset (checked by authorize)."""
+        return self.grant is None or role in self.grant.roles
 
     def check(self) -> None:
         """Stop a streamed answer between chunks once the deadline passed or the caller left."""
@@ -43,11 +55,14 @@ class Call:
             raise DeadlineExceeded("", "call no longer active")
 
 
-def _deadline(context) -> Optional[float]:
+def _deadline(context, default: Optional[float] = None) -> Optional[float]:
+    """The caller's deadline, capped by the server's default (seconds) when one is set."""
     remaining = context.time_remaining()
     if remaining is None or remaining > 1e8:  # no deadline set by the caller
-        return None
-    return time.monotonic() + remaining
+        remaining = None
+    if default is not None and (remaining is None or remaining > default):
+        remaining = default
+    return None if remaining is None else time.monotonic() + remaining
 
 
 def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False):
@@ -56,8 +71,8 @@ def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False
         name = fn.__name__
 
         def start(self, request, context):
-            authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
-            return Call(_deadline(context), context)
+            grant = authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
+            return Call(_deadline(context, self.s.default_deadline), context, grant)
 
         if stream:
             @functools.wraps(fn)
@@ -66,16 +81,14 @@ def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False
                     call = start(self, request, context)
                     yield from fn(self, request, call)
                 except Exception as e:  # noqa: BLE001 - mapped, never shown raw
-                    code, msg = status_of(e, name)
-                    context.abort(code, msg)
+                    abort(context, e, name)
         else:
             @functools.wraps(fn)
             def handler(self, request, context):
                 try:
                     return fn(self, request, start(self, request, context))
                 except Exception as e:  # noqa: BLE001
-                    code, msg = status_of(e, name)
-                    context.abort(code, msg)
+                    abort(context, e, name)
         return handler
     return wrap
 
@@ -84,12 +97,15 @@ class Services:
     """State the three servicers share."""
 
     def __init__(self, engine, catalog: Catalog, tokens: Optional[Tokens], export_dir: Path,
-                 chunk_ids: int = DEFAULT_CHUNK_IDS):
+                 chunk_ids: int = DEFAULT_CHUNK_IDS, ingest_root: Optional[Path] = None,
+                 default_deadline: Optional[float] = None):
         self.engine = engine
         self.catalog = catalog
         self.tokens = tokens
         self.export_dir = Path(export_dir)
         self.chunk_ids = chunk_ids
+        self.ingest_root = ingest_root
+        self.default_deadline = default_deadline
 
     def segment(self, dataset: str, source: pb.SegmentSource) -> S.Segment:
         """The engine Segment a request names (definition, JSON text, or active saved segment)."""
@@ -105,12 +121,20 @@ class Services:
         self.engine.dataset(name)
         return name
 
+    def remove_exports(self, dataset: str) -> None:
+        """Delete the dataset's export folder (its files hold customer data)."""
+        folder = self.export_dir / dataset
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.is_symlink():
+            folder.unlink()
+
     def export(self, dataset: str, materialize, fmt_code: int, file_name: str) -> pb.ExportResponse:
         """Write what materialize() returns into the export folder."""
         fmt = "csv" if fmt_code == pb.CSV else "parquet"
         path = export.target_path(self.export_dir, dataset, file_name, fmt)
         t0 = time.perf_counter()
-        rows = write_table(materialize().to_arrow(), path)
+        rows = write_table(materialize().to_arrow(), path)   # space checked and reserved inside
         return pb.ExportResponse(file_name=export.relative_name(self.export_dir, path), rows=rows,
                                  elapsed_ms=(time.perf_counter() - t0) * 1e3)
 
@@ -220,7 +244,10 @@ class CatalogServicer(pbg.CatalogServicer):
                                 as_of=codec.decode_as_of(request), description=request.description,
                                 ttl_days=request.ttl_days if request.HasField("ttl_days") else None,
                                 deadline=call.deadline)
-        return _group(g, self.c.clock())
+        out = _group(g, self.c.clock())
+        if not call.may("read"):  # a group's size is read data
+            out.count = 0
+        return out
 
     @rpc("read")
     def GetGroup(self, request, call):
@@ -260,22 +287,39 @@ class DatasetsServicer(pbg.DatasetsServicer):
     def CreateDataset(self, request, call):
         if not request.timezone:
             raise InvalidArgument("timezone", "required (an IANA name such as America/New_York)")
-        return codec.dataset_info(request.name, self.e.create_dataset(request.name, request.timezone))
+        info = self.e.create_dataset(request.name, request.timezone)
+        self.s.remove_exports(request.name)   # files left by an earlier dataset of that name
+        return codec.dataset_info(request.name, info)
 
     @rpc("write")
     def Ingest(self, request, call):
         if not request.folder:
-            raise InvalidArgument("folder", "required")
+            raise InvalidArgument("folder", "required: a folder inside this dataset's ingest folder "
+                                            "(\".\" for that folder itself)")
         self.s.dataset_name(request.dataset)
+        root = self.s.ingest_root
+        folder = ingest_root.resolve(root, request.dataset, request.folder)
+        if not folder.is_dir():
+            raise InvalidArgument("folder", f"{ingest_root.shown(root, request.dataset, folder)!r} is not a "
+                                            "folder in this dataset's ingest folder")
         t0 = time.perf_counter()
-        rows = self.e.ingest(request.dataset, request.folder)
+        try:
+            rows = self.e.ingest(request.dataset, folder)
+        except EngineError as e:  # name the folder as the caller did, not by the server's path
+            e.path = e.path.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
+            e.message = e.message.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
+            raise
         return pb.IngestResponse(rows={k: int(v) for k, v in rows.items()},
                                  elapsed_ms=(time.perf_counter() - t0) * 1e3)
 
     @rpc("write")
     def ApplyChanges(self, request, call):
         self.s.dataset_name(request.dataset)    # NotFound before any row is looked at
-        return changes.encode_ack(self.e.apply_changes(request.dataset, **changes.decode_batch(request)))
+        ack = changes.encode_ack(self.e.apply_changes(request.dataset, **changes.decode_batch(request)))
+        if not call.may("read"):  # which customer_ids exist is read data
+            del ack.not_found[:]
+            ack.rows.deleted = 0
+        return ack
 
     @rpc("write")
     def Compact(self, request, call):
@@ -297,4 +341,5 @@ class DatasetsServicer(pbg.DatasetsServicer):
     @rpc("admin")
     def DeleteDataset(self, request, call):
         self.e.delete_dataset(request.dataset)
+        self.s.remove_exports(request.dataset)
         return pb.Deleted()

@@ -123,6 +123,7 @@ class Env:
     port: int
     auth_port: int
     export_dir: Path
+    ingest_root: Path
 
     def client(self, token=None, auth=False, **kw):
         from segments.client.client import SegmentsClient
@@ -163,12 +164,14 @@ def grpc_env(tmp_path_factory):
     clock = Clock()
     catalog = Catalog(engine, clock=clock)
     export_dir = base / "exports"
-    open_server, port = build_server(engine, 0, catalog=catalog, export_dir=export_dir)
+    uploads = base / "uploads"   # Ingest reads <uploads>/<dataset>/... only
+    uploads.mkdir()
+    open_server, port = build_server(engine, 0, catalog=catalog, export_dir=export_dir, ingest_root=uploads)
     auth_server, auth_port = build_server(engine, 0, tokens=Tokens(TOKENS), host="127.0.0.1",
-                                          catalog=catalog, export_dir=export_dir)
+                                          catalog=catalog, export_dir=export_dir, ingest_root=uploads)
     open_server.start()
     auth_server.start()
-    yield Env(engine, base / "data", folders, clock, port, auth_port, export_dir)
+    yield Env(engine, base / "data", folders, clock, port, auth_port, export_dir, uploads)
     stop(open_server, 0)
     stop(auth_server, 0)
     engine.close()

@@ -24,11 +24,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..model import limits
 from ..model import segment as S
 from ..model import segment_json
 from ..errors import AlreadyExists, Cancelled, FailedPrecondition, InvalidArgument, NotFound
 from ..results import Materialized
 from ..datasets.folders import NAME_RE, dataset_dir
+from ..storage import space
 
 DEFAULT_TTL_DAYS = 180
 MAX_TTL_DAYS = 100 * 366
@@ -67,19 +69,31 @@ def _now() -> dt.datetime:
 
 
 def _check_name(name: str, path: str = "name") -> str:
+    limits.check_name(name, path)
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise InvalidArgument(path, f"invalid name {name!r} (letters, digits, _ . -; starting with a "
                                     "letter or digit; at most 128 characters)")
     return name
 
 
+def _check_description(text) -> None:
+    if not isinstance(text, str):
+        raise InvalidArgument("description", f"expected text, got {type(text).__name__}")
+    limits.check_text(text, "description", limits.MAX_DESCRIPTION_CHARS)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write, fsync, rename; the space is checked first and a full disk leaves no temp file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with space.reserve(path.parent, len(data) + (64 << 10), "the catalog record"):
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -105,10 +119,14 @@ class Catalog:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ layout
-    def _dir(self, dataset: str, kind: str) -> Path:
+    def _dir(self, dataset: str, kind: str, create: bool = False) -> Path:
+        """The dataset's catalog folder of `kind`; made only for a write (a read on a full
+        disk must not need space)."""
         self.engine.dataset(dataset)  # NotFound for an unknown dataset
         d = dataset_dir(self.engine.root, dataset) / "catalog" / kind
-        d.mkdir(parents=True, exist_ok=True)
+        if create:
+            with space.reserve(d.parent.parent, 1 << 16, "the catalog folder"):
+                d.mkdir(parents=True, exist_ok=True)
         return d
 
     # ------------------------------------------------------------ saved segments
@@ -116,8 +134,9 @@ class Catalog:
                        active: bool = True) -> SavedSegment:
         """Save a new named definition; AlreadyExists if the name is taken."""
         _check_name(name)
+        _check_description(description)
         with self._lock:
-            path = self._dir(dataset, "segments") / f"{name}.json"
+            path = self._dir(dataset, "segments", create=True) / f"{name}.json"
             if path.exists():
                 raise AlreadyExists("name", f"saved segment {name!r} already exists in {dataset!r}")
             now = self.clock()
@@ -132,7 +151,8 @@ class Catalog:
         try:
             rec = json.loads(path.read_text())
         except FileNotFoundError:
-            raise NotFound("name", f"no saved segment {name!r} in {dataset!r}") from None
+            raise NotFound("name", f"no saved segment {name!r} in {dataset!r}",
+                           reason="SAVED_SEGMENT_NOT_FOUND") from None
         return SavedSegment(rec["name"], segment_json.parse_segment(rec["definition"]), rec["description"],
                             rec["active"], _parse_time(rec["created_at"]), _parse_time(rec["updated_at"]))
 
@@ -140,7 +160,7 @@ class Catalog:
         """Every saved segment of a dataset, by name."""
         d = self._dir(dataset, "segments")
         out = []
-        for p in sorted(d.glob("*.json")):
+        for p in sorted(d.glob("*.json")) if d.is_dir() else ():
             try:
                 out.append(self.get_segment(dataset, p.stem))
             except NotFound:  # deleted meanwhile
@@ -150,12 +170,14 @@ class Catalog:
     def update_segment(self, dataset: str, name: str, segment: Optional[S.Segment] = None,
                        description: Optional[str] = None, active: Optional[bool] = None) -> SavedSegment:
         """Change the given parts of a saved segment; NotFound if absent."""
+        if description is not None:
+            _check_description(description)
         with self._lock:
             old = self.get_segment(dataset, name)
             new = replace(old, segment=old.segment if segment is None else segment,
                           description=old.description if description is None else description,
                           active=old.active if active is None else bool(active), updated_at=self.clock())
-            self._write_segment(self._dir(dataset, "segments") / f"{name}.json", new)
+            self._write_segment(self._dir(dataset, "segments", create=True) / f"{name}.json", new)
             return new
 
     def delete_segment(self, dataset: str, name: str) -> None:
@@ -165,7 +187,8 @@ class Catalog:
             try:
                 (self._dir(dataset, "segments") / f"{name}.json").unlink()
             except FileNotFoundError:
-                raise NotFound("name", f"no saved segment {name!r} in {dataset!r}") from None
+                raise NotFound("name", f"no saved segment {name!r} in {dataset!r}",
+                               reason="SAVED_SEGMENT_NOT_FOUND") from None
 
     def resolve(self, dataset: str, name: str, path: str = "saved_segment") -> S.Segment:
         """The definition of an active saved segment, for evaluation; FailedPrecondition if inactive."""
@@ -174,9 +197,9 @@ class Catalog:
         except (NotFound, InvalidArgument) as e:
             if e.path != "name":
                 raise
-            raise type(e)(path, e.message) from None
+            raise type(e)(path, e.message, reason=e.reason) from None
         if not saved.active:
-            raise FailedPrecondition(path, f"saved segment {name!r} is inactive")
+            raise FailedPrecondition(path, f"saved segment {name!r} is inactive", reason="SAVED_SEGMENT_INACTIVE")
         return saved.segment
 
     @staticmethod
@@ -192,6 +215,7 @@ class Catalog:
                      deadline: Optional[float] = None) -> Group:
         """Evaluate a definition (or an active saved segment) and freeze its members."""
         _check_name(name)
+        _check_description(description)
         ttl = self.default_ttl_days if ttl_days is None else ttl_days
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_DAYS:
             raise InvalidArgument("ttl_days", f"must be between 1 and {MAX_TTL_DAYS}, got {ttl!r}")
@@ -199,7 +223,7 @@ class Catalog:
             raise InvalidArgument("definition", "give either a segment or a saved_segment")
         if saved_segment is not None:
             segment = self.resolve(dataset, saved_segment)
-        d = self._dir(dataset, "groups")
+        d = self._dir(dataset, "groups", create=True)
         if (d / f"{name}.json").exists():
             raise AlreadyExists("name", f"group {name!r} already exists in {dataset!r}")
         m = self.engine.materialize(dataset, segment, (), as_of, deadline)
@@ -221,7 +245,7 @@ class Catalog:
         try:
             r = json.loads(path.read_text())
         except FileNotFoundError:
-            raise NotFound("name", f"no group {name!r} in {dataset!r}") from None
+            raise NotFound("name", f"no group {name!r} in {dataset!r}", reason="GROUP_NOT_FOUND") from None
         return Group(r["name"], r["description"], r["count"], r["source"], r["saved_segment"],
                      _parse_time(r["as_of"]), _parse_time(r["created_at"]), _parse_time(r["expires_at"]))
 
@@ -229,13 +253,15 @@ class Catalog:
         """A live group's record; NotFound if absent, FailedPrecondition once expired."""
         g = self._read_group(dataset, name)
         if g.expired(self.clock()):
-            raise FailedPrecondition("name", f"group {name!r} expired at {g.expires_at.isoformat()}")
+            raise FailedPrecondition("name", f"group {name!r} expired at {g.expires_at.isoformat()}",
+                                     reason="GROUP_EXPIRED")
         return g
 
     def list_groups(self, dataset: str) -> list:
         """Every group of a dataset (expired ones too; see Group.expired), by name."""
         out = []
-        for p in sorted(self._dir(dataset, "groups").glob("*.json")):
+        d = self._dir(dataset, "groups")
+        for p in sorted(d.glob("*.json")) if d.is_dir() else ():
             try:
                 out.append(self._read_group(dataset, p.stem))
             except NotFound:
@@ -250,7 +276,7 @@ class Catalog:
             try:
                 (d / f"{name}.json").unlink()
             except FileNotFoundError:
-                raise NotFound("name", f"no group {name!r} in {dataset!r}") from None
+                raise NotFound("name", f"no group {name!r} in {dataset!r}", reason="GROUP_NOT_FOUND") from None
             (d / f"{name}.npy").unlink(missing_ok=True)
 
     def group_members(self, dataset: str, name: str) -> np.ndarray:
@@ -259,7 +285,7 @@ class Catalog:
         try:
             return np.load(self._dir(dataset, "groups") / f"{name}.npy", allow_pickle=False)
         except FileNotFoundError:  # deleted meanwhile
-            raise NotFound("name", f"no group {name!r} in {dataset!r}") from None
+            raise NotFound("name", f"no group {name!r} in {dataset!r}", reason="GROUP_NOT_FOUND") from None
 
     def materialize_group(self, dataset: str, name: str, fields: Sequence[str] = (),
                           deadline: Optional[float] = None) -> Materialized:

@@ -22,6 +22,7 @@ from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..live.changes import Live, erased_customer_ids, prepare_batch
 from ..live.log import ChangeLog, log_path
 from ..model import timerange
+from ..storage import space
 from ..storage.failpoints import failpoint
 from ..storage.build import build_from_changes, build_from_load, memory_budget, remove_unreferenced_parts
 from ..storage.load import Target, read_load
@@ -44,7 +45,7 @@ class Dataset:
         self.dir = dataset_dir(root, name)
         settings = self.dir / "dataset.json"
         if not settings.exists():
-            raise NotFound("dataset", f"no dataset named {name!r}")
+            raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND")
         cfg = json.loads(settings.read_text())
         self.timezone = cfg["timezone"]
         self.zone = timerange.load_zone(self.timezone)
@@ -105,9 +106,11 @@ class Dataset:
                       batch_id: Optional[str] = None) -> dict:
         """One atomic, durable batch: deletes, then customer upserts, then appended lines."""
         tables, ids = prepare_batch(customers, purchases, visits, laybys, delete, batch_id)
+        # the log stores the batch as Arrow IPC; LMDB pages and a copy-on-write of its tree
+        need = 2 * space.table_bytes(tables) + 8 * len(ids) + (1 << 20)
         if self.live() is None:
             self._rebuild(None, empty_only=True)  # changes before any bulk load: an empty version
-        with self._write_mutex, write_lock(self.dir):
+        with space.reserve(self.dir, need, "the change batch"), self._write_mutex, write_lock(self.dir):
             return self.live().apply_changes(tables, ids, batch_id)
 
     def pending(self) -> dict:
@@ -145,7 +148,7 @@ class Dataset:
         if not folder.is_dir():
             raise InvalidArgument("folder", f"{str(folder)!r} is not a folder")
         budget = memory_budget(memory)
-        with build_lock(self.dir):
+        with build_lock(self.dir), space.reserve(self.dir, _load_bytes(folder), "the bulk load"):
             live = self.live()
             if live is not None:
                 live.refresh()
@@ -184,10 +187,11 @@ class Dataset:
         if empty_only and live is not None:
             return self._live_version, live.state.seq
         if live is None:
-            version = self._next_version()
-            build_from_changes(self.dir, version, None, {}, 0, True, {}, self.timezone, self.shard_bits, 0,
-                               memory_budget())
-            self._publish(version, 0, None, np.zeros(0, np.int64))
+            with space.reserve(self.dir, 4 << 20, "the empty version"):
+                version = self._next_version()
+                build_from_changes(self.dir, version, None, {}, 0, True, {}, self.timezone, self.shard_bits, 0,
+                                   memory_budget())
+                self._publish(version, 0, None, np.zeros(0, np.int64))
             return version, 0
         live.refresh()
         return self._fold(live)
@@ -200,11 +204,20 @@ class Dataset:
             return self._live_version, st.seq
         erased = erased_customer_ids(live.view())
         changes, n_after, ordered, dicts = state_changes(live.base, st, self.shard_bits)
-        version = self._next_version()
-        build_from_changes(self.dir, version, live.base, changes, n_after, ordered, dicts, self.timezone,
-                           self.shard_bits, st.seq, memory_budget())
-        self._publish(version, st.seq, live, erased)
+        with space.reserve(self.dir, self._fold_bytes(live, len(changes)), "the compaction"):
+            version = self._next_version()
+            build_from_changes(self.dir, version, live.base, changes, n_after, ordered, dicts, self.timezone,
+                               self.shard_bits, st.seq, memory_budget())
+            self._publish(version, st.seq, live, erased)
         return version, st.seq
+
+    def _fold_bytes(self, live, changed_shards: int) -> int:
+        """What a compaction writes, about: new parts for the shards it changes (their share
+        of the dataset's parts) and the changes themselves, with a quarter to spare."""
+        parts = space.used_bytes(self.dir / "parts")
+        share = parts * min(changed_shards, live.base.n_shards or 1) / max(live.base.n_shards, 1)
+        log = space.used_bytes(log_path(self.dir / self._live_version)) if self._live_version else 0
+        return int(1.25 * (share + 2 * log)) + (4 << 20)
 
     def _publish(self, version: str, seq: int, live, erased: np.ndarray) -> None:
         """Switch CURRENT to a written version; its log starts with the batches after `seq`."""
@@ -212,19 +225,29 @@ class Dataset:
         with self._write_mutex, write_lock(self.dir):
             if self._current_version() != start:
                 shutil.rmtree(self.dir / version, ignore_errors=True)
-                raise FailedPrecondition("dataset", "another load replaced the dataset meanwhile; retry")
-            log = ChangeLog(log_path(self.dir / version), create=True)
-            if live is not None:
-                head = max(seq, live.log.head(seq))
-                log.seed(head, list(live.log.raw_records(seq)), live.log.batch_ids())
-            else:
-                log.seed(seq, [], [])
-            new = Live(Snapshot(self.dir, version, self.timezone), self.zone, self.shard_bits, log)
-            failpoint("log-seeded")
-            with self._lock:
-                write_current(self.dir, version)
-                self._live = new
-                self._live_version = version
+                raise FailedPrecondition("dataset", "another load replaced the dataset meanwhile; retry",
+                                         reason="DATASET_REPLACED")
+            log = None
+            try:
+                log = ChangeLog(log_path(self.dir / version), create=True)
+                if live is not None:
+                    head = max(seq, live.log.head(seq))
+                    log.seed(head, list(live.log.raw_records(seq)), live.log.batch_ids())
+                else:
+                    log.seed(seq, [], [])
+                new = Live(Snapshot(self.dir, version, self.timezone), self.zone, self.shard_bits, log)
+                failpoint("log-seeded")
+                with self._lock:
+                    write_current(self.dir, version)
+                    self._live = new
+                    self._live_version = version
+            except Exception:
+                if self._current_version() != version:  # not switched: the old version stays live,
+                    if log is not None:                  # and the half-published one goes at once
+                        log.close()
+                    shutil.rmtree(self.dir / version, ignore_errors=True)
+                    shutil.rmtree(log_path(self.dir / version), ignore_errors=True)
+                raise
             failpoint("current-switched")
         if start and start != version:  # mapped pages of readers stay valid
             shutil.rmtree(self.dir / start, ignore_errors=True)
@@ -268,6 +291,19 @@ class Dataset:
             out["bytes_on_disk"] = snap.bytes_on_disk()
             out["live"] = {"sequence": live.state.seq, "pending": dict(live.state.pending)}
         return out
+
+
+def _load_bytes(folder: Path) -> int:
+    """What a bulk load writes, about: its spill files and new parts. A Parquet file decodes
+    to several times its size (5x for generated data); CSV to about its size."""
+    total = 0
+    for p in Path(folder).rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size * (6 if p.suffix.lower() == ".parquet" else 2)
+        except OSError:
+            pass
+    return total + (16 << 20)
 
 
 def _target(base, shard_bits: int) -> Target:

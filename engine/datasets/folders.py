@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import AlreadyExists, InvalidArgument, NotFound
-from ..model import timerange
+from ..model import limits, timerange
+from ..storage import space
 
 DEFAULT_SHARD_BITS = 16
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -24,6 +25,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 def check_name(name: str) -> str:
     """A dataset name: letters, digits, _ . - ; no path tricks."""
+    limits.check_name(name, "dataset")
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise InvalidArgument("dataset", f"invalid dataset name {name!r} (letters, digits, _ . -; "
                                          "starting with a letter or digit)")
@@ -42,18 +44,25 @@ def create_dataset(root: Path, name: str, timezone: str, shard_bits: int = DEFAU
         raise InvalidArgument("shard_bits", f"must be between 4 and 16, got {shard_bits!r}")
     d = dataset_dir(root, name)
     if (d / "dataset.json").exists():
-        raise AlreadyExists("dataset", f"dataset {name!r} already exists")
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / "dataset.json.tmp"
-    tmp.write_text(json.dumps({"name": name, "timezone": timezone, "shard_bits": shard_bits}))
-    os.replace(tmp, d / "dataset.json")
+        raise AlreadyExists("dataset", f"dataset {name!r} already exists", reason="DATASET_EXISTS")
+    with space.reserve(root, 1 << 16, "the new dataset"):
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "dataset.json.tmp"
+        try:
+            tmp.write_text(json.dumps({"name": name, "timezone": timezone, "shard_bits": shard_bits}))
+            os.replace(tmp, d / "dataset.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            if not any(d.iterdir()):
+                d.rmdir()
+            raise
 
 
 def delete_dataset(root: Path, name: str) -> None:
     """Remove a dataset folder entirely; NotFound if absent."""
     d = dataset_dir(root, name)
     if not (d / "dataset.json").exists():
-        raise NotFound("dataset", f"no dataset named {name!r}")
+        raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND")
     shutil.rmtree(d)
 
 

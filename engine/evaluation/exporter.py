@@ -10,6 +10,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..errors import InvalidArgument
+from ..storage import space
 
 FORMATS = ("parquet", "csv")
 
@@ -37,13 +38,18 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> int:
     """Write table to path (.parquet or .csv) via a temp file and rename; returns rows."""
     fmt = format_of(path)
     path = Path(path)
+    if not path.parent.is_dir():
+        raise InvalidArgument("out", f"{str(path.parent)!r} is not a folder")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        if fmt == "parquet":
-            pq.write_table(table, tmp, compression="zstd")
-        else:
-            pcsv.write_csv(_csv_ready(table), tmp)
-        os.replace(tmp, path)
+        with space.reserve(path.parent, space.export_bytes(table, fmt), "the export"):
+            if fmt == "parquet":
+                pq.write_table(table, tmp, compression="zstd")
+            else:
+                pcsv.write_csv(_csv_ready(table), tmp)
+            os.replace(tmp, path)
+    except PermissionError:
+        raise InvalidArgument("out", f"{str(path)!r}: permission denied") from None
     finally:
         if tmp.exists():
             tmp.unlink()

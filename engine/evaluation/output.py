@@ -138,9 +138,15 @@ def count(snap, seg: S.Segment, as_of=None, deadline=None) -> CountResult:
 
 
 def _check_fields(fields: Sequence[str]) -> Tuple[str, ...]:
+    """Known profile fields, each once (a table cannot hold a column twice)."""
+    seen = {}
     for i, f in enumerate(fields):
         if f not in PROFILE_FIELDS:
-            raise InvalidArgument(f"fields[{i}]", f"unknown field {f!r} (expected one of: {', '.join(PROFILE_FIELDS)})")
+            shown = repr(f) if isinstance(f, str) and len(f) <= 64 else f"of {len(f)} characters"
+            raise InvalidArgument(f"fields[{i}]", f"unknown field {shown} (expected one of: {', '.join(PROFILE_FIELDS)})")
+        if f in seen:
+            raise InvalidArgument(f"fields[{i}]", f"field {f!r} is asked for twice (first at fields[{seen[f]}])")
+        seen[f] = i
     return tuple(fields)
 
 

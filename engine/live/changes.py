@@ -117,7 +117,7 @@ def prepare_batch(customers=None, purchases=None, visits=None, laybys=None, dele
             raise ValueError
         ids = ids.astype(np.int64)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidArgument("delete", "customer ids to delete must be integers") from None
+        raise InvalidArgument("delete", "customer ids to delete must be 64-bit integers") from None
     if not tables and not ids.size:
         raise InvalidArgument("batch", "empty batch: no rows and no customer ids to delete")
     return tables, ids

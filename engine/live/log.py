@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
-import lmdb
 import numpy as np
 import pyarrow as pa
+
+from ..storage.space import open_env
 
 LOG_MAP_SIZE = 1 << 36
 PARTS = ("customers", "purchases", "visits", "laybys")
@@ -50,13 +51,13 @@ class ChangeLog:
         if not create and not (self.path / "data.mdb").exists():
             self.env = None  # a version without changes yet: created on the first batch
             return
-        self.env = lmdb.open(str(self.path), map_size=LOG_MAP_SIZE, subdir=True, sync=True,
-                             metasync=True, max_dbs=0)
+        self.env = open_env(self.path, map_size=LOG_MAP_SIZE, subdir=True, sync=True,
+                            metasync=True, max_dbs=0)
 
     def _open_for_write(self) -> None:
         if self.env is None:
-            self.env = lmdb.open(str(self.path), map_size=LOG_MAP_SIZE, subdir=True, sync=True,
-                                 metasync=True, max_dbs=0)
+            self.env = open_env(self.path, map_size=LOG_MAP_SIZE, subdir=True, sync=True,
+                                metasync=True, max_dbs=0)
 
     def close(self) -> None:
         if self.env is not None:

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from . import limits
 from . import segment as S
 from ..errors import InvalidArgument
 
@@ -339,6 +340,7 @@ def parse_order_by(v: Any, path: str = "order_by") -> S.OrderBy:
 
 def parse_segment(v: Any) -> S.Segment:
     """A whole segment object; raises InvalidArgument naming the path of the first problem."""
+    limits.check_segment(v)   # bounded work and valid text first (engine/model/limits.py)
     _obj(v, "segment", ("include", "exclude", "append", "order_by", "limit", "name", "description"))
     if "include" not in v:
         _fail("include", "required")
@@ -356,11 +358,7 @@ def parse_segment(v: Any) -> S.Segment:
 
 def loads(text: str) -> S.Segment:
     """Parse a segment from JSON text."""
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidArgument("segment", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return parse_segment(v)
+    return parse_segment(limits.decode_json(text))
 
 
 # ---------------------------------------------------------------- dump

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import InvalidArgument
+from .limits import check_instant
 from .segment import Offset, TimeRange
 
 EPOCH = dt.date(1970, 1, 1)
@@ -21,12 +22,12 @@ MAX_DAY = 2**31 - 2      # "no upper bound"
 
 def load_zone(name: str) -> ZoneInfo:
     """The IANA zone `name`, or InvalidArgument naming it."""
-    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
-        raise InvalidArgument("timezone", f"unknown IANA timezone {name!r}")
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name or len(name) > 255:
+        raise InvalidArgument("timezone", f"unknown IANA timezone {_shown(name)}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidArgument("timezone", f"unknown IANA timezone {name!r}") from None
+        raise InvalidArgument("timezone", f"unknown IANA timezone {_shown(name)}") from None
 
 
 def day_number(d: dt.date) -> int:
@@ -52,11 +53,20 @@ def parse_instant(text: str, path: str = "as_of") -> dt.datetime:
     guessed: it is refused."""
     try:
         v = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, AttributeError):
-        raise InvalidArgument(path, f"not an ISO-8601 instant: {text!r}") from None
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(path, f"not an ISO-8601 instant: {_shown(text)}") from None
     if v.tzinfo is None:
-        raise InvalidArgument(path, f"instant {text!r} needs a UTC offset or Z")
-    return v
+        raise InvalidArgument(path, f"instant {_shown(text)} needs a UTC offset or Z")
+    try:
+        v.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgument(path, f"{_shown(text)} is outside the supported calendar") from None
+    return check_instant(v, path)
+
+
+def _shown(text) -> str:
+    s = repr(text)
+    return s if len(s) <= 80 else s[:72] + "...'"
 
 
 def add_months(d: dt.date, months: int) -> dt.date:
@@ -104,6 +114,7 @@ class AsOf:
             instant = dt.datetime.now(UTC)
         if instant.tzinfo is None:
             raise InvalidArgument("as_of", "instant needs a UTC offset or Z")
+        check_instant(instant)   # every zone's reading of it stays inside the calendar
         self.instant = instant
         self.micros = to_micros(instant)
         self.zone = zone

@@ -40,6 +40,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..errors import IngestError
+from ..model import limits
 from ..model.schema import LAYBY_STATUSES, TABLE_NAMES, TABLES, VISIT_STATUSES, Column
 
 CANONICAL = {
@@ -318,6 +319,99 @@ def _missing_required(table: str, present, file: str) -> None:
             raise IngestError(file, 0, c.name, f"missing required column {c.name!r} in {table}")
 
 
+# What a Parquet file may decode to before it is read: at least PARQUET_MIN_BUDGET bytes,
+# else PARQUET_MAX_RATIO times its size. Real exports decode to a few times their size; a
+# file claiming far more (a run-length or dictionary "bomb", or a footer that lies) is
+# refused from its metadata, before anything is allocated.
+PARQUET_MIN_BUDGET = 128 << 20
+PARQUET_MAX_RATIO = 64
+_LEAF_BYTES = {"BOOLEAN": 0.125, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8,
+               "BYTE_ARRAY": 4, "FIXED_LEN_BYTE_ARRAY": 0}
+
+
+def _parquet_budget(size: int) -> int:
+    return max(PARQUET_MIN_BUDGET, PARQUET_MAX_RATIO * size)
+
+
+def _too_big(file: str, what: str, claimed: float, size: int) -> IngestError:
+    return IngestError(file, 0, "", f"{what} {_mib(claimed)} from a file of {size:,} bytes, more than the "
+                                    f"limit of {_mib(_parquet_budget(size))} (at most {PARQUET_MAX_RATIO} times "
+                                    f"the file's size, or {_mib(PARQUET_MIN_BUDGET)}); split it into smaller files")
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
+
+
+def _check_parquet_sizes(meta, columns, size: int, file: str) -> None:
+    """Refuse a file whose metadata claims more than it can hold or than the budget allows:
+    every column chunk must lie inside the file, and the columns read must decode (values,
+    offsets, validity, uncompressed text) to at most _parquet_budget(size) bytes."""
+    wanted = set(columns)
+    rows = 0
+    decoded = 0.0
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if rg.num_rows < 0:
+            raise IngestError(file, 0, "", "corrupt Parquet metadata: a row group with a negative row count")
+        rows += rg.num_rows
+        for j in range(rg.num_columns):
+            c = rg.column(j)
+            name = c.path_in_schema.split(".")[0]
+            if name not in wanted:
+                continue
+            start = c.dictionary_page_offset if c.has_dictionary_page and c.dictionary_page_offset else c.data_page_offset
+            if start is None or start < 0 or c.total_compressed_size < 0 or \
+                    start + c.total_compressed_size > size:
+                raise IngestError(file, 0, name, "corrupt Parquet metadata: a column chunk claims "
+                                                 f"{c.total_compressed_size:,} bytes beyond the file's {size:,}")
+            leaf = _LEAF_BYTES.get(c.physical_type, 8)
+            decoded += max(c.num_values, 0) * leaf + rg.num_rows / 8
+            if c.physical_type in ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"):
+                decoded += max(c.total_uncompressed_size, 0)
+    if rows != meta.num_rows:
+        raise IngestError(file, 0, "", f"corrupt Parquet metadata: {meta.num_rows:,} rows in the footer, "
+                                       f"{rows:,} in its row groups")
+    if decoded > _parquet_budget(size):
+        raise _too_big(file, "its columns would decode to", decoded, size)
+
+
+def _value_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _packed_text_columns(meta, text_columns) -> list:
+    """Text columns with a dictionary chunk stored in under a byte per value: where a few
+    dictionary entries repeated by run-length indices could expand without bound. They are
+    read as dictionaries (cheap for so few distinct values) and measured before decoding;
+    other text decodes to about its uncompressed size, which the footer check counted."""
+    out = set()
+    wanted = set(text_columns)
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for j in range(rg.num_columns):
+            c = rg.column(j)
+            name = c.path_in_schema.split(".")[0]
+            if name in wanted and c.has_dictionary_page and c.total_uncompressed_size < c.num_values:
+                out.add(name)
+    return sorted(out)
+
+
+def _check_dictionary_expansion(batch, size: int, file: str, so_far: list) -> None:
+    """Dictionary-encoded text expands when decoded: a short dictionary value repeated by
+    run-length indices can decode to gigabytes. Measure the expansion (so_far[0]: of the
+    batches before) before it happens."""
+    for col in batch.columns:
+        if not pa.types.is_dictionary(col.type):
+            continue
+        for chunk in getattr(col, "chunks", [col]):
+            lengths = pc.binary_length(chunk.dictionary)
+            taken = pc.sum(pc.take(lengths, chunk.indices)).as_py() if len(chunk) else 0
+            so_far[0] += (taken or 0) + 4 * len(chunk)
+    if so_far[0] > _parquet_budget(size):
+        raise _too_big(file, "its text would decode to", so_far[0], size)
+
+
 def _open_parquet(path: Path, table: str, file: str):
     """(ParquetFile, the schema columns it has); IngestError for an unreadable file, a
     repeated column or a missing required one."""
@@ -339,12 +433,22 @@ def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns
     pf, present = _open_parquet(path, table, file)
     if columns is not None:
         present = [c for c in present if c in columns]
+    size = path.stat().st_size
+    _check_parquet_sizes(pf.metadata, present, size, file)     # before anything is decoded
+    packed = _packed_text_columns(pf.metadata, [n for n in present if _is_text(_value_type(pf.schema_arrow.field(n).type))])
+    if packed:
+        try:
+            pf = pq.ParquetFile(path, read_dictionary=packed)
+        except (pa.ArrowException, OSError) as e:
+            raise IngestError(file, 0, "", f"not a readable Parquet file: {e}") from None
+    expanded = [0]
     if pf.metadata.num_rows == 0 or not present:
         yield {name: pa.chunked_array([], pf.schema_arrow.field(name).type) for name in present}, \
             pf.metadata.num_rows
         return
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=True):
+            _check_dictionary_expansion(batch, size, file, expanded)   # any column read as a dictionary
             yield {name: pa.chunked_array([batch.column(name)]) for name in present}, batch.num_rows
     except (pa.ArrowException, OSError) as e:
         raise IngestError(file, 0, "", f"cannot read Parquet file: {e}") from None
@@ -483,6 +587,8 @@ def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) 
         # Within a column the error named is the one at the earliest row, whatever its kind.
         try:
             arr = convert(raw[c.name], c, file)
+            if c.type in _CALENDAR:
+                _check_calendar(arr, c, file)
         except IngestError as e:
             if c.required and e.row > 1:
                 _check_required(raw[c.name].slice(0, e.row - 1), file, c.name)
@@ -495,6 +601,28 @@ def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) 
             arr = pc.fill_null(arr, True)
         columns.append(arr)
     return pa.Table.from_arrays(columns, schema=canonical_schema(table))
+
+
+_CALENDAR = {
+    "date": (pa.scalar(limits.MIN_DATE, pa.date32()), pa.scalar(limits.MAX_DATE, pa.date32())),
+    "timestamp": (pa.scalar(limits.MIN_INSTANT, CANONICAL["timestamp"]),
+                  pa.scalar(limits.MAX_INSTANT, CANONICAL["timestamp"])),
+}
+
+
+def _check_calendar(arr, c: Column, file: str) -> None:
+    """Dates and instants inside the valid calendar (limits.MIN_DATE..MAX_DATE, instants in
+    UTC): what lies outside cannot be read in every zone, so it is refused at the door."""
+    lo, hi = _CALENDAR[c.type]
+    outside = pc.or_(pc.less(arr, lo), pc.greater(arr, hi))
+    i = _first_true(outside)
+    if i >= 0:
+        shown = pc.cast(arr.slice(i, 1), pa.string())[0].as_py()
+        what = "date" if c.type == "date" else "instant"
+        raise IngestError(file, i + 1, c.name,
+                          f"{what} {shown} is outside the supported calendar {limits.CALENDAR}"
+                          + (" (UTC)" if c.type == "timestamp" else "")
+                          + ("; leave it empty when it is unknown" if not c.required else ""))
 
 
 def rows_table(table: str, rows, name: Optional[str] = None) -> pa.Table:
