@@ -15,8 +15,9 @@ publishes it only after the batch is durable in the log.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 from pyroaring import BitMap, FrozenBitMap
 
 from ..model import timerange
-from ..storage.customer_attrs import (INT32_NULL, Derived, concat_derived, day_numbers, derive, encode, filled,
+from ..storage.customer_attrs import (INT32_NULL, VALUE_FIELDS, Derived, concat_derived, day_numbers, derive, encode, filled,
                               np_column, take_derived)
 from ..model.segment import PRODUCT_FIELDS
 from ..storage.ingest_read import canonical_schema
@@ -70,16 +71,46 @@ class LineBuf:
         return {k: a[:count] for k, a in self.cols.items()}
 
 
+class Chunk:
+    """One batch's customer rows (canonical columns + _iid), derived on first use: the
+    writer stores rows, readers derive them once (a chunk is shared by every later state)."""
+
+    def __init__(self, rows: pa.Table, iids: np.ndarray):
+        self.rows = rows
+        self.iids = iids
+        self._derived: Optional[Derived] = None
+        self._lock = threading.Lock()
+
+    def derived(self, dicts: Dict[str, list]) -> Derived:
+        """derive() of the rows, with codes in `dicts` (which already hold every value of
+        these rows: the writer extended the live dictionaries with them)."""
+        d = self._derived
+        if d is None:
+            with self._lock:
+                d = self._derived
+                if d is None:
+                    d = self._derived = derive(self.rows.drop_columns(["_iid"]),
+                                               {k: dicts[k] for k in CUSTOMER_DICTS})
+        return d
+
+
 @dataclass(frozen=True)
 class Overlay:
-    """Customers changed since the version, and the erased ones."""
+    """Customers changed since the version, and the erased ones.
+
+    A batch adds a Chunk of rows (cost: the batch's rows); what readers need of every
+    changed customer's current row (`latest`, member bitmaps, dense columns) is computed on
+    first use per overlay, from the previous overlay's when that one has it (cost: the
+    batch's rows, plus a copy)."""
     base_n: int
     new_ext: np.ndarray                  # customer_id of internal ids base_n, base_n + 1, ...
     new_index: Dict[int, int]            # customer_id -> internal id, for ids >= base_n (not erased)
     dead: FrozenBitMap                   # erased internal ids
-    rows: pa.Table                       # current canonical rows of changed customers + _iid, by _iid
+    chunks: Tuple[Chunk, ...]            # customer rows of each batch that had some, oldest first
     ordered: bool                        # internal id order is still customer_id order
-    attrs: Derived                       # derive(rows), row for row: kept up by each batch
+    dicts: Dict[str, list]               # the customer dictionaries (values of every chunk included)
+    prev: Optional["Overlay"] = None     # the overlay before the last batch (for incremental caches)
+    gone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # erased by the last batch
     cache: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -87,24 +118,136 @@ class Overlay:
         return self.base_n + self.new_ext.size
 
     @property
-    def iids(self) -> np.ndarray:
-        return self._cached("iids", lambda: np_column(self.rows.column("_iid"), np.int64))
-
-    @property
-    def touched(self) -> FrozenBitMap:
-        return self._cached("touched", lambda: FrozenBitMap(self.iids.astype(np.uint32)))
-
-    def derived(self) -> Derived:
-        """The rows' derived attributes (codes in the live dictionaries, which hold every
-        value of these rows; dictionaries only grow, so a later state's are a superset).
-        Carried from batch to batch: a batch derives only its own rows."""
-        return self.attrs
+    def changed(self) -> bool:
+        """Any customer row changed (or erased) since the version."""
+        return bool(self.chunks) or len(self.dead) > 0
 
     def _cached(self, key, make):
         v = self.cache.get(key)
         if v is None:
             v = self.cache[key] = make()
         return v
+
+    def _incremental(self, key, make_full, update):
+        """A cached value, from the previous overlay's when it has one (update(prev value)),
+        else made whole; the previous overlay's cache is released once used."""
+        v = self.cache.get(key)
+        if v is not None:
+            return v
+        p = self.prev
+        pv = p.cache.get(key) if p is not None else None
+        v = update(pv) if pv is not None else make_full()
+        self.cache[key] = v
+        return v
+
+    # ------------------------------------------------------------ the current rows
+    def latest(self) -> tuple:
+        """(iids ascending, chunk index, row in chunk) of every changed customer's current
+        row (erased ones left out)."""
+        def full():
+            if not self.chunks:
+                return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+            iids = np.concatenate([c.iids for c in self.chunks])
+            ch = np.concatenate([np.full(c.iids.size, k, np.int32) for k, c in enumerate(self.chunks)])
+            rows = np.concatenate([np.arange(c.iids.size, dtype=np.int64) for c in self.chunks])
+            return _last_by_iid(iids, ch, rows, self.dead)
+
+        def update(pv):
+            iids, ch, rows = pv
+            drop = self.gone
+            last = self.chunks[-1] if self.chunks and (self.prev is None or len(self.chunks) > len(self.prev.chunks)) else None
+            if last is not None:
+                drop = np.concatenate([drop, last.iids])
+            if drop.size:
+                keep = ~np.isin(iids, drop)
+                iids, ch, rows = iids[keep], ch[keep], rows[keep]
+            if last is not None:
+                k = len(self.chunks) - 1
+                iids = np.concatenate([iids, last.iids])
+                ch = np.concatenate([ch, np.full(last.iids.size, k, np.int32)])
+                rows = np.concatenate([rows, np.arange(last.iids.size, dtype=np.int64)])
+                o = np.argsort(iids, kind="stable")
+                iids, ch, rows = iids[o], ch[o], rows[o]
+            return iids, ch, rows
+        return self._incremental("latest", full, update)
+
+    @property
+    def iids(self) -> np.ndarray:
+        return self.latest()[0]
+
+    @property
+    def touched(self) -> FrozenBitMap:
+        """Every internal id whose row changed since the version."""
+        def full():
+            return FrozenBitMap(np.concatenate([c.iids for c in self.chunks]).astype(np.uint32)
+                                if self.chunks else ())
+
+        def update(pv):
+            if self.chunks and (self.prev is None or len(self.chunks) > len(self.prev.chunks)):
+                return pv | FrozenBitMap(self.chunks[-1].iids.astype(np.uint32))
+            return pv
+        return self._incremental("touched", full, update)
+
+    def derived(self) -> Derived:
+        """The derived attributes of the current rows, aligned with latest()'s iids."""
+        def make():
+            iids, ch, rows = self.latest()
+            if not iids.size:
+                return derive(canonical_schema("customers").empty_table(), {k: self.dicts[k] for k in CUSTOMER_DICTS})
+            parts = [c.derived(self.dicts) for c in self.chunks]
+            offsets = np.cumsum([0] + [c.iids.size for c in self.chunks])
+            both = parts[0]
+            for d in parts[1:]:
+                both = concat_derived(both, d)
+            return take_derived(both, offsets[ch] + rows)
+        return self._cached("derived", make)
+
+    def rows_table(self) -> pa.Table:
+        """The current rows (canonical + _iid), by internal id."""
+        def make():
+            iids, ch, rows = self.latest()
+            schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
+            if not iids.size:
+                return schema.empty_table()
+            offsets = np.cumsum([0] + [c.iids.size for c in self.chunks])
+            both = pa.concat_tables([c.rows.cast(schema) for c in self.chunks])
+            return both.take(pa.array(offsets[ch] + rows))
+        return self._cached("rows", make)
+
+    def rows_of(self, ids: np.ndarray, fields) -> tuple:
+        """(which of `ids` changed (bool), their current rows' `fields` in that order)."""
+        iids, ch, rows = self.latest()
+        ids = np.asarray(ids, np.int64)
+        if not iids.size:
+            return np.zeros(ids.size, bool), None
+        pos = np.searchsorted(iids, ids)
+        pc_ = np.minimum(pos, iids.size - 1)
+        hit = iids[pc_] == ids
+        if not hit.any():
+            return hit, None
+        sel_ch, sel_rows = ch[pc_[hit]], rows[pc_[hit]]
+        parts, order = [], []
+        for k in np.unique(sel_ch):
+            at = np.flatnonzero(sel_ch == k)
+            parts.append(self.chunks[k].rows.select(list(fields)).take(pa.array(sel_rows[at])))
+            order.append(at)
+        t = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if len(parts) > 1 else parts[0]
+        inverse = np.empty(hit.sum(), np.int64)
+        inverse[np.concatenate(order)] = np.arange(inverse.size)
+        return hit, t.take(pa.array(inverse))
+
+
+def _last_by_iid(iids, ch, rows, dead) -> tuple:
+    """The last (chunk, row) of each iid, by iid ascending, without erased ones."""
+    o = np.argsort(iids, kind="stable")
+    iids, ch, rows = iids[o], ch[o], rows[o]
+    last = np.ones(iids.size, bool)
+    last[:-1] = iids[1:] != iids[:-1]
+    iids, ch, rows = iids[last], ch[last], rows[last]
+    if len(dead):
+        keep = ~np.isin(iids, np.asarray(dead.to_array(), np.int64))
+        iids, ch, rows = iids[keep], ch[keep], rows[keep]
+    return iids, ch, rows
 
 
 @dataclass(frozen=True)
@@ -137,11 +280,8 @@ def initial_state(base, seq: int) -> LiveState:
     dicts = {}
     for name in names:
         dicts[name] = list(base.dictionary(name)) if base is not None else []
-    schema = canonical_schema("customers").append(pa.field("_iid", pa.int64()))
-    rows = schema.empty_table()
-    attrs = derive(rows.drop_columns(["_iid"]), {k: dicts[k] for k in CUSTOMER_DICTS})
     overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
-                      rows, bool(getattr(base, "ordered", True)), attrs)
+                      (), bool(getattr(base, "ordered", True)), {k: dicts[k] for k in CUSTOMER_DICTS})
     return LiveState(seq, overlay, dicts, {p: {} for p in LINE_COLUMNS}, {p: {} for p in LINE_COLUMNS},
                      {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
 
@@ -235,13 +375,9 @@ def _delete(base, ov: Overlay, ids: np.ndarray):
     if (gone >= ov.base_n).any():
         erased = set(gone.tolist())
         index = {k: v for k, v in index.items() if v not in erased}
-    rows, attrs = ov.rows, ov.attrs
-    if rows.num_rows:
-        keep = np.flatnonzero(~np.isin(ov.iids, gone))
-        if keep.size < rows.num_rows:
-            rows, attrs = rows.take(pa.array(keep)), take_derived(attrs, keep)
-    return (replace(ov, new_index=index, dead=FrozenBitMap(dead), rows=rows, attrs=attrs, cache={}),
-            ids[~found], int(found.sum()))
+    out = replace(ov, new_index=index, dead=FrozenBitMap(dead), prev=ov, gone=gone, cache={})
+    object.__setattr__(ov, "prev", None)  # at most one overlay back stays reachable
+    return out, ids[~found], int(found.sum())
 
 
 def _upsert(base, ov: Overlay, dicts, cust: pa.Table):
@@ -257,20 +393,27 @@ def _upsert(base, ov: Overlay, dicts, cust: pa.Table):
         index.update(zip(new_ext.tolist(), iid[new].tolist()))
     last = ov.new_ext[-1] if ov.new_ext.size else (_base_ext(base)[-1] if ov.base_n else None)
     ordered = ov.ordered and (not new_ext.size or last is None or bool(new_ext[0] > last))
-    batch = cust.append_column("_iid", pa.array(iid, pa.int64()))
-    dicts = dict(dicts)
-    d = derive(cust, {k: dicts[k] for k in CUSTOMER_DICTS})  # extends the dictionaries
-    dicts.update(d.dicts)
-    # the overlay's rows (and their derivations) without this batch's customers, then the
-    # batch's, ordered by internal id: O(changed customers) array work, no re-derivation
-    keep = np.flatnonzero(~np.isin(ov.iids, iid))
-    both = np.concatenate([keep, ov.rows.num_rows + np.arange(iid.size)])
-    pick = both[np.argsort(np.concatenate([ov.iids[keep], iid]), kind="stable")]
-    rows = pa.concat_tables([ov.rows, batch.cast(ov.rows.schema)]).take(pa.array(pick))
-    attrs = take_derived(concat_derived(ov.attrs, d), pick)
+    dicts = extend_dicts(dicts, cust)  # codes for the batch's values now; its rows are derived by readers
+    chunk = Chunk(cust.append_column("_iid", pa.array(iid, pa.int64())), iid)
     out = Overlay(ov.base_n, np.concatenate([ov.new_ext, new_ext]) if new_ext.size else ov.new_ext,
-                  index, ov.dead, rows, ordered, attrs)
+                  index, ov.dead, ov.chunks + (chunk,), ordered, {k: dicts[k] for k in CUSTOMER_DICTS}, prev=ov)
+    object.__setattr__(ov, "prev", None)  # at most one overlay back stays reachable
     return out, dicts
+
+
+def extend_dicts(dicts: Dict[str, list], cust: pa.Table) -> Dict[str, list]:
+    """The dictionaries with the customer value fields' and tags' new values appended (in
+    sorted order, as derive() would append them)."""
+    out = dict(dicts)
+    cols = {name: cust.column(name) for name in VALUE_FIELDS}
+    cols["tag"] = pc.list_flatten(cust.column("tags"))
+    for name, col in cols.items():
+        have = out.get(name, [])
+        known = set(have)
+        new = sorted(v for v in pc.unique(col).to_pylist() if v is not None and v not in known)
+        if new:
+            out[name] = list(have) + new
+    return out
 
 
 def _line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts):

@@ -112,47 +112,85 @@ class LiveView:
     def derived(self):
         return self.ov.derived()
 
+    def _new_chunk(self, ov):
+        """The chunk the overlay's last batch added (None when it added none)."""
+        p = ov.prev
+        if ov.chunks and (p is None or len(ov.chunks) > len(p.chunks)):
+            return ov.chunks[-1]
+        return None
+
     def array(self, key: str, dtype) -> np.ndarray:
-        """Per-customer c/ arrays with the changed rows written over the version's."""
+        """Per-customer c/ arrays with the changed rows written over the version's (copied
+        once per state that changed customers, from the previous state's when it has one)."""
         if not key.startswith("c/"):
             return self.base.array(key, dtype)
         if key == "c/ext_id":
             return self.ext_ids()
         name = key[2:]
+        ov = self.ov
+        if not ov.chunks and not ov.new_ext.size:
+            return self.base.array(key, dtype)
+        dt, null = DENSE[name]
 
-        def make():
-            dt, null = DENSE[name]
+        def grown(a):
             out = np.full(self.n, null, dtype=dt)
-            if self.base is not None:
-                out[:self.base.n] = self.base.array(key, dt)
-            if self.ov.rows.num_rows:
-                out[self.ov.iids] = self.derived().dense[name]
+            out[:a.size] = a
+            return out
+
+        def full():
+            out = grown(self.base.array(key, dt) if self.base is not None else np.zeros(0, dt))
+            if ov.iids.size:
+                out[ov.iids] = self.derived().dense[name]
             out.flags.writeable = False
             return out
-        if not self.ov.rows.num_rows and not self.ov.new_ext.size:
-            return self.base.array(key, dtype)
-        return self.ov._cached(("a", key), make)
+
+        def update(prev):
+            out = grown(prev)
+            chunk = self._new_chunk(ov)
+            if chunk is not None:
+                out[chunk.iids] = chunk.derived(ov.dicts).dense[name]
+            out.flags.writeable = False
+            return out
+        return ov._incremental(("a", key), full, update)
+
+    def _members(self, field: str, code: int) -> FrozenBitMap:
+        """The changed customers whose current row has value `code` of `field`."""
+        ov = self.ov
+
+        def pick(d, iids):
+            if field == "tag":
+                return iids[d.tag_rows[d.tag_codes == code]]
+            if field in d.flags:
+                return iids[d.flags[field]] if code == 1 else iids[:0]
+            if field in d.groups:
+                return iids[d.groups[field] == code]
+            return iids[:0]
+
+        def full():
+            return FrozenBitMap(pick(self.derived(), ov.iids).astype(np.uint32))
+
+        def update(prev):
+            out = BitMap(prev)
+            chunk = self._new_chunk(ov)
+            if ov.gone.size:
+                out -= BitMap(ov.gone.astype(np.uint32))
+            if chunk is not None:
+                out -= BitMap(chunk.iids.astype(np.uint32))
+                out.update(pick(chunk.derived(ov.dicts), chunk.iids).astype(np.uint32))
+            return FrozenBitMap(out)
+        return ov._incremental(("m", field, code), full, update)
 
     def bitmap(self, field: str, code: int = 1) -> FrozenBitMap:
         """The version's bitmap without the changed and erased customers, with the changed
         customers' current members."""
         def make():
             base = self.base.bitmap(field, code) if self.base is not None else EMPTY
-            if not self.ov.rows.num_rows and not len(self.ov.dead):
+            if not self.ov.changed:
                 return base
             out = BitMap(base)
             out -= self.ov.touched
             out -= self.ov.dead
-            d = self.derived()
-            iids = self.ov.iids
-            if field == "tag":
-                rows = d.tag_rows[d.tag_codes == code]
-                out.update(iids[rows].astype(np.uint32))
-            elif field in d.flags:
-                if code == 1:
-                    out.update(iids[d.flags[field]].astype(np.uint32))
-            elif field in d.groups:
-                out.update(iids[d.groups[field] == code].astype(np.uint32))
+            out |= self._members(field, code)
             return FrozenBitMap(out)
         return self.ov._cached(("b", field, code), make)
 
@@ -172,23 +210,19 @@ class LiveView:
     def profile_take(self, ids: np.ndarray, fields) -> pa.Table:
         """Rows of internal ids `ids` (output fields), changed customers' current values."""
         fields = list(fields)
-        rows = self.ov.rows
         ids = np.asarray(ids, dtype=np.int64)
-        if not rows.num_rows:
+        if not self.ov.chunks:
             return self.base.profile_take(ids, fields)
-        pos = np.searchsorted(self.ov.iids, ids)
-        pos_c = np.minimum(pos, self.ov.iids.size - 1)
-        changed = self.ov.iids[pos_c] == ids
-        # one table: the version's rows, then the changed rows; indices into it
-        base_n = self.base.n if self.base is not None else 0
-
-        def concat():
-            parts = [rows.select(fields)]
-            if self.base is not None:
-                parts.insert(0, self.base.profile().select(fields).cast(rows.select(fields).schema))
-            return pa.concat_tables(parts)
-        both = self.ov._cached(("profile", tuple(fields)), concat)
-        idx = np.where(changed, base_n + pos_c, ids)
+        changed, rows = self.ov.rows_of(ids, fields)
+        if rows is None:
+            return self.base.profile_take(ids, fields)
+        old = ids[~changed]
+        base_rows = (self.base.profile_take(old, fields) if self.base is not None and old.size
+                     else rows.schema.empty_table())
+        both = pa.concat_tables([base_rows.cast(rows.schema), rows])
+        idx = np.empty(ids.size, np.int64)
+        idx[~changed] = np.arange(old.size)
+        idx[changed] = old.size + np.arange(rows.num_rows)
         return both.take(pa.array(idx))
 
     def search_rows(self, field: str):
