@@ -11,9 +11,10 @@ succeeds once space is back (nothing is left half-done that needs a restart).
 LMDB maps its lock file and writes into the map: on a file system that cannot back a page
 of it (a full disk, a full tmpfs) the process dies of SIGBUS. `open_env` allocates the
 lock file's blocks before LMDB maps it, so a full disk is an error at open, not a signal:
-every environment opened with a lock file (the change log's) opens through it; parts are
-written with lock=False, so they have none. Data files are written with pwrite, never
-through a writable map: the engine never opens an environment with writemap.
+an environment opened with a lock file must open through it. The engine's own have none:
+parts are written once with lock=False, and the change log is a plain file (engine.live.log)
+whose failed append is cut back. Data files are written with pwrite, never through a
+writable map: the engine never opens an environment with writemap.
 """
 from __future__ import annotations
 
