@@ -130,3 +130,26 @@ def test_a_filter_on_a_pair_of_fields_reads_the_pair_index(get_dataset):
     st, _ = _stats(ds, '{"bought": {"filter": {"department": ["charms"], "metal": ["gold"]}, "range": "year_to_date"}}',
                    AS_OFS[0])
     assert st[LK.STAT_SCANNED] == 0 and st[LK.STAT_POSTED] < lines / 5
+
+
+VISIT_CONDITIONS = ['{"visited": {}}', '{"visited": {"cmp": {"==": 1}}}', '{"visited": {"cmp": {">=": 4}}}',
+                    '{"visited": {"shops": ["Downtown"], "cmp": {">=": 2}}}',
+                    '{"visited": {"range": {"last_n_months": 12}, "cmp": {">=": 3}}}',
+                    '{"not": {"visited": {"range": "ever"}}}']
+
+
+@pytest.mark.parametrize("cond", VISIT_CONDITIONS)
+@pytest.mark.parametrize("as_of", AS_OFS)
+def test_visits_answer_the_same_from_counts_or_lines(get_dataset, cond, as_of, monkeypatch):
+    ds = get_dataset("gen1")
+    seg = _segment(cond)
+    want = ds.peer.result(seg, as_of)
+    for paths in (LK.ALL_PATHS, 0):
+        assert _ids(ds, seg, as_of, paths, monkeypatch) == want, (cond, paths)
+
+
+def test_visited_ever_reads_the_counts(get_dataset):
+    ds = get_dataset("gen1")
+    st, _ = _stats(ds, '{"visited": {"cmp": {"==": 1}}}', AS_OFS[0])
+    visits = ds.engine.info(ds.name)["rows"]["visits"]
+    assert st[LK.STAT_DENSE] > 0 and st[LK.STAT_SCANNED] < visits / 10

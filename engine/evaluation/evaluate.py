@@ -27,7 +27,7 @@ from ..storage.ingest_read import digits_only, normalize_text
 from ..storage import text_kernels as TK
 from ..storage.bitmaps import mask_to_roaring
 from ..storage.shard_customers import fnv1a64
-from ..storage.text_index import scratch_mask, search_field
+from ..storage.text_index import needle_codes, scratch_mask
 from ..model.timerange import AsOf, MAX_DAY, MIN_DAY, days_from
 
 PRODUCT_INDEX = {f: i for i, f in enumerate(S.PRODUCT_FIELDS)}
@@ -104,6 +104,11 @@ class Context:
         s, e = self.asof.resolve(r)
         return s, min(e, self.asof.today_day)
 
+    def all_time(self, r: S.TimeRange) -> bool:
+        """Does the range hold every day up to today (no start, an end today or later)?"""
+        lo_bound, hi_bound = self.asof.resolve(r)
+        return lo_bound <= MIN_DAY and hi_bound >= self.asof.today_day
+
     def _clip(self, d: int) -> int:
         return min(max(d, MIN_DAY), MAX_DAY)
 
@@ -161,8 +166,7 @@ class Context:
         ps = snap.pieces("p")
         s, e = self.day_bounds(r)
         fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc = self.product_filter(f)
-        lo_bound, hi_bound = self.asof.resolve(r)
-        all_time = lo_bound <= MIN_DAY and hi_bound >= self.asof.today_day  # every line to as-of
+        all_time = self.all_time(r)
         c_day = self.asof.today_day - 1
         stats = np.zeros((ps.n_shards, LK.STAT_N), np.int64)
         n = snap.n
@@ -316,9 +320,11 @@ def _search(ctx, c: S.Search):
         text = digits if f == "phone" else needle
         if not text:  # an empty needle (e.g. no digits for phone) matches nothing
             continue
-        for sh in snap.text_shards(f):
-            search_field(sh.trigrams, sh.data, sh.offsets, text, out[sh.base:sh.base + sh.n])
-            ctx.bytes_read += (sh.trigrams[2].size * 4 // 64) if sh.trigrams is not None else sh.data.size
+        pt, base = snap.text_pieces(f)
+        codes = np.unique(needle_codes(text)) if len(text) >= 3 else np.zeros(0, np.uint32)
+        TK.search_pieces(pt.addr, pt.size, base, codes, np.frombuffer(text, np.uint8), out)
+        ctx.bytes_read += int(pt.size[TK.T_IDS].sum()) * 4 // max(1, len(codes)) if codes.size else \
+            int(pt.size[TK.T_DATA].sum())
     _text_overlay(ctx, [(f, digits if f == "phone" else needle) for f in c.fields], TK.substring_mask, out)
     return _bm_from_mask(out)
 
@@ -327,16 +333,9 @@ def _surname(ctx, c: S.Surname):
     needle = (normalize_text(pa.array([c.text]))[0].as_py() or "").encode()
     out = np.zeros(ctx.snap.n, np.uint8)
     if needle:
-        h = np.uint64(fnv1a64(needle))
-        nd = np.frombuffer(needle, np.uint8)
-        for sh in ctx.snap.text_shards("last_name"):
-            part = out[sh.base:sh.base + sh.n]
-            if sh.equal is not None:
-                TK.equal_rows(sh.equal[0], sh.equal[1], sh.data, sh.offsets, nd, h, part)
-                ctx.bytes_read += 64
-            else:
-                TK.equal_mask(sh.data, sh.offsets, nd, part)
-                ctx.bytes_read += sh.data.size
+        pt, base = ctx.snap.text_pieces("last_name")
+        TK.equal_pieces(pt.addr, pt.size, base, np.frombuffer(needle, np.uint8), np.uint64(fnv1a64(needle)), out)
+        ctx.bytes_read += 64 * base.size
     _text_overlay(ctx, [("last_name", needle)], TK.equal_mask, out)
     return _bm_from_mask(out)
 
@@ -502,13 +501,16 @@ def _visited(ctx, c: S.Visited):
     if ps.n_shards:
         for a, b in ctx._batches(ps.n_shards):
             ctx.check_deadline()
-            args = (ps.addr, ps.size, ps.shard_ptr, ps.base, ps.n, a, b, clip(s), clip(e),
-                    clip(ctx.asof.today_day - 1), ctx.asof.micros, bool(c.shops), lut)
+            args = (ps.addr, ps.size, ps.meta, ps.shard_ptr, ps.base, ps.n, a, b, clip(s), clip(e),
+                    clip(ctx.asof.today_day - 1), ctx.all_time(c.range), ctx.asof.micros, bool(c.shops), lut,
+                    ctx.access_paths)
             if counts is not None:
                 LK.visit_count_values(*args, counts, stats)
             else:
                 LK.visit_count_mask(*args, vlo, vhi, out, stats)
-    ctx.bytes_read += int(stats[:, LK.STAT_SCANNED].sum()) * (7 + (4 if c.shops else 0))
+    ctx.bytes_read += (int(stats[:, LK.STAT_SCANNED].sum()) * (7 + (4 if c.shops else 0))
+                       + int(stats[:, LK.STAT_DENSE].sum()) * 4)
+    ctx.stats += stats.sum(axis=0)
     if counts is None:
         return _bm_from_mask(out)
     if s <= e:

@@ -429,7 +429,11 @@ def purchase_values(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_
 # ------------------------------------------------------------------ visits and laybys
 
 @njit(cache=True, nogil=True)
-def _visit_counts(addr, size, p0, p1, n, s_day, e_day, c_day, asof, use_shops, shop_lut, st):
+def _visit_counts(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, use_shops, shop_lut, st,
+                  paths):
+    """Completed visits per shard customer on days [s_day, e_day] visible as of asof (at
+    accepted shops): an all-time count without shops reads the runs' per-customer counts
+    and only the lines newer than them."""
     acc = np.zeros(n, np.int64)
     for p in range(p0, p1):
         day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
@@ -438,6 +442,13 @@ def _visit_counts(addr, size, p0, p1, n, s_day, e_day, c_day, asof, use_shops, s
         if lo >= hi:
             continue
         mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))
+        if (all_time and not use_shops and paths & PATH_AGGREGATES and meta[p, LY.M_AGG] == 1
+                and asof >= meta[p, LY.M_AGG_MICROS]):
+            counts = view_i32(addr[LY.V_ALL_COUNT, p], size[LY.V_ALL_COUNT, p])
+            st[STAT_DENSE] += n
+            for c in range(n):
+                acc[c] += counts[c]
+            lo = np.searchsorted(day, np.int32(meta[p, LY.M_CUTOFF]), side="right")
         cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
         status = view_u8(addr[LY.V_STATUS, p], size[LY.V_STATUS, p])
         shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
@@ -455,14 +466,14 @@ def _visit_counts(addr, size, p0, p1, n, s_day, e_day, c_day, asof, use_shops, s
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def visit_count_mask(addr, size, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, asof, use_shops,
-                     shop_lut, vlo, vhi, out, stats):
+def visit_count_mask(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, all_time, asof,
+                     use_shops, shop_lut, paths, vlo, vhi, out, stats):
     """out[base + c] = 1 when the number of visible completed visits (at accepted shops) on
     days [s_day, e_day] lies in [vlo, vhi]."""
     for k in prange(k_lo, k_hi):
         n = nn[k]
-        acc = _visit_counts(addr, size, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, asof,
-                            use_shops, shop_lut, stats[k])
+        acc = _visit_counts(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, all_time,
+                            asof, use_shops, shop_lut, stats[k], paths)
         b = base[k]
         for c in range(n):
             v = acc[c]
@@ -470,14 +481,14 @@ def visit_count_mask(addr, size, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def visit_count_values(addr, size, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, asof, use_shops,
-                       shop_lut, out, stats):
+def visit_count_values(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, all_time,
+                       asof, use_shops, shop_lut, paths, out, stats):
     """out[base + c] = the number of visible completed visits (at accepted shops) on days
     [s_day, e_day]."""
     for k in prange(k_lo, k_hi):
         n = nn[k]
-        acc = _visit_counts(addr, size, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, asof,
-                            use_shops, shop_lut, stats[k])
+        acc = _visit_counts(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, all_time,
+                            asof, use_shops, shop_lut, stats[k], paths)
         b = base[k]
         out[b:b + n] = acc
 

@@ -68,9 +68,15 @@ def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[in
     safe = np.where(absent, 0, v)
     key = np.where(absent, np.iinfo(np.int64).max, -safe if descending else safe)
     if n is not None and n < ids.size:
-        # keep candidates with key <= the n-th smallest key, then sort those exactly
+        # the n smallest (key, tie): every key below the n-th smallest key, then the
+        # smallest ties among the keys equal to it (linear time; ties can be many)
         kth = np.partition(key, n - 1)[n - 1]
-        sel = key <= kth
+        below = np.flatnonzero(key < kth)
+        equal = np.flatnonzero(key == kth)
+        need = n - below.size
+        if equal.size > need:
+            equal = equal[np.argpartition(tie[equal], need - 1)[:need]]
+        sel = np.concatenate([below, equal])
         ids, key, tie = ids[sel], key[sel], tie[sel]
     order = np.lexsort((tie, key))
     out = ids[order]

@@ -90,6 +90,11 @@ class LiveView:
     def text_shards(self, field):
         return self.base.text_shards(field) if self.base is not None else []
 
+    def text_pieces(self, field):
+        if self.base is None:
+            return PieceTable(("data",), 0), np.zeros(0, np.int64)
+        return self.base.text_pieces(field)
+
     def bytes_on_disk(self) -> int:
         return self.base.bytes_on_disk() if self.base is not None else 0
 

@@ -50,7 +50,8 @@ P_NCOLS = P_PALAST + MAX_PAIRS
 
 # ---- visits and laybys
 V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4
-V_NCOLS = 5
+V_ALL_COUNT, V_ALL_FIRST, V_ALL_LAST = 5, 6, 7   # per customer: completed visits, first / last day
+V_NCOLS = 8
 L_CUST, L_OPENED, L_DUE, L_BALANCE, L_STATUS = 0, 1, 2, 3, 4
 L_NCOLS = 5
 

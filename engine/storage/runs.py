@@ -13,7 +13,8 @@ For each field pair of the dataset's pair indexes (manifest.pairs: pairs that of
 together on a line, chosen from the first load's lines), the same again keyed by the pair's
 composite code (code_f << 32 | code_g, uint64) over the lines that have both: x.<f>+<g>.*
 and a.<f>+<g>.*, so a filter on both reads only the lines, or customers, of the pair.
-Lines newer than the cutoff (the last AGG_TAIL_DAYS of the run) are left out of the
+Lines newer than the cutoff (AGG_TAIL_DAYS before the run's newest day, or before the day
+the run is built when it has lines dated later: bookings, mistakes) are left out of the
 aggregates, so evaluating as of a recent instant still uses them and reads the tail.
 
 Column arrays of a table (`LINE_COLUMNS`) carry local customer ids (`cust`, uint16) and
@@ -21,6 +22,7 @@ the table's values; product codes are uint32 (code 0 = null).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
@@ -99,7 +101,9 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
     day = out["day"]
     run = Run(part, key, rows, int(day[0]) if rows else 0, int(day[-1]) if rows else 0,
               int(out["ts"].max()) if rows else 0)
-    if table != "p":
+    if table == "v":
+        if aggregates and rows >= AGG_MIN_LINES:
+            out, run = _visit_aggregates(out, run, n)
         return out, run
     for f in PRODUCT_FIELDS:
         out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = _postings_of(out[f"c.{f}"])
@@ -115,7 +119,7 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
 
 def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
     day = out["day"]
-    cutoff = int(day[-1]) - AGG_TAIL_DAYS
+    cutoff = _cutoff(day)
     upto = int(np.searchsorted(day, np.int32(cutoff), "right"))
     if upto == 0:
         return out, run
@@ -137,6 +141,37 @@ def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
         kept.append(f)
     max_micros = int(out["ts"][:upto].max())
     return out, replace(run, agg_cutoff_day=cutoff, agg_max_micros=max_micros, agg_fields=tuple(kept))
+
+
+def _cutoff(day: np.ndarray) -> int:
+    """The last day the aggregates hold: AGG_TAIL_DAYS before the newest day, or before
+    today (UTC, at build time) when lines are dated after it."""
+    today = int(time.time() // 86400)
+    return min(int(day.max()), today) - AGG_TAIL_DAYS
+
+
+def _visit_aggregates(out: dict, run: Run, n: int):
+    """Per customer: completed visits, first and last completed day, of the visits up to
+    the cutoff day (a.all.count / .first / .last). The cutoff follows the completed visits:
+    booked ones run ahead of the data's present."""
+    day = out["day"]
+    completed = day[out["status"] == LY.VISIT_COMPLETED]
+    if not completed.size:
+        return out, run
+    cutoff = _cutoff(completed)
+    upto = int(np.searchsorted(day, np.int32(cutoff), "right"))
+    if upto == 0:
+        return out, run
+    done = out["status"][:upto] == LY.VISIT_COMPLETED
+    cust = out["cust"][:upto][done]
+    d = day[:upto][done]
+    out["a.all.count"] = np.bincount(cust, minlength=n).astype(np.int32)
+    first = np.full(n, LY.FIRST_NONE, np.int32)
+    last = np.full(n, LY.LAST_NONE, np.int32)
+    np.minimum.at(first, cust, d)
+    np.maximum.at(last, cust, d)
+    out["a.all.first"], out["a.all.last"] = first, last
+    return out, replace(run, agg_cutoff_day=cutoff, agg_max_micros=int(out["ts"][:upto].max()))
 
 
 def concat_columns(table: str, parts: list) -> Dict[str, np.ndarray]:

@@ -42,7 +42,7 @@ P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in
            + tuple(f"a.all.{k}" for k in ALL_COLUMNS)
            + tuple(f"x.pair{s}.{k}" for k in POSTING_COLUMNS for s in range(LY.MAX_PAIRS))
            + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)))
-V_NAMES = ("cust", "day", "ts", "status", "shop")
+V_NAMES = ("cust", "day", "ts", "status", "shop", "a.all.count", "a.all.first", "a.all.last")
 L_NAMES = ("cust", "opened", "due", "balance", "status")
 PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
 assert len(P_NAMES) == LY.P_NCOLS and len(V_NAMES) == LY.V_NCOLS and len(L_NAMES) == LY.L_NCOLS
@@ -89,7 +89,7 @@ class TextShard:
     n: int
     data: np.ndarray          # utf-8 bytes
     offsets: np.ndarray       # int64 row offsets
-    trigrams: Optional[tuple]  # (keys, offsets, ids, pos) or None
+    trigrams: Optional[tuple]  # (keys, offsets, ids) or None
     equal: Optional[tuple]     # (sorted hashes uint64, rows uint32) or None
 
 
@@ -295,12 +295,32 @@ class Snapshot:
                 get = lambda k, dt: self.part_array(part, f"{prefix}/{k}", dt)  # noqa: E731
                 keys = get(f"t/{field}/keys", np.uint32)
                 tri = None if keys is None else (keys, get(f"t/{field}/offsets", np.int64),
-                                                 get(f"t/{field}/ids", np.uint32), get(f"t/{field}/pos", np.uint8))
+                                                 get(f"t/{field}/ids", np.uint32))
                 h = get(f"e/{field}/hash", np.uint64)
                 eq = None if h is None else (h, get(f"e/{field}/rows", np.uint32))
                 out.append(TextShard(int(bases[s]), sh.n, data, offsets, tri, eq))
             return out
         return self._cached(("text", field), make)
+
+    def text_pieces(self, field: str) -> tuple:
+        """(PieceTable over shards with text_kernels.T_* columns, base int64): a search
+        field's text and indexes for one kernel call over every shard."""
+        def make():
+            from .text_kernels import T_NAMES
+            shards = self.text_shards(field)
+            pt = PieceTable(T_NAMES, len(shards))
+            for k, sh in enumerate(shards):
+                pt.set("data", k, sh.data)
+                pt.set("offsets", k, sh.offsets)
+                if sh.trigrams is not None:
+                    pt.set("keys", k, sh.trigrams[0])
+                    pt.set("koffsets", k, sh.trigrams[1])
+                    pt.set("ids", k, sh.trigrams[2])
+                if sh.equal is not None:
+                    pt.set("eq_hash", k, sh.equal[0])
+                    pt.set("eq_rows", k, sh.equal[1])
+            return pt, np.array([sh.base for sh in shards], np.int64)
+        return self._cached(("textpieces", field), make)
 
     # ------------------------------------------------------------ lines
     def pieces(self, table: str) -> PieceSet:
@@ -314,7 +334,9 @@ class Snapshot:
         pt = PieceTable(names, len(runs))
         meta = np.zeros((len(runs), LY.M_NMETA), np.int64)
         shard_ptr = np.zeros(self.n_shards + 1, np.int64)
-        dtypes = LINE_COLUMNS[table]
+        dtypes = dict(LINE_COLUMNS[table])
+        if table == "v":
+            dtypes.update({"a.all.count": np.int32, "a.all.first": np.int32, "a.all.last": np.int32})
         field_bit = {f: 1 << i for i, f in enumerate(PRODUCT_FIELDS)}
         slot_of = {pair_name(pr): s for s, pr in enumerate(self.manifest.pairs)}
         for p, (s, r) in enumerate(runs):
