@@ -120,10 +120,11 @@ class _Progress:
 
 def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, require_customers: bool,
               workers: int = 2, progress: bool = False, report=None,
-              batch_rows: int = DEFAULT_BATCH_ROWS) -> Load:
+              batch_rows: Optional[int] = None) -> Load:
     """Read, validate and route a folder of table files into a new spill (see the module
     docstring). IngestError on bad input; the caller removes the spill either way."""
     folder = Path(folder)
+    batch_rows = batch_rows or DEFAULT_BATCH_ROWS
     found = find_table_files(folder)
     if not found:
         raise IngestError("", 0, "", f"no table files in {folder}: expected "
