@@ -215,3 +215,41 @@ def test_a_small_memory_budget_builds_the_same_dataset_in_more_buckets(files, tm
     seg = segment_json.loads('{"include": {"spend": {"cmp": {">": 0}, "filter": {"department": ["diamond"]}}}}')
     assert a.materialize("d", seg, as_of=AS_OF).customer_ids.tolist() == \
         b.materialize("d", seg, as_of=AS_OF).customer_ids.tolist()
+
+
+def test_parts_of_files_are_read_at_once_and_the_earliest_error_is_named(tmp_path):
+    """Lines in many row groups and part files are read by parallel workers; a bad row in
+    two places is reported at the earlier one, whichever worker met the later one first."""
+    from segments.engine.storage import load
+    from segments.engine.storage.ingest_read import table_units
+    generate(tmp_path / "in", customers=600, seed=3, fmt="parquet")
+    p = pq.read_table(tmp_path / "in" / "purchases.parquet")
+    (tmp_path / "in" / "purchases.parquet").unlink()
+    parts = tmp_path / "in" / "purchases"
+    parts.mkdir()
+    half = p.num_rows // 2
+    for k, t in enumerate((p.slice(0, half), p.slice(half))):
+        pq.write_table(t, parts / f"part-{k}.parquet", row_group_size=1000)
+    assert len(table_units(parts / "part-0.parquet", 1000)) > 3
+    e = Engine(tmp_path / "data")
+    e.create_dataset("d", "America/New_York", shard_bits=8)
+    old = load.DEFAULT_BATCH_ROWS
+    load.DEFAULT_BATCH_ROWS = 1000
+    try:
+        e.ingest("d", tmp_path / "in")
+        want = {"purchases": p.num_rows}
+        assert e.info("d")["rows"]["purchases"] == want["purchases"]
+        bad = [p.slice(0, half), p.slice(half)]
+        for k, row in ((0, 2500), (1, 30)):   # part-1's bad row is met first by a worker, part-0's is earlier
+            t = bad[k]
+            ids = t.column("customer_id").to_numpy().copy()
+            ids[row] = 123456789
+            bad[k] = t.set_column(0, "customer_id", pa.array(ids))
+        for k, t in enumerate(bad):
+            pq.write_table(t, parts / f"part-{k}.parquet", row_group_size=1000)
+        with pytest.raises(IngestError) as err:
+            e.ingest("d", tmp_path / "in")
+        assert (err.value.file, err.value.row) == ("purchases/part-0.parquet", 2501)
+    finally:
+        load.DEFAULT_BATCH_ROWS = old
+    e.close()

@@ -428,8 +428,9 @@ def _open_parquet(path: Path, table: str, file: str):
     return pf, present
 
 
-def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns=None):
-    """(raw columns, rows) per batch of a Parquet file."""
+def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns=None, row_groups=None):
+    """(raw columns, rows) per batch of a Parquet file (of its row groups [a, b) only, when
+    row_groups = (a, b))."""
     pf, present = _open_parquet(path, table, file)
     if columns is not None:
         present = [c for c in present if c in columns]
@@ -447,7 +448,8 @@ def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns
             pf.metadata.num_rows
         return
     try:
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=True):
+        groups = list(range(*row_groups)) if row_groups is not None else None
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=True, row_groups=groups):
             _check_dictionary_expansion(batch, size, file, expanded)   # any column read as a dictionary
             yield {name: pa.chunked_array([batch.column(name)]) for name in present}, batch.num_rows
     except (pa.ArrowException, OSError) as e:
@@ -534,24 +536,48 @@ def _csv_batches(path: Path, table: str, file: str, batch_rows: int, columns=Non
         raise located from None
 
 
+def table_units(path: str | Path, batch_rows: int = 1 << 20) -> list:
+    """The independent parts of a file that can be read at once: for Parquet, runs of row
+    groups of about batch_rows rows, as (row_groups (a, b), index of their first row); a CSV
+    file is one part (None, 0)."""
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        return [(None, 0)]
+    try:
+        md = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError):
+        return [(None, 0)]   # the reader names the problem
+    out, start, rows, first = [], 0, 0, 0
+    for g in range(md.num_row_groups):
+        n = md.row_group(g).num_rows
+        if rows and rows + n > batch_rows:
+            out.append(((start, g), first))
+            start, first, rows = g, first + rows, 0
+        rows += n
+    if md.num_row_groups == 0 or rows or not out:
+        out.append(((start, md.num_row_groups), first))
+    return out if md.num_row_groups > 1 else [(None, 0)]
+
+
 def iter_table_batches(path: str | Path, table: str, name: Optional[str] = None, batch_rows: int = 1 << 20,
-                       columns: Optional[tuple] = None):
+                       columns: Optional[tuple] = None, unit=(None, 0)):
     """Read one .parquet/.csv file of `table` part by part: yields (first row index, canonical
     validated table) per batch of about `batch_rows` rows. Errors name the file, the 1-based
     row within the whole file and the column; within a batch the earliest row's error is
-    named (see _canonical). `columns` limits the columns converted (the others are null)."""
+    named (see _canonical). `columns` limits the columns converted (the others are null);
+    `unit`, one of table_units(path), reads only that part of the file."""
     path = Path(path)
     file = name or path.name
     if table not in TABLES:
         raise IngestError(file, 0, "", f"unknown table {table!r}")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        batches, convert = _parquet_batches(path, table, file, batch_rows, columns), _from_arrow
+        batches, convert = _parquet_batches(path, table, file, batch_rows, columns, unit[0]), _from_arrow
     elif suffix == ".csv":
         batches, convert = _csv_batches(path, table, file, batch_rows, columns), _from_text
     else:
         raise IngestError(file, 0, "", "expected a .parquet or .csv file")
-    offset = 0
+    offset = unit[1]
     for raw, nrows in batches:
         try:
             yield offset, _canonical(raw, nrows, table, file, convert)

@@ -15,6 +15,8 @@ spill. The build (engine.storage.build) then turns each bucket into parts.
 from __future__ import annotations
 
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -31,7 +33,7 @@ from ..model.segment import PRODUCT_FIELDS
 from . import build_kernels as K
 from .customer_attrs import INT32_NULL, VALUE_FIELDS, day_numbers, encode, filled, np_column
 from .ingest_read import (REFERENCING_TABLES, _rel, _unique_customer_ids, find_table_files,
-                          iter_table_batches)
+                          iter_table_batches, table_units)
 from .spill import Spill
 
 VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
@@ -195,9 +197,11 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
         for f in PRODUCT_FIELDS:
             dicts.setdefault(f, [])
 
-        # ---- 3. lines
+        # ---- 3. lines: parts of files read `workers` at a time (validation, lookups and local
+        # days in parallel; dictionary codes and spill writes one batch at a time)
         rows = {"customers": int(load_ids.size)} if "customers" in found else {}
         sample = []                           # product codes of the first lines, to choose pair indexes
+        lock = threading.Lock()
         for table in REFERENCING_TABLES:
             files = [(p, _rel(p, folder)) for p in found.get(table, [])]
             if not files:
@@ -205,8 +209,11 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
             rows[table] = 0
             bar.phase(table, 0)
             prefix = LINE_PREFIX[table]
-            for path, name in files:
-                for offset, t in iter_table_batches(path, table, name, batch_rows):
+
+            def work(unit, table=table, prefix=prefix):
+                nonlocal dicts
+                path, name, part = unit
+                for offset, t in iter_table_batches(path, table, name, batch_rows, unit=part):
                     cid = np_column(t.column("customer_id"), np.int64)
                     pos = K.hash_lookup(tkeys, tpos, cid)
                     if (pos < 0).any():
@@ -215,12 +222,18 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
                                           f"unknown customer_id {int(cid[i])}: not in this load's customers "
                                           "nor in the dataset")
                     iid = vals[pos]
-                    cols, dicts = line_columns(prefix, t, iid, zone, dicts)
-                    if prefix == "p" and target.pairs is None and sum(len(s[0]) for s in sample) < PAIR_SAMPLE:
-                        sample.append([cols[f"c.{f}"] for f in PRODUCT_FIELDS])
-                    spill.route(prefix, pa.table(cols), bucket_of(iid))
-                    rows[table] += t.num_rows
-                    bar.add(t.num_rows)
+                    cols = line_values(prefix, t, iid, zone)
+                    with lock:
+                        dicts = line_codes(prefix, t, cols, dicts)
+                        if prefix == "p" and target.pairs is None and sum(len(s[0]) for s in sample) < PAIR_SAMPLE:
+                            sample.append([cols[f"c.{f}"] for f in PRODUCT_FIELDS])
+                        spill.route(prefix, pa.table(cols), bucket_of(iid))
+                        rows[table] += t.num_rows
+                        bar.add(t.num_rows)
+            units = [(p, n, u) for p, n in files for u in table_units(p, batch_rows)]
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(work, units):  # in order: the earliest part's error is the one raised
+                    pass
         spill.finish_writing()
         bar.close()
         pairs = target.pairs if target.pairs is not None else choose_pairs(sample)
@@ -231,7 +244,7 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
         raise
 
 
-PAIR_SAMPLE = 2_000_000     # purchase lines the choice of pair indexes looks at
+PAIR_SAMPLE = 500_000       # purchase lines the choice of pair indexes looks at
 PAIR_MIN_SHARE = 0.05       # a pair is set together on at least this share of lines ...
 PAIR_MIN_GAIN = 1.5         # ... has this many times more values than either field alone ...
 PAIR_MAX_VALUES = 1 / 8     # ... and at most this many values per line that has both
@@ -281,25 +294,30 @@ def _lookup_sorted(ext: np.ndarray, iid: np.ndarray, ids: np.ndarray) -> np.ndar
     return out
 
 
-def line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts: Dict[str, list]):
-    """The spilled columns of a batch of lines (internal ids, local days, dictionary codes
-    extended with new values) and the dictionaries after it."""
-    dicts = dict(dicts)
+def line_values(prefix: str, t: pa.Table, iid: np.ndarray, zone) -> dict:
+    """The spilled columns of a batch of lines but their dictionary codes: internal ids,
+    local days, amounts, closed-domain codes."""
     if prefix == "l":
         return {"iid": iid, "opened": day_numbers(t.column("opened_on")), "due": day_numbers(t.column("due_on")),
                 "balance": np_column(t.column("balance"), np.int64),
-                "status": encode(t.column("status"), list(LAYBY_STATUS_CODES))[0].astype(np.uint8)}, dicts
+                "status": encode(t.column("status"), list(LAYBY_STATUS_CODES))[0].astype(np.uint8)}
     tcol = "purchased_at" if prefix == "p" else "starts_at"
     ts = np_column(pc.cast(t.column(tcol), pa.int64()), np.int64)
     cols = {"iid": iid, "day": timerange.local_day_of_micros(ts, zone).astype(np.int32), "ts": ts}
     if prefix == "v":
         cols["status"] = encode(t.column("status"), list(VISIT_STATUS_CODES))[0].astype(np.uint8)
-        c, dicts["shop"] = encode(t.column("shop"), dicts.get("shop", []), extend=True)
-        cols["shop"] = c.astype(np.uint32)
-        return cols, dicts
+        return cols
     cols["amount"] = np_column(t.column("amount"), np.int64)
     cols["quantity"] = filled(t.column("quantity"), int(INT32_NULL), np.int32)
-    for f in PRODUCT_FIELDS:
+    return cols
+
+
+def line_codes(prefix: str, t: pa.Table, cols: dict, dicts: Dict[str, list]) -> Dict[str, list]:
+    """Add the batch's dictionary codes to `cols` (the dictionaries extended with new
+    values); returns the dictionaries after it."""
+    dicts = dict(dicts)
+    fields = ("shop",) if prefix == "v" else PRODUCT_FIELDS if prefix == "p" else ()
+    for f in fields:
         c, dicts[f] = encode(t.column(f), dicts.get(f, []), extend=True)
-        cols[f"c.{f}"] = c.astype(np.uint32)
-    return cols, dicts
+        cols["shop" if prefix == "v" else f"c.{f}"] = c.astype(np.uint32)
+    return dicts
