@@ -60,6 +60,22 @@ def pair_codes(cf: np.ndarray, cg: np.ndarray) -> np.ndarray:
     return np.where(both, (cf.astype(np.uint64) << np.uint64(32)) | cg.astype(np.uint64), np.uint64(0))
 
 
+DENSE_PAIR_CODES = 1 << 24   # a pair whose value combinations fit here gets a counting sort
+
+
+def _pair_postings(cf: np.ndarray, cg: np.ndarray) -> tuple:
+    """Posting lists of a field pair, keyed by composite code (code_f << 32 | code_g)."""
+    wf = int(cf.max()) + 1 if cf.size else 1
+    wg = int(cg.max()) + 1 if cg.size else 1
+    if wf * wg > DENSE_PAIR_CODES:
+        return _postings_of(pair_codes(cf, cg))
+    both = (cf != 0) & (cg != 0)
+    dense = np.where(both, cf.astype(np.uint32) * np.uint32(wg) + cg.astype(np.uint32), np.uint32(0))
+    present, ptr, pos = K.postings(dense, wf * wg)
+    f, g = present // np.uint32(wg), present % np.uint32(wg)
+    return (f.astype(np.uint64) << np.uint64(32)) | g.astype(np.uint64), ptr, pos
+
+
 def _postings_of(codes) -> tuple:
     """(present codes ascending, ptr, pos) for codes of any width (0 = none)."""
     if codes.dtype == np.uint32:
@@ -109,8 +125,8 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
         out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = _postings_of(out[f"c.{f}"])
     for pair in pairs:
         name = pair_name(pair)
-        composite = pair_codes(out[f"c.{pair[0]}"], out[f"c.{pair[1]}"])
-        out[f"x.{name}.codes"], out[f"x.{name}.ptr"], out[f"x.{name}.pos"] = _postings_of(composite)
+        out[f"x.{name}.codes"], out[f"x.{name}.ptr"], out[f"x.{name}.pos"] = \
+            _pair_postings(out[f"c.{pair[0]}"], out[f"c.{pair[1]}"])
     run = replace(run, pairs=tuple(pair_name(p) for p in pairs))
     if aggregates and rows >= AGG_MIN_LINES:
         out, run = _with_aggregates(out, run, n, pairs)
