@@ -90,6 +90,31 @@ def encode(col, dictionary: Optional[list] = None, extend: bool = False):
     return remap[idx], dictionary
 
 
+def encode_local(col):
+    """(distinct values of a string column as a list, int64 index per row into 1 + that list,
+    0 for null): the hashing half of `encode`, free of any shared dictionary."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.unify_dictionaries() if pa.types.is_dictionary(col.type) else col
+        if pa.types.is_dictionary(col.type) and col.num_chunks > 1:
+            dictionary = col.chunk(0).dictionary
+            indices = pa.chunked_array([c.indices for c in col.chunks]).combine_chunks()
+            return dictionary.to_pylist(), filled(pc.cast(indices, pa.int64()), -1, np.int64) + 1
+        col = col.combine_chunks()
+    de = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+    return de.dictionary.to_pylist(), filled(pc.cast(de.indices, pa.int64()), -1, np.int64) + 1
+
+
+def remap_local(local: list, dictionary: list):
+    """(remap int32 array: 1 + local index -> code in the dictionary, the dictionary with the
+    local values it lacked appended in sorted order): the shared half of `encode`."""
+    known = set(dictionary)
+    new = sorted(set(v for v in local if v is not None and v not in known))
+    if new:
+        dictionary = list(dictionary) + new
+    pos = _positions(dictionary)
+    return np.array([0] + [pos.get(v, 0) for v in local], dtype=np.int32), dictionary
+
+
 _POS: dict = {}
 
 

@@ -397,12 +397,12 @@ def _packed_text_columns(meta, text_columns) -> list:
     return sorted(out)
 
 
-def _check_dictionary_expansion(batch, size: int, file: str, so_far: list) -> None:
+def _check_dictionary_expansion(batch, size: int, file: str, so_far: list, skip=()) -> None:
     """Dictionary-encoded text expands when decoded: a short dictionary value repeated by
     run-length indices can decode to gigabytes. Measure the expansion (so_far[0]: of the
-    batches before) before it happens."""
-    for col in batch.columns:
-        if not pa.types.is_dictionary(col.type):
+    batches before) before it happens (columns in `skip` stay dictionaries: never decoded)."""
+    for name, col in zip(batch.schema.names, batch.columns):
+        if not pa.types.is_dictionary(col.type) or name in skip:
             continue
         for chunk in getattr(col, "chunks", [col]):
             lengths = pc.binary_length(chunk.dictionary)
@@ -428,15 +428,19 @@ def _open_parquet(path: Path, table: str, file: str):
     return pf, present
 
 
-def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns=None, row_groups=None):
+def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns=None, row_groups=None,
+                     coded=()):
     """(raw columns, rows) per batch of a Parquet file (of its row groups [a, b) only, when
-    row_groups = (a, b))."""
+    row_groups = (a, b)); text columns in `coded` come as dictionary arrays."""
     pf, present = _open_parquet(path, table, file)
     if columns is not None:
         present = [c for c in present if c in columns]
     size = path.stat().st_size
     _check_parquet_sizes(pf.metadata, present, size, file)     # before anything is decoded
-    packed = _packed_text_columns(pf.metadata, [n for n in present if _is_text(_value_type(pf.schema_arrow.field(n).type))])
+    text = [n for n in present if _is_text(_value_type(pf.schema_arrow.field(n).type))]
+    packed = _packed_text_columns(pf.metadata, text)
+    keep = [n for n in text if n in coded]
+    packed = sorted(set(packed) | set(keep))
     if packed:
         try:
             pf = pq.ParquetFile(path, read_dictionary=packed)
@@ -450,7 +454,7 @@ def _parquet_batches(path: Path, table: str, file: str, batch_rows: int, columns
     try:
         groups = list(range(*row_groups)) if row_groups is not None else None
         for batch in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=True, row_groups=groups):
-            _check_dictionary_expansion(batch, size, file, expanded)   # any column read as a dictionary
+            _check_dictionary_expansion(batch, size, file, expanded, skip=keep)  # columns decoded later
             yield {name: pa.chunked_array([batch.column(name)]) for name in present}, batch.num_rows
     except (pa.ArrowException, OSError) as e:
         raise IngestError(file, 0, "", f"cannot read Parquet file: {e}") from None
@@ -560,19 +564,22 @@ def table_units(path: str | Path, batch_rows: int = 1 << 20) -> list:
 
 
 def iter_table_batches(path: str | Path, table: str, name: Optional[str] = None, batch_rows: int = 1 << 20,
-                       columns: Optional[tuple] = None, unit=(None, 0)):
+                       columns: Optional[tuple] = None, unit=(None, 0), coded: tuple = ()):
     """Read one .parquet/.csv file of `table` part by part: yields (first row index, canonical
     validated table) per batch of about `batch_rows` rows. Errors name the file, the 1-based
     row within the whole file and the column; within a batch the earliest row's error is
     named (see _canonical). `columns` limits the columns converted (the others are null);
-    `unit`, one of table_units(path), reads only that part of the file."""
+    `unit`, one of table_units(path), reads only that part of the file. Text columns named
+    in `coded` that a Parquet file stores dictionary-encoded stay dictionary arrays (their
+    values validated, never decoded row by row): a load that only wants their codes is
+    spared hashing every value again."""
     path = Path(path)
     file = name or path.name
     if table not in TABLES:
         raise IngestError(file, 0, "", f"unknown table {table!r}")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        batches, convert = _parquet_batches(path, table, file, batch_rows, columns, unit[0]), _from_arrow
+        batches, convert = _parquet_batches(path, table, file, batch_rows, columns, unit[0], coded), _from_arrow
     elif suffix == ".csv":
         batches, convert = _csv_batches(path, table, file, batch_rows, columns), _from_text
     else:
@@ -580,7 +587,7 @@ def iter_table_batches(path: str | Path, table: str, name: Optional[str] = None,
     offset = unit[1]
     for raw, nrows in batches:
         try:
-            yield offset, _canonical(raw, nrows, table, file, convert)
+            yield offset, _canonical(raw, nrows, table, file, convert, coded)
         except IngestError as e:
             if e.row:
                 raise IngestError(e.file, e.row + offset, e.column, e.message) from None
@@ -600,12 +607,25 @@ def read_table_file(path: str | Path, table: str, name: Optional[str] = None) ->
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
-def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) -> pa.Table:
+def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable, coded=()) -> pa.Table:
     """Columns of `table` (name -> arrow column, absent = all null) converted, checked and
-    assembled in canonical schema order."""
+    assembled in canonical schema order (optional text columns in `coded` that come as
+    dictionaries stay dictionary<int32, string>, their dictionary values validated)."""
     columns = []
+    schema = canonical_schema(table)
     for c in TABLES[table]:
         to = CANONICAL[c.type]
+        if (c.name in coded and c.name in raw and c.type == "string" and not c.required
+                and pa.types.is_dictionary(raw[c.name].type)):
+            col = raw[c.name].unify_dictionaries()
+            chunks = [pa.DictionaryArray.from_arrays(pc.cast(ch.indices, pa.int32()),
+                                                     convert(pa.chunked_array([ch.dictionary]), c, file).combine_chunks())
+                      for ch in col.chunks]
+            arr = pa.chunked_array(chunks, pa.dictionary(pa.int32(), to)) if chunks else \
+                pa.chunked_array([], pa.dictionary(pa.int32(), to))
+            schema = schema.set(schema.get_field_index(c.name), pa.field(c.name, arr.type))
+            columns.append(arr)
+            continue
         if c.name not in raw:
             arr = pa.chunked_array([pa.nulls(nrows, to)], to)
             columns.append(pc.fill_null(arr, True) if c.name == "active" else arr)
@@ -626,7 +646,7 @@ def _canonical(raw: dict, nrows: int, table: str, file: str, convert: Callable) 
         if c.name == "active":
             arr = pc.fill_null(arr, True)
         columns.append(arr)
-    return pa.Table.from_arrays(columns, schema=canonical_schema(table))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 _CALENDAR = {

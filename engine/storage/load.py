@@ -31,7 +31,8 @@ from ..model import timerange
 from ..model.schema import TABLE_NAMES
 from ..model.segment import PRODUCT_FIELDS
 from . import build_kernels as K
-from .customer_attrs import INT32_NULL, VALUE_FIELDS, day_numbers, encode, filled, np_column
+from .customer_attrs import (INT32_NULL, VALUE_FIELDS, day_numbers, encode, encode_local, filled, np_column,
+                             remap_local)
 from .ingest_read import (REFERENCING_TABLES, _rel, _unique_customer_ids, find_table_files,
                           iter_table_batches, table_units)
 from .spill import Spill
@@ -213,7 +214,8 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
             def work(unit, table=table, prefix=prefix):
                 nonlocal dicts
                 path, name, part = unit
-                for offset, t in iter_table_batches(path, table, name, batch_rows, unit=part):
+                for offset, t in iter_table_batches(path, table, name, batch_rows, unit=part,
+                                                    coded=coded_fields(prefix)):
                     cid = np_column(t.column("customer_id"), np.int64)
                     pos = K.hash_lookup(tkeys, tpos, cid)
                     if (pos < 0).any():
@@ -223,11 +225,16 @@ def read_load(folder: Path, target: Target, zone, spill_dir: Path, budget: int, 
                                           "nor in the dataset")
                     iid = vals[pos]
                     cols = line_values(prefix, t, iid, zone)
+                    local = local_codes(prefix, t)
                     with lock:
-                        dicts = line_codes(prefix, t, cols, dicts)
+                        remaps, dicts = global_codes(prefix, local, dicts)
+                    put_codes(prefix, cols, local, remaps)
+                    pieces = spill.split_columns(cols, bucket_of(iid))
+                    with lock:
                         if prefix == "p" and target.pairs is None and sum(len(s[0]) for s in sample) < PAIR_SAMPLE:
                             sample.append([cols[f"c.{f}"] for f in PRODUCT_FIELDS])
-                        spill.route(prefix, pa.table(cols), bucket_of(iid))
+                        for bucket, piece in pieces:
+                            spill.write(prefix, bucket, piece)
                         rows[table] += t.num_rows
                         bar.add(t.num_rows)
             units = [(p, n, u) for p, n in files for u in table_units(p, batch_rows)]
@@ -312,12 +319,26 @@ def line_values(prefix: str, t: pa.Table, iid: np.ndarray, zone) -> dict:
     return cols
 
 
-def line_codes(prefix: str, t: pa.Table, cols: dict, dicts: Dict[str, list]) -> Dict[str, list]:
-    """Add the batch's dictionary codes to `cols` (the dictionaries extended with new
-    values); returns the dictionaries after it."""
+def coded_fields(prefix: str) -> tuple:
+    return ("shop",) if prefix == "v" else PRODUCT_FIELDS if prefix == "p" else ()
+
+
+def local_codes(prefix: str, t: pa.Table) -> dict:
+    """field -> (distinct values, index per row) of a batch's dictionary-coded fields (the
+    costly half of encoding; needs no shared state)."""
+    return {f: encode_local(t.column(f)) for f in coded_fields(prefix)}
+
+
+def global_codes(prefix: str, local: dict, dicts: Dict[str, list]):
+    """(field -> remap of local indexes to codes, the dictionaries extended with the batch's
+    new values): the cheap half, done one batch at a time."""
     dicts = dict(dicts)
-    fields = ("shop",) if prefix == "v" else PRODUCT_FIELDS if prefix == "p" else ()
-    for f in fields:
-        c, dicts[f] = encode(t.column(f), dicts.get(f, []), extend=True)
-        cols["shop" if prefix == "v" else f"c.{f}"] = c.astype(np.uint32)
-    return dicts
+    remaps = {}
+    for f, (values, _) in local.items():
+        remaps[f], dicts[f] = remap_local(values, dicts.get(f, []))
+    return remaps, dicts
+
+
+def put_codes(prefix: str, cols: dict, local: dict, remaps: dict) -> None:
+    for f, (_, idx) in local.items():
+        cols["shop" if prefix == "v" else f"c.{f}"] = remaps[f][idx].astype(np.uint32)

@@ -15,6 +15,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import pyarrow as pa
 
+from .build_kernels import bucket_order
+
 
 class Spill:
     """Append-only Arrow IPC files per (kind, bucket) under `folder`."""
@@ -42,20 +44,42 @@ class Spill:
         self.rows[key] = self.rows.get(key, 0) + table.num_rows
         self.bytes += table.nbytes
 
-    def route(self, kind: str, table: pa.Table, bucket: np.ndarray) -> None:
-        """Write each row of `table` to the file of its bucket."""
+    @staticmethod
+    def split(table: pa.Table, bucket: np.ndarray) -> list:
+        """[(bucket, its rows of table)] (stable order within a bucket)."""
         if not table.num_rows:
-            return
+            return []
         order = np.argsort(bucket, kind="stable")
         b = bucket[order]
         cuts = np.flatnonzero(b[1:] != b[:-1]) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [b.size]))
         if starts.size == 1:
-            self.write(kind, int(b[0]), table)
-            return
-        for s, e in zip(starts, ends):
-            self.write(kind, int(b[s]), table.take(pa.array(order[s:e])))
+            return [(int(b[0]), table)]
+        return [(int(b[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
+
+    @staticmethod
+    def split_columns(cols: dict, bucket: np.ndarray) -> list:
+        """[(bucket, a table of its rows)] of numpy columns: each column gathered once into
+        bucket order, then cut (stable order within a bucket)."""
+        if not bucket.size:
+            return []
+        lo, hi = int(bucket.min()), int(bucket.max())
+        if lo == hi:
+            return [(lo, pa.table(cols))]
+        order, starts = bucket_order(bucket - lo, hi - lo + 1)
+        moved = {k: v[order] for k, v in cols.items()}
+        out = []
+        for b in range(hi - lo + 1):
+            s, e = int(starts[b]), int(starts[b + 1])
+            if e > s:
+                out.append((lo + b, pa.table({k: v[s:e] for k, v in moved.items()})))
+        return out
+
+    def route(self, kind: str, table: pa.Table, bucket: np.ndarray) -> None:
+        """Write each row of `table` to the file of its bucket."""
+        for b, piece in self.split(table, bucket):
+            self.write(kind, b, piece)
 
     def finish_writing(self) -> None:
         for sink, w in self._writers.values():
