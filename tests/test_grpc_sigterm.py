@@ -32,7 +32,9 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
                     late.count("big", _all())
                     raise AssertionError("a new call was accepted while draining")
                 except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE
+                    # refused: UNAVAILABLE, or CANCELLED when the connection raced grpc's own
+                    # shutdown (seen about 1 run in 6 on a busy machine)
+                    assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e.code()
             got += [np.frombuffer(ch.customer_ids, "<i8") for ch in stream]
         assert np.array_equal(np.concatenate(got), want) and len(want) == BIG_N
         assert proc.wait(timeout=30) == 0, out.rest()
