@@ -19,13 +19,37 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--segment", required=True, help="segment definition file (JSON, see docs/segments.md)")
     p.add_argument("--as-of", help="ISO-8601 instant with offset or Z (default: now)")
+    add_server_args(p)
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    """--server and the ways to give its bearer token (never required on the command line)."""
     p.add_argument("--server", help="host:port of a segments server (default: evaluate locally)")
-    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--token-file", help="file holding the bearer token for --server (default: $SEGMENTS_TOKEN)")
+    p.add_argument("--token", help="bearer token for --server (visible to other users in ps: prefer "
+                                   "--token-file or $SEGMENTS_TOKEN)")
+
+
+def bearer_token(args):
+    """The token for --server: --token-file, then --token, then $SEGMENTS_TOKEN (None: none)."""
+    import os
+
+    from segments.engine.errors import InvalidArgument
+    if getattr(args, "token_file", None):
+        try:
+            return Path(args.token_file).read_text().strip() or None
+        except OSError as e:
+            raise InvalidArgument("--token-file", f"cannot read {args.token_file}: {e.strerror}") from None
+    return getattr(args, "token", None) or os.environ.get("SEGMENTS_TOKEN") or None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from segments import __version__
+
     ap = argparse.ArgumentParser(prog="segments", description="Customer-segmentation engine")
-    ap.add_argument("--data", help="data directory (default: $SEGMENTS_DATA or ./data)")
+    ap.add_argument("--version", action="version", version=f"segments {__version__}")
+    ap.add_argument("--data", help="data directory (default: $SEGMENTS_DATA, the config file's data, or ./data)")
+    ap.add_argument("--config", help="TOML config file (default: $SEGMENTS_CONFIG; see docs/operations.md)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     ds = sub.add_parser("dataset", help="create, delete or list datasets")
@@ -76,9 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _engine(args):
+def _engine(args, create: bool = False):
+    """The Engine of the data folder; a folder that does not exist is an error unless the
+    command creates data (`dataset create`)."""
     from segments.engine.api import Engine
-    return Engine(args.data)
+    from .config import ConfigError, check_data_folder, data_dir
+    from segments.engine.errors import NotFound
+    try:
+        return Engine(check_data_folder(data_dir(args), create))
+    except ConfigError as e:
+        raise NotFound("--data", str(e)) from None
 
 
 def _segment(args):
@@ -157,7 +188,7 @@ def run_eval(args, eng, seg, as_of) -> int:
 
 
 def cmd_dataset(args) -> int:
-    eng = _engine(args)
+    eng = _engine(args, create=args.action == "create")
     if args.action == "create":
         info = eng.create_dataset(args.name, args.timezone, args.shard_bits)
         print(f"created dataset {info['name']} ({info['timezone']})")
@@ -262,6 +293,12 @@ def main(argv=None) -> int:
         return COMMANDS[args.cmd](args)
     except EngineError as e:
         say_error(e)
+        return 2
+    except ValueError as e:  # a config file or variable that cannot be used
+        from .config import ConfigError
+        if not isinstance(e, ConfigError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

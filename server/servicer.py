@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import shutil
 import time
+
+import grpc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -29,7 +31,8 @@ from segments.proto import segments_pb2_grpc as pbg
 
 from . import changes, codec, export, ingest_root
 from .auth import Grant, Tokens, authorize
-from .errors import DeadlineExceeded, abort
+from .errors import DeadlineExceeded, rich_status
+from .observe import REQUEST_ID, CallRecord, Observer, with_trailing
 
 DEFAULT_PREVIEW = 20
 MAX_PREVIEW = limits.MAX_PREVIEW
@@ -41,6 +44,8 @@ class Call:
     """What a method body gets besides its request."""
     deadline: Optional[float]   # absolute time.monotonic(), None without a deadline
     context: object
+    record: CallRecord
+    observer: Observer
     grant: Optional[Grant] = None   # None: a server without tokens (every role)
 
     def may(self, role: str) -> bool:
@@ -54,6 +59,14 @@ class Call:
         if not self.context.is_active():
             raise DeadlineExceeded("", "call no longer active")
 
+    def engine(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) counted as engine time of this call."""
+        return self.observer.engine(self.record, fn, *args, **kwargs)
+
+    def sent(self, rows: int) -> None:
+        """Count customer rows this call sends (preview, materialize, export)."""
+        self.record.rows = (self.record.rows or 0) + int(rows)
+
 
 def _deadline(context, default: Optional[float] = None) -> Optional[float]:
     """The caller's deadline, capped by the server's default (seconds) when one is set."""
@@ -65,30 +78,54 @@ def _deadline(context, default: Optional[float] = None) -> Optional[float]:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def fail(self, context, call: Optional[Call], exc: BaseException, name: str):
+    """End a failed call with its status (server.errors), keeping the request id in the
+    trailer beside the status details, and close its record with that code (raises)."""
+    status = rich_status(exc, name)
+    if call is None:
+        context.abort_with_status(status)
+    self.s.observer.finish(call.record, status.code, status.details)
+    context.abort_with_status(with_trailing(status, ((REQUEST_ID, call.record.request_id),)))
+
+
 def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False):
-    """Wrap a servicer method body `fn(self, request, call)`: auth, deadline, error mapping."""
+    """Wrap a servicer method body `fn(self, request, call)`: request id, auth, deadline,
+    error mapping, and the call's record (access log, metrics, span) closed with its code."""
     def wrap(fn):
         name = fn.__name__
 
-        def start(self, request, context):
-            grant = authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
-            return Call(_deadline(context, self.s.default_deadline), context, grant)
+        def start(self, request, context) -> Call:
+            obs = self.s.observer
+            rec = obs.start(f"{self.SERVICE}/{name}", dataset(request), context)
+            call = Call(_deadline(context, self.s.default_deadline), context, rec, obs)
+            call.grant = authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
+            return call
 
         if stream:
             @functools.wraps(fn)
             def handler(self, request, context):
+                call = None
                 try:
                     call = start(self, request, context)
                     yield from fn(self, request, call)
+                    self.s.observer.finish(call.record, grpc.StatusCode.OK)
+                except GeneratorExit:  # the caller went away mid-stream
+                    if call is not None:
+                        self.s.observer.finish(call.record, grpc.StatusCode.CANCELLED)
+                    raise
                 except Exception as e:  # noqa: BLE001 - mapped, never shown raw
-                    abort(context, e, name)
+                    fail(self, context, call, e, name)
         else:
             @functools.wraps(fn)
             def handler(self, request, context):
+                call = None
                 try:
-                    return fn(self, request, start(self, request, context))
+                    call = start(self, request, context)
+                    out = fn(self, request, call)
+                    self.s.observer.finish(call.record, grpc.StatusCode.OK)
+                    return out
                 except Exception as e:  # noqa: BLE001
-                    abort(context, e, name)
+                    fail(self, context, call, e, name)
         return handler
     return wrap
 
@@ -98,7 +135,7 @@ class Services:
 
     def __init__(self, engine, catalog: Catalog, tokens: Optional[Tokens], export_dir: Path,
                  chunk_ids: int = DEFAULT_CHUNK_IDS, ingest_root: Optional[Path] = None,
-                 default_deadline: Optional[float] = None):
+                 default_deadline: Optional[float] = None, observer: Optional[Observer] = None):
         self.engine = engine
         self.catalog = catalog
         self.tokens = tokens
@@ -106,6 +143,7 @@ class Services:
         self.chunk_ids = chunk_ids
         self.ingest_root = ingest_root
         self.default_deadline = default_deadline
+        self.observer = observer or Observer()
 
     def segment(self, dataset: str, source: pb.SegmentSource) -> S.Segment:
         """The engine Segment a request names (definition, JSON text, or active saved segment)."""
@@ -129,12 +167,13 @@ class Services:
         elif folder.is_symlink():
             folder.unlink()
 
-    def export(self, dataset: str, materialize, fmt_code: int, file_name: str) -> pb.ExportResponse:
+    def export(self, dataset: str, materialize, fmt_code: int, file_name: str, call: Call) -> pb.ExportResponse:
         """Write what materialize() returns into the export folder."""
         fmt = "csv" if fmt_code == pb.CSV else "parquet"
         path = export.target_path(self.export_dir, dataset, file_name, fmt)
         t0 = time.perf_counter()
-        rows = write_table(materialize().to_arrow(), path)   # space checked and reserved inside
+        rows = write_table(call.engine(materialize).to_arrow(), path)   # space checked and reserved inside
+        call.sent(rows)
         return pb.ExportResponse(file_name=export.relative_name(self.export_dir, path), rows=rows,
                                  elapsed_ms=(time.perf_counter() - t0) * 1e3)
 
@@ -145,6 +184,7 @@ def _fields(request) -> tuple:
 
 class SegmentsServicer(pbg.SegmentsServicer):
     """Count, preview, materialize, export and explain."""
+    SERVICE = pb.DESCRIPTOR.services_by_name["Segments"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens = s, s.tokens
@@ -152,8 +192,8 @@ class SegmentsServicer(pbg.SegmentsServicer):
     @rpc("read")
     def Count(self, request, call):
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        return codec.encode_count(self.s.engine.count(request.dataset, seg, codec.decode_as_of(request),
-                                                      call.deadline))
+        return codec.encode_count(call.engine(self.s.engine.count, request.dataset, seg,
+                                              codec.decode_as_of(request), call.deadline))
 
     @rpc("read")
     def Preview(self, request, call):
@@ -161,15 +201,17 @@ class SegmentsServicer(pbg.SegmentsServicer):
         if not 1 <= n <= MAX_PREVIEW:
             raise InvalidArgument("n", f"must be between 1 and {MAX_PREVIEW}, got {n}")
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        p = self.s.engine.preview(request.dataset, seg, n, _fields(request), codec.decode_as_of(request),
-                                  call.deadline)
+        p = call.engine(self.s.engine.preview, request.dataset, seg, n, _fields(request),
+                        codec.decode_as_of(request), call.deadline)
+        call.sent(len(p.rows))
         return codec.encode_preview(p)
 
     @rpc("export", stream=True)
     def Materialize(self, request, call):
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        m = self.s.engine.materialize(request.dataset, seg, _fields(request), codec.decode_as_of(request),
-                                      call.deadline)
+        m = call.engine(self.s.engine.materialize, request.dataset, seg, _fields(request),
+                        codec.decode_as_of(request), call.deadline)
+        call.sent(len(m.customer_ids))
         yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
 
     @rpc("export")
@@ -179,12 +221,12 @@ class SegmentsServicer(pbg.SegmentsServicer):
             request.dataset,
             lambda: self.s.engine.materialize(request.dataset, seg, _fields(request),
                                               codec.decode_as_of(request), call.deadline),
-            request.format, request.file_name)
+            request.format, request.file_name, call)
 
     @rpc("read")
     def Explain(self, request, call):
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        node = self.s.engine.explain(request.dataset, seg, codec.decode_as_of(request), call.deadline)
+        node = call.engine(self.s.engine.explain, request.dataset, seg, codec.decode_as_of(request), call.deadline)
         return pb.ExplainResponse(root=codec.encode_explain(node))
 
 
@@ -204,6 +246,7 @@ def _group(g, now) -> pb.Group:
 
 class CatalogServicer(pbg.CatalogServicer):
     """Saved segments and customer groups."""
+    SERVICE = pb.DESCRIPTOR.services_by_name["Catalog"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens, self.c = s, s.tokens, s.catalog
@@ -240,7 +283,7 @@ class CatalogServicer(pbg.CatalogServicer):
     def CreateGroup(self, request, call):
         saved = request.saved_segment if request.WhichOneof("definition") == "saved_segment" else None
         seg = codec.decode_definition(request)
-        g = self.c.create_group(request.dataset, request.name, seg, saved_segment=saved,
+        g = call.engine(self.c.create_group, request.dataset, request.name, seg, saved_segment=saved,
                                 as_of=codec.decode_as_of(request), description=request.description,
                                 ttl_days=request.ttl_days if request.HasField("ttl_days") else None,
                                 deadline=call.deadline)
@@ -265,7 +308,8 @@ class CatalogServicer(pbg.CatalogServicer):
 
     @rpc("export", stream=True)
     def MaterializeGroup(self, request, call):
-        m = self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline)
+        m = call.engine(self.c.materialize_group, request.dataset, request.name, _fields(request), call.deadline)
+        call.sent(len(m.customer_ids))
         yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
 
     @rpc("export")
@@ -274,11 +318,12 @@ class CatalogServicer(pbg.CatalogServicer):
         return self.s.export(
             request.dataset,
             lambda: self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline),
-            request.format, request.file_name)
+            request.format, request.file_name, call)
 
 
 class DatasetsServicer(pbg.DatasetsServicer):
     """Create, ingest, change, compact, inspect, list and delete datasets."""
+    SERVICE = pb.DESCRIPTOR.services_by_name["Datasets"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens, self.e = s, s.tokens, s.engine
@@ -304,7 +349,7 @@ class DatasetsServicer(pbg.DatasetsServicer):
                                             "folder in this dataset's ingest folder")
         t0 = time.perf_counter()
         try:
-            rows = self.e.ingest(request.dataset, folder)
+            rows = call.engine(self.e.ingest, request.dataset, folder)
         except EngineError as e:  # name the folder as the caller did, not by the server's path
             e.path = e.path.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
             e.message = e.message.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
@@ -315,7 +360,7 @@ class DatasetsServicer(pbg.DatasetsServicer):
     @rpc("write")
     def ApplyChanges(self, request, call):
         self.s.dataset_name(request.dataset)    # NotFound before any row is looked at
-        ack = changes.encode_ack(self.e.apply_changes(request.dataset, **changes.decode_batch(request)))
+        ack = changes.encode_ack(call.engine(self.e.apply_changes, request.dataset, **changes.decode_batch(request)))
         if not call.may("read"):  # which customer_ids exist is read data
             del ack.not_found[:]
             ack.rows.deleted = 0
@@ -324,7 +369,7 @@ class DatasetsServicer(pbg.DatasetsServicer):
     @rpc("write")
     def Compact(self, request, call):
         self.s.dataset_name(request.dataset)
-        return changes.encode_compaction(self.e.compact(request.dataset))
+        return changes.encode_compaction(call.engine(self.e.compact, request.dataset))
 
     @rpc("read")
     def GetDatasetInfo(self, request, call):
