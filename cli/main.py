@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "materialize":
             p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
             p.add_argument("--fields", default="", help="comma-separated profile fields")
+    w = sub.add_parser("warm", help="compile and load the kernels once (e.g. into NUMBA_CACHE_DIR at "
+                                    "image build), optionally warm datasets, and print the times")
+    w.add_argument("--dataset", action="append", default=[], help="also warm this dataset (repeatable)")
+    h = sub.add_parser("health", help="exit 0 when a server reports SERVING on gRPC health, else 1")
+    h.add_argument("--server", default="127.0.0.1:50051", help="host:port (default: 127.0.0.1:50051)")
+    h.add_argument("--service", default="", help="a service name (default: the whole server)")
+    h.add_argument("--timeout", type=float, default=5.0)
+    h.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
     from .changes import add_parsers as add_change_parsers
     add_change_parsers(sub)
     from .serve import add_parser as add_serve_parser
@@ -243,6 +251,39 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_warm(args) -> int:
+    import tempfile
+
+    from segments.engine.api import Engine
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="segments-warm-") as scratch:
+        # without --dataset no data folder is needed (an image build has none yet)
+        eng = _engine(args) if args.dataset else Engine(scratch)
+        timings = eng.warm(args.dataset, synthetic=True)
+        eng.close()
+    print(f"warmed in {time.perf_counter() - t0:.1f} s: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    return 0
+
+
+def cmd_health(args) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = (grpc.secure_channel(args.server, grpc.ssl_channel_credentials()) if args.tls
+               else grpc.insecure_channel(args.server))
+    with channel:
+        try:
+            r = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+        except grpc.RpcError as e:
+            print(f"{args.server}: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+    print(f"{args.server}{' ' + args.service if args.service else ''}: {status}")
+    return 0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def cmd_serve(args) -> int:
     from .serve import run
     return run(args)
@@ -260,7 +301,7 @@ def cmd_compact(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain": cmd_eval, "materialize": cmd_eval,
             "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate,
-            "change": cmd_change, "compact": cmd_compact}
+            "change": cmd_change, "compact": cmd_compact, "warm": cmd_warm, "health": cmd_health}
 
 
 def say_error(text: str) -> None:
