@@ -189,8 +189,10 @@ def run_eval(args, eng, seg, as_of) -> int:
     else:
         t0 = time.perf_counter()
         m = eng.materialize(args.dataset, seg, _fields(args), as_of)
-        from segments.engine.evaluation.exporter import write_table
-        write_table(m.to_arrow(), args.out)
+        from segments import __version__
+        from segments.engine.evaluation.exporter import provenance, write_table
+        from segments.engine.model.segment_json import dumps
+        write_table(m.to_arrow(), args.out, provenance(m, dumps(seg), args.dataset, f"segments {__version__}"))
         print(f"wrote {len(m.customer_ids)} rows to {args.out} in {time.perf_counter() - t0:.2f} s")
     return 0
 

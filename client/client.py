@@ -32,7 +32,7 @@ import numpy as np
 
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
-from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
+from segments.engine.results import CountResult, ExplainNode, Materialized, Preview, rank_values_of
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 from segments.server import changes, codec
@@ -176,11 +176,12 @@ class SegmentsClient:
             for name in table.column_names:
                 col = table.column(name).combine_chunks()
                 if name == "rank_value":
-                    rank = col.to_numpy(zero_copy_only=False)
+                    rank = col
                 else:
                     columns[name] = col
-        return Materialized(customer_ids.astype(np.int64, copy=False), columns, rank,
-                            (first.rank_key or None) if first else None,
+        key = (first.rank_key or None) if first else None
+        return Materialized(customer_ids.astype(np.int64, copy=False), columns,
+                            None if rank is None else rank_values_of(rank, key), key,
                             tuple(first.missing_ids) if first else (), first.elapsed_ms if first else 0.0)
 
     # ------------------------------------------------------------ evaluation

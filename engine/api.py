@@ -6,6 +6,7 @@ evaluation stops at the next shard boundary with errors.Cancelled.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -147,8 +148,16 @@ class Engine:
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
-        """Every customer_id of the result (and chosen fields)."""
-        return output.materialize(self.snapshot(name), segment, tuple(fields), as_of, deadline)
+        """Every customer_id of the result (and chosen fields), with the instant evaluated
+        (now when as_of is None) and the change sequence of the snapshot read."""
+        snap = self.snapshot(name)
+        if as_of is None:
+            as_of = dt.datetime.now(dt.timezone.utc)
+        m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
+        m.as_of = output.parse_as_of(as_of)
+        state = getattr(snap, "state", None)
+        m.sequence = int(getattr(state, "seq", 0) or 0)
+        return m
 
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""

@@ -404,7 +404,7 @@ def materialize_chunks(m: Materialized, chunk_ids: int, check=None):
     extra = {}
     extra.update(m.columns)
     if m.rank_values is not None:
-        extra["rank_value"] = pa.array(m.rank_values)
+        extra["rank_value"] = m.rank_array()
     table = pa.table(extra) if extra else None
     n = len(ids)
     first = True

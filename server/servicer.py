@@ -24,8 +24,9 @@ from segments.engine.model import limits
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
 from segments.engine.catalog.catalog import Catalog
+from segments import __version__
 from segments.engine.errors import EngineError, InvalidArgument
-from segments.engine.evaluation.exporter import write_table
+from segments.engine.evaluation.exporter import provenance, write_table
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 
@@ -167,12 +168,18 @@ class Services:
         elif folder.is_symlink():
             folder.unlink()
 
-    def export(self, dataset: str, materialize, fmt_code: int, file_name: str, call: Call) -> pb.ExportResponse:
-        """Write what materialize() returns into the export folder."""
+    def export(self, dataset: str, materialize, fmt_code: int, file_name: str, call: Call,
+               segment_json: Optional[str] = None, as_of=None) -> pb.ExportResponse:
+        """Write what materialize() returns into the export folder, with its provenance
+        (exporter.provenance; as_of given for a group's frozen instant). Space is checked
+        and reserved inside write_table."""
         fmt = "csv" if fmt_code == pb.CSV else "parquet"
         path = export.target_path(self.export_dir, dataset, file_name, fmt)
         t0 = time.perf_counter()
-        rows = write_table(call.engine(materialize).to_arrow(), path)   # space checked and reserved inside
+        m = call.engine(materialize)
+        if as_of is not None:
+            m.as_of = as_of
+        rows = write_table(m.to_arrow(), path, provenance(m, segment_json, dataset, f"segments {__version__}"))
         call.sent(rows)
         return pb.ExportResponse(file_name=export.relative_name(self.export_dir, path), rows=rows,
                                  elapsed_ms=(time.perf_counter() - t0) * 1e3)
@@ -221,7 +228,7 @@ class SegmentsServicer(pbg.SegmentsServicer):
             request.dataset,
             lambda: self.s.engine.materialize(request.dataset, seg, _fields(request),
                                               codec.decode_as_of(request), call.deadline),
-            request.format, request.file_name, call)
+            request.format, request.file_name, call, segment_json.dumps(seg))
 
     @rpc("read")
     def Explain(self, request, call):
@@ -314,11 +321,11 @@ class CatalogServicer(pbg.CatalogServicer):
 
     @rpc("export")
     def ExportGroup(self, request, call):
-        self.c.get_group(request.dataset, request.name)  # NotFound / expired before any file work
+        g = self.c.get_group(request.dataset, request.name)  # NotFound / expired before any file work
         return self.s.export(
             request.dataset,
             lambda: self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline),
-            request.format, request.file_name, call)
+            request.format, request.file_name, call, g.source, g.as_of)
 
 
 class DatasetsServicer(pbg.DatasetsServicer):
