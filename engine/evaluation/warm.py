@@ -28,6 +28,20 @@ def _first(snap, dictionary: str, default: str) -> str:
     return values[0] if values else default
 
 
+def _sample_text(snap, field: str, length: int, default: str) -> str:
+    """The first `length` characters of the first row of a normalised search column, so an
+    indexed search finds its trigrams and runs to the end instead of stopping early."""
+    try:
+        data, offsets = snap.text_column(field)[:2]
+        for r in range(min(len(offsets) - 1, 1000)):
+            text = bytes(data[offsets[r]:offsets[r + 1]]).decode("utf-8", "ignore")
+            if len(text) >= length:
+                return text[:length]
+    except Exception:  # noqa: BLE001 - any snapshot without the column: the default will do
+        pass
+    return default
+
+
 def warm_definitions(snap=None) -> List[dict]:
     """JSON segment definitions covering every kernel family: profile bitmaps, dense
     customer columns, dates, text search, customer lists, purchase lines (rollups, scans,
@@ -41,6 +55,8 @@ def warm_definitions(snap=None) -> List[dict]:
     gender = _first(snap, "gender", "f")
     tag = _first(snap, "tag", "vip")
     year = {"last_n_months": 12}
+    name3 = _sample_text(snap, "first_name", 3, "ann") if snap is not None else "ann"
+    email6 = _sample_text(snap, "email", 6, "ann@ex") if snap is not None else "ann@ex"
     ranged = {"department": [dept]}
     return [
         {"include": {"all_of": [{"loyalty_member": {}}, {"gender": {"values": [gender]}},
@@ -51,8 +67,9 @@ def warm_definitions(snap=None) -> List[dict]:
                                 {"married_today": {}}, {"birthday": {"mode": "today"}},
                                 {"birthday": {"mode": "next_days", "days": 7}},
                                 {"anniversary": {"mode": "this_month"}}]}},
-        {"include": {"any_of": [{"search": {"text": "an"}}, {"search": {"text": "555", "fields": ["phone"]}},
-                                {"surname": "smith"}]}},
+        {"include": {"any_of": [{"search": {"text": "an"}}, {"search": {"text": name3}},
+                                {"search": {"text": email6, "fields": ["first_name", "email"]}},
+                                {"search": {"text": "555-01", "fields": ["phone"]}}, {"surname": "smith"}]}},
         {"include": {"customers": {"ids": [1]}}, "append": [{"all": {}}], "limit": 3},
         {"include": {"bought": {"filter": ranged}},
          "order_by": {"key": "spend", "filter": ranged}, "limit": 10},
