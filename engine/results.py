@@ -28,6 +28,7 @@ class Preview:
     total: int
     missing_ids: Tuple[int, ...] = ()
     elapsed_ms: float = 0.0
+    next_page_token: str = ""   # through a server: the token of the next page ("" on the last)
 
 
 @dataclass

@@ -33,7 +33,9 @@ MAX_RECEIVE_BYTES = 16 * 1024 * 1024   # a request's limit (a 100k-id customer l
 TRANSPORT_RECEIVE_BYTES = 64 * 1024 * 1024   # what the transport takes: up to here an oversized
                                              # request is INVALID_ARGUMENT (server/guard.py)
 MAX_SEND_BYTES = 64 * 1024 * 1024
-SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Segments", "Catalog", "Datasets"))
+SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name
+                      for n in ("SegmentsService", "CatalogService", "DatasetsService"))
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 def is_loopback(host: str) -> bool:
@@ -114,18 +116,16 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
         maximum_concurrent_rpcs=workers * 8)
     services = Services(engine, catalog or Catalog(engine), tokens, exports, chunk_ids, root, default_deadline,
                         observer)
-    pbg.add_SegmentsServicer_to_server(SegmentsServicer(services), server)
-    pbg.add_CatalogServicer_to_server(CatalogServicer(services), server)
-    pbg.add_DatasetsServicer_to_server(DatasetsServicer(services), server)
+    pbg.add_SegmentsServiceServicer_to_server(SegmentsServicer(services), server)
+    pbg.add_CatalogServiceServicer_to_server(CatalogServicer(services), server)
+    pbg.add_DatasetsServiceServicer_to_server(DatasetsServicer(services), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("",) + SERVICE_NAMES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING if serving
                             else health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server)
+    enable_reflection(SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,), server)
 
     address = f"{host}:{port}"
     try:
@@ -140,6 +140,22 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
         raise OSError(f"could not bind {address} (in use, or not an address of this machine)")
     server._segments_health = health_servicer  # for stop(): report NOT_SERVING while draining
     return server, bound
+
+
+def enable_reflection(service_names: tuple, server: grpc.Server) -> None:
+    """gRPC server reflection as grpc.reflection.v1 and v1alpha. grpcio-reflection serves
+    only v1alpha; v1's messages are the same, field for field and number for number, so the
+    same servicer answers under the v1 name too."""
+    from grpc_reflection.v1alpha import reflection_pb2 as rpb
+
+    names = service_names + (reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, server)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo, request_deserializer=rpb.ServerReflectionRequest.FromString,
+        response_serializer=rpb.ServerReflectionResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 def set_serving(server: grpc.Server, serving: bool = True) -> None:

@@ -11,8 +11,11 @@ are read data, so a token without `read` on the dataset gets acknowledgements wi
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import secrets
 import shutil
+import tempfile
 import time
 
 import grpc
@@ -26,11 +29,11 @@ from segments.engine.model import segment_json
 from segments.engine.catalog.catalog import Catalog
 from segments import __version__
 from segments.engine.errors import EngineError, InvalidArgument
-from segments.engine.evaluation.exporter import provenance, write_table
+from segments.engine.evaluation.exporter import provenance, sidecar_path, write_table
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 
-from . import changes, codec, export, ingest_root
+from . import changes, codec, export, ingest_root, paging
 from .auth import Grant, Tokens, authorize
 from .errors import DeadlineExceeded, rich_status
 from .observe import REQUEST_ID, CallRecord, Observer, with_trailing
@@ -38,6 +41,8 @@ from .observe import REQUEST_ID, CallRecord, Observer, with_trailing
 DEFAULT_PREVIEW = 20
 MAX_PREVIEW = limits.MAX_PREVIEW
 DEFAULT_CHUNK_IDS = 65_536
+STREAM_BYTES = 1 << 20   # StreamExport message size
+MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
 
 
 @dataclass
@@ -169,11 +174,11 @@ class Services:
             folder.unlink()
 
     def export(self, dataset: str, materialize, fmt_code: int, file_name: str, call: Call,
-               segment_json: Optional[str] = None, as_of=None) -> pb.ExportResponse:
+               segment_json: Optional[str] = None, as_of=None, message=pb.ExportResponse):
         """Write what materialize() returns into the export folder, with its provenance
         (exporter.provenance; as_of given for a group's frozen instant). Space is checked
         and reserved inside write_table."""
-        fmt = "csv" if fmt_code == pb.CSV else "parquet"
+        fmt = _format(fmt_code)
         path = export.target_path(self.export_dir, dataset, file_name, fmt)
         t0 = time.perf_counter()
         m = call.engine(materialize)
@@ -181,17 +186,28 @@ class Services:
             m.as_of = as_of
         rows = write_table(m.to_arrow(), path, provenance(m, segment_json, dataset, f"segments {__version__}"))
         call.sent(rows)
-        return pb.ExportResponse(file_name=export.relative_name(self.export_dir, path), rows=rows,
-                                 elapsed_ms=(time.perf_counter() - t0) * 1e3)
+        return message(file_name=export.relative_name(self.export_dir, path), rows=rows,
+                       elapsed_ms=(time.perf_counter() - t0) * 1e3,
+                       metadata_file_name=export.relative_name(self.export_dir, sidecar_path(path))
+                       if fmt == "csv" else "")
+
+
+def _format(code: int) -> str:
+    """"csv" or "parquet" (the default) of an ExportFormat."""
+    return "csv" if code == pb.EXPORT_FORMAT_CSV else "parquet"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _fields(request) -> tuple:
     return tuple(request.fields)
 
 
-class SegmentsServicer(pbg.SegmentsServicer):
+class SegmentsServicer(pbg.SegmentsServiceServicer):
     """Count, preview, materialize, export and explain."""
-    SERVICE = pb.DESCRIPTOR.services_by_name["Segments"].full_name
+    SERVICE = pb.DESCRIPTOR.services_by_name["SegmentsService"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens = s, s.tokens
@@ -207,11 +223,26 @@ class SegmentsServicer(pbg.SegmentsServicer):
         n = request.n or DEFAULT_PREVIEW
         if not 1 <= n <= MAX_PREVIEW:
             raise InvalidArgument("n", f"must be between 1 and {MAX_PREVIEW}, got {n}")
+        fp = paging.fingerprint(request)
+        as_of = codec.decode_as_of(request)
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        p = call.engine(self.s.engine.preview, request.dataset, seg, n, _fields(request),
-                        codec.decode_as_of(request), call.deadline)
+        if request.page_token:
+            token_as_of, after, offset = paging.decode_token(request.page_token, fp)
+            if as_of is not None and as_of != token_as_of:
+                raise InvalidArgument("as_of", "differs from the first page's instant (leave it unset)")
+            p, nxt = call.engine(paging.later_page, self.s.engine, request.dataset, seg, n, _fields(request),
+                                 token_as_of, after, offset, call.deadline)
+            as_of = token_as_of
+        else:
+            as_of = as_of or _now()
+            p = call.engine(self.s.engine.preview, request.dataset, seg, n, _fields(request), as_of, call.deadline)
+            nxt = (p.rows[-1]["customer_id"], len(p.rows)) if len(p.rows) < p.total and p.rows else None
         call.sent(len(p.rows))
-        return codec.encode_preview(p)
+        out = codec.encode_preview(p)
+        out.as_of.CopyFrom(codec.timestamp(as_of))
+        if nxt is not None:
+            out.next_page_token = paging.encode_token(fp, as_of, *nxt)
+        return out
 
     @rpc("export", stream=True)
     def Materialize(self, request, call):
@@ -229,6 +260,33 @@ class SegmentsServicer(pbg.SegmentsServicer):
             lambda: self.s.engine.materialize(request.dataset, seg, _fields(request),
                                               codec.decode_as_of(request), call.deadline),
             request.format, request.file_name, call, segment_json.dumps(seg))
+
+    @rpc("export", stream=True)
+    def StreamExport(self, request, call):
+        seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
+        fmt = _format(request.format)
+        t0 = time.perf_counter()
+        m = call.engine(self.s.engine.materialize, request.dataset, seg, _fields(request),
+                        codec.decode_as_of(request), call.deadline)
+        meta = provenance(m, segment_json.dumps(seg), request.dataset, f"segments {__version__}")
+        name = f"{request.dataset}-{m.as_of.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.{fmt}"
+        with tempfile.TemporaryDirectory(prefix="segments-export-") as tmp:
+            path = Path(tmp) / name
+            rows = write_table(m.to_arrow(), path, meta)
+            call.sent(rows)
+            if fmt == "csv":  # the sidecar's text, for the caller to keep beside the file
+                meta = {**meta, "sidecar": sidecar_path(path).read_text()}
+            with open(path, "rb") as f:
+                first = pb.StreamExportResponse(file_name=name, media_type=MEDIA_TYPES[fmt], rows=rows,
+                                                metadata=meta, elapsed_ms=(time.perf_counter() - t0) * 1e3)
+                data = f.read(STREAM_BYTES)
+                first.data = data
+                yield first
+                while data:
+                    call.check()
+                    data = f.read(STREAM_BYTES)
+                    if data:
+                        yield pb.StreamExportResponse(data=data)
 
     @rpc("read")
     def Explain(self, request, call):
@@ -251,9 +309,9 @@ def _group(g, now) -> pb.Group:
                     expired=g.expired(now))
 
 
-class CatalogServicer(pbg.CatalogServicer):
+class CatalogServicer(pbg.CatalogServiceServicer):
     """Saved segments and customer groups."""
-    SERVICE = pb.DESCRIPTOR.services_by_name["Catalog"].full_name
+    SERVICE = pb.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens, self.c = s, s.tokens, s.catalog
@@ -264,60 +322,63 @@ class CatalogServicer(pbg.CatalogServicer):
         if seg is None:
             raise InvalidArgument("definition", "required: a segment or segment_json")
         active = request.active if request.HasField("active") else True
-        return _saved(self.c.create_segment(request.dataset, request.name, seg, request.description, active))
+        return pb.CreateSavedSegmentResponse(saved_segment=_saved(
+            self.c.create_segment(request.dataset, request.name, seg, request.description, active)))
 
     @rpc("read")
     def GetSavedSegment(self, request, call):
-        return _saved(self.c.get_segment(request.dataset, request.name))
+        return pb.GetSavedSegmentResponse(saved_segment=_saved(self.c.get_segment(request.dataset, request.name)))
 
     @rpc("read")
     def ListSavedSegments(self, request, call):
-        return pb.SavedSegmentList(segments=[_saved(x) for x in self.c.list_segments(request.dataset)])
+        return pb.ListSavedSegmentsResponse(saved_segments=[_saved(x) for x in self.c.list_segments(request.dataset)])
 
     @rpc("write")
     def UpdateSavedSegment(self, request, call):
-        return _saved(self.c.update_segment(
+        return pb.UpdateSavedSegmentResponse(saved_segment=_saved(self.c.update_segment(
             request.dataset, request.name, codec.decode_definition(request),
             request.description if request.HasField("description") else None,
-            request.active if request.HasField("active") else None))
+            request.active if request.HasField("active") else None)))
 
     @rpc("write")
     def DeleteSavedSegment(self, request, call):
         self.c.delete_segment(request.dataset, request.name)
-        return pb.Deleted()
+        return pb.DeleteSavedSegmentResponse()
 
     @rpc("write")
     def CreateGroup(self, request, call):
         saved = request.saved_segment if request.WhichOneof("definition") == "saved_segment" else None
         seg = codec.decode_definition(request)
         g = call.engine(self.c.create_group, request.dataset, request.name, seg, saved_segment=saved,
-                                as_of=codec.decode_as_of(request), description=request.description,
-                                ttl_days=request.ttl_days if request.HasField("ttl_days") else None,
-                                deadline=call.deadline)
+                        as_of=codec.decode_as_of(request), description=request.description,
+                        ttl_days=request.ttl_days if request.HasField("ttl_days") else None,
+                        deadline=call.deadline)
         out = _group(g, self.c.clock())
         if not call.may("read"):  # a group's size is read data
             out.count = 0
-        return out
+        return pb.CreateGroupResponse(group=out)
 
     @rpc("read")
     def GetGroup(self, request, call):
-        return _group(self.c.get_group(request.dataset, request.name), self.c.clock())
+        return pb.GetGroupResponse(group=_group(self.c.get_group(request.dataset, request.name), self.c.clock()))
 
     @rpc("read")
     def ListGroups(self, request, call):
         now = self.c.clock()
-        return pb.GroupList(groups=[_group(g, now) for g in self.c.list_groups(request.dataset)])
+        return pb.ListGroupsResponse(groups=[_group(g, now) for g in self.c.list_groups(request.dataset)])
 
     @rpc("write")
     def DeleteGroup(self, request, call):
         self.c.delete_group(request.dataset, request.name)
-        return pb.Deleted()
+        return pb.DeleteGroupResponse()
 
     @rpc("export", stream=True)
     def MaterializeGroup(self, request, call):
+        g = self.c.get_group(request.dataset, request.name)
         m = call.engine(self.c.materialize_group, request.dataset, request.name, _fields(request), call.deadline)
+        m.as_of = g.as_of
         call.sent(len(m.customer_ids))
-        yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
+        yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check, pb.MaterializeGroupResponse)
 
     @rpc("export")
     def ExportGroup(self, request, call):
@@ -325,12 +386,12 @@ class CatalogServicer(pbg.CatalogServicer):
         return self.s.export(
             request.dataset,
             lambda: self.c.materialize_group(request.dataset, request.name, _fields(request), call.deadline),
-            request.format, request.file_name, call, g.source, g.as_of)
+            request.format, request.file_name, call, g.source, g.as_of, pb.ExportGroupResponse)
 
 
-class DatasetsServicer(pbg.DatasetsServicer):
+class DatasetsServicer(pbg.DatasetsServiceServicer):
     """Create, ingest, change, compact, inspect, list and delete datasets."""
-    SERVICE = pb.DESCRIPTOR.services_by_name["Datasets"].full_name
+    SERVICE = pb.DESCRIPTOR.services_by_name["DatasetsService"].full_name
 
     def __init__(self, s: Services):
         self.s, self.tokens, self.e = s, s.tokens, s.engine
@@ -341,7 +402,7 @@ class DatasetsServicer(pbg.DatasetsServicer):
             raise InvalidArgument("timezone", "required (an IANA name such as America/New_York)")
         info = self.e.create_dataset(request.name, request.timezone)
         self.s.remove_exports(request.name)   # files left by an earlier dataset of that name
-        return codec.dataset_info(request.name, info)
+        return pb.CreateDatasetResponse(dataset=codec.dataset_info(request.name, info))
 
     @rpc("write")
     def Ingest(self, request, call):
@@ -380,7 +441,7 @@ class DatasetsServicer(pbg.DatasetsServicer):
 
     @rpc("read")
     def GetDatasetInfo(self, request, call):
-        return codec.dataset_info(request.dataset, self.e.info(request.dataset))
+        return pb.GetDatasetInfoResponse(dataset=codec.dataset_info(request.dataset, self.e.info(request.dataset)))
 
     @rpc("admin", dataset=lambda r: None)
     def ListDatasets(self, request, call):
@@ -388,10 +449,10 @@ class DatasetsServicer(pbg.DatasetsServicer):
         if self.tokens is not None:
             g = self.tokens.grant(call.context.invocation_metadata())
             names = [n for n in names if g.covers(n)]
-        return pb.DatasetList(names=names)
+        return pb.ListDatasetsResponse(names=names)
 
     @rpc("admin")
     def DeleteDataset(self, request, call):
         self.e.delete_dataset(request.dataset)
         self.s.remove_exports(request.dataset)
-        return pb.Deleted()
+        return pb.DeleteDatasetResponse()

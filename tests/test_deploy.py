@@ -87,7 +87,7 @@ def test_the_image_entrypoint_serves_with_tokens_and_its_healthcheck_passes(tmp_
         with SegmentsClient(f"127.0.0.1:{port}", token="root-token") as c:
             c.create_dataset("shop", "UTC")
             assert c.list_datasets() == ["shop"]
-        assert '"method": "segments.v1.Datasets/ListDatasets"' in out.text   # access log on stdout
+        assert '"method": "segments.v1.DatasetsService/ListDatasets"' in out.text   # access log on stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, out.rest()

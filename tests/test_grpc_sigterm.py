@@ -14,6 +14,11 @@ from tests.grpc_support import BIG_N, grpc_env, spawn_server, start_server  # no
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _ids(chunk) -> np.ndarray:
+    from segments.client.client import chunk_table
+    return chunk_table(chunk).column("customer_id").to_numpy()
+
+
 def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
     from segments.client.client import SegmentsClient
 
@@ -23,7 +28,7 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
         with SegmentsClient(f"127.0.0.1:{port}", timeout=30) as c:
             want = grpc_env.engine.materialize("big", _all()).customer_ids
             stream = c.iter_materialize("big", _all(), ["email"])
-            got = [np.frombuffer(next(stream).customer_ids, "<i8")]   # the call is now in flight
+            got = [_ids(next(stream))]   # the call is now in flight
             proc.send_signal(signal.SIGTERM)
             out.wait_for("shutting down", timeout=30)  # printed once new calls are refused
             assert proc.poll() is None, "the server quit with a call in flight"
@@ -33,7 +38,7 @@ def test_sigterm_drains_the_call_in_flight_then_exits(grpc_env):
                     raise AssertionError("a new call was accepted while draining")
                 except grpc.RpcError as e:
                     assert e.code() == grpc.StatusCode.UNAVAILABLE
-            got += [np.frombuffer(ch.customer_ids, "<i8") for ch in stream]
+            got += [_ids(ch) for ch in stream]
         assert np.array_equal(np.concatenate(got), want) and len(want) == BIG_N
         assert proc.wait(timeout=30) == 0, out.rest()
         assert "stopped" in out.rest()

@@ -35,7 +35,7 @@ def observed(grpc_env):
     server, port = build_server(grpc_env.engine, 0, export_dir=grpc_env.export_dir, observer=Observer(log, metrics))
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield pbg.SegmentsStub(channel), buf, mport
+    yield pbg.SegmentsServiceStub(channel), buf, mport
     channel.close()
     stop(server, 0)
     httpd.shutdown()
@@ -64,7 +64,7 @@ def test_request_id_goes_back_in_trailing_metadata_and_into_the_access_log(obser
     resp, call = stub.Count.with_call(req, metadata=(("x-request-id", "req-abc-123"),), timeout=30)
     assert ("x-request-id", "req-abc-123") in tuple(call.trailing_metadata())
     line = [x for x in _lines(buf) if x["request_id"] == "req-abc-123"][-1]
-    assert line["method"] == "segments.v1.Segments/Count" and line["dataset"] == "shop"
+    assert line["method"] == "segments.v1.SegmentsService/Count" and line["dataset"] == "shop"
     assert line["status"] == "OK" and 0 < line["engine_ms"] <= line["total_ms"]
     assert resp.count > 0
 
@@ -91,7 +91,7 @@ def test_errors_are_logged_with_their_code_and_keep_the_request_id(observed):
     line = [x for x in _lines(buf) if x["request_id"] == "bad-1"][-1]
     assert line["status"] == "INVALID_ARGUMENT" and "between" in line["message"]
     text = _scrape(mport)
-    assert _value(text, 'segments_rpc_errors_total{code="INVALID_ARGUMENT",method="segments.v1.Segments/Count"}') >= 1
+    assert _value(text, 'segments_rpc_errors_total{code="INVALID_ARGUMENT",method="segments.v1.SegmentsService/Count"}') >= 1
 
 
 def test_metrics_count_calls_latency_engine_time_and_rows(observed, grpc_env):
@@ -104,14 +104,14 @@ def test_metrics_count_calls_latency_engine_time_and_rows(observed, grpc_env):
     total = chunks[0].total
     stub.Preview(pb.PreviewRequest(dataset="shop", source=src, n=7), timeout=30)
     text = _scrape(mport)
-    count_ok = 'segments_rpc_calls_total{code="OK",method="segments.v1.Segments/Count"}'
+    count_ok = 'segments_rpc_calls_total{code="OK",method="segments.v1.SegmentsService/Count"}'
     assert _value(text, count_ok) - _value(before, count_ok) == 3
-    hist = 'segments_rpc_duration_seconds_count{method="segments.v1.Segments/Count"}'
+    hist = 'segments_rpc_duration_seconds_count{method="segments.v1.SegmentsService/Count"}'
     assert _value(text, hist) - _value(before, hist) == 3
-    assert _value(text, 'segments_engine_duration_seconds_count{method="segments.v1.Segments/Count"}') >= 3
-    rows = 'segments_rows_materialized_total{method="segments.v1.Segments/Materialize"}'
+    assert _value(text, 'segments_engine_duration_seconds_count{method="segments.v1.SegmentsService/Count"}') >= 3
+    rows = 'segments_rows_materialized_total{method="segments.v1.SegmentsService/Materialize"}'
     assert _value(text, rows) - _value(before, rows) == total > 0
-    prev = 'segments_rows_materialized_total{method="segments.v1.Segments/Preview"}'
+    prev = 'segments_rows_materialized_total{method="segments.v1.SegmentsService/Preview"}'
     assert _value(text, prev) - _value(before, prev) == 7
     assert _value(text, "segments_open_datasets") >= 1
     assert 'segments_live_sequence{dataset="shop"}' in text
@@ -161,7 +161,7 @@ def test_spans_per_call_with_the_callers_trace_and_the_status(grpc_env):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            stub = pbg.SegmentsStub(ch)
+            stub = pbg.SegmentsServiceStub(ch)
             md = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"), ("x-request-id", "traced-1"))
             stub.Count(pb.CountRequest(dataset="shop", source=pb.SegmentSource(segment_json=MEMBERS)),
                        metadata=md, timeout=30)
@@ -170,7 +170,7 @@ def test_spans_per_call_with_the_callers_trace_and_the_status(grpc_env):
     finally:
         stop(server, 0)
     spans = exporter.get_finished_spans()
-    calls = [s for s in spans if s.name == "segments.v1.Segments/Count"]
+    calls = [s for s in spans if s.name == "segments.v1.SegmentsService/Count"]
     assert len(calls) == 2
     ok = [s for s in calls if s.attributes.get("segments.request_id") == "traced-1"][0]
     assert format(ok.context.trace_id, "032x") == trace_id and ok.parent.span_id == 0x00f067aa0ba902b7
