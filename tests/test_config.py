@@ -197,3 +197,9 @@ def test_a_config_file_runs_the_server(grpc_env, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_the_operators_page_names_every_setting():
+    text = (REPO / "docs" / "operations.md").read_text()
+    missing = [o.flag for o in SERVE_OPTIONS if f"`{o.flag}`" not in text or f"`{o.env}`" not in text]
+    assert not missing, f"docs/operations.md does not name: {missing}"
