@@ -51,6 +51,58 @@ def start(data: str, args: list, log_dir: Path) -> tuple:
     raise RuntimeError("the server did not become ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid] + [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == pid]
+    for q in pids:
+        try:
+            fields = Path(f"/proc/{q}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def _ppid(p: Path) -> int:
+    try:
+        return int(Path(p, "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def observer_overhead_us(n: int = 20_000) -> dict:
+    """Microseconds one call's record costs the server (start + engine timing + finish) with
+    the access log (to a file) and metrics on, and with both off: measured in this process."""
+    from segments.server.observe import Metrics, Observer, access_logger
+
+    class Context:
+        def invocation_metadata(self):
+            return (("x-request-id", "bench-1"),)
+
+        def peer(self):
+            return "ipv4:127.0.0.1:5000"
+
+        def set_trailing_metadata(self, md):
+            pass
+
+    import grpc
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, obs in (("off", Observer()),
+                          ("on", Observer(access_logger(str(Path(tmp) / "access.log")), Metrics()))):
+            ctx = Context()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                rec = obs.start("segments.v1.SegmentsService/Count", "bench", ctx)
+                obs.engine(rec, int)
+                obs.finish(rec, grpc.StatusCode.OK)
+            out[mode] = round((time.perf_counter() - t0) / n * 1e6, 2)
+    out["added_us"] = round(out["on"] - out["off"], 2)
+    return out
+
+
 def stop(proc) -> None:
     proc.terminate()
     try:
@@ -125,19 +177,31 @@ def main(argv=None) -> None:
             try:
                 target = f"127.0.0.1:{port}"
                 r = {"ready_s": round(ready_s, 2), "first_calls": first_calls(target, c.dataset, segs, suite.AS_OF)}
+                cpu0 = cpu_seconds(proc.pid)
                 r["load"] = run_load(target, c.dataset, [segs[n] for n in CHEAP], suite.AS_OF, a.clients, a.calls,
                                      "count", a.seconds, warm_up=True)
+                done = r["load"]["calls_done"] + len(CHEAP)   # the load's warm-up calls count too
+                r["server_cpu_ms_per_call"] = round((cpu_seconds(proc.pid) - cpu0) * 1000 / max(done, 1), 3)
                 if mode == "on":
                     lines = (tmp / "access.log").read_text().splitlines()
                     r["access_log_lines"] = len(lines)
             finally:
                 stop(proc)
-            report[mode] = r
+            report.setdefault("runs", []).append({"mode": mode, **r})
             print(mode, json.dumps(r), flush=True)
-    if "on" in report and "off" in report:
-        on, off = report["on"]["load"]["throughput_per_s"], report["off"]["load"]["throughput_per_s"]
-        report["observability_cost_pct"] = round(100 * (off - on) / off, 1)
-        print(f"observability cost: {report['observability_cost_pct']} % of count throughput")
+    runs = report.get("runs", [])
+    by = {m: [r for r in runs if r["mode"] == m] for m in ("off", "on")}
+    if by["off"] and by["on"]:
+        mean = lambda rs, f: sum(f(r) for r in rs) / len(rs)  # noqa: E731
+        tput = {m: mean(rs, lambda r: r["load"]["throughput_per_s"]) for m, rs in by.items()}
+        cpu = {m: mean(rs, lambda r: r["server_cpu_ms_per_call"]) for m, rs in by.items()}
+        report["observability"] = {
+            "throughput_per_s": {m: round(v, 1) for m, v in tput.items()},
+            "throughput_cost_pct": round(100 * (tput["off"] - tput["on"]) / tput["off"], 1),
+            "server_cpu_ms_per_call": {m: round(v, 3) for m, v in cpu.items()},
+            "cpu_cost_pct": round(100 * (cpu["on"] - cpu["off"]) / cpu["off"], 1),
+            "record_us": observer_overhead_us()}
+        print("observability:", json.dumps(report["observability"]))
     if a.out:
         Path(a.out).write_text(json.dumps(report, indent=1))
 
