@@ -65,6 +65,13 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def _self_cpu() -> float:
+    """CPU seconds of this process (the load generator) alone."""
+    import resource
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
 def _ppid(p: Path) -> int:
     try:
         return int(Path(p, "stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -177,11 +184,12 @@ def main(argv=None) -> None:
             try:
                 target = f"127.0.0.1:{port}"
                 r = {"ready_s": round(ready_s, 2), "first_calls": first_calls(target, c.dataset, segs, suite.AS_OF)}
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, mine0 = cpu_seconds(proc.pid), _self_cpu()
                 r["load"] = run_load(target, c.dataset, [segs[n] for n in CHEAP], suite.AS_OF, a.clients, a.calls,
                                      "count", a.seconds, warm_up=True)
                 done = r["load"]["calls_done"] + len(CHEAP)   # the load's warm-up calls count too
                 r["server_cpu_ms_per_call"] = round((cpu_seconds(proc.pid) - cpu0) * 1000 / max(done, 1), 3)
+                r["client_cpu_ms_per_call"] = round((_self_cpu() - mine0) * 1000 / max(done, 1), 3)
                 if mode == "on":
                     lines = (tmp / "access.log").read_text().splitlines()
                     r["access_log_lines"] = len(lines)
