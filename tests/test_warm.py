@@ -78,7 +78,7 @@ def _health(port: int) -> dict:
 
 
 def test_serve_is_not_serving_until_warm_then_serving_for_every_service(grpc_env):
-    proc, out = spawn_server(grpc_env.root, "--port", "0")
+    proc, out = spawn_server(grpc_env.root, "--port", "0", "--warm", "all")
     try:
         port = int(out.wait_for(r"listening on \S+:(\d+)")[0])
         early = _health(port)
