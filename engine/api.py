@@ -186,8 +186,8 @@ class Engine:
              cancelled: Callable[[], bool] = lambda: False) -> dict:
         """Pay before the first call what a process's first evaluations cost: run the
         warm-up segments (engine.evaluation.warm) as count, preview with every field,
-        materialize and explain, on a tiny synthetic dataset with live changes (kernels and
-        typed-List methods, process-wide) and on each dataset of `names` (default: every
+        materialize and explain, on a tiny synthetic dataset with live changes (the kernels,
+        process-wide) and on each dataset of `names` (default: every
         dataset; their arrays, bitmaps, profile and text columns). Stops between
         evaluations once cancelled() is true. Returns seconds per step."""
         log = log or (lambda message: None)
