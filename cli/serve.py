@@ -230,7 +230,10 @@ def _serve(cfg) -> int:
     warming = threading.Thread(target=warm_then_serve, name="warm-up", daemon=True)
     warming.start()
 
-    while not done.wait(3600):
+    # A short wait, not a long one: a signal that lands on another thread (gRPC's, the
+    # warm-up's) leaves the main thread asleep until its wait ends, and Python runs signal
+    # handlers only on the main thread; with waits of an hour SIGTERM could go unseen.
+    while not done.wait(0.5):
         pass
     notify_systemd("STOPPING=1")
     stopped = begin_stop(server, cfg.grace)  # new calls are refused from here on

@@ -87,7 +87,9 @@ def test_errors_are_logged_with_their_code_and_keep_the_request_id(observed):
     with pytest.raises(grpc.RpcError) as e:
         stub.Count(req, metadata=(("x-request-id", "bad-1"),), timeout=30)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert dict(e.value.trailing_metadata())["x-request-id"] == "bad-1"
+    trailer = dict(e.value.trailing_metadata())
+    assert trailer["x-request-id"] == "bad-1"
+    assert "grpc-status-details-bin" in trailer   # the error's details survive beside the id
     line = [x for x in _lines(buf) if x["request_id"] == "bad-1"][-1]
     assert line["status"] == "INVALID_ARGUMENT" and "between" in line["message"]
     text = _scrape(mport)
