@@ -11,6 +11,8 @@ from pathlib import Path
 
 from segments.engine.errors import EngineError, InvalidArgument
 
+from .config import ConfigError
+
 DEBUG_ENV = "SEGMENTS_DEBUG"   # set to 1 to see the traceback of an unexpected error
 MAX_ERROR_CHARS = 2000
 
@@ -337,11 +339,8 @@ def main(argv=None) -> int:
     except EngineError as e:
         say_error(e)
         return 2
-    except ValueError as e:  # a config file or variable that cannot be used
-        from .config import ConfigError
-        if not isinstance(e, ConfigError):
-            raise
-        print(f"error: {e}", file=sys.stderr)
+    except ConfigError as e:  # a config file or variable that cannot be used
+        say_error(e)
         return 2
     except KeyboardInterrupt:
         return 130
