@@ -7,7 +7,7 @@ SCALE ?= S
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench proto serve clean
+.PHONY: all setup demo test bench proto serve client-dist clean
 
 all: test
 
@@ -36,6 +36,11 @@ proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Ibuild/proto --python_out=build/proto --pyi_out=build/proto \
 		--grpc_python_out=build/proto build/proto/segments/proto/segments.proto
 	cp build/proto/segments/proto/segments_pb2*.py* proto/
+
+# The Python client alone (grpcio, protobuf, numpy, pyarrow; none of the engine's
+# dependencies): a wheel in build/dist built from clients/python/pyproject.toml.
+client-dist: $(STAMP)
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w build/dist clients/python
 
 serve: $(STAMP)
 	$(VENV)/bin/segments --data $(DATA) serve --port $(PORT)

@@ -32,7 +32,7 @@ def grpc_layer() -> Optional[str]:
     import importlib
 
     try:
-        for module, name in (("server.app", "build_server"), ("client.client", "SegmentsClient")):
+        for module, name in (("segments.server.app", "build_server"), ("segments.client.client", "SegmentsClient")):
             getattr(importlib.import_module(module), name)
     except Exception as e:  # noqa: BLE001 - any failure means: skip, and say why
         return f"{UNAVAILABLE} ({type(e).__name__}: {e})"

@@ -3,7 +3,8 @@
 
 Files (.csv or .parquet) are read and checked by the bulk loader's reader, so their errors
 name the file, row and column as an ingest does; every file given forms one atomic batch.
-Both commands run on the local data directory, or through a server with --server/--token,
+Both commands run on the local data directory, or through a server with --server (token: --token-file
+or $SEGMENTS_TOKEN),
 and print the engine's answer as JSON.
 """
 from __future__ import annotations
@@ -31,8 +32,8 @@ def add_parsers(sub) -> None:
 
 
 def _add_remote_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", help="host:port of a segments server (default: the local data directory)")
-    p.add_argument("--token", help="bearer token for --server")
+    from .main import add_server_args
+    add_server_args(p)
 
 
 def _delete_ids(text) -> list:
@@ -72,8 +73,8 @@ def _run(args, body) -> int:
     if args.server:
         from .remote import remote_call
         return remote_call(args, body)
-    from segments.engine.api import Engine
-    eng = Engine(args.data)
+    from .main import _engine
+    eng = _engine(args)
     try:
         return body(eng)
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from segments.engine.errors import EngineError, InvalidArgument
 
+from .config import ConfigError
+
 DEBUG_ENV = "SEGMENTS_DEBUG"   # set to 1 to see the traceback of an unexpected error
 MAX_ERROR_CHARS = 2000
 
@@ -19,13 +21,37 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--segment", required=True, help="segment definition file (JSON, see docs/segments.md)")
     p.add_argument("--as-of", help="ISO-8601 instant with offset or Z (default: now)")
+    add_server_args(p)
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    """--server and the ways to give its bearer token (never required on the command line)."""
     p.add_argument("--server", help="host:port of a segments server (default: evaluate locally)")
-    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--token-file", help="file holding the bearer token for --server (default: $SEGMENTS_TOKEN)")
+    p.add_argument("--token", help="bearer token for --server (visible to other users in ps: prefer "
+                                   "--token-file or $SEGMENTS_TOKEN)")
+
+
+def bearer_token(args):
+    """The token for --server: --token-file, then --token, then $SEGMENTS_TOKEN (None: none)."""
+    import os
+
+    from segments.engine.errors import InvalidArgument
+    if getattr(args, "token_file", None):
+        try:
+            return Path(args.token_file).read_text().strip() or None
+        except OSError as e:
+            raise InvalidArgument("--token-file", f"cannot read {args.token_file}: {e.strerror}") from None
+    return getattr(args, "token", None) or os.environ.get("SEGMENTS_TOKEN") or None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from segments import __version__
+
     ap = argparse.ArgumentParser(prog="segments", description="Customer-segmentation engine")
-    ap.add_argument("--data", help="data directory (default: $SEGMENTS_DATA or ./data)")
+    ap.add_argument("--version", action="version", version=f"segments {__version__}")
+    ap.add_argument("--data", help="data directory (default: $SEGMENTS_DATA, the config file's data, or ./data)")
+    ap.add_argument("--config", help="TOML config file (default: $SEGMENTS_CONFIG; see docs/operations.md)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     ds = sub.add_parser("dataset", help="create, delete or list datasets")
@@ -69,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "materialize":
             p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
             p.add_argument("--fields", default="", help="comma-separated profile fields")
+    w = sub.add_parser("warm", help="compile and load the kernels once (e.g. into NUMBA_CACHE_DIR at "
+                                    "image build), optionally warm datasets, and print the times")
+    w.add_argument("--dataset", action="append", default=[], help="also warm this dataset (repeatable)")
+    h = sub.add_parser("health", help="exit 0 when a server reports SERVING on gRPC health, else 1")
+    h.add_argument("--server", default="127.0.0.1:50051", help="host:port (default: 127.0.0.1:50051)")
+    h.add_argument("--service", default="", help="a service name (default: the whole server)")
+    h.add_argument("--timeout", type=float, default=5.0)
+    h.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
     from .changes import add_parsers as add_change_parsers
     add_change_parsers(sub)
     from .serve import add_parser as add_serve_parser
@@ -76,9 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _engine(args):
+def _engine(args, create: bool = False):
+    """The Engine of the data folder; a folder that does not exist is an error unless the
+    command creates data (`dataset create`)."""
     from segments.engine.api import Engine
-    return Engine(args.data)
+    from .config import ConfigError, check_data_folder, data_dir
+    from segments.engine.errors import NotFound
+    try:
+        return Engine(check_data_folder(data_dir(args), create))
+    except ConfigError as e:
+        raise NotFound("--data", str(e)) from None
 
 
 def _segment(args):
@@ -150,14 +191,16 @@ def run_eval(args, eng, seg, as_of) -> int:
     else:
         t0 = time.perf_counter()
         m = eng.materialize(args.dataset, seg, _fields(args), as_of)
-        from segments.engine.evaluation.exporter import write_table
-        write_table(m.to_arrow(), args.out)
+        from segments import __version__
+        from segments.engine.evaluation.exporter import provenance, write_table
+        from segments.engine.model.segment_json import dumps
+        write_table(m.to_arrow(), args.out, provenance(m, dumps(seg), args.dataset, f"segments {__version__}"))
         print(f"wrote {len(m.customer_ids)} rows to {args.out} in {time.perf_counter() - t0:.2f} s")
     return 0
 
 
 def cmd_dataset(args) -> int:
-    eng = _engine(args)
+    eng = _engine(args, create=args.action == "create")
     if args.action == "create":
         info = eng.create_dataset(args.name, args.timezone, args.shard_bits)
         print(f"created dataset {info['name']} ({info['timezone']})")
@@ -212,6 +255,39 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_warm(args) -> int:
+    import tempfile
+
+    from segments.engine.api import Engine
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="segments-warm-") as scratch:
+        # without --dataset no data folder is needed (an image build has none yet)
+        eng = _engine(args) if args.dataset else Engine(scratch)
+        timings = eng.warm(args.dataset, synthetic=True)
+        eng.close()
+    print(f"warmed in {time.perf_counter() - t0:.1f} s: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    return 0
+
+
+def cmd_health(args) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = (grpc.secure_channel(args.server, grpc.ssl_channel_credentials()) if args.tls
+               else grpc.insecure_channel(args.server))
+    with channel:
+        try:
+            r = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+        except grpc.RpcError as e:
+            print(f"{args.server}: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+    print(f"{args.server}{' ' + args.service if args.service else ''}: {status}")
+    return 0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def cmd_serve(args) -> int:
     from .serve import run
     return run(args)
@@ -229,7 +305,7 @@ def cmd_compact(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain": cmd_eval, "materialize": cmd_eval,
             "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate,
-            "change": cmd_change, "compact": cmd_compact}
+            "change": cmd_change, "compact": cmd_compact, "warm": cmd_warm, "health": cmd_health}
 
 
 def say_error(text: str) -> None:
@@ -261,6 +337,9 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.cmd](args)
     except EngineError as e:
+        say_error(e)
+        return 2
+    except ConfigError as e:  # a config file or variable that cannot be used
         say_error(e)
         return 2
     except KeyboardInterrupt:

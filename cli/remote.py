@@ -1,4 +1,4 @@
-"""Commands through a server (`--server host:port --token T`).
+"""Commands through a server (`--server host:port`, the token from --token-file or $SEGMENTS_TOKEN).
 
 The client's methods take the Engine's arguments and return its result types, so the local
 command body runs unchanged against a SegmentsClient.
@@ -13,7 +13,9 @@ def remote_call(args, body) -> int:
 
     from segments.client.client import SegmentsClient
 
-    with SegmentsClient(args.server, token=args.token) as client:
+    from .main import bearer_token
+
+    with SegmentsClient(args.server, token=bearer_token(args)) as client:
         try:
             return body(client)
         except grpc.RpcError as e:

@@ -1,38 +1,33 @@
-"""`segments --data DIR serve --port N [--tokens FILE] [--tls-cert F --tls-key F]`.
+"""`segments [--config FILE] --data DIR serve [--port N] [--tokens FILE] [--tls-cert F --tls-key F] ...`.
 
-Runs the gRPC server until SIGTERM or SIGINT, then drains: health turns NOT_SERVING, new
-calls are refused and calls in flight get --grace seconds to finish.
+Settings come from flags, SEGMENTS_* variables and a TOML file (cli/config.py). The server
+binds, reports NOT_SERVING on gRPC health while it warms up (Engine.warm), then SERVING
+(and READY=1 to systemd when NOTIFY_SOCKET is set). It runs until SIGTERM or SIGINT, then
+drains: health turns NOT_SERVING, new calls are refused and calls in flight get --grace
+seconds to finish.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
 
+from .config import ConfigError, add_serve_options, check_data_folder, resolve_serve
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register the `serve` subcommand on an argparse subparsers object."""
-    p = sub.add_parser("serve", help="serve the datasets over gRPC")
-    p.add_argument("--port", type=int, default=50051, help="TCP port (0: any free port)")
-    p.add_argument("--host", help="address to bind (default: [::] with --tokens, else 127.0.0.1)")
-    p.add_argument("--tokens", help="tokens file (JSON or .toml): token -> {datasets, roles}")
-    p.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
-    p.add_argument("--tls-key", help="PEM private key (with --tls-cert)")
-    p.add_argument("--export-dir", help="folder for exports (default: DATA/_exports)")
-    p.add_argument("--ingest-root", help="folder Ingest calls read from: dataset D's files under "
-                                         "INGEST_ROOT/D/ only (default: Ingest refused)")
-    p.add_argument("--default-deadline", type=float, metavar="SECONDS",
-                   help="longest a call may run when its caller sets no shorter deadline (default: none)")
-    p.add_argument("--workers", type=int, help="thread pool size (default: sized for the machine)")
-    p.add_argument("--group-ttl-days", type=int, default=180, help="default expiry of customer groups")
-    p.add_argument("--chunk-ids", type=int, default=65_536, help="customer ids per materialize chunk")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds calls in flight get on shutdown")
-    p.add_argument("--processes", type=int, default=1,
-                   help="server processes sharing the port (SO_REUSEPORT; needs a fixed --port)")
+    p = sub.add_parser("serve", help="serve the datasets over gRPC",
+                       description="Every flag is also a SEGMENTS_* variable and a key of the config "
+                                   "file's [serve] table; see docs/operations.md.")
+    add_serve_options(p)
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
     return p
 
 
@@ -45,22 +40,38 @@ def say(message: str, stream=None) -> None:
     stream.flush()
 
 
-def run_processes(args) -> int:
+def notify_systemd(state: str) -> None:
+    """sd_notify(3): send `state` (e.g. "READY=1") to $NOTIFY_SOCKET when systemd set one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(state.encode(), address)
+    except OSError as e:
+        logging.getLogger("segments.server").warning("could not notify systemd at %s: %s", address, e)
+
+
+def run_processes(cfg) -> int:
     """Start --processes children serving the same port; relay SIGTERM/SIGINT; wait.
     The parent imports no gRPC (a forked gRPC runtime is unsafe): children are new
-    interpreters."""
+    interpreters with the same command line and environment, so they resolve the same
+    settings; child i serves metrics on --metrics-port + i."""
     import subprocess
 
-    if args.port == 0:
+    if cfg.port == 0:
         say("error: --processes needs a fixed --port", sys.stderr)
         return 2
     argv = [a for a in sys.argv[1:] if not a.startswith("--processes")]
     if "--processes" in sys.argv:  # "--processes N" as two words
         i = sys.argv.index("--processes")
         argv = sys.argv[1:i] + sys.argv[i + 2:]
+    env = {**os.environ, "SEGMENTS_PROCESSES": "1"}
     cmd = [sys.executable, "-m", "segments.cli.main"] + argv + ["--reuse-port"]
-    children = [subprocess.Popen(cmd) for _ in range(args.processes)]
-    say(f"started {len(children)} server processes on port {args.port} (pids "
+    children = [subprocess.Popen(cmd + ["--process-index", str(k)], env=env) for k in range(cfg.processes)]
+    say(f"started {len(children)} server processes on port {cfg.port} (pids "
         f"{', '.join(str(c.pid) for c in children)})")
 
     def relay(sig, _frame):
@@ -82,56 +93,153 @@ def run_processes(args) -> int:
     return max(c.returncode for c in children)
 
 
-def run(args) -> int:
-    """Serve until a termination signal; 0 after a clean drain, 2 on a configuration error."""
-    from segments.engine.api import Engine
-    from segments.engine.catalog.catalog import Catalog
-    from segments.server.app import begin_stop, build_server, default_workers
+def load_tokens(cfg):
+    """The Tokens of --tokens / SEGMENTS_TOKENS (a file) or SEGMENTS_TOKENS_JSON (the table), or None."""
+    import json
+
     from segments.server.auth import Tokens
 
-    if args.processes > 1:
-        return run_processes(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        say("error: --tls-cert and --tls-key go together", sys.stderr)
-        return 2
+    if cfg.tokens and cfg.tokens_json:
+        raise ConfigError("give tokens either as a file (--tokens / SEGMENTS_TOKENS) or as SEGMENTS_TOKENS_JSON, "
+                          "not both")
+    if cfg.tokens:
+        try:
+            return Tokens.load(cfg.tokens)
+        except OSError as e:
+            raise ConfigError(f"tokens file {cfg.tokens}: {e.strerror}") from None
+    if cfg.tokens_json:
+        try:
+            return Tokens(json.loads(cfg.tokens_json))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"SEGMENTS_TOKENS_JSON: not valid JSON: {e}") from None
+    return None
+
+
+def warm_targets(spec: str):
+    """(synthetic, dataset names or None for all) of --warm."""
+    spec = (spec or "").strip()
+    if spec in ("none", "off"):
+        return False, []
+    if spec == "synthetic":
+        return True, []
+    if spec in ("all", ""):
+        return True, None
+    return True, [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def run(args) -> int:
+    """Serve until a termination signal; 0 after a clean drain, 2 on a configuration error."""
     try:
-        tokens = Tokens.load(args.tokens) if args.tokens else None
-        tls = None
-        if args.tls_cert:
-            with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
-                tls = (c.read(), k.read())
-    except (OSError, ValueError) as e:
+        cfg = resolve_serve(args)
+    except ConfigError as e:
         say(f"error: {e}", sys.stderr)
         return 2
-    if args.chunk_ids < 1 or args.group_ttl_days < 1:
-        say("error: --chunk-ids and --group-ttl-days must be >= 1", sys.stderr)
+    if cfg.processes > 1:
+        return run_processes(cfg)
+    logging.basicConfig(level=getattr(logging, str(cfg.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _serve(cfg)
+    except ConfigError as e:
+        say(f"error: {e}", sys.stderr)
         return 2
 
-    engine = Engine(args.data)
-    workers = args.workers or default_workers()
+
+def _serve(cfg) -> int:
+    from segments.engine.api import Engine
+    from segments.engine.catalog.catalog import Catalog
+    from segments.server.app import begin_stop, build_server, default_workers, exposure, set_serving
+    from segments.server.observe import Metrics, Observer, access_logger
+
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if cfg.chunk_ids < 1 or cfg.group_ttl_days < 1:
+        raise ConfigError("--chunk-ids and --group-ttl-days must be >= 1")
     try:
-        server, port = build_server(engine, args.port, tokens, args.export_dir, workers, args.host, tls,
-                                    Catalog(engine, args.group_ttl_days), args.chunk_ids,
-                                    reuse_port=args.reuse_port, ingest_root=args.ingest_root,
-                                    default_deadline=args.default_deadline)
+        tokens = load_tokens(cfg)
+        tls = None
+        if cfg.tls_cert:
+            with open(cfg.tls_cert, "rb") as c, open(cfg.tls_key, "rb") as k:
+                tls = (c.read(), k.read())
+        host, warnings = exposure(cfg.host, tokens, tls is not None, cfg.allow_unauthenticated)
     except (OSError, ValueError) as e:
-        say(f"error: {e}", sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
+    data = check_data_folder(cfg.data, cfg.create_data)
+    tracer = None
+    if cfg.tracing != "off":
+        from segments.server.tracing import make_tracer
+        try:
+            tracer = make_tracer(cfg.tracing)
+        except (ImportError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+
+    engine = Engine(data)
+    ready = threading.Event()
+    metrics = None
+    if cfg.metrics_port is not None:
+        try:
+            metrics = Metrics(engine, ready.is_set)
+            _, metrics_port = metrics.serve(cfg.metrics_port + cfg.process_index if cfg.metrics_port else 0,
+                                            cfg.metrics_host)
+        except ImportError:
+            raise ConfigError("--metrics-port needs prometheus-client (pip install prometheus-client)") from None
+        except OSError as e:
+            raise ConfigError(f"metrics endpoint {cfg.metrics_host}:{cfg.metrics_port}: {e.strerror}") from None
+    try:
+        observer = Observer(access_logger(cfg.access_log), metrics, tracer)
+    except OSError as e:
+        raise ConfigError(f"access log {cfg.access_log}: {e.strerror}") from None
+    workers = cfg.workers or default_workers()
+    try:
+        server, port = build_server(engine, cfg.port, tokens, cfg.export_dir, workers, host, tls,
+                                    Catalog(engine, cfg.group_ttl_days), cfg.chunk_ids,
+                                    reuse_port=cfg.reuse_port, ingest_root=cfg.ingest_root,
+                                    default_deadline=cfg.default_deadline, serving=False, observer=observer,
+                                    allow_unauthenticated=cfg.allow_unauthenticated)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     server.start()
-    host = args.host or ("[::]" if tokens else "127.0.0.1")
+    for w in warnings:
+        say(w, sys.stderr)
     if tokens is None:
-        say("no --tokens file: anyone who can connect may do anything, so listening on localhost only")
-    say(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads)")
-    while not done.wait(3600):
+        say(f"no tokens: anyone who can connect may do anything; listening on {host} "
+            f"({'this machine only' if not cfg.allow_unauthenticated else 'as asked, beyond this machine'})")
+    if metrics is not None:
+        say(f"metrics on http://{cfg.metrics_host}:{metrics_port}/metrics")
+    say(f"listening on {host}:{port}; health NOT_SERVING while warming up (--warm {cfg.warm})")
+
+    def warm_then_serve():
+        t0 = time.perf_counter()
+        synthetic, names = warm_targets(cfg.warm)
+        try:
+            engine.warm(names, synthetic=synthetic, log=logging.getLogger("segments.server").info,
+                        cancelled=done.is_set)
+        except Exception:  # noqa: BLE001 - a failed warm-up must not keep the server unready
+            logging.getLogger("segments.server").exception("warm-up failed; serving cold")
+        if done.is_set():
+            return
+        set_serving(server, True)
+        ready.set()
+        say(f"serving {engine.root} on {host}:{port} ({'TLS' if tls else 'plaintext'}, {workers} threads; "
+            f"ready after {time.perf_counter() - t0:.1f} s warm-up)")
+        notify_systemd("READY=1")
+    warming = threading.Thread(target=warm_then_serve, name="warm-up", daemon=True)
+    warming.start()
+
+    # A short wait, not a long one: a signal that lands on another thread (gRPC's, the
+    # warm-up's) leaves the main thread asleep until its wait ends, and Python runs signal
+    # handlers only on the main thread; with waits of an hour SIGTERM could go unseen.
+    while not done.wait(0.5):
         pass
-    stopped = begin_stop(server, args.grace)  # new calls are refused from here on
+    notify_systemd("STOPPING=1")
+    stopped = begin_stop(server, cfg.grace)  # new calls are refused from here on
     say("shutting down: draining calls in flight")
     stopped.wait()
+    warming.join()  # it stops at its next evaluation; the engine's files must outlive it
     engine.close()
     say("stopped")
     return 0

@@ -9,7 +9,8 @@ proto Segment; or pass saved="name" to use a saved segment. Evaluation results a
 engine's own result types (engine.results), and the evaluation methods take the Engine's
 positional arguments, so local and remote answers are interchangeable and compare equal.
 Every call has a deadline (the client's timeout unless given) and is retried with backoff
-on UNAVAILABLE, except a change batch without a batch_id (a retry could apply it twice);
+on UNAVAILABLE by the policy of proto/service_config.json (the one every language loads),
+and so is a change batch with a batch_id, never one without (a retry could apply it twice);
 errors surface as client.errors.ServerError, a grpc.RpcError with the server's code and
 message and its machine-readable details decoded (field violations, ErrorInfo reason).
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
-from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
+from segments.engine.results import CountResult, ExplainNode, Materialized, Preview, rank_values_of
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 from segments.server import changes, codec
@@ -40,6 +41,22 @@ from segments.server import changes, codec
 from .errors import ServerError
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def service_config() -> dict:
+    """proto/service_config.json: the retry policy shipped beside the contract."""
+    import importlib.resources
+    return json.loads(importlib.resources.files("segments.proto").joinpath("service_config.json").read_text())
+
+
+def _retry_policy() -> dict:
+    policy = service_config()["methodConfig"][0]["retryPolicy"]
+    seconds = lambda text: float(text.rstrip("s"))  # noqa: E731
+    return {"attempts": int(policy["maxAttempts"]), "initial": seconds(policy["initialBackoff"]),
+            "max": seconds(policy["maxBackoff"]), "multiplier": float(policy["backoffMultiplier"])}
+
+
+RETRY = _retry_policy()
 
 
 def _source(segment=None, saved: Optional[str] = None) -> pb.SegmentSource:
@@ -73,6 +90,31 @@ def _timestamp(as_of):
     return codec.timestamp(as_of)
 
 
+def chunk_table(chunk):
+    """The pyarrow Table of one materialize chunk: customer_id, the fields, rank_value."""
+    import pyarrow as pa
+    return pa.ipc.open_stream(chunk.arrow_ipc).read_all()
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retry `attempt` + 1: the service config's exponential backoff, jittered."""
+    return min(RETRY["initial"] * RETRY["multiplier"] ** attempt, RETRY["max"]) * (0.5 + random.random())
+
+
+def _export_format(name: str) -> int:
+    try:
+        return pb.ExportFormat.Value("EXPORT_FORMAT_" + name.upper())
+    except ValueError:
+        raise ValueError(f"format: expected parquet or csv, got {name!r}") from None
+
+
+def _exported(r) -> dict:
+    out = {"file_name": r.file_name, "rows": r.rows}
+    if r.metadata_file_name:
+        out["metadata_file_name"] = r.metadata_file_name
+    return out
+
+
 def _time(ts) -> Optional[dt.datetime]:
     return None if ts.seconds == 0 and ts.nanos == 0 else codec.from_timestamp(ts)
 
@@ -97,10 +139,14 @@ def _info(m: pb.DatasetInfo) -> dict:
 class SegmentsClient:
     """A connection to a segments server."""
 
-    def __init__(self, target: str, token: Optional[str] = None, timeout: float = 30.0, retries: int = 4,
-                 root_certificates: Optional[bytes] = None, tls: bool = False):
+    def __init__(self, target: str, token: Optional[str] = None, timeout: float = 30.0,
+                 retries: int = RETRY["attempts"] - 1, root_certificates: Optional[bytes] = None, tls: bool = False):
+        # The policy of service_config.json is applied here, call by call, so that a change
+        # batch with a batch_id is retried too; the channel's own retries are off, or a
+        # call would be tried attempts x attempts times.
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.enable_retries", 0)]
         if tls or root_certificates is not None:
             self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options)
         else:
@@ -108,9 +154,9 @@ class SegmentsClient:
         self.timeout = timeout
         self.retries = retries
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._segments = pbg.SegmentsStub(self.channel)
-        self._catalog = pbg.CatalogStub(self.channel)
-        self._datasets = pbg.DatasetsStub(self.channel)
+        self._segments = pbg.SegmentsServiceStub(self.channel)
+        self._catalog = pbg.CatalogServiceStub(self.channel)
+        self._datasets = pbg.DatasetsServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -134,7 +180,7 @@ class SegmentsClient:
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
                     raise ServerError.wrap(e) from None
-                pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
+                pause = _backoff(attempt)
                 if time.monotonic() + pause >= end:
                     raise ServerError.wrap(e) from None
                 time.sleep(pause)
@@ -153,7 +199,7 @@ class SegmentsClient:
             except grpc.RpcError as e:
                 if got or e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
                     raise ServerError.wrap(e) from None
-                pause = min(0.05 * 2 ** attempt, 1.0) * (0.5 + random.random())
+                pause = _backoff(attempt)
                 if time.monotonic() + pause >= end:
                     raise ServerError.wrap(e) from None
                 time.sleep(pause)
@@ -162,26 +208,29 @@ class SegmentsClient:
     def _collect(chunks: Iterator) -> Materialized:
         import pyarrow as pa
 
-        ids, batches, first = [], [], None
+        batches, first = [], None
         for c in chunks:
             if first is None:
                 first = c
-            ids.append(np.frombuffer(c.customer_ids, dtype="<i8"))
-            if c.arrow_ipc:
-                batches.append(pa.ipc.open_stream(c.arrow_ipc).read_all())
-        customer_ids = np.concatenate(ids) if len(ids) > 1 else (ids[0] if ids else np.zeros(0, np.int64))
+            batches.append(pa.ipc.open_stream(c.arrow_ipc).read_all())
+        if not batches:
+            return Materialized(np.zeros(0, np.int64))
+        table = pa.concat_tables(batches)
+        customer_ids = np.zeros(0, np.int64)
         columns, rank = {}, None
-        if batches:
-            table = pa.concat_tables(batches)
-            for name in table.column_names:
-                col = table.column(name).combine_chunks()
-                if name == "rank_value":
-                    rank = col.to_numpy(zero_copy_only=False)
-                else:
-                    columns[name] = col
-        return Materialized(customer_ids.astype(np.int64, copy=False), columns, rank,
-                            (first.rank_key or None) if first else None,
-                            tuple(first.missing_ids) if first else (), first.elapsed_ms if first else 0.0)
+        for name in table.column_names:
+            col = table.column(name).combine_chunks()
+            if name == "customer_id":
+                customer_ids = col.to_numpy(zero_copy_only=False)
+            elif name == "rank_value":
+                rank = col
+            else:
+                columns[name] = col
+        key = first.rank_key or None
+        return Materialized(customer_ids.astype(np.int64, copy=False), columns,
+                            None if rank is None else rank_values_of(rank, key), key,
+                            tuple(first.missing_ids), first.elapsed_ms,
+                            _time(first.as_of) if first.HasField("as_of") else None, first.change_sequence)
 
     # ------------------------------------------------------------ evaluation
     def count(self, dataset: str, segment=None, as_of=None, *, saved: Optional[str] = None,
@@ -192,10 +241,12 @@ class SegmentsClient:
         return CountResult(r.count, r.email_reachable, r.sms_reachable, tuple(r.missing_ids), r.elapsed_ms)
 
     def preview(self, dataset: str, segment=None, n: int = 20, fields: Sequence[str] = (), as_of=None, *,
-                saved: Optional[str] = None, timeout: Optional[float] = None) -> Preview:
-        """The first n customers with chosen fields (and rank_value when ranked)."""
+                saved: Optional[str] = None, page_token: str = "", timeout: Optional[float] = None) -> Preview:
+        """The first n customers with chosen fields (and rank_value when ranked); with the
+        page_token of a previous answer (its next_page_token), the n after those."""
         r = self._unary(self._segments.Preview, pb.PreviewRequest(
-            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), n=n, fields=fields), timeout)
+            dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), n=n, fields=fields,
+            page_token=page_token), timeout)
         rows = []
         for row in r.rows:
             d = {"customer_id": row.customer_id}
@@ -204,12 +255,24 @@ class SegmentsClient:
             if row.HasField("rank_value"):
                 d["rank_value"] = codec.decode_value(row.rank_value)
             rows.append(d)
-        return Preview(rows, r.total, tuple(r.missing_ids), r.elapsed_ms)
+        return Preview(rows, r.total, tuple(r.missing_ids), r.elapsed_ms, r.next_page_token)
+
+    def preview_pages(self, dataset: str, segment=None, n: int = 20, fields: Sequence[str] = (), as_of=None, *,
+                      saved: Optional[str] = None, timeout: Optional[float] = None) -> Iterator[Preview]:
+        """Every page of a result, n rows at a time, all evaluated as of the first page's instant."""
+        token = ""
+        while True:
+            p = self.preview(dataset, segment, n, fields, as_of if not token else None, saved=saved,
+                             page_token=token, timeout=timeout)
+            yield p
+            token = p.next_page_token
+            if not token:
+                return
 
     def iter_materialize(self, dataset: str, segment=None, fields: Sequence[str] = (), as_of=None, *,
                          saved: Optional[str] = None, timeout: Optional[float] = None) -> Iterator:
-        """The raw chunks of a materialize: MaterializeChunk messages as they arrive
-        (np.frombuffer(chunk.customer_ids, "<i8") gives the ids)."""
+        """The raw chunks of a materialize: MaterializeResponse messages as they arrive
+        (chunk_table(chunk) is the chunk's Arrow table, customer_id first)."""
         return self._stream(self._segments.Materialize, pb.MaterializeRequest(
             dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), fields=fields), timeout)
 
@@ -222,11 +285,42 @@ class SegmentsClient:
     def export(self, dataset: str, segment=None, fields: Sequence[str] = (), format: str = "parquet",
                file_name: str = "", as_of=None, *, saved: Optional[str] = None,
                timeout: Optional[float] = None) -> dict:
-        """Write the result into the server's export folder: {"file_name", "rows"}."""
+        """Write the result into the server's export folder: {"file_name", "rows"} (and
+        "metadata_file_name", a CSV's sidecar)."""
         r = self._unary(self._segments.Export, pb.ExportRequest(
             dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), fields=fields,
-            format=pb.ExportFormat.Value(format.upper()), file_name=file_name), timeout)
-        return {"file_name": r.file_name, "rows": r.rows}
+            format=_export_format(format), file_name=file_name), timeout)
+        return _exported(r)
+
+    def download(self, dataset: str, segment=None, path=None, fields: Sequence[str] = (), format: str = "parquet",
+                 as_of=None, *, saved: Optional[str] = None, timeout: Optional[float] = None) -> dict:
+        """Export the result and stream the file here (StreamExport): written to `path`
+        (atomically; a CSV also gets its sidecar <path>.json), nothing kept on the server.
+        Returns {"path", "rows", "metadata", "media_type"}."""
+        import os
+        from pathlib import Path
+
+        if path is None:
+            raise ValueError("download: a path to write to is required")
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.part")
+        first = None
+        try:
+            with open(tmp, "wb") as f:
+                for msg in self._stream(self._segments.StreamExport, pb.StreamExportRequest(
+                        dataset=dataset, source=_source(segment, saved), as_of=_timestamp(as_of), fields=fields,
+                        format=_export_format(format)), timeout):
+                    first = first or msg
+                    f.write(msg.data)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        meta = dict(first.metadata)
+        side = meta.pop("sidecar", None)
+        if side is not None:  # a CSV: the sidecar the server would have written beside it
+            Path(str(path) + ".json").write_text(side)
+        return {"path": str(path), "rows": first.rows, "metadata": meta, "media_type": first.media_type}
 
     def explain(self, dataset: str, segment=None, as_of=None, *, saved: Optional[str] = None,
                 timeout: Optional[float] = None) -> ExplainNode:
@@ -240,18 +334,18 @@ class SegmentsClient:
                              active: bool = True, timeout: Optional[float] = None) -> dict:
         """Save a named definition."""
         k, v = _definition(segment)
-        return _saved(self._unary(self._catalog.CreateSavedSegment, pb.SaveSegmentRequest(
-            dataset=dataset, name=name, description=description, active=active, **{k: v}), timeout))
+        return _saved(self._unary(self._catalog.CreateSavedSegment, pb.CreateSavedSegmentRequest(
+            dataset=dataset, name=name, description=description, active=active, **{k: v}), timeout).saved_segment)
 
     def get_saved_segment(self, dataset: str, name: str, timeout: Optional[float] = None) -> dict:
         """A saved segment: name, segment, description, active, created_at, updated_at."""
-        return _saved(self._unary(self._catalog.GetSavedSegment, pb.NameRequest(dataset=dataset, name=name),
-                                  timeout))
+        return _saved(self._unary(self._catalog.GetSavedSegment, pb.GetSavedSegmentRequest(dataset=dataset, name=name),
+                                  timeout).saved_segment)
 
     def list_saved_segments(self, dataset: str, timeout: Optional[float] = None) -> list:
         """Every saved segment of a dataset."""
-        r = self._unary(self._catalog.ListSavedSegments, pb.ListRequest(dataset=dataset), timeout)
-        return [_saved(m) for m in r.segments]
+        r = self._unary(self._catalog.ListSavedSegments, pb.ListSavedSegmentsRequest(dataset=dataset), timeout)
+        return [_saved(m) for m in r.saved_segments]
 
     def update_saved_segment(self, dataset: str, name: str, segment=None, description: Optional[str] = None,
                              active: Optional[bool] = None, timeout: Optional[float] = None) -> dict:
@@ -267,11 +361,11 @@ class SegmentsClient:
             req.description = description
         if active is not None:
             req.active = active
-        return _saved(self._unary(self._catalog.UpdateSavedSegment, req, timeout))
+        return _saved(self._unary(self._catalog.UpdateSavedSegment, req, timeout).saved_segment)
 
     def delete_saved_segment(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
         """Remove a saved segment."""
-        self._unary(self._catalog.DeleteSavedSegment, pb.NameRequest(dataset=dataset, name=name), timeout)
+        self._unary(self._catalog.DeleteSavedSegment, pb.DeleteSavedSegmentRequest(dataset=dataset, name=name), timeout)
 
     # ------------------------------------------------------------ groups
     def create_group(self, dataset: str, name: str, segment=None, *, saved: Optional[str] = None,
@@ -289,40 +383,40 @@ class SegmentsClient:
                 req.segment_json = v
         if ttl_days is not None:
             req.ttl_days = ttl_days
-        return _group(self._unary(self._catalog.CreateGroup, req, timeout))
+        return _group(self._unary(self._catalog.CreateGroup, req, timeout).group)
 
     def get_group(self, dataset: str, name: str, timeout: Optional[float] = None) -> dict:
         """A group's record (count frozen at creation)."""
-        return _group(self._unary(self._catalog.GetGroup, pb.NameRequest(dataset=dataset, name=name), timeout))
+        return _group(self._unary(self._catalog.GetGroup, pb.GetGroupRequest(dataset=dataset, name=name), timeout).group)
 
     def list_groups(self, dataset: str, timeout: Optional[float] = None) -> list:
         """Every group of a dataset, expired ones flagged."""
-        return [_group(g) for g in self._unary(self._catalog.ListGroups, pb.ListRequest(dataset=dataset),
+        return [_group(g) for g in self._unary(self._catalog.ListGroups, pb.ListGroupsRequest(dataset=dataset),
                                                timeout).groups]
 
     def delete_group(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
         """Delete a group for good."""
-        self._unary(self._catalog.DeleteGroup, pb.NameRequest(dataset=dataset, name=name), timeout)
+        self._unary(self._catalog.DeleteGroup, pb.DeleteGroupRequest(dataset=dataset, name=name), timeout)
 
     def materialize_group(self, dataset: str, name: str, fields: Sequence[str] = (),
                           timeout: Optional[float] = None) -> Materialized:
         """A group's members still in the dataset, with chosen fields."""
-        return self._collect(self._stream(self._catalog.MaterializeGroup, pb.GroupMaterializeRequest(
+        return self._collect(self._stream(self._catalog.MaterializeGroup, pb.MaterializeGroupRequest(
             dataset=dataset, name=name, fields=fields), timeout))
 
     def export_group(self, dataset: str, name: str, fields: Sequence[str] = (), format: str = "parquet",
                      file_name: str = "", timeout: Optional[float] = None) -> dict:
         """Write a group's members still in the dataset into the export folder."""
-        r = self._unary(self._catalog.ExportGroup, pb.GroupExportRequest(
-            dataset=dataset, name=name, fields=fields, format=pb.ExportFormat.Value(format.upper()),
+        r = self._unary(self._catalog.ExportGroup, pb.ExportGroupRequest(
+            dataset=dataset, name=name, fields=fields, format=_export_format(format),
             file_name=file_name), timeout)
-        return {"file_name": r.file_name, "rows": r.rows}
+        return _exported(r)
 
     # ------------------------------------------------------------ datasets
     def create_dataset(self, name: str, timezone: str, timeout: Optional[float] = None) -> dict:
         """Create an empty dataset; its info."""
         return _info(self._unary(self._datasets.CreateDataset,
-                                 pb.CreateDatasetRequest(name=name, timezone=timezone), timeout))
+                                 pb.CreateDatasetRequest(name=name, timezone=timezone), timeout).dataset)
 
     def ingest(self, dataset: str, folder: str, timeout: Optional[float] = None) -> dict:
         """Load a folder on the server; rows loaded per table."""
@@ -332,7 +426,8 @@ class SegmentsClient:
 
     def dataset_info(self, dataset: str, timeout: Optional[float] = None) -> dict:
         """Row counts, shards, bytes on disk, timezone."""
-        return _info(self._unary(self._datasets.GetDatasetInfo, pb.DatasetRequest(dataset=dataset), timeout))
+        return _info(self._unary(self._datasets.GetDatasetInfo, pb.GetDatasetInfoRequest(dataset=dataset),
+                                 timeout).dataset)
 
     def list_datasets(self, timeout: Optional[float] = None) -> list:
         """Names of the datasets this token may see."""
@@ -340,7 +435,7 @@ class SegmentsClient:
 
     def delete_dataset(self, dataset: str, timeout: Optional[float] = None) -> None:
         """Delete a dataset and everything in it."""
-        self._unary(self._datasets.DeleteDataset, pb.DatasetRequest(dataset=dataset), timeout)
+        self._unary(self._datasets.DeleteDataset, pb.DeleteDatasetRequest(dataset=dataset), timeout)
 
     # ------------------------------------------------------------ live updates
     def apply_changes(self, dataset: str, customers=None, purchases=None, visits=None, laybys=None,
@@ -387,6 +482,6 @@ class SegmentsClient:
     def compact(self, dataset: str, timeout: Optional[float] = None) -> dict:
         """Fold the changes applied so far into a new version now: {"version", "sequence", "seconds"}.
         Retried on UNAVAILABLE like a read: compacting again changes no answer."""
-        r = self._unary(self._datasets.Compact, pb.DatasetRequest(dataset=dataset),
+        r = self._unary(self._datasets.Compact, pb.CompactRequest(dataset=dataset),
                         timeout if timeout is not None else max(self.timeout, 600.0))
         return changes.decode_compaction(r)

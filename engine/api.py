@@ -6,17 +6,21 @@ evaluation stops at the next shard boundary with errors.Cancelled.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
+import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from .catalog.catalog import scrub_groups
 from .datasets import folders
 from .datasets.dataset import Dataset
 from .errors import InvalidArgument
-from .evaluation import output
+from .evaluation import output, warm as warmup
+from .model.schema import PROFILE_FIELDS
 from .model.segment import Segment
 from .results import CountResult, ExplainNode, Materialized, Preview
 
@@ -40,6 +44,7 @@ class Engine:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._open: dict = {}
+        self.compactions = 0   # compactions started by this process (explicit and background)
 
     # ------------------------------------------------------------ datasets
     def create_dataset(self, name: str, timezone: str, shard_bits: int = folders.DEFAULT_SHARD_BITS) -> dict:
@@ -102,7 +107,8 @@ class Engine:
             lines = p.get("purchases", 0) + p.get("visits", 0) + p.get("laybys", 0)
             if (lines >= self.compact_after_lines
                     or p.get("customers", 0) + p.get("deleted", 0) >= self.compact_after_customers):
-                ds.compact_in_background()
+                if ds.compact_in_background():
+                    self.compactions += 1
         return ack
 
     def upsert_customers(self, name: str, rows, batch_id: Optional[str] = None) -> dict:
@@ -122,7 +128,9 @@ class Engine:
 
     def compact(self, name: str, progress: bool = False) -> dict:
         """Fold every change so far into a new version now: {"version", "sequence", "seconds"}."""
-        return self.dataset(name).compact(progress=progress)
+        ds = self.dataset(name)
+        self.compactions += 1
+        return ds.compact(progress=progress)
 
     # ------------------------------------------------------------ evaluation
     def snapshot(self, name: str):
@@ -140,8 +148,16 @@ class Engine:
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
-        """Every customer_id of the result (and chosen fields)."""
-        return output.materialize(self.snapshot(name), segment, tuple(fields), as_of, deadline)
+        """Every customer_id of the result (and chosen fields), with the instant evaluated
+        (now when as_of is None) and the change sequence of the snapshot read."""
+        snap = self.snapshot(name)
+        if as_of is None:
+            as_of = dt.datetime.now(dt.timezone.utc)
+        m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
+        m.as_of = output.parse_as_of(as_of)
+        state = getattr(snap, "state", None)
+        m.sequence = int(getattr(state, "seq", 0) or 0)
+        return m
 
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
@@ -151,9 +167,88 @@ class Engine:
         """Customers by customer_id that are still in the dataset (active or not)."""
         return output.rows_of(self.snapshot(name), customer_ids, tuple(fields))
 
+    # ------------------------------------------------------------ operations
+    def open_datasets(self) -> dict:
+        """Live state of each dataset open in this process: name -> {"sequence", "pending"}
+        (cheap: no disk walk, for metrics)."""
+        with self._lock:
+            open_ = list(self._open.items())
+        out = {}
+        for name, ds in open_:
+            live = ds.live()
+            state = getattr(live, "state", None)
+            out[name] = {"sequence": int(getattr(state, "seq", 0) or 0),
+                         "pending": dict(getattr(state, "pending", None) or {})}
+        return out
+
+    def warm(self, names: Optional[Iterable[str]] = None, synthetic: bool = True,
+             log: Optional[Callable[[str], None]] = None,
+             cancelled: Callable[[], bool] = lambda: False) -> dict:
+        """Pay before the first call what a process's first evaluations cost: run the
+        warm-up segments (engine.evaluation.warm) as count, preview with every field,
+        materialize and explain, on a tiny synthetic dataset with live changes (the kernels,
+        process-wide) and on each dataset of `names` (default: every
+        dataset; their arrays, bitmaps, profile and text columns). Stops between
+        evaluations once cancelled() is true. Returns seconds per step."""
+        log = log or (lambda message: None)
+        timings = {}
+        if synthetic:
+            t0 = time.perf_counter()
+            folder = Path(tempfile.mkdtemp(prefix="segments-warm-"))
+            try:
+                scratch = Engine(folder / "data", auto_compact=False)
+                try:
+                    warm_synthetic(scratch, folder / "input", cancelled)
+                finally:
+                    scratch.close()
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            timings["synthetic"] = round(time.perf_counter() - t0, 3)
+            log(f"warm-up: kernels on a synthetic dataset in {timings['synthetic']:.2f} s")
+        for name in (self.datasets() if names is None else list(names)):
+            if cancelled():
+                break
+            t0 = time.perf_counter()
+            warm_dataset(self, name, cancelled)
+            timings[name] = round(time.perf_counter() - t0, 3)
+            log(f"warm-up: dataset {name} in {timings[name]:.2f} s")
+        return timings
+
     def close(self) -> None:
         """Close every open dataset."""
         with self._lock:
             for ds in self._open.values():
                 ds.close()
             self._open.clear()
+
+
+def warm_dataset(engine: Engine, name: str, cancelled: Callable[[], bool] = lambda: False) -> None:
+    """Run the warm-up segments of one dataset through every output."""
+    snap = engine.snapshot(name)
+    if getattr(snap, "empty", False):
+        return
+    for i, seg in enumerate(warmup.warm_segments(snap)):
+        if cancelled():
+            return
+        engine.count(name, seg)
+        engine.preview(name, seg, 5, PROFILE_FIELDS if i == 0 else ("email",))
+        engine.materialize(name, seg, ("email", "loyalty_points") if i < 2 else ())
+        if i == 0:
+            engine.explain(name, seg)
+            engine.rows_of(name, engine.materialize(name, seg).customer_ids[:5], ("email",))
+
+
+def warm_synthetic(engine: Engine, input_dir: Path, cancelled: Callable[[], bool] = lambda: False) -> None:
+    """Build the tiny synthetic dataset in `engine`, evaluate, apply its change batch,
+    evaluate again (the appended-line paths)."""
+    import pyarrow.parquet as pq
+
+    input_dir.mkdir(parents=True, exist_ok=True)
+    for table, t in warmup.synthetic_tables().items():
+        pq.write_table(t, input_dir / f"{table}.parquet")
+    engine.create_dataset("warm", "UTC", shard_bits=warmup.SYNTHETIC_SHARD_BITS)
+    engine.ingest("warm", input_dir)
+    warm_dataset(engine, "warm", cancelled)
+    if not cancelled():
+        engine.apply_changes("warm", **warmup.synthetic_changes())
+        warm_dataset(engine, "warm", cancelled)

@@ -28,6 +28,7 @@ class Preview:
     total: int
     missing_ids: Tuple[int, ...] = ()
     elapsed_ms: float = 0.0
+    next_page_token: str = ""   # through a server: the token of the next page ("" on the last)
 
 
 @dataclass
@@ -36,23 +37,58 @@ class Materialized:
 
     customer_ids: int64 array; columns: field name -> pyarrow Array aligned with it;
     rank_values: numpy array aligned with it when the segment is ranked (float64 with NaN
-    for absent values for last_purchase/loyalty_points ranks, int64 otherwise), else None."""
+    for absent values for last_purchase/loyalty_points ranks, int64 otherwise), else None;
+    rank_array() is the same typed by the key (date / int64, null when absent).
+    as_of and sequence: the instant evaluated and the dataset's change sequence read
+    (None when not known, e.g. for a group's members)."""
     customer_ids: np.ndarray
     columns: Dict[str, Any] = field(default_factory=dict)
     rank_values: Optional[np.ndarray] = None
     rank_key: Optional[str] = None
     missing_ids: Tuple[int, ...] = ()
     elapsed_ms: float = 0.0
+    as_of: Optional[Any] = None
+    sequence: Optional[int] = None
+
+    def rank_array(self):
+        """rank_values as a pyarrow Array typed by rank_key: date32 for last_purchase, int64
+        otherwise, null where a customer has no value; None when not ranked."""
+        if self.rank_values is None:
+            return None
+        return rank_array(self.rank_values, self.rank_key)
 
     def to_arrow(self):
-        """A pyarrow Table: customer_id, the fields, and rank_value when ranked."""
+        """A pyarrow Table: customer_id, the fields, and rank_value (typed) when ranked."""
         import pyarrow as pa
 
         cols = {"customer_id": pa.array(self.customer_ids, type=pa.int64())}
         cols.update(self.columns)
         if self.rank_values is not None:
-            cols["rank_value"] = pa.array(self.rank_values)
+            cols["rank_value"] = self.rank_array()
         return pa.table(cols)
+
+
+def rank_array(values: np.ndarray, key: Optional[str]):
+    """Rank values (numpy, NaN = absent) as a typed pyarrow Array (see Materialized)."""
+    import pyarrow as pa
+
+    v = np.asarray(values)
+    absent = np.isnan(v) if v.dtype.kind == "f" else np.zeros(v.shape, bool)
+    whole = np.where(absent, 0, v).astype(np.int64)
+    if key == "last_purchase":
+        return pa.array(whole.astype(np.int32), pa.int32(), mask=absent).cast(pa.date32())
+    return pa.array(whole, pa.int64(), mask=absent if absent.any() else None)
+
+
+def rank_values_of(array, key: Optional[str]) -> np.ndarray:
+    """The inverse of rank_array: numpy rank values as the engine returns them."""
+    import pyarrow as pa
+
+    if pa.types.is_date32(array.type):
+        array = array.cast(pa.int32())
+    if key in ("last_purchase", "loyalty_points"):
+        return np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -12,66 +12,70 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class RangePreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    RANGE_EVER: _ClassVar[RangePreset]
-    RANGE_TODAY: _ClassVar[RangePreset]
-    RANGE_YESTERDAY: _ClassVar[RangePreset]
-    RANGE_LAST_WEEK: _ClassVar[RangePreset]
-    RANGE_MONTH_TO_DATE: _ClassVar[RangePreset]
-    RANGE_PREVIOUS_MONTH: _ClassVar[RangePreset]
-    RANGE_YEAR_TO_DATE: _ClassVar[RangePreset]
+    RANGE_PRESET_UNSPECIFIED: _ClassVar[RangePreset]
+    RANGE_PRESET_TODAY: _ClassVar[RangePreset]
+    RANGE_PRESET_YESTERDAY: _ClassVar[RangePreset]
+    RANGE_PRESET_LAST_WEEK: _ClassVar[RangePreset]
+    RANGE_PRESET_MONTH_TO_DATE: _ClassVar[RangePreset]
+    RANGE_PRESET_PREVIOUS_MONTH: _ClassVar[RangePreset]
+    RANGE_PRESET_YEAR_TO_DATE: _ClassVar[RangePreset]
+    RANGE_PRESET_EVER: _ClassVar[RangePreset]
 
 class BirthdayMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BIRTHDAY_MODE_UNSPECIFIED: _ClassVar[BirthdayMode]
-    BIRTHDAY_TODAY: _ClassVar[BirthdayMode]
-    BIRTHDAY_THIS_MONTH: _ClassVar[BirthdayMode]
-    BIRTHDAY_MONTH: _ClassVar[BirthdayMode]
-    BIRTHDAY_NEXT_DAYS: _ClassVar[BirthdayMode]
+    BIRTHDAY_MODE_TODAY: _ClassVar[BirthdayMode]
+    BIRTHDAY_MODE_THIS_MONTH: _ClassVar[BirthdayMode]
+    BIRTHDAY_MODE_MONTH: _ClassVar[BirthdayMode]
+    BIRTHDAY_MODE_NEXT_DAYS: _ClassVar[BirthdayMode]
 
 class ReachableChannel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    REACHABLE_UNSPECIFIED: _ClassVar[ReachableChannel]
-    HAS_EMAIL: _ClassVar[ReachableChannel]
-    HAS_PHONE: _ClassVar[ReachableChannel]
-    EMAIL_OPT_IN: _ClassVar[ReachableChannel]
-    SMS_OPT_IN: _ClassVar[ReachableChannel]
+    REACHABLE_CHANNEL_UNSPECIFIED: _ClassVar[ReachableChannel]
+    REACHABLE_CHANNEL_HAS_EMAIL: _ClassVar[ReachableChannel]
+    REACHABLE_CHANNEL_HAS_PHONE: _ClassVar[ReachableChannel]
+    REACHABLE_CHANNEL_EMAIL_OPT_IN: _ClassVar[ReachableChannel]
+    REACHABLE_CHANNEL_SMS_OPT_IN: _ClassVar[ReachableChannel]
 
 class OrderKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ORDER_KEY_UNSPECIFIED: _ClassVar[OrderKey]
-    ORDER_SPEND: _ClassVar[OrderKey]
-    ORDER_PURCHASE_COUNT: _ClassVar[OrderKey]
-    ORDER_LOYALTY_POINTS: _ClassVar[OrderKey]
-    ORDER_LAST_PURCHASE: _ClassVar[OrderKey]
+    ORDER_KEY_SPEND: _ClassVar[OrderKey]
+    ORDER_KEY_PURCHASE_COUNT: _ClassVar[OrderKey]
+    ORDER_KEY_LOYALTY_POINTS: _ClassVar[OrderKey]
+    ORDER_KEY_LAST_PURCHASE: _ClassVar[OrderKey]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    PARQUET: _ClassVar[ExportFormat]
-    CSV: _ClassVar[ExportFormat]
-RANGE_EVER: RangePreset
-RANGE_TODAY: RangePreset
-RANGE_YESTERDAY: RangePreset
-RANGE_LAST_WEEK: RangePreset
-RANGE_MONTH_TO_DATE: RangePreset
-RANGE_PREVIOUS_MONTH: RangePreset
-RANGE_YEAR_TO_DATE: RangePreset
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
+RANGE_PRESET_UNSPECIFIED: RangePreset
+RANGE_PRESET_TODAY: RangePreset
+RANGE_PRESET_YESTERDAY: RangePreset
+RANGE_PRESET_LAST_WEEK: RangePreset
+RANGE_PRESET_MONTH_TO_DATE: RangePreset
+RANGE_PRESET_PREVIOUS_MONTH: RangePreset
+RANGE_PRESET_YEAR_TO_DATE: RangePreset
+RANGE_PRESET_EVER: RangePreset
 BIRTHDAY_MODE_UNSPECIFIED: BirthdayMode
-BIRTHDAY_TODAY: BirthdayMode
-BIRTHDAY_THIS_MONTH: BirthdayMode
-BIRTHDAY_MONTH: BirthdayMode
-BIRTHDAY_NEXT_DAYS: BirthdayMode
-REACHABLE_UNSPECIFIED: ReachableChannel
-HAS_EMAIL: ReachableChannel
-HAS_PHONE: ReachableChannel
-EMAIL_OPT_IN: ReachableChannel
-SMS_OPT_IN: ReachableChannel
+BIRTHDAY_MODE_TODAY: BirthdayMode
+BIRTHDAY_MODE_THIS_MONTH: BirthdayMode
+BIRTHDAY_MODE_MONTH: BirthdayMode
+BIRTHDAY_MODE_NEXT_DAYS: BirthdayMode
+REACHABLE_CHANNEL_UNSPECIFIED: ReachableChannel
+REACHABLE_CHANNEL_HAS_EMAIL: ReachableChannel
+REACHABLE_CHANNEL_HAS_PHONE: ReachableChannel
+REACHABLE_CHANNEL_EMAIL_OPT_IN: ReachableChannel
+REACHABLE_CHANNEL_SMS_OPT_IN: ReachableChannel
 ORDER_KEY_UNSPECIFIED: OrderKey
-ORDER_SPEND: OrderKey
-ORDER_PURCHASE_COUNT: OrderKey
-ORDER_LOYALTY_POINTS: OrderKey
-ORDER_LAST_PURCHASE: OrderKey
-PARQUET: ExportFormat
-CSV: ExportFormat
+ORDER_KEY_SPEND: OrderKey
+ORDER_KEY_PURCHASE_COUNT: OrderKey
+ORDER_KEY_LOYALTY_POINTS: OrderKey
+ORDER_KEY_LAST_PURCHASE: OrderKey
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
+EXPORT_FORMAT_PARQUET: ExportFormat
 
 class Flag(_message.Message):
     __slots__ = ()
@@ -394,30 +398,36 @@ class Row(_message.Message):
     def __init__(self, customer_id: _Optional[int] = ..., fields: _Optional[_Mapping[str, Value]] = ..., rank_value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class PreviewRequest(_message.Message):
-    __slots__ = ("dataset", "source", "as_of", "n", "fields")
+    __slots__ = ("dataset", "source", "as_of", "n", "fields", "page_token")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     source: SegmentSource
     as_of: _timestamp_pb2.Timestamp
     n: int
     fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., n: _Optional[int] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    page_token: str
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., n: _Optional[int] = ..., fields: _Optional[_Iterable[str]] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class PreviewResponse(_message.Message):
-    __slots__ = ("rows", "total", "missing_ids", "elapsed_ms")
+    __slots__ = ("rows", "total", "missing_ids", "elapsed_ms", "next_page_token", "as_of")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[Row]
     total: int
     missing_ids: _containers.RepeatedScalarFieldContainer[int]
     elapsed_ms: float
-    def __init__(self, rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+    next_page_token: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., elapsed_ms: _Optional[float] = ..., next_page_token: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MaterializeRequest(_message.Message):
     __slots__ = ("dataset", "source", "as_of", "fields")
@@ -431,21 +441,23 @@ class MaterializeRequest(_message.Message):
     fields: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class MaterializeChunk(_message.Message):
-    __slots__ = ("customer_ids", "arrow_ipc", "total", "missing_ids", "rank_key", "elapsed_ms")
-    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+class MaterializeResponse(_message.Message):
+    __slots__ = ("arrow_ipc", "total", "missing_ids", "rank_key", "elapsed_ms", "as_of", "change_sequence")
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
     RANK_KEY_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
-    customer_ids: bytes
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
     total: int
     missing_ids: _containers.RepeatedScalarFieldContainer[int]
     rank_key: str
     elapsed_ms: float
-    def __init__(self, customer_ids: _Optional[bytes] = ..., arrow_ipc: _Optional[bytes] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., rank_key: _Optional[str] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+    as_of: _timestamp_pb2.Timestamp
+    change_sequence: int
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., rank_key: _Optional[str] = ..., elapsed_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("dataset", "source", "as_of", "fields", "format", "file_name")
@@ -464,14 +476,53 @@ class ExportRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
-    __slots__ = ("file_name", "rows", "elapsed_ms")
+    __slots__ = ("file_name", "rows", "elapsed_ms", "metadata_file_name")
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     file_name: str
     rows: int
     elapsed_ms: float
-    def __init__(self, file_name: _Optional[str] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+    metadata_file_name: str
+    def __init__(self, file_name: _Optional[str] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., metadata_file_name: _Optional[str] = ...) -> None: ...
+
+class StreamExportRequest(_message.Message):
+    __slots__ = ("dataset", "source", "as_of", "fields", "format")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    source: SegmentSource
+    as_of: _timestamp_pb2.Timestamp
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    format: ExportFormat
+    def __init__(self, dataset: _Optional[str] = ..., source: _Optional[_Union[SegmentSource, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
+
+class StreamExportResponse(_message.Message):
+    __slots__ = ("data", "file_name", "media_type", "rows", "metadata", "elapsed_ms")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    file_name: str
+    media_type: str
+    rows: int
+    metadata: _containers.ScalarMap[str, str]
+    elapsed_ms: float
+    def __init__(self, data: _Optional[bytes] = ..., file_name: _Optional[str] = ..., media_type: _Optional[str] = ..., rows: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("dataset", "source", "as_of")
@@ -503,25 +554,7 @@ class ExplainResponse(_message.Message):
     root: ExplainNode
     def __init__(self, root: _Optional[_Union[ExplainNode, _Mapping]] = ...) -> None: ...
 
-class NameRequest(_message.Message):
-    __slots__ = ("dataset", "name")
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    dataset: str
-    name: str
-    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
-
-class ListRequest(_message.Message):
-    __slots__ = ("dataset",)
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    dataset: str
-    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
-
-class Deleted(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
-class SaveSegmentRequest(_message.Message):
+class CreateSavedSegmentRequest(_message.Message):
     __slots__ = ("dataset", "name", "segment", "segment_json", "description", "active")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -536,6 +569,38 @@ class SaveSegmentRequest(_message.Message):
     description: str
     active: bool
     def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class CreateSavedSegmentResponse(_message.Message):
+    __slots__ = ("saved_segment",)
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    saved_segment: SavedSegment
+    def __init__(self, saved_segment: _Optional[_Union[SavedSegment, _Mapping]] = ...) -> None: ...
+
+class GetSavedSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class GetSavedSegmentResponse(_message.Message):
+    __slots__ = ("saved_segment",)
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    saved_segment: SavedSegment
+    def __init__(self, saved_segment: _Optional[_Union[SavedSegment, _Mapping]] = ...) -> None: ...
+
+class ListSavedSegmentsRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ListSavedSegmentsResponse(_message.Message):
+    __slots__ = ("saved_segments",)
+    SAVED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    saved_segments: _containers.RepeatedCompositeFieldContainer[SavedSegment]
+    def __init__(self, saved_segments: _Optional[_Iterable[_Union[SavedSegment, _Mapping]]] = ...) -> None: ...
 
 class UpdateSavedSegmentRequest(_message.Message):
     __slots__ = ("dataset", "name", "segment", "segment_json", "description", "active")
@@ -552,6 +617,24 @@ class UpdateSavedSegmentRequest(_message.Message):
     description: str
     active: bool
     def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class UpdateSavedSegmentResponse(_message.Message):
+    __slots__ = ("saved_segment",)
+    SAVED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    saved_segment: SavedSegment
+    def __init__(self, saved_segment: _Optional[_Union[SavedSegment, _Mapping]] = ...) -> None: ...
+
+class DeleteSavedSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteSavedSegmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SavedSegment(_message.Message):
     __slots__ = ("name", "segment", "segment_json", "description", "active", "created_at", "updated_at")
@@ -570,12 +653,6 @@ class SavedSegment(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     def __init__(self, name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
-
-class SavedSegmentList(_message.Message):
-    __slots__ = ("segments",)
-    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
-    segments: _containers.RepeatedCompositeFieldContainer[SavedSegment]
-    def __init__(self, segments: _Optional[_Iterable[_Union[SavedSegment, _Mapping]]] = ...) -> None: ...
 
 class CreateGroupRequest(_message.Message):
     __slots__ = ("dataset", "name", "segment", "segment_json", "saved_segment", "as_of", "description", "ttl_days")
@@ -596,6 +673,12 @@ class CreateGroupRequest(_message.Message):
     description: str
     ttl_days: int
     def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., segment_json: _Optional[str] = ..., saved_segment: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., ttl_days: _Optional[int] = ...) -> None: ...
+
+class CreateGroupResponse(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: Group
+    def __init__(self, group: _Optional[_Union[Group, _Mapping]] = ...) -> None: ...
 
 class Group(_message.Message):
     __slots__ = ("name", "description", "count", "source", "saved_segment", "as_of", "created_at", "expires_at", "expired")
@@ -619,13 +702,45 @@ class Group(_message.Message):
     expired: bool
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., count: _Optional[int] = ..., source: _Optional[str] = ..., saved_segment: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ...) -> None: ...
 
-class GroupList(_message.Message):
+class GetGroupRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class GetGroupResponse(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: Group
+    def __init__(self, group: _Optional[_Union[Group, _Mapping]] = ...) -> None: ...
+
+class ListGroupsRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ListGroupsResponse(_message.Message):
     __slots__ = ("groups",)
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[Group]
     def __init__(self, groups: _Optional[_Iterable[_Union[Group, _Mapping]]] = ...) -> None: ...
 
-class GroupMaterializeRequest(_message.Message):
+class DeleteGroupRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteGroupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MaterializeGroupRequest(_message.Message):
     __slots__ = ("dataset", "name", "fields")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -635,7 +750,25 @@ class GroupMaterializeRequest(_message.Message):
     fields: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class GroupExportRequest(_message.Message):
+class MaterializeGroupResponse(_message.Message):
+    __slots__ = ("arrow_ipc", "total", "missing_ids", "rank_key", "elapsed_ms", "as_of", "change_sequence")
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    RANK_KEY_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    total: int
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    rank_key: str
+    elapsed_ms: float
+    as_of: _timestamp_pb2.Timestamp
+    change_sequence: int
+    def __init__(self, arrow_ipc: _Optional[bytes] = ..., total: _Optional[int] = ..., missing_ids: _Optional[_Iterable[int]] = ..., rank_key: _Optional[str] = ..., elapsed_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
+
+class ExportGroupRequest(_message.Message):
     __slots__ = ("dataset", "name", "fields", "format", "file_name")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -649,6 +782,18 @@ class GroupExportRequest(_message.Message):
     file_name: str
     def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
 
+class ExportGroupResponse(_message.Message):
+    __slots__ = ("file_name", "rows", "elapsed_ms", "metadata_file_name")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    rows: int
+    elapsed_ms: float
+    metadata_file_name: str
+    def __init__(self, file_name: _Optional[str] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., metadata_file_name: _Optional[str] = ...) -> None: ...
+
 class CreateDatasetRequest(_message.Message):
     __slots__ = ("name", "timezone")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -657,21 +802,43 @@ class CreateDatasetRequest(_message.Message):
     timezone: str
     def __init__(self, name: _Optional[str] = ..., timezone: _Optional[str] = ...) -> None: ...
 
-class DatasetRequest(_message.Message):
+class CreateDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: DatasetInfo
+    def __init__(self, dataset: _Optional[_Union[DatasetInfo, _Mapping]] = ...) -> None: ...
+
+class GetDatasetInfoRequest(_message.Message):
     __slots__ = ("dataset",)
     DATASET_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     def __init__(self, dataset: _Optional[str] = ...) -> None: ...
 
+class GetDatasetInfoResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: DatasetInfo
+    def __init__(self, dataset: _Optional[_Union[DatasetInfo, _Mapping]] = ...) -> None: ...
+
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class DatasetList(_message.Message):
+class ListDatasetsResponse(_message.Message):
     __slots__ = ("names",)
     NAMES_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("dataset", "folder")
@@ -823,7 +990,7 @@ class LaybyRow(_message.Message):
     status: str
     def __init__(self, customer_id: _Optional[int] = ..., opened_on: _Optional[str] = ..., due_on: _Optional[str] = ..., balance: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
 
-class ChangeBatch(_message.Message):
+class ApplyChangesRequest(_message.Message):
     __slots__ = ("dataset", "customers", "purchases", "visits", "laybys", "delete_customer_ids", "batch_id")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
@@ -855,7 +1022,7 @@ class ChangeCounts(_message.Message):
     deleted: int
     def __init__(self, customers: _Optional[int] = ..., purchases: _Optional[int] = ..., visits: _Optional[int] = ..., laybys: _Optional[int] = ..., deleted: _Optional[int] = ...) -> None: ...
 
-class ChangeAck(_message.Message):
+class ApplyChangesResponse(_message.Message):
     __slots__ = ("sequence", "rows", "not_found", "duplicate")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -866,6 +1033,12 @@ class ChangeAck(_message.Message):
     not_found: _containers.RepeatedScalarFieldContainer[int]
     duplicate: bool
     def __init__(self, sequence: _Optional[int] = ..., rows: _Optional[_Union[ChangeCounts, _Mapping]] = ..., not_found: _Optional[_Iterable[int]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class CompactRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
     __slots__ = ("version", "sequence", "seconds")

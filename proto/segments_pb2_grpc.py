@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class SegmentsStub:
+class SegmentsServiceStub:
     """---------------------------------------------------------------- services
 
     Evaluation of a segment over one dataset, as of an optional instant (default: now).
@@ -38,33 +38,38 @@ class SegmentsStub:
             channel: A grpc.Channel.
         """
         self.Count = channel.unary_unary(
-                '/segments.v1.Segments/Count',
+                '/segments.v1.SegmentsService/Count',
                 request_serializer=segments_dot_proto_dot_segments__pb2.CountRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.CountResponse.FromString,
                 _registered_method=True)
         self.Preview = channel.unary_unary(
-                '/segments.v1.Segments/Preview',
+                '/segments.v1.SegmentsService/Preview',
                 request_serializer=segments_dot_proto_dot_segments__pb2.PreviewRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.PreviewResponse.FromString,
                 _registered_method=True)
         self.Materialize = channel.unary_stream(
-                '/segments.v1.Segments/Materialize',
+                '/segments.v1.SegmentsService/Materialize',
                 request_serializer=segments_dot_proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeResponse.FromString,
                 _registered_method=True)
         self.Export = channel.unary_unary(
-                '/segments.v1.Segments/Export',
+                '/segments.v1.SegmentsService/Export',
                 request_serializer=segments_dot_proto_dot_segments__pb2.ExportRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
                 _registered_method=True)
+        self.StreamExport = channel.unary_stream(
+                '/segments.v1.SegmentsService/StreamExport',
+                request_serializer=segments_dot_proto_dot_segments__pb2.StreamExportRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.StreamExportResponse.FromString,
+                _registered_method=True)
         self.Explain = channel.unary_unary(
-                '/segments.v1.Segments/Explain',
+                '/segments.v1.SegmentsService/Explain',
                 request_serializer=segments_dot_proto_dot_segments__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.ExplainResponse.FromString,
                 _registered_method=True)
 
 
-class SegmentsServicer:
+class SegmentsServiceServicer:
     """---------------------------------------------------------------- services
 
     Evaluation of a segment over one dataset, as of an optional instant (default: now).
@@ -77,13 +82,14 @@ class SegmentsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Preview(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The first n customers of the result; next_page_token pages through the rest.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Materialize(self, request, context):
-        """Every customer of the result in chunks of packed ids (and optional profile fields).
+        """Every customer of the result in chunks: Arrow record batches holding customer_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +102,13 @@ class SegmentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamExport(self, request, context):
+        """The same file streamed to the caller in pieces; nothing is kept on the server.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Explain(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -103,7 +116,7 @@ class SegmentsServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_SegmentsServicer_to_server(servicer, server):
+def add_SegmentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Count': grpc.unary_unary_rpc_method_handler(
                     servicer.Count,
@@ -118,12 +131,17 @@ def add_SegmentsServicer_to_server(servicer, server):
             'Materialize': grpc.unary_stream_rpc_method_handler(
                     servicer.Materialize,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeResponse.SerializeToString,
             ),
             'Export': grpc.unary_unary_rpc_method_handler(
                     servicer.Export,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.ExportRequest.FromString,
                     response_serializer=segments_dot_proto_dot_segments__pb2.ExportResponse.SerializeToString,
+            ),
+            'StreamExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamExport,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.StreamExportRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.StreamExportResponse.SerializeToString,
             ),
             'Explain': grpc.unary_unary_rpc_method_handler(
                     servicer.Explain,
@@ -132,13 +150,13 @@ def add_SegmentsServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'segments.v1.Segments', rpc_method_handlers)
+            'segments.v1.SegmentsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('segments.v1.Segments', rpc_method_handlers)
+    server.add_registered_method_handlers('segments.v1.SegmentsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Segments:
+class SegmentsService:
     """---------------------------------------------------------------- services
 
     Evaluation of a segment over one dataset, as of an optional instant (default: now).
@@ -158,7 +176,7 @@ class Segments:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Segments/Count',
+            '/segments.v1.SegmentsService/Count',
             segments_dot_proto_dot_segments__pb2.CountRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.CountResponse.FromString,
             options,
@@ -185,7 +203,7 @@ class Segments:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Segments/Preview',
+            '/segments.v1.SegmentsService/Preview',
             segments_dot_proto_dot_segments__pb2.PreviewRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.PreviewResponse.FromString,
             options,
@@ -212,9 +230,9 @@ class Segments:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/segments.v1.Segments/Materialize',
+            '/segments.v1.SegmentsService/Materialize',
             segments_dot_proto_dot_segments__pb2.MaterializeRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
+            segments_dot_proto_dot_segments__pb2.MaterializeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -239,9 +257,36 @@ class Segments:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Segments/Export',
+            '/segments.v1.SegmentsService/Export',
             segments_dot_proto_dot_segments__pb2.ExportRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/segments.v1.SegmentsService/StreamExport',
+            segments_dot_proto_dot_segments__pb2.StreamExportRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.StreamExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -266,7 +311,7 @@ class Segments:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Segments/Explain',
+            '/segments.v1.SegmentsService/Explain',
             segments_dot_proto_dot_segments__pb2.ExplainRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.ExplainResponse.FromString,
             options,
@@ -280,7 +325,7 @@ class Segments:
             _registered_method=True)
 
 
-class CatalogStub:
+class CatalogServiceStub:
     """Saved segments (dynamic: evaluated fresh on each use) and customer groups (snapshots).
     """
 
@@ -291,63 +336,63 @@ class CatalogStub:
             channel: A grpc.Channel.
         """
         self.CreateSavedSegment = channel.unary_unary(
-                '/segments.v1.Catalog/CreateSavedSegment',
-                request_serializer=segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+                '/segments.v1.CatalogService/CreateSavedSegment',
+                request_serializer=segments_dot_proto_dot_segments__pb2.CreateSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.CreateSavedSegmentResponse.FromString,
                 _registered_method=True)
         self.GetSavedSegment = channel.unary_unary(
-                '/segments.v1.Catalog/GetSavedSegment',
-                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+                '/segments.v1.CatalogService/GetSavedSegment',
+                request_serializer=segments_dot_proto_dot_segments__pb2.GetSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.GetSavedSegmentResponse.FromString,
                 _registered_method=True)
         self.ListSavedSegments = channel.unary_unary(
-                '/segments.v1.Catalog/ListSavedSegments',
-                request_serializer=segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegmentList.FromString,
+                '/segments.v1.CatalogService/ListSavedSegments',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListSavedSegmentsRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ListSavedSegmentsResponse.FromString,
                 _registered_method=True)
         self.UpdateSavedSegment = channel.unary_unary(
-                '/segments.v1.Catalog/UpdateSavedSegment',
+                '/segments.v1.CatalogService/UpdateSavedSegment',
                 request_serializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentResponse.FromString,
                 _registered_method=True)
         self.DeleteSavedSegment = channel.unary_unary(
-                '/segments.v1.Catalog/DeleteSavedSegment',
-                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+                '/segments.v1.CatalogService/DeleteSavedSegment',
+                request_serializer=segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentResponse.FromString,
                 _registered_method=True)
         self.CreateGroup = channel.unary_unary(
-                '/segments.v1.Catalog/CreateGroup',
+                '/segments.v1.CatalogService/CreateGroup',
                 request_serializer=segments_dot_proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.Group.FromString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.CreateGroupResponse.FromString,
                 _registered_method=True)
         self.GetGroup = channel.unary_unary(
-                '/segments.v1.Catalog/GetGroup',
-                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.Group.FromString,
+                '/segments.v1.CatalogService/GetGroup',
+                request_serializer=segments_dot_proto_dot_segments__pb2.GetGroupRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.GetGroupResponse.FromString,
                 _registered_method=True)
         self.ListGroups = channel.unary_unary(
-                '/segments.v1.Catalog/ListGroups',
-                request_serializer=segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.GroupList.FromString,
+                '/segments.v1.CatalogService/ListGroups',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListGroupsRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ListGroupsResponse.FromString,
                 _registered_method=True)
         self.DeleteGroup = channel.unary_unary(
-                '/segments.v1.Catalog/DeleteGroup',
-                request_serializer=segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+                '/segments.v1.CatalogService/DeleteGroup',
+                request_serializer=segments_dot_proto_dot_segments__pb2.DeleteGroupRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DeleteGroupResponse.FromString,
                 _registered_method=True)
         self.MaterializeGroup = channel.unary_stream(
-                '/segments.v1.Catalog/MaterializeGroup',
-                request_serializer=segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
+                '/segments.v1.CatalogService/MaterializeGroup',
+                request_serializer=segments_dot_proto_dot_segments__pb2.MaterializeGroupRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeGroupResponse.FromString,
                 _registered_method=True)
         self.ExportGroup = channel.unary_unary(
-                '/segments.v1.Catalog/ExportGroup',
-                request_serializer=segments_dot_proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
+                '/segments.v1.CatalogService/ExportGroup',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ExportGroupRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ExportGroupResponse.FromString,
                 _registered_method=True)
 
 
-class CatalogServicer:
+class CatalogServiceServicer:
     """Saved segments (dynamic: evaluated fresh on each use) and customer groups (snapshots).
     """
 
@@ -419,72 +464,72 @@ class CatalogServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_CatalogServicer_to_server(servicer, server):
+def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSavedSegment,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.CreateSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.CreateSavedSegmentResponse.SerializeToString,
             ),
             'GetSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSavedSegment,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.GetSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.GetSavedSegmentResponse.SerializeToString,
             ),
             'ListSavedSegments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSavedSegments,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegmentList.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListSavedSegmentsRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ListSavedSegmentsResponse.SerializeToString,
             ),
             'UpdateSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSavedSegment,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.SavedSegment.SerializeToString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentResponse.SerializeToString,
             ),
             'DeleteSavedSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSavedSegment,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentResponse.SerializeToString,
             ),
             'CreateGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateGroup,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.CreateGroupRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.Group.SerializeToString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.CreateGroupResponse.SerializeToString,
             ),
             'GetGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.GetGroup,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.Group.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.GetGroupRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.GetGroupResponse.SerializeToString,
             ),
             'ListGroups': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGroups,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.GroupList.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListGroupsRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ListGroupsResponse.SerializeToString,
             ),
             'DeleteGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteGroup,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.NameRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DeleteGroupRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DeleteGroupResponse.SerializeToString,
             ),
             'MaterializeGroup': grpc.unary_stream_rpc_method_handler(
                     servicer.MaterializeGroup,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeChunk.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.MaterializeGroupRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.MaterializeGroupResponse.SerializeToString,
             ),
             'ExportGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportGroup,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.GroupExportRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.ExportResponse.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ExportGroupRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ExportGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'segments.v1.Catalog', rpc_method_handlers)
+            'segments.v1.CatalogService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('segments.v1.Catalog', rpc_method_handlers)
+    server.add_registered_method_handlers('segments.v1.CatalogService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Catalog:
+class CatalogService:
     """Saved segments (dynamic: evaluated fresh on each use) and customer groups (snapshots).
     """
 
@@ -502,9 +547,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/CreateSavedSegment',
-            segments_dot_proto_dot_segments__pb2.SaveSegmentRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+            '/segments.v1.CatalogService/CreateSavedSegment',
+            segments_dot_proto_dot_segments__pb2.CreateSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.CreateSavedSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -529,9 +574,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/GetSavedSegment',
-            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+            '/segments.v1.CatalogService/GetSavedSegment',
+            segments_dot_proto_dot_segments__pb2.GetSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.GetSavedSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -556,9 +601,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/ListSavedSegments',
-            segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.SavedSegmentList.FromString,
+            '/segments.v1.CatalogService/ListSavedSegments',
+            segments_dot_proto_dot_segments__pb2.ListSavedSegmentsRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ListSavedSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -583,9 +628,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/UpdateSavedSegment',
+            '/segments.v1.CatalogService/UpdateSavedSegment',
             segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.SavedSegment.FromString,
+            segments_dot_proto_dot_segments__pb2.UpdateSavedSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -610,9 +655,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/DeleteSavedSegment',
-            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+            '/segments.v1.CatalogService/DeleteSavedSegment',
+            segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DeleteSavedSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -637,9 +682,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/CreateGroup',
+            '/segments.v1.CatalogService/CreateGroup',
             segments_dot_proto_dot_segments__pb2.CreateGroupRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.Group.FromString,
+            segments_dot_proto_dot_segments__pb2.CreateGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -664,9 +709,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/GetGroup',
-            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.Group.FromString,
+            '/segments.v1.CatalogService/GetGroup',
+            segments_dot_proto_dot_segments__pb2.GetGroupRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.GetGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -691,9 +736,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/ListGroups',
-            segments_dot_proto_dot_segments__pb2.ListRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.GroupList.FromString,
+            '/segments.v1.CatalogService/ListGroups',
+            segments_dot_proto_dot_segments__pb2.ListGroupsRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ListGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -718,9 +763,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/DeleteGroup',
-            segments_dot_proto_dot_segments__pb2.NameRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+            '/segments.v1.CatalogService/DeleteGroup',
+            segments_dot_proto_dot_segments__pb2.DeleteGroupRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DeleteGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -745,9 +790,9 @@ class Catalog:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/segments.v1.Catalog/MaterializeGroup',
-            segments_dot_proto_dot_segments__pb2.GroupMaterializeRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.MaterializeChunk.FromString,
+            '/segments.v1.CatalogService/MaterializeGroup',
+            segments_dot_proto_dot_segments__pb2.MaterializeGroupRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.MaterializeGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -772,9 +817,9 @@ class Catalog:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Catalog/ExportGroup',
-            segments_dot_proto_dot_segments__pb2.GroupExportRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.ExportResponse.FromString,
+            '/segments.v1.CatalogService/ExportGroup',
+            segments_dot_proto_dot_segments__pb2.ExportGroupRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ExportGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -786,7 +831,7 @@ class Catalog:
             _registered_method=True)
 
 
-class DatasetsStub:
+class DatasetsServiceStub:
     """Datasets: one per merchant.
     """
 
@@ -797,43 +842,43 @@ class DatasetsStub:
             channel: A grpc.Channel.
         """
         self.CreateDataset = channel.unary_unary(
-                '/segments.v1.Datasets/CreateDataset',
+                '/segments.v1.DatasetsService/CreateDataset',
                 request_serializer=segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.CreateDatasetResponse.FromString,
                 _registered_method=True)
         self.Ingest = channel.unary_unary(
-                '/segments.v1.Datasets/Ingest',
+                '/segments.v1.DatasetsService/Ingest',
                 request_serializer=segments_dot_proto_dot_segments__pb2.IngestRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.IngestResponse.FromString,
                 _registered_method=True)
         self.GetDatasetInfo = channel.unary_unary(
-                '/segments.v1.Datasets/GetDatasetInfo',
-                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
+                '/segments.v1.DatasetsService/GetDatasetInfo',
+                request_serializer=segments_dot_proto_dot_segments__pb2.GetDatasetInfoRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.GetDatasetInfoResponse.FromString,
                 _registered_method=True)
         self.ListDatasets = channel.unary_unary(
-                '/segments.v1.Datasets/ListDatasets',
+                '/segments.v1.DatasetsService/ListDatasets',
                 request_serializer=segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.DatasetList.FromString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
         self.DeleteDataset = channel.unary_unary(
-                '/segments.v1.Datasets/DeleteDataset',
-                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+                '/segments.v1.DatasetsService/DeleteDataset',
+                request_serializer=segments_dot_proto_dot_segments__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DeleteDatasetResponse.FromString,
                 _registered_method=True)
         self.ApplyChanges = channel.unary_unary(
-                '/segments.v1.Datasets/ApplyChanges',
-                request_serializer=segments_dot_proto_dot_segments__pb2.ChangeBatch.SerializeToString,
-                response_deserializer=segments_dot_proto_dot_segments__pb2.ChangeAck.FromString,
+                '/segments.v1.DatasetsService/ApplyChanges',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ApplyChangesRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ApplyChangesResponse.FromString,
                 _registered_method=True)
         self.Compact = channel.unary_unary(
-                '/segments.v1.Datasets/Compact',
-                request_serializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+                '/segments.v1.DatasetsService/Compact',
+                request_serializer=segments_dot_proto_dot_segments__pb2.CompactRequest.SerializeToString,
                 response_deserializer=segments_dot_proto_dot_segments__pb2.CompactResponse.FromString,
                 _registered_method=True)
 
 
-class DatasetsServicer:
+class DatasetsServiceServicer:
     """Datasets: one per merchant.
     """
 
@@ -882,12 +927,12 @@ class DatasetsServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_DatasetsServicer_to_server(servicer, server):
+def add_DatasetsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDataset,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.SerializeToString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.CreateDatasetResponse.SerializeToString,
             ),
             'Ingest': grpc.unary_unary_rpc_method_handler(
                     servicer.Ingest,
@@ -896,38 +941,38 @@ def add_DatasetsServicer_to_server(servicer, server):
             ),
             'GetDatasetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDatasetInfo,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetInfo.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.GetDatasetInfoRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.GetDatasetInfoResponse.SerializeToString,
             ),
             'ListDatasets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatasets,
                     request_deserializer=segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.DatasetList.SerializeToString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ListDatasetsResponse.SerializeToString,
             ),
             'DeleteDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteDataset,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.Deleted.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DeleteDatasetResponse.SerializeToString,
             ),
             'ApplyChanges': grpc.unary_unary_rpc_method_handler(
                     servicer.ApplyChanges,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.ChangeBatch.FromString,
-                    response_serializer=segments_dot_proto_dot_segments__pb2.ChangeAck.SerializeToString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ApplyChangesRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ApplyChangesResponse.SerializeToString,
             ),
             'Compact': grpc.unary_unary_rpc_method_handler(
                     servicer.Compact,
-                    request_deserializer=segments_dot_proto_dot_segments__pb2.DatasetRequest.FromString,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.CompactRequest.FromString,
                     response_serializer=segments_dot_proto_dot_segments__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'segments.v1.Datasets', rpc_method_handlers)
+            'segments.v1.DatasetsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('segments.v1.Datasets', rpc_method_handlers)
+    server.add_registered_method_handlers('segments.v1.DatasetsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Datasets:
+class DatasetsService:
     """Datasets: one per merchant.
     """
 
@@ -945,9 +990,9 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/CreateDataset',
+            '/segments.v1.DatasetsService/CreateDataset',
             segments_dot_proto_dot_segments__pb2.CreateDatasetRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
+            segments_dot_proto_dot_segments__pb2.CreateDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -972,7 +1017,7 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/Ingest',
+            '/segments.v1.DatasetsService/Ingest',
             segments_dot_proto_dot_segments__pb2.IngestRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.IngestResponse.FromString,
             options,
@@ -999,9 +1044,9 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/GetDatasetInfo',
-            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.DatasetInfo.FromString,
+            '/segments.v1.DatasetsService/GetDatasetInfo',
+            segments_dot_proto_dot_segments__pb2.GetDatasetInfoRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.GetDatasetInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1026,9 +1071,9 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/ListDatasets',
+            '/segments.v1.DatasetsService/ListDatasets',
             segments_dot_proto_dot_segments__pb2.ListDatasetsRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.DatasetList.FromString,
+            segments_dot_proto_dot_segments__pb2.ListDatasetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1053,9 +1098,9 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/DeleteDataset',
-            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.Deleted.FromString,
+            '/segments.v1.DatasetsService/DeleteDataset',
+            segments_dot_proto_dot_segments__pb2.DeleteDatasetRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1080,9 +1125,9 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/ApplyChanges',
-            segments_dot_proto_dot_segments__pb2.ChangeBatch.SerializeToString,
-            segments_dot_proto_dot_segments__pb2.ChangeAck.FromString,
+            '/segments.v1.DatasetsService/ApplyChanges',
+            segments_dot_proto_dot_segments__pb2.ApplyChangesRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ApplyChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1107,8 +1152,8 @@ class Datasets:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/segments.v1.Datasets/Compact',
-            segments_dot_proto_dot_segments__pb2.DatasetRequest.SerializeToString,
+            '/segments.v1.DatasetsService/Compact',
+            segments_dot_proto_dot_segments__pb2.CompactRequest.SerializeToString,
             segments_dot_proto_dot_segments__pb2.CompactResponse.FromString,
             options,
             channel_credentials,

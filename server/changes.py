@@ -1,6 +1,6 @@
-"""Live-update messages <-> the engine's change tables: the ChangeBatch half of the codec.
+"""Live-update messages <-> the engine's change tables: the ApplyChangesRequest half of the codec.
 
-Decoding (server): the row messages of a ChangeBatch become pyarrow Tables in the canonical
+Decoding (server): the row messages of a ApplyChangesRequest become pyarrow Tables in the canonical
 types of engine/storage/ingest_read.py, one column at a time; an absent field is null and an absent
 `active` is true. Engine.apply_changes then validates them like a bulk load, so required
 values, closed sets and unknown customers are checked in one place. Only what a Table cannot
@@ -40,8 +40,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 # ================================================================ decode: messages -> tables
 
-def decode_batch(req: pb.ChangeBatch) -> dict:
-    """The keyword arguments of Engine.apply_changes for a ChangeBatch (tables without rows
+def decode_batch(req: pb.ApplyChangesRequest) -> dict:
+    """The keyword arguments of Engine.apply_changes for a ApplyChangesRequest (tables without rows
     are None, an empty batch_id is None)."""
     out = {t: decode_rows(t, getattr(req, t)) if len(getattr(req, t)) else None for t in TABLE_NAMES}
     out["delete"] = list(req.delete_customer_ids)
@@ -211,10 +211,10 @@ def _instant(v) -> dt.datetime:
 
 
 def encode_batch(dataset: str, customers=None, purchases=None, visits=None, laybys=None,
-                 delete=(), batch_id: Optional[str] = None) -> pb.ChangeBatch:
-    """The ChangeBatch of Engine.apply_changes' arguments (rows as dicts or Tables)."""
+                 delete=(), batch_id: Optional[str] = None) -> pb.ApplyChangesRequest:
+    """The ApplyChangesRequest of Engine.apply_changes' arguments (rows as dicts or Tables)."""
     given = {"customers": customers, "purchases": purchases, "visits": visits, "laybys": laybys}
-    req = pb.ChangeBatch(dataset=dataset, batch_id=batch_id or "")
+    req = pb.ApplyChangesRequest(dataset=dataset, batch_id=batch_id or "")
     for table, rows in given.items():
         if rows is not None:
             getattr(req, table).extend(encode_rows(table, rows))
@@ -237,15 +237,15 @@ def decode_counts(m: pb.ChangeCounts) -> dict:
     return {k: getattr(m, k) for k in COUNT_KEYS}
 
 
-def encode_ack(ack: dict) -> pb.ChangeAck:
-    """The ChangeAck of Engine.apply_changes' answer."""
-    return pb.ChangeAck(sequence=int(ack["sequence"]), rows=encode_counts(ack.get("rows")),
+def encode_ack(ack: dict) -> pb.ApplyChangesResponse:
+    """The ApplyChangesResponse of Engine.apply_changes' answer."""
+    return pb.ApplyChangesResponse(sequence=int(ack["sequence"]), rows=encode_counts(ack.get("rows")),
                         not_found=[int(x) for x in ack.get("not_found", ())],
                         duplicate=bool(ack.get("duplicate", False)))
 
 
-def decode_ack(m: pb.ChangeAck) -> dict:
-    """The engine's answer dict of a ChangeAck."""
+def decode_ack(m: pb.ApplyChangesResponse) -> dict:
+    """The engine's answer dict of an ApplyChangesResponse."""
     return {"sequence": m.sequence, "rows": decode_counts(m.rows), "not_found": list(m.not_found),
             "duplicate": m.duplicate}
 

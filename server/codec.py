@@ -31,16 +31,17 @@ _CMP_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=="}
 _OPS_CMP = {v: k for k, v in _CMP_OPS.items()}
 _FLAG_KINDS = ("all", "married_today", "loyalty_member", "overdue_layby")
 _CMP_KINDS = ("age", "loyalty_points", "account_balance")
-_PRESET_NAMES = {v: pb.RangePreset.Name(v)[len("RANGE_"):].lower() for v in pb.RangePreset.values()}
+_PRESET_NAMES = {v: pb.RangePreset.Name(v)[len("RANGE_PRESET_"):].lower() for v in pb.RangePreset.values()
+                 if v != pb.RANGE_PRESET_UNSPECIFIED}
 _PRESET_VALUES = {v: k for k, v in _PRESET_NAMES.items()}
-_BIRTHDAY_NAMES = {pb.BIRTHDAY_TODAY: "today", pb.BIRTHDAY_THIS_MONTH: "this_month",
-                   pb.BIRTHDAY_MONTH: "month", pb.BIRTHDAY_NEXT_DAYS: "next_days"}
+_BIRTHDAY_NAMES = {pb.BIRTHDAY_MODE_TODAY: "today", pb.BIRTHDAY_MODE_THIS_MONTH: "this_month",
+                   pb.BIRTHDAY_MODE_MONTH: "month", pb.BIRTHDAY_MODE_NEXT_DAYS: "next_days"}
 _BIRTHDAY_VALUES = {v: k for k, v in _BIRTHDAY_NAMES.items()}
-_CHANNEL_NAMES = {pb.HAS_EMAIL: "has_email", pb.HAS_PHONE: "has_phone",
-                  pb.EMAIL_OPT_IN: "email_opt_in", pb.SMS_OPT_IN: "sms_opt_in"}
+_CHANNEL_NAMES = {pb.REACHABLE_CHANNEL_HAS_EMAIL: "has_email", pb.REACHABLE_CHANNEL_HAS_PHONE: "has_phone",
+                  pb.REACHABLE_CHANNEL_EMAIL_OPT_IN: "email_opt_in", pb.REACHABLE_CHANNEL_SMS_OPT_IN: "sms_opt_in"}
 _CHANNEL_VALUES = {v: k for k, v in _CHANNEL_NAMES.items()}
-_ORDER_NAMES = {pb.ORDER_SPEND: "spend", pb.ORDER_PURCHASE_COUNT: "purchase_count",
-                pb.ORDER_LOYALTY_POINTS: "loyalty_points", pb.ORDER_LAST_PURCHASE: "last_purchase"}
+_ORDER_NAMES = {pb.ORDER_KEY_SPEND: "spend", pb.ORDER_KEY_PURCHASE_COUNT: "purchase_count",
+                pb.ORDER_KEY_LOYALTY_POINTS: "loyalty_points", pb.ORDER_KEY_LAST_PURCHASE: "last_purchase"}
 _ORDER_VALUES = {v: k for k, v in _ORDER_NAMES.items()}
 
 
@@ -62,7 +63,7 @@ def range_to_json(r: pb.TimeRange):
     if kind is None:
         return "ever"
     if kind == "preset":
-        return _PRESET_NAMES.get(r.preset, f"unknown preset {r.preset}")
+        return _PRESET_NAMES.get(r.preset, f"{pb.RangePreset.Name(r.preset) if r.preset in pb.RangePreset.values() else r.preset}")
     if kind in ("last_n_days", "last_n_months"):
         return {kind: getattr(r, kind)}
     out = {}
@@ -107,9 +108,9 @@ def condition_to_json(c: pb.Condition, path: str = "include") -> Any:
         return {"surname": a}
     if kind in ("birthday", "anniversary"):
         body = {"mode": _BIRTHDAY_NAMES.get(a.mode)}
-        if a.mode == pb.BIRTHDAY_MONTH:
+        if a.mode == pb.BIRTHDAY_MODE_MONTH:
             body["month"] = a.month
-        if a.mode == pb.BIRTHDAY_NEXT_DAYS:
+        if a.mode == pb.BIRTHDAY_MODE_NEXT_DAYS:
             body["days"] = a.days
         return {kind: body}
     if kind in _CMP_KINDS:
@@ -394,36 +395,31 @@ def decode_explain(node: pb.ExplainNode) -> ExplainNode:
                        node.bytes_read)
 
 
-def materialize_chunks(m: Materialized, chunk_ids: int, check=None):
-    """MaterializeChunk messages of a result: packed little-endian int64 ids, plus an Arrow
-    IPC batch of the fields and rank values when there are any. `check()` runs before each
-    chunk (a deadline test)."""
+def materialize_chunks(m: Materialized, chunk_ids: int, check=None, message=pb.MaterializeResponse):
+    """`message` chunks (MaterializeResponse or MaterializeGroupResponse) of a result: each
+    an Arrow IPC stream of one record batch holding customer_id, the fields and rank_value
+    (typed) when ranked. `check()` runs before each chunk (a deadline test)."""
     import pyarrow as pa
 
-    ids = np.ascontiguousarray(m.customer_ids, dtype="<i8")
-    extra = {}
-    extra.update(m.columns)
-    if m.rank_values is not None:
-        extra["rank_value"] = pa.array(m.rank_values)
-    table = pa.table(extra) if extra else None
-    n = len(ids)
+    table = m.to_arrow()
+    n = table.num_rows
     first = True
     for start in range(0, max(n, 1), chunk_ids):
         if check is not None:
             check()
-        stop = min(start + chunk_ids, n)
-        msg = pb.MaterializeChunk(customer_ids=ids[start:stop].tobytes())
-        if table is not None:
-            sink = pa.BufferOutputStream()
-            part = table.slice(start, stop - start)
-            with pa.ipc.new_stream(sink, part.schema) as w:
-                w.write_table(part)
-            msg.arrow_ipc = sink.getvalue().to_pybytes()
+        part = table.slice(start, min(chunk_ids, n - start))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, part.schema) as w:
+            w.write_table(part)
+        msg = message(arrow_ipc=sink.getvalue().to_pybytes())
         if first:
             msg.total = n
             msg.missing_ids.extend(m.missing_ids)
             msg.rank_key = m.rank_key or ""
             msg.elapsed_ms = m.elapsed_ms
+            if m.as_of is not None:
+                msg.as_of.CopyFrom(timestamp(m.as_of))
+            msg.change_sequence = int(m.sequence or 0)
             first = False
         yield msg
 

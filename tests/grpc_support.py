@@ -84,10 +84,12 @@ class Output:
 
 
 def spawn_server(data: Path, *args) -> tuple:
-    """`segments --data DATA serve ARGS` in a subprocess: (process, Output), at once."""
+    """`segments --data DATA serve ARGS` in a subprocess: (process, Output), at once.
+    Without a --warm flag it does not warm up (SEGMENTS_WARM=none): tests/test_warm.py
+    covers the warm-up, the others want a server quickly."""
     proc = subprocess.Popen([sys.executable, "-m", "segments.cli.main", "--data", str(data), "serve", *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "SEGMENTS_WARM": "none", "PYTHONUNBUFFERED": "1"})
     return proc, Output(proc)
 
 

@@ -121,7 +121,7 @@ def rpc_code(fn):
 def stub(grpc_env):
     from segments.proto import segments_pb2_grpc as pbg
     ch = grpc.insecure_channel(f"127.0.0.1:{grpc_env.port}", [("grpc.max_send_message_length", 64 << 20)])
-    yield {"segments": pbg.SegmentsStub(ch), "catalog": pbg.CatalogStub(ch), "datasets": pbg.DatasetsStub(ch),
+    yield {"segments": pbg.SegmentsServiceStub(ch), "catalog": pbg.CatalogServiceStub(ch), "datasets": pbg.DatasetsServiceStub(ch),
            "channel": ch}
     ch.close()
 
@@ -158,7 +158,7 @@ def test_typed_messages(stub, cut, flips, tail):
     for i, b in flips:
         if i < len(data):
             data[i] = b
-    fn = stub["channel"].unary_unary("/segments.v1.Segments/Count", request_serializer=None,
+    fn = stub["channel"].unary_unary("/segments.v1.SegmentsService/Count", request_serializer=None,
                                      response_deserializer=None)
     code, msg = rpc_code(lambda: fn(bytes(data), timeout=60))
     assert code in {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, C.PERMISSION_DENIED}, (code, msg[:300])
@@ -191,7 +191,7 @@ def test_names(stub, grpc_env, name, which):
             dataset="other", source=pb.SegmentSource(saved_segment=name)), timeout=60),
         "group": lambda: stub["catalog"].CreateGroup(pb.CreateGroupRequest(
             dataset="other", name=name, segment_json='{"include": {"customers": [1]}}'), timeout=60),
-        "get_group": lambda: stub["catalog"].GetGroup(pb.NameRequest(dataset="other", name=name), timeout=60),
+        "get_group": lambda: stub["catalog"].GetGroup(pb.GetGroupRequest(dataset="other", name=name), timeout=60),
         "file": lambda: stub["segments"].Export(pb.ExportRequest(
             dataset="other", source=pb.SegmentSource(segment_json='{"include": {"customers": [1]}}'),
             file_name=name), timeout=60),
@@ -199,7 +199,7 @@ def test_names(stub, grpc_env, name, which):
     code, msg = rpc_code(calls[which])
     assert code in NAME_CODES, (which, code, msg[:300])
     if which == "group" and code == C.OK:
-        stub["catalog"].DeleteGroup(pb.NameRequest(dataset="other", name=name), timeout=60)
+        stub["catalog"].DeleteGroup(pb.DeleteGroupRequest(dataset="other", name=name), timeout=60)
     for p in grpc_env.export_dir.rglob("*"):     # nothing written outside <exports>/<dataset>/
         assert p.parent in (grpc_env.export_dir, grpc_env.export_dir / "other", grpc_env.export_dir / "shop"), p
 
@@ -289,7 +289,7 @@ def test_change_rows(stub, ingest_target, rows):
             msgs.append(pb.CustomerRow(**r))
         except (ValueError, TypeError):   # text the wire cannot carry (a lone surrogate): the client refuses it
             return
-    code, msg = rpc_code(lambda: stub["datasets"].ApplyChanges(pb.ChangeBatch(dataset="fuzz-ingest", customers=msgs),
+    code, msg = rpc_code(lambda: stub["datasets"].ApplyChanges(pb.ApplyChangesRequest(dataset="fuzz-ingest", customers=msgs),
                                                                timeout=60))
     assert code in INGEST_CODES, (code, msg[:300])
 

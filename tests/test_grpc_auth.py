@@ -66,10 +66,10 @@ def test_malformed_authorization_header(grpc_env):
     from segments.proto import segments_pb2 as pb
     from segments.proto import segments_pb2_grpc as pbg
     with grpc.insecure_channel(f"127.0.0.1:{grpc_env.auth_port}") as ch:
-        stub = pbg.DatasetsStub(ch)
+        stub = pbg.DatasetsServiceStub(ch)
         for header in ("Basic cm9vdC10b2tlbg==", "Bearer", "root-token"):
             with pytest.raises(grpc.RpcError) as e:
-                stub.GetDatasetInfo(pb.DatasetRequest(dataset="shop"), metadata=(("authorization", header),))
+                stub.GetDatasetInfo(pb.GetDatasetInfoRequest(dataset="shop"), metadata=(("authorization", header),))
             assert e.value.code() == C.UNAUTHENTICATED
 
 

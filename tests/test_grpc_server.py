@@ -125,7 +125,7 @@ def test_groups_round_trip(client, grpc_env):
     want = np.sort(grpc_env.engine.materialize("shop", BEST_DIAMOND, (), ANCHOR).customer_ids)
     assert np.array_equal(m.customer_ids, want) and len(m.columns["email"]) == 50
     r = client.export_group("shop", "srv-best", ["email"], "csv", "best-group")
-    assert r == {"file_name": "shop/best-group.csv", "rows": 50}
+    assert r == {"file_name": "shop/best-group.csv", "rows": 50, "metadata_file_name": "shop/best-group.csv.json"}
     client.create_saved_segment("shop", "srv-src", BEST_DIAMOND)
     assert client.create_group("shop", "srv-from-saved", saved="srv-src", as_of=ANCHOR, ttl_days=3)["count"] == 50
     assert code_of(lambda: client.create_group("shop", "srv-best", BEST_DIAMOND))[0] == C.ALREADY_EXISTS
@@ -290,13 +290,13 @@ def test_health_and_reflection(grpc_env):
 
     with grpc.insecure_channel(f"127.0.0.1:{grpc_env.port}") as ch:
         h = health_pb2_grpc.HealthStub(ch)
-        for service in ("", "segments.v1.Segments", "segments.v1.Catalog", "segments.v1.Datasets"):
+        for service in ("", "segments.v1.SegmentsService", "segments.v1.CatalogService", "segments.v1.DatasetsService"):
             assert h.Check(health_pb2.HealthCheckRequest(service=service)).status == \
                    health_pb2.HealthCheckResponse.SERVING
         r = reflection_pb2_grpc.ServerReflectionStub(ch)
         resp = next(r.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in resp.list_services_response.service}
-        assert {"segments.v1.Segments", "segments.v1.Catalog", "segments.v1.Datasets",
+        assert {"segments.v1.SegmentsService", "segments.v1.CatalogService", "segments.v1.DatasetsService",
                 "grpc.health.v1.Health"} <= names
 
 

@@ -67,8 +67,8 @@ def test_undecodable_and_too_deep_messages_are_invalid_argument(grpc_env):
     from segments.bench.probes import deep_count_request
     ch = grpc.insecure_channel(f"127.0.0.1:{grpc_env.port}")
     try:
-        for path, stream in (("/segments.v1.Segments/Count", False), ("/segments.v1.Datasets/ApplyChanges", False),
-                             ("/segments.v1.Segments/Materialize", True), ("/segments.v1.Catalog/CreateGroup", False)):
+        for path, stream in (("/segments.v1.SegmentsService/Count", False), ("/segments.v1.DatasetsService/ApplyChanges", False),
+                             ("/segments.v1.SegmentsService/Materialize", True), ("/segments.v1.CatalogService/CreateGroup", False)):
             make = ch.unary_stream if stream else ch.unary_unary
             fn = make(path, request_serializer=None, response_deserializer=None)
             for payload in (b"\xff\xff\xff\xff\x0f", b"\x0a\x03\xff\xfe\xfd", deep_count_request("shop", 150)):

@@ -106,8 +106,8 @@ def test_a_batch_is_visible_to_the_next_count(client, live):
 
 def test_dataset_info_carries_the_live_state_typed(client, grpc_env, live):
     ack = client.upsert_customers(live, NEW_CUSTOMERS[:1])
-    m = client._datasets.GetDatasetInfo(pb.DatasetRequest(dataset=live))
-    assert m.live.sequence == ack["sequence"] and m.live.pending.customers == 1
+    m = client._datasets.GetDatasetInfo(pb.GetDatasetInfoRequest(dataset=live))
+    assert m.dataset.live.sequence == ack["sequence"] and m.dataset.live.pending.customers == 1
 
 
 def test_upsert_replaces_the_whole_row(client, live):

@@ -123,6 +123,11 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Eval
     return out
 
 
+def parse_as_of(as_of):
+    """An as-of argument (None, an aware datetime, or ISO-8601 text) as a datetime or None."""
+    return _as_of(as_of)
+
+
 def _as_of(as_of):
     if as_of is None or isinstance(as_of, dt.datetime):
         return as_of

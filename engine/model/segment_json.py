@@ -186,7 +186,18 @@ def _customers(a, p, depth):
         _fail(p, "expected a list of customer_ids")
     if len(a) > MAX_CUSTOMER_IDS:
         _fail(p, f"{len(a)} ids, more than the limit of {MAX_CUSTOMER_IDS}")
-    return S.Customers(tuple(_int(x, f"{p}[{i}]") for i, x in enumerate(a)))
+    return S.Customers(tuple(_customer_id(x, f"{p}[{i}]") for i, x in enumerate(a)))
+
+
+def _customer_id(v: Any, path: str) -> int:
+    """An int64 customer_id given as a JSON number or as decimal text: a caller whose JSON
+    numbers are doubles (JavaScript) cannot write ids above 2^53 exactly as numbers."""
+    if isinstance(v, str):
+        text = v.strip()
+        if not text.lstrip("+-").isdigit() or not text.isascii():
+            _fail(path, f"expected a customer_id (an integer, or its decimal digits as a string), got {v!r}")
+        v = int(text)
+    return _int(v, path)
 
 
 def _search(a, p, depth):
