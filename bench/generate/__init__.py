@@ -3,9 +3,15 @@
 The customers are cut into chunks; each chunk's rows of every table are drawn from
 generators seeded by (seed, chunk, table) and written before the next chunk is drawn, so
 memory stays bounded at any scale and the same arguments give byte-identical files.
-Profiles come from bench/generate/tables.py, activity rows from bench/generate/lines.py.
+Profiles come from bench/generate/tables.py, activity rows from bench/generate/lines.py,
+cardinalities, skew, history length, activity mix and id layout from a named shape
+(bench/generate/shapes.py; `default` is today's data, byte for byte).
 
-    python -m segments.bench.generate OUT --scale M --progress
+Chunks are drawn by worker processes (`workers`, default: the machine's cores, at most one
+per chunk) and written by one writer thread in chunk order, so the files do not depend on
+how many workers drew them.
+
+    python -m segments.bench.generate OUT --scale M --shape catalog --progress
 """
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ import datetime as dt
 import math
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .lines import laybys_chunk, make_catalog, purchases_chunk, visits_chunk
+from .shapes import SHAPES, Shape
+from .shapes import get as get_shape
 from .tables import arrow_schema, customers_chunk, make_calendar
 from segments.engine.model.schema import TABLE_NAMES
 
@@ -36,6 +46,7 @@ CHUNK_CUSTOMERS = 250_000        # customers drawn and written at a time (~5M pu
 PART_ROWS = 5_000_000            # a table expected to be larger is written as a folder of parts
 ROWS_PER_CUSTOMER = {"customers": 1.0, "purchases": 20.0, "visits": 5.0, "laybys": 0.07}
 ID_LOW, ID_HIGH = 10**9, 9 * 10**15
+ID_RANGES = {"wide": (ID_LOW, ID_HIGH), "digits10": (10**9, 10**10)}   # by Shape.ids
 MAX_PENDING = 3                  # chunk tables queued for the writer thread (bounds memory)
 _STREAM = {"ids": 0, "customers": 1, "purchases": 2, "visits": 3, "laybys": 4}
 _CATALOG_CHUNK = 2**32 - 1       # spawn key of the catalog's generator, apart from any chunk
@@ -43,8 +54,12 @@ _CATALOG_CHUNK = 2**32 - 1       # spawn key of the catalog's generator, apart f
 
 def generate(out: str | Path, scale: str = "S", seed: int = 0, fmt: str = "parquet",
              customers: int | None = None, anchor: dt.date = DEFAULT_ANCHOR,
-             progress: bool = False) -> dict:
-    """Write customers/purchases/visits/laybys files into `out`; return rows per table."""
+             progress: bool = False, shape: str | Shape = "default",
+             workers: int | None = None) -> dict:
+    """Write customers/purchases/visits/laybys files into `out`; return rows per table.
+    `shape`: a name of bench/generate/shapes.SHAPES or a Shape; `workers`: processes
+    drawing chunks (default: cores, at most one per chunk; 1 draws in this process)."""
+    shape = get_shape(shape)
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, not {scale!r}")
     if fmt not in FORMATS:
@@ -57,17 +72,27 @@ def generate(out: str | Path, scale: str = "S", seed: int = 0, fmt: str = "parqu
     if not isinstance(anchor, dt.date) or isinstance(anchor, dt.datetime):
         raise ValueError(f"anchor must be a datetime.date, not {anchor!r}")
 
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ValueError(f"workers must be an int >= 1, not {workers!r}")
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n_chunks = math.ceil(n / CHUNK_CUSTOMERS)
+    # A chunk holds about CHUNK_CUSTOMERS * 20 purchase lines whatever the shape.
+    per_chunk = CHUNK_CUSTOMERS if shape.lines_per_customer <= ROWS_PER_CUSTOMER["purchases"] else \
+        max(1, int(CHUNK_CUSTOMERS * ROWS_PER_CUSTOMER["purchases"] / shape.lines_per_customer))
+    n_chunks = math.ceil(n / per_chunk)
     sizes = [n // n_chunks + (c < n % n_chunks) for c in range(n_chunks)]
-    stride = (ID_HIGH - ID_LOW) // (max(sizes) * n_chunks)
-    cal = make_calendar(anchor)
-    catalog = make_catalog(_rng(seed, _CATALOG_CHUNK, 0))
-    sinks = {t: _Sink(out, t, fmt, folder=n * ROWS_PER_CUSTOMER[t] > PART_ROWS)
-             for t in TABLE_NAMES}
+    id_low, id_high = ID_RANGES[shape.ids]
+    stride = (id_high - id_low) // (max(sizes) * n_chunks)
+    if stride < 1:
+        raise ValueError(f"customers: {n:,} do not fit the {shape.ids} id range of shape {shape.name!r}")
+    expected = {t: n * r for t, r in ROWS_PER_CUSTOMER.items()}
+    expected["purchases"] = n * shape.lines_per_customer
+    sinks = {t: _Sink(out, t, fmt, folder=expected[t] > PART_ROWS) for t in TABLE_NAMES}
     rows = dict.fromkeys(TABLE_NAMES, 0)
     pending: deque = deque()        # (table, future) written in order by one writer thread
+    job = (seed, n_chunks, stride, id_low, anchor, shape)
+    workers = min(n_chunks, workers or os.cpu_count() or 1)
 
     def put(name: str, chunk: int, table: pa.Table) -> None:
         pending.append((name, writer.submit(sinks[name].write, chunk, table)))
@@ -75,37 +100,79 @@ def generate(out: str | Path, scale: str = "S", seed: int = 0, fmt: str = "parqu
             done, future = pending.popleft()
             rows[done] += future.result()
 
+    pool = None
     try:
+        if workers > 1:
+            # Started (forked) before the writer thread exists; workers + 1 chunks in flight.
+            pool = ProcessPoolExecutor(workers, mp_context=_mp_context())
+            list(pool.map(_warm, range(workers)))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate-writer") as writer:
             bar = tqdm(range(n_chunks), disable=not progress, unit="chunk",
-                       desc=f"generate {n:,} customers")
+                       desc=f"generate {n:,} customers ({shape.name})")
+            drawn: deque = deque()
+            ahead = iter(range(n_chunks))
             for c in bar:
-                ids = _customer_ids(_rng(seed, c, _STREAM["ids"]), c, n_chunks, sizes[c], stride)
-                table, act = customers_chunk(_rng(seed, c, _STREAM["customers"]), ids, cal)
-                put("customers", c, table)
-                put("purchases", c, purchases_chunk(_rng(seed, c, _STREAM["purchases"]), act, cal, catalog))
-                put("visits", c, visits_chunk(_rng(seed, c, _STREAM["visits"]), act, cal))
-                put("laybys", c, laybys_chunk(_rng(seed, c, _STREAM["laybys"]), act, cal))
-                del table, act
+                if pool is None:
+                    tables = _chunk(job, c, sizes[c])
+                else:
+                    while len(drawn) <= workers and (k := next(ahead, None)) is not None:
+                        drawn.append(pool.submit(_chunk, job, k, sizes[k]))
+                    tables = drawn.popleft().result()
+                for name, table in zip(TABLE_NAMES, tables):
+                    put(name, c, table)
+                del tables
             while pending:
                 done, future = pending.popleft()
                 rows[done] += future.result()
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         for sink in sinks.values():
             sink.close()
     return rows
+
+
+_CATALOGS: dict = {}            # (seed, shape, anchor) -> (calendar, catalog), per process
+
+
+def _chunk(job: tuple, c: int, size: int) -> tuple:
+    """Chunk c's customers, purchases, visits and laybys (TABLE_NAMES order); the same
+    whichever process draws it."""
+    seed, n_chunks, stride, id_low, anchor, shape = job
+    key = (seed, shape, anchor)
+    if key not in _CATALOGS:
+        _CATALOGS.clear()
+        _CATALOGS[key] = (make_calendar(anchor, shape.years), make_catalog(_rng(seed, _CATALOG_CHUNK, 0), shape))
+    cal, catalog = _CATALOGS[key]
+    ids = _customer_ids(_rng(seed, c, _STREAM["ids"]), c, n_chunks, size, stride, id_low)
+    customers, act = customers_chunk(_rng(seed, c, _STREAM["customers"]), ids, cal, shape)
+    return (customers,
+            purchases_chunk(_rng(seed, c, _STREAM["purchases"]), act, cal, catalog),
+            visits_chunk(_rng(seed, c, _STREAM["visits"]), act, cal, catalog.vocab),
+            laybys_chunk(_rng(seed, c, _STREAM["laybys"]), act, cal))
+
+
+def _warm(_: int) -> int:
+    return os.getpid()
+
+
+def _mp_context():
+    """fork where there is one (workers start at once, no re-import), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def _rng(seed: int, chunk: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(chunk, stream))))
 
 
-def _customer_ids(rng, chunk: int, n_chunks: int, size: int, stride: int) -> np.ndarray:
-    """Unique sparse ids in [ID_LOW, ID_HIGH), shuffled: customer k of chunk c owns slot
-    k*n_chunks + c, a stride-wide band, so ids are unique across chunks and every chunk
-    spans the whole id range."""
+def _customer_ids(rng, chunk: int, n_chunks: int, size: int, stride: int,
+                  id_low: int = ID_LOW) -> np.ndarray:
+    """Unique sparse ids from id_low on (ID_RANGES), shuffled: customer k of chunk c owns
+    slot k*n_chunks + c, a stride-wide band, so ids are unique across chunks and every
+    chunk spans the whole id range."""
     slots = np.arange(size, dtype=np.int64) * n_chunks + chunk
-    ids = ID_LOW + slots * stride + rng.integers(0, stride, size)
+    ids = id_low + slots * stride + rng.integers(0, stride, size)
     return rng.permutation(ids)
 
 
@@ -185,10 +252,12 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", dest="fmt", default="parquet", choices=FORMATS)
     p.add_argument("--anchor", type=dt.date.fromisoformat, default=DEFAULT_ANCHOR)
+    p.add_argument("--shape", default="default", choices=sorted(SHAPES))
+    p.add_argument("--workers", type=int, help="processes drawing chunks (default: cores)")
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    rows = generate(a.out, a.scale, a.seed, a.fmt, a.customers, a.anchor, a.progress)
+    rows = generate(a.out, a.scale, a.seed, a.fmt, a.customers, a.anchor, a.progress, a.shape, a.workers)
     print(" ".join(f"{k}={v:,}" for k, v in rows.items()), f"in {time.perf_counter() - t0:.1f}s")
 
 

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import vocab as V
-from .tables import (DISPENSARY_SKU_SHARE, N_SKU, REFUND, Activity, Calendar,
+from .shapes import SHAPES, Shape, Vocab, vocab
+from .tables import (DISPENSARY_SKU_SHARE, REFUND, Activity, Calendar,
                               InverseCdf, _force, _pick, _take, _window_days, arrow_schema)
 
 ATTRIBUTES = ("department", "metal", "brand", "strain", "inventory_group", "inventory_type",
@@ -19,56 +20,69 @@ ATTRIBUTES = ("department", "metal", "brand", "strain", "inventory_group", "inve
 
 @dataclass(frozen=True)
 class Catalog:
-    """N_SKU products: string attributes (nulls where a POS leaves them empty), prices, and
-    per customer kind (jewellery, dispensary, both, bead/charm collector) the SKUs on offer
-    with their popularity CDF."""
-    attrs: dict              # attribute name -> pa.Array of N_SKU strings
+    """shape.skus products: string attributes (nulls where a POS leaves them empty), prices,
+    and per customer kind (jewellery, dispensary, both, bead/charm collector) the SKUs on
+    offer with their popularity CDF; `vocab` the shape's value lists (shops too)."""
+    attrs: dict              # attribute name -> pa.Array of shape.skus strings
     price: np.ndarray        # cents
     multi: np.ndarray        # sold by several units (beads, charms, dispensary)
     groups: tuple            # kind -> (sku indices, InverseCdf of their popularity)
+    vocab: Vocab
 
 
-def make_catalog(rng) -> Catalog:
-    """The product catalog shared by every chunk of a dataset."""
-    n = N_SKU
+def make_catalog(rng, shape: Shape = SHAPES["default"]) -> Catalog:
+    """The product catalog shared by every chunk of a dataset. Brands and strains are drawn
+    uniformly, or by Zipf weights when shape.value_zipf > 0 (separate code paths, so the
+    default shape's draws are today's)."""
+    voc = vocab(shape)
+    n = shape.skus
     disp = rng.random(n) < DISPENSARY_SKU_SHARE
-    dept = _pick(rng, n, [w for _, w, _, _ in V.DEPARTMENTS])
-    dept_names = [d for d, _, _, _ in V.DEPARTMENTS]
-    metal = np.full(n, len(V.METALS))
+    dept = _pick(rng, n, [w for _, w, _, _ in voc.departments])
+    dept_names = [d for d, _, _, _ in voc.departments]
+    metal = np.full(n, len(voc.metals))
     for d, name in enumerate(dept_names):
         rows = np.nonzero(dept == d)[0]
-        metal[rows] = _pick(rng, len(rows), V.METAL_WEIGHTS[name])
-    jb, db = len(V.JEWELLERY_BRANDS), len(V.DISPENSARY_BRANDS)
-    brand = np.where(disp, jb + rng.integers(0, db, n), rng.integers(0, jb, n))
+        metal[rows] = _pick(rng, len(rows), voc.metal_weights[name])
+    jb, db = len(voc.jewellery_brands), len(voc.dispensary_brands)
+    if voc.brand_weights is None:
+        brand = np.where(disp, jb + rng.integers(0, db, n), rng.integers(0, jb, n))
+    else:
+        wj, wd = voc.brand_weights
+        brand = np.where(disp, jb + InverseCdf(wd)(rng.random(n)), InverseCdf(wj)(rng.random(n)))
     brand_null = np.where(disp, rng.random(n) < 0.05, rng.random(n) >= 0.35)
 
-    median = np.array([m for _, _, m, _ in V.DEPARTMENTS])[dept]
-    sigma = np.array([s for _, _, _, s in V.DEPARTMENTS])[dept]
+    median = np.array([m for _, _, m, _ in voc.departments])[dept]
+    sigma = np.array([s for _, _, _, s in voc.departments])[dept]
     median = np.where(disp, V.DISPENSARY_PRICE[0], median)
     sigma = np.where(disp, V.DISPENSARY_PRICE[1], sigma)
     price = np.maximum(rng.lognormal(np.log(median), sigma), 100)
     price = np.where(rng.random(n) < 0.6, np.round(price / 100) * 100 - 1, np.round(price))
 
-    codes = np.sort(rng.choice(200_000, n, replace=False))
+    codes = np.sort(rng.choice(max(200_000, 20 * n), n, replace=False))
+    dept_null = disp | (rng.random(n) < 0.02)          # draws in today's order
+    if voc.strain_weights is None:
+        strain = rng.integers(0, len(voc.strains), n)
+    else:
+        strain = InverseCdf(voc.strain_weights)(rng.random(n))
     attrs = {
-        "department": _take(dept_names, dept, disp | (rng.random(n) < 0.02)),
-        "metal": _take(V.METALS, metal, disp),
-        "brand": _take(V.JEWELLERY_BRANDS + V.DISPENSARY_BRANDS, brand, brand_null),
-        "strain": _take(V.STRAINS, rng.integers(0, len(V.STRAINS), n), ~disp | (rng.random(n) < 0.2)),
+        "department": _take(dept_names, dept, dept_null),
+        "metal": _take(voc.metals, metal, disp),
+        "brand": _take(voc.jewellery_brands + voc.dispensary_brands, brand, brand_null),
+        "strain": _take(voc.strains, strain, ~disp | (rng.random(n) < 0.2)),
         "inventory_group": _take(V.INVENTORY_GROUPS, rng.integers(0, len(V.INVENTORY_GROUPS), n),
                                  ~disp | (rng.random(n) < 0.03)),
         "inventory_type": _take(V.INVENTORY_TYPES, rng.integers(0, len(V.INVENTORY_TYPES), n),
                                 ~disp | (rng.random(n) < 0.10)),
         "product": pa.array([f"SKU-{c:06d}" for c in codes], pa.string()),
     }
-    popularity = 1.0 / (rng.permutation(n) + 1.0) ** 0.9
-    beads_charms = ~disp & np.isin(dept, [dept_names.index("beads"), dept_names.index("charms")])
+    popularity = 1.0 / (rng.permutation(n) + 1.0) ** shape.sku_zipf
+    beads_charms = ~disp & np.isin(dept, [dept_names.index(d) for d in ("beads", "charms") if d in dept_names])
     groups = []
     for member in (~disp, disp, np.ones(n, bool), beads_charms):
         idx = np.nonzero(member)[0]
         groups.append((idx, InverseCdf(popularity[idx])))
     multi = disp | beads_charms
-    return Catalog(attrs, price.astype(np.int64), multi, tuple(groups))
+    return Catalog(attrs, price.astype(np.int64), multi, tuple(groups), voc)
 
 
 def purchases_chunk(rng, act: Activity, cal: Calendar, cat: Catalog) -> pa.Table:
@@ -111,7 +125,7 @@ def purchases_chunk(rng, act: Activity, cal: Calendar, cat: Catalog) -> pa.Table
 
     shop = act.home[cust]                                          # 75% at the home shop
     away = np.nonzero(rng.random(n) >= 0.75)[0]
-    shop[away] = _pick(rng, len(away), V.SHOP_WEIGHTS)
+    shop[away] = _pick(rng, len(away), cat.vocab.shop_weights)
     shop_null = rng.random(n) < 0.01
     qty_null = rng.random(n) < 0.02
     product_null = rng.random(n) < 0.01
@@ -123,7 +137,7 @@ def purchases_chunk(rng, act: Activity, cal: Calendar, cat: Catalog) -> pa.Table
         "purchased_at": pa.array(t[p] * 1_000_000, pa.timestamp("us", tz="UTC")),
         "amount": pa.array(amount[p], pa.int64()),
         "quantity": pa.array(qty[p].astype(np.int32), pa.int32(), mask=qty_null[p]),
-        "shop": _take(V.SHOPS, shop[p], shop_null[p]),
+        "shop": _take(cat.vocab.shops, shop[p], shop_null[p]),
     }
     for name in ATTRIBUTES:
         mask = product_null[p] if name == "product" else None
@@ -131,8 +145,10 @@ def purchases_chunk(rng, act: Activity, cal: Calendar, cat: Catalog) -> pa.Table
     return _table("purchases", cols)
 
 
-def visits_chunk(rng, act: Activity, cal: Calendar) -> pa.Table:
-    """Past visits (completed / cancelled / no_show) and booked ones in the next 90 days."""
+def visits_chunk(rng, act: Activity, cal: Calendar, voc: Vocab | None = None) -> pa.Table:
+    """Past visits (completed / cancelled / no_show) and booked ones in the next 90 days;
+    shops from `voc` (the default shape's when None)."""
+    voc = voc or vocab(SHAPES["default"])
     past = np.repeat(np.arange(len(act.ids)), act.n_visits)
     booked = np.repeat(np.arange(len(act.ids)), act.n_booked)
     day = np.concatenate([
@@ -144,7 +160,7 @@ def visits_chunk(rng, act: Activity, cal: Calendar) -> pa.Table:
     second = (13 + rng.integers(0, 10, n)) * 3600 + rng.integers(0, 4, n) * 900
     status = np.concatenate([_pick(rng, len(past), (0.85, 0.09, 0.06)),
                              np.full(len(booked), 3)])
-    shop = np.where(rng.random(n) < 0.85, act.home[cust], _pick(rng, n, V.SHOP_WEIGHTS))
+    shop = np.where(rng.random(n) < 0.85, act.home[cust], _pick(rng, n, voc.shop_weights))
     shop_null = rng.random(n) < 0.02
 
     p = rng.permutation(n)
@@ -153,7 +169,7 @@ def visits_chunk(rng, act: Activity, cal: Calendar) -> pa.Table:
         "starts_at": pa.array((day[p] * 86_400 + second[p]) * 1_000_000,
                               pa.timestamp("us", tz="UTC")),
         "status": _take(("completed", "cancelled", "no_show", "booked"), status[p]),
-        "shop": _take(V.SHOPS, shop[p], shop_null[p]),
+        "shop": _take(voc.shops, shop[p], shop_null[p]),
     }
     return _table("visits", cols)
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import vocab as V
+from .shapes import NO_ACTIVITY_SHARE, SHAPES, vocab
 from segments.engine.model.schema import TABLES
 
 ARROW_TYPES = {
@@ -26,11 +27,10 @@ ARROW_TYPES = {
 }
 DAY_US = 86_400 * 1_000_000
 YEAR = 365.2425
-N_SKU = 3000
 DISPENSARY_SKU_SHARE = 0.2
 
 # Per-customer activity mix. Calibrated so lines average ~20 and visits ~5 per customer.
-NO_ACTIVITY = 0.135          # neither purchases nor visits
+NO_ACTIVITY = NO_ACTIVITY_SHARE   # neither purchases nor visits (0.135)
 PURCHASER = 0.965            # of the others
 VISITOR = 0.62               # of the others
 REGULAR = 0.10               # of visitors: many completed visits
@@ -98,10 +98,10 @@ class Calendar:
         return self.anchor_day - self.start_day + 1
 
 
-def make_calendar(anchor: dt.date) -> Calendar:
-    """Three years up to the anchor day; December weighs ~2.6x, November and Saturdays more."""
+def make_calendar(anchor: dt.date, years: int = 3) -> Calendar:
+    """`years` years up to the anchor day; December weighs ~2.6x, November and Saturdays more."""
     anchor_day = (anchor - dt.date(1970, 1, 1)).days
-    y, m = anchor.year - 3, anchor.month
+    y, m = anchor.year - years, anchor.month
     start_day = int(_days_of(y, m, 1)) + min(anchor.day, _month_len(y, m)) - 1
     days = np.arange(start_day, anchor_day + 1)
     month_weight = np.array([0, 0.85, 1.05, 0.9, 0.95, 1.1, 0.9, 0.85, 0.9, 0.95, 1.0, 1.4, 2.6])
@@ -174,8 +174,12 @@ class Activity:
     n_laybys: np.ndarray
 
 
-def customers_chunk(rng, ids: np.ndarray, cal: Calendar) -> tuple[pa.Table, Activity]:
-    """The customers table of one chunk (rows in the order of `ids`) and their activity."""
+def customers_chunk(rng, ids: np.ndarray, cal: Calendar, shape=None) -> tuple[pa.Table, Activity]:
+    """The customers table of one chunk (rows in the order of `ids`) and their activity;
+    shops, the inactive share and the activity mix from `shape` (bench/generate/shapes.py,
+    the default shape when None)."""
+    shape = shape or SHAPES["default"]
+    voc = vocab(shape)
     n = len(ids)
     a = cal.anchor_day
     cols: dict[str, pa.Array] = {"customer_id": pa.array(ids, pa.int64())}
@@ -205,7 +209,8 @@ def customers_chunk(rng, ids: np.ndarray, cal: Calendar) -> tuple[pa.Table, Acti
 
     # joined_on: 55% before the window, the rest inside it; a few today; 3% unknown.
     old = rng.random(n) < 0.55
-    joined = np.where(old, rng.integers(int(_days_of(2010, 1, 1)), cal.start_day, n),
+    joined_lo = min(int(_days_of(2010, 1, 1)), cal.start_day - 365)
+    joined = np.where(old, rng.integers(joined_lo, cal.start_day, n),
                       rng.integers(cal.start_day, a + 1, n))
     joined[_force(rng, n, 0.0005, 1)] = a
     joined_null = rng.random(n) < 0.03
@@ -215,8 +220,8 @@ def customers_chunk(rng, ids: np.ndarray, cal: Calendar) -> tuple[pa.Table, Acti
     cols["loyalty_member"] = pa.array(member, mask=rng.random(n) < 0.02)
     points = np.where(member, np.minimum((rng.pareto(1.3, n) * 400).astype(np.int64), 10**7), 0)
     cols["loyalty_points"] = pa.array(points, pa.int64(), mask=rng.random(n) < 0.04)
-    home = _pick(rng, n, V.SHOP_WEIGHTS)
-    cols["origin_shop"] = _take(V.SHOPS, home, rng.random(n) < 0.03)
+    home = _pick(rng, n, voc.shop_weights)
+    cols["origin_shop"] = _take(voc.shops, home, rng.random(n) < 0.03)
     cols["tags"] = _tags(rng, n)
     has_email = cols["email"].is_valid().to_numpy(zero_copy_only=False)
     has_phone = cols["phone"].is_valid().to_numpy(zero_copy_only=False)
@@ -224,11 +229,11 @@ def customers_chunk(rng, ids: np.ndarray, cal: Calendar) -> tuple[pa.Table, Acti
     cols["sms_opt_in"] = pa.array(has_phone & (rng.random(n) < 0.40), mask=rng.random(n) < 0.03)
     balance = np.where(rng.random(n) < 0.10, rng.lognormal(np.log(15_000), 1.2, n), 0).astype(np.int64)
     cols["account_balance"] = pa.array(balance, pa.int64(), mask=rng.random(n) < 0.05)
-    cols["active"] = pa.array(rng.random(n) >= 0.03, mask=rng.random(n) < 0.005)
+    cols["active"] = pa.array(rng.random(n) >= shape.inactive, mask=rng.random(n) < 0.005)
 
     table = pa.Table.from_arrays([cols[f.name] for f in arrow_schema("customers")],
                                  schema=arrow_schema("customers"))
-    return table, _activity(rng, ids, home, np.where(joined_null, cal.start_day, joined), cal)
+    return table, _activity(rng, ids, home, np.where(joined_null, cal.start_day, joined), cal, shape)
 
 
 def _family_dates(rng, n: int, cal: Calendar, marital: np.ndarray):
@@ -322,8 +327,21 @@ def _tags(rng, n: int) -> pa.Array:
                                     mask=pa.array(null))
 
 
-def _activity(rng, ids, home, joined, cal: Calendar) -> Activity:
+def _purchase_mix(shape) -> tuple:
+    """(share of the active who buy, lognormal mu of lines per buyer) for a shape: today's
+    constants for today's mix, else the share giving shape.no_purchases and a mu scaled so
+    the mean lines per customer (all customers) is about shape.lines_per_customer."""
+    buyer, mu = PURCHASER, PURCHASES_MU
+    if shape.no_purchases is not None:
+        buyer = min(1.0, (1.0 - shape.no_purchases) / (1.0 - NO_ACTIVITY))
+    if shape.no_purchases is not None or shape.lines_per_customer != 20.0:
+        mu = PURCHASES_MU + np.log(shape.lines_per_customer / 20.0) + np.log(PURCHASER / buyer)
+    return buyer, mu
+
+
+def _activity(rng, ids, home, joined, cal: Calendar, shape=None) -> Activity:
     """Activity counts and windows; about 13.5% of customers do nothing at all."""
+    buyer, mu = _purchase_mix(shape or SHAPES["default"])
     n, days = len(ids), cal.length
     lo = np.clip(joined - cal.start_day - rng.integers(0, 60, n), 0, days - 1)
     churned = rng.random(n) < CHURNED
@@ -331,10 +349,10 @@ def _activity(rng, ids, home, joined, cal: Calendar) -> Activity:
     span = np.sqrt(np.clip((hi - lo + 1) / days, 0.05, 1.0))
 
     active = rng.random(n) >= NO_ACTIVITY
-    buys = active & (rng.random(n) < PURCHASER)
+    buys = active & (rng.random(n) < buyer)
     visits = active & ((rng.random(n) < VISITOR) | ~buys)
     regular = visits & (rng.random(n) < REGULAR)
-    n_p = np.where(buys, 1 + rng.lognormal(PURCHASES_MU, PURCHASES_SIGMA, n) * span, 0)
+    n_p = np.where(buys, 1 + rng.lognormal(mu, PURCHASES_SIGMA, n) * span, 0)
     n_v = np.where(visits, 1 + rng.lognormal(VISITS_MU, VISITS_SIGMA, n) * span, 0)
     n_v = np.where(regular, 12 + rng.lognormal(np.log(20), 0.5, n) * span, n_v)
     hi = np.where(regular & (rng.random(n) < 0.7), days - 1, hi)     # most regulars still come
