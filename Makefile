@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= S
+SHAPE ?= default
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench proto serve client-dist clean
+.PHONY: all setup demo test bench bench-shapes proto serve client-dist clean
 
 all: test
 
@@ -26,7 +27,13 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
-	$(PY) -m segments.bench.run --scale $(SCALE)
+	$(PY) -m segments.bench.run --scale $(SCALE) --shape $(SHAPE)
+
+# Every named shape in turn (bench/generate/shapes.py), then their sections for docs/benchmarks.md.
+SHAPES := default catalog long_history sparse
+bench-shapes: $(STAMP)
+	status=0; for s in $(SHAPES); do $(PY) -m segments.bench.run --scale $(SCALE) --shape $$s || status=1; done; \
+	$(PY) -m segments.bench.report --shapes --scale $(SCALE); exit $$status
 
 # The generated modules import each other as segments.proto.*: protoc runs over a copy laid
 # out as that package, and the outputs come back into proto/.

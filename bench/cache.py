@@ -1,8 +1,10 @@
-"""The bench's datasets: generated and ingested once per (scale, seed), reused when present.
+"""The bench's datasets: generated and ingested once per (scale, shape, seed), reused when present.
 
     bench/cache/<scale>-seed<seed>/input/           engine.generate's Parquet files
     bench/cache/<scale>-seed<seed>/data/            an engine data directory holding "bench"
     bench/cache/<scale>-seed<seed>/manifest.json    written last: its presence means complete
+
+(the default shape; any other shape lives in bench/cache/<scale>-<shape>-seed<seed>/).
 
 Generation and ingest each run in a child process (`python -m segments.bench.cache --child ...`)
 that reports its own wall time and peak RSS (getrusage of itself), so the figures are the
@@ -28,7 +30,7 @@ CACHE_DIR = ROOT / "bench" / "cache"
 DATASET = "bench"
 TIMEZONE = "America/New_York"
 GENERATOR_SOURCES = ("bench/generate/__init__.py", "bench/generate/lines.py", "bench/generate/tables.py",
-                     "bench/generate/vocab.py", "engine/model/schema.py")
+                     "bench/generate/vocab.py", "bench/generate/shapes.py", "engine/model/schema.py")
 BUILDER_SOURCES = ("engine/storage/build.py", "engine/storage/build_kernels.py", "engine/storage/customer_attrs.py",
                    "engine/storage/ingest_read.py", "engine/storage/text_index.py", "engine/storage/load.py",
                    "engine/storage/runs.py", "engine/storage/shard_customers.py", "engine/storage/manifest.py",
@@ -56,6 +58,7 @@ class Cached:
     generator_hash: str
     builder_hash: str
     reused: bool = False
+    shape: str = "default"
 
 
 def sources_hash(paths) -> str:
@@ -67,8 +70,8 @@ def sources_hash(paths) -> str:
     return h.hexdigest()[:16]
 
 
-def folder(scale: str, seed: int) -> Path:
-    return CACHE_DIR / f"{scale}-seed{seed}"
+def folder(scale: str, seed: int, shape: str = "default") -> Path:
+    return CACHE_DIR / (f"{scale}-seed{seed}" if shape == "default" else f"{scale}-{shape}-seed{seed}")
 
 
 def _dir_bytes(d: Path) -> int:
@@ -85,9 +88,9 @@ def _child(args: list) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print) -> Cached:
-    """The cached dataset of (scale, seed), generating and ingesting what is missing or stale."""
-    base = folder(scale, seed)
+def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print, shape: str = "default") -> Cached:
+    """The cached dataset of (scale, shape, seed), generating and ingesting what is missing or stale."""
+    base = folder(scale, seed, shape)
     manifest = base / "manifest.json"
     gen_hash, build_hash = sources_hash(GENERATOR_SOURCES), sources_hash(BUILDER_SOURCES)
     old = None
@@ -105,8 +108,8 @@ def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print) -> Cache
     regenerate = rebuild or old is None or old.generator_hash != gen_hash or not input_dir.is_dir()
     if regenerate:
         shutil.rmtree(input_dir, ignore_errors=True)
-        log(f"dataset: generating scale {scale} seed {seed} into {input_dir.relative_to(ROOT)} ...")
-        gen = _child(["generate", str(input_dir), scale, str(seed)])
+        log(f"dataset: generating scale {scale} shape {shape} seed {seed} into {input_dir.relative_to(ROOT)} ...")
+        gen = _child(["generate", str(input_dir), scale, str(seed), shape])
     else:
         gen = {"seconds": old.generate_s, "peak_rss_mb": old.generate_peak_rss_mb}
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -117,7 +120,7 @@ def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print) -> Cache
     cached = Cached(scale, seed, str(input_dir), str(data_dir), DATASET, TIMEZONE, rows,
                     _dir_bytes(input_dir), gen["seconds"], gen["peak_rss_mb"], ing["seconds"],
                     sum(rows.values()) / ing["seconds"], lines / ing["seconds"], ing["peak_rss_mb"],
-                    ing["bytes_on_disk"], gen_hash, build_hash)
+                    ing["bytes_on_disk"], gen_hash, build_hash, shape=shape)
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(cached), indent=1))
     tmp.replace(manifest)
@@ -140,18 +143,32 @@ def sample_ids(c: Cached, k: int = 1000) -> list:
     return [int(x) for x in ids[::step][:k]]
 
 
+def sample_codes(c: Cached) -> dict:
+    """Product values for the suite's data-dependent segments (bench.suite.pick_codes),
+    chosen from the cached dataset's purchase lines."""
+    import pyarrow.dataset as ds
+
+    from .suite import PICK_FIELDS, pick_codes
+
+    src = Path(c.input_dir)
+    path = src / "purchases" if (src / "purchases").is_dir() else next(src.glob("purchases.*"))
+    fmt = "csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet"
+    return pick_codes(ds.dataset(str(path), format=fmt).to_table(columns=list(PICK_FIELDS)))
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
 def _child_main(argv) -> None:
-    """Child process: `generate OUT SCALE SEED` or `ingest DATA INPUT`; prints one JSON line."""
+    """Child process: `generate OUT SCALE SEED [SHAPE]` or `ingest DATA INPUT`; prints one JSON line."""
     kind = argv[0]
     if kind == "generate":
         from .generate import generate
         out, scale, seed = argv[1], argv[2], int(argv[3])
+        shape = argv[4] if len(argv) > 4 else "default"
         t0 = time.perf_counter()
-        report = {"rows": generate(out, scale=scale, seed=seed)}
+        report = {"rows": generate(out, scale=scale, seed=seed, shape=shape)}
         seconds = time.perf_counter() - t0
     elif kind == "ingest":
         from segments.engine.api import Engine
@@ -170,16 +187,18 @@ def _child_main(argv) -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m segments.bench.cache --scale S [--seed 0] [--rebuild]`: make sure the dataset is cached."""
+    """`python -m segments.bench.cache --scale S [--shape default] [--seed 0] [--rebuild]`: make sure the dataset is cached."""
+    from .generate.shapes import SHAPES
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m segments.bench.cache", description=main.__doc__)
     p.add_argument("--scale", default="S", choices=("S", "M", "L"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", default="default", choices=sorted(SHAPES))
     p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest even if cached")
     a = p.parse_args(argv)
-    print(json.dumps(asdict(ensure(a.scale, a.seed, a.rebuild)), indent=1))
+    print(json.dumps(asdict(ensure(a.scale, a.seed, a.rebuild, shape=a.shape)), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The bench's outputs: the terminal table, bench/results/latest.json and the PNG chart.
 
-latest.json (and a copy per scale, scale-<S|M|L>.json, for the scaling table) holds the
+latest.json (and a copy per scale and shape, scale-<S|M|L>.json for the default shape and
+scale-<S|M|L>-<shape>.json for the others, for the scaling and shape tables) holds the
 whole run: top-level scale, seed, date, machine, dataset, bandwidth, duckdb, grpc, jit,
 summary, kernels, loadtest and "segments", one object per segment with at least segment,
 engine_ms, grpc_ms, duckdb_ms, ratio and match (docs/benchmarks.md lists every field).
@@ -24,6 +25,15 @@ def _ms(v) -> str:
     return f"{v:.2f}"
 
 
+def _bytes(v) -> str:
+    if v is None:
+        return "-"
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if v >= k:
+            return f"{v / k:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
 def _x(v) -> str:
     return "-" if v is None else (f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
 
@@ -40,7 +50,7 @@ def progress_line(r: dict) -> str:
     """One line per segment while the bench runs."""
     return (f"  {r['segment']:<30} n={r['count'] if r['count'] is not None else '-':<7} "
             f"engine {_ms(r['engine_ms'])} ms  duckdb {_ms(r['duckdb_ms'])} ms  "
-            f"{_x(r['ratio'])}  {'match' if r['match'] else 'MISMATCH'}")
+            f"{_x(r['ratio'])}  read {_bytes(r.get('bytes_read'))}  {'match' if r['match'] else 'MISMATCH'}")
 
 
 COLUMNS = (
@@ -58,6 +68,9 @@ COLUMNS = (
     ("mratio", "mat ratio", lambda r: _x(r["materialize_ratio"])),
     ("gbps", "scan GB/s", lambda r: "-" if r.get("scan_gbps") is None else
      f"{r['scan_gbps']:.2f} ({100 * r['scan_fraction']:.0f}%)"),
+    ("read", "read", lambda r: _bytes(r.get("bytes_read"))),
+    ("floor", "floor ms", lambda r: "-" if r.get("floor_ms") is None else f"{r['floor_ms']:.3f}"),
+    ("floorx", "x floor", lambda r: "-" if r.get("floor_x") is None else f"{r['floor_x']:,.0f}x"),
     ("match", "match", _match),
 )
 
@@ -76,7 +89,8 @@ def render(res: dict) -> str:
     m, d, bw, s = res["machine"], res["dataset"], res["bandwidth"], res["summary"]
     rows = res["segments"]
     out.append("")
-    out.append(f"scale {res['scale']} (seed {res['seed']}): {d['rows'].get('customers', 0):,} customers, "
+    out.append(f"scale {res['scale']}, shape {res.get('shape', 'default')} (seed {res['seed']}): "
+               f"{d['rows'].get('customers', 0):,} customers, "
                f"{d['rows'].get('purchases', 0):,} purchase lines, {d['rows'].get('visits', 0):,} visits; "
                f"as of {res['as_of']}; medians of {res['repeat']} after 1 warm-up")
     out.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {res['date']}; "
@@ -151,7 +165,7 @@ def chart(res: dict, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("count, median ms (log scale)")
     s = res["summary"]
-    ax.set_title(f"segments: engine vs DuckDB, scale {res['scale']} "
+    ax.set_title(f"segments: engine vs DuckDB, scale {res['scale']}, shape {res.get('shape', 'default')} "
                  f"({res['dataset']['rows'].get('customers', 0):,} customers), {res['date'][:10]}; "
                  f"geomean DuckDB/engine {s['geomean_ratio']}x", fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
@@ -162,13 +176,18 @@ def chart(res: dict, path: Path) -> Path:
     return path
 
 
+def result_name(scale: str, shape: str = "default") -> str:
+    """scale-M for the default shape (the name before shapes existed), scale-M-catalog else."""
+    return f"scale-{scale}" if shape == "default" else f"scale-{scale}-{shape}"
+
+
 def write(res: dict, out: Path, scale_copies: bool = True) -> list:
     """latest.json and latest.png in `out`, and (for a whole-suite run) copies named after
-    the scale, scale-<S|M|L>.json / .png, which the scaling table is made from."""
+    the scale and shape (result_name), which the scaling and shape tables are made from."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_json(res, out / "latest.json"), chart(res, out / "latest.png")]
     for p in list(paths) if scale_copies else ():
-        copy = out / f"scale-{res['scale']}{p.suffix}"
+        copy = out / f"{result_name(res['scale'], res.get('shape', 'default'))}{p.suffix}"
         shutil.copyfile(p, copy)
         paths.append(copy)
     return paths
@@ -214,14 +233,78 @@ def markdown(results_by_scale: dict) -> str:
     return "\n".join(out)
 
 
+SHAPE_ORDER = ("default", "catalog", "long_history", "sparse")
+
+
+def shape_section(res: dict) -> str:
+    """One shape's run as a Markdown section for docs/benchmarks.md: the dataset, the
+    targets' figures, and per segment engine / DuckDB ms, bytes read (explain) and the
+    distance to the bandwidth floor, with its slowest leaf."""
+    d, bw, s, m = res["dataset"], res["bandwidth"], res["summary"], res["machine"]
+    shape = res.get("shape", "default")
+    rows = res["segments"]
+    codes = res.get("suite_codes") or {}
+    seeds_over = [r["segment"] for r in rows if r["segment"].startswith("seed_") and r["engine_ms"]
+                  and r["engine_ms"] > 10]
+    out = [f"#### Shape `{shape}`, scale {res['scale']}", ""]
+    out.append(f"- Run {res['date']}, {m['cpu']}, {m['cores']} cores, load average "
+               f"{res['load_average']['start'][0]} -> {res['load_average']['end'][0]}; bandwidth {bw['gbps']:.1f} GB/s.")
+    out.append(f"- Data: {d['rows'].get('customers', 0):,} customers, {d['rows'].get('purchases', 0):,} purchase "
+               f"lines, {d['rows'].get('visits', 0):,} visits; generate {d['generate_s']:.1f} s, ingest "
+               f"{d['ingest_s']:.1f} s (peak RSS {d['ingest_peak_rss_mb']:,.0f} MB), "
+               f"{d['bytes_on_disk'] / 1e6:,.0f} MB on disk; DuckDB load {res['duckdb']['load_s']:.1f} s.")
+    if codes:
+        out.append(f"- Suite codes (picked from the data): SKU `{codes['sku']}` ({codes['sku_lines']:,} lines of "
+                   f"{codes['skus']:,} SKUs), rarest SKU `{codes['rare_sku']}` ({codes['rare_sku_lines']} lines), "
+                   f"brands `{codes['brands'][0]}` + `{codes['brands'][1]}` ({codes['brands_lines']:,} lines of "
+                   f"{codes['brand_values']:,} brands), department x metal `{codes['dept_metal'][0]}` x "
+                   f"`{codes['dept_metal'][1]}` ({codes['dept_metal_lines']:,} lines).")
+    out.append(f"- **Geometric mean DuckDB / engine {_x(s['geomean_ratio'])}** (count), "
+               f"{_x(s['geomean_materialize_ratio'])} (materialize); {len(s['mismatches'])} mismatches of "
+               f"{s['segments']}; slowest segment {_ms(s.get('engine_max_ms'))} ms; over 25 ms: "
+               f"{', '.join(f'`{n}`' for n in s.get('segments_over_25ms', [])) or 'none'}; seed examples over "
+               f"10 ms: {', '.join(f'`{n}`' for n in seeds_over) or 'none'}; leaves over 3 x floor + 1 ms: "
+               f"{s.get('leaves_over_floor_target', '-')}.")
+    out.append("")
+    out.append("| segment | count | engine ms | duckdb ms | ratio | read | floor ms | x floor | slowest leaf: ms, read |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        leaves = r.get("leaves") or []
+        slow = max(leaves, key=lambda lf: lf["ms"], default=None)
+        leaf = "-" if slow is None else (f"{_ms(slow['ms'])}, {_bytes(slow['bytes_read'])}"
+                                         + ("" if slow["within_target"] else " (over 3x floor + 1)"))
+        out.append("| " + " | ".join([
+            f"`{r['segment']}`", "-" if r["count"] is None else f"{r['count']:,}", _ms(r["engine_ms"]),
+            _ms(r["duckdb_ms"]), _x(r["ratio"]) + ("" if r["match"] else " MISMATCH"),
+            _bytes(r.get("bytes_read")), "-" if r.get("floor_ms") is None else f"{r['floor_ms']:.3f}",
+            "-" if r.get("floor_x") is None else f"{r['floor_x']:,.0f}x", leaf]) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
-    """`python -m segments.bench.report [--results bench/results]`: the scaling table (Markdown) from
-    the scale-S/M/L.json files there, for docs/benchmarks.md."""
+    """`python -m segments.bench.report [--results bench/results] [--shapes [--scale S]]`: the
+    scaling table (Markdown) from the scale-S/M/L.json files there, or with --shapes one
+    section per shape from scale-<scale>[-<shape>].json, for docs/benchmarks.md."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m segments.bench.report", description=main.__doc__)
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
+    p.add_argument("--shapes", action="store_true", help="one section per shape instead of the scaling table")
+    p.add_argument("--scale", default=None, choices=("S", "M", "L"), help="with --shapes: only this scale")
     a = p.parse_args(argv)
+    if a.shapes:
+        secs = []
+        for scale in [a.scale] if a.scale else ["S", "M", "L"]:
+            for shape in SHAPE_ORDER:
+                path = Path(a.results) / f"{result_name(scale, shape)}.json"
+                if path.exists():
+                    res = json.loads(path.read_text())
+                    if "segments" in res and res.get("shape", "default") == shape:
+                        secs.append(shape_section(res))
+        if not secs:
+            raise SystemExit(f"no shape results in {a.results}: run `make bench SHAPE=...` first")
+        print("\n\n".join(secs))
+        return
     found = {s: json.loads((Path(a.results) / f"scale-{s}.json").read_text())
              for s in ("S", "M", "L") if (Path(a.results) / f"scale-{s}.json").exists()}
     if not found:

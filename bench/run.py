@@ -1,6 +1,7 @@
-"""`make bench` (`python -m segments.bench.run --scale S|M|L`): the engine against DuckDB, in one run.
+"""`make bench` (`python -m segments.bench.run --scale S|M|L --shape NAME`): the engine against DuckDB, in one run.
 
-1. The dataset of (scale, seed) from bench/cache (generated and ingested once, reused).
+1. The dataset of (scale, shape, seed) from bench/cache (generated and ingested once, reused);
+   the suite's data-dependent segments get their SKU / brands / department x metal from it.
 2. The machine's sustained memory bandwidth (bench.bandwidth).
 3. For each suite segment (bench.suite): engine count / preview / materialize
    in-process, the same through gRPC (a server in a child process), DuckDB's count and its
@@ -12,7 +13,9 @@
 4. Answers compared: count triples, and materialized ids against DuckDB's result ids (in
    order for ranked segments, as sorted lists otherwise). Any difference fails the run.
 5. Each scan kernel's effective GB/s (bench.scan), a gRPC load test (bench.loadtest).
-6. bench/results/latest.json, latest.png and the terminal table (bench.report).
+6. Per segment, what explain says it read (bytes_read, per leaf too) and its distance to
+   the memory-bandwidth floor: floor_ms = bytes / measured bandwidth.
+7. bench/results/latest.json, latest.png, scale-<scale>[-<shape>].json and the terminal table (bench.report).
 
 Never timed on one side only: DuckDB's count is asked the count question (a segment with
 order_by but no limit is counted without its ranking, as the engine counts it), its
@@ -40,6 +43,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import bandwidth, cache, report, scan, suite
+from .generate.shapes import SHAPES
 from .loadtest import ServerProcess, grpc_layer, run_load
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -51,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m segments.bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="S", choices=("S", "M", "L"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", default="default", choices=sorted(SHAPES),
+                   help="data shape of the generated dataset (bench/generate/shapes.py)")
     p.add_argument("--repeat", type=int, help="timed calls after the warm-up, per operation (median); "
                    f"default by scale: {', '.join(f'{k} {v}' for k, v in DEFAULT_REPEAT.items())}")
     p.add_argument("--no-grpc", action="store_true", help="skip the gRPC timings and the load test")
@@ -218,6 +224,47 @@ def measure_segment(bs, engine, dataset: str, peer, client, repeat: int) -> dict
     return row
 
 
+EXPLAIN_REPEAT = 3
+
+
+def _leaves(node, out: list) -> list:
+    if node.children:
+        for k in node.children:
+            _leaves(k, out)
+    else:
+        out.append(node)
+    return out
+
+
+def floor_ms(nbytes: int, gbps: float) -> float:
+    """Milliseconds to stream nbytes at gbps (GB = 1e9 bytes): the memory-bandwidth floor."""
+    return nbytes / (gbps * 1e6)
+
+
+def explain_bytes(engine, dataset: str, seg, as_of, gbps: float, engine_ms=None,
+                  repeat: int = EXPLAIN_REPEAT) -> dict:
+    """What `explain` says a segment reads: bytes_read of the whole evaluation (leaves and
+    ranking) and of each leaf, each leaf's median ms over `repeat` explains, and the
+    distance to the bandwidth floor. A leaf meets the target when ms <= 3 x floor + 1 ms."""
+    runs = [engine.explain(dataset, seg, as_of) for _ in range(repeat)]
+    leaves = [_leaves(r, []) for r in runs]
+    out = []
+    for i, leaf in enumerate(leaves[0]):
+        ms = statistics.median(ls[i].ms for ls in leaves)
+        fl = floor_ms(leaf.bytes_read, gbps)
+        out.append({"leaf": leaf.label, "size": leaf.size, "ms": round(ms, 3), "bytes_read": leaf.bytes_read,
+                    "floor_ms": round(fl, 4), "target_ms": round(3 * fl + 1.0, 3),
+                    "within_target": ms <= 3 * fl + 1.0})
+    total = runs[0].bytes_read
+    fl = floor_ms(total, gbps)
+    row = {"bytes_read": total, "floor_ms": round(fl, 4), "leaves": out,
+           "explain_ms": round(statistics.median(r.ms for r in runs), 3)}
+    if engine_ms:
+        row["floor_x"] = round(engine_ms / fl, 2) if fl > 0 else None
+        row["within_target"] = engine_ms <= 3 * fl + 1.0
+    return row
+
+
 def failed_row(bs, e: Exception) -> dict:
     """The row of a segment whose measurement raised."""
     row = {k: None for k in ("count", "engine_ms", "first_ms", "preview_ms", "materialize_ms", "grpc_ms",
@@ -242,8 +289,13 @@ def main(argv=None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     load_start = os.getloadavg()
     t_run = time.perf_counter()
-    print(f"bench: scale {a.scale}, seed {a.seed}, repeat {a.repeat}, as of {suite.AS_OF.isoformat()}")
-    c = cache.ensure(a.scale, a.seed, a.rebuild)
+    print(f"bench: scale {a.scale}, shape {a.shape}, seed {a.seed}, repeat {a.repeat}, "
+          f"as of {suite.AS_OF.isoformat()}")
+    c = cache.ensure(a.scale, a.seed, a.rebuild, shape=a.shape)
+    codes = cache.sample_codes(c)
+    print(f"suite codes: SKU {codes['sku']} ({codes['sku_lines']:,} lines of {codes['skus']:,} SKUs), "
+          f"rare SKU {codes['rare_sku']} ({codes['rare_sku_lines']}), brands {codes['brands']} "
+          f"({codes['brands_lines']:,}), department x metal {codes['dept_metal']} ({codes['dept_metal_lines']:,})")
 
     print("bandwidth: measuring ...", flush=True)
     bw = bandwidth.measure(a.bandwidth_mib)
@@ -257,7 +309,7 @@ def main(argv=None) -> int:
     duck_threads = peer.con.execute("SELECT current_setting('threads')").fetchone()[0]
     print(f"duckdb: loaded in {duck_load_s:.1f} s ({duck_threads} threads)")
 
-    segs = suite.select(suite.segments(cache.sample_ids(c)), a.segments)
+    segs = suite.select(suite.segments(cache.sample_ids(c), codes), a.segments)
 
     grpc_info = {"available": False, "reason": "--no-grpc"}
     server = client = None
@@ -286,6 +338,12 @@ def main(argv=None) -> int:
                 print(f"{bs.name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             sc = scan.count_scan(snap, bs.segment, suite.AS_OF) if row["engine_ms"] else {}
             row.update(sc)
+            if row["engine_ms"]:
+                try:
+                    row.update(explain_bytes(engine, c.dataset, bs.segment, suite.AS_OF, bw["gbps"],
+                                             row["engine_ms"]))
+                except Exception as e:  # noqa: BLE001 - reported, not fatal: answers were compared
+                    row["explain_problem"] = f"{type(e).__name__}: {e}"
             if sc.get("scan_bytes") and row["engine_ms"]:
                 g = sc["scan_bytes"] / (row["engine_ms"] / 1000) / 1e9
                 row["scan_gbps"], row["scan_fraction"] = round(g, 3), round(g / bw["gbps"], 4)
@@ -311,7 +369,8 @@ def main(argv=None) -> int:
 
     mismatched = [r["segment"] for r in rows if not r["match"] or r["grpc_match"] is False]
     results = {
-        "scale": a.scale, "seed": a.seed, "date": started.isoformat(timespec="seconds"),
+        "scale": a.scale, "shape": a.shape, "shape_parameters": SHAPES[a.shape].describe(),
+        "suite_codes": codes, "seed": a.seed, "date": started.isoformat(timespec="seconds"),
         "as_of": suite.AS_OF.isoformat(), "repeat": a.repeat, "machine": machine(),
         "load_average": {"start": [round(x, 2) for x in load_start],
                          "end": [round(x, 2) for x in os.getloadavg()]},
@@ -329,6 +388,10 @@ def main(argv=None) -> int:
         "geomean_ratio": geomean(r["ratio"] for r in rows),
         "geomean_materialize_ratio": geomean(r["materialize_ratio"] for r in rows),
         "engine_faster": sum(1 for r in rows if r["ratio"] and r["ratio"] > 1),
+        "engine_max_ms": max((r["engine_ms"] for r in rows if r["engine_ms"]), default=None),
+        "segments_over_25ms": [r["segment"] for r in rows if r["engine_ms"] and r["engine_ms"] > 25],
+        "leaves_over_floor_target": sum(1 for r in rows for lf in r.get("leaves", ()) if not lf["within_target"]),
+        "bytes_read": sum(r.get("bytes_read") or 0 for r in rows),
         "wall_s": round(time.perf_counter() - t_run, 1), "whole_suite": not a.segments,
     }
     paths = report.write(results, Path(a.out), scale_copies=not a.segments)

@@ -5,13 +5,20 @@ engine.model.segment_json.loads, so the bench measures exactly what a caller wou
 evaluated as of AS_OF, the generator's anchor day (2026-11-20, a Friday) at 17:00 UTC.
 `segments(sample_ids)` takes customer_ids present in the dataset for the `customers`
 conditions (and adds two ids that do not exist).
+
+`segments(sample_ids, codes)` adds the data-dependent segments (`sku_*`, `brand_pair_*`,
+`dept_metal_*`): filters on one SKU, on two brands, on a department x metal pair, over a
+bounded range and over all time. Their values are not the default generator's: `codes`
+comes from `pick_codes` over the dataset's own purchase lines (a mid-frequency SKU, the
+rarest SKU, two mid-frequency brands, a mid-frequency department x metal pair), so they
+select comparable shares of any shape's data. Without `codes` they are left out.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from segments.engine.model import segment as S
 from segments.engine.model.segment_json import loads
@@ -172,10 +179,79 @@ def _definitions(sample_ids: Sequence[int]) -> list:
     ]
 
 
-def segments(sample_ids: Sequence[int] = ()) -> List[BenchSegment]:
-    """The suite, in order; `sample_ids`: existing customer_ids for the `customers` lists."""
+PICK_FIELDS = ("department", "metal", "brand", "product")
+
+
+def _by_lines(table, fields) -> list:
+    """(values..., lines) of the non-null combinations of `fields`, most lines first, ties
+    by value (deterministic)."""
+    import pyarrow.compute as pc
+
+    t = table.select(list(fields))
+    for f in fields:
+        t = t.filter(pc.is_valid(t[f]))
+    g = t.group_by(list(fields)).aggregate([([], "count_all")]).to_pylist()
+    rows = [tuple(r[f] for f in fields) + (r["count_all"],) for r in g]
+    return sorted(rows, key=lambda r: (-r[-1],) + tuple(r[:-1]))
+
+
+def pick_codes(purchases) -> dict:
+    """Values of the data-dependent segments, chosen from a purchases table (pyarrow, with
+    PICK_FIELDS): `sku` the SKU at the 95th percentile of popularity (rank n/20 by lines),
+    `rare_sku` the SKU with the fewest lines, `brands` the two brands at rank n/10 and the
+    next, `dept_metal` the department x metal pair at rank n/4; each with its line count."""
+    skus = _by_lines(purchases, ["product"])
+    brands = _by_lines(purchases, ["brand"])
+    pairs = _by_lines(purchases, ["department", "metal"])
+    if not skus or len(brands) < 2 or not pairs:
+        raise ValueError("pick_codes: the purchases hold too few SKUs, brands or department x metal pairs")
+    sku = skus[len(skus) // 20]
+    rare = skus[-1]
+    b = min(len(brands) // 10, len(brands) - 2)
+    pair = pairs[len(pairs) // 4]
+    return {"sku": sku[0], "sku_lines": sku[1], "rare_sku": rare[0], "rare_sku_lines": rare[1],
+            "brands": [brands[b][0], brands[b + 1][0]], "brands_lines": brands[b][1] + brands[b + 1][1],
+            "dept_metal": [pair[0], pair[1]], "dept_metal_lines": pair[2],
+            "skus": len(skus), "brand_values": len(brands), "dept_metal_pairs": len(pairs)}
+
+
+def _code_definitions(codes: dict) -> list:
+    """The data-dependent segments over codes from pick_codes."""
+    sku = {"product": [codes["sku"]]}
+    rare = {"product": [codes["rare_sku"]]}
+    brands = {"brand": list(codes["brands"])}
+    dm = {"department": [codes["dept_metal"][0]], "metal": [codes["dept_metal"][1]]}
+    return [
+        ("sku_bought_90d", f"one SKU ({codes['sku_lines']:,} lines), bought, last_n_days 90",
+         {"include": {"bought": {"filter": sku, "range": {"last_n_days": 90}}}}),
+        ("sku_twice_ever", "one SKU bought at least twice, ever (purchase_count)",
+         {"include": {"purchase_count": {"filter": sku, "range": "ever", "cmp": {">=": 2}}}}),
+        ("sku_vip_twice_ever", "issue example: VIP who bought one SKU at least twice, ever",
+         {"include": {"all_of": [{"tags": {"any": ["VIP"]}},
+                                 {"purchase_count": {"filter": sku, "range": "ever", "cmp": {">=": 2}}}]}}),
+        ("sku_rare_ever", f"the rarest SKU ({codes['rare_sku_lines']} lines), bought ever",
+         {"include": {"bought": {"filter": rare}}}),
+        ("brand_pair_spend_12m", f"two brands ({codes['brands_lines']:,} lines), spend >= $100, last_n_months 12",
+         {"include": {"spend": {"filter": brands, "range": {"last_n_months": 12}, "cmp": {">=": 10000}}}}),
+        ("brand_pair_ever", "two brands, bought ever",
+         {"include": {"bought": {"filter": brands}}}),
+        ("dept_metal_6m", f"department x metal ({codes['dept_metal_lines']:,} lines), bought, last_n_months 6",
+         {"include": {"bought": {"filter": dm, "range": {"last_n_months": 6}}}}),
+        ("dept_metal_spend_ever", "department x metal, spend > $1000, ever",
+         {"include": {"spend": {"filter": dm, "range": "ever", "cmp": {">": 100000}}}}),
+        ("dept_metal_top100_ever", "department x metal, best 100 by all-time spend on it",
+         {"include": {"bought": {"filter": dm}},
+          "order_by": {"key": "spend", "filter": dm, "range": "ever", "direction": "desc"},
+          "limit": 100}),
+    ]
+
+
+def segments(sample_ids: Sequence[int] = (), codes: Optional[dict] = None) -> List[BenchSegment]:
+    """The suite, in order; `sample_ids`: existing customer_ids for the `customers` lists;
+    `codes` (pick_codes of the dataset): adds the data-dependent segments."""
     out = []
-    for name, covers, definition in _definitions(sample_ids):
+    defs = _definitions(sample_ids) + (_code_definitions(codes) if codes else [])
+    for name, covers, definition in defs:
         text = json.dumps(definition, ensure_ascii=False)
         out.append(BenchSegment(name, covers, text, loads(text)))
     names = [s.name for s in out]

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.add_argument("--format", default="parquet", choices=["parquet", "csv"])
     gen.add_argument("--customers", type=int, help="override the scale's customer count")
+    gen.add_argument("--shape", default="default",
+                     help="data shape: default, catalog, long_history or sparse (bench/generate/shapes.py)")
 
     for name, help_ in (("count", "result size and reachable counts"),
                         ("preview", "first N customers"),
@@ -249,7 +251,7 @@ def cmd_generate(args) -> int:
     from segments.bench.generate import generate
     t0 = time.perf_counter()
     rows = generate(args.out, scale=args.scale, seed=args.seed, fmt=args.format,
-                    customers=args.customers, progress=sys.stderr.isatty())
+                    customers=args.customers, progress=sys.stderr.isatty(), shape=args.shape)
     print(f"wrote {', '.join(f'{v} {k}' for k, v in rows.items())} to {args.out} "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0
