@@ -88,11 +88,11 @@ def generate(out: str | Path, scale: str = "S", seed: int = 0, fmt: str = "parqu
         raise ValueError(f"customers: {n:,} do not fit the {shape.ids} id range of shape {shape.name!r}")
     expected = {t: n * r for t, r in ROWS_PER_CUSTOMER.items()}
     expected["purchases"] = n * shape.lines_per_customer
-    sinks = {t: _Sink(out, t, fmt, folder=expected[t] > PART_ROWS) for t in TABLE_NAMES}
     rows = dict.fromkeys(TABLE_NAMES, 0)
     pending: deque = deque()        # (table, future) written in order by one writer thread
     job = (seed, n_chunks, stride, id_low, anchor, shape)
     workers = min(n_chunks, workers or os.cpu_count() or 1)
+    sinks: dict = {}
 
     def put(name: str, chunk: int, table: pa.Table) -> None:
         pending.append((name, writer.submit(sinks[name].write, chunk, table)))
@@ -106,6 +106,7 @@ def generate(out: str | Path, scale: str = "S", seed: int = 0, fmt: str = "parqu
             # Started (forked) before the writer thread exists; workers + 1 chunks in flight.
             pool = ProcessPoolExecutor(workers, mp_context=_mp_context())
             list(pool.map(_warm, range(workers)))
+        sinks.update((t, _Sink(out, t, fmt, folder=expected[t] > PART_ROWS)) for t in TABLE_NAMES)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate-writer") as writer:
             bar = tqdm(range(n_chunks), disable=not progress, unit="chunk",
                        desc=f"generate {n:,} customers ({shape.name})")
