@@ -70,7 +70,7 @@ COLUMNS = (
      f"{r['scan_gbps']:.2f} ({100 * r['scan_fraction']:.0f}%)"),
     ("read", "read", lambda r: _bytes(r.get("bytes_read"))),
     ("floor", "floor ms", lambda r: "-" if r.get("floor_ms") is None else f"{r['floor_ms']:.3f}"),
-    ("floorx", "x floor", lambda r: "-" if r.get("floor_x") is None else f"{r['floor_x']:,.0f}x"),
+    ("targetx", "x target", lambda r: "-" if r.get("target_x") is None else f"{r['target_x']:.2f}"),
     ("match", "match", _match),
 )
 
@@ -99,12 +99,14 @@ def render(res: dict) -> str:
     out.append(_table([h for _, h, _ in COLUMNS], [[f(r) for _, _, f in COLUMNS] for r in rows]))
     out.append("")
     if res.get("kernels"):
-        out.append(f"scan kernels alone (memory bandwidth {bw['gbps']:.1f} GB/s):")
-        krows = [[k["kernel"], f"{k['lines']:,}", f"{k['bytes'] / 1e6:,.1f}", _ms(k["ms"]),
+        out.append(f"leaves (explain, median of its runs; memory bandwidth {bw['gbps']:.1f} GB/s; "
+                   f"target ms <= 3 x floor + 1):")
+        krows = [[_ms(k["ms"]), _bytes(k["bytes"]), f"{k.get('floor_ms', 0):.3f}",
                   "-" if k["gbps"] is None else f"{k['gbps']:.2f}",
                   "-" if k["fraction_of_bandwidth"] is None else f"{100 * k['fraction_of_bandwidth']:.0f}%",
+                  "" if k.get("within_target", True) else "OVER",
                   k["leaf"] if len(k["leaf"]) <= 90 else k["leaf"][:87] + "..."] for k in res["kernels"]]
-        out.append(_table(["kernel", "lines", "MB", "ms", "GB/s", "of bw", "leaf"], krows, left=1))
+        out.append(_table(["ms", "read", "floor ms", "GB/s", "of bw", "target", "leaf"], krows, left=0))
         out[-1] = "\n".join(line.rstrip() for line in out[-1].splitlines())
         out.append("")
     lt = res.get("loadtest") or {}
@@ -266,7 +268,7 @@ def shape_section(res: dict) -> str:
                f"10 ms: {', '.join(f'`{n}`' for n in seeds_over) or 'none'}; leaves over 3 x floor + 1 ms: "
                f"{s.get('leaves_over_floor_target', '-')}.")
     out.append("")
-    out.append("| segment | count | engine ms | duckdb ms | ratio | read | floor ms | x floor | slowest leaf: ms, read |")
+    out.append("| segment | count | engine ms | duckdb ms | ratio | read | floor ms | x target | slowest leaf: ms, read |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         leaves = r.get("leaves") or []
@@ -277,7 +279,7 @@ def shape_section(res: dict) -> str:
             f"`{r['segment']}`", "-" if r["count"] is None else f"{r['count']:,}", _ms(r["engine_ms"]),
             _ms(r["duckdb_ms"]), _x(r["ratio"]) + ("" if r["match"] else " MISMATCH"),
             _bytes(r.get("bytes_read")), "-" if r.get("floor_ms") is None else f"{r['floor_ms']:.3f}",
-            "-" if r.get("floor_x") is None else f"{r['floor_x']:,.0f}x", leaf]) + " |")
+            "-" if r.get("target_x") is None else f"{r['target_x']:.2f}", leaf]) + " |")
     return "\n".join(out)
 
 

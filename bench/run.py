@@ -12,7 +12,8 @@
    briefly after a call, and interleaving measured each side partly on the other's tail.
 4. Answers compared: count triples, and materialized ids against DuckDB's result ids (in
    order for ranked segments, as sorted lists otherwise). Any difference fails the run.
-5. Each scan kernel's effective GB/s (bench.scan), a gRPC load test (bench.loadtest).
+5. Each distinct leaf's effective GB/s and floor (bench.scan, from explain), a gRPC load
+   test (bench.loadtest).
 6. Per segment, what explain says it read (bytes_read, per leaf too) and its distance to
    the memory-bandwidth floor: floor_ms = bytes / measured bandwidth.
 7. bench/results/latest.json, latest.png, scale-<scale>[-<shape>].json and the terminal table (bench.report).
@@ -43,6 +44,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import bandwidth, cache, report, scan, suite
+from .scan import floor_ms
 from .generate.shapes import SHAPES
 from .loadtest import ServerProcess, grpc_layer, run_load
 
@@ -236,11 +238,6 @@ def _leaves(node, out: list) -> list:
     return out
 
 
-def floor_ms(nbytes: int, gbps: float) -> float:
-    """Milliseconds to stream nbytes at gbps (GB = 1e9 bytes): the memory-bandwidth floor."""
-    return nbytes / (gbps * 1e6)
-
-
 def explain_bytes(engine, dataset: str, seg, as_of, gbps: float, engine_ms=None,
                   repeat: int = EXPLAIN_REPEAT) -> dict:
     """What `explain` says a segment reads: bytes_read of the whole evaluation (leaves and
@@ -254,14 +251,14 @@ def explain_bytes(engine, dataset: str, seg, as_of, gbps: float, engine_ms=None,
         fl = floor_ms(leaf.bytes_read, gbps)
         out.append({"leaf": leaf.label, "size": leaf.size, "ms": round(ms, 3), "bytes_read": leaf.bytes_read,
                     "floor_ms": round(fl, 4), "target_ms": round(3 * fl + 1.0, 3),
-                    "within_target": ms <= 3 * fl + 1.0})
+                    "target_x": round(ms / (3 * fl + 1.0), 3), "within_target": ms <= 3 * fl + 1.0})
     total = runs[0].bytes_read
     fl = floor_ms(total, gbps)
     row = {"bytes_read": total, "floor_ms": round(fl, 4), "leaves": out,
            "explain_ms": round(statistics.median(r.ms for r in runs), 3)}
     if engine_ms:
-        row["floor_x"] = round(engine_ms / fl, 2) if fl > 0 else None
-        row["within_target"] = engine_ms <= 3 * fl + 1.0
+        row["floor_x"] = round(engine_ms / fl, 2) if fl > 0 else None     # time / floor
+        row["target_x"] = round(engine_ms / (3 * fl + 1.0), 3)           # <= 1: within 3 x floor + 1 ms
     return row
 
 
@@ -329,31 +326,23 @@ def main(argv=None) -> int:
 
     rows, kernels, load = [], [], None
     try:
-        snap = engine.dataset(c.dataset).require_snapshot()
         for bs in segs:
             try:
                 row = measure_segment(bs, engine, c.dataset, peer, client, a.repeat)
             except Exception as e:  # noqa: BLE001 - a failing segment fails the bench, loudly, at the end
                 row = failed_row(bs, e)
                 print(f"{bs.name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            sc = scan.count_scan(snap, bs.segment, suite.AS_OF) if row["engine_ms"] else {}
-            row.update(sc)
             if row["engine_ms"]:
                 try:
                     row.update(explain_bytes(engine, c.dataset, bs.segment, suite.AS_OF, bw["gbps"],
                                              row["engine_ms"]))
                 except Exception as e:  # noqa: BLE001 - reported, not fatal: answers were compared
                     row["explain_problem"] = f"{type(e).__name__}: {e}"
-            if sc.get("scan_bytes") and row["engine_ms"]:
-                g = sc["scan_bytes"] / (row["engine_ms"] / 1000) / 1e9
-                row["scan_gbps"], row["scan_fraction"] = round(g, 3), round(g / bw["gbps"], 4)
-            else:
-                row["scan_gbps"] = row["scan_fraction"] = None
+            row.update(scan.segment_gbps(row, bw["gbps"]))
             rows.append(row)
             print(report.progress_line(row), flush=True)
 
-        print("kernels: timing each scan leaf alone ...", flush=True)
-        kernels = scan.time_kernels(snap, segs, suite.AS_OF, a.repeat, bw["gbps"])
+        kernels = scan.leaf_table(rows, bw["gbps"])
 
         if client is not None and not a.no_load:
             print(f"load test: {a.clients} clients, {a.calls} count calls ...", flush=True)
