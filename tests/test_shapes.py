@@ -243,3 +243,35 @@ def test_bad_shapes(bad):
 def test_shapes_of_ten_digit_ids_refuse_too_many_customers(tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         gen.generate(tmp_path, customers=10**10, shape="sparse")
+
+
+def test_bench_reads_bytes_from_explain(shaped):
+    """The bench's per-segment and per-leaf bytes are explain's, and its shape section renders."""
+    from segments.bench import report, scan
+    from segments.bench.run import explain_bytes
+
+    segs = {n: _segment(d) for n, _, d in _code_definitions(shaped.codes)}
+    as_of = shaped.ds.as_ofs[0]
+    rows = []
+    for name, seg in segs.items():
+        row = explain_bytes(shaped.ds.engine, shaped.ds.name, seg, as_of, gbps=10.0, engine_ms=1.0, repeat=1)
+        root = shaped.ds.engine.explain(shaped.ds.name, seg, as_of)
+        assert row["bytes_read"] == root.bytes_read and row["bytes_read"] >= sum(lf["bytes_read"] for lf in row["leaves"])
+        assert row["floor_ms"] == pytest.approx(root.bytes_read / 1e7, abs=1e-4)
+        for lf in row["leaves"]:
+            assert lf["within_target"] == (lf["ms"] <= 3 * lf["floor_ms"] + 1.0)
+        row.update(segment=name, count=root.size, engine_ms=1.0, duckdb_ms=2.0, ratio=2.0, match=True)
+        row.update(scan.segment_gbps(row, 10.0))
+        rows.append(row)
+    assert any(r["bytes_read"] > 0 for r in rows)
+    assert len(scan.leaf_table(rows, 10.0)) >= 5
+    res = {"scale": "S", "shape": shaped.ds.key, "segments": rows, "suite_codes": shaped.codes,
+           "machine": {"cpu": "x", "cores": 2}, "load_average": {"start": [1.0], "end": [1.0]},
+           "date": "2026-12-02", "bandwidth": {"gbps": 10.0}, "duckdb": {"load_s": 1.0},
+           "dataset": {"rows": {"customers": 1}, "generate_s": 1, "ingest_s": 1, "ingest_peak_rss_mb": 1,
+                       "bytes_on_disk": 1},
+           "summary": {"geomean_ratio": 2.0, "geomean_materialize_ratio": None, "mismatches": [],
+                       "segments": len(rows), "engine_max_ms": 1.0, "segments_over_25ms": [],
+                       "leaves_over_floor_target": 0}}
+    text = report.shape_section(res)
+    assert all(f"`{r['segment']}`" in text for r in rows) and shaped.codes["sku"] in text
