@@ -8,7 +8,7 @@ SHAPE ?= default
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench bench-shapes proto serve client-dist clean
+.PHONY: all setup demo test bench bench-shapes bench-live bench-compaction proto serve client-dist clean
 
 all: test
 
@@ -34,6 +34,14 @@ SHAPES := default catalog long_history sparse
 bench-shapes: $(STAMP)
 	status=0; for s in $(SHAPES); do $(PY) -m segments.bench.run --scale $(SCALE) --shape $$s || status=1; done; \
 	$(PY) -m segments.bench.report --shapes --scale $(SCALE); exit $$status
+
+# live changes beside readers (1,000-line batches with 100 customer upserts, one reader)
+bench-live: $(STAMP)
+	$(PY) -m segments.bench.live --scale $(SCALE) --readers 1 --rate 0 --upserts 100
+
+# what a compaction costs for what changed (few lines, lines spread, customer upserts)
+bench-compaction: $(STAMP)
+	$(PY) -m segments.bench.compaction --scale $(SCALE)
 
 # The generated modules import each other as segments.proto.*: protoc runs over a copy laid
 # out as that package, and the outputs come back into proto/.
