@@ -3,6 +3,7 @@
   catalog/segments/<name>.json   a saved segment: JSON definition, active flag, description, times
   catalog/groups/<name>.json     a group's record: count, source, as_of, created_at, expires_at
   catalog/groups/<name>.npy      its frozen members: sorted int64 customer_ids
+  catalog/audiences/<name>/      a tracked saved segment's snapshots (engine/catalog/audiences.py)
 A saved segment is dynamic: its definition is parsed and evaluated afresh on each use, and an
 inactive one cannot be used (FailedPrecondition). A group is a snapshot: members and count
 are frozen at creation; it expires (180 days by default), after which every call on it but
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -117,6 +119,8 @@ class Catalog:
         self.default_ttl_days = default_ttl_days
         self.clock = clock
         self._lock = threading.Lock()
+        from .audiences import Audiences  # noqa: PLC0415 - it uses this module's helpers
+        self.audiences = Audiences(self)   # tracked segments' snapshots (engine/catalog/audiences.py)
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, kind: str, create: bool = False) -> Path:
@@ -189,6 +193,8 @@ class Catalog:
             except FileNotFoundError:
                 raise NotFound("name", f"no saved segment {name!r} in {dataset!r}",
                                reason="SAVED_SEGMENT_NOT_FOUND") from None
+            # its snapshots and daily task go with it
+            shutil.rmtree(self._dir(dataset, "audiences") / name, ignore_errors=True)
 
     def resolve(self, dataset: str, name: str, path: str = "saved_segment") -> S.Segment:
         """The definition of an active saved segment, for evaluation; FailedPrecondition if inactive."""
