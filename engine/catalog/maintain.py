@@ -1,0 +1,255 @@
+"""Keeping tracked segments fresh: after change batches, at local midnight, and on demand.
+
+A round takes, per dataset with tracked segments, one published (state, view) pair (so a
+snapshot never mixes two states) and the instant `now`, and for each tracked, active saved
+segment decides how much to re-evaluate:
+  * nothing, when no batch since its last round wrote a table it reads (customer upserts
+    and erasures concern every segment: activeness);
+  * the touched customers only, when its membership is per customer (a customer's
+    membership depends on its own rows: `evaluation_scope` says so from the condition
+    kinds): new = (old - touched) | (evaluated & touched);
+  * fully otherwise: a `limit`, a kind that compares customers with each other, a new
+    local day (relative ranges, birthdays and ages move at midnight), an instant-bound kind
+    (an upcoming appointment passes at any instant: also re-evaluated every
+    `instant_every` seconds without changes), a changed definition, a compaction or load
+    (new version), or no earlier round in this process.
+Batches arriving faster than rounds run are coalesced: a round reads the newest state, and
+the touched customers are those of every batch since the previous round.
+A snapshot is recorded only when the membership changed (engine/catalog/audiences.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+from pyroaring import BitMap, BitMap64
+
+from ..errors import EngineError, NotFound
+from ..evaluation import output
+from ..model import segment as S
+from ..model import segment_json
+from .audiences import ids_of, members_of
+
+log = logging.getLogger("segments.audiences")
+
+# ---------------------------------------------------------------- the rule, by condition kind
+
+# Kinds whose test on a customer reads only that customer's own rows, and the tables they
+# read ("customers" always: activeness). A kind not listed here (percentile, rfm,
+# in_segment, ...) compares customers with each other or reads another segment: evaluated
+# fully. A kind may also declare itself with a class attribute `per_customer = False`.
+PER_CUSTOMER_KINDS = {
+    "All": (), "Customers": (), "Search": (), "Surname": (), "Birthday": (), "MarriedToday": (),
+    "Age": (), "Joined": (), "LoyaltyMember": (), "LoyaltyPoints": (), "InValues": (), "Tags": (),
+    "Reachable": (), "AccountBalance": (), "OverdueLayby": ("laybys",),
+    "Bought": ("purchases",), "Spend": ("purchases",), "PurchaseCount": ("purchases",),
+    "Visited": ("visits",), "UpcomingAppointment": ("visits",),
+    "AllOf": (), "AnyOf": (), "Not": (),
+}
+# Kinds whose answer moves at instants other than local midnight (evaluated fully each round).
+INSTANT_KINDS = {"UpcomingAppointment"}
+ALL_TABLES = frozenset({"customers", "deleted", "purchases", "visits", "laybys"})
+ORDER_TABLES = {"spend": ("purchases",), "purchase_count": ("purchases",), "last_purchase": ("purchases",),
+                "loyalty_points": ()}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a segment's membership depends on."""
+    per_customer: bool           # re-evaluating the touched customers alone is exact
+    tables: frozenset            # tables whose changes can change it
+    instant: bool                # it can change at any instant, not only at midnight
+
+
+def evaluation_scope(seg: S.Segment) -> Scope:
+    """The rule: per customer unless a `limit` (the top n moves with everyone's values) or a
+    condition kind outside PER_CUSTOMER_KINDS (or declaring per_customer = False)."""
+    per_customer = seg.limit is None
+    tables = {"customers", "deleted"}
+    instant = False
+    for top in S.segment_conditions(seg):
+        for c in S.walk(top):
+            kind = type(c).__name__
+            reads = PER_CUSTOMER_KINDS.get(kind)
+            if reads is None or getattr(type(c), "per_customer", True) is False:
+                per_customer = False
+                tables |= ALL_TABLES
+            else:
+                tables.update(reads)
+            instant |= kind in INSTANT_KINDS
+    if seg.order_by is not None and seg.limit is not None:
+        tables.update(ORDER_TABLES.get(seg.order_by.key, ALL_TABLES))
+    return Scope(per_customer, frozenset(tables), instant)
+
+
+def next_midnight(now: dt.datetime, zone) -> dt.datetime:
+    """The first instant of the local day after `now`'s (a DST change at midnight moves it)."""
+    day = now.astimezone(zone).date() + dt.timedelta(days=1)
+    for minutes in range(0, 24 * 60, 15):  # a zone may skip 00:00 (then the day starts later)
+        t = dt.datetime.combine(day, dt.time(minutes // 60, minutes % 60), zone)
+        back = t.astimezone(dt.timezone.utc).astimezone(zone)
+        if back.replace(tzinfo=None) == t.replace(tzinfo=None):
+            return t.astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(0), zone).astimezone(dt.timezone.utc)
+
+
+# ---------------------------------------------------------------- maintenance
+
+@dataclass
+class _Seen:
+    """What the last round of one tracked segment saw (in this process)."""
+    live: object
+    state: object
+    day: dt.date
+    definition: str
+    members: BitMap64
+    number: int
+    at: dt.datetime
+
+
+class Maintainer:
+    """Keeps every tracked segment of an engine's datasets fresh, in one background thread
+    (start / stop), or round by round (run_once) with an injectable clock in tests."""
+
+    def __init__(self, engine, catalog, clock: Optional[Callable[[], dt.datetime]] = None,
+                 poll: float = 1.0, instant_every: float = 60.0, on_round: Optional[Callable[[dict], None]] = None):
+        self.engine = engine
+        self.catalog = catalog
+        self.audiences = catalog.audiences
+        self.clock = clock or catalog.clock
+        self.poll = poll
+        self.instant_every = dt.timedelta(seconds=instant_every)  # instant-bound segments, untouched
+        self.on_round = on_round or (lambda stats: None)
+        self._seen: dict = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._round_lock = threading.Lock()
+        self.rounds = 0
+
+    # ------------------------------------------------------------ thread
+    def start(self) -> "Maintainer":
+        self.engine.add_change_listener(self.wake)
+        self._thread = threading.Thread(target=self._loop, name="audiences", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.engine.remove_change_listener(self.wake)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self, dataset: Optional[str] = None) -> None:
+        """A batch was acknowledged (or a load, a compaction): run a round soon."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the next round retries
+                log.exception("tracked segments: round failed")
+
+    # ------------------------------------------------------------ rounds
+    def run_once(self, datasets=None) -> list:
+        """One round over the datasets (default every one with tracked segments); returns
+        the snapshots recorded as (dataset, name, AudienceSnapshot)."""
+        with self._round_lock:
+            out = []
+            for name in (self.engine.datasets() if datasets is None else datasets):
+                try:
+                    tracked = self.audiences.tracked(name)
+                except NotFound:  # deleted meanwhile
+                    continue
+                if tracked:
+                    out.extend(self._dataset_round(name, tracked))
+            self.rounds += 1
+            return out
+
+    def _dataset_round(self, dataset: str, tracked: list) -> list:
+        t0 = time.perf_counter()
+        ds = self.engine.dataset(dataset)
+        live, st, view = ds.reading()  # one state for every segment of this round
+        now = self.clock()
+        day = now.astimezone(ds.zone).date()
+        out, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
+                          "sequence": st.seq if st is not None else 0}
+        for name in tracked:
+            try:
+                saved = self.catalog.get_segment(dataset, name)
+            except (NotFound, EngineError):
+                self._seen.pop((dataset, name), None)
+                continue
+            if not saved.active:
+                continue
+            rec = self._segment_round(dataset, name, saved.segment, live, st, view, now, day, stats)
+            if rec is not None:
+                out.append((dataset, name, rec))
+        stats["seconds"] = time.perf_counter() - t0
+        stats["recorded"] = len(out)
+        self.on_round(stats)
+        return out
+
+    def _segment_round(self, dataset, name, seg, live, st, view, now, day, stats):
+        key = (dataset, name)
+        definition = segment_json.dumps(seg)
+        scope = evaluation_scope(seg)
+        seen = self._seen.get(key)
+        same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
+                and st is not None and seen.state is not None)
+        newest = self.audiences.latest(dataset, name)
+        if same and newest is not None and newest.number != seen.number:
+            same = False  # another writer recorded meanwhile: start again from the newest
+        if same and seen.state is st and (not scope.instant or now - seen.at < self.instant_every):
+            return None
+        mode = "full"
+        touched = None
+        if same:
+            ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
+            if not tables & scope.tables and not scope.instant:
+                seen.state = st
+                stats["skipped"] += 1
+                return None
+            if scope.per_customer and not scope.instant:
+                mode, touched = "incremental", ids
+        old = seen.members if same else (self.audiences.members(dataset, name, newest.number)
+                                         if newest is not None else None)
+        new = self._evaluate(seg, view, now, old, touched)
+        stats[mode] += 1
+        number = newest.number if newest is not None else 0
+        rec = None
+        if old is None or new != old:
+            rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode)
+            number = rec.number
+        self._seen[key] = _Seen(live, st, day, definition, new, number, now)
+        return rec
+
+    @staticmethod
+    def _evaluate(seg, view, now, old: Optional[BitMap64], touched: Optional[np.ndarray]) -> BitMap64:
+        """The new membership: evaluated for everyone, or merged for the touched ids only."""
+        if getattr(view, "empty", False):
+            return BitMap64()
+        members = output.evaluate(view, seg, now, None).members
+        ext = view.ext_ids()
+        if touched is None:
+            return members_of(ext[_ids(members)])
+        hit = members & BitMap(touched.astype(np.uint32))
+        return (old - members_of(ext[touched])) | members_of(ext[_ids(hit)])
+
+
+def _ids(bm) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), np.uint32).astype(np.int64) if len(bm) else np.zeros(0, np.int64)
+
+
+__all__ = ["Maintainer", "Scope", "evaluation_scope", "next_midnight", "ids_of"]
