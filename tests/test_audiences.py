@@ -192,3 +192,74 @@ def test_diff_to_now_and_retention(base_folder, tmp_path):
     cat.delete_segment("aud", "points")
     assert "points" not in aud.tracked("aud")
     eng.close()
+
+
+def test_midnight_rollover_relative_ranges(base_folder, tmp_path):
+    """No batch: the same local day re-evaluates nothing; the first round after local
+    midnight re-evaluates fully, and relative ranges ("last 30 days", "not in the last 60
+    days", "today") move: entered / exited equal tests/naive.py's set differences between
+    the two instants."""
+    from segments.bench.duck import read_tables
+    from tests.naive import Naive
+    zone = ZoneInfo(D.NY)
+    before = dt.datetime(2026, 11, 20, 23, 59, 30, tzinfo=zone)
+    clock = FakeClock(before)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    aud = cat.audiences
+    naive = Naive(read_tables(base_folder), D.NY)
+    m.run_once()
+    clock.t = before + dt.timedelta(seconds=20)       # still 20 November
+    assert m.run_once() == []
+    clock.t = dt.datetime(2026, 11, 21, 0, 0, 5, tzinfo=zone)
+    recorded = {name: snap for _, name, snap in m.run_once()}
+    moved = 0
+    for k in ("buyers30", "quiet60", "spend_today", "points"):
+        was, now = set(naive.result(SEGMENTS[k], before)), set(naive.result(SEGMENTS[k], clock.t))
+        snap = aud.latest("aud", k)
+        assert set(aud.members("aud", k, snap.number)) == now, k
+        if was == now:
+            assert k not in recorded
+            continue
+        moved += 1
+        assert recorded[k].evaluation == "full" and recorded[k].as_of == clock.t
+        d = aud.diff("aud", k, snap.number - 1, snap.number)
+        assert set(d.entered_ids.tolist()) == now - was and set(d.exited_ids.tolist()) == was - now, k
+    assert moved >= 2  # the data has customers whose 30 / 60 days run out at this midnight
+    eng.close()
+
+
+def test_midnight_in_the_background_thread_and_dst(base_folder, tmp_path):
+    """The background thread notices a batch (listener) and local midnight on its own;
+    next_midnight follows DST (Santiago skips 00:00 on 6 September 2026)."""
+    import time
+    from segments.engine.catalog.maintain import next_midnight
+    z = ZoneInfo("America/Santiago")
+    assert next_midnight(dt.datetime(2026, 9, 5, 12, tzinfo=z), z) == dt.datetime(2026, 9, 6, 1, tzinfo=z)
+    ny = ZoneInfo(D.NY)
+    assert next_midnight(dt.datetime(2026, 11, 1, 0, 30, tzinfo=ny), ny) == dt.datetime(2026, 11, 2, tzinfo=ny)
+
+    clock = FakeClock(dt.datetime(2026, 11, 20, 23, 0, tzinfo=ny))
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    m.poll = 0.05
+    m.start()
+    try:
+        aud = cat.audiences
+
+        def wait(pred, what):
+            end = time.monotonic() + 30
+            while not pred():
+                assert time.monotonic() < end, what
+                time.sleep(0.02)
+        wait(lambda: all(aud.latest("aud", k) is not None for k in SEGMENTS), "first snapshots")
+        n0 = aud.latest("aud", "points").number
+        cid = int(eng.materialize("aud", S.Segment(S.Not(SEGMENTS["points"].include))).customer_ids[0])
+        eng.upsert_customers("aud", [{"customer_id": cid, "loyalty_points": 10_000}])
+        wait(lambda: aud.latest("aud", "points").number == n0 + 1, "a snapshot after the batch")
+        assert aud.diff("aud", "points", n0, n0 + 1).entered_ids.tolist() == [cid]
+        n30 = aud.latest("aud", "buyers30").number
+        clock.t = dt.datetime(2026, 11, 21, 0, 0, 1, tzinfo=ny)
+        wait(lambda: aud.latest("aud", "buyers30").number == n30 + 1, "a snapshot at midnight")
+        assert aud.latest("aud", "buyers30").evaluation == "full"
+    finally:
+        m.stop()
+        eng.close()
