@@ -54,6 +54,12 @@ class DeadlineExceeded(E.EngineError):
     """The call's deadline passed between chunks of a streamed answer."""
 
 
+class Unavailable(E.EngineError):
+    """The server cannot go on with the call now (shutting down): the caller retries."""
+
+    default_reason = "UNAVAILABLE"
+
+
 class UndecodableRequest(E.InvalidArgument):
     """The request bytes are not a message of the method's request type."""
 
@@ -72,6 +78,7 @@ STATUS = (
     (E.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (E.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (E.InsufficientSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 # Default ErrorInfo reasons by code (an error may name a more specific one).
 REASONS = {

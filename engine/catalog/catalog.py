@@ -121,6 +121,36 @@ class Catalog:
         self._lock = threading.Lock()
         from .audiences import Audiences  # noqa: PLC0415 - it uses this module's helpers
         self.audiences = Audiences(self)   # tracked segments' snapshots (engine/catalog/audiences.py)
+        self._maintainer = None
+        self._maintainer_users = 0
+
+    # ------------------------------------------------------------ background maintenance
+    def start_maintenance(self, **options):
+        """Start the background maintenance of tracked segments (engine/catalog/maintain.py)
+        once per catalog, however many servers share it; each start needs a stop."""
+        from .maintain import Maintainer  # noqa: PLC0415 - maintain imports this module's room
+        with self._lock:
+            if self._maintainer is None:
+                self._maintainer = Maintainer(self.engine, self, **options).start()
+            self._maintainer_users += 1
+            return self._maintainer
+
+    def wake_maintenance(self) -> None:
+        """Run a maintenance round soon (after a segment is tracked or changed)."""
+        m = self._maintainer
+        if m is not None:
+            m.wake()
+
+    def stop_maintenance(self) -> None:
+        """Undo one start_maintenance; the last one stops the thread."""
+        with self._lock:
+            if self._maintainer is None:
+                return
+            self._maintainer_users -= 1
+            if self._maintainer_users > 0:
+                return
+            m, self._maintainer = self._maintainer, None
+        m.stop()
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, kind: str, create: bool = False) -> Path:

@@ -1,0 +1,155 @@
+"""AudiencesService: tracked saved segments, their snapshots and diffs, Watch, daily tasks.
+
+A thin adapter like server/servicer.py (same `rpc` wrapper: auth, deadline, error mapping,
+access log). Watch holds one server thread per watcher; it ends with UNAVAILABLE when the
+server begins to shut down (the caller reconnects with the last snapshot it saw) and with
+DEADLINE_EXCEEDED at the call's deadline.
+"""
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from segments.engine.catalog.audiences import ids_of
+from segments.engine.errors import InvalidArgument
+from segments.proto import segments_pb2 as pb
+from segments.proto import segments_pb2_grpc as pbg
+
+from . import codec
+from .errors import PermissionDenied, Unavailable
+from .servicer import Services, rpc
+
+EVALUATION = {"full": pb.EVALUATION_KIND_FULL, "incremental": pb.EVALUATION_KIND_INCREMENTAL}
+WAIT_SLICE = 0.5   # seconds between checks of the deadline, the caller and shutdown
+
+
+def _tracking(t) -> pb.Tracking:
+    return pb.Tracking(name=t.name, keep=t.keep, keep_days=t.keep_days, since=codec.timestamp(t.since))
+
+
+def _snapshot(s) -> pb.AudienceSnapshot:
+    return pb.AudienceSnapshot(number=s.number, as_of=codec.timestamp(s.as_of), change_sequence=s.sequence,
+                               count=s.count, entered=s.entered, exited=s.exited,
+                               evaluation=EVALUATION.get(s.evaluation, pb.EVALUATION_KIND_UNSPECIFIED),
+                               recorded_at=codec.timestamp(s.recorded_at))
+
+
+def _ipc(table) -> bytes:
+    import pyarrow as pa
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class AudiencesServicer(pbg.AudiencesServiceServicer):
+    """Tracking, snapshots, diffs, Watch and daily tasks."""
+    SERVICE = pb.DESCRIPTOR.services_by_name["AudiencesService"].full_name
+
+    def __init__(self, s: Services, stopping: threading.Event):
+        self.s, self.tokens, self.a = s, s.tokens, s.catalog.audiences
+        self.stopping = stopping
+
+    @rpc("write")
+    def TrackSavedSegment(self, request, call):
+        kw = {}
+        if request.HasField("keep"):
+            kw["keep"] = request.keep
+        if request.HasField("keep_days"):
+            kw["keep_days"] = request.keep_days
+        t = self.a.track(self.s.dataset_name(request.dataset), request.name, **kw)
+        self.s.catalog.wake_maintenance()
+        return pb.TrackSavedSegmentResponse(tracking=_tracking(t))
+
+    @rpc("write")
+    def UntrackSavedSegment(self, request, call):
+        self.a.untrack(self.s.dataset_name(request.dataset), request.name)
+        return pb.UntrackSavedSegmentResponse()
+
+    @rpc("read")
+    def ListSnapshots(self, request, call):
+        t = self.a.require_tracking(self.s.dataset_name(request.dataset), request.name)
+        return pb.ListSnapshotsResponse(tracking=_tracking(t), snapshots=[
+            _snapshot(x) for x in self.a.snapshots(request.dataset, request.name)])
+
+    @rpc("read")
+    def DiffSnapshots(self, request, call):
+        if request.fields and not call.may("export"):
+            raise PermissionDenied("fields", "customer fields need the 'export' role (ids alone: 'read')")
+        to = request.to_snapshot if request.HasField("to_snapshot") else None
+        d = call.engine(self.a.diff, self.s.dataset_name(request.dataset), request.name,
+                        int(request.from_snapshot), None if to is None else int(to), tuple(request.fields),
+                        None, call.deadline)
+        out = pb.DiffSnapshotsResponse(from_snapshot=d.from_snapshot, to_snapshot=d.to_snapshot or 0,
+                                       as_of=codec.timestamp(d.as_of), change_sequence=d.sequence,
+                                       entered_ids=d.entered_ids.tolist(), exited_ids=d.exited_ids.tolist())
+        if request.fields:
+            out.entered_arrow_ipc = _ipc(d.entered.to_arrow())
+        call.sent(d.entered_ids.size + d.exited_ids.size)
+        return out
+
+    @rpc("read", stream=True)
+    def Watch(self, request, call):
+        dataset = self.s.dataset_name(request.dataset)
+        name = request.name
+        self.a.require_tracking(dataset, name)
+        after = int(request.after_snapshot)
+        if after < 0:
+            raise InvalidArgument("after_snapshot", f"must be >= 0, got {after}")
+        prev = None
+        if after > 0:
+            newest = self.a.latest(dataset, name)
+            if newest is None or after > newest.number:
+                raise InvalidArgument("after_snapshot", f"snapshot {after} of {name!r} has not been recorded "
+                                                        f"(newest: {newest.number if newest else 'none'})")
+            prev = self._members(dataset, name, after)
+        while True:
+            version = self.a.version
+            snaps = [x for x in self.a.snapshots(dataset, name) if x.number > after]
+            if prev is None and snaps:  # a fresh watcher starts from the newest snapshot
+                snaps = snaps[-1:]
+            for snap in snaps:
+                if prev is not None and snap.number != after + 1:
+                    raise _gone(name, after + 1)
+                cur = self._members(dataset, name, snap.number)
+                base = prev if prev is not None else type(cur)()
+                entered, exited = ids_of(cur - base), ids_of(base - cur)
+                call.sent(entered.size + exited.size)
+                yield pb.WatchResponse(snapshot=snap.number, previous_snapshot=after if prev is not None else 0,
+                                       as_of=codec.timestamp(snap.as_of), change_sequence=snap.sequence,
+                                       count=snap.count, entered_ids=entered.tolist(), exited_ids=exited.tolist(),
+                                       evaluation=EVALUATION.get(snap.evaluation, pb.EVALUATION_KIND_UNSPECIFIED))
+                prev, after = cur, snap.number
+            with self.a.changed:
+                while self.a.version == version:
+                    if self.stopping.is_set():
+                        raise Unavailable("", f"the server is shutting down; reconnect with after_snapshot={after}")
+                    call.check()
+                    if self.a.tracking(dataset, name) is None:
+                        raise _untracked(name)
+                    self.a.changed.wait(WAIT_SLICE)
+
+    def _members(self, dataset, name, number):
+        from segments.engine.errors import NotFound
+        try:
+            return self.a.members(dataset, name, number, "after_snapshot")
+        except NotFound:
+            if self.a.tracking(dataset, name) is None:
+                raise _untracked(name) from None
+            raise _gone(name, number) from None
+
+
+def _gone(name: str, number: int):
+    from segments.engine.errors import FailedPrecondition
+    return FailedPrecondition("after_snapshot", f"snapshot {number} of {name!r} is no longer retained: "
+                                                "start again with after_snapshot=0 (every member)",
+                              reason="SNAPSHOT_NOT_RETAINED")
+
+
+def _untracked(name: str):
+    from segments.engine.errors import FailedPrecondition
+    return FailedPrecondition("name", f"saved segment {name!r} is no longer tracked", reason="SEGMENT_NOT_TRACKED")
+
+
+__all__ = ["AudiencesServicer", "grpc"]
