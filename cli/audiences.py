@@ -4,6 +4,8 @@
   segments snapshots DATASET NAME
   segments diff DATASET NAME FROM [--to N] [--fields a,b]
   segments watch DATASET NAME --server HOST:PORT [--after N] [--timeout S]
+  segments schedule set DATASET NAME --at HH:MM [--format parquet|csv] [--fields a,b] [--folder F]
+  segments schedule list|run DATASET / schedule delete DATASET NAME
 
 Each runs on the data directory, or through a server with --server (watch: only through a
 server, which keeps the snapshots fresh). Answers are JSON; watch prints one JSON line per
@@ -45,6 +47,73 @@ def add_parsers(sub) -> None:
                                                         "with the newest, every member entered)")
     w.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (default: never)")
     add_server_args(w)
+    sc = sub.add_parser("schedule", help="daily tasks: a saved segment exported every day at a local time")
+    ssub = sc.add_subparsers(dest="action", required=True)
+    st = ssub.add_parser("set", help="give a saved segment a daily export (or change it)")
+    st.add_argument("dataset")
+    st.add_argument("name")
+    st.add_argument("--at", required=True, help="HH:MM in the dataset's timezone")
+    st.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    st.add_argument("--fields", default="", help="fields of each row, comma-separated")
+    st.add_argument("--folder", default="daily", help="folder in the dataset's export folder (default: daily)")
+    add_server_args(st)
+    for action, help_ in (("list", "the daily tasks of a dataset"),
+                          ("run", "run the days that are due now (missed days too)")):
+        p = ssub.add_parser(action, help=help_)
+        p.add_argument("dataset")
+        add_server_args(p)
+    dl = ssub.add_parser("delete", help="remove a saved segment's daily task")
+    dl.add_argument("dataset")
+    dl.add_argument("name")
+    add_server_args(dl)
+
+
+def _task(t, next_run=None) -> dict:
+    return {"name": t.name, "at": t.at, "format": t.format, "fields": list(t.fields), "folder": t.folder,
+            "last_run_day": t.last_run_day.isoformat() if t.last_run_day else None, "next_run": next_run}
+
+
+def _run(r) -> dict:
+    return {"name": r.name, "day": r.day.isoformat(), "as_of": r.as_of, "rows": r.rows, "entered": r.entered,
+            "exited": r.exited, "file": r.file, "entered_file": r.entered_file, "exited_file": r.exited_file}
+
+
+def cmd_schedule(args) -> int:
+    fields = tuple(f.strip() for f in getattr(args, "fields", "").split(",") if f.strip())
+    if args.server:
+        from .remote import remote_call
+
+        def body(c):
+            if args.action == "set":
+                _print(c.set_daily_task(args.dataset, args.name, args.at, args.format, fields, args.folder))
+            elif args.action == "list":
+                _print(c.list_daily_tasks(args.dataset))
+            elif args.action == "run":
+                _print(c.run_daily_tasks(args.dataset))
+            else:
+                c.delete_daily_task(args.dataset, args.name)
+                _print({"deleted": args.name})
+            return 0
+        return remote_call(args, body)
+    from segments.engine.catalog.catalog import Catalog
+
+    from .main import _engine
+    eng = _engine(args)
+    try:
+        sch = Catalog(eng).schedules
+        if args.action == "set":
+            t = sch.set_task(args.dataset, args.name, args.at, args.format, fields, args.folder)
+            _print(_task(t, sch.next_run(args.dataset, t)))
+        elif args.action == "list":
+            _print([_task(t, sch.next_run(args.dataset, t)) for t in sch.tasks(args.dataset)])
+        elif args.action == "run":
+            _print([_run(r) for r in sch.run_due(args.dataset)])
+        else:
+            sch.delete_task(args.dataset, args.name)
+            _print({"deleted": args.name})
+    finally:
+        eng.close()
+    return 0
 
 
 def _json(v):
@@ -153,4 +222,5 @@ def cmd_watch(args) -> int:
     return remote_call(args, body)
 
 
-COMMANDS = {"track": cmd_track, "snapshots": cmd_snapshots, "diff": cmd_diff, "watch": cmd_watch}
+COMMANDS = {"track": cmd_track, "snapshots": cmd_snapshots, "diff": cmd_diff, "watch": cmd_watch,
+            "schedule": cmd_schedule}

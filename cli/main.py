@@ -315,7 +315,7 @@ def _audiences(args) -> int:
     return run[args.cmd](args)
 
 
-COMMANDS.update({name: _audiences for name in ("track", "snapshots", "diff", "watch")})
+COMMANDS.update({name: _audiences for name in ("track", "snapshots", "diff", "watch", "schedule")})
 
 
 def say_error(text: str) -> None:

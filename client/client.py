@@ -560,6 +560,34 @@ class SegmentsClient:
                     return
                 time.sleep(pause)
 
+    # ------------------------------------------------------------ daily tasks
+    def set_daily_task(self, dataset: str, name: str, at: str, format: str = "parquet", fields: Sequence[str] = (),
+                       folder: str = "daily", timeout: Optional[float] = None) -> dict:
+        """Export a saved segment every day at local HH:MM into <export folder>/<dataset>/<folder>/."""
+        return _daily_task(self._unary(self._audiences.SetDailyTask, pb.SetDailyTaskRequest(
+            dataset=dataset, name=name, at=at, format=_export_format(format), fields=list(fields), folder=folder),
+            timeout).task)
+
+    def delete_daily_task(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
+        self._unary(self._audiences.DeleteDailyTask, pb.DeleteDailyTaskRequest(dataset=dataset, name=name), timeout)
+
+    def list_daily_tasks(self, dataset: str, timeout: Optional[float] = None) -> list:
+        r = self._unary(self._audiences.ListDailyTasks, pb.ListDailyTasksRequest(dataset=dataset), timeout)
+        return [_daily_task(t) for t in r.tasks]
+
+    def run_daily_tasks(self, dataset: str, timeout: Optional[float] = None) -> list:
+        """Run the days that are due now (missed days too): one dict per day run."""
+        r = self._unary(self._audiences.RunDailyTasks, pb.RunDailyTasksRequest(dataset=dataset), timeout, retry=False)
+        return [{"name": x.name, "day": x.day, "as_of": _time(x.as_of), "rows": x.rows, "entered": x.entered,
+                 "exited": x.exited, "file": x.file_name, "entered_file": x.entered_file_name,
+                 "exited_file": x.exited_file_name} for x in r.runs]
+
+
+def _daily_task(m) -> dict:
+    return {"name": m.name, "at": m.at, "format": pb.ExportFormat.Name(m.format).removeprefix("EXPORT_FORMAT_").lower(),
+            "fields": list(m.fields), "folder": m.folder, "last_run_day": m.last_run_day or None,
+            "next_run": _time(m.next_run)}
+
 
 def _tracking(m) -> dict:
     return {"name": m.name, "keep": m.keep, "keep_days": m.keep_days, "since": _time(m.since)}

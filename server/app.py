@@ -126,6 +126,7 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     stopping = threading.Event()
     pbg.add_AudiencesServiceServicer_to_server(AudiencesServicer(services, stopping), server)
     if maintain:
+        services.catalog.schedules.export_dir = exports   # daily tasks write under the export folder
         services.catalog.start_maintenance()
     server._segments_stopping = (stopping, services.catalog if maintain else None)
 

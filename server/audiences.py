@@ -20,6 +20,7 @@ from . import codec
 from .errors import PermissionDenied, Unavailable
 from .servicer import Services, rpc
 
+FORMATS = {"parquet": pb.EXPORT_FORMAT_PARQUET, "csv": pb.EXPORT_FORMAT_CSV}
 EVALUATION = {"full": pb.EVALUATION_KIND_FULL, "incremental": pb.EVALUATION_KIND_INCREMENTAL}
 WAIT_SLICE = 0.5   # seconds between checks of the deadline, the caller and shutdown
 
@@ -129,6 +130,40 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
                     if self.a.tracking(dataset, name) is None:
                         raise _untracked(name)
                     self.a.changed.wait(WAIT_SLICE)
+
+    # ------------------------------------------------------------ daily tasks
+    def _task(self, dataset, t) -> pb.DailyTask:
+        return pb.DailyTask(name=t.name, at=t.at, format=FORMATS[t.format], fields=list(t.fields), folder=t.folder,
+                            last_run_day=t.last_run_day.isoformat() if t.last_run_day else "",
+                            next_run=codec.timestamp(self.s.catalog.schedules.next_run(dataset, t)))
+
+    @rpc("write")
+    def SetDailyTask(self, request, call):
+        dataset = self.s.dataset_name(request.dataset)
+        fmt = "csv" if request.format == pb.EXPORT_FORMAT_CSV else "parquet"
+        t = self.s.catalog.schedules.set_task(dataset, request.name, request.at, fmt, tuple(request.fields),
+                                              request.folder or "daily")
+        self.s.catalog.wake_maintenance()
+        return pb.SetDailyTaskResponse(task=self._task(dataset, t))
+
+    @rpc("write")
+    def DeleteDailyTask(self, request, call):
+        self.s.catalog.schedules.delete_task(self.s.dataset_name(request.dataset), request.name)
+        return pb.DeleteDailyTaskResponse()
+
+    @rpc("read")
+    def ListDailyTasks(self, request, call):
+        dataset = self.s.dataset_name(request.dataset)
+        return pb.ListDailyTasksResponse(tasks=[self._task(dataset, t)
+                                                for t in self.s.catalog.schedules.tasks(dataset)])
+
+    @rpc("export")
+    def RunDailyTasks(self, request, call):
+        runs = call.engine(self.s.catalog.schedules.run_due, self.s.dataset_name(request.dataset))
+        return pb.RunDailyTasksResponse(runs=[pb.DailyTaskRun(
+            name=r.name, day=r.day.isoformat(), as_of=codec.timestamp(r.as_of), rows=r.rows, entered=r.entered,
+            exited=r.exited, file_name=r.file, entered_file_name=r.entered_file, exited_file_name=r.exited_file)
+            for r in runs])
 
     def _members(self, dataset, name, number):
         from segments.engine.errors import NotFound

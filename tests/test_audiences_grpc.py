@@ -202,3 +202,25 @@ def test_watch_command_prints_one_json_line_per_snapshot(env):
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["snapshot"] for x in lines] == list(range(after + 1, newest + 1))
     assert all(isinstance(i, int) for x in lines for i in x["entered"] + x["exited"])
+
+
+def test_daily_tasks_over_grpc(env):
+    from segments.client.errors import ServerError
+    with _client(env) as c:
+        t = c.set_daily_task("shop", "points", "07:00", "csv", ("email",), "mornings")
+        assert t["at"] == "07:00" and t["format"] == "csv" and t["folder"] == "mornings" and t["last_run_day"] is None
+        assert t["next_run"] > dt.datetime.now(dt.timezone.utc)
+        assert [x["name"] for x in c.list_daily_tasks("shop")] == ["points"]
+        assert c.run_daily_tasks("shop") == []   # set now: its first day has not come
+        with pytest.raises(ServerError) as e:
+            c.set_daily_task("shop", "points", "07:00", folder="../../etc")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(ServerError) as e:
+            c.set_daily_task("shop", "nope", "07:00")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        c.delete_daily_task("shop", "points")
+        assert c.list_daily_tasks("shop") == []
+    with _client(env, "reader-token-1", auth=True) as r:
+        with pytest.raises(ServerError) as e:
+            r.run_daily_tasks("shop")
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -4,6 +4,7 @@
   catalog/groups/<name>.json     a group's record: count, source, as_of, created_at, expires_at
   catalog/groups/<name>.npy      its frozen members: sorted int64 customer_ids
   catalog/audiences/<name>/      a tracked saved segment's snapshots (engine/catalog/audiences.py)
+  catalog/tasks/<name>.*         a saved segment's daily task and its runs (engine/catalog/schedule.py)
 A saved segment is dynamic: its definition is parsed and evaluated afresh on each use, and an
 inactive one cannot be used (FailedPrecondition). A group is a snapshot: members and count
 are frozen at creation; it expires (180 days by default), after which every call on it but
@@ -121,6 +122,8 @@ class Catalog:
         self._lock = threading.Lock()
         from .audiences import Audiences  # noqa: PLC0415 - it uses this module's helpers
         self.audiences = Audiences(self)   # tracked segments' snapshots (engine/catalog/audiences.py)
+        from .schedule import Schedules  # noqa: PLC0415
+        self.schedules = Schedules(self)   # daily tasks (engine/catalog/schedule.py)
         self._maintainer = None
         self._maintainer_users = 0
 
@@ -225,6 +228,8 @@ class Catalog:
                                reason="SAVED_SEGMENT_NOT_FOUND") from None
             # its snapshots and daily task go with it
             shutil.rmtree(self._dir(dataset, "audiences") / name, ignore_errors=True)
+            for suffix in (".json", ".members", ".runs"):
+                (self._dir(dataset, "tasks") / f"{name}{suffix}").unlink(missing_ok=True)
 
     def resolve(self, dataset: str, name: str, path: str = "saved_segment") -> S.Segment:
         """The definition of an active saved segment, for evaluation; FailedPrecondition if inactive."""

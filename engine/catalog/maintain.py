@@ -117,12 +117,13 @@ class Maintainer:
     (start / stop), or round by round (run_once) with an injectable clock in tests."""
 
     def __init__(self, engine, catalog, clock: Optional[Callable[[], dt.datetime]] = None,
-                 poll: float = 1.0, instant_every: float = 60.0, on_round: Optional[Callable[[dict], None]] = None):
+                 poll: float = 1.0, instant_every: float = 60.0, run_tasks: bool = True, on_round: Optional[Callable[[dict], None]] = None):
         self.engine = engine
         self.catalog = catalog
         self.audiences = catalog.audiences
         self.clock = clock or catalog.clock
         self.poll = poll
+        self.run_tasks = run_tasks   # also run the daily tasks that are due (engine/catalog/schedule.py)
         self.instant_every = dt.timedelta(seconds=instant_every)  # instant-bound segments, untouched
         self.on_round = on_round or (lambda stats: None)
         self._seen: dict = {}
@@ -174,6 +175,12 @@ class Maintainer:
                     continue
                 if tracked:
                     out.extend(self._dataset_round(name, tracked))
+                if self.run_tasks:
+                    try:
+                        for run in self.catalog.schedules.run_due(name, self.clock()):
+                            log.info("daily task %s of %s: %s, %d rows", run.name, name, run.day, run.rows)
+                    except Exception:  # noqa: BLE001 - the next round retries the day
+                        log.exception("daily tasks of %s failed", name)
             self.rounds += 1
             return out
 
