@@ -224,3 +224,50 @@ def test_daily_tasks_over_grpc(env):
         with pytest.raises(ServerError) as e:
             r.run_daily_tasks("shop")
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_sigterm_ends_watch_streams_and_drains(tmp_path):
+    """`segments serve` on SIGTERM: a Watch in progress ends with UNAVAILABLE naming the
+    snapshot to reconnect after, and the server exits 0 well inside its grace period."""
+    import signal
+    from segments.client.client import SegmentsClient
+    from segments.client.errors import ServerError
+    from segments.engine.api import Engine
+    from segments.engine.catalog.catalog import Catalog
+    from tests import datasets as D
+    from tests.grpc_support import start_server
+    D.write_folder(D.random_tables(4, 300), tmp_path / "in")
+    eng = Engine(tmp_path / "data")
+    eng.create_dataset("shop", D.NY)
+    eng.ingest("shop", tmp_path / "in")
+    cat = Catalog(eng)
+    cat.create_segment("shop", "points", POINTS)
+    cat.audiences.track("shop", "points")
+    eng.close()
+    proc, port, out = start_server(tmp_path / "data", "--grace", "30")
+    try:
+        errors, got = [], []
+        with SegmentsClient(f"127.0.0.1:{port}") as c:
+            def watch():
+                try:
+                    for m in c.watch("shop", "points", reconnect=False):
+                        got.append(m)
+                except ServerError as e:
+                    errors.append(e)
+            th = threading.Thread(target=watch)
+            th.start()
+            deadline = time.monotonic() + 60
+            while not got:
+                assert time.monotonic() < deadline, out.text
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, out.text
+            assert time.monotonic() - t0 < 15
+            th.join(10)
+        assert errors and errors[0].code() == grpc.StatusCode.UNAVAILABLE, (errors, out.text)
+        assert f"after_snapshot={got[-1]['snapshot']}" in errors[0].details()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
