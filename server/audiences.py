@@ -11,7 +11,7 @@ import threading
 
 import grpc
 
-from segments.engine.catalog.audiences import ids_of
+import numpy as np
 from segments.engine.errors import InvalidArgument
 from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
@@ -98,30 +98,27 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
         after = int(request.after_snapshot)
         if after < 0:
             raise InvalidArgument("after_snapshot", f"must be >= 0, got {after}")
-        prev = None
         if after > 0:
             newest = self.a.latest(dataset, name)
             if newest is None or after > newest.number:
                 raise InvalidArgument("after_snapshot", f"snapshot {after} of {name!r} has not been recorded "
                                                         f"(newest: {newest.number if newest else 'none'})")
-            prev = self._members(dataset, name, after)
+            self._retained(dataset, name, after)
         while True:
             version = self.a.version
-            snaps = [x for x in self.a.snapshots(dataset, name) if x.number > after]
-            if prev is None and snaps:  # a fresh watcher starts from the newest snapshot
-                snaps = snaps[-1:]
+            snaps = self.a.snapshots(dataset, name, after)
+            if after == 0 and snaps:  # a fresh watcher starts from the newest snapshot: every member
+                snap = snaps[-1]
+                entered, exited = self._read(self.a.members, dataset, name, snap.number), np.zeros(0, np.int64)
+                yield self._message(call, snap, 0, entered, exited)
+                after = snap.number
+                snaps = []
             for snap in snaps:
-                if prev is not None and snap.number != after + 1:
+                if snap.number != after + 1:
                     raise _gone(name, after + 1)
-                cur = self._members(dataset, name, snap.number)
-                base = prev if prev is not None else type(cur)()
-                entered, exited = ids_of(cur - base), ids_of(base - cur)
-                call.sent(entered.size + exited.size)
-                yield pb.WatchResponse(snapshot=snap.number, previous_snapshot=after if prev is not None else 0,
-                                       as_of=codec.timestamp(snap.as_of), change_sequence=snap.sequence,
-                                       count=snap.count, entered_ids=entered.tolist(), exited_ids=exited.tolist(),
-                                       evaluation=EVALUATION.get(snap.evaluation, pb.EVALUATION_KIND_UNSPECIFIED))
-                prev, after = cur, snap.number
+                entered, exited = self._read(self.a.delta, dataset, name, snap.number)
+                yield self._message(call, snap, after, entered, exited)
+                after = snap.number
             with self.a.changed:
                 while self.a.version == version:
                     if self.stopping.is_set():
@@ -130,6 +127,18 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
                     if self.a.tracking(dataset, name) is None:
                         raise _untracked(name)
                     self.a.changed.wait(WAIT_SLICE)
+
+    @staticmethod
+    def _message(call, snap, previous, entered, exited) -> pb.WatchResponse:
+        call.sent(entered.size + exited.size)
+        return pb.WatchResponse(snapshot=snap.number, previous_snapshot=previous, as_of=codec.timestamp(snap.as_of),
+                                change_sequence=snap.sequence, count=snap.count, entered_ids=entered.tolist(),
+                                exited_ids=exited.tolist(),
+                                evaluation=EVALUATION.get(snap.evaluation, pb.EVALUATION_KIND_UNSPECIFIED))
+
+    def _retained(self, dataset, name, number) -> None:
+        """FAILED_PRECONDITION when a watcher's last snapshot is no longer kept."""
+        self._read(self.a.snapshot, dataset, name, number)
 
     # ------------------------------------------------------------ daily tasks
     def _task(self, dataset, t) -> pb.DailyTask:
@@ -165,10 +174,11 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
             exited=r.exited, file_name=r.file, entered_file_name=r.entered_file, exited_file_name=r.exited_file)
             for r in runs])
 
-    def _members(self, dataset, name, number):
+    def _read(self, fn, dataset, name, number):
+        """fn(dataset, name, number) of a snapshot; its absence as a status a watcher acts on."""
         from segments.engine.errors import NotFound
         try:
-            return self.a.members(dataset, name, number, "after_snapshot")
+            return fn(dataset, name, number, "after_snapshot")
         except NotFound:
             if self.a.tracking(dataset, name) is None:
                 raise _untracked(name) from None

@@ -263,3 +263,30 @@ def test_midnight_in_the_background_thread_and_dst(base_folder, tmp_path):
     finally:
         m.stop()
         eng.close()
+
+
+def test_snapshots_store_changes_and_checkpoints(tmp_path, base_folder, monkeypatch):
+    """Random memberships recorded one after another: every retained snapshot's members
+    (checkpoint + changes) and changes equal what was recorded, also after pruning."""
+    from segments.engine.catalog import audiences as A
+    monkeypatch.setattr(A, "CHECKPOINT_EVERY", 4)
+    clock = FakeClock(dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc))
+    eng, cat, _ = _setup(tmp_path, base_folder, D.NY, clock)
+    aud = cat.audiences
+    aud.track("aud", "points", keep=7)
+    rng = np.random.default_rng(1)
+    sets, prev = {}, None
+    for n in range(1, 20):
+        cur = np.unique(rng.choice(np.concatenate([rng.integers(0, 2**62, 50), np.arange(100)]), 80))
+        s = aud.record("aud", "points", cur, prev, clock.t, n, "full")
+        assert s.number == n and (s.entered, s.exited) == (len(set(cur) - set(prev if prev is not None else [])),
+                                                             len(set(prev if prev is not None else []) - set(cur)))
+        sets[n], prev = cur, cur
+    kept = [s.number for s in aud.snapshots("aud", "points")]
+    assert kept == list(range(13, 20))
+    for n in kept:
+        assert np.array_equal(aud.members("aud", "points", n), sets[n]), n
+        if n > kept[0]:
+            e, x = aud.delta("aud", "points", n)
+            assert set(e.tolist()) == set(sets[n]) - set(sets[n - 1]) and set(x.tolist()) == set(sets[n - 1]) - set(sets[n])
+    eng.close()

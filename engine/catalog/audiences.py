@@ -1,12 +1,17 @@
 """Tracked saved segments: numbered membership snapshots and the differences between them.
 
   catalog/audiences/<name>/tracking.json        retention (count, days) and when tracking began
-  catalog/audiences/<name>/<number>.members     the members: a portable 64-bit roaring bitmap of customer_ids
+  catalog/audiences/<name>/<number>.delta       who entered and who left: two portable 64-bit roaring
+                                                bitmaps of customer_ids (8-byte length of the first, then both)
+  catalog/audiences/<name>/<number>.members     on checkpoints: the whole membership, one such bitmap
   catalog/audiences/<name>/<number>.json        the snapshot's record: as_of, sequence, count, entered, exited
 A snapshot is recorded only when the membership changed (the first one always), numbered
 1, 2, ... per tracked segment. Members are customer_ids (not internal ids), so a snapshot
-stays meaningful across compactions. The record file is what makes a snapshot exist: the
-members are written before it and removed after it. Retention keeps the newest `keep`
+stays meaningful across compactions. A batch changes few memberships, so a snapshot keeps
+its change; the first, every CHECKPOINT_EVERY-th and the oldest retained one keep the whole
+membership, and a snapshot's members are its checkpoint plus the changes after it. The
+record file is what makes a snapshot exist: the bitmaps are written before it and removed
+after it. Retention keeps the newest `keep`
 snapshots and drops those recorded more than `keep_days` ago (the newest always stays).
 Who entered and who left between two snapshots is a set difference of their bitmaps; the
 maintenance that records snapshots is engine/catalog/maintain.py.
@@ -32,6 +37,7 @@ DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
 MAX_KEEP = 100_000
 MAX_KEEP_DAYS = 100 * 366
+CHECKPOINT_EVERY = 64   # a snapshot stores the whole membership at least once in this many
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class AudienceSnapshot:
     exited: int
     evaluation: str             # "full" or "incremental" (only the touched customers re-evaluated)
     recorded_at: dt.datetime
+    checkpoint: bool = False    # the whole membership is stored (else only entered / exited)
 
 
 @dataclass
@@ -168,22 +175,30 @@ class Audiences:
         return sorted(p.parent.name for p in d.glob("*/tracking.json"))
 
     # ------------------------------------------------------------ snapshots
-    def snapshots(self, dataset: str, name: str) -> list:
-        """The retained snapshots' records, oldest first."""
+    def _numbers(self, dataset: str, name: str) -> list:
+        d = self._dir(dataset, name)
+        return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
+
+    def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
+        """The retained snapshots' records numbered after `after`, oldest first."""
         d = self._dir(dataset, name)
         out = []
-        for p in sorted(d.glob("*.json")) if d.is_dir() else ():
-            if p.name == "tracking.json":
+        for n in self._numbers(dataset, name):
+            if n <= after:
                 continue
             try:
-                out.append(_record(json.loads(p.read_text())))
+                out.append(_record(json.loads((d / f"{n:012d}.json").read_text())))
             except FileNotFoundError:  # pruned meanwhile
                 pass
         return out
 
     def latest(self, dataset: str, name: str) -> Optional[AudienceSnapshot]:
-        snaps = self.snapshots(dataset, name)
-        return snaps[-1] if snaps else None
+        numbers = self._numbers(dataset, name)
+        for n in reversed(numbers):
+            snaps = self.snapshots(dataset, name, n - 1)
+            if snaps:
+                return snaps[-1]
+        return None
 
     def snapshot(self, dataset: str, name: str, number: int, path: str = "snapshot") -> AudienceSnapshot:
         """One retained snapshot's record; NotFound when never recorded or no longer kept."""
@@ -193,53 +208,95 @@ class Audiences:
         try:
             return _record(json.loads((self._dir(dataset, name) / f"{number:012d}.json").read_text()))
         except FileNotFoundError:
-            newest = self.latest(dataset, name)
-            why = "not recorded yet" if newest is None or number > newest.number else "no longer retained"
-            raise NotFound(path, f"snapshot {number} of {name!r}: {why}", reason="SNAPSHOT_NOT_FOUND") from None
+            raise self._missing(dataset, name, number, path) from None
 
-    def members(self, dataset: str, name: str, number: int, path: str = "snapshot") -> BitMap64:
-        """The customer_ids of a retained snapshot."""
-        self.snapshot(dataset, name, number, path)
+    def _missing(self, dataset, name, number, path) -> NotFound:
+        newest = self.latest(dataset, name)
+        why = "not recorded yet" if newest is None or number > newest.number else "no longer retained"
+        return NotFound(path, f"snapshot {number} of {name!r}: {why}", reason="SNAPSHOT_NOT_FOUND")
+
+    def delta(self, dataset: str, name: str, number: int, path: str = "snapshot") -> tuple:
+        """(entered, exited) sorted customer_ids of a retained snapshot against the one before."""
         try:
-            return BitMap64.deserialize((self._dir(dataset, name) / f"{number:012d}.members").read_bytes())
+            data = (self._dir(dataset, name) / f"{number:012d}.delta").read_bytes()
         except FileNotFoundError:
-            raise NotFound(path, f"snapshot {number} of {name!r}: no longer retained",
-                           reason="SNAPSHOT_NOT_FOUND") from None
+            raise self._missing(dataset, name, number, path) from None
+        k = int.from_bytes(data[:8], "little")
+        return ids_of(BitMap64.deserialize(data[8:8 + k])), ids_of(BitMap64.deserialize(data[8 + k:]))
 
-    def record(self, dataset: str, name: str, members: BitMap64, previous: Optional[BitMap64], as_of: dt.datetime,
-               sequence: int, evaluation: str) -> AudienceSnapshot:
-        """Record a new snapshot (numbered after the newest) and apply retention."""
+    def members(self, dataset: str, name: str, number: int, path: str = "snapshot") -> np.ndarray:
+        """The sorted customer_ids of a retained snapshot: its nearest checkpoint at or
+        before it, plus the deltas after that checkpoint."""
+        self.snapshot(dataset, name, number, path)
+        d = self._dir(dataset, name)
+        c = number
+        while c >= 1 and not (d / f"{c:012d}.members").exists():
+            c -= 1
+        if c < 1:
+            raise self._missing(dataset, name, number, path)
+        try:
+            ids = ids_of(BitMap64.deserialize((d / f"{c:012d}.members").read_bytes()))
+        except FileNotFoundError:
+            raise self._missing(dataset, name, number, path) from None
+        for k in range(c + 1, number + 1):
+            entered, exited = self.delta(dataset, name, k, path)
+            ids = np.union1d(np.setdiff1d(ids, exited, assume_unique=True), entered)
+        return ids
+
+    def record(self, dataset: str, name: str, members: np.ndarray, previous: Optional[np.ndarray],
+               as_of: dt.datetime, sequence: int, evaluation: str) -> Optional[AudienceSnapshot]:
+        """Record a new snapshot (numbered after the newest) of `members` (sorted unique
+        customer_ids), whose previous membership is `previous` (the newest snapshot's, None
+        for none); apply retention. Each snapshot stores who entered and who left; every
+        CHECKPOINT_EVERY-th (and the first) also the whole membership."""
         from .catalog import _write_atomic
+        members = np.asarray(members, np.int64)
+        prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
         with self._lock:
             t = self.tracking(dataset, name)
             if t is None:
                 raise FailedPrecondition("name", f"saved segment {name!r} is not tracked", reason="SEGMENT_NOT_TRACKED")
-            newest = self.latest(dataset, name)
-            number = 1 if newest is None else newest.number + 1
-            prev = previous if previous is not None else BitMap64()
-            snap = AudienceSnapshot(number, as_of, int(sequence), len(members),
-                                    len(members) - members.intersection_cardinality(prev),
-                                    len(prev) - members.intersection_cardinality(prev), evaluation,
-                                    self.catalog.clock())
+            snaps = self.snapshots(dataset, name)
+            number = 1 if not snaps else snaps[-1].number + 1
+            if (previous is None) != (not snaps):
+                raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
+            entered = np.setdiff1d(members, prev, assume_unique=True)
+            exited = np.setdiff1d(prev, members, assume_unique=True)
             d = self._dir(dataset, name, create=True)
-            _write_atomic(d / f"{number:012d}.members", members.serialize())
+            since = next((k for k, s in enumerate(reversed(snaps)) if s.checkpoint), len(snaps))
+            checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
+            snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
+                                    int(exited.size), evaluation, self.catalog.clock(), checkpoint)
+            a, b = members_of(entered).serialize(), members_of(exited).serialize()
+            _write_atomic(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)
+            if checkpoint:
+                _write_atomic(d / f"{number:012d}.members", members_of(members).serialize())
             _write_atomic(d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode())
-            self._prune(dataset, name, t)
+            self._prune(dataset, name, t, snaps + [snap])
         with self.changed:
             self.version += 1
             self.changed.notify_all()
         return snap
 
-    def _prune(self, dataset: str, name: str, t: Tracking) -> None:
-        snaps = self.snapshots(dataset, name)
+    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None) -> None:
+        from .catalog import _write_atomic
+        snaps = self.snapshots(dataset, name) if snaps is None else snaps
         if len(snaps) <= 1:
             return
         cutoff = self.catalog.clock() - dt.timedelta(days=t.keep_days)
         d = self._dir(dataset, name)
-        for i, s in enumerate(snaps[:-1]):  # the newest always stays
-            if i < len(snaps) - t.keep or s.recorded_at < cutoff:
-                (d / f"{s.number:012d}.json").unlink(missing_ok=True)
-                (d / f"{s.number:012d}.members").unlink(missing_ok=True)
+        drop = [s for i, s in enumerate(snaps[:-1]) if i < len(snaps) - t.keep or s.recorded_at < cutoff]
+        if not drop:
+            return
+        gone = {s.number for s in drop}
+        first = next(s for s in snaps if s.number not in gone)
+        if not (d / f"{first.number:012d}.members").exists():  # the oldest kept becomes a checkpoint
+            _write_atomic(d / f"{first.number:012d}.members",
+                          members_of(self.members(dataset, name, first.number)).serialize())
+        for s in drop:
+            (d / f"{s.number:012d}.json").unlink(missing_ok=True)
+            (d / f"{s.number:012d}.delta").unlink(missing_ok=True)
+            (d / f"{s.number:012d}.members").unlink(missing_ok=True)
 
     # ------------------------------------------------------------ differences
     def diff(self, dataset: str, name: str, from_snapshot: int, to_snapshot: Optional[int] = None,
@@ -252,14 +309,15 @@ class Audiences:
             seg = self.catalog.resolve(dataset, name, "name")
             live, st, view = engine.dataset(dataset).reading()
             at = output.parse_as_of(as_of) or self.catalog.clock()
-            new = members_of(view.ext_ids()[_internal(output.evaluate(view, seg, at, deadline).members)]
-                             if not getattr(view, "empty", False) else ())
+            new = (np.unique(view.ext_ids()[_internal(output.evaluate(view, seg, at, deadline).members)])
+                   if not getattr(view, "empty", False) else np.zeros(0, np.int64))
             seq = st.seq if st is not None else 0
         else:
             rec = self.snapshot(dataset, name, to_snapshot, "to_snapshot")
             new = self.members(dataset, name, to_snapshot, "to_snapshot")
             at, seq = rec.as_of, rec.sequence
-        entered, exited = ids_of(new - old), ids_of(old - new)
+        entered = np.setdiff1d(new, old, assume_unique=True)
+        exited = np.setdiff1d(old, new, assume_unique=True)
         rows = engine.rows_of(dataset, entered, tuple(fields))
         rows.missing_ids = ()  # entered since and erased meanwhile: left out of the rows, kept in entered_ids
         rows.as_of, rows.sequence = at, seq
@@ -273,9 +331,10 @@ def _internal(bm) -> np.ndarray:
 def _record_json(s: AudienceSnapshot) -> dict:
     return {"number": s.number, "as_of": _iso(s.as_of), "sequence": s.sequence, "count": s.count,
             "entered": s.entered, "exited": s.exited, "evaluation": s.evaluation,
-            "recorded_at": _iso(s.recorded_at)}
+            "recorded_at": _iso(s.recorded_at), "checkpoint": s.checkpoint}
 
 
 def _record(r: dict) -> AudienceSnapshot:
     return AudienceSnapshot(r["number"], dt.datetime.fromisoformat(r["as_of"]), r["sequence"], r["count"],
-                            r["entered"], r["exited"], r["evaluation"], dt.datetime.fromisoformat(r["recorded_at"]))
+                            r["entered"], r["exited"], r["evaluation"], dt.datetime.fromisoformat(r["recorded_at"]),
+                            r.get("checkpoint", False))

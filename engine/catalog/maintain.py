@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-from pyroaring import BitMap, BitMap64
+from pyroaring import BitMap
 
 from ..errors import EngineError, NotFound
 from ..evaluation import output
+from ..evaluation.evaluate import Context
 from ..model import segment as S
 from ..model import segment_json
-from .audiences import ids_of, members_of
 
 log = logging.getLogger("segments.audiences")
 
@@ -107,7 +107,7 @@ class _Seen:
     state: object
     day: dt.date
     definition: str
-    members: BitMap64
+    members: np.ndarray          # sorted customer_ids
     number: int
     at: dt.datetime
 
@@ -190,6 +190,9 @@ class Maintainer:
         live, st, view = ds.reading()  # one state for every segment of this round
         now = self.clock()
         day = now.astimezone(ds.zone).date()
+        # one evaluation context for the round: conditions shared by several tracked
+        # segments are evaluated once (same state, same instant)
+        ctx = None if getattr(view, "empty", False) else Context(view, now, None)
         out, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
                           "sequence": st.seq if st is not None else 0}
         for name in tracked:
@@ -200,7 +203,7 @@ class Maintainer:
                 continue
             if not saved.active:
                 continue
-            rec = self._segment_round(dataset, name, saved.segment, live, st, view, now, day, stats)
+            rec = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats)
             if rec is not None:
                 out.append((dataset, name, rec))
         stats["seconds"] = time.perf_counter() - t0
@@ -208,7 +211,7 @@ class Maintainer:
         self.on_round(stats)
         return out
 
-    def _segment_round(self, dataset, name, seg, live, st, view, now, day, stats):
+    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats):
         key = (dataset, name)
         definition = segment_json.dumps(seg)
         scope = evaluation_scope(seg)
@@ -216,47 +219,53 @@ class Maintainer:
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
         newest = self.audiences.latest(dataset, name)
-        if same and newest is not None and newest.number != seen.number:
+        if same and (newest.number if newest is not None else 0) != seen.number:
             same = False  # another writer recorded meanwhile: start again from the newest
-        if same and seen.state is st and (not scope.instant or now - seen.at < self.instant_every):
+        due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
+        if same and seen.state is st and not due:
             return None
         mode = "full"
         touched = None
-        if same:
+        if same and seen.state is not st:
             ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
-            if not tables & scope.tables and not scope.instant:
+            if not tables & scope.tables and not due:
                 seen.state = st
                 stats["skipped"] += 1
                 return None
             if scope.per_customer and not scope.instant:
                 mode, touched = "incremental", ids
-        old = seen.members if same else (self.audiences.members(dataset, name, newest.number)
-                                         if newest is not None else None)
-        new = self._evaluate(seg, view, now, old, touched)
+        if same:
+            old = seen.members
+        else:
+            old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
+        new = self._evaluate(seg, view, ctx, now, old, touched)
         stats[mode] += 1
         number = newest.number if newest is not None else 0
         rec = None
-        if old is None or new != old:
+        if old is None or not np.array_equal(new, old):
             rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode)
             number = rec.number
         self._seen[key] = _Seen(live, st, day, definition, new, number, now)
         return rec
 
     @staticmethod
-    def _evaluate(seg, view, now, old: Optional[BitMap64], touched: Optional[np.ndarray]) -> BitMap64:
-        """The new membership: evaluated for everyone, or merged for the touched ids only."""
-        if getattr(view, "empty", False):
-            return BitMap64()
-        members = output.evaluate(view, seg, now, None).members
+    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional[np.ndarray]) -> np.ndarray:
+        """The new membership (sorted customer_ids): evaluated for everyone, or for the
+        touched internal ids only, merged into the old membership."""
+        if ctx is None:
+            return np.zeros(0, np.int64)
+        members = output.evaluate(view, seg, now, None, ctx=ctx).members
         ext = view.ext_ids()
         if touched is None:
-            return members_of(ext[_ids(members)])
-        hit = members & BitMap(touched.astype(np.uint32))
-        return (old - members_of(ext[touched])) | members_of(ext[_ids(hit)])
+            ids = ext[_ids(members)]
+            return ids if getattr(view, "ordered", True) else np.sort(ids)
+        hit = np.unique(ext[_ids(members & BitMap(touched.astype(np.uint32)))])
+        keep = old[~np.isin(old, np.unique(ext[touched]))]
+        return np.union1d(keep, hit)
 
 
 def _ids(bm) -> np.ndarray:
     return np.frombuffer(bm.to_array(), np.uint32).astype(np.int64) if len(bm) else np.zeros(0, np.int64)
 
 
-__all__ = ["Maintainer", "Scope", "evaluation_scope", "next_midnight", "ids_of"]
+__all__ = ["Maintainer", "Scope", "evaluation_scope", "next_midnight"]
