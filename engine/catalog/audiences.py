@@ -244,11 +244,12 @@ class Audiences:
         return ids
 
     def record(self, dataset: str, name: str, members: np.ndarray, previous: Optional[np.ndarray],
-               as_of: dt.datetime, sequence: int, evaluation: str) -> Optional[AudienceSnapshot]:
+               as_of: dt.datetime, sequence: int, evaluation: str, changes: Optional[tuple] = None) -> AudienceSnapshot:
         """Record a new snapshot (numbered after the newest) of `members` (sorted unique
         customer_ids), whose previous membership is `previous` (the newest snapshot's, None
         for none); apply retention. Each snapshot stores who entered and who left; every
-        CHECKPOINT_EVERY-th (and the first) also the whole membership."""
+        CHECKPOINT_EVERY-th (and the first) also the whole membership. `changes`: (entered,
+        exited) when the caller knows them (sorted), else they are computed."""
         from .catalog import _write_atomic
         members = np.asarray(members, np.int64)
         prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
@@ -260,8 +261,11 @@ class Audiences:
             number = 1 if not snaps else snaps[-1].number + 1
             if (previous is None) != (not snaps):
                 raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
-            entered = np.setdiff1d(members, prev, assume_unique=True)
-            exited = np.setdiff1d(prev, members, assume_unique=True)
+            if changes is not None:
+                entered, exited = changes
+            else:
+                entered = np.setdiff1d(members, prev, assume_unique=True)
+                exited = np.setdiff1d(prev, members, assume_unique=True)
             d = self._dir(dataset, name, create=True)
             since = next((k for k, s in enumerate(reversed(snaps)) if s.checkpoint), len(snaps))
             checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY

@@ -238,30 +238,50 @@ class Maintainer:
             old = seen.members
         else:
             old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
-        new = self._evaluate(seg, view, ctx, now, old, touched)
+        new, changes = self._evaluate(seg, view, ctx, now, old, touched)
         stats[mode] += 1
         number = newest.number if newest is not None else 0
         rec = None
-        if old is None or not np.array_equal(new, old):
-            rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode)
+        changed = (changes[0].size or changes[1].size) if changes is not None else \
+            (old is None or not np.array_equal(new, old))
+        if changed or old is None:
+            rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode, changes)
             number = rec.number
         self._seen[key] = _Seen(live, st, day, definition, new, number, now)
         return rec
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional[np.ndarray]) -> np.ndarray:
-        """The new membership (sorted customer_ids): evaluated for everyone, or for the
-        touched internal ids only, merged into the old membership."""
+    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional[np.ndarray]) -> tuple:
+        """(new membership as sorted customer_ids, (entered, exited) or None when not known):
+        evaluated for everyone, or for the touched internal ids only, merged into the old
+        membership (cost: the touched customers, plus one copy of the membership)."""
         if ctx is None:
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), None
         members = output.evaluate(view, seg, now, None, ctx=ctx).members
         ext = view.ext_ids()
         if touched is None:
             ids = ext[_ids(members)]
-            return ids if getattr(view, "ordered", True) else np.sort(ids)
+            return (ids if getattr(view, "ordered", True) else np.sort(ids)), None
         hit = np.unique(ext[_ids(members & BitMap(touched.astype(np.uint32)))])
-        keep = old[~np.isin(old, np.unique(ext[touched]))]
-        return np.union1d(keep, hit)
+        cand = np.unique(ext[touched])
+        at = np.searchsorted(old, cand)
+        inside = at < old.size
+        inside[inside] = old[at[inside]] == cand[inside]
+        was = cand[inside]                                  # touched customers that were members
+        entered = hit[~_sorted_in(hit, was)]
+        exited = was[~_sorted_in(was, hit)]
+        if not entered.size and not exited.size:
+            return old, (entered, exited)
+        new = np.delete(old, at[inside][_sorted_in(was, exited)])
+        return np.insert(new, np.searchsorted(new, entered), entered), (entered, exited)
+
+
+def _sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which of sorted a are in sorted b."""
+    if not b.size or not a.size:
+        return np.zeros(a.size, bool)
+    at = np.minimum(np.searchsorted(b, a), b.size - 1)
+    return b[at] == a
 
 
 def _ids(bm) -> np.ndarray:
