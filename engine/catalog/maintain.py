@@ -112,6 +112,16 @@ class _Seen:
     at: dt.datetime
 
 
+class _Touched:
+    """What the batches after one state touched, shared by the segments of a round."""
+
+    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
+        self.state = state
+        self.tables = tables
+        self.bitmap = BitMap(ids.astype(np.uint32))   # internal ids
+        self.customer_ids = np.unique(ext[ids])       # sorted
+
+
 class Maintainer:
     """Keeps every tracked segment of an engine's datasets fresh, in one background thread
     (start / stop), or round by round (run_once) with an injectable clock in tests."""
@@ -127,6 +137,7 @@ class Maintainer:
         self.instant_every = dt.timedelta(seconds=instant_every)  # instant-bound segments, untouched
         self.on_round = on_round or (lambda stats: None)
         self._seen: dict = {}
+        self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -193,17 +204,18 @@ class Maintainer:
         # one evaluation context for the round: conditions shared by several tracked
         # segments are evaluated once (same state, same instant)
         ctx = None if getattr(view, "empty", False) else Context(view, now, None)
+        touched: dict = {}   # the previous state a segment saw -> what the batches since touched
         out, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
                           "sequence": st.seq if st is not None else 0}
         for name in tracked:
             try:
-                saved = self.catalog.get_segment(dataset, name)
+                saved = self._saved(dataset, name)
             except (NotFound, EngineError):
                 self._seen.pop((dataset, name), None)
                 continue
             if not saved.active:
                 continue
-            rec = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats)
+            rec = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched)
             if rec is not None:
                 out.append((dataset, name, rec))
         stats["seconds"] = time.perf_counter() - t0
@@ -211,7 +223,20 @@ class Maintainer:
         self.on_round(stats)
         return out
 
-    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats):
+    def _saved(self, dataset: str, name: str):
+        """The saved segment, parsed again only when its file changed."""
+        path = self.catalog._dir(dataset, "segments") / f"{name}.json"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise NotFound("name", f"no saved segment {name!r}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._parsed.get((dataset, name))
+        if hit is None or hit[0] != stamp:
+            hit = self._parsed[(dataset, name)] = (stamp, self.catalog.get_segment(dataset, name))
+        return hit[1]
+
+    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats, touched_since):
         key = (dataset, name)
         definition = segment_json.dumps(seg)
         scope = evaluation_scope(seg)
@@ -227,13 +252,17 @@ class Maintainer:
         mode = "full"
         touched = None
         if same and seen.state is not st:
-            ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
+            since = touched_since.get(id(seen.state))
+            if since is None or since.state is not seen.state:
+                ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
+                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids())
+            tables = since.tables
             if not tables & scope.tables and not due:
                 seen.state = st
                 stats["skipped"] += 1
                 return None
             if scope.per_customer and not scope.instant:
-                mode, touched = "incremental", ids
+                mode, touched = "incremental", since
         if same:
             old = seen.members
         else:
@@ -251,7 +280,7 @@ class Maintainer:
         return rec
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional[np.ndarray]) -> tuple:
+    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"]) -> tuple:
         """(new membership as sorted customer_ids, (entered, exited) or None when not known):
         evaluated for everyone, or for the touched internal ids only, merged into the old
         membership (cost: the touched customers, plus one copy of the membership)."""
@@ -262,8 +291,8 @@ class Maintainer:
         if touched is None:
             ids = ext[_ids(members)]
             return (ids if getattr(view, "ordered", True) else np.sort(ids)), None
-        hit = np.unique(ext[_ids(members & BitMap(touched.astype(np.uint32)))])
-        cand = np.unique(ext[touched])
+        hit = np.unique(ext[_ids(members & touched.bitmap)])
+        cand = touched.customer_ids
         at = np.searchsorted(old, cand)
         inside = at < old.size
         inside[inside] = old[at[inside]] == cand[inside]
