@@ -240,7 +240,7 @@ class Audiences:
             raise self._missing(dataset, name, number, path) from None
         for k in range(c + 1, number + 1):
             entered, exited = self.delta(dataset, name, k, path)
-            ids = np.union1d(np.setdiff1d(ids, exited, assume_unique=True), entered)
+            ids = apply_changes(ids, entered, exited)
         return ids
 
     def record(self, dataset: str, name: str, members: np.ndarray, previous: Optional[np.ndarray],
@@ -261,20 +261,16 @@ class Audiences:
             number = 1 if not snaps else snaps[-1].number + 1
             if (previous is None) != (not snaps):
                 raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
-            if changes is not None:
-                entered, exited = changes
-            else:
-                entered = np.setdiff1d(members, prev, assume_unique=True)
-                exited = np.setdiff1d(prev, members, assume_unique=True)
+            entered, exited = changes if changes is not None else changes_between(prev, members)
             d = self._dir(dataset, name, create=True)
             since = next((k for k, s in enumerate(reversed(snaps)) if s.checkpoint), len(snaps))
             checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
             snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
                                     int(exited.size), evaluation, self.catalog.clock(), checkpoint)
             a, b = members_of(entered).serialize(), members_of(exited).serialize()
-            _write_atomic(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)
+            _write_atomic(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b, sync_dir=False)
             if checkpoint:
-                _write_atomic(d / f"{number:012d}.members", members_of(members).serialize())
+                _write_atomic(d / f"{number:012d}.members", members_of(members).serialize(), sync_dir=False)
             _write_atomic(d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode())
             self._prune(dataset, name, t, snaps + [snap])
         with self.changed:
@@ -320,12 +316,33 @@ class Audiences:
             rec = self.snapshot(dataset, name, to_snapshot, "to_snapshot")
             new = self.members(dataset, name, to_snapshot, "to_snapshot")
             at, seq = rec.as_of, rec.sequence
-        entered = np.setdiff1d(new, old, assume_unique=True)
-        exited = np.setdiff1d(old, new, assume_unique=True)
+        entered, exited = changes_between(old, new)
         rows = engine.rows_of(dataset, entered, tuple(fields))
         rows.missing_ids = ()  # entered since and erased meanwhile: left out of the rows, kept in entered_ids
         rows.as_of, rows.sequence = at, seq
         return AudienceDiff(from_snapshot, to_snapshot, at, seq, entered, exited, rows)
+
+
+def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which elements of sorted `a` are in sorted `b` (binary searches, no hashing)."""
+    if not a.size or not b.size:
+        return np.zeros(a.size, bool)
+    at = np.minimum(np.searchsorted(b, a), b.size - 1)
+    return b[at] == a
+
+
+def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
+    """(entered, exited): sorted customer_ids in `new` not in `old`, and the reverse."""
+    return new[~sorted_in(new, old)], old[~sorted_in(old, new)]
+
+
+def apply_changes(ids: np.ndarray, entered: np.ndarray, exited: np.ndarray) -> np.ndarray:
+    """Sorted `ids` without `exited`, with `entered` (disjoint from ids)."""
+    if exited.size:
+        ids = ids[~sorted_in(ids, exited)]
+    if entered.size:
+        ids = np.insert(ids, np.searchsorted(ids, entered), entered)
+    return ids
 
 
 def _internal(bm) -> np.ndarray:

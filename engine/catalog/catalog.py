@@ -85,8 +85,9 @@ def _check_description(text) -> None:
     limits.check_text(text, "description", limits.MAX_DESCRIPTION_CHARS)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename; the space is checked first and a full disk leaves no temp file."""
+def _write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write, fsync, rename; the space is checked first and a full disk leaves no temp file.
+    sync_dir=False leaves the folder's fsync to a later write in the same folder."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with space.reserve(path.parent, len(data) + (64 << 10), "the catalog record"):
@@ -97,6 +98,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if not sync_dir:
+        return
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)

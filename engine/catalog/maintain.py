@@ -32,6 +32,7 @@ from pyroaring import BitMap
 from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
+from .audiences import apply_changes, changes_between
 from ..model import segment as S
 from ..model import segment_json
 
@@ -263,17 +264,16 @@ class Maintainer:
                 return None
             if scope.per_customer and not scope.instant:
                 mode, touched = "incremental", since
-        if same:
-            old = seen.members
+        newest_number = newest.number if newest is not None else 0
+        if seen is not None and seen.number == newest_number and seen.definition == definition:
+            old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
             old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
         new, changes = self._evaluate(seg, view, ctx, now, old, touched)
         stats[mode] += 1
         number = newest.number if newest is not None else 0
         rec = None
-        changed = (changes[0].size or changes[1].size) if changes is not None else \
-            (old is None or not np.array_equal(new, old))
-        if changed or old is None:
+        if old is None or changes[0].size or changes[1].size:
             rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode, changes)
             number = rec.number
         self._seen[key] = _Seen(live, st, day, definition, new, number, now)
@@ -284,33 +284,25 @@ class Maintainer:
         """(new membership as sorted customer_ids, (entered, exited) or None when not known):
         evaluated for everyone, or for the touched internal ids only, merged into the old
         membership (cost: the touched customers, plus one copy of the membership)."""
-        if ctx is None:
-            return np.zeros(0, np.int64), None
+        if ctx is None:  # a dataset never loaded: nobody
+            none = np.zeros(0, np.int64)
+            return none, (changes_between(old, none) if old is not None else None)
         members = output.evaluate(view, seg, now, None, ctx=ctx).members
         ext = view.ext_ids()
         if touched is None:
             ids = ext[_ids(members)]
-            return (ids if getattr(view, "ordered", True) else np.sort(ids)), None
+            ids = ids if getattr(view, "ordered", True) else np.sort(ids)
+            return ids, (changes_between(old, ids) if old is not None else None)
         hit = np.unique(ext[_ids(members & touched.bitmap)])
         cand = touched.customer_ids
         at = np.searchsorted(old, cand)
         inside = at < old.size
         inside[inside] = old[at[inside]] == cand[inside]
         was = cand[inside]                                  # touched customers that were members
-        entered = hit[~_sorted_in(hit, was)]
-        exited = was[~_sorted_in(was, hit)]
+        entered, exited = changes_between(was, hit)
         if not entered.size and not exited.size:
             return old, (entered, exited)
-        new = np.delete(old, at[inside][_sorted_in(was, exited)])
-        return np.insert(new, np.searchsorted(new, entered), entered), (entered, exited)
-
-
-def _sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which of sorted a are in sorted b."""
-    if not b.size or not a.size:
-        return np.zeros(a.size, bool)
-    at = np.minimum(np.searchsorted(b, a), b.size - 1)
-    return b[at] == a
+        return apply_changes(old, entered, exited), (entered, exited)
 
 
 def _ids(bm) -> np.ndarray:
