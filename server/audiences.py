@@ -126,6 +126,8 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
                     call.check()
                     if self.a.tracking(dataset, name) is None:
                         raise _untracked(name)
+                    if self.a.newest_number(dataset, name) > after:  # recorded by another process
+                        break
                     self.a.changed.wait(WAIT_SLICE)
 
     @staticmethod

@@ -290,3 +290,20 @@ def test_snapshots_store_changes_and_checkpoints(tmp_path, base_folder, monkeypa
             e, x = aud.delta("aud", "points", n)
             assert set(e.tolist()) == set(sets[n]) - set(sets[n - 1]) and set(x.tolist()) == set(sets[n - 1]) - set(sets[n])
     eng.close()
+
+
+def test_one_process_maintains_a_data_directory(base_folder, tmp_path):
+    """Two maintainers over one data directory (as server processes sharing it): only the
+    one holding the lock records; the other takes over once it stops."""
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    eng, cat, first = _setup(tmp_path, base_folder, D.NY, FakeClock(at))
+    second = Maintainer(eng, Catalog(eng, clock=FakeClock(at)), clock=FakeClock(at))
+    assert len(first.run_once()) == len(SEGMENTS)
+    assert second.run_once() == [] and not second.leader()
+    first.stop()
+    assert second.leader()
+    assert second.run_once() == []   # nothing changed: the newest snapshots are taken over as they are
+    second.stop()
+    eng.close()

@@ -192,6 +192,11 @@ class Audiences:
                 pass
         return out
 
+    def newest_number(self, dataset: str, name: str) -> int:
+        """The newest snapshot's number (0: none), from the folder listing alone."""
+        numbers = self._numbers(dataset, name)
+        return numbers[-1] if numbers else 0
+
     def latest(self, dataset: str, name: str) -> Optional[AudienceSnapshot]:
         numbers = self._numbers(dataset, name)
         for n in reversed(numbers):

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -143,6 +144,7 @@ class Maintainer:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._round_lock = threading.Lock()
+        self._leader = None   # the open lock file while this process maintains the data directory
         self.rounds = 0
 
     # ------------------------------------------------------------ thread
@@ -158,6 +160,8 @@ class Maintainer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._round_lock:
+            self._release()
 
     def wake(self, dataset: Optional[str] = None) -> None:
         """A batch was acknowledged (or a load, a compaction): run a round soon."""
@@ -175,11 +179,34 @@ class Maintainer:
                 log.exception("tracked segments: round failed")
 
     # ------------------------------------------------------------ rounds
+    def leader(self) -> bool:
+        """Whether this process maintains the data directory: one process does (an flock
+        held while it lives), so that server processes sharing the data directory
+        (--processes) never record the same snapshot twice; another takes over when it ends."""
+        if self._leader is None:
+            import fcntl
+            f = open(Path(self.engine.root) / ".audiences.lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                return False
+            self._leader = f
+        return True
+
+    def _release(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
+            self._leader = None
+
     def run_once(self, datasets=None) -> list:
         """One round over the datasets (default every one with tracked segments); returns
-        the snapshots recorded as (dataset, name, AudienceSnapshot)."""
+        the snapshots recorded as (dataset, name, AudienceSnapshot). Nothing when another
+        process maintains the data directory."""
         with self._round_lock:
             out = []
+            if not self.leader():
+                return out
             for name in (self.engine.datasets() if datasets is None else datasets):
                 try:
                     tracked = self.audiences.tracked(name)
