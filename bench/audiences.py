@@ -140,7 +140,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=1000)
     a = ap.parse_args(argv)
     r = run(a.scale, a.tracked, a.seconds, a.rate, a.batch)
-    out = Path(__file__).parent / "results" / f"audiences-{a.scale}.json"
+    tag = "" if a.rate == 50_000 else f"-rate{int(a.rate)}"
+    out = Path(__file__).parent / "results" / f"audiences-{a.scale}{tag}.json"
     out.write_text(json.dumps(r, indent=1))
     la, wm = r["ack_to_snapshot_ms"], r["write_ms"]
     print(f"{r['scale']}: {r['tracked']} tracked ({r['per_customer']} per customer); {r['lines']:,} lines in "

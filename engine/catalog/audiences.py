@@ -255,33 +255,47 @@ class Audiences:
         for none); apply retention. Each snapshot stores who entered and who left; every
         CHECKPOINT_EVERY-th (and the first) also the whole membership. `changes`: (entered,
         exited) when the caller knows them (sorted), else they are computed."""
-        from .catalog import _write_atomic
-        members = np.asarray(members, np.int64)
-        prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
+        return self.record_many(dataset, [(name, members, previous, as_of, sequence, evaluation, changes)])[0]
+
+    def record_many(self, dataset: str, items: list) -> list:
+        """record() of several segments of a dataset at once, (name, members, previous,
+        as_of, sequence, evaluation, changes) each: their files are written, then fsynced
+        together (concurrent fsyncs share the file system's journal commits), then renamed
+        into place (each snapshot's record last), then their folders fsynced."""
+        from .catalog import _check_name  # noqa: F401 - names were checked by _dir
+        staged, out = [], []
         with self._lock:
-            t = self.tracking(dataset, name)
-            if t is None:
-                raise FailedPrecondition("name", f"saved segment {name!r} is not tracked", reason="SEGMENT_NOT_TRACKED")
-            snaps = self.snapshots(dataset, name)
-            number = 1 if not snaps else snaps[-1].number + 1
-            if (previous is None) != (not snaps):
-                raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
-            entered, exited = changes if changes is not None else changes_between(prev, members)
-            d = self._dir(dataset, name, create=True)
-            since = next((k for k, s in enumerate(reversed(snaps)) if s.checkpoint), len(snaps))
-            checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
-            snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
-                                    int(exited.size), evaluation, self.catalog.clock(), checkpoint)
-            a, b = members_of(entered).serialize(), members_of(exited).serialize()
-            _write_atomic(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b, sync_dir=False)
-            if checkpoint:
-                _write_atomic(d / f"{number:012d}.members", members_of(members).serialize(), sync_dir=False)
-            _write_atomic(d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode())
-            self._prune(dataset, name, t, snaps + [snap])
+            for name, members, previous, as_of, sequence, evaluation, changes in items:
+                members = np.asarray(members, np.int64)
+                prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
+                t = self.tracking(dataset, name)
+                if t is None:
+                    raise FailedPrecondition("name", f"saved segment {name!r} is not tracked",
+                                             reason="SEGMENT_NOT_TRACKED")
+                snaps = self.snapshots(dataset, name)
+                number = 1 if not snaps else snaps[-1].number + 1
+                if (previous is None) != (not snaps):
+                    raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
+                entered, exited = changes if changes is not None else changes_between(prev, members)
+                d = self._dir(dataset, name, create=True)
+                since = next((k for k, x in enumerate(reversed(snaps)) if x.checkpoint), len(snaps))
+                checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
+                snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
+                                        int(exited.size), evaluation, self.catalog.clock(), checkpoint)
+                a, b = members_of(entered).serialize(), members_of(exited).serialize()
+                files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
+                if checkpoint:
+                    files.append((d / f"{number:012d}.members", members_of(members).serialize()))
+                files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
+                staged.append((name, t, snaps, snap, files))
+                out.append(snap)
+            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
+            for name, t, snaps, snap, _ in staged:
+                self._prune(dataset, name, t, snaps + [snap])
         with self.changed:
             self.version += 1
             self.changed.notify_all()
-        return snap
+        return out
 
     def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None) -> None:
         from .catalog import _write_atomic
@@ -326,6 +340,41 @@ class Audiences:
         rows.missing_ids = ()  # entered since and erased meanwhile: left out of the rows, kept in entered_ids
         rows.as_of, rows.sequence = at, seq
         return AudienceDiff(from_snapshot, to_snapshot, at, seq, entered, exited, rows)
+
+
+def _write_durably(root: Path, files: list) -> None:
+    """Write (path, bytes) files durably and atomically, in order of their renames: every
+    temporary file written, all fsynced concurrently, renamed in the given order, and each
+    folder fsynced (a crash leaves each file old or new; a later file never without an
+    earlier one of the same folder). The space is checked first."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..storage import space
+    if not files:
+        return
+    tmps = [p.with_name(f".{p.name}.tmp") for p, _ in files]
+
+    def sync(path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    try:
+        with space.reserve(root, sum(len(b) for _, b in files) + (64 << 10) * len(files), "the snapshots"):
+            for tmp, (_, data) in zip(tmps, files):
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            with ThreadPoolExecutor(min(8, len(files))) as pool:
+                list(pool.map(sync, tmps))
+            for tmp, (path, _) in zip(tmps, files):
+                os.replace(tmp, path)
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(sync, sorted({p.parent for p, _ in files})))
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
 
 
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:

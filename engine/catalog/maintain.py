@@ -233,7 +233,7 @@ class Maintainer:
         # segments are evaluated once (same state, same instant)
         ctx = None if getattr(view, "empty", False) else Context(view, now, None)
         touched: dict = {}   # the previous state a segment saw -> what the batches since touched
-        out, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
+        pending, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
                           "sequence": st.seq if st is not None else 0}
         for name in tracked:
             try:
@@ -243,9 +243,16 @@ class Maintainer:
                 continue
             if not saved.active:
                 continue
-            rec = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched)
-            if rec is not None:
-                out.append((dataset, name, rec))
+            item = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched)
+            if item is not None:
+                pending.append(item)
+        try:
+            recorded = self.audiences.record_many(dataset, pending)
+        except Exception:
+            for item in pending:   # not recorded: the next round starts again from the disk
+                self._seen.pop((dataset, item[0]), None)
+            raise
+        out = [(dataset, item[0], rec) for item, rec in zip(pending, recorded)]
         stats["seconds"] = time.perf_counter() - t0
         stats["recorded"] = len(out)
         self.on_round(stats)
@@ -299,12 +306,12 @@ class Maintainer:
         new, changes = self._evaluate(seg, view, ctx, now, old, touched)
         stats[mode] += 1
         number = newest.number if newest is not None else 0
-        rec = None
+        seen_now = _Seen(live, st, day, definition, new, number, now)
+        self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
-            rec = self.audiences.record(dataset, name, new, old, now, st.seq if st is not None else 0, mode, changes)
-            number = rec.number
-        self._seen[key] = _Seen(live, st, day, definition, new, number, now)
-        return rec
+            seen_now.number = number + 1   # recorded at the end of the round, with the others
+            return (name, new, old, now, st.seq if st is not None else 0, mode, changes)
+        return None
 
     @staticmethod
     def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"]) -> tuple:
