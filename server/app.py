@@ -124,7 +124,7 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     # tracked segments (server/audiences.py): kept fresh by the catalog's maintenance thread
     # while this server runs; Watch streams end with UNAVAILABLE once it begins to stop
     stopping = threading.Event()
-    pbg.add_AudiencesServiceServicer_to_server(AudiencesServicer(services, stopping), server)
+    pbg.add_AudiencesServiceServicer_to_server(AudiencesServicer(services, stopping, max(1, workers // 2)), server)
     if maintain:
         services.catalog.schedules.export_dir = exports   # daily tasks write under the export folder
         services.catalog.start_maintenance()

@@ -3,7 +3,8 @@
 A thin adapter like server/servicer.py (same `rpc` wrapper: auth, deadline, error mapping,
 access log). Watch holds one server thread per watcher; it ends with UNAVAILABLE when the
 server begins to shut down (the caller reconnects with the last snapshot it saw) and with
-DEADLINE_EXCEEDED at the call's deadline.
+DEADLINE_EXCEEDED at the call's deadline. At most half the server's threads stream
+watches (RESOURCE_EXHAUSTED beyond).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from segments.proto import segments_pb2 as pb
 from segments.proto import segments_pb2_grpc as pbg
 
 from . import codec
-from .errors import PermissionDenied, Unavailable
+from .errors import PermissionDenied, ResourceExhausted, Unavailable
 from .servicer import Services, rpc
 
 FORMATS = {"parquet": pb.EXPORT_FORMAT_PARQUET, "csv": pb.EXPORT_FORMAT_CSV}
@@ -48,9 +49,13 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
     """Tracking, snapshots, diffs, Watch and daily tasks."""
     SERVICE = pb.DESCRIPTOR.services_by_name["AudiencesService"].full_name
 
-    def __init__(self, s: Services, stopping: threading.Event):
+    def __init__(self, s: Services, stopping: threading.Event, max_watchers: int = 8):
         self.s, self.tokens, self.a = s, s.tokens, s.catalog.audiences
         self.stopping = stopping
+        # each Watch holds a server thread while it waits: at most this many at once, so
+        # that watchers never take every thread from the other calls
+        self.max_watchers = max_watchers
+        self._watchers = threading.BoundedSemaphore(max_watchers)
 
     @rpc("write")
     def TrackSavedSegment(self, request, call):
@@ -92,6 +97,15 @@ class AudiencesServicer(pbg.AudiencesServiceServicer):
 
     @rpc("read", stream=True)
     def Watch(self, request, call):
+        if not self._watchers.acquire(blocking=False):
+            raise ResourceExhausted("", f"this server already streams {self.max_watchers} watches (half its "
+                                        "threads); retry later or on another server")
+        try:
+            yield from self._watch(request, call)
+        finally:
+            self._watchers.release()
+
+    def _watch(self, request, call):
         dataset = self.s.dataset_name(request.dataset)
         name = request.name
         self.a.require_tracking(dataset, name)

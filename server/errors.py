@@ -60,6 +60,12 @@ class Unavailable(E.EngineError):
     default_reason = "UNAVAILABLE"
 
 
+class ResourceExhausted(E.EngineError):
+    """A limit of the server is reached (e.g. its Watch streams); retry later or elsewhere."""
+
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 class UndecodableRequest(E.InvalidArgument):
     """The request bytes are not a message of the method's request type."""
 
@@ -79,6 +85,7 @@ STATUS = (
     (E.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (E.InsufficientSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Default ErrorInfo reasons by code (an error may name a more specific one).
 REASONS = {

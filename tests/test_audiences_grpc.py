@@ -271,3 +271,27 @@ def test_sigterm_ends_watch_streams_and_drains(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_watches_take_at_most_half_the_threads(env):
+    """A server with 2 threads streams one Watch; a second is RESOURCE_EXHAUSTED, and
+    other calls are still answered meanwhile."""
+    from segments.proto import segments_pb2 as pb
+    from segments.proto import segments_pb2_grpc as pbg
+    from segments.server.app import build_server, stop
+    with _client(env) as c:
+        c.track_segment("shop", "points", keep=500)
+    server, port = build_server(env["engine"], 0, catalog=env["catalog"], max_workers=2)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pbg.AudiencesServiceStub(ch)
+            first = stub.Watch(pb.WatchRequest(dataset="shop", name="points"), timeout=30)
+            assert next(first).snapshot >= 1
+            with pytest.raises(grpc.RpcError) as e:
+                next(stub.Watch(pb.WatchRequest(dataset="shop", name="points"), timeout=30))
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert stub.ListSnapshots(pb.ListSnapshotsRequest(dataset="shop", name="points"), timeout=30).snapshots
+            first.cancel()
+    finally:
+        stop(server, 0)
