@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_change_parsers(sub)
     from .serve import add_parser as add_serve_parser
     add_serve_parser(sub)
+    from .audiences import add_parsers as add_audience_parsers   # track, snapshots, diff, watch
+    add_audience_parsers(sub)
     return ap
 
 
@@ -308,6 +310,14 @@ def cmd_compact(args) -> int:
 COMMANDS = {"serve": cmd_serve, "count": cmd_eval, "preview": cmd_eval, "explain": cmd_eval, "materialize": cmd_eval,
             "dataset": cmd_dataset, "ingest": cmd_ingest, "info": cmd_info, "generate": cmd_generate,
             "change": cmd_change, "compact": cmd_compact, "warm": cmd_warm, "health": cmd_health}
+
+
+def _audiences(args) -> int:
+    from .audiences import COMMANDS as run
+    return run[args.cmd](args)
+
+
+COMMANDS.update({name: _audiences for name in ("track", "snapshots", "diff", "watch", "schedule")})
 
 
 def say_error(text: str) -> None:

@@ -157,6 +157,7 @@ class SegmentsClient:
         self._segments = pbg.SegmentsServiceStub(self.channel)
         self._catalog = pbg.CatalogServiceStub(self.channel)
         self._datasets = pbg.DatasetsServiceStub(self.channel)
+        self._audiences = pbg.AudiencesServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -485,3 +486,115 @@ class SegmentsClient:
         r = self._unary(self._datasets.Compact, pb.CompactRequest(dataset=dataset),
                         timeout if timeout is not None else max(self.timeout, 600.0))
         return changes.decode_compaction(r)
+
+    # ------------------------------------------------------------ tracked segments (docs/audiences.md)
+    def track_segment(self, dataset: str, name: str, keep: Optional[int] = None, keep_days: Optional[int] = None,
+                      timeout: Optional[float] = None) -> dict:
+        """Track a saved segment (or change its retention): {name, keep, keep_days, since}."""
+        req = pb.TrackSavedSegmentRequest(dataset=dataset, name=name)
+        if keep is not None:
+            req.keep = keep
+        if keep_days is not None:
+            req.keep_days = keep_days
+        return _tracking(self._unary(self._audiences.TrackSavedSegment, req, timeout).tracking)
+
+    def untrack_segment(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
+        """Stop tracking a saved segment and drop its snapshots."""
+        self._unary(self._audiences.UntrackSavedSegment, pb.UntrackSavedSegmentRequest(dataset=dataset, name=name),
+                    timeout)
+
+    def snapshots(self, dataset: str, name: str, timeout: Optional[float] = None) -> dict:
+        """{"tracking": {...}, "snapshots": [{number, as_of, sequence, count, entered, exited,
+        evaluation, recorded_at}, ...]} oldest first."""
+        r = self._unary(self._audiences.ListSnapshots, pb.ListSnapshotsRequest(dataset=dataset, name=name), timeout)
+        return {"tracking": _tracking(r.tracking), "snapshots": [_audience_snapshot(x) for x in r.snapshots]}
+
+    def diff(self, dataset: str, name: str, from_snapshot: int, to_snapshot: Optional[int] = None,
+             fields: Sequence[str] = (), timeout: Optional[float] = None) -> dict:
+        """Who entered and who left: {from_snapshot, to_snapshot (None: now), as_of, sequence,
+        entered_ids, exited_ids (int64 arrays), entered (pyarrow Table with fields, or None)}."""
+        import pyarrow as pa
+        req = pb.DiffSnapshotsRequest(dataset=dataset, name=name, from_snapshot=from_snapshot, fields=list(fields))
+        if to_snapshot is not None:
+            req.to_snapshot = to_snapshot
+        r = self._unary(self._audiences.DiffSnapshots, req, timeout)
+        return {"from_snapshot": r.from_snapshot, "to_snapshot": r.to_snapshot or None, "as_of": _time(r.as_of),
+                "sequence": r.change_sequence, "entered_ids": np.asarray(r.entered_ids, np.int64),
+                "exited_ids": np.asarray(r.exited_ids, np.int64),
+                "entered": pa.ipc.open_stream(r.entered_arrow_ipc).read_all() if r.entered_arrow_ipc else None}
+
+    def watch(self, dataset: str, name: str, after: int = 0, timeout: Optional[float] = None,
+              reconnect: bool = True) -> Iterator[dict]:
+        """Each new snapshot of a tracked segment as it is recorded: {snapshot,
+        previous_snapshot, as_of, sequence, count, entered, exited (int64 arrays),
+        evaluation}. after=0 starts with the newest snapshot (entered: every member). With
+        reconnect, a stream the server ends as UNAVAILABLE (restart, shutdown, network) is
+        opened again after the last snapshot seen, so nothing is missed or repeated; it
+        runs until `timeout` seconds (None: for ever) or the caller stops iterating."""
+        end = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while True:
+            left = None if end is None else max(end - time.monotonic(), 0.001)
+            try:
+                for m in self._audiences.Watch(pb.WatchRequest(dataset=dataset, name=name, after_snapshot=after),
+                                               timeout=left, metadata=self.metadata):
+                    attempt = 0
+                    after = m.snapshot
+                    yield {"snapshot": m.snapshot, "previous_snapshot": m.previous_snapshot,
+                           "as_of": _time(m.as_of), "sequence": m.change_sequence, "count": m.count,
+                           "entered": np.asarray(m.entered_ids, np.int64),
+                           "exited": np.asarray(m.exited_ids, np.int64),
+                           "evaluation": pb.EvaluationKind.Name(m.evaluation).removeprefix("EVALUATION_KIND_").lower()}
+                return
+            except grpc.RpcError as e:
+                code = e.code()
+                if end is not None and time.monotonic() >= end and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                retry = code == grpc.StatusCode.UNAVAILABLE or (
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED and end is None)  # a server's default deadline
+                if not reconnect or not retry:
+                    raise ServerError.wrap(e) from None
+                pause = _backoff(min(attempt, 6))
+                attempt += 1
+                if end is not None and time.monotonic() + pause >= end:
+                    return
+                time.sleep(pause)
+
+    # ------------------------------------------------------------ daily tasks
+    def set_daily_task(self, dataset: str, name: str, at: str, format: str = "parquet", fields: Sequence[str] = (),
+                       folder: str = "daily", timeout: Optional[float] = None) -> dict:
+        """Export a saved segment every day at local HH:MM into <export folder>/<dataset>/<folder>/."""
+        return _daily_task(self._unary(self._audiences.SetDailyTask, pb.SetDailyTaskRequest(
+            dataset=dataset, name=name, at=at, format=_export_format(format), fields=list(fields), folder=folder),
+            timeout).task)
+
+    def delete_daily_task(self, dataset: str, name: str, timeout: Optional[float] = None) -> None:
+        self._unary(self._audiences.DeleteDailyTask, pb.DeleteDailyTaskRequest(dataset=dataset, name=name), timeout)
+
+    def list_daily_tasks(self, dataset: str, timeout: Optional[float] = None) -> list:
+        r = self._unary(self._audiences.ListDailyTasks, pb.ListDailyTasksRequest(dataset=dataset), timeout)
+        return [_daily_task(t) for t in r.tasks]
+
+    def run_daily_tasks(self, dataset: str, timeout: Optional[float] = None) -> list:
+        """Run the days that are due now (missed days too): one dict per day run."""
+        r = self._unary(self._audiences.RunDailyTasks, pb.RunDailyTasksRequest(dataset=dataset), timeout, retry=False)
+        return [{"name": x.name, "day": x.day, "as_of": _time(x.as_of), "rows": x.rows, "entered": x.entered,
+                 "exited": x.exited, "file": x.file_name, "entered_file": x.entered_file_name,
+                 "exited_file": x.exited_file_name} for x in r.runs]
+
+
+def _daily_task(m) -> dict:
+    return {"name": m.name, "at": m.at, "format": pb.ExportFormat.Name(m.format).removeprefix("EXPORT_FORMAT_").lower(),
+            "fields": list(m.fields), "folder": m.folder, "last_run_day": m.last_run_day or None,
+            "next_run": _time(m.next_run)}
+
+
+def _tracking(m) -> dict:
+    return {"name": m.name, "keep": m.keep, "keep_days": m.keep_days, "since": _time(m.since)}
+
+
+def _audience_snapshot(m) -> dict:
+    return {"number": m.number, "as_of": _time(m.as_of), "sequence": m.change_sequence, "count": m.count,
+            "entered": m.entered, "exited": m.exited,
+            "evaluation": pb.EvaluationKind.Name(m.evaluation).removeprefix("EVALUATION_KIND_").lower(),
+            "recorded_at": _time(m.recorded_at)}

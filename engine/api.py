@@ -45,6 +45,20 @@ class Engine:
         self._lock = threading.Lock()
         self._open: dict = {}
         self.compactions = 0   # compactions started by this process (explicit and background)
+        self._listeners: list = []  # fn(dataset name) after each acknowledged change or load
+
+    def add_change_listener(self, fn: Callable[[str], None]) -> None:
+        """Call fn(dataset) after each acknowledged change batch, load or compaction of this
+        process (tracked segments' maintenance wakes up on it; it must return quickly)."""
+        self._listeners.append(fn)
+
+    def remove_change_listener(self, fn: Callable[[str], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def _changed(self, name: str) -> None:
+        for fn in list(self._listeners):
+            fn(name)
 
     # ------------------------------------------------------------ datasets
     def create_dataset(self, name: str, timezone: str, shard_bits: int = folders.DEFAULT_SHARD_BITS) -> dict:
@@ -89,7 +103,9 @@ class Engine:
         """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table.
         `memory`: the build's budget in bytes (default $SEGMENTS_BUILD_MEMORY, else 4 GiB);
         `report(phase, done, total)` follows its progress."""
-        return self.dataset(name).ingest(Path(folder), progress=progress, memory=memory, report=report)
+        rows = self.dataset(name).ingest(Path(folder), progress=progress, memory=memory, report=report)
+        self._changed(name)
+        return rows
 
     # ------------------------------------------------------------ live changes
     def apply_changes(self, name: str, customers=None, purchases=None, visits=None, laybys=None,
@@ -109,6 +125,7 @@ class Engine:
                     or p.get("customers", 0) + p.get("deleted", 0) >= self.compact_after_customers):
                 if ds.compact_in_background():
                     self.compactions += 1
+        self._changed(name)
         return ack
 
     def upsert_customers(self, name: str, rows, batch_id: Optional[str] = None) -> dict:
@@ -130,7 +147,9 @@ class Engine:
         """Fold every change so far into a new version now: {"version", "sequence", "seconds"}."""
         ds = self.dataset(name)
         self.compactions += 1
-        return ds.compact(progress=progress)
+        out = ds.compact(progress=progress)
+        self._changed(name)
+        return out
 
     # ------------------------------------------------------------ evaluation
     def snapshot(self, name: str):

@@ -50,6 +50,12 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
     EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
     EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
+
+class EvaluationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVALUATION_KIND_UNSPECIFIED: _ClassVar[EvaluationKind]
+    EVALUATION_KIND_FULL: _ClassVar[EvaluationKind]
+    EVALUATION_KIND_INCREMENTAL: _ClassVar[EvaluationKind]
 RANGE_PRESET_UNSPECIFIED: RangePreset
 RANGE_PRESET_TODAY: RangePreset
 RANGE_PRESET_YESTERDAY: RangePreset
@@ -76,6 +82,9 @@ ORDER_KEY_LAST_PURCHASE: OrderKey
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_PARQUET: ExportFormat
+EVALUATION_KIND_UNSPECIFIED: EvaluationKind
+EVALUATION_KIND_FULL: EvaluationKind
+EVALUATION_KIND_INCREMENTAL: EvaluationKind
 
 class Flag(_message.Message):
     __slots__ = ()
@@ -1057,3 +1066,241 @@ class LiveState(_message.Message):
     sequence: int
     pending: ChangeCounts
     def __init__(self, sequence: _Optional[int] = ..., pending: _Optional[_Union[ChangeCounts, _Mapping]] = ...) -> None: ...
+
+class TrackSavedSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name", "keep", "keep_days")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    KEEP_DAYS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    keep: int
+    keep_days: int
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., keep: _Optional[int] = ..., keep_days: _Optional[int] = ...) -> None: ...
+
+class TrackSavedSegmentResponse(_message.Message):
+    __slots__ = ("tracking",)
+    TRACKING_FIELD_NUMBER: _ClassVar[int]
+    tracking: Tracking
+    def __init__(self, tracking: _Optional[_Union[Tracking, _Mapping]] = ...) -> None: ...
+
+class Tracking(_message.Message):
+    __slots__ = ("name", "keep", "keep_days", "since")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    KEEP_DAYS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    keep: int
+    keep_days: int
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., keep: _Optional[int] = ..., keep_days: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UntrackSavedSegmentRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UntrackSavedSegmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("tracking", "snapshots")
+    TRACKING_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    tracking: Tracking
+    snapshots: _containers.RepeatedCompositeFieldContainer[AudienceSnapshot]
+    def __init__(self, tracking: _Optional[_Union[Tracking, _Mapping]] = ..., snapshots: _Optional[_Iterable[_Union[AudienceSnapshot, _Mapping]]] = ...) -> None: ...
+
+class AudienceSnapshot(_message.Message):
+    __slots__ = ("number", "as_of", "change_sequence", "count", "entered", "exited", "evaluation", "recorded_at")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    as_of: _timestamp_pb2.Timestamp
+    change_sequence: int
+    count: int
+    entered: int
+    exited: int
+    evaluation: EvaluationKind
+    recorded_at: _timestamp_pb2.Timestamp
+    def __init__(self, number: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change_sequence: _Optional[int] = ..., count: _Optional[int] = ..., entered: _Optional[int] = ..., exited: _Optional[int] = ..., evaluation: _Optional[_Union[EvaluationKind, str]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DiffSnapshotsRequest(_message.Message):
+    __slots__ = ("dataset", "name", "from_snapshot", "to_snapshot", "fields")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TO_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    from_snapshot: int
+    to_snapshot: int
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., from_snapshot: _Optional[int] = ..., to_snapshot: _Optional[int] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DiffSnapshotsResponse(_message.Message):
+    __slots__ = ("from_snapshot", "to_snapshot", "as_of", "change_sequence", "entered_ids", "exited_ids", "entered_arrow_ipc")
+    FROM_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TO_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXITED_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    from_snapshot: int
+    to_snapshot: int
+    as_of: _timestamp_pb2.Timestamp
+    change_sequence: int
+    entered_ids: _containers.RepeatedScalarFieldContainer[int]
+    exited_ids: _containers.RepeatedScalarFieldContainer[int]
+    entered_arrow_ipc: bytes
+    def __init__(self, from_snapshot: _Optional[int] = ..., to_snapshot: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change_sequence: _Optional[int] = ..., entered_ids: _Optional[_Iterable[int]] = ..., exited_ids: _Optional[_Iterable[int]] = ..., entered_arrow_ipc: _Optional[bytes] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("dataset", "name", "after_snapshot")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    after_snapshot: int
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., after_snapshot: _Optional[int] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("snapshot", "previous_snapshot", "as_of", "change_sequence", "count", "entered_ids", "exited_ids", "evaluation")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXITED_IDS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    snapshot: int
+    previous_snapshot: int
+    as_of: _timestamp_pb2.Timestamp
+    change_sequence: int
+    count: int
+    entered_ids: _containers.RepeatedScalarFieldContainer[int]
+    exited_ids: _containers.RepeatedScalarFieldContainer[int]
+    evaluation: EvaluationKind
+    def __init__(self, snapshot: _Optional[int] = ..., previous_snapshot: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change_sequence: _Optional[int] = ..., count: _Optional[int] = ..., entered_ids: _Optional[_Iterable[int]] = ..., exited_ids: _Optional[_Iterable[int]] = ..., evaluation: _Optional[_Union[EvaluationKind, str]] = ...) -> None: ...
+
+class DailyTask(_message.Message):
+    __slots__ = ("name", "at", "format", "fields", "folder", "last_run_day", "next_run")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_DAY_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    at: str
+    format: ExportFormat
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    folder: str
+    last_run_day: str
+    next_run: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., at: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., fields: _Optional[_Iterable[str]] = ..., folder: _Optional[str] = ..., last_run_day: _Optional[str] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetDailyTaskRequest(_message.Message):
+    __slots__ = ("dataset", "name", "at", "format", "fields", "folder")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    at: str
+    format: ExportFormat
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    folder: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., at: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., fields: _Optional[_Iterable[str]] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class SetDailyTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: DailyTask
+    def __init__(self, task: _Optional[_Union[DailyTask, _Mapping]] = ...) -> None: ...
+
+class DeleteDailyTaskRequest(_message.Message):
+    __slots__ = ("dataset", "name")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    name: str
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteDailyTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDailyTasksRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ListDailyTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[DailyTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[DailyTask, _Mapping]]] = ...) -> None: ...
+
+class RunDailyTasksRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class DailyTaskRun(_message.Message):
+    __slots__ = ("name", "day", "as_of", "rows", "entered", "exited", "file_name", "entered_file_name", "exited_file_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    day: str
+    as_of: _timestamp_pb2.Timestamp
+    rows: int
+    entered: int
+    exited: int
+    file_name: str
+    entered_file_name: str
+    exited_file_name: str
+    def __init__(self, name: _Optional[str] = ..., day: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows: _Optional[int] = ..., entered: _Optional[int] = ..., exited: _Optional[int] = ..., file_name: _Optional[str] = ..., entered_file_name: _Optional[str] = ..., exited_file_name: _Optional[str] = ...) -> None: ...
+
+class RunDailyTasksResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[DailyTaskRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[DailyTaskRun, _Mapping]]] = ...) -> None: ...

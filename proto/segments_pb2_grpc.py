@@ -831,6 +831,436 @@ class CatalogService:
             _registered_method=True)
 
 
+class AudiencesServiceStub:
+    """Tracked saved segments (docs/audiences.md): numbered membership snapshots recorded as
+    change batches arrive and at local midnight, who entered and who left, pushed as it happens.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.TrackSavedSegment = channel.unary_unary(
+                '/segments.v1.AudiencesService/TrackSavedSegment',
+                request_serializer=segments_dot_proto_dot_segments__pb2.TrackSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.TrackSavedSegmentResponse.FromString,
+                _registered_method=True)
+        self.UntrackSavedSegment = channel.unary_unary(
+                '/segments.v1.AudiencesService/UntrackSavedSegment',
+                request_serializer=segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/segments.v1.AudiencesService/ListSnapshots',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DiffSnapshots = channel.unary_unary(
+                '/segments.v1.AudiencesService/DiffSnapshots',
+                request_serializer=segments_dot_proto_dot_segments__pb2.DiffSnapshotsRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DiffSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/segments.v1.AudiencesService/Watch',
+                request_serializer=segments_dot_proto_dot_segments__pb2.WatchRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.SetDailyTask = channel.unary_unary(
+                '/segments.v1.AudiencesService/SetDailyTask',
+                request_serializer=segments_dot_proto_dot_segments__pb2.SetDailyTaskRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.SetDailyTaskResponse.FromString,
+                _registered_method=True)
+        self.DeleteDailyTask = channel.unary_unary(
+                '/segments.v1.AudiencesService/DeleteDailyTask',
+                request_serializer=segments_dot_proto_dot_segments__pb2.DeleteDailyTaskRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.DeleteDailyTaskResponse.FromString,
+                _registered_method=True)
+        self.ListDailyTasks = channel.unary_unary(
+                '/segments.v1.AudiencesService/ListDailyTasks',
+                request_serializer=segments_dot_proto_dot_segments__pb2.ListDailyTasksRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.ListDailyTasksResponse.FromString,
+                _registered_method=True)
+        self.RunDailyTasks = channel.unary_unary(
+                '/segments.v1.AudiencesService/RunDailyTasks',
+                request_serializer=segments_dot_proto_dot_segments__pb2.RunDailyTasksRequest.SerializeToString,
+                response_deserializer=segments_dot_proto_dot_segments__pb2.RunDailyTasksResponse.FromString,
+                _registered_method=True)
+
+
+class AudiencesServiceServicer:
+    """Tracked saved segments (docs/audiences.md): numbered membership snapshots recorded as
+    change batches arrive and at local midnight, who entered and who left, pushed as it happens.
+    """
+
+    def TrackSavedSegment(self, request, context):
+        """Track a saved segment, or change how long its snapshots are kept (role write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UntrackSavedSegment(self, request, context):
+        """Stop tracking and drop the snapshots (role write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """The retained snapshots of a tracked segment, oldest first (role read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffSnapshots(self, request, context):
+        """Who entered and who left between two snapshots, or from one to now (role read; fields: export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Each new snapshot's entered and exited ids, as it is recorded (role read). Reconnect
+        with the last snapshot seen as after_snapshot: nothing is missed and nothing repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDailyTask(self, request, context):
+        """Daily tasks: a saved segment exported every day at a local time (role write to set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDailyTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDailyTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunDailyTasks(self, request, context):
+        """Run the days that are due now (missed days too), as the server's scheduler does (role export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AudiencesServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'TrackSavedSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackSavedSegment,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.TrackSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.TrackSavedSegmentResponse.SerializeToString,
+            ),
+            'UntrackSavedSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UntrackSavedSegment,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DiffSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffSnapshots,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DiffSnapshotsRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DiffSnapshotsResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.WatchRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.WatchResponse.SerializeToString,
+            ),
+            'SetDailyTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDailyTask,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.SetDailyTaskRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.SetDailyTaskResponse.SerializeToString,
+            ),
+            'DeleteDailyTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDailyTask,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.DeleteDailyTaskRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.DeleteDailyTaskResponse.SerializeToString,
+            ),
+            'ListDailyTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDailyTasks,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.ListDailyTasksRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.ListDailyTasksResponse.SerializeToString,
+            ),
+            'RunDailyTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunDailyTasks,
+                    request_deserializer=segments_dot_proto_dot_segments__pb2.RunDailyTasksRequest.FromString,
+                    response_serializer=segments_dot_proto_dot_segments__pb2.RunDailyTasksResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'segments.v1.AudiencesService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('segments.v1.AudiencesService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AudiencesService:
+    """Tracked saved segments (docs/audiences.md): numbered membership snapshots recorded as
+    change batches arrive and at local midnight, who entered and who left, pushed as it happens.
+    """
+
+    @staticmethod
+    def TrackSavedSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/TrackSavedSegment',
+            segments_dot_proto_dot_segments__pb2.TrackSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.TrackSavedSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UntrackSavedSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/UntrackSavedSegment',
+            segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.UntrackSavedSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/ListSnapshots',
+            segments_dot_proto_dot_segments__pb2.ListSnapshotsRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/DiffSnapshots',
+            segments_dot_proto_dot_segments__pb2.DiffSnapshotsRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DiffSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/segments.v1.AudiencesService/Watch',
+            segments_dot_proto_dot_segments__pb2.WatchRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDailyTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/SetDailyTask',
+            segments_dot_proto_dot_segments__pb2.SetDailyTaskRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.SetDailyTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDailyTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/DeleteDailyTask',
+            segments_dot_proto_dot_segments__pb2.DeleteDailyTaskRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.DeleteDailyTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDailyTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/ListDailyTasks',
+            segments_dot_proto_dot_segments__pb2.ListDailyTasksRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.ListDailyTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunDailyTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segments.v1.AudiencesService/RunDailyTasks',
+            segments_dot_proto_dot_segments__pb2.RunDailyTasksRequest.SerializeToString,
+            segments_dot_proto_dot_segments__pb2.RunDailyTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class DatasetsServiceStub:
     """Datasets: one per merchant.
     """

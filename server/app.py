@@ -25,6 +25,7 @@ from .auth import Tokens
 from .export import default_export_dir
 from .guard import DecodeGuard
 from .observe import Observer
+from .audiences import AudiencesServicer
 from .servicer import DEFAULT_CHUNK_IDS, CatalogServicer, DatasetsServicer, SegmentsServicer, Services
 
 log = logging.getLogger("segments.server")
@@ -34,7 +35,7 @@ TRANSPORT_RECEIVE_BYTES = 64 * 1024 * 1024   # what the transport takes: up to h
                                              # request is INVALID_ARGUMENT (server/guard.py)
 MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name
-                      for n in ("SegmentsService", "CatalogService", "DatasetsService"))
+                      for n in ("SegmentsService", "CatalogService", "DatasetsService", "AudiencesService"))
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
@@ -84,7 +85,7 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  reuse_port: bool = False, ingest_root: Optional[str | os.PathLike] = None,
                  default_deadline: Optional[float] = None, serving: bool = True,
                  observer: Optional[Observer] = None,
-                 allow_unauthenticated: bool = False) -> Tuple[grpc.Server, int]:
+                 allow_unauthenticated: bool = False, maintain: bool = True) -> Tuple[grpc.Server, int]:
     """An unstarted server over `engine` and the port it is bound to.
 
     Without tokens the server binds loopback only (host defaults to 127.0.0.1, and any other
@@ -99,7 +100,8 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     writes the access log, metrics and spans of each call; the default only hands out
     request ids. serving=False starts health checking at NOT_SERVING for every service
     (calls are still answered): `segments serve` warms the engine first, then calls
-    set_serving(server).
+    set_serving(server). maintain: keep tracked segments fresh (and run daily tasks) in a
+    background thread of the catalog while the server runs (stopped by begin_stop).
     """
     host, _ = exposure(host, tokens, tls is not None, allow_unauthenticated)
     if default_deadline is not None and not default_deadline > 0:
@@ -119,6 +121,14 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     pbg.add_SegmentsServiceServicer_to_server(SegmentsServicer(services), server)
     pbg.add_CatalogServiceServicer_to_server(CatalogServicer(services), server)
     pbg.add_DatasetsServiceServicer_to_server(DatasetsServicer(services), server)
+    # tracked segments (server/audiences.py): kept fresh by the catalog's maintenance thread
+    # while this server runs; Watch streams end with UNAVAILABLE once it begins to stop
+    stopping = threading.Event()
+    pbg.add_AudiencesServiceServicer_to_server(AudiencesServicer(services, stopping, max(1, workers // 2)), server)
+    if maintain:
+        services.catalog.schedules.export_dir = exports   # daily tasks write under the export folder
+        services.catalog.start_maintenance()
+    server._segments_stopping = (stopping, services.catalog if maintain else None)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -171,6 +181,11 @@ def begin_stop(server: grpc.Server, grace: float = 10.0) -> threading.Event:
     h = getattr(server, "_segments_health", None)
     if h is not None:
         h.enter_graceful_shutdown()
+    stopping, catalog = getattr(server, "_segments_stopping", (None, None))
+    if stopping is not None and not stopping.is_set():
+        stopping.set()   # Watch streams end (UNAVAILABLE: reconnect) instead of holding the drain
+        if catalog is not None:
+            catalog.stop_maintenance()
     return server.stop(grace)
 
 

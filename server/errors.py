@@ -54,6 +54,18 @@ class DeadlineExceeded(E.EngineError):
     """The call's deadline passed between chunks of a streamed answer."""
 
 
+class Unavailable(E.EngineError):
+    """The server cannot go on with the call now (shutting down): the caller retries."""
+
+    default_reason = "UNAVAILABLE"
+
+
+class ResourceExhausted(E.EngineError):
+    """A limit of the server is reached (e.g. its Watch streams); retry later or elsewhere."""
+
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 class UndecodableRequest(E.InvalidArgument):
     """The request bytes are not a message of the method's request type."""
 
@@ -72,6 +84,8 @@ STATUS = (
     (E.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (E.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (E.InsufficientSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Default ErrorInfo reasons by code (an error may name a more specific one).
 REASONS = {

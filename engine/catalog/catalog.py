@@ -3,6 +3,8 @@
   catalog/segments/<name>.json   a saved segment: JSON definition, active flag, description, times
   catalog/groups/<name>.json     a group's record: count, source, as_of, created_at, expires_at
   catalog/groups/<name>.npy      its frozen members: sorted int64 customer_ids
+  catalog/audiences/<name>/      a tracked saved segment's snapshots (engine/catalog/audiences.py)
+  catalog/tasks/<name>.*         a saved segment's daily task and its runs (engine/catalog/schedule.py)
 A saved segment is dynamic: its definition is parsed and evaluated afresh on each use, and an
 inactive one cannot be used (FailedPrecondition). A group is a snapshot: members and count
 are frozen at creation; it expires (180 days by default), after which every call on it but
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -82,8 +85,9 @@ def _check_description(text) -> None:
     limits.check_text(text, "description", limits.MAX_DESCRIPTION_CHARS)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename; the space is checked first and a full disk leaves no temp file."""
+def _write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write, fsync, rename; the space is checked first and a full disk leaves no temp file.
+    sync_dir=False leaves the folder's fsync to a later write in the same folder."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with space.reserve(path.parent, len(data) + (64 << 10), "the catalog record"):
@@ -94,6 +98,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if not sync_dir:
+        return
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -117,6 +123,40 @@ class Catalog:
         self.default_ttl_days = default_ttl_days
         self.clock = clock
         self._lock = threading.Lock()
+        from .audiences import Audiences  # noqa: PLC0415 - it uses this module's helpers
+        self.audiences = Audiences(self)   # tracked segments' snapshots (engine/catalog/audiences.py)
+        from .schedule import Schedules  # noqa: PLC0415
+        self.schedules = Schedules(self)   # daily tasks (engine/catalog/schedule.py)
+        self._maintainer = None
+        self._maintainer_users = 0
+
+    # ------------------------------------------------------------ background maintenance
+    def start_maintenance(self, **options):
+        """Start the background maintenance of tracked segments (engine/catalog/maintain.py)
+        once per catalog, however many servers share it; each start needs a stop."""
+        from .maintain import Maintainer  # noqa: PLC0415 - maintain imports this module's room
+        with self._lock:
+            if self._maintainer is None:
+                self._maintainer = Maintainer(self.engine, self, **options).start()
+            self._maintainer_users += 1
+            return self._maintainer
+
+    def wake_maintenance(self) -> None:
+        """Run a maintenance round soon (after a segment is tracked or changed)."""
+        m = self._maintainer
+        if m is not None:
+            m.wake()
+
+    def stop_maintenance(self) -> None:
+        """Undo one start_maintenance; the last one stops the thread."""
+        with self._lock:
+            if self._maintainer is None:
+                return
+            self._maintainer_users -= 1
+            if self._maintainer_users > 0:
+                return
+            m, self._maintainer = self._maintainer, None
+        m.stop()
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, kind: str, create: bool = False) -> Path:
@@ -189,6 +229,10 @@ class Catalog:
             except FileNotFoundError:
                 raise NotFound("name", f"no saved segment {name!r} in {dataset!r}",
                                reason="SAVED_SEGMENT_NOT_FOUND") from None
+            # its snapshots and daily task go with it
+            shutil.rmtree(self._dir(dataset, "audiences") / name, ignore_errors=True)
+            for suffix in (".json", ".members", ".runs"):
+                (self._dir(dataset, "tasks") / f"{name}{suffix}").unlink(missing_ok=True)
 
     def resolve(self, dataset: str, name: str, path: str = "saved_segment") -> S.Segment:
         """The definition of an active saved segment, for evaluation; FailedPrecondition if inactive."""

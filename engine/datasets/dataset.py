@@ -95,6 +95,22 @@ class Dataset:
         live = self.live()
         return None if live is None else live.view()
 
+    def reading(self) -> tuple:
+        """(live, state, view) published together (live and state None while the dataset
+        was never loaded; view then the empty snapshot): one consistent state to evaluate."""
+        live = self.live()
+        if live is None:
+            return None, None, EmptySnapshot.get(self.timezone)
+        st, view = live.current()
+        return live, st, view
+
+    @staticmethod
+    def touched(old_state, new_state) -> tuple:
+        """(internal ids, table names) the batches after old_state up to new_state changed
+        (two states of one Live; engine.live.state.touched)."""
+        from ..live.state import touched
+        return touched(old_state, new_state)
+
     def require_snapshot(self):
         snap = self.snapshot()
         if snap is None:

@@ -93,12 +93,17 @@ def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
     return vals
 
 
-def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False) -> Evaluated:
-    """The final members of a segment as of an instant."""
-    ctx = Context(snap, as_of, deadline)
-    ctx.shared_scans = plan_shared_scans(seg)
+def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Optional[Context] = None) -> Evaluated:
+    """The final members of a segment as of an instant. `ctx`: a Context of the same
+    snapshot and instant shared by several segments (their common conditions are evaluated
+    once; tracked segments' maintenance does so)."""
+    if ctx is None:
+        ctx = Context(snap, as_of, deadline)
+        ctx.shared_scans = plan_shared_scans(seg)
+    else:
+        ctx.shared_scans = ctx.shared_scans | plan_shared_scans(seg)
     if seg.order_by is not None and seg.order_by.key == "last_purchase":
-        ctx.last_day_filters = {seg.order_by.filter}
+        ctx.last_day_filters = ctx.last_day_filters | {seg.order_by.filter}
     if getattr(snap, "empty", False):
         return Evaluated(ctx, BitMap(), seg)
     if trace:

@@ -51,6 +51,11 @@ class Live:
         self.refresh()
         return self._current[1]
 
+    def current(self) -> tuple:
+        """(state, view) published together: what one reader sees, never a mix of two."""
+        self.refresh()
+        return self._current
+
     def refresh(self) -> None:
         """Apply batches another process (or a restart) left in the log."""
         if self.log.head(self.folded) <= self._current[0].seq:

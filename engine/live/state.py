@@ -517,3 +517,30 @@ def _line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts):
         codes.append(c)
     cols["codes"] = np.stack(codes, axis=1)
     return cols, dicts
+
+
+# ------------------------------------------------------------------ what batches touched
+
+def touched(old: LiveState, new: LiveState) -> tuple:
+    """(internal ids, tables) that the batches after `old` up to `new` changed: customers
+    upserted or erased and customers of appended lines, and the names of the tables those
+    batches wrote ("customers", "deleted", "purchases", "visits", "laybys"). Both states
+    must be of the same version (`new` a later state of the same Live)."""
+    parts = []
+    tables = set()
+    a, b = old.overlay, new.overlay
+    if len(b.chunks) > len(a.chunks):
+        tables.add("customers")
+        parts.extend(c.iids for c in b.chunks[len(a.chunks):])
+    if len(b.dead) > len(a.dead):
+        tables.add("deleted")
+        parts.append(np.asarray((b.dead - a.dead).to_array(), np.int64))
+    for table, prefix in TABLE_PREFIX.items():
+        was, now = old.counts[prefix], new.counts[prefix]
+        for sh, n in now.items():
+            k = was.get(sh, 0)
+            if n > k:
+                tables.add(table)
+                parts.append(new.bufs[prefix][sh].cols["iid"][k:n])
+    ids = np.unique(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
+    return ids, tables

@@ -1,0 +1,415 @@
+"""Tracked saved segments: numbered membership snapshots and the differences between them.
+
+  catalog/audiences/<name>/tracking.json        retention (count, days) and when tracking began
+  catalog/audiences/<name>/<number>.delta       who entered and who left: two portable 64-bit roaring
+                                                bitmaps of customer_ids (8-byte length of the first, then both)
+  catalog/audiences/<name>/<number>.members     on checkpoints: the whole membership, one such bitmap
+  catalog/audiences/<name>/<number>.json        the snapshot's record: as_of, sequence, count, entered, exited
+A snapshot is recorded only when the membership changed (the first one always), numbered
+1, 2, ... per tracked segment. Members are customer_ids (not internal ids), so a snapshot
+stays meaningful across compactions. A batch changes few memberships, so a snapshot keeps
+its change; the first, every CHECKPOINT_EVERY-th and the oldest retained one keep the whole
+membership, and a snapshot's members are its checkpoint plus the changes after it. The
+record file is what makes a snapshot exist: the bitmaps are written before it and removed
+after it. Retention keeps the newest `keep`
+snapshots and drops those recorded more than `keep_days` ago (the newest always stays).
+Who entered and who left between two snapshots is a set difference of their bitmaps; the
+maintenance that records snapshots is engine/catalog/maintain.py.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from pyroaring import BitMap64
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..evaluation import output
+from ..results import Materialized
+
+DEFAULT_KEEP = 100
+DEFAULT_KEEP_DAYS = 30
+MAX_KEEP = 100_000
+MAX_KEEP_DAYS = 100 * 366
+CHECKPOINT_EVERY = 64   # a snapshot stores the whole membership at least once in this many
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How a tracked segment's snapshots are kept."""
+    name: str
+    keep: int
+    keep_days: int
+    since: dt.datetime
+
+
+@dataclass(frozen=True)
+class AudienceSnapshot:
+    """One recorded membership of a tracked segment (the ids live beside the record)."""
+    number: int
+    as_of: dt.datetime          # the instant the membership was evaluated as of
+    sequence: int               # the dataset's change sequence it saw
+    count: int
+    entered: int                # against the previous snapshot (the first: every member)
+    exited: int
+    evaluation: str             # "full" or "incremental" (only the touched customers re-evaluated)
+    recorded_at: dt.datetime
+    checkpoint: bool = False    # the whole membership is stored (else only entered / exited)
+
+
+@dataclass
+class AudienceDiff:
+    """Who entered and who left between two snapshots (to_snapshot None: evaluated now).
+
+    entered_ids / exited_ids: sorted customer_ids; entered: the entered customers still in
+    the dataset, with the fields asked for (current values, as materialize gives them)."""
+    from_snapshot: int
+    to_snapshot: Optional[int]
+    as_of: dt.datetime
+    sequence: int
+    entered_ids: np.ndarray
+    exited_ids: np.ndarray
+    entered: Materialized
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+def _check_keep(keep, keep_days) -> None:
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= MAX_KEEP:
+        raise InvalidArgument("keep", f"must be between 1 and {MAX_KEEP}, got {keep!r}")
+    if isinstance(keep_days, bool) or not isinstance(keep_days, int) or not 1 <= keep_days <= MAX_KEEP_DAYS:
+        raise InvalidArgument("keep_days", f"must be between 1 and {MAX_KEEP_DAYS}, got {keep_days!r}")
+
+
+def members_of(ids) -> BitMap64:
+    """A 64-bit roaring bitmap of customer_ids."""
+    return BitMap64(np.asarray(ids, np.int64).astype(np.uint64))
+
+
+def ids_of(bm: BitMap64) -> np.ndarray:
+    """Sorted customer_ids of a bitmap."""
+    return np.asarray(bm.to_array(), np.uint64).astype(np.int64) if len(bm) else np.zeros(0, np.int64)
+
+
+class Audiences:
+    """Tracked segments of every dataset of one catalog: their snapshots and diffs; thread-safe.
+    Watchers wait on `changed` (a Condition notified after each recorded snapshot)."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self._lock = threading.RLock()
+        self.changed = threading.Condition()
+        self.version = 0   # bumped on each recorded snapshot (for waiters)
+
+    # ------------------------------------------------------------ layout
+    def _dir(self, dataset: str, name: str, create: bool = False) -> Path:
+        from .catalog import _check_name  # noqa: PLC0415 - one name rule for the whole catalog
+        _check_name(name)
+        root = self.catalog._dir(dataset, "audiences", create=create)
+        d = root / name
+        if create:
+            d.mkdir(exist_ok=True)
+        return d
+
+    # ------------------------------------------------------------ tracking
+    def track(self, dataset: str, name: str, keep: int = DEFAULT_KEEP, keep_days: int = DEFAULT_KEEP_DAYS) -> Tracking:
+        """Track a saved segment (or change its retention); NotFound if it is not saved. Its
+        first snapshot is recorded by the next maintenance round."""
+        from .catalog import _write_atomic
+        _check_keep(keep, keep_days)
+        self.catalog.get_segment(dataset, name)
+        with self._lock:
+            old = self.tracking(dataset, name)
+            t = Tracking(name, keep, keep_days, old.since if old is not None else self.catalog.clock())
+            d = self._dir(dataset, name, create=True)
+            _write_atomic(d / "tracking.json", json.dumps(
+                {"name": name, "keep": keep, "keep_days": keep_days, "since": _iso(t.since)}).encode())
+            self._prune(dataset, name, t)
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+        return t
+
+    def untrack(self, dataset: str, name: str) -> None:
+        """Stop tracking and drop the snapshots; NotFound if not tracked."""
+        with self._lock:
+            d = self._dir(dataset, name)
+            if not (d / "tracking.json").exists():
+                raise NotFound("name", f"saved segment {name!r} of {dataset!r} is not tracked",
+                               reason="SEGMENT_NOT_TRACKED")
+            (d / "tracking.json").unlink()
+            shutil.rmtree(d, ignore_errors=True)
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+
+    def tracking(self, dataset: str, name: str) -> Optional[Tracking]:
+        """The tracking settings of a saved segment, None when not tracked."""
+        try:
+            r = json.loads((self._dir(dataset, name) / "tracking.json").read_text())
+        except FileNotFoundError:
+            return None
+        return Tracking(r["name"], r["keep"], r["keep_days"], dt.datetime.fromisoformat(r["since"]))
+
+    def require_tracking(self, dataset: str, name: str, path: str = "name") -> Tracking:
+        t = self.tracking(dataset, name)
+        if t is None:
+            self.catalog.get_segment(dataset, name)  # NotFound first when not even saved
+            raise FailedPrecondition(path, f"saved segment {name!r} of {dataset!r} is not tracked",
+                                     reason="SEGMENT_NOT_TRACKED")
+        return t
+
+    def tracked(self, dataset: str) -> list:
+        """Names of the tracked segments of a dataset, sorted."""
+        d = self.catalog._dir(dataset, "audiences")
+        if not d.is_dir():
+            return []
+        return sorted(p.parent.name for p in d.glob("*/tracking.json"))
+
+    # ------------------------------------------------------------ snapshots
+    def _numbers(self, dataset: str, name: str) -> list:
+        d = self._dir(dataset, name)
+        return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
+
+    def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
+        """The retained snapshots' records numbered after `after`, oldest first."""
+        d = self._dir(dataset, name)
+        out = []
+        for n in self._numbers(dataset, name):
+            if n <= after:
+                continue
+            try:
+                out.append(_record(json.loads((d / f"{n:012d}.json").read_text())))
+            except FileNotFoundError:  # pruned meanwhile
+                pass
+        return out
+
+    def newest_number(self, dataset: str, name: str) -> int:
+        """The newest snapshot's number (0: none), from the folder listing alone."""
+        numbers = self._numbers(dataset, name)
+        return numbers[-1] if numbers else 0
+
+    def latest(self, dataset: str, name: str) -> Optional[AudienceSnapshot]:
+        numbers = self._numbers(dataset, name)
+        for n in reversed(numbers):
+            snaps = self.snapshots(dataset, name, n - 1)
+            if snaps:
+                return snaps[-1]
+        return None
+
+    def snapshot(self, dataset: str, name: str, number: int, path: str = "snapshot") -> AudienceSnapshot:
+        """One retained snapshot's record; NotFound when never recorded or no longer kept."""
+        self.require_tracking(dataset, name)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise InvalidArgument(path, f"a snapshot number is an integer >= 1, got {number!r}")
+        try:
+            return _record(json.loads((self._dir(dataset, name) / f"{number:012d}.json").read_text()))
+        except FileNotFoundError:
+            raise self._missing(dataset, name, number, path) from None
+
+    def _missing(self, dataset, name, number, path) -> NotFound:
+        newest = self.latest(dataset, name)
+        why = "not recorded yet" if newest is None or number > newest.number else "no longer retained"
+        return NotFound(path, f"snapshot {number} of {name!r}: {why}", reason="SNAPSHOT_NOT_FOUND")
+
+    def delta(self, dataset: str, name: str, number: int, path: str = "snapshot") -> tuple:
+        """(entered, exited) sorted customer_ids of a retained snapshot against the one before."""
+        try:
+            data = (self._dir(dataset, name) / f"{number:012d}.delta").read_bytes()
+        except FileNotFoundError:
+            raise self._missing(dataset, name, number, path) from None
+        k = int.from_bytes(data[:8], "little")
+        return ids_of(BitMap64.deserialize(data[8:8 + k])), ids_of(BitMap64.deserialize(data[8 + k:]))
+
+    def members(self, dataset: str, name: str, number: int, path: str = "snapshot") -> np.ndarray:
+        """The sorted customer_ids of a retained snapshot: its nearest checkpoint at or
+        before it, plus the deltas after that checkpoint."""
+        self.snapshot(dataset, name, number, path)
+        d = self._dir(dataset, name)
+        c = number
+        while c >= 1 and not (d / f"{c:012d}.members").exists():
+            c -= 1
+        if c < 1:
+            raise self._missing(dataset, name, number, path)
+        try:
+            ids = ids_of(BitMap64.deserialize((d / f"{c:012d}.members").read_bytes()))
+        except FileNotFoundError:
+            raise self._missing(dataset, name, number, path) from None
+        for k in range(c + 1, number + 1):
+            entered, exited = self.delta(dataset, name, k, path)
+            ids = apply_changes(ids, entered, exited)
+        return ids
+
+    def record(self, dataset: str, name: str, members: np.ndarray, previous: Optional[np.ndarray],
+               as_of: dt.datetime, sequence: int, evaluation: str, changes: Optional[tuple] = None) -> AudienceSnapshot:
+        """Record a new snapshot (numbered after the newest) of `members` (sorted unique
+        customer_ids), whose previous membership is `previous` (the newest snapshot's, None
+        for none); apply retention. Each snapshot stores who entered and who left; every
+        CHECKPOINT_EVERY-th (and the first) also the whole membership. `changes`: (entered,
+        exited) when the caller knows them (sorted), else they are computed."""
+        return self.record_many(dataset, [(name, members, previous, as_of, sequence, evaluation, changes)])[0]
+
+    def record_many(self, dataset: str, items: list) -> list:
+        """record() of several segments of a dataset at once, (name, members, previous,
+        as_of, sequence, evaluation, changes) each: their files are written, then fsynced
+        together (concurrent fsyncs share the file system's journal commits), then renamed
+        into place (each snapshot's record last), then their folders fsynced."""
+        from .catalog import _check_name  # noqa: F401 - names were checked by _dir
+        staged, out = [], []
+        with self._lock:
+            for name, members, previous, as_of, sequence, evaluation, changes in items:
+                members = np.asarray(members, np.int64)
+                prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
+                t = self.tracking(dataset, name)
+                if t is None:
+                    raise FailedPrecondition("name", f"saved segment {name!r} is not tracked",
+                                             reason="SEGMENT_NOT_TRACKED")
+                snaps = self.snapshots(dataset, name)
+                number = 1 if not snaps else snaps[-1].number + 1
+                if (previous is None) != (not snaps):
+                    raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
+                entered, exited = changes if changes is not None else changes_between(prev, members)
+                d = self._dir(dataset, name, create=True)
+                since = next((k for k, x in enumerate(reversed(snaps)) if x.checkpoint), len(snaps))
+                checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
+                snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
+                                        int(exited.size), evaluation, self.catalog.clock(), checkpoint)
+                a, b = members_of(entered).serialize(), members_of(exited).serialize()
+                files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
+                if checkpoint:
+                    files.append((d / f"{number:012d}.members", members_of(members).serialize()))
+                files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
+                staged.append((name, t, snaps, snap, files))
+                out.append(snap)
+            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
+            for name, t, snaps, snap, _ in staged:
+                self._prune(dataset, name, t, snaps + [snap])
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+        return out
+
+    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None) -> None:
+        from .catalog import _write_atomic
+        snaps = self.snapshots(dataset, name) if snaps is None else snaps
+        if len(snaps) <= 1:
+            return
+        cutoff = self.catalog.clock() - dt.timedelta(days=t.keep_days)
+        d = self._dir(dataset, name)
+        drop = [s for i, s in enumerate(snaps[:-1]) if i < len(snaps) - t.keep or s.recorded_at < cutoff]
+        if not drop:
+            return
+        gone = {s.number for s in drop}
+        first = next(s for s in snaps if s.number not in gone)
+        if not (d / f"{first.number:012d}.members").exists():  # the oldest kept becomes a checkpoint
+            _write_atomic(d / f"{first.number:012d}.members",
+                          members_of(self.members(dataset, name, first.number)).serialize())
+        for s in drop:
+            (d / f"{s.number:012d}.json").unlink(missing_ok=True)
+            (d / f"{s.number:012d}.delta").unlink(missing_ok=True)
+            (d / f"{s.number:012d}.members").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ differences
+    def diff(self, dataset: str, name: str, from_snapshot: int, to_snapshot: Optional[int] = None,
+             fields: Sequence[str] = (), as_of=None, deadline: Optional[float] = None) -> AudienceDiff:
+        """Who entered and who left between two retained snapshots, or from one to now (the
+        saved segment evaluated as of `as_of`, default now, on the dataset's current state)."""
+        old = self.members(dataset, name, from_snapshot, "from_snapshot")
+        engine = self.catalog.engine
+        if to_snapshot is None:
+            seg = self.catalog.resolve(dataset, name, "name")
+            live, st, view = engine.dataset(dataset).reading()
+            at = output.parse_as_of(as_of) or self.catalog.clock()
+            new = (np.unique(view.ext_ids()[_internal(output.evaluate(view, seg, at, deadline).members)])
+                   if not getattr(view, "empty", False) else np.zeros(0, np.int64))
+            seq = st.seq if st is not None else 0
+        else:
+            rec = self.snapshot(dataset, name, to_snapshot, "to_snapshot")
+            new = self.members(dataset, name, to_snapshot, "to_snapshot")
+            at, seq = rec.as_of, rec.sequence
+        entered, exited = changes_between(old, new)
+        rows = engine.rows_of(dataset, entered, tuple(fields))
+        rows.missing_ids = ()  # entered since and erased meanwhile: left out of the rows, kept in entered_ids
+        rows.as_of, rows.sequence = at, seq
+        return AudienceDiff(from_snapshot, to_snapshot, at, seq, entered, exited, rows)
+
+
+def _write_durably(root: Path, files: list) -> None:
+    """Write (path, bytes) files durably and atomically, in order of their renames: every
+    temporary file written, all fsynced concurrently, renamed in the given order, and each
+    folder fsynced (a crash leaves each file old or new; a later file never without an
+    earlier one of the same folder). The space is checked first."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..storage import space
+    if not files:
+        return
+    tmps = [p.with_name(f".{p.name}.tmp") for p, _ in files]
+
+    def sync(path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    try:
+        with space.reserve(root, sum(len(b) for _, b in files) + (64 << 10) * len(files), "the snapshots"):
+            for tmp, (_, data) in zip(tmps, files):
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            with ThreadPoolExecutor(min(8, len(files))) as pool:
+                list(pool.map(sync, tmps))
+            for tmp, (path, _) in zip(tmps, files):
+                os.replace(tmp, path)
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(sync, sorted({p.parent for p, _ in files})))
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which elements of sorted `a` are in sorted `b` (binary searches, no hashing)."""
+    if not a.size or not b.size:
+        return np.zeros(a.size, bool)
+    at = np.minimum(np.searchsorted(b, a), b.size - 1)
+    return b[at] == a
+
+
+def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
+    """(entered, exited): sorted customer_ids in `new` not in `old`, and the reverse."""
+    return new[~sorted_in(new, old)], old[~sorted_in(old, new)]
+
+
+def apply_changes(ids: np.ndarray, entered: np.ndarray, exited: np.ndarray) -> np.ndarray:
+    """Sorted `ids` without `exited`, with `entered` (disjoint from ids)."""
+    if exited.size:
+        ids = ids[~sorted_in(ids, exited)]
+    if entered.size:
+        ids = np.insert(ids, np.searchsorted(ids, entered), entered)
+    return ids
+
+
+def _internal(bm) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), np.uint32).astype(np.int64) if len(bm) else np.zeros(0, np.int64)
+
+
+def _record_json(s: AudienceSnapshot) -> dict:
+    return {"number": s.number, "as_of": _iso(s.as_of), "sequence": s.sequence, "count": s.count,
+            "entered": s.entered, "exited": s.exited, "evaluation": s.evaluation,
+            "recorded_at": _iso(s.recorded_at), "checkpoint": s.checkpoint}
+
+
+def _record(r: dict) -> AudienceSnapshot:
+    return AudienceSnapshot(r["number"], dt.datetime.fromisoformat(r["as_of"]), r["sequence"], r["count"],
+                            r["entered"], r["exited"], r["evaluation"], dt.datetime.fromisoformat(r["recorded_at"]),
+                            r.get("checkpoint", False))

@@ -1,0 +1,346 @@
+"""Keeping tracked segments fresh: after change batches, at local midnight, and on demand.
+
+A round takes, per dataset with tracked segments, one published (state, view) pair (so a
+snapshot never mixes two states) and the instant `now`, and for each tracked, active saved
+segment decides how much to re-evaluate:
+  * nothing, when no batch since its last round wrote a table it reads (customer upserts
+    and erasures concern every segment: activeness);
+  * the touched customers only, when its membership is per customer (a customer's
+    membership depends on its own rows: `evaluation_scope` says so from the condition
+    kinds): new = (old - touched) | (evaluated & touched);
+  * fully otherwise: a `limit`, a kind that compares customers with each other, a new
+    local day (relative ranges, birthdays and ages move at midnight), an instant-bound kind
+    (an upcoming appointment passes at any instant: also re-evaluated every
+    `instant_every` seconds without changes), a changed definition, a compaction or load
+    (new version), or no earlier round in this process.
+Batches arriving faster than rounds run are coalesced: a round reads the newest state, and
+the touched customers are those of every batch since the previous round.
+A snapshot is recorded only when the membership changed (engine/catalog/audiences.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from pyroaring import BitMap
+
+from ..errors import EngineError, NotFound
+from ..evaluation import output
+from ..evaluation.evaluate import Context
+from .audiences import apply_changes, changes_between
+from ..model import segment as S
+from ..model import segment_json
+
+log = logging.getLogger("segments.audiences")
+
+# ---------------------------------------------------------------- the rule, by condition kind
+
+# Kinds whose test on a customer reads only that customer's own rows, and the tables they
+# read ("customers" always: activeness). A kind not listed here (percentile, rfm,
+# in_segment, ...) compares customers with each other or reads another segment: evaluated
+# fully. A kind may also declare itself with a class attribute `per_customer = False`.
+PER_CUSTOMER_KINDS = {
+    "All": (), "Customers": (), "Search": (), "Surname": (), "Birthday": (), "MarriedToday": (),
+    "Age": (), "Joined": (), "LoyaltyMember": (), "LoyaltyPoints": (), "InValues": (), "Tags": (),
+    "Reachable": (), "AccountBalance": (), "OverdueLayby": ("laybys",),
+    "Bought": ("purchases",), "Spend": ("purchases",), "PurchaseCount": ("purchases",),
+    "Visited": ("visits",), "UpcomingAppointment": ("visits",),
+    "AllOf": (), "AnyOf": (), "Not": (),
+}
+# Kinds whose answer moves at instants other than local midnight (evaluated fully each round).
+INSTANT_KINDS = {"UpcomingAppointment"}
+ALL_TABLES = frozenset({"customers", "deleted", "purchases", "visits", "laybys"})
+ORDER_TABLES = {"spend": ("purchases",), "purchase_count": ("purchases",), "last_purchase": ("purchases",),
+                "loyalty_points": ()}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a segment's membership depends on."""
+    per_customer: bool           # re-evaluating the touched customers alone is exact
+    tables: frozenset            # tables whose changes can change it
+    instant: bool                # it can change at any instant, not only at midnight
+
+
+def evaluation_scope(seg: S.Segment) -> Scope:
+    """The rule: per customer unless a `limit` (the top n moves with everyone's values) or a
+    condition kind outside PER_CUSTOMER_KINDS (or declaring per_customer = False)."""
+    per_customer = seg.limit is None
+    tables = {"customers", "deleted"}
+    instant = False
+    for top in S.segment_conditions(seg):
+        for c in S.walk(top):
+            kind = type(c).__name__
+            reads = PER_CUSTOMER_KINDS.get(kind)
+            if reads is None or getattr(type(c), "per_customer", True) is False:
+                per_customer = False
+                tables |= ALL_TABLES
+            else:
+                tables.update(reads)
+            instant |= kind in INSTANT_KINDS
+    if seg.order_by is not None and seg.limit is not None:
+        tables.update(ORDER_TABLES.get(seg.order_by.key, ALL_TABLES))
+    return Scope(per_customer, frozenset(tables), instant)
+
+
+def next_midnight(now: dt.datetime, zone) -> dt.datetime:
+    """The first instant of the local day after `now`'s (a DST change at midnight moves it)."""
+    day = now.astimezone(zone).date() + dt.timedelta(days=1)
+    for minutes in range(0, 24 * 60, 15):  # a zone may skip 00:00 (then the day starts later)
+        t = dt.datetime.combine(day, dt.time(minutes // 60, minutes % 60), zone)
+        back = t.astimezone(dt.timezone.utc).astimezone(zone)
+        if back.replace(tzinfo=None) == t.replace(tzinfo=None):
+            return t.astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(0), zone).astimezone(dt.timezone.utc)
+
+
+# ---------------------------------------------------------------- maintenance
+
+@dataclass
+class _Seen:
+    """What the last round of one tracked segment saw (in this process)."""
+    live: object
+    state: object
+    day: dt.date
+    definition: str
+    members: np.ndarray          # sorted customer_ids
+    number: int
+    at: dt.datetime
+
+
+class _Touched:
+    """What the batches after one state touched, shared by the segments of a round."""
+
+    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
+        self.state = state
+        self.tables = tables
+        self.bitmap = BitMap(ids.astype(np.uint32))   # internal ids
+        self.customer_ids = np.unique(ext[ids])       # sorted
+
+
+class Maintainer:
+    """Keeps every tracked segment of an engine's datasets fresh, in one background thread
+    (start / stop), or round by round (run_once) with an injectable clock in tests."""
+
+    def __init__(self, engine, catalog, clock: Optional[Callable[[], dt.datetime]] = None,
+                 poll: float = 1.0, instant_every: float = 60.0, run_tasks: bool = True, on_round: Optional[Callable[[dict], None]] = None):
+        self.engine = engine
+        self.catalog = catalog
+        self.audiences = catalog.audiences
+        self.clock = clock or catalog.clock
+        self.poll = poll
+        self.run_tasks = run_tasks   # also run the daily tasks that are due (engine/catalog/schedule.py)
+        self.instant_every = dt.timedelta(seconds=instant_every)  # instant-bound segments, untouched
+        self.on_round = on_round or (lambda stats: None)
+        self._seen: dict = {}
+        self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._round_lock = threading.Lock()
+        self._leader = None   # the open lock file while this process maintains the data directory
+        self.rounds = 0
+
+    # ------------------------------------------------------------ thread
+    def start(self) -> "Maintainer":
+        self.engine.add_change_listener(self.wake)
+        self._thread = threading.Thread(target=self._loop, name="audiences", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.engine.remove_change_listener(self.wake)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._round_lock:
+            self._release()
+
+    def wake(self, dataset: Optional[str] = None) -> None:
+        """A batch was acknowledged (or a load, a compaction): run a round soon."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the next round retries
+                log.exception("tracked segments: round failed")
+
+    # ------------------------------------------------------------ rounds
+    def leader(self) -> bool:
+        """Whether this process maintains the data directory: one process does (an flock
+        held while it lives), so that server processes sharing the data directory
+        (--processes) never record the same snapshot twice; another takes over when it ends."""
+        if self._leader is None:
+            import fcntl
+            f = open(Path(self.engine.root) / ".audiences.lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                return False
+            self._leader = f
+        return True
+
+    def _release(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
+            self._leader = None
+
+    def run_once(self, datasets=None) -> list:
+        """One round over the datasets (default every one with tracked segments); returns
+        the snapshots recorded as (dataset, name, AudienceSnapshot). Nothing when another
+        process maintains the data directory."""
+        with self._round_lock:
+            out = []
+            if not self.leader():
+                return out
+            for name in (self.engine.datasets() if datasets is None else datasets):
+                try:
+                    tracked = self.audiences.tracked(name)
+                except NotFound:  # deleted meanwhile
+                    continue
+                if tracked:
+                    out.extend(self._dataset_round(name, tracked))
+                if self.run_tasks:
+                    try:
+                        for run in self.catalog.schedules.run_due(name, self.clock()):
+                            log.info("daily task %s of %s: %s, %d rows", run.name, name, run.day, run.rows)
+                    except Exception:  # noqa: BLE001 - the next round retries the day
+                        log.exception("daily tasks of %s failed", name)
+            self.rounds += 1
+            return out
+
+    def _dataset_round(self, dataset: str, tracked: list) -> list:
+        t0 = time.perf_counter()
+        ds = self.engine.dataset(dataset)
+        live, st, view = ds.reading()  # one state for every segment of this round
+        now = self.clock()
+        day = now.astimezone(ds.zone).date()
+        # one evaluation context for the round: conditions shared by several tracked
+        # segments are evaluated once (same state, same instant)
+        ctx = None if getattr(view, "empty", False) else Context(view, now, None)
+        touched: dict = {}   # the previous state a segment saw -> what the batches since touched
+        pending, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
+                          "sequence": st.seq if st is not None else 0}
+        for name in tracked:
+            try:
+                saved = self._saved(dataset, name)
+            except (NotFound, EngineError):
+                self._seen.pop((dataset, name), None)
+                continue
+            if not saved.active:
+                continue
+            item = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched)
+            if item is not None:
+                pending.append(item)
+        try:
+            recorded = self.audiences.record_many(dataset, pending)
+        except Exception:
+            for item in pending:   # not recorded: the next round starts again from the disk
+                self._seen.pop((dataset, item[0]), None)
+            raise
+        out = [(dataset, item[0], rec) for item, rec in zip(pending, recorded)]
+        stats["seconds"] = time.perf_counter() - t0
+        stats["recorded"] = len(out)
+        self.on_round(stats)
+        return out
+
+    def _saved(self, dataset: str, name: str):
+        """The saved segment, parsed again only when its file changed."""
+        path = self.catalog._dir(dataset, "segments") / f"{name}.json"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise NotFound("name", f"no saved segment {name!r}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._parsed.get((dataset, name))
+        if hit is None or hit[0] != stamp:
+            hit = self._parsed[(dataset, name)] = (stamp, self.catalog.get_segment(dataset, name))
+        return hit[1]
+
+    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats, touched_since):
+        key = (dataset, name)
+        definition = segment_json.dumps(seg)
+        scope = evaluation_scope(seg)
+        seen = self._seen.get(key)
+        same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
+                and st is not None and seen.state is not None)
+        newest = self.audiences.latest(dataset, name)
+        if same and (newest.number if newest is not None else 0) != seen.number:
+            same = False  # another writer recorded meanwhile: start again from the newest
+        due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
+        if same and seen.state is st and not due:
+            return None
+        mode = "full"
+        touched = None
+        if same and seen.state is not st:
+            since = touched_since.get(id(seen.state))
+            if since is None or since.state is not seen.state:
+                ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
+                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids())
+            tables = since.tables
+            if not tables & scope.tables and not due:
+                seen.state = st
+                stats["skipped"] += 1
+                return None
+            if scope.per_customer and not scope.instant:
+                mode, touched = "incremental", since
+        newest_number = newest.number if newest is not None else 0
+        if seen is not None and seen.number == newest_number and seen.definition == definition:
+            old = seen.members    # what this process recorded last (a new day or version: still valid)
+        else:
+            old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
+        new, changes = self._evaluate(seg, view, ctx, now, old, touched)
+        stats[mode] += 1
+        number = newest.number if newest is not None else 0
+        seen_now = _Seen(live, st, day, definition, new, number, now)
+        self._seen[key] = seen_now
+        if old is None or changes[0].size or changes[1].size:
+            seen_now.number = number + 1   # recorded at the end of the round, with the others
+            return (name, new, old, now, st.seq if st is not None else 0, mode, changes)
+        return None
+
+    @staticmethod
+    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"]) -> tuple:
+        """(new membership as sorted customer_ids, (entered, exited) or None when not known):
+        evaluated for everyone, or for the touched internal ids only, merged into the old
+        membership (cost: the touched customers, plus one copy of the membership)."""
+        if ctx is None:  # a dataset never loaded: nobody
+            none = np.zeros(0, np.int64)
+            return none, (changes_between(old, none) if old is not None else None)
+        members = output.evaluate(view, seg, now, None, ctx=ctx).members
+        ext = view.ext_ids()
+        if touched is None:
+            ids = ext[_ids(members)]
+            ids = ids if getattr(view, "ordered", True) else np.sort(ids)
+            return ids, (changes_between(old, ids) if old is not None else None)
+        hit = np.unique(ext[_ids(members & touched.bitmap)])
+        cand = touched.customer_ids
+        at = np.searchsorted(old, cand)
+        inside = at < old.size
+        inside[inside] = old[at[inside]] == cand[inside]
+        was = cand[inside]                                  # touched customers that were members
+        entered, exited = changes_between(was, hit)
+        if not entered.size and not exited.size:
+            return old, (entered, exited)
+        return apply_changes(old, entered, exited), (entered, exited)
+
+
+def _ids(bm) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), np.uint32).astype(np.int64) if len(bm) else np.zeros(0, np.int64)
+
+
+__all__ = ["Maintainer", "Scope", "evaluation_scope", "next_midnight"]

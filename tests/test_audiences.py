@@ -1,0 +1,311 @@
+"""Tracked segments: snapshots, diffs, incremental maintenance, midnight and DST.
+
+Oracle: the engine's full evaluation (materialize) at the same state and instant, which the
+maintenance's incremental path (touched customers only) and skipping never use for the
+customers they leave alone; and, for the relative-range rollover, tests/naive.py over the
+reference tables of tests/live_ref.LiveRef.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from segments.engine.model import segment as S
+from tests import datasets as D
+from tests.live_ref import NEW_BRAND, NEW_TAG, ChangeGen, LiveRef
+
+CUSTOMERS = 1500
+
+
+def F(**fields):
+    return S.ProductFilter(tuple(sorted((k, tuple(v)) for k, v in fields.items())))
+
+
+def R(kind, n=None):
+    return S.TimeRange(kind, n=n)
+
+
+SEGMENTS = {
+    "buyers30": S.Segment(S.Bought(S.NO_FILTER, R("last_n_days", 30))),
+    "new_brand": S.Segment(S.Bought(F(brand=(NEW_BRAND,)))),
+    "spend_today": S.Segment(S.Spend(S.Cmp(">", 0), S.NO_FILTER, R("today"))),
+    "vip_or_tag": S.Segment(S.Tags(("VIP", NEW_TAG))),
+    "visited_not_email": S.Segment(S.Visited(), exclude=S.Reachable("has_email")),
+    "points": S.Segment(S.LoyaltyPoints(S.Cmp(">=", 500))),
+    "overdue": S.Segment(S.OverdueLayby()),
+    "upcoming": S.Segment(S.UpcomingAppointment()),
+    "top_spend": S.Segment(S.Bought(), order_by=S.OrderBy("spend"), limit=40),
+    "points_top": S.Segment(S.All(), order_by=S.OrderBy("loyalty_points"), limit=25),
+    "quiet60": S.Segment(S.AllOf((S.Bought(), S.Not(S.Bought(S.NO_FILTER, R("last_n_days", 60)))))),
+}
+
+
+class FakeClock:
+    def __init__(self, t: dt.datetime):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory):
+    from segments.bench.generate import generate
+    folder = tmp_path_factory.mktemp("aud_base")
+    generate(folder, customers=CUSTOMERS, seed=41, fmt="parquet")
+    return folder
+
+
+def _setup(tmp_path, base_folder, tz, clock, name="aud", **engine_kw):
+    from segments.engine.api import Engine
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    eng = Engine(tmp_path / "data", **engine_kw)
+    eng.create_dataset(name, tz, shard_bits=10)
+    eng.ingest(name, base_folder)
+    cat = Catalog(eng, clock=clock)
+    for k, seg in SEGMENTS.items():
+        cat.create_segment(name, k, seg)
+        cat.audiences.track(name, k, keep=1000)
+    return eng, cat, Maintainer(eng, cat, clock=clock)
+
+
+def _full(eng, name, seg, at) -> set:
+    return set(int(x) for x in eng.materialize(name, seg, as_of=at).customer_ids)
+
+
+def test_evaluation_scope_rule():
+    from segments.engine.catalog.maintain import evaluation_scope
+
+    assert evaluation_scope(SEGMENTS["buyers30"]).per_customer
+    assert evaluation_scope(SEGMENTS["buyers30"]).tables == {"customers", "deleted", "purchases"}
+    assert evaluation_scope(SEGMENTS["visited_not_email"]).tables == {"customers", "deleted", "visits"}
+    assert not evaluation_scope(SEGMENTS["top_spend"]).per_customer      # limit
+    assert evaluation_scope(SEGMENTS["upcoming"]).instant
+
+    class Percentile(S.Condition):  # a kind this module does not know: full, every table
+        pass
+
+    sc = evaluation_scope(S.Segment(S.AllOf((S.Tags(("VIP",)), Percentile()))))
+    assert not sc.per_customer and "purchases" in sc.tables
+
+    class Declared(S.Condition):
+        per_customer = False
+
+    assert not evaluation_scope(S.Segment(S.Not(Declared()))).per_customer
+
+
+@pytest.mark.parametrize("seed,tz", [(7, D.NY), (8, D.AKL)])
+def test_entered_exited_match_full_evaluations(seed, tz, base_folder, tmp_path):
+    """Random change batches, one to three between rounds (coalesced): each round's new
+    snapshot equals the full evaluation at that state and instant, and its recorded
+    entered / exited equal the set differences of consecutive full evaluations."""
+    from segments.bench.duck import read_tables
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(tz))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, tz, clock)
+    name = "aud"
+    aud = cat.audiences
+    ref = LiveRef(read_tables(base_folder), tz)
+    gen = ChangeGen(seed, ref)
+    rng = random.Random(seed)
+    m.run_once()
+    prev = {k: _full(eng, name, seg, at) for k, seg in SEGMENTS.items()}
+    for k in SEGMENTS:
+        assert aud.latest(name, k).number == 1
+        assert set(aud.diff(name, k, 1, 1).entered_ids.tolist()) == set()
+    modes = {"incremental": 0, "full": 0}
+    erased_seen = set()
+    for rnd in range(7):
+        for _ in range(rng.randint(1, 3)):
+            b = gen.next()
+            ref.apply(b)
+            eng.apply_changes(name, **b.kwargs())
+            erased_seen |= set(b.delete)
+        if rnd == 3:
+            eng.compact(name)   # a new version: the next round evaluates fully, diffing against the last snapshot
+        clock.t = at + dt.timedelta(minutes=rnd + 1)  # the same local day
+        before = {k: (aud.latest(name, k).number) for k in SEGMENTS}
+        m.run_once()
+        now = {k: _full(eng, name, seg, clock.t) for k, seg in SEGMENTS.items()}
+        seq = eng.info(name)["live"]["sequence"]
+        for k in SEGMENTS:
+            snap = aud.latest(name, k)
+            got = set(aud.members(name, k, snap.number))
+            assert got == now[k], (k, rnd, sorted(got ^ now[k])[:10])
+            if now[k] == prev[k]:
+                assert snap.number == before[k], (k, "no change, no snapshot")
+                continue
+            assert snap.number == before[k] + 1 and snap.sequence == seq and snap.as_of == clock.t
+            modes[snap.evaluation] += 1
+            d = aud.diff(name, k, before[k], snap.number, fields=("email",))
+            assert set(d.entered_ids.tolist()) == now[k] - prev[k]
+            assert set(d.exited_ids.tolist()) == prev[k] - now[k]
+            assert (snap.entered, snap.exited) == (len(now[k] - prev[k]), len(prev[k] - now[k]))
+            assert set(d.entered.customer_ids.tolist()) <= set(d.entered_ids.tolist())
+            assert "email" in d.entered.columns
+        prev = now
+    assert modes["incremental"] > 0 and modes["full"] > 0, modes
+    # an erased customer that was a member exits, with its id
+    gone = [c for c in erased_seen if c not in ref.ids()]
+    first = {k: set(aud.members(name, k, 1)) for k in SEGMENTS}
+    exits = set()
+    for k in SEGMENTS:
+        exits |= set(aud.diff(name, k, 1).exited_ids.tolist()) & set(gone)
+    assert exits == {c for c in gone if any(c in first[k] for k in SEGMENTS)}
+    eng.close()
+
+
+def test_diff_to_now_and_retention(base_folder, tmp_path):
+    from segments.engine.errors import FailedPrecondition, NotFound
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    aud = cat.audiences
+    aud.track("aud", "points", keep=2, keep_days=1)
+    m.run_once()
+    ids = eng.materialize("aud", S.Segment(S.All()), as_of=at).customer_ids[:30].tolist()
+    numbers = []
+    for i in range(4):  # each round moves 5 customers above / below the points threshold
+        rows = [{"customer_id": c, "loyalty_points": 900 if (j + i) % 2 else 10} for j, c in enumerate(ids[5 * i:5 * i + 10])]
+        eng.upsert_customers("aud", rows)
+        clock.t += dt.timedelta(hours=1)
+        m.run_once(["aud"])
+        numbers.append(aud.latest("aud", "points").number)
+    kept = [s.number for s in aud.snapshots("aud", "points")]
+    assert kept == numbers[-2:]
+    with pytest.raises(NotFound) as e:
+        aud.members("aud", "points", 1)
+    assert e.value.reason == "SNAPSHOT_NOT_FOUND"
+    d = aud.diff("aud", "points", kept[0])  # to now: a fresh full evaluation
+    full = _full(eng, "aud", SEGMENTS["points"], clock.t)
+    old = set(aud.members("aud", "points", kept[0]))
+    assert set(d.entered_ids.tolist()) == full - old and set(d.exited_ids.tolist()) == old - full
+    clock.t += dt.timedelta(days=2)  # age: every snapshot but the newest goes
+    aud.track("aud", "points", keep=2, keep_days=1)
+    assert [s.number for s in aud.snapshots("aud", "points")] == numbers[-1:]
+    cat.create_segment("aud", "untracked", S.Segment(S.All()))
+    with pytest.raises(FailedPrecondition):
+        aud.diff("aud", "untracked", 1)
+    cat.delete_segment("aud", "points")
+    assert "points" not in aud.tracked("aud")
+    eng.close()
+
+
+def test_midnight_rollover_relative_ranges(base_folder, tmp_path):
+    """No batch: the same local day re-evaluates nothing; the first round after local
+    midnight re-evaluates fully, and relative ranges ("last 30 days", "not in the last 60
+    days", "today") move: entered / exited equal tests/naive.py's set differences between
+    the two instants."""
+    from segments.bench.duck import read_tables
+    from tests.naive import Naive
+    zone = ZoneInfo(D.NY)
+    before = dt.datetime(2026, 11, 20, 23, 59, 30, tzinfo=zone)
+    clock = FakeClock(before)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    aud = cat.audiences
+    naive = Naive(read_tables(base_folder), D.NY)
+    m.run_once()
+    clock.t = before + dt.timedelta(seconds=20)       # still 20 November
+    assert m.run_once() == []
+    clock.t = dt.datetime(2026, 11, 21, 0, 0, 5, tzinfo=zone)
+    recorded = {name: snap for _, name, snap in m.run_once()}
+    moved = 0
+    for k in ("buyers30", "quiet60", "spend_today", "points"):
+        was, now = set(naive.result(SEGMENTS[k], before)), set(naive.result(SEGMENTS[k], clock.t))
+        snap = aud.latest("aud", k)
+        assert set(aud.members("aud", k, snap.number)) == now, k
+        if was == now:
+            assert k not in recorded
+            continue
+        moved += 1
+        assert recorded[k].evaluation == "full" and recorded[k].as_of == clock.t
+        d = aud.diff("aud", k, snap.number - 1, snap.number)
+        assert set(d.entered_ids.tolist()) == now - was and set(d.exited_ids.tolist()) == was - now, k
+    assert moved >= 2  # the data has customers whose 30 / 60 days run out at this midnight
+    eng.close()
+
+
+def test_midnight_in_the_background_thread_and_dst(base_folder, tmp_path):
+    """The background thread notices a batch (listener) and local midnight on its own;
+    next_midnight follows DST (Santiago skips 00:00 on 6 September 2026)."""
+    import time
+    from segments.engine.catalog.maintain import next_midnight
+    z = ZoneInfo("America/Santiago")
+    assert next_midnight(dt.datetime(2026, 9, 5, 12, tzinfo=z), z) == dt.datetime(2026, 9, 6, 1, tzinfo=z)
+    ny = ZoneInfo(D.NY)
+    assert next_midnight(dt.datetime(2026, 11, 1, 0, 30, tzinfo=ny), ny) == dt.datetime(2026, 11, 2, tzinfo=ny)
+
+    clock = FakeClock(dt.datetime(2026, 11, 20, 23, 0, tzinfo=ny))
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    m.poll = 0.05
+    m.start()
+    try:
+        aud = cat.audiences
+
+        def wait(pred, what):
+            end = time.monotonic() + 30
+            while not pred():
+                assert time.monotonic() < end, what
+                time.sleep(0.02)
+        wait(lambda: all(aud.latest("aud", k) is not None for k in SEGMENTS), "first snapshots")
+        n0 = aud.latest("aud", "points").number
+        cid = int(eng.materialize("aud", S.Segment(S.Not(SEGMENTS["points"].include))).customer_ids[0])
+        eng.upsert_customers("aud", [{"customer_id": cid, "loyalty_points": 10_000}])
+        wait(lambda: aud.latest("aud", "points").number == n0 + 1, "a snapshot after the batch")
+        assert aud.diff("aud", "points", n0, n0 + 1).entered_ids.tolist() == [cid]
+        n30 = aud.latest("aud", "buyers30").number
+        clock.t = dt.datetime(2026, 11, 21, 0, 0, 1, tzinfo=ny)
+        wait(lambda: aud.latest("aud", "buyers30").number == n30 + 1, "a snapshot at midnight")
+        assert aud.latest("aud", "buyers30").evaluation == "full"
+    finally:
+        m.stop()
+        eng.close()
+
+
+def test_snapshots_store_changes_and_checkpoints(tmp_path, base_folder, monkeypatch):
+    """Random memberships recorded one after another: every retained snapshot's members
+    (checkpoint + changes) and changes equal what was recorded, also after pruning."""
+    from segments.engine.catalog import audiences as A
+    monkeypatch.setattr(A, "CHECKPOINT_EVERY", 4)
+    clock = FakeClock(dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc))
+    eng, cat, _ = _setup(tmp_path, base_folder, D.NY, clock)
+    aud = cat.audiences
+    aud.track("aud", "points", keep=7)
+    rng = np.random.default_rng(1)
+    sets, prev = {}, None
+    for n in range(1, 20):
+        cur = np.unique(rng.choice(np.concatenate([rng.integers(0, 2**62, 50), np.arange(100)]), 80))
+        s = aud.record("aud", "points", cur, prev, clock.t, n, "full")
+        assert s.number == n and (s.entered, s.exited) == (len(set(cur) - set(prev if prev is not None else [])),
+                                                             len(set(prev if prev is not None else []) - set(cur)))
+        sets[n], prev = cur, cur
+    kept = [s.number for s in aud.snapshots("aud", "points")]
+    assert kept == list(range(13, 20))
+    for n in kept:
+        assert np.array_equal(aud.members("aud", "points", n), sets[n]), n
+        if n > kept[0]:
+            e, x = aud.delta("aud", "points", n)
+            assert set(e.tolist()) == set(sets[n]) - set(sets[n - 1]) and set(x.tolist()) == set(sets[n - 1]) - set(sets[n])
+    eng.close()
+
+
+def test_one_process_maintains_a_data_directory(base_folder, tmp_path):
+    """Two maintainers over one data directory (as server processes sharing it): only the
+    one holding the lock records; the other takes over once it stops."""
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    eng, cat, first = _setup(tmp_path, base_folder, D.NY, FakeClock(at))
+    second = Maintainer(eng, Catalog(eng, clock=FakeClock(at)), clock=FakeClock(at))
+    assert len(first.run_once()) == len(SEGMENTS)
+    assert second.run_once() == [] and not second.leader()
+    first.stop()
+    assert second.leader()
+    assert second.run_once() == []   # nothing changed: the newest snapshots are taken over as they are
+    second.stop()
+    eng.close()
