@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from .catalog.catalog import scrub_groups
 from .datasets import folders
 from .datasets.dataset import Dataset
+from .datasets.residency import Budget, Residency
 from .errors import InvalidArgument
 from .evaluation import output, warm as warmup
 from .model.schema import PROFILE_FIELDS
@@ -34,17 +35,22 @@ class Engine:
     """A data directory holding many datasets (one per merchant); thread-safe."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, auto_compact: bool = True,
-                 compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000):
+                 compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000,
+                 budget: Optional[Budget] = None):
         """auto_compact: fold changes into a new version in a background thread once the
-        appended lines or changed (upserted / erased) customers pass the thresholds."""
+        appended lines or changed (upserted / erased) customers pass the thresholds.
+        budget: how many datasets, descriptors and mapped bytes the open datasets may hold
+        (engine.datasets.residency; default Budget.from_env()): past it the least recently
+        used idle datasets are closed, and a call on a closed one reopens it."""
         self.auto_compact = auto_compact
         self.compact_after_lines = compact_after_lines
         self.compact_after_customers = compact_after_customers
         self.root = Path(data_dir or default_data_dir())
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._open: dict = {}
+        self._open: dict = {}   # name -> Dataset, kept once used (small; its version may be unloaded)
         self.compactions = 0   # compactions started by this process (explicit and background)
+        self.residency = Residency(budget if budget is not None else Budget.from_env(), self._dataset)
 
     # ------------------------------------------------------------ datasets
     def create_dataset(self, name: str, timezone: str, shard_bits: int = folders.DEFAULT_SHARD_BITS) -> dict:
@@ -60,6 +66,7 @@ class Engine:
             ds = self._open.pop(name, None)
             if ds is not None:
                 ds.close()
+            self.residency.forget(name)
             folders.delete_dataset(self.root, name)
             exports = self.root / "_exports" / name
             if exports.is_symlink():
@@ -71,8 +78,7 @@ class Engine:
         """Names of every dataset, sorted."""
         return folders.list_datasets(self.root)
 
-    def dataset(self, name: str) -> Dataset:
-        """The open Dataset `name` (NotFound if none)."""
+    def _dataset(self, name: str) -> Dataset:
         with self._lock:
             ds = self._open.get(name)
             if ds is None:
@@ -80,16 +86,29 @@ class Engine:
                 self._open[name] = ds
             return ds
 
+    def dataset(self, name: str) -> Dataset:
+        """The Dataset `name` (NotFound if none). Its version may be closed again to keep
+        the budget once no call holds it; a reader keeping a snapshot keeps its parts open."""
+        ds = self._dataset(name)
+        self.residency.touch(name, ds)
+        return ds
+
+    def _use(self, name: str):
+        """Hold dataset `name` open for a call (engine.datasets.residency)."""
+        return self.residency.hold(name)
+
     def info(self, name: str) -> dict:
         """Row counts per table, shards, bytes on disk, timezone."""
-        return self.dataset(name).info()
+        with self._use(name) as ds:
+            return ds.info()
 
     def ingest(self, name: str, folder: str | os.PathLike, progress: bool = False, memory: Optional[int] = None,
                report=None) -> dict:
         """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table.
         `memory`: the build's budget in bytes (default $SEGMENTS_BUILD_MEMORY, else 4 GiB);
         `report(phase, done, total)` follows its progress."""
-        return self.dataset(name).ingest(Path(folder), progress=progress, memory=memory, report=report)
+        with self._use(name) as ds:
+            return ds.ingest(Path(folder), progress=progress, memory=memory, report=report)
 
     # ------------------------------------------------------------ live changes
     def apply_changes(self, name: str, customers=None, purchases=None, visits=None, laybys=None,
@@ -100,7 +119,10 @@ class Engine:
         a retry harmless: a batch already applied is answered again, not re-applied.
         Returns {"sequence", "rows", "not_found", "duplicate"}. IngestError (nothing
         applied) names the table, the 1-based row within it, and the column."""
-        ds = self.dataset(name)
+        with self._use(name) as ds:
+            return self._apply(ds, customers, purchases, visits, laybys, delete, batch_id)
+
+    def _apply(self, ds, customers, purchases, visits, laybys, delete, batch_id) -> dict:
         ack = ds.apply_changes(customers, purchases, visits, laybys, delete, batch_id)
         if self.auto_compact:
             p = ds.pending()
@@ -128,44 +150,50 @@ class Engine:
 
     def compact(self, name: str, progress: bool = False) -> dict:
         """Fold every change so far into a new version now: {"version", "sequence", "seconds"}."""
-        ds = self.dataset(name)
-        self.compactions += 1
-        return ds.compact(progress=progress)
+        with self._use(name) as ds:
+            self.compactions += 1
+            return ds.compact(progress=progress)
 
     # ------------------------------------------------------------ evaluation
     def snapshot(self, name: str):
         """What a reader of dataset `name` sees now: the version plus every change so far."""
-        return self.dataset(name).require_snapshot()
+        with self._use(name) as ds:
+            return ds.require_snapshot()
 
     def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:
         """Result size with email / SMS reachable counts."""
-        return output.count(self.snapshot(name), segment, as_of, deadline)
+        with self._use(name) as ds:
+            return output.count(ds.require_snapshot(), segment, as_of, deadline)
 
     def preview(self, name: str, segment: Segment, n: int = 20, fields: Sequence[str] = (),
                 as_of=None, deadline: Optional[float] = None) -> Preview:
         """The first n customers with chosen fields and the ranking value."""
-        return output.preview(self.snapshot(name), segment, n, tuple(fields), as_of, deadline)
+        with self._use(name) as ds:
+            return output.preview(ds.require_snapshot(), segment, n, tuple(fields), as_of, deadline)
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
         """Every customer_id of the result (and chosen fields), with the instant evaluated
         (now when as_of is None) and the change sequence of the snapshot read."""
-        snap = self.snapshot(name)
-        if as_of is None:
-            as_of = dt.datetime.now(dt.timezone.utc)
-        m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
-        m.as_of = output.parse_as_of(as_of)
-        state = getattr(snap, "state", None)
-        m.sequence = int(getattr(state, "seq", 0) or 0)
-        return m
+        with self._use(name) as ds:
+            snap = ds.require_snapshot()
+            if as_of is None:
+                as_of = dt.datetime.now(dt.timezone.utc)
+            m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
+            m.as_of = output.parse_as_of(as_of)
+            state = getattr(snap, "state", None)
+            m.sequence = int(getattr(state, "seq", 0) or 0)
+            return m
 
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
-        return output.explain(self.snapshot(name), segment, as_of, deadline)
+        with self._use(name) as ds:
+            return output.explain(ds.require_snapshot(), segment, as_of, deadline)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id that are still in the dataset (active or not)."""
-        return output.rows_of(self.snapshot(name), customer_ids, tuple(fields))
+        with self._use(name) as ds:
+            return output.rows_of(ds.require_snapshot(), customer_ids, tuple(fields))
 
     # ------------------------------------------------------------ operations
     def open_datasets(self) -> dict:
@@ -175,6 +203,8 @@ class Engine:
             open_ = list(self._open.items())
         out = {}
         for name, ds in open_:
+            if ds._live is None:   # closed: metrics never reopen a dataset
+                continue
             live = ds.live()
             state = getattr(live, "state", None)
             out[name] = {"sequence": int(getattr(state, "seq", 0) or 0),
@@ -214,8 +244,19 @@ class Engine:
             log(f"warm-up: dataset {name} in {timings[name]:.2f} s")
         return timings
 
+    def open_stats(self) -> dict:
+        """Open datasets, their descriptors and mapped bytes, the budget, and how many
+        were opened (cold calls) and closed since start."""
+        return self.residency.stats()
+
+    def close_idle(self, older_than: float = 0.0) -> int:
+        """Close every dataset no call holds that was last called `older_than` seconds ago
+        or earlier; returns how many."""
+        return self.residency.close_idle(older_than)
+
     def close(self) -> None:
         """Close every open dataset."""
+        self.residency.stop()
         with self._lock:
             for ds in self._open.values():
                 ds.close()

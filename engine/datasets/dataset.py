@@ -55,6 +55,7 @@ class Dataset:
         self._live = None                      # engine.live.Live of the current version
         self._live_version: Optional[str] = None
         self._compacting = threading.Lock()    # held by a background compaction
+        self._cleaned = False                  # what a crash left was removed (first open)
 
     @classmethod
     def open(cls, root: Path, name: str, on_erased=None) -> "Dataset":
@@ -69,6 +70,25 @@ class Dataset:
             self._live = None
             self._live_version = None
 
+    def unload(self) -> bool:
+        """Drop the loaded version (its parts close once no reader holds its snapshot any
+        more; calls in flight finish on it) unless a compaction runs; True when dropped.
+        The next call loads it again with every acknowledged change (they are in the log)."""
+        if not self._compacting.acquire(blocking=False):
+            return False
+        try:
+            with self._lock:
+                self._live = None
+                self._live_version = None
+            return True
+        finally:
+            self._compacting.release()
+
+    def footprint(self) -> Optional[tuple]:
+        """(descriptors, mapped bytes) of the loaded version's parts; None when not loaded."""
+        live = self._live
+        return None if live is None else live.base.footprint()
+
     # ------------------------------------------------------------ versions
     def _current_version(self) -> Optional[str]:
         try:
@@ -81,10 +101,11 @@ class Dataset:
         with self._lock:  # CURRENT is read under the lock a rebuild switches it under
             version = self._current_version()
             if version != self._live_version:
-                if self._live_version is None and version is not None:
+                if not self._cleaned and version is not None:
                     with build_lock(self.dir, wait=False) as mine:
                         if mine:  # first open in this process: what a crash left goes
                             self._cleanup()
+                            self._cleaned = True
                 self._live = Live(Snapshot(self.dir, version, self.timezone), self.zone,
                                   self.shard_bits) if version else None
                 self._live_version = version
