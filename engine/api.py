@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from .catalog.catalog import scrub_groups
 from .datasets import folders
 from .datasets.dataset import Dataset
+from .datasets import priority
 from .datasets.residency import Budget, Residency
 from .errors import InvalidArgument
 from .evaluation import output, warm as warmup
@@ -36,12 +37,14 @@ class Engine:
 
     def __init__(self, data_dir: str | os.PathLike | None = None, auto_compact: bool = True,
                  compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000,
-                 budget: Optional[Budget] = None):
+                 budget: Optional[Budget] = None, build_nice: Optional[int] = None):
         """auto_compact: fold changes into a new version in a background thread once the
         appended lines or changed (upserted / erased) customers pass the thresholds.
         budget: how many datasets, descriptors and mapped bytes the open datasets may hold
         (engine.datasets.residency; default Budget.from_env()): past it the least recently
-        used idle datasets are closed, and a call on a closed one reopens it."""
+        used idle datasets are closed, and a call on a closed one reopens it.
+        build_nice: how far below reads loads and compactions run (engine.datasets.priority;
+        default $SEGMENTS_BUILD_NICE or 10; 0: same priority)."""
         self.auto_compact = auto_compact
         self.compact_after_lines = compact_after_lines
         self.compact_after_customers = compact_after_customers
@@ -50,6 +53,7 @@ class Engine:
         self._lock = threading.Lock()
         self._open: dict = {}   # name -> Dataset, kept once used (small; its version may be unloaded)
         self.compactions = 0   # compactions started by this process (explicit and background)
+        self.build_nice = priority.default_nice() if build_nice is None else int(build_nice)
         self.residency = Residency(budget if budget is not None else Budget.from_env(), self._dataset)
 
     # ------------------------------------------------------------ datasets
@@ -83,6 +87,7 @@ class Engine:
             ds = self._open.get(name)
             if ds is None:
                 ds = Dataset.open(self.root, name, on_erased=scrub_groups)
+                ds.nice = self.build_nice
                 self._open[name] = ds
             return ds
 
@@ -218,7 +223,8 @@ class Engine:
         warm-up segments (engine.evaluation.warm) as count, preview with every field,
         materialize and explain, on a tiny synthetic dataset with live changes (the kernels,
         process-wide) and on each dataset of `names` (default: every
-        dataset; their arrays, bitmaps, profile and text columns). Stops between
+        dataset, at most as many as the budget keeps open; their arrays, bitmaps, profile
+        and text columns). Stops between
         evaluations once cancelled() is true. Returns seconds per step."""
         log = log or (lambda message: None)
         timings = {}
@@ -235,7 +241,11 @@ class Engine:
                 shutil.rmtree(folder, ignore_errors=True)
             timings["synthetic"] = round(time.perf_counter() - t0, 3)
             log(f"warm-up: kernels on a synthetic dataset in {timings['synthetic']:.2f} s")
-        for name in (self.datasets() if names is None else list(names)):
+        if names is None:   # warming more datasets than may stay open would only close them again
+            names = self.datasets()
+            if self.residency.budget.datasets:
+                names = names[:self.residency.budget.datasets]
+        for name in names:
             if cancelled():
                 break
             t0 = time.perf_counter()

@@ -65,9 +65,15 @@ class Call:
         if not self.context.is_active():
             raise DeadlineExceeded("", "call no longer active")
 
+    gate: object = None             # server.fairness.TenantGate, None: no per-dataset limit
+
     def engine(self, fn, *args, **kwargs):
-        """fn(*args, **kwargs) counted as engine time of this call."""
-        return self.observer.engine(self.record, fn, *args, **kwargs)
+        """fn(*args, **kwargs) counted as engine time of this call, in one of its dataset's
+        slots (server.fairness) when the server limits them."""
+        if self.gate is None or not self.record.dataset:
+            return self.observer.engine(self.record, fn, *args, **kwargs)
+        with self.gate.admit(self.record.dataset, self.deadline):
+            return self.observer.engine(self.record, fn, *args, **kwargs)
 
     def sent(self, rows: int) -> None:
         """Count customer rows this call sends (preview, materialize, export)."""
@@ -104,6 +110,7 @@ def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False
             obs = self.s.observer
             rec = obs.start(f"{self.SERVICE}/{name}", dataset(request), context)
             call = Call(_deadline(context, self.s.default_deadline), context, rec, obs)
+            call.gate = self.s.gate
             call.grant = authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
             return call
 
@@ -141,8 +148,10 @@ class Services:
 
     def __init__(self, engine, catalog: Catalog, tokens: Optional[Tokens], export_dir: Path,
                  chunk_ids: int = DEFAULT_CHUNK_IDS, ingest_root: Optional[Path] = None,
-                 default_deadline: Optional[float] = None, observer: Optional[Observer] = None):
+                 default_deadline: Optional[float] = None, observer: Optional[Observer] = None,
+                 gate=None):
         self.engine = engine
+        self.gate = gate   # server.fairness.TenantGate or None
         self.catalog = catalog
         self.tokens = tokens
         self.export_dir = Path(export_dir)

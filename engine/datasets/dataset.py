@@ -29,6 +29,7 @@ from ..storage.load import Target, read_load
 from ..storage.manifest import read_version
 from ..storage.snapshot import EmptySnapshot, Snapshot
 from .fold import state_changes
+from .priority import DEFAULT_NICE, _start_kernel_threads, lower_this_thread, run_low
 from .folders import build_lock, dataset_dir, write_current, write_lock
 
 
@@ -56,6 +57,7 @@ class Dataset:
         self._live_version: Optional[str] = None
         self._compacting = threading.Lock()    # held by a background compaction
         self._cleaned = False                  # what a crash left was removed (first open)
+        self.nice = DEFAULT_NICE               # loads and compactions run this much below reads
 
     @classmethod
     def open(cls, root: Path, name: str, on_erased=None) -> "Dataset":
@@ -142,7 +144,7 @@ class Dataset:
         """Fold every change so far into a new version (erased customers leave storage)."""
         t0 = time.perf_counter()
         with self._compacting:
-            version, seq = self._rebuild(None, progress=progress)
+            version, seq = run_low(lambda: self._rebuild(None, progress=progress), self.nice, f"compact-{self.name}")
         return {"version": version, "sequence": seq, "seconds": round(time.perf_counter() - t0, 3)}
 
     def compact_in_background(self) -> bool:
@@ -151,12 +153,15 @@ class Dataset:
             return False
 
         def run():
+            lower_this_thread(self.nice)
             try:
                 self._rebuild(None)
             except Exception:  # the next trigger retries; changes stay in the log meanwhile
                 logging.getLogger(__name__).exception("background compaction of %s failed", self.name)
             finally:
                 self._compacting.release()
+        if self.nice > 0:
+            _start_kernel_threads()
         threading.Thread(target=run, name=f"compact-{self.name}", daemon=True).start()
         return True
 
@@ -168,6 +173,9 @@ class Dataset:
         folder = Path(folder)
         if not folder.is_dir():
             raise InvalidArgument("folder", f"{str(folder)!r} is not a folder")
+        return run_low(lambda: self._ingest(folder, progress, memory, report), self.nice, f"load-{self.name}")
+
+    def _ingest(self, folder: Path, progress: bool, memory: Optional[int], report) -> dict:
         budget = memory_budget(memory)
         with build_lock(self.dir), space.reserve(self.dir, _load_bytes(folder), "the bulk load"):
             live = self.live()
