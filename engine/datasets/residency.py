@@ -87,9 +87,12 @@ def parse_bytes(text) -> int:
     s = str(text).strip().lower().replace(" ", "")
     num = s.rstrip("kmgtib")
     unit = s[len(num):]
-    if unit not in _UNITS or not num:
-        raise ValueError(f"expected a size such as 64G or 512M, got {text!r}")
-    return int(float(num) * _UNITS[unit])
+    try:
+        if unit not in _UNITS or float(num) < 0:
+            raise ValueError
+        return int(float(num) * _UNITS[unit])
+    except ValueError:
+        raise ValueError(f"expected a size such as 64G or 512M, got {text!r}") from None
 
 
 class Residency:
