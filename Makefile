@@ -7,7 +7,7 @@ SCALE ?= S
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench proto serve client-dist clean
+.PHONY: all setup demo test bench bench-tenants proto serve client-dist clean
 
 all: test
 
@@ -27,6 +27,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m segments.bench.run --scale $(SCALE)
+
+# Many tenants on one server (bench/tenants.py): TENANTS small datasets, a Zipf load from
+# another process, and a bulk load of HEAVY customers beside 8 heavy segments (0: skipped).
+TENANTS ?= 10000
+HEAVY ?= 1000000
+bench-tenants: $(STAMP)
+	$(PY) -m segments.bench.tenants --datasets $(TENANTS) --heavy-customers $(HEAVY) \
+		--out bench/results/tenants-$(TENANTS).json
 
 # The generated modules import each other as segments.proto.*: protoc runs over a copy laid
 # out as that package, and the outputs come back into proto/.
