@@ -131,7 +131,7 @@ def process_figures(pid: int, data: Path) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmSize", "VmHWM"):
+        if k in ("VmRSS", "VmSize", "VmHWM", "RssAnon", "RssFile"):
             out[k] = int(v.split()[0]) * 1024
     out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     prefix = str(data.resolve())
@@ -176,6 +176,23 @@ class Sampler:
         self._stop.set()
         self._t.join()
         return {"peak": self.peak, "last": self.sample()}
+
+
+def open_stats(metrics_port: int) -> dict:
+    """The server's open-dataset figures from its metrics endpoint."""
+    import urllib.request
+    want = ("segments_open_datasets", "segments_open_files", "segments_mapped_bytes",
+            "segments_dataset_opens_total", "segments_dataset_closes_total")
+    out = {}
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in want:
+            out[name] = float(value)
+    return out
 
 
 def engine_times(access_log: Path, since_line: int = 0) -> tuple:
@@ -248,6 +265,11 @@ def load_main(spec: dict) -> dict:
                     err(e)
                 lat.append((time.perf_counter() - t0) * 1e3)
         out["cold"] = {"latency_ms": pct(lat), "answered": answered, "datasets": len(order)}
+        sizes = dict(zip(names, spec.get("customers") or [0] * len(names)))
+        by = {}
+        for name, ms in zip(order, lat):
+            by.setdefault(sizes[name], []).append(ms)
+        out["cold"]["latency_ms_by_customers"] = {str(k): pct(v, (50, 99)) for k, v in sorted(by.items())}
     if spec.get("warm"):
         hot = names[:spec["warm"]]
         lat = []
@@ -397,21 +419,24 @@ def main(argv=None) -> None:
         report["build"] = built
         log(f"built {a.datasets} datasets in {time.perf_counter() - t0:.0f} s ({built['disk_bytes'] / 2**30:.1f} GiB)")
         uploads = work / "uploads"
+        (work / "access.log").unlink(missing_ok=True)
+        metrics_port = free_port()
         flags = ["--max-open-datasets", str(a.max_open_datasets), "--access-log", str(work / "access.log"),
-                 "--ingest-root", str(uploads)]
+                 "--ingest-root", str(uploads), "--metrics-port", str(metrics_port)]
         if a.max_open_files is not None:
             flags += ["--max-open-files", str(a.max_open_files)]
-        report["serve_flags"] = flags[:2] + flags[6:]
+        report["serve_flags"] = flags[:2] + flags[8:]
         proc, target = serve(work / "data", work, flags)
         try:
             sampler = Sampler(proc.pid, work / "data")
             report["server_ready"] = sampler.sample()
             log("cold sweep over every dataset")
-            r = run_load({"target": target, "names": names, "sweep": True}, work)
+            r = run_load({"target": target, "names": names, "customers": customers, "sweep": True}, work)
             eng, tot, seen = engine_times(work / "access.log")
             r["cold"]["engine_ms"] = pct(eng)
             r["cold"]["server_total_ms"] = pct(tot)
             report["after_sweep"] = sampler.sample()
+            report["after_sweep"]["open_stats"] = open_stats(metrics_port)
             log(f"cold: {r['cold']}")
             warm_n = min(200, max(1, a.max_open_datasets // 2) if a.max_open_datasets else 200, len(names))
             w = run_load({"target": target, "names": names, "warm": warm_n}, work)
@@ -428,6 +453,8 @@ def main(argv=None) -> None:
                           errors={k: r["errors"].get(k, 0) + w["errors"].get(k, 0) + z["errors"].get(k, 0)
                                   for k in set(r["errors"]) | set(w["errors"]) | set(z["errors"])})
             log(f"zipf: {z['zipf']}")
+            z["zipf"]["open_stats"] = open_stats(metrics_port)
+            log(f"open datasets: {z['zipf']['open_stats']}")
             if a.heavy_customers > 0:
                 report["fair"] = fairness(a, work, names, customers, target, uploads, log)
             report["server"] = sampler.stop()
