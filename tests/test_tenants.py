@@ -99,7 +99,7 @@ def test_thousands_of_datasets_answer_within_the_budget(template, tmp_path):
             assert eng.count(names[i], VIP, AS_OF).count == want["vip"]
     finally:
         eng.close()
-    assert parts.open_parts() == parts0
+    assert parts.open_parts() <= parts0   # every part this engine opened is closed again
 
 
 def test_mapped_bytes_and_idle_time_close_datasets(template, tmp_path):
