@@ -395,6 +395,8 @@ def main(argv=None) -> None:
                    help="customers of the fairness phase's bulk load (0: skip the phase)")
     p.add_argument("--fair-seconds", type=float, default=15.0)
     p.add_argument("--compare", action="store_true", help="run the fairness phase without limits too")
+    p.add_argument("--serve-args", default="", help="more `segments serve` flags, e.g. '--tenant-concurrency 1'")
+    p.add_argument("--only-fair", action="store_true", help="skip the cold, warm and Zipf phases")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the working folder")
     p.add_argument("--seed", type=int, default=0)
@@ -425,36 +427,14 @@ def main(argv=None) -> None:
                  "--ingest-root", str(uploads), "--metrics-port", str(metrics_port)]
         if a.max_open_files is not None:
             flags += ["--max-open-files", str(a.max_open_files)]
+        flags += a.serve_args.split()
         report["serve_flags"] = flags[:2] + flags[8:]
         proc, target = serve(work / "data", work, flags)
         try:
             sampler = Sampler(proc.pid, work / "data")
             report["server_ready"] = sampler.sample()
-            log("cold sweep over every dataset")
-            r = run_load({"target": target, "names": names, "customers": customers, "sweep": True}, work)
-            eng, tot, seen = engine_times(work / "access.log")
-            r["cold"]["engine_ms"] = pct(eng)
-            r["cold"]["server_total_ms"] = pct(tot)
-            report["after_sweep"] = sampler.sample()
-            report["after_sweep"]["open_stats"] = open_stats(metrics_port)
-            log(f"cold: {r['cold']}")
-            warm_n = min(200, max(1, a.max_open_datasets // 2) if a.max_open_datasets else 200, len(names))
-            w = run_load({"target": target, "names": names, "warm": warm_n}, work)
-            eng, tot, seen2 = engine_times(work / "access.log", seen)
-            w["warm"]["engine_ms"] = pct(eng[warm_n:])
-            w["warm"]["server_total_ms"] = pct(tot[warm_n:])
-            log(f"warm: {w['warm']}")
-            log(f"Zipf load: {a.clients} streams for {a.seconds:.0f} s")
-            z = run_load({"target": target, "names": names, "zipf_seconds": a.seconds, "clients": a.clients}, work)
-            eng, tot, seen3 = engine_times(work / "access.log", seen2)
-            z["zipf"]["engine_ms"] = pct(eng)
-            report["after_zipf"] = sampler.sample()
-            report.update(cold=r["cold"], warm=w["warm"], zipf=z["zipf"],
-                          errors={k: r["errors"].get(k, 0) + w["errors"].get(k, 0) + z["errors"].get(k, 0)
-                                  for k in set(r["errors"]) | set(w["errors"]) | set(z["errors"])})
-            log(f"zipf: {z['zipf']}")
-            z["zipf"]["open_stats"] = open_stats(metrics_port)
-            log(f"open datasets: {z['zipf']['open_stats']}")
+            if not a.only_fair:
+                report.update(served_phases(a, work, target, names, customers, sampler, metrics_port, log))
             if a.heavy_customers > 0:
                 report["fair"] = fairness(a, work, names, customers, target, uploads, log)
             report["server"] = sampler.stop()
@@ -474,6 +454,36 @@ def main(argv=None) -> None:
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(text + "\n")
+
+
+def served_phases(a, work: Path, target: str, names, customers, sampler, metrics_port: int, log) -> dict:
+    """The cold sweep, the warm pass and the Zipf load, with the server's figures after each."""
+    out = {}
+    log("cold sweep over every dataset")
+    r = run_load({"target": target, "names": names, "customers": customers, "sweep": True}, work)
+    eng, tot, seen = engine_times(work / "access.log")
+    r["cold"]["engine_ms"] = pct(eng)
+    r["cold"]["server_total_ms"] = pct(tot)
+    out["after_sweep"] = sampler.sample()
+    out["after_sweep"]["open_stats"] = open_stats(metrics_port)
+    log(f"cold: {r['cold']}")
+    warm_n = min(200, max(1, a.max_open_datasets // 2) if a.max_open_datasets else 200, len(names))
+    w = run_load({"target": target, "names": names, "warm": warm_n}, work)
+    eng, tot, seen2 = engine_times(work / "access.log", seen)
+    w["warm"]["engine_ms"] = pct(eng[warm_n:])
+    w["warm"]["server_total_ms"] = pct(tot[warm_n:])
+    log(f"warm: {w['warm']}")
+    log(f"Zipf load: {a.clients} streams for {a.seconds:.0f} s")
+    z = run_load({"target": target, "names": names, "zipf_seconds": a.seconds, "clients": a.clients}, work)
+    eng, _, _ = engine_times(work / "access.log", seen2)
+    z["zipf"]["engine_ms"] = pct(eng)
+    z["zipf"]["open_stats"] = open_stats(metrics_port)
+    out["after_zipf"] = sampler.sample()
+    log(f"zipf: {z['zipf']}")
+    out.update(cold=r["cold"], warm=w["warm"], zipf=z["zipf"],
+               errors={k: r["errors"].get(k, 0) + w["errors"].get(k, 0) + z["errors"].get(k, 0)
+                       for k in set(r["errors"]) | set(w["errors"]) | set(z["errors"])})
+    return out
 
 
 def fairness(a, work: Path, names, customers, target, uploads: Path, log) -> dict:
