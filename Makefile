@@ -7,7 +7,7 @@ SCALE ?= S
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench bench-tenants proto serve client-dist clean
+.PHONY: all setup demo test bench bench-live bench-compaction bench-tenants proto serve client-dist clean
 
 all: test
 
@@ -27,6 +27,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m segments.bench.run --scale $(SCALE)
+
+# live changes beside readers (1,000-line batches with 100 customer upserts, one reader)
+bench-live: $(STAMP)
+	$(PY) -m segments.bench.live --scale $(SCALE) --readers 1 --rate 0 --upserts 100
+
+# what a compaction costs for what changed (few lines, lines spread, customer upserts)
+bench-compaction: $(STAMP)
+	$(PY) -m segments.bench.compaction --scale $(SCALE)
 
 # Many tenants on one server (bench/tenants.py): TENANTS small datasets, a Zipf load from
 # another process, and a bulk load of HEAVY customers beside 8 heavy segments (0: skipped).

@@ -103,6 +103,13 @@ def read_tables(folder) -> dict:
     return out
 
 
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return "VARCHAR[]"
+    return {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN",
+            pa.date32(): "DATE", _TS: "TIMESTAMPTZ"}[t]
+
+
 # ---------------------------------------------------------------- calendar (independent of engine.timerange)
 
 def local_today(as_of: dt.datetime, timezone: str) -> dt.date:
@@ -375,6 +382,60 @@ class DuckPeer:
         self.con.execute("CREATE TABLE laybys AS SELECT * FROM _in_laybys")
         for name in t:
             self.con.unregister(f"_in_{name}")
+
+    @classmethod
+    def on_disk(cls, folder, timezone: str, db_path, threads: Optional[int] = None,
+                memory_limit: str = "8GB", log=print) -> "DuckPeer":
+        """A peer over a DuckDB database file, built from the folder's Parquet files by
+        DuckDB itself (nothing passes through Python memory) and kept for the next run: for
+        datasets whose tables do not fit in memory (scale L). The same columns as the
+        in-memory peer; local dates computed by DuckDB's ICU time zones."""
+        import time as _time
+        folder, db_path = Path(folder), Path(db_path)
+        done = db_path.with_name(db_path.name + ".complete")
+        if not done.exists():
+            db_path.unlink(missing_ok=True)
+            db_path.with_name(db_path.name + ".wal").unlink(missing_ok=True)
+        self = cls.__new__(cls)
+        self.timezone = timezone
+        self.con = duckdb.connect(str(db_path))
+        self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute("SET preserve_insertion_order = false")
+        if done.exists():
+            self.con.execute("SET TimeZone = 'UTC'")
+            return self
+        t0 = _time.perf_counter()
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute(_norm_macro())
+
+        def source(table: str) -> str:
+            files = [folder / f"{table}.parquet"] if (folder / f"{table}.parquet").is_file() else []
+            if (folder / table).is_dir():
+                files += sorted(p for p in (folder / table).iterdir() if p.suffix == ".parquet")
+            if not files:
+                raise ValueError(f"{folder}: no Parquet files for {table} (the on-disk peer reads Parquet only)")
+            have = set(pq.read_schema(files[0]).names)
+            cols = [(f"CAST({n} AS {_duck_type(t)}) AS {n}" if n in have else f"CAST(NULL AS {_duck_type(t)}) AS {n}")
+                    for n, t in _TYPES[table].items()]
+            listing = ", ".join(_q(str(f)) for f in files)
+            return f"(SELECT {', '.join(cols)} FROM read_parquet([{listing}], union_by_name = true))"
+
+        norm = ", ".join(f"norm({f}) AS _n_{f}" for f in _TEXT)
+        self.con.execute(f"""CREATE TABLE customers AS SELECT *, COALESCE(active, TRUE) AS _active,
+            {norm}, regexp_replace(phone, '[^0-9]', '', 'g') AS _n_phone,
+            month(birth_date) * 100 + day(birth_date) AS _bmd,
+            COALESCE(regexp_matches(email, '\\S'), FALSE) AS _has_email,
+            COALESCE(regexp_matches(phone, '\\S'), FALSE) AS _has_phone
+            FROM {source('customers')}""")
+        for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
+            log(f"duckdb: loading {table} into {db_path} ...")
+            self.con.execute(f"""CREATE TABLE {table} AS SELECT *, epoch_us({col}) AS _us,
+                CAST(timezone({_q(timezone)}, {col}) AS DATE) AS ld FROM {source(table)}""")
+        self.con.execute(f"CREATE TABLE laybys AS SELECT * FROM {source('laybys')}")
+        self.con.execute("CHECKPOINT")
+        done.write_text(f"{_time.perf_counter() - t0:.1f}\n")
+        return self
 
     def _with_local(self, tab: pa.Table, col: str) -> pa.Table:
         """Add _us (UTC micros) and ld (the local calendar date in the dataset zone)."""

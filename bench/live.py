@@ -59,8 +59,10 @@ def make_batches(ids: np.ndarray, n_batches: int, size: int, seed: int = 0) -> l
 def make_upserts(input_dir: str, n_batches: int, size: int, seed: int = 1) -> list:
     """Customer rows to upsert per batch: existing customers (distinct within a batch) with
     new loyalty points."""
-    import pyarrow.parquet as pq
-    cust = pq.read_table(Path(input_dir) / "customers.parquet")
+    import pyarrow.dataset as pads
+    src = Path(input_dir)
+    cust = pads.dataset(str(src / "customers" if (src / "customers").is_dir() else src / "customers.parquet"),
+                        format="parquet").to_table()
     rng = np.random.default_rng(seed)
     points = cust.schema.get_field_index("loyalty_points")
     out = []

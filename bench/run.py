@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-load", action="store_true", help="skip the load test")
     p.add_argument("--bandwidth-mib", type=int, default=512, help="bandwidth probe array size")
     p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest the cached dataset")
+    p.add_argument("--duckdb", default="auto", choices=("auto", "memory", "disk"),
+                   help="DuckDB's tables in memory or in a database file next to the cached dataset "
+                        "(auto: on disk at L, whose tables do not fit in memory beside the engine)")
     a = p.parse_args(argv)
     if a.repeat is None:
         a.repeat = DEFAULT_REPEAT[a.scale]
@@ -252,7 +255,11 @@ def main(argv=None) -> int:
 
     engine = Engine(c.data_dir)
     t0 = time.perf_counter()
-    peer = DuckPeer.from_folder(c.input_dir, c.timezone)
+    duck_storage = a.duckdb if a.duckdb != "auto" else ("disk" if a.scale == "L" else "memory")
+    if duck_storage == "disk":
+        peer = DuckPeer.on_disk(c.input_dir, c.timezone, Path(c.input_dir).parent / "duckdb.db")
+    else:
+        peer = DuckPeer.from_folder(c.input_dir, c.timezone)
     duck_load_s = time.perf_counter() - t0
     duck_threads = peer.con.execute("SELECT current_setting('threads')").fetchone()[0]
     print(f"duckdb: loaded in {duck_load_s:.1f} s ({duck_threads} threads)")
@@ -316,7 +323,7 @@ def main(argv=None) -> int:
         "load_average": {"start": [round(x, 2) for x in load_start],
                          "end": [round(x, 2) for x in os.getloadavg()]},
         "dataset": dataclasses.asdict(c), "bandwidth": bw,
-        "duckdb": {"load_s": round(duck_load_s, 3), "threads": int(duck_threads)},
+        "duckdb": {"load_s": round(duck_load_s, 3), "threads": int(duck_threads), "storage": duck_storage},
         "grpc": grpc_info, "jit": jit_stats(),
         "segments": rows, "kernels": kernels,
         "loadtest": load if load is not None else {"skipped": grpc_info.get("reason") if not grpc_info["available"]

@@ -235,6 +235,39 @@ def test_delete_unknown_ids(env):
     assert victim in eng.count(NAME, S.Segment(S.Customers((victim,))), as_of=AS_OF).missing_ids
 
 
+def test_batch_whose_log_write_fails_leaves_no_trace(env, monkeypatch):
+    """A batch is applied to a next state before its log write; when the write fails that
+    state is never published. Readers' caches advance from state to state: the next batch
+    must take the failed one's place, and answers must equal a fresh replay of the log."""
+    from segments.engine.api import Engine
+    from segments.engine.live.log import ChangeLog
+    eng = env["eng"]
+    a, b, c = env["ids"][40:43]
+    city = S.Segment(S.InValues("city", ("Failtown", "Passtown")))
+    points = S.Segment(S.LoyaltyPoints(S.Cmp(">=", 777_000)))
+    eng.apply_changes(NAME, customers=[{"customer_id": a, "city": "Passtown", "loyalty_points": 777_001}])
+    seen = [eng.count(NAME, s, as_of=AS_OF).count for s in (city, points)]
+
+    def full_disk(*args, **kw):
+        raise OSError(28, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(ChangeLog, "append", full_disk)
+        with pytest.raises(Exception):
+            eng.apply_changes(NAME, customers=[{"customer_id": b, "city": "Failtown", "loyalty_points": 777_002}],
+                              delete=[a])
+    assert [eng.count(NAME, s, as_of=AS_OF).count for s in (city, points)] == seen
+    eng.apply_changes(NAME, customers=[{"customer_id": c, "city": "Passtown"}])
+    got = {k: [int(x) for x in eng.materialize(NAME, s, as_of=AS_OF).customer_ids]
+           for k, s in (("city", city), ("points", points))}
+    assert got == {"city": sorted([a, c]), "points": [a]}
+    before = snapshot(eng)
+    eng.close()
+    env["eng"] = eng = Engine(env["root"])
+    assert snapshot(eng) == before
+    assert {k: [int(x) for x in eng.materialize(NAME, s, as_of=AS_OF).customer_ids]
+            for k, s in (("city", city), ("points", points))} == got
+
+
 def test_dedup_and_state_survive_reopen(env):
     """Runs last: the batch ids and every applied change come back from the log."""
     from segments.engine.api import Engine

@@ -69,6 +69,29 @@ def test_random_segments(pair, seed):
         assert pair.naive.count(seg, as_of) == pair.peer.count(seg, as_of), spec
 
 
+@pytest.mark.parametrize("source", ["rand1", "edge_akl"])
+def test_on_disk_peer_equals_in_memory_peer(source, tmp_path):
+    """The bench's peer at L (tables loaded by DuckDB from Parquet into a database file,
+    local dates by DuckDB's time zones) answers every condition as the in-memory peer does,
+    also when reopened from the file."""
+    seed, tz = SOURCES[source]
+    tables = D.random_tables(seed) if seed is not None else D.edge_tables()
+    as_ofs = RANDOM_AS_OFS if seed is not None else D.EDGE_AS_OFS_BY_ZONE[tz][:5]
+    folder = D.write_folder(tables, tmp_path / "in")
+    mem = DuckPeer(tables, tz, threads=2)
+    values = dataset_values(mem)
+    for attempt in range(2):
+        disk = DuckPeer.on_disk(folder, tz, tmp_path / "peer.db", threads=2, memory_limit="1GB", log=lambda *a: None)
+        bad = []
+        for name, make in CATALOG.items():
+            cond = make(values)
+            for as_of in as_ofs_for(name, as_ofs)[:2]:
+                if mem.ids(cond, as_of) != disk.ids(cond, as_of):
+                    bad.append(f"{name} @ {as_of}")
+        disk.close()
+        assert not bad, (attempt, bad)
+
+
 # ---------------------------------------------------------------- hand-computed answers
 
 def test_ranges_by_hand():

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pyroaring import BitMap, FrozenBitMap
 
 from ..model import timerange
-from ..storage.customer_attrs import (INT32_NULL, VALUE_FIELDS, Derived, concat_derived, day_numbers, derive, encode, filled,
+from ..storage.customer_attrs import (INT32_NULL, VALUE_FIELDS, Derived, day_numbers, derive, derive_search, encode, filled,
                               np_column, take_derived)
 from ..model.segment import PRODUCT_FIELDS
 from ..storage.ingest_read import canonical_schema
@@ -40,6 +40,7 @@ LINE_COLUMNS = {
     "l": {"iid": np.int64, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
 }
 TABLE_PREFIX = {"purchases": "p", "visits": "v", "laybys": "l"}
+_NONE = np.zeros(0, np.int64)
 
 
 class LineBuf:
@@ -73,7 +74,8 @@ class LineBuf:
 
 class Chunk:
     """One batch's customer rows (canonical columns + _iid), derived on first use: the
-    writer stores rows, readers derive them once (a chunk is shared by every later state)."""
+    writer stores rows, readers derive them (without search text) once; a chunk is shared by
+    every later state."""
 
     def __init__(self, rows: pa.Table, iids: np.ndarray):
         self.rows = rows
@@ -86,22 +88,90 @@ class Chunk:
         these rows: the writer extended the live dictionaries with them)."""
         d = self._derived
         if d is None:
-            with self._lock:
-                d = self._derived
-                if d is None:
-                    d = self._derived = derive(self.rows.drop_columns(["_iid"]),
-                                               {k: dicts[k] for k in CUSTOMER_DICTS})
+            derive_chunks([self], dicts)
+            d = self._derived
         return d
+
+
+def derive_chunks(chunks, dicts: Dict[str, list]) -> None:
+    """Derive every chunk of `chunks` not derived yet, in one derive() call: a reader that
+    skipped k batches pays one call's fixed cost, not k. `dicts` must be the newest of the
+    chunks' overlays' (codes only grow, so any later dictionary gives the same codes)."""
+    todo = [c for c in chunks if c._derived is None]
+    if not todo:
+        return
+    cust = {k: dicts[k] for k in CUSTOMER_DICTS}
+    if len(todo) == 1:
+        parts = [derive(todo[0].rows.drop_columns(["_iid"]), cust, search=False)]
+    else:
+        schema = todo[0].rows.schema
+        rows = pa.concat_tables([c.rows.cast(schema) for c in todo]).drop_columns(["_iid"])
+        both = derive(rows, cust, search=False)
+        offsets = np.cumsum([0] + [c.iids.size for c in todo])
+        parts = [take_derived(both, np.arange(a, b)) for a, b in zip(offsets[:-1], offsets[1:])]
+    for c, d in zip(todo, parts):
+        with c._lock:
+            if c._derived is None:
+                c._derived = d
+
+
+@dataclass(frozen=True)
+class Event:
+    """What one batch did to the changed customers: the chunk it added (index into the
+    overlay's chunks, -1 for none) and the internal ids it erased."""
+    chunk: int
+    gone: np.ndarray
+
+
+class OverlayLog:
+    """The events of one version's chain of overlays, shared by all of them (an overlay sees
+    events[:pos]), and the newest cached value of each key.
+
+    Caches advance along the chain: a value computed for one overlay is kept with its
+    position, and a later overlay brings it up to date by the events in between. A reader
+    that skipped k states pays for k batches' rows, not for every change since the version.
+    A batch whose state is never published (its log write failed) leaves events past the
+    published position: the next batch replaces them, and a cached value records the event
+    it ends at, so a value of an unpublished state is never reused."""
+
+    def __init__(self):
+        self.events: list = []
+        self.latest: dict = {}               # key -> (pos, last event seen, value)
+        self.lock = threading.Lock()
+
+    def add(self, pos: int, event: Event) -> int:
+        with self.lock:
+            del self.events[pos:]
+            self.events.append(event)
+            return pos + 1
+
+    def since(self, key, pos: int):
+        """(value, events from its position to `pos`) of the newest cached value of `key`
+        at or before `pos`, or None."""
+        with self.lock:
+            got = self.latest.get(key)
+            if got is None:
+                return None
+            p, last, v = got
+            if p > pos or (p and self.events[p - 1] is not last):
+                return None
+            return v, self.events[p:pos]
+
+    def keep(self, key, pos: int, value) -> None:
+        with self.lock:
+            got = self.latest.get(key)
+            if got is None or got[0] <= pos:
+                self.latest[key] = (pos, self.events[pos - 1] if pos else None, value)
 
 
 @dataclass(frozen=True)
 class Overlay:
     """Customers changed since the version, and the erased ones.
 
-    A batch adds a Chunk of rows (cost: the batch's rows); what readers need of every
-    changed customer's current row (`latest`, member bitmaps, dense columns) is computed on
-    first use per overlay, from the previous overlay's when that one has it (cost: the
-    batch's rows, plus a copy)."""
+    A batch adds a Chunk of rows (cost: the batch's rows) and an Event to the shared log;
+    what readers need of every changed customer's current row (`latest`, member bitmaps,
+    dense columns) is computed on first use per overlay, from the newest cached value of an
+    earlier overlay of the chain (cost: the rows of the batches in between, plus a copy)."""
     base_n: int
     new_ext: np.ndarray                  # customer_id of internal ids base_n, base_n + 1, ...
     new_index: Dict[int, int]            # customer_id -> internal id, for ids >= base_n (not erased)
@@ -109,8 +179,8 @@ class Overlay:
     chunks: Tuple[Chunk, ...]            # customer rows of each batch that had some, oldest first
     ordered: bool                        # internal id order is still customer_id order
     dicts: Dict[str, list]               # the customer dictionaries (values of every chunk included)
-    prev: Optional["Overlay"] = None     # the overlay before the last batch (for incremental caches)
-    gone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # erased by the last batch
+    log: OverlayLog = field(default_factory=OverlayLog, compare=False)
+    pos: int = 0                         # events of the log this overlay sees
     cache: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -129,16 +199,22 @@ class Overlay:
         return v
 
     def _incremental(self, key, make_full, update):
-        """A cached value, from the previous overlay's when it has one (update(prev value)),
-        else made whole; the previous overlay's cache is released once used."""
+        """A cached value, brought up to date from an earlier overlay's (update(value,
+        events between)) when the log has one, else made whole."""
         v = self.cache.get(key)
         if v is not None:
             return v
-        p = self.prev
-        pv = p.cache.get(key) if p is not None else None
-        v = update(pv) if pv is not None else make_full()
+        got = self.log.since(key, self.pos)
+        v = make_full() if got is None else (got[0] if not got[1] else update(*got))
         self.cache[key] = v
+        self.log.keep(key, self.pos, v)
         return v
+
+    def new_chunks(self, events) -> list:
+        """The chunks the batches of `events` added, oldest first (derived together)."""
+        out = [self.chunks[e.chunk] for e in events if e.chunk >= 0]
+        derive_chunks(out, self.dicts)
+        return out
 
     # ------------------------------------------------------------ the current rows
     def latest(self) -> tuple:
@@ -152,20 +228,25 @@ class Overlay:
             rows = np.concatenate([np.arange(c.iids.size, dtype=np.int64) for c in self.chunks])
             return _last_by_iid(iids, ch, rows, self.dead)
 
-        def update(pv):
+        def update(pv, events):
+            # an erased internal id never comes back (a customer_id upserted again after its
+            # erasure gets a new one), so the events' order matters only among their chunks
             iids, ch, rows = pv
-            drop = self.gone
-            last = self.chunks[-1] if self.chunks and (self.prev is None or len(self.chunks) > len(self.prev.chunks)) else None
-            if last is not None:
-                drop = np.concatenate([drop, last.iids])
+            added = [e.chunk for e in events if e.chunk >= 0]
+            drop = [e.gone for e in events] + [self.chunks[k].iids for k in added]
+            drop = np.concatenate(drop) if drop else np.zeros(0, np.int64)
             if drop.size:
                 keep = ~np.isin(iids, drop)
                 iids, ch, rows = iids[keep], ch[keep], rows[keep]
-            if last is not None:
-                k = len(self.chunks) - 1
-                iids = np.concatenate([iids, last.iids])
-                ch = np.concatenate([ch, np.full(last.iids.size, k, np.int32)])
-                rows = np.concatenate([rows, np.arange(last.iids.size, dtype=np.int64)])
+            if added:
+                n_iids, n_ch, n_rows = _last_by_iid(
+                    np.concatenate([self.chunks[k].iids for k in added]),
+                    np.concatenate([np.full(self.chunks[k].iids.size, k, np.int32) for k in added]),
+                    np.concatenate([np.arange(self.chunks[k].iids.size, dtype=np.int64) for k in added]),
+                    self.dead)
+                iids = np.concatenate([iids, n_iids])
+                ch = np.concatenate([ch, n_ch])
+                rows = np.concatenate([rows, n_rows])
                 o = np.argsort(iids, kind="stable")
                 iids, ch, rows = iids[o], ch[o], rows[o]
             return iids, ch, rows
@@ -182,25 +263,22 @@ class Overlay:
             return FrozenBitMap(np.concatenate([c.iids for c in self.chunks]).astype(np.uint32)
                                 if self.chunks else ())
 
-        def update(pv):
-            if self.chunks and (self.prev is None or len(self.chunks) > len(self.prev.chunks)):
-                return pv | FrozenBitMap(self.chunks[-1].iids.astype(np.uint32))
-            return pv
+        def update(pv, events):
+            added = [self.chunks[e.chunk].iids for e in events if e.chunk >= 0]
+            return pv | FrozenBitMap(np.concatenate(added).astype(np.uint32)) if added else pv
         return self._incremental("touched", full, update)
 
     def derived(self) -> Derived:
-        """The derived attributes of the current rows, aligned with latest()'s iids."""
+        """The derived attributes (no search text) of the current rows, aligned with
+        latest()'s iids: one derive() of them."""
         def make():
-            iids, ch, rows = self.latest()
-            if not iids.size:
-                return derive(canonical_schema("customers").empty_table(), {k: self.dicts[k] for k in CUSTOMER_DICTS})
-            parts = [c.derived(self.dicts) for c in self.chunks]
-            offsets = np.cumsum([0] + [c.iids.size for c in self.chunks])
-            both = parts[0]
-            for d in parts[1:]:
-                both = concat_derived(both, d)
-            return take_derived(both, offsets[ch] + rows)
+            rows = self.rows_table().drop_columns(["_iid"])
+            return derive(rows, {k: self.dicts[k] for k in CUSTOMER_DICTS}, search=False)
         return self._cached("derived", make)
+
+    def search_text(self) -> Dict[str, pa.Array]:
+        """The normalised search text of the current rows, aligned with latest()'s iids."""
+        return self._cached("search", lambda: derive_search(self.rows_table()))
 
     def rows_table(self) -> pa.Table:
         """The current rows (canonical + _iid), by internal id."""
@@ -375,8 +453,7 @@ def _delete(base, ov: Overlay, ids: np.ndarray):
     if (gone >= ov.base_n).any():
         erased = set(gone.tolist())
         index = {k: v for k, v in index.items() if v not in erased}
-    out = replace(ov, new_index=index, dead=FrozenBitMap(dead), prev=ov, gone=gone, cache={})
-    object.__setattr__(ov, "prev", None)  # at most one overlay back stays reachable
+    out = replace(ov, new_index=index, dead=FrozenBitMap(dead), pos=ov.log.add(ov.pos, Event(-1, gone)), cache={})
     return out, ids[~found], int(found.sum())
 
 
@@ -396,8 +473,8 @@ def _upsert(base, ov: Overlay, dicts, cust: pa.Table):
     dicts = extend_dicts(dicts, cust)  # codes for the batch's values now; its rows are derived by readers
     chunk = Chunk(cust.append_column("_iid", pa.array(iid, pa.int64())), iid)
     out = Overlay(ov.base_n, np.concatenate([ov.new_ext, new_ext]) if new_ext.size else ov.new_ext,
-                  index, ov.dead, ov.chunks + (chunk,), ordered, {k: dicts[k] for k in CUSTOMER_DICTS}, prev=ov)
-    object.__setattr__(ov, "prev", None)  # at most one overlay back stays reachable
+                  index, ov.dead, ov.chunks + (chunk,), ordered, {k: dicts[k] for k in CUSTOMER_DICTS},
+                  log=ov.log, pos=ov.log.add(ov.pos, Event(len(ov.chunks), _NONE)))
     return out, dicts
 
 

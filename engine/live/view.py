@@ -117,13 +117,6 @@ class LiveView:
     def derived(self):
         return self.ov.derived()
 
-    def _new_chunk(self, ov):
-        """The chunk the overlay's last batch added (None when it added none)."""
-        p = ov.prev
-        if ov.chunks and (p is None or len(ov.chunks) > len(p.chunks)):
-            return ov.chunks[-1]
-        return None
-
     def array(self, key: str, dtype) -> np.ndarray:
         """Per-customer c/ arrays with the changed rows written over the version's (copied
         once per state that changed customers, from the previous state's when it has one)."""
@@ -149,10 +142,9 @@ class LiveView:
             out.flags.writeable = False
             return out
 
-        def update(prev):
+        def update(prev, events):
             out = grown(prev)
-            chunk = self._new_chunk(ov)
-            if chunk is not None:
+            for chunk in ov.new_chunks(events):
                 out[chunk.iids] = chunk.derived(ov.dicts).dense[name]
             out.flags.writeable = False
             return out
@@ -174,14 +166,16 @@ class LiveView:
         def full():
             return FrozenBitMap(pick(self.derived(), ov.iids).astype(np.uint32))
 
-        def update(prev):
+        def update(prev, events):
             out = BitMap(prev)
-            chunk = self._new_chunk(ov)
-            if ov.gone.size:
-                out -= BitMap(ov.gone.astype(np.uint32))
-            if chunk is not None:
-                out -= BitMap(chunk.iids.astype(np.uint32))
-                out.update(pick(chunk.derived(ov.dicts), chunk.iids).astype(np.uint32))
+            ov.new_chunks(events)  # derived together
+            for e in events:
+                if e.gone.size:
+                    out -= BitMap(e.gone.astype(np.uint32))
+                if e.chunk >= 0:
+                    chunk = ov.chunks[e.chunk]
+                    out -= BitMap(chunk.iids.astype(np.uint32))
+                    out.update(pick(chunk.derived(ov.dicts), chunk.iids).astype(np.uint32))
             return FrozenBitMap(out)
         return ov._incremental(("m", field, code), full, update)
 
@@ -233,7 +227,7 @@ class LiveView:
     def search_rows(self, field: str):
         """(internal ids, utf-8 bytes, offsets) of the changed customers' normalised text."""
         def make():
-            data, offsets = text_buffers(self.derived().search[field])
+            data, offsets = text_buffers(self.ov.search_text()[field])
             return self.ov.iids, data, offsets
         return self.ov._cached(("search", field), make)
 

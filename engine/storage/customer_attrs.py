@@ -133,11 +133,13 @@ def _positions(dictionary: list) -> dict:
     return pos
 
 
-def derive(cust: pa.Table, dicts: Optional[Dict[str, list]] = None) -> Derived:
+def derive(cust: pa.Table, dicts: Optional[Dict[str, list]] = None, search: bool = True) -> Derived:
     """Derive every indexed attribute of the rows of `cust` (canonical customers schema).
 
     Without `dicts` the value dictionaries are the sorted distinct values (a bulk build);
-    with them, known values keep their codes and new ones are appended (live changes)."""
+    with them, known values keep their codes and new ones are appended (live changes).
+    search=False leaves the normalised search text out (`search` is then empty): it is most
+    of derive's cost, and live changes need it only when a search condition runs."""
     dense = {}
     for name in ("loyalty_points", "account_balance"):
         dense[name] = filled(cust.column(name), int(INT64_NULL), np.int64)
@@ -170,9 +172,15 @@ def derive(cust: pa.Table, dicts: Optional[Dict[str, list]] = None) -> Derived:
     parents = np_column(pc.list_parent_indices(tags), np.int64)
     keep = tag_codes != 0
 
-    search = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
-    search["phone"] = digits_only(cust.column("phone").combine_chunks())
-    return Derived(dense, flags, groups, tag_codes[keep], parents[keep], out_dicts, search)
+    return Derived(dense, flags, groups, tag_codes[keep], parents[keep], out_dicts,
+                   derive_search(cust) if search else {})
+
+
+def derive_search(cust: pa.Table) -> Dict[str, pa.Array]:
+    """The normalised search text of each search field of the rows of `cust`."""
+    out = {f: normalize_text(cust.column(f).combine_chunks()) for f in SEARCH_TEXT_FIELDS}
+    out["phone"] = digits_only(cust.column("phone").combine_chunks())
+    return out
 
 
 def take_derived(d: Derived, idx: np.ndarray) -> Derived:
@@ -188,15 +196,21 @@ def take_derived(d: Derived, idx: np.ndarray) -> Derived:
                    {k: v.take(take) for k, v in d.search.items()})
 
 
-def concat_derived(a: Derived, b: Derived) -> Derived:
-    """The derivations of a's rows followed by b's. b's dictionaries must extend a's (live
-    dictionaries only grow), so a's codes keep their meaning."""
-    n = _rows(a)
-    return Derived({k: np.concatenate([v, b.dense[k]]) for k, v in a.dense.items()},
-                   {k: np.concatenate([v, b.flags[k]]) for k, v in a.flags.items()},
-                   {k: np.concatenate([v, b.groups[k]]) for k, v in a.groups.items()},
-                   np.concatenate([a.tag_codes, b.tag_codes]), np.concatenate([a.tag_rows, b.tag_rows + n]),
-                   b.dicts, {k: pa.concat_arrays([v, b.search[k]]) for k, v in a.search.items()})
+def concat_derived(parts) -> Derived:
+    """The derivations of each part's rows, in order, in one pass. Each part's dictionaries
+    must extend the previous ones' (live dictionaries only grow), so codes keep their
+    meaning; the last part's are the result's."""
+    parts = list(parts)
+    a = parts[0]
+    if len(parts) == 1:
+        return a
+    offsets = np.cumsum([0] + [_rows(d) for d in parts[:-1]])
+    return Derived({k: np.concatenate([d.dense[k] for d in parts]) for k in a.dense},
+                   {k: np.concatenate([d.flags[k] for d in parts]) for k in a.flags},
+                   {k: np.concatenate([d.groups[k] for d in parts]) for k in a.groups},
+                   np.concatenate([d.tag_codes for d in parts]),
+                   np.concatenate([d.tag_rows + o for d, o in zip(parts, offsets)]),
+                   parts[-1].dicts, {k: pa.concat_arrays([d.search[k] for d in parts]) for k in a.search})
 
 
 def _rows(d: Derived) -> int:
