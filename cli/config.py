@@ -76,8 +76,8 @@ SERVE_OPTIONS = (
     Option("max_mapped_bytes", str, None, "bytes the open datasets' parts may map, e.g. 64G (default: no limit)"),
     Option("idle_close_seconds", float, 0.0, "close a dataset no call used for this long (0: only past the "
                                              "budget)"),
-    Option("tenant_concurrency", int, None, "engine calls one dataset may run at once (default: the cores, at "
-                                            "least 2; 0: no per-dataset limit)"),
+    Option("tenant_concurrency", int, None, "engine calls one dataset may run at once (default: half the "
+                                            "cores, at least 1; 0: no per-dataset limit)"),
     Option("tenant_queue", int, None, "calls one dataset may have waiting beyond those; past it "
                                       "RESOURCE_EXHAUSTED with a retry hint (default: leaves a quarter of "
                                       "the threads to other datasets)"),

@@ -79,10 +79,11 @@ def default_workers() -> int:
 
 
 def tenant_defaults(workers: int, concurrency: Optional[int] = None, queue: Optional[int] = None) -> tuple:
-    """(calls running, calls waiting) allowed per dataset: by default as many running as
-    cores (at least 2) and a queue that leaves a quarter of the pool's threads to the others."""
+    """(calls running, calls waiting) allowed per dataset: by default half the cores (at
+    least 1: one evaluation's kernels already use every core) and a queue that leaves a
+    quarter of the pool's threads to the others."""
     if concurrency is None:
-        concurrency = max(2, os.cpu_count() or 1)
+        concurrency = max(1, (os.cpu_count() or 1) // 2)
     if concurrency < 0:
         raise ValueError(f"tenant concurrency must be >= 0 (0: no limit), got {concurrency!r}")
     if queue is None:

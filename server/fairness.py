@@ -1,8 +1,8 @@
 """Fairness between tenants: a per-dataset limit on engine work running and waiting.
 
 Every engine call of a request (count, preview, materialize, export, explain, groups,
-changes, loads, compactions) takes one of its dataset's `concurrency` slots for its
-length; a call finding them taken waits in the dataset's queue (at most `queue` calls, in
+changes) takes one of its dataset's `concurrency` slots for its length (bulk loads and
+compactions take none: they run one at a time per dataset, below the readers' priority); a call finding them taken waits in the dataset's queue (at most `queue` calls, in
 arrival order, up to its deadline), and a call finding the queue full is refused at once
 with RESOURCE_EXHAUSTED, reason DATASET_BUSY, a google.rpc.RetryInfo detail and a
 `grpc-retry-pushback-ms` trailer: how long to wait before retrying, from the dataset's
