@@ -252,7 +252,12 @@ class Residency:
         self._sweeper.start()
 
     def stop(self) -> None:
+        """Stop the idle sweeper and forget every dataset (the engine closes them)."""
         self._stop.set()
+        with self._lock:
+            self._lru.clear()
+            self._foot.clear()
+            self._files = self._bytes = 0
 
     # ------------------------------------------------------------ inspection
     def stats(self) -> dict:
