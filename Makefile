@@ -8,7 +8,7 @@ SHAPE ?= default
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench bench-shapes bench-live bench-compaction proto serve client-dist clean
+.PHONY: all setup demo test bench bench-shapes bench-live bench-compaction bench-tenants proto serve client-dist clean
 
 all: test
 
@@ -42,6 +42,14 @@ bench-live: $(STAMP)
 # what a compaction costs for what changed (few lines, lines spread, customer upserts)
 bench-compaction: $(STAMP)
 	$(PY) -m segments.bench.compaction --scale $(SCALE)
+
+# Many tenants on one server (bench/tenants.py): TENANTS small datasets, a Zipf load from
+# another process, and a bulk load of HEAVY customers beside 8 heavy segments (0: skipped).
+TENANTS ?= 10000
+HEAVY ?= 1000000
+bench-tenants: $(STAMP)
+	$(PY) -m segments.bench.tenants --datasets $(TENANTS) --heavy-customers $(HEAVY) \
+		--out bench/results/tenants-$(TENANTS).json
 
 # The generated modules import each other as segments.proto.*: protoc runs over a copy laid
 # out as that package, and the outputs come back into proto/.

@@ -69,6 +69,19 @@ SERVE_OPTIONS = (
     Option("log_level", str, "info", "server log level: debug, info, warning, error"),
     Option("metrics_port", int, None, "serve Prometheus metrics over HTTP on this port (default: off)"),
     Option("metrics_host", str, "127.0.0.1", "address of the metrics endpoint"),
+    Option("max_open_datasets", int, 2000, "datasets kept open at once; past it the least recently used idle "
+                                           "ones close and reopen on their next call (0: no limit)"),
+    Option("max_open_files", int, None, "descriptors the open datasets' parts may hold (default: half the "
+                                        "process's descriptor limit; 0: no limit)"),
+    Option("max_mapped_bytes", str, None, "bytes the open datasets' parts may map, e.g. 64G (default: no limit)"),
+    Option("idle_close_seconds", float, 0.0, "close a dataset no call used for this long (0: only past the "
+                                             "budget)"),
+    Option("tenant_concurrency", int, None, "engine calls one dataset may run at once (default: half the "
+                                            "cores, at least 1; 0: no per-dataset limit)"),
+    Option("tenant_queue", int, None, "calls one dataset may have waiting beyond those; past it "
+                                      "RESOURCE_EXHAUSTED with a retry hint (default: leaves a quarter of "
+                                      "the threads to other datasets)"),
+    Option("build_nice", int, 10, "how far below reads loads and compactions run (nice, 0..19)"),
     Option("tracing", str, "off", "OpenTelemetry tracing: off, on (the process's provider), console or otlp "
                                   "(needs the tracing extra)"),
 )

@@ -145,8 +145,21 @@ def run(args) -> int:
         return 2
 
 
+def raise_file_limit() -> None:
+    """The descriptor limit's soft value up to its hard one (many datasets, many parts)."""
+    import resource
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):
+        pass
+
+
 def _serve(cfg) -> int:
     from segments.engine.api import Engine
+    from segments.engine.datasets.residency import Budget, parse_bytes
     from segments.engine.catalog.catalog import Catalog
     from segments.server.app import begin_stop, build_server, default_workers, exposure, set_serving
     from segments.server.observe import Metrics, Observer, access_logger
@@ -173,7 +186,17 @@ def _serve(cfg) -> int:
         except (ImportError, ValueError) as e:
             raise ConfigError(str(e)) from None
 
-    engine = Engine(data)
+    raise_file_limit()
+    try:
+        budget = Budget(datasets=cfg.max_open_datasets,
+                        files=-1 if cfg.max_open_files is None else cfg.max_open_files,
+                        mapped_bytes=parse_bytes(cfg.max_mapped_bytes) if cfg.max_mapped_bytes else 0,
+                        idle_seconds=cfg.idle_close_seconds or 0.0).resolved()
+        if not 0 <= cfg.build_nice <= 19:
+            raise ValueError(f"--build-nice must be between 0 and 19, got {cfg.build_nice}")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    engine = Engine(data, budget=budget, build_nice=cfg.build_nice)
     ready = threading.Event()
     metrics = None
     if cfg.metrics_port is not None:
@@ -195,7 +218,8 @@ def _serve(cfg) -> int:
                                     Catalog(engine, cfg.group_ttl_days), cfg.chunk_ids,
                                     reuse_port=cfg.reuse_port, ingest_root=cfg.ingest_root,
                                     default_deadline=cfg.default_deadline, serving=False, observer=observer,
-                                    allow_unauthenticated=cfg.allow_unauthenticated)
+                                    allow_unauthenticated=cfg.allow_unauthenticated,
+                                    tenant_concurrency=cfg.tenant_concurrency, tenant_queue=cfg.tenant_queue)
     except (OSError, ValueError) as e:
         raise ConfigError(str(e)) from None
 

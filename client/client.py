@@ -10,6 +10,8 @@ engine's own result types (engine.results), and the evaluation methods take the 
 positional arguments, so local and remote answers are interchangeable and compare equal.
 Every call has a deadline (the client's timeout unless given) and is retried with backoff
 on UNAVAILABLE by the policy of proto/service_config.json (the one every language loads),
+and after the server's pushback when it refused a call of a busy dataset (RESOURCE_EXHAUSTED
+with grpc-retry-pushback-ms: nothing ran, so even a write is retried),
 and so is a change batch with a batch_id, never one without (a retry could apply it twice);
 errors surface as client.errors.ServerError, a grpc.RpcError with the server's code and
 message and its machine-readable details decoded (field violations, ErrorInfo reason).
@@ -57,6 +59,7 @@ def _retry_policy() -> dict:
 
 
 RETRY = _retry_policy()
+BUSY_RETRIES = 20   # retries of a call refused with a pushback (a dataset over its call limit)
 
 
 def _source(segment=None, saved: Optional[str] = None) -> pb.SegmentSource:
@@ -99,6 +102,20 @@ def chunk_table(chunk):
 def _backoff(attempt: int) -> float:
     """Seconds before retry `attempt` + 1: the service config's exponential backoff, jittered."""
     return min(RETRY["initial"] * RETRY["multiplier"] ** attempt, RETRY["max"]) * (0.5 + random.random())
+
+
+def _pushback(e: grpc.RpcError) -> Optional[float]:
+    """Seconds the server asked to wait before a retry (grpc-retry-pushback-ms on a call it
+    refused before doing anything: a dataset over its call limit), or None."""
+    if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    try:
+        for key, value in e.trailing_metadata() or ():
+            if key == "grpc-retry-pushback-ms":
+                return max(0.0, int(value)) / 1000.0
+    except (AttributeError, ValueError):
+        return None
+    return None
 
 
 def _export_format(name: str) -> int:
@@ -175,13 +192,21 @@ class SegmentsClient:
         timeout = self.timeout if timeout is None else timeout
         end = time.monotonic() + timeout
         attempts = self.retries + 1 if retry else 1
-        for attempt in range(attempts):
+        busy = 0
+        attempt = 0
+        while True:
             try:
                 return method(request, timeout=max(end - time.monotonic(), 0.001), metadata=self.metadata)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                pause = _pushback(e)   # refused before anything ran: safe to retry, even a write
+                if pause is not None and busy < BUSY_RETRIES:
+                    busy += 1
+                    pause *= 0.5 + random.random()
+                elif e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts - 1:
                     raise ServerError.wrap(e) from None
-                pause = _backoff(attempt)
+                else:
+                    pause = _backoff(attempt)
+                    attempt += 1
                 if time.monotonic() + pause >= end:
                     raise ServerError.wrap(e) from None
                 time.sleep(pause)
@@ -190,7 +215,9 @@ class SegmentsClient:
         """Chunks of a server stream; UNAVAILABLE before the first chunk is retried."""
         timeout = self.timeout if timeout is None else timeout
         end = time.monotonic() + timeout
-        for attempt in range(self.retries + 1):
+        busy = 0
+        attempt = 0
+        while True:
             got = False
             try:
                 for msg in method(request, timeout=max(end - time.monotonic(), 0.001), metadata=self.metadata):
@@ -198,9 +225,15 @@ class SegmentsClient:
                     yield msg
                 return
             except grpc.RpcError as e:
-                if got or e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                pause = None if got else _pushback(e)
+                if pause is not None and busy < BUSY_RETRIES:
+                    busy += 1
+                    pause *= 0.5 + random.random()
+                elif got or e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
                     raise ServerError.wrap(e) from None
-                pause = _backoff(attempt)
+                else:
+                    pause = _backoff(attempt)
+                    attempt += 1
                 if time.monotonic() + pause >= end:
                     raise ServerError.wrap(e) from None
                 time.sleep(pause)

@@ -18,6 +18,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from .catalog.catalog import scrub_groups
 from .datasets import folders
 from .datasets.dataset import Dataset
+from .datasets import priority
+from .datasets.residency import Budget, Residency
 from .errors import InvalidArgument
 from .evaluation import output, warm as warmup
 from .model.schema import PROFILE_FIELDS
@@ -34,18 +36,26 @@ class Engine:
     """A data directory holding many datasets (one per merchant); thread-safe."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, auto_compact: bool = True,
-                 compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000):
+                 compact_after_lines: int = 2_000_000, compact_after_customers: int = 200_000,
+                 budget: Optional[Budget] = None, build_nice: Optional[int] = None):
         """auto_compact: fold changes into a new version in a background thread once the
-        appended lines or changed (upserted / erased) customers pass the thresholds."""
+        appended lines or changed (upserted / erased) customers pass the thresholds.
+        budget: how many datasets, descriptors and mapped bytes the open datasets may hold
+        (engine.datasets.residency; default Budget.from_env()): past it the least recently
+        used idle datasets are closed, and a call on a closed one reopens it.
+        build_nice: how far below reads loads and compactions run (engine.datasets.priority;
+        default $SEGMENTS_BUILD_NICE or 10; 0: same priority)."""
         self.auto_compact = auto_compact
         self.compact_after_lines = compact_after_lines
         self.compact_after_customers = compact_after_customers
         self.root = Path(data_dir or default_data_dir())
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._open: dict = {}
+        self._open: dict = {}   # name -> Dataset, kept once used (small; its version may be unloaded)
         self.compactions = 0   # compactions started by this process (explicit and background)
         self._listeners: list = []  # fn(dataset name) after each acknowledged change or load
+        self.build_nice = priority.default_nice() if build_nice is None else int(build_nice)
+        self.residency = Residency(budget if budget is not None else Budget.from_env(), self._dataset)
 
     def add_change_listener(self, fn: Callable[[str], None]) -> None:
         """Call fn(dataset) after each acknowledged change batch, load or compaction of this
@@ -74,6 +84,7 @@ class Engine:
             ds = self._open.pop(name, None)
             if ds is not None:
                 ds.close()
+            self.residency.forget(name)
             folders.delete_dataset(self.root, name)
             exports = self.root / "_exports" / name
             if exports.is_symlink():
@@ -85,25 +96,38 @@ class Engine:
         """Names of every dataset, sorted."""
         return folders.list_datasets(self.root)
 
-    def dataset(self, name: str) -> Dataset:
-        """The open Dataset `name` (NotFound if none)."""
+    def _dataset(self, name: str) -> Dataset:
         with self._lock:
             ds = self._open.get(name)
             if ds is None:
                 ds = Dataset.open(self.root, name, on_erased=scrub_groups)
+                ds.nice = self.build_nice
                 self._open[name] = ds
             return ds
 
+    def dataset(self, name: str) -> Dataset:
+        """The Dataset `name` (NotFound if none). Its version may be closed again to keep
+        the budget once no call holds it; a reader keeping a snapshot keeps its parts open."""
+        ds = self._dataset(name)
+        self.residency.touch(name, ds)
+        return ds
+
+    def _use(self, name: str):
+        """Hold dataset `name` open for a call (engine.datasets.residency)."""
+        return self.residency.hold(name)
+
     def info(self, name: str) -> dict:
         """Row counts per table, shards, bytes on disk, timezone."""
-        return self.dataset(name).info()
+        with self._use(name) as ds:
+            return ds.info()
 
     def ingest(self, name: str, folder: str | os.PathLike, progress: bool = False, memory: Optional[int] = None,
                report=None) -> dict:
         """Bulk load a folder of Parquet/CSV files; all or nothing. Returns rows per table.
         `memory`: the build's budget in bytes (default $SEGMENTS_BUILD_MEMORY, else 4 GiB);
         `report(phase, done, total)` follows its progress."""
-        rows = self.dataset(name).ingest(Path(folder), progress=progress, memory=memory, report=report)
+        with self._use(name) as ds:
+            rows = ds.ingest(Path(folder), progress=progress, memory=memory, report=report)
         self._changed(name)
         return rows
 
@@ -116,7 +140,12 @@ class Engine:
         a retry harmless: a batch already applied is answered again, not re-applied.
         Returns {"sequence", "rows", "not_found", "duplicate"}. IngestError (nothing
         applied) names the table, the 1-based row within it, and the column."""
-        ds = self.dataset(name)
+        with self._use(name) as ds:
+            ack = self._apply(ds, customers, purchases, visits, laybys, delete, batch_id)
+        self._changed(name)
+        return ack
+
+    def _apply(self, ds, customers, purchases, visits, laybys, delete, batch_id) -> dict:
         ack = ds.apply_changes(customers, purchases, visits, laybys, delete, batch_id)
         if self.auto_compact:
             p = ds.pending()
@@ -125,7 +154,6 @@ class Engine:
                     or p.get("customers", 0) + p.get("deleted", 0) >= self.compact_after_customers):
                 if ds.compact_in_background():
                     self.compactions += 1
-        self._changed(name)
         return ack
 
     def upsert_customers(self, name: str, rows, batch_id: Optional[str] = None) -> dict:
@@ -145,46 +173,52 @@ class Engine:
 
     def compact(self, name: str, progress: bool = False) -> dict:
         """Fold every change so far into a new version now: {"version", "sequence", "seconds"}."""
-        ds = self.dataset(name)
-        self.compactions += 1
-        out = ds.compact(progress=progress)
+        with self._use(name) as ds:
+            self.compactions += 1
+            out = ds.compact(progress=progress)
         self._changed(name)
         return out
 
     # ------------------------------------------------------------ evaluation
     def snapshot(self, name: str):
         """What a reader of dataset `name` sees now: the version plus every change so far."""
-        return self.dataset(name).require_snapshot()
+        with self._use(name) as ds:
+            return ds.require_snapshot()
 
     def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:
         """Result size with email / SMS reachable counts."""
-        return output.count(self.snapshot(name), segment, as_of, deadline)
+        with self._use(name) as ds:
+            return output.count(ds.require_snapshot(), segment, as_of, deadline)
 
     def preview(self, name: str, segment: Segment, n: int = 20, fields: Sequence[str] = (),
                 as_of=None, deadline: Optional[float] = None) -> Preview:
         """The first n customers with chosen fields and the ranking value."""
-        return output.preview(self.snapshot(name), segment, n, tuple(fields), as_of, deadline)
+        with self._use(name) as ds:
+            return output.preview(ds.require_snapshot(), segment, n, tuple(fields), as_of, deadline)
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
         """Every customer_id of the result (and chosen fields), with the instant evaluated
         (now when as_of is None) and the change sequence of the snapshot read."""
-        snap = self.snapshot(name)
-        if as_of is None:
-            as_of = dt.datetime.now(dt.timezone.utc)
-        m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
-        m.as_of = output.parse_as_of(as_of)
-        state = getattr(snap, "state", None)
-        m.sequence = int(getattr(state, "seq", 0) or 0)
-        return m
+        with self._use(name) as ds:
+            snap = ds.require_snapshot()
+            if as_of is None:
+                as_of = dt.datetime.now(dt.timezone.utc)
+            m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
+            m.as_of = output.parse_as_of(as_of)
+            state = getattr(snap, "state", None)
+            m.sequence = int(getattr(state, "seq", 0) or 0)
+            return m
 
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
-        return output.explain(self.snapshot(name), segment, as_of, deadline)
+        with self._use(name) as ds:
+            return output.explain(ds.require_snapshot(), segment, as_of, deadline)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id that are still in the dataset (active or not)."""
-        return output.rows_of(self.snapshot(name), customer_ids, tuple(fields))
+        with self._use(name) as ds:
+            return output.rows_of(ds.require_snapshot(), customer_ids, tuple(fields))
 
     # ------------------------------------------------------------ operations
     def open_datasets(self) -> dict:
@@ -194,6 +228,8 @@ class Engine:
             open_ = list(self._open.items())
         out = {}
         for name, ds in open_:
+            if ds._live is None:   # closed: metrics never reopen a dataset
+                continue
             live = ds.live()
             state = getattr(live, "state", None)
             out[name] = {"sequence": int(getattr(state, "seq", 0) or 0),
@@ -207,7 +243,8 @@ class Engine:
         warm-up segments (engine.evaluation.warm) as count, preview with every field,
         materialize and explain, on a tiny synthetic dataset with live changes (the kernels,
         process-wide) and on each dataset of `names` (default: every
-        dataset; their arrays, bitmaps, profile and text columns). Stops between
+        dataset, at most as many as the budget keeps open; their arrays, bitmaps, profile
+        and text columns). Stops between
         evaluations once cancelled() is true. Returns seconds per step."""
         log = log or (lambda message: None)
         timings = {}
@@ -224,7 +261,11 @@ class Engine:
                 shutil.rmtree(folder, ignore_errors=True)
             timings["synthetic"] = round(time.perf_counter() - t0, 3)
             log(f"warm-up: kernels on a synthetic dataset in {timings['synthetic']:.2f} s")
-        for name in (self.datasets() if names is None else list(names)):
+        if names is None:   # warming more datasets than may stay open would only close them again
+            names = self.datasets()
+            if self.residency.budget.datasets:
+                names = names[:self.residency.budget.datasets]
+        for name in names:
             if cancelled():
                 break
             t0 = time.perf_counter()
@@ -233,8 +274,19 @@ class Engine:
             log(f"warm-up: dataset {name} in {timings[name]:.2f} s")
         return timings
 
+    def open_stats(self) -> dict:
+        """Open datasets, their descriptors and mapped bytes, the budget, and how many
+        were opened (cold calls) and closed since start."""
+        return self.residency.stats()
+
+    def close_idle(self, older_than: float = 0.0) -> int:
+        """Close every dataset no call holds that was last called `older_than` seconds ago
+        or earlier; returns how many."""
+        return self.residency.close_idle(older_than)
+
     def close(self) -> None:
         """Close every open dataset."""
+        self.residency.stop()
         with self._lock:
             for ds in self._open.values():
                 ds.close()

@@ -23,6 +23,7 @@ from segments.proto import segments_pb2_grpc as pbg
 from . import ingest_root as ingest_roots
 from .auth import Tokens
 from .export import default_export_dir
+from .fairness import TenantGate
 from .guard import DecodeGuard
 from .observe import Observer
 from .audiences import AudiencesServicer
@@ -78,6 +79,21 @@ def default_workers() -> int:
     return max(16, 4 * (os.cpu_count() or 1))
 
 
+def tenant_defaults(workers: int, concurrency: Optional[int] = None, queue: Optional[int] = None) -> tuple:
+    """(calls running, calls waiting) allowed per dataset: by default half the cores (at
+    least 1: one evaluation's kernels already use every core) and a queue that leaves a
+    quarter of the pool's threads to the others."""
+    if concurrency is None:
+        concurrency = max(1, (os.cpu_count() or 1) // 2)
+    if concurrency < 0:
+        raise ValueError(f"tenant concurrency must be >= 0 (0: no limit), got {concurrency!r}")
+    if queue is None:
+        queue = max(0, workers - concurrency - workers // 4)
+    if queue < 0:
+        raise ValueError(f"tenant queue must be >= 0, got {queue!r}")
+    return concurrency, queue
+
+
 def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  export_dir: Optional[str | os.PathLike] = None, max_workers: Optional[int] = None,
                  host: Optional[str] = None, tls: Optional[Tuple[bytes, bytes]] = None,
@@ -85,7 +101,8 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  reuse_port: bool = False, ingest_root: Optional[str | os.PathLike] = None,
                  default_deadline: Optional[float] = None, serving: bool = True,
                  observer: Optional[Observer] = None,
-                 allow_unauthenticated: bool = False, maintain: bool = True) -> Tuple[grpc.Server, int]:
+                 allow_unauthenticated: bool = False, maintain: bool = True, tenant_concurrency: Optional[int] = None,
+                 tenant_queue: Optional[int] = None) -> Tuple[grpc.Server, int]:
     """An unstarted server over `engine` and the port it is bound to.
 
     Without tokens the server binds loopback only (host defaults to 127.0.0.1, and any other
@@ -102,6 +119,10 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     (calls are still answered): `segments serve` warms the engine first, then calls
     set_serving(server). maintain: keep tracked segments fresh (and run daily tasks) in a
     background thread of the catalog while the server runs (stopped by begin_stop).
+    tenant_concurrency / tenant_queue: engine calls one dataset may run at once and have
+    waiting (server.fairness; past them RESOURCE_EXHAUSTED with a retry hint). Defaults
+    (tenant_defaults) leave a quarter of the thread pool to the other datasets;
+    tenant_concurrency=0 turns the limit off.
     """
     host, _ = exposure(host, tokens, tls is not None, allow_unauthenticated)
     if default_deadline is not None and not default_deadline > 0:
@@ -116,8 +137,11 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
                  ("grpc.max_send_message_length", MAX_SEND_BYTES),
                  ("grpc.so_reuseport", 1 if reuse_port else 0)],
         maximum_concurrent_rpcs=workers * 8)
+    conc, queue = tenant_defaults(workers, tenant_concurrency, tenant_queue)
+    gate = TenantGate(conc, queue) if conc else None
     services = Services(engine, catalog or Catalog(engine), tokens, exports, chunk_ids, root, default_deadline,
-                        observer)
+                        observer, gate)
+    server._segments_services = services
     pbg.add_SegmentsServiceServicer_to_server(SegmentsServicer(services), server)
     pbg.add_CatalogServiceServicer_to_server(CatalogServicer(services), server)
     pbg.add_DatasetsServiceServicer_to_server(DatasetsServicer(services), server)

@@ -11,7 +11,9 @@ valid Unicode. Every status carries machine-readable details in `grpc-status-det
   NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED,
   RESOURCE_EXHAUSTED   google.rpc.ErrorInfo: a stable reason (DATASET_NOT_FOUND,
                        GROUP_EXPIRED, INSUFFICIENT_SPACE, ...), domain "segments", metadata
-                       {"path": ...} (and needed_bytes / free_bytes for disk space)
+                       {"path": ...} (and needed_bytes / free_bytes for disk space); a
+                       dataset over its call limit (DATASET_BUSY) also a google.rpc.RetryInfo
+                       and a grpc-retry-pushback-ms trailer
 Anything unexpected is logged here with its traceback and answers INTERNAL with a bland
 message: a caller never sees a stack trace. Errors a caller's input caused never map to
 INTERNAL, UNKNOWN or RESOURCE_EXHAUSTED; RESOURCE_EXHAUSTED means the server ran short
@@ -23,11 +25,13 @@ import errno
 import logging
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from segments.engine import errors as E
+
+from .observe import with_trailing
 
 log = logging.getLogger("segments.server")
 
@@ -66,6 +70,19 @@ class ResourceExhausted(E.EngineError):
     default_reason = "RESOURCE_EXHAUSTED"
 
 
+class Overloaded(E.EngineError):
+    """The dataset's limit of calls running and waiting is reached (server.fairness)."""
+
+    default_reason = "DATASET_BUSY"
+
+    def __init__(self, path: str, message: str, retry_ms: int):
+        super().__init__(path, message)
+        self.retry_ms = int(retry_ms)
+
+
+RETRY_PUSHBACK = "grpc-retry-pushback-ms"
+
+
 class UndecodableRequest(E.InvalidArgument):
     """The request bytes are not a message of the method's request type."""
 
@@ -86,6 +103,7 @@ STATUS = (
     (E.InsufficientSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Default ErrorInfo reasons by code (an error may name a more specific one).
 REASONS = {
@@ -164,15 +182,24 @@ def rich_status(exc: BaseException, method: str = "") -> grpc.Status:
         meta = {"path": path}
         if isinstance(exc, E.InsufficientSpace):
             meta.update(needed_bytes=str(exc.needed), free_bytes=str(exc.free))
+        if isinstance(exc, Overloaded):
+            meta.update(retry_ms=str(exc.retry_ms))
         if reason in (None, "ERROR"):
             reason = REASONS.get(code, code.name)
         details.append(_info(reason, meta))
+        if isinstance(exc, Overloaded):
+            ms = exc.retry_ms
+            details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
+                seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)))
     packed = []
     for d in details:
         a = any_pb2.Any()
         a.Pack(d)
         packed.append(a)
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=text, details=packed))
+    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=text, details=packed))
+    if isinstance(exc, Overloaded):  # the retry hint grpc's own retry policy reads
+        status = with_trailing(status, ((RETRY_PUSHBACK, str(exc.retry_ms)),))
+    return status
 
 
 def _info(reason: str, metadata: dict) -> error_details_pb2.ErrorInfo:

@@ -226,3 +226,14 @@ class EngineCollector:
         yield pending
         yield CounterMetricFamily("segments_compactions", "Compactions started by this process (explicit and automatic)",
                                   value=self.engine.compactions)
+        stats = getattr(self.engine, "open_stats", None)
+        if stats is not None:   # the open-dataset budget (engine.datasets.residency)
+            st = stats()
+            yield GaugeMetricFamily("segments_open_files", "Descriptors held by the open datasets' parts",
+                                    value=st["open_files"])
+            yield GaugeMetricFamily("segments_mapped_bytes", "Bytes mapped by the open datasets' parts",
+                                    value=st["mapped_bytes"])
+            yield CounterMetricFamily("segments_dataset_opens", "Datasets opened by a call (cold calls)",
+                                      value=st["opened"])
+            yield CounterMetricFamily("segments_dataset_closes", "Datasets closed to keep the budget or when idle",
+                                      value=st["closed"])

@@ -65,8 +65,20 @@ class Call:
         if not self.context.is_active():
             raise DeadlineExceeded("", "call no longer active")
 
+    gate: object = None             # server.fairness.TenantGate, None: no per-dataset limit
+
     def engine(self, fn, *args, **kwargs):
-        """fn(*args, **kwargs) counted as engine time of this call."""
+        """fn(*args, **kwargs) counted as engine time of this call, in one of its dataset's
+        slots (server.fairness) when the server limits them."""
+        if self.gate is None or not self.record.dataset:
+            return self.observer.engine(self.record, fn, *args, **kwargs)
+        with self.gate.admit(self.record.dataset, self.deadline):
+            return self.observer.engine(self.record, fn, *args, **kwargs)
+
+    def build(self, fn, *args, **kwargs):
+        """A bulk load or compaction: engine time, but none of the dataset's call slots (one
+        runs at a time per dataset, below the readers' priority, and may take minutes; its
+        dataset's reads go on beside it)."""
         return self.observer.engine(self.record, fn, *args, **kwargs)
 
     def sent(self, rows: int) -> None:
@@ -104,6 +116,7 @@ def rpc(role: str, dataset: Callable = lambda r: r.dataset, stream: bool = False
             obs = self.s.observer
             rec = obs.start(f"{self.SERVICE}/{name}", dataset(request), context)
             call = Call(_deadline(context, self.s.default_deadline), context, rec, obs)
+            call.gate = self.s.gate
             call.grant = authorize(self.tokens, context.invocation_metadata(), role, dataset(request))
             return call
 
@@ -141,8 +154,10 @@ class Services:
 
     def __init__(self, engine, catalog: Catalog, tokens: Optional[Tokens], export_dir: Path,
                  chunk_ids: int = DEFAULT_CHUNK_IDS, ingest_root: Optional[Path] = None,
-                 default_deadline: Optional[float] = None, observer: Optional[Observer] = None):
+                 default_deadline: Optional[float] = None, observer: Optional[Observer] = None,
+                 gate=None):
         self.engine = engine
+        self.gate = gate   # server.fairness.TenantGate or None
         self.catalog = catalog
         self.tokens = tokens
         self.export_dir = Path(export_dir)
@@ -417,7 +432,7 @@ class DatasetsServicer(pbg.DatasetsServiceServicer):
                                             "folder in this dataset's ingest folder")
         t0 = time.perf_counter()
         try:
-            rows = call.engine(self.e.ingest, request.dataset, folder)
+            rows = call.build(self.e.ingest, request.dataset, folder)
         except EngineError as e:  # name the folder as the caller did, not by the server's path
             e.path = e.path.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
             e.message = e.message.replace(str(folder), ingest_root.shown(root, request.dataset, folder))
@@ -437,7 +452,7 @@ class DatasetsServicer(pbg.DatasetsServiceServicer):
     @rpc("write")
     def Compact(self, request, call):
         self.s.dataset_name(request.dataset)
-        return changes.encode_compaction(call.engine(self.e.compact, request.dataset))
+        return changes.encode_compaction(call.build(self.e.compact, request.dataset))
 
     @rpc("read")
     def GetDatasetInfo(self, request, call):

@@ -29,6 +29,7 @@ from ..storage.load import Target, read_load
 from ..storage.manifest import read_version
 from ..storage.snapshot import EmptySnapshot, Snapshot
 from .fold import state_changes
+from .priority import DEFAULT_NICE, _start_kernel_threads, lower_this_thread, run_low
 from .folders import build_lock, dataset_dir, write_current, write_lock
 
 
@@ -55,6 +56,8 @@ class Dataset:
         self._live = None                      # engine.live.Live of the current version
         self._live_version: Optional[str] = None
         self._compacting = threading.Lock()    # held by a background compaction
+        self._cleaned = False                  # what a crash left was removed (first open)
+        self.nice = DEFAULT_NICE               # loads and compactions run this much below reads
 
     @classmethod
     def open(cls, root: Path, name: str, on_erased=None) -> "Dataset":
@@ -69,6 +72,25 @@ class Dataset:
             self._live = None
             self._live_version = None
 
+    def unload(self) -> bool:
+        """Drop the loaded version (its parts close once no reader holds its snapshot any
+        more; calls in flight finish on it) unless a compaction runs; True when dropped.
+        The next call loads it again with every acknowledged change (they are in the log)."""
+        if not self._compacting.acquire(blocking=False):
+            return False
+        try:
+            with self._lock:
+                self._live = None
+                self._live_version = None
+            return True
+        finally:
+            self._compacting.release()
+
+    def footprint(self) -> Optional[tuple]:
+        """(descriptors, mapped bytes) of the loaded version's parts; None when not loaded."""
+        live = self._live
+        return None if live is None else live.base.footprint()
+
     # ------------------------------------------------------------ versions
     def _current_version(self) -> Optional[str]:
         try:
@@ -81,10 +103,11 @@ class Dataset:
         with self._lock:  # CURRENT is read under the lock a rebuild switches it under
             version = self._current_version()
             if version != self._live_version:
-                if self._live_version is None and version is not None:
+                if not self._cleaned and version is not None:
                     with build_lock(self.dir, wait=False) as mine:
                         if mine:  # first open in this process: what a crash left goes
                             self._cleanup()
+                            self._cleaned = True
                 self._live = Live(Snapshot(self.dir, version, self.timezone), self.zone,
                                   self.shard_bits) if version else None
                 self._live_version = version
@@ -137,7 +160,7 @@ class Dataset:
         """Fold every change so far into a new version (erased customers leave storage)."""
         t0 = time.perf_counter()
         with self._compacting:
-            version, seq = self._rebuild(None, progress=progress)
+            version, seq = run_low(lambda: self._rebuild(None, progress=progress), self.nice, f"compact-{self.name}")
         return {"version": version, "sequence": seq, "seconds": round(time.perf_counter() - t0, 3)}
 
     def compact_in_background(self) -> bool:
@@ -146,12 +169,15 @@ class Dataset:
             return False
 
         def run():
+            lower_this_thread(self.nice)
             try:
                 self._rebuild(None)
             except Exception:  # the next trigger retries; changes stay in the log meanwhile
                 logging.getLogger(__name__).exception("background compaction of %s failed", self.name)
             finally:
                 self._compacting.release()
+        if self.nice > 0:
+            _start_kernel_threads()
         threading.Thread(target=run, name=f"compact-{self.name}", daemon=True).start()
         return True
 
@@ -163,6 +189,9 @@ class Dataset:
         folder = Path(folder)
         if not folder.is_dir():
             raise InvalidArgument("folder", f"{str(folder)!r} is not a folder")
+        return run_low(lambda: self._ingest(folder, progress, memory, report), self.nice, f"load-{self.name}")
+
+    def _ingest(self, folder: Path, progress: bool, memory: Optional[int], report) -> dict:
         budget = memory_budget(memory)
         with build_lock(self.dir), space.reserve(self.dir, _load_bytes(folder), "the bulk load"):
             live = self.live()

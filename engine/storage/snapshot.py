@@ -127,6 +127,11 @@ class Snapshot:
                 release_part(r)
             self._parts = {}
 
+    def footprint(self) -> tuple:
+        """(descriptors, mapped bytes) of the parts this version holds open."""
+        parts = list(self._parts.values())
+        return len(parts), sum(r.size for r in parts)
+
     def __del__(self):
         try:
             self.close()
