@@ -72,6 +72,7 @@ STATUS = (
     (E.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (E.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (E.InsufficientSpace, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (E.Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 # Default ErrorInfo reasons by code (an error may name a more specific one).
 REASONS = {
