@@ -175,7 +175,8 @@ class ClusterEngine:
             if self.replicas == 1 and deadline is None:
                 ready = list(pending)   # nothing to back up or time out: take every answer
             else:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=wait)
+                ready, _ = ray.wait(list(pending), num_returns=len(pending),
+                                    timeout=None if wait is None else max(0.0, wait))
             if not ready:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
