@@ -145,6 +145,30 @@ def run(args) -> int:
         return 2
 
 
+def open_engine(cfg, data):
+    """The Engine over the data folder, or with --cluster the ClusterEngine coordinating a
+    Ray cluster (the data folder then holds the layout, saved segments and groups)."""
+    from segments.engine.api import Engine
+
+    if not cfg.cluster:
+        if cfg.partitions is not None or cfg.replicas is not None or cfg.partition_root is not None:
+            raise ConfigError("--partitions, --replicas and --partition-root need --cluster")
+        return Engine(data)
+    try:
+        from segments.cluster.engine import ClusterEngine
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError("--cluster needs the cluster extra (pip install 'segments[cluster]')") from None
+    from segments.engine.errors import EngineError
+    try:
+        return ClusterEngine(data, address=None if cfg.cluster == "local" else cfg.cluster,
+                             partitions=cfg.partitions, replicas=cfg.replicas, partition_root=cfg.partition_root)
+    except EngineError as e:
+        raise ConfigError(f"--cluster: {e}") from None
+    except ConnectionError as e:
+        raise ConfigError(f"--cluster {cfg.cluster}: {e}") from None
+
+
 def _serve(cfg) -> int:
     from segments.engine.api import Engine
     from segments.engine.catalog.catalog import Catalog
@@ -173,7 +197,7 @@ def _serve(cfg) -> int:
         except (ImportError, ValueError) as e:
             raise ConfigError(str(e)) from None
 
-    engine = Engine(data)
+    engine = open_engine(cfg, data)
     ready = threading.Event()
     metrics = None
     if cfg.metrics_port is not None:

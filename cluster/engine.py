@@ -175,7 +175,8 @@ class ClusterEngine:
             if self.replicas == 1 and deadline is None:
                 ready = list(pending)   # nothing to back up or time out: take every answer
             else:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending),
+                missing = len({q for q, _ in pending.values()} - set(out))   # never wait on a backed-up slow one
+                ready, _ = ray.wait(list(pending), num_returns=max(1, min(missing, len(pending))),
                                     timeout=None if wait is None else max(0.0, wait))
             if not ready:
                 now = time.monotonic()
