@@ -7,14 +7,14 @@ SCALE ?= S
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test bench proto serve client-dist clean
+.PHONY: all setup demo test test-cluster cluster-demo bench proto serve client-dist clean
 
 all: test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,8 +22,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m segments.cli.demo
 
+# The venv holds the cluster extra (ray), so `make test` runs the cluster tests too; without
+# ray they skip (pip install -e '.[dev]' alone keeps a light install).
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+test-cluster: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+	$(PY) -m pytest tests/test_cluster.py
+
+# A local Ray, 3 partition actors, a generated dataset loaded through the coordinator and
+# the demo segments run through a served ClusterEngine.
+cluster-demo: $(STAMP)
+	$(PY) -m segments.cli.cluster_demo
 
 bench: $(STAMP)
 	$(PY) -m segments.bench.run --scale $(SCALE)

@@ -93,6 +93,7 @@ class ClusterEngine:
         self._actors = [[self._actor(p, r, nodes, detached, engine_options or {}) for r in range(self.replicas)]
                         for p in range(self.partitions)]
         self._next = 0   # round robin of the first replica asked
+        self._rounds = threading.local()   # this thread's last call: slowest partition's ms per round
 
     # ------------------------------------------------------------ layout and actors
     def _layout(self, partitions, replicas, n_nodes) -> dict:
@@ -147,6 +148,7 @@ class ClusterEngine:
 
         if deadline is not None and deadline <= time.monotonic():
             raise E.Cancelled("deadline", "the call's deadline passed before it reached the partitions")
+        times = {} if times is None else times
         start = self._next
         self._next += 1
         pending, tried, sent, out = {}, {}, {}, {}
@@ -199,9 +201,20 @@ class ClusterEngine:
                                             f"no replica answered {method}: {type(e).__name__}") from None
                     continue
                 out[p] = unwrap(answer)
-                if times is not None:
-                    times[p] = answer[2]
+                times[p] = answer[2]
+        rounds = getattr(self._rounds, "ms", None)
+        if rounds is not None:
+            rounds.append(max(times.values(), default=0.0))
         return out
+
+    def partition_rounds(self, fn: Callable, *args, **kwargs):
+        """fn(*args, **kwargs) and the slowest partition's own time (ms, inside its actor)
+        in each round of calls it made: what the cluster adds is the rest (bench/cluster.py)."""
+        self._rounds.ms = []
+        try:
+            return fn(*args, **kwargs), self._rounds.ms
+        finally:
+            self._rounds.ms = None
 
     def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
                   deadline: Optional[float] = None, times: Optional[dict] = None) -> list:

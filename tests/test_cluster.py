@@ -368,7 +368,7 @@ def test_deadline_through_grpc(pair, cluster):
 
 
 def test_serve_opens_a_cluster_engine(ray_session, tmp_path):
-    """segments serve --cluster local --partitions 2: the server's engine is a ClusterEngine
+    """segments serve --cluster local --partitions 1: the server's engine is a ClusterEngine
     with that layout, kept by the data folder; a different --partitions later is refused."""
     import argparse
     from segments.cli.config import ConfigError, add_serve_options, resolve_serve
@@ -378,11 +378,11 @@ def test_serve_opens_a_cluster_engine(ray_session, tmp_path):
     p = argparse.ArgumentParser()
     add_serve_options(p)
     p.add_argument("--data")
-    cfg = resolve_serve(p.parse_args(["--cluster", "local", "--partitions", "2", "--data", str(tmp_path)]), environ={})
+    cfg = resolve_serve(p.parse_args(["--cluster", "local", "--partitions", "1", "--data", str(tmp_path)]), environ={})
     eng = open_engine(cfg, tmp_path)
-    assert isinstance(eng, ClusterEngine) and (eng.partitions, eng.replicas) == (2, 1)
-    assert len(eng.ping()) == 2
-    cfg.partitions = 5
+    assert isinstance(eng, ClusterEngine) and (eng.partitions, eng.replicas) == (1, 1)
+    assert len(eng.ping()) == 1
+    cfg.partitions = 2
     with pytest.raises(ConfigError, match="partitions"):
         open_engine(cfg, tmp_path)
     cfg.cluster = None
