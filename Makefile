@@ -27,9 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# ... and the multi-node test (a local 3-node Ray cluster, a node killed: ~1.5 min)
 test-cluster: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,cluster]'
-	$(PY) -m pytest tests/test_cluster.py
+	SEGMENTS_CLUSTER_NODES=1 $(PY) -m pytest tests/test_cluster.py tests/test_cluster_nodes.py
 
 # A local Ray, 3 partition actors, a generated dataset loaded through the coordinator and
 # the demo segments run through a served ClusterEngine.

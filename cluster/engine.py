@@ -90,7 +90,8 @@ class ClusterEngine:
         self.partitions, self.replicas = layout["partitions"], layout["replicas"]
         self.partition_root = Path(partition_root or layout.get("partition_root") or self.root / PARTITIONS_DIR)
         self._seq: Dict[str, List[int]] = {}
-        self._actors = [[self._actor(p, r, nodes, detached, engine_options or {}) for r in range(self.replicas)]
+        self.placement = self._placement(layout, nodes)
+        self._actors = [[self._actor(p, r, detached, engine_options or {}) for r in range(self.replicas)]
                         for p in range(self.partitions)]
         self._next = 0   # round robin of the first replica asked
         self._rounds = threading.local()   # this thread's last call: slowest partition's ms per round
@@ -115,18 +116,37 @@ class ClusterEngine:
         os.replace(tmp, path)
         return layout
 
-    def _actor(self, p: int, r: int, nodes: list, detached: bool, engine_options: dict):
-        """Actor p-r: found by name if it runs, else started (pinned to a node of its own
-        in a multi-node cluster: replicas of one partition on different nodes)."""
+    def _placement(self, layout: dict, nodes: list) -> dict:
+        """Actor name -> the node holding its files, kept in the layout file: chosen once,
+        when the folder is first used on a cluster of several nodes (replica r of partition
+        p on node (p + r) mod N, so a partition's replicas sit on different nodes), then
+        fixed, so that an actor never reopens its partition on a node without its files.
+        Empty on one node (nothing to choose)."""
+        placement = layout.get("placement") or {}
+        if not placement and len(nodes) > 1:
+            placement = {f"p{p}-r{r}": nodes[(p + r) % len(nodes)]
+                         for p in range(self.partitions) for r in range(self.replicas)}
+            layout["placement"] = placement
+            path = self.root / LAYOUT_FILE
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(layout, indent=1))
+            os.replace(tmp, path)
+        return placement
+
+    def _actor(self, p: int, r: int, detached: bool, engine_options: dict):
+        """Actor p-r: found by name if it runs, else started on the node its placement
+        names (hard affinity: while that node is down the actor waits there and reads go to
+        the other replicas; it never starts elsewhere on an empty folder)."""
         import ray
 
         opts = dict(name=f"p{p}-r{r}", namespace=self.namespace, get_if_exists=True, max_restarts=-1,
                     max_task_retries=-1, num_cpus=0, max_concurrency=8)
         if detached:
             opts["lifetime"] = "detached"
-        if len(nodes) > 1:
+        node = self.placement.get(f"p{p}-r{r}")
+        if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[(p + r) % len(nodes)], soft=True)
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         folder = self.partition_root / f"p{p:04d}r{r}"
         return ray.remote(PartitionWorker).options(**opts).remote(str(folder), p, r, engine_options)
 
@@ -195,7 +215,8 @@ class ClusterEngine:
                     continue
                 try:
                     answer = ray.get(ref)
-                except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError) as e:
+                except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                    ray.exceptions.ActorUnschedulableError) as e:
                     if not ask(p) and not any(q == p for q, _ in pending.values()):
                         raise E.Unavailable(f"partition {p}",
                                             f"no replica answered {method}: {type(e).__name__}") from None
@@ -226,10 +247,19 @@ class ClusterEngine:
         once all have answered (the first engine error is raised)."""
         import ray
 
+        from ray.exceptions import RayActorError, RayTaskError
+
         refs = [(p, r, self._send(p, r, method, *calls[p], None)) for p in calls for r in range(self.replicas)]
-        answers = ray.get([ref for _, _, ref in refs])
         out = {}
-        for (p, r, _), answer in zip(refs, answers):
+        for p, r, ref in refs:
+            try:
+                answer = ray.get(ref)
+            except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                    ray.exceptions.ActorUnschedulableError) as e:
+                # not acknowledged: the replicas that answered keep it (a retry with the same
+                # batch id completes the others without applying anything twice)
+                raise E.Unavailable(f"partition {p}", f"replica {r} cannot take {method} now: "
+                                                      f"{type(e).__name__}") from None
             try:
                 value = unwrap(answer)
             except E.EngineError as e:

@@ -53,7 +53,12 @@ class PartitionWorker:
 
     def ping(self) -> dict:
         """Who and where this actor is."""
-        return {"pid": os.getpid(), "host": socket.gethostname(), "index": self.index,
+        try:
+            import ray
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:   # outside Ray
+            node = None
+        return {"pid": os.getpid(), "host": socket.gethostname(), "node": node, "index": self.index,
                 "replica": self.replica, "folder": str(self.folder), "started": self.started}
 
     def set_delay(self, seconds: float) -> None:
