@@ -7,7 +7,8 @@ SCALE ?= S
 PORT ?= 50051
 DATA ?= ./data
 
-.PHONY: all setup demo test test-cluster cluster-demo bench proto serve client-dist clean
+.PHONY: all setup demo test bench proto serve client-dist clean
+.PHONY: test-cluster cluster-demo
 
 all: test
 
