@@ -462,6 +462,14 @@ def test_coordinator_restart_loses_nothing(pair, cluster):
     pids = {a["pid"] for a in cluster.ping()}
     for p in range(P):
         ray.kill(cluster.actor(p), no_restart=True)
+    end = time.monotonic() + 30
+    for p in range(P):   # a killed actor's name is released once Ray has marked it dead
+        while time.monotonic() < end:
+            try:
+                ray.get_actor(f"p{p}-r0", namespace=cluster.namespace)
+            except ValueError:
+                break
+            time.sleep(0.1)
     again = ClusterEngine(cluster.root)
     assert (again.partitions, again.replicas) == (P, 1)
     assert {a["pid"] for a in again.ping()}.isdisjoint(pids)
