@@ -9,13 +9,14 @@ PORT ?= 50051
 DATA ?= ./data
 
 .PHONY: all setup demo test bench bench-shapes bench-live bench-compaction bench-tenants proto serve client-dist clean
+.PHONY: test-cluster cluster-demo
 
 all: test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,8 +24,20 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m segments.cli.demo
 
+# The venv holds the cluster extra (ray), so `make test` runs the cluster tests too; without
+# ray they skip (pip install -e '.[dev]' alone keeps a light install).
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# ... and the multi-node test (a local 3-node Ray cluster, a node killed: ~1.5 min)
+test-cluster: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+	SEGMENTS_CLUSTER_NODES=1 $(PY) -m pytest tests/test_cluster.py tests/test_cluster_nodes.py
+
+# A local Ray, 3 partition actors, a generated dataset loaded through the coordinator and
+# the demo segments run through a served ClusterEngine.
+cluster-demo: $(STAMP)
+	$(PY) -m segments.cli.cluster_demo
 
 bench: $(STAMP)
 	$(PY) -m segments.bench.run --scale $(SCALE) --shape $(SHAPE)

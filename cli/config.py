@@ -84,6 +84,12 @@ SERVE_OPTIONS = (
     Option("build_nice", int, 10, "how far below reads loads and compactions run (nice, 0..19)"),
     Option("tracing", str, "off", "OpenTelemetry tracing: off, on (the process's provider), console or otlp "
                                   "(needs the tracing extra)"),
+    Option("cluster", str, None, "cluster mode: datasets split across a Ray cluster (ADDRESS, auto, or local "
+                                 "for a Ray started here); needs the cluster extra"),
+    Option("partitions", int, None, "cluster mode: partitions of every dataset, fixed at the data folder's "
+                                    "first use (default 4)"),
+    Option("replicas", int, None, "cluster mode: replicas of each partition (default 2 on several nodes, else 1)"),
+    Option("partition_root", str, None, "cluster mode: where each node keeps its partitions (default DATA/partitions)"),
 )
 OPTIONS = {o.name: o for o in SERVE_OPTIONS}
 

@@ -101,8 +101,9 @@ def live_change(c) -> None:
     print(f"   pending compaction: {', '.join(f'{n} {k}' for k, n in info['pending'].items() if n)}")
 
 
-def run(workdir: Path, customers: int, show: int) -> int:
-    """The whole demo in workdir; 0 on success."""
+def run(workdir: Path, customers: int, show: int, open_engine=None) -> int:
+    """The whole demo in workdir; 0 on success. open_engine(data folder): the engine to
+    serve (default: an Engine; make cluster-demo passes a ClusterEngine's)."""
     from segments.client.client import SegmentsClient
     from segments.engine.api import Engine
     from segments.bench.generate import generate
@@ -114,7 +115,7 @@ def run(workdir: Path, customers: int, show: int) -> int:
     rows = generate(src, customers=customers, seed=1)
     print(f"generated {', '.join(f'{v:,} {k}' for k, v in rows.items())} in {time.perf_counter() - t0:.1f} s")
 
-    engine = Engine(workdir / "data")
+    engine = (open_engine or Engine)(workdir / "data")
     server, port = build_server(engine, port=0, ingest_root=uploads)
     server.start()
     print(f"server listening on 127.0.0.1:{port} (no tokens: localhost only)\n")

@@ -157,6 +157,30 @@ def raise_file_limit() -> None:
         pass
 
 
+def open_engine(cfg, data, **engine_options):
+    """The Engine over the data folder, or with --cluster the ClusterEngine coordinating a
+    Ray cluster (the data folder then holds the layout, saved segments and groups)."""
+    from segments.engine.api import Engine
+
+    if not cfg.cluster:
+        if cfg.partitions is not None or cfg.replicas is not None or cfg.partition_root is not None:
+            raise ConfigError("--partitions, --replicas and --partition-root need --cluster")
+        return Engine(data, **engine_options)
+    try:
+        from segments.cluster.engine import ClusterEngine
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError("--cluster needs the cluster extra (pip install 'segments[cluster]')") from None
+    from segments.engine.errors import EngineError
+    try:
+        return ClusterEngine(data, address=None if cfg.cluster == "local" else cfg.cluster,
+                             partitions=cfg.partitions, replicas=cfg.replicas, partition_root=cfg.partition_root)
+    except EngineError as e:
+        raise ConfigError(f"--cluster: {e}") from None
+    except ConnectionError as e:
+        raise ConfigError(f"--cluster {cfg.cluster}: {e}") from None
+
+
 def _serve(cfg) -> int:
     from segments.engine.api import Engine
     from segments.engine.datasets.residency import Budget, parse_bytes
@@ -196,7 +220,7 @@ def _serve(cfg) -> int:
             raise ValueError(f"--build-nice must be between 0 and 19, got {cfg.build_nice}")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    engine = Engine(data, budget=budget, build_nice=cfg.build_nice)
+    engine = open_engine(cfg, data, budget=budget, build_nice=cfg.build_nice)
     ready = threading.Event()
     metrics = None
     if cfg.metrics_port is not None:

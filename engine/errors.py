@@ -57,5 +57,12 @@ class InsufficientSpace(EngineError):
         super().__init__(path, message)
 
 
+class Unavailable(EngineError):
+    """A part of the engine that holds the data cannot answer now (cluster mode: every
+    replica of a partition is down); the same call may succeed later."""
+
+    default_reason = "UNAVAILABLE"
+
+
 class Cancelled(EngineError):
     """Work stopped at a shard boundary because the caller's deadline passed."""

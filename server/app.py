@@ -149,6 +149,7 @@ def build_server(engine, port: int = 0, tokens: Optional[Tokens] = None,
     # while this server runs; Watch streams end with UNAVAILABLE once it begins to stop
     stopping = threading.Event()
     pbg.add_AudiencesServiceServicer_to_server(AudiencesServicer(services, stopping, max(1, workers // 2)), server)
+    maintain = maintain and getattr(engine, "tracks_audiences", True)
     if maintain:
         services.catalog.schedules.export_dir = exports   # daily tasks write under the export folder
         services.catalog.start_maintenance()

@@ -58,10 +58,9 @@ class DeadlineExceeded(E.EngineError):
     """The call's deadline passed between chunks of a streamed answer."""
 
 
-class Unavailable(E.EngineError):
-    """The server cannot go on with the call now (shutting down): the caller retries."""
-
-    default_reason = "UNAVAILABLE"
+# The server cannot go on with the call now (shutting down; in cluster mode every replica
+# of a partition down): the caller retries.
+Unavailable = E.Unavailable
 
 
 class ResourceExhausted(E.EngineError):

@@ -63,6 +63,8 @@ def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[in
                 cid: Optional[np.ndarray] = None) -> np.ndarray:
     """ids sorted by value (absent last), ties by ascending customer_id (`cid`, default the
     ids themselves, which ascend with customer_id in a version)."""
+    if n == 0:   # a limit of 0 (a cluster partition holding none of the top customers)
+        return ids[:0]
     tie = ids if cid is None else cid
     absent = v == INT64_NULL
     safe = np.where(absent, 0, v)

@@ -1,0 +1,572 @@
+"""ClusterEngine: the coordinator. The Engine's interface over datasets split into P
+partitions by customer_id (cluster/partitioning.py), each partition an ordinary engine
+dataset owned by a named Ray actor (cluster/worker.py), R replicas of each.
+
+Reads go to one replica of every partition and are merged (cluster/merge.py); a replica
+that dies or has not answered `hedge_after` seconds into a call is backed up by the next;
+past the caller's deadline the call fails with Cancelled (DEADLINE_EXCEEDED through the
+server). Writes go to every replica of the partitions they touch and are acknowledged once
+every one has them durably. A segment with a limit takes two rounds: each partition's own
+top `limit` of (include - exclude), merged into the global top `limit`, then the segment
+evaluated on every partition with the number of those that partition holds as its limit,
+which gives each partition exactly its share of the one-machine result.
+
+Saved segments and groups live with the coordinator, under its own data folder
+(<root>/<dataset>/catalog/, engine.catalog unchanged). See docs/cluster.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from segments.engine import errors as E
+from segments.engine.datasets import folders
+from segments.engine.evaluation.output import parse_as_of
+from segments.engine.live.changes import prepare_batch
+from segments.engine.model import segment as S
+from segments.engine.results import Materialized
+from segments.engine.storage.ingest_read import find_table_files, iter_table_batches
+
+from . import merge
+from .partitioning import split_ids, split_rows
+from .worker import PartitionWorker, unwrap
+
+LAYOUT_FILE = "cluster.json"
+PARTITIONS_DIR = "partitions"
+UTC = dt.timezone.utc
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterDataset:
+    """What Engine.dataset() returns, for callers that only check a dataset exists."""
+    name: str
+    timezone: str
+    shard_bits: int
+
+
+class ClusterEngine:
+    """A coordinator over P partitions x R replicas of Ray actors; thread-safe."""
+
+    # Tracked segments (engine.catalog.maintain) follow one process's change batches; the
+    # coordinator does not report them yet, so a cluster server does not maintain them.
+    tracks_audiences = False
+
+    def __init__(self, data_dir, address: Optional[str] = None, partitions: Optional[int] = None,
+                 replicas: Optional[int] = None, partition_root: Optional[str] = None,
+                 namespace: Optional[str] = None, hedge_after: float = 1.0,
+                 ray_options: Optional[dict] = None, engine_options: Optional[dict] = None,
+                 detached: bool = False):
+        """data_dir: the coordinator's folder (layout, saved segments and groups).
+        address: a Ray cluster ("auto", "ray://...", "host:port"), or None to use the Ray
+        this process already started or start a local one (ray_options go to ray.init).
+        partitions, replicas: fixed when the folder is first used (default 4 and 1; 2
+        replicas in a multi-node cluster). partition_root: where each node keeps its
+        partitions' files (default <data_dir>/partitions; on real machines a local disk
+        path present on every node). hedge_after: seconds before a read also asks the next
+        replica. detached: actors outlive this process (a restarted coordinator finds them)."""
+        import ray
+
+        self.root = Path(data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.hedge_after = hedge_after
+        self.compactions = 0
+        if not ray.is_initialized():
+            opts = dict(ray_options or {})
+            if address not in (None, "local"):
+                opts["address"] = address
+            ray.init(**opts)
+        self.namespace = namespace or "segments-" + hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+        layout = self._layout(partitions, replicas, len(nodes))
+        self.partitions, self.replicas = layout["partitions"], layout["replicas"]
+        self.partition_root = Path(partition_root or layout.get("partition_root") or self.root / PARTITIONS_DIR)
+        self._seq: Dict[str, List[int]] = {}
+        self.placement = self._placement(layout, nodes)
+        self._actors = [[self._actor(p, r, detached, engine_options or {}) for r in range(self.replicas)]
+                        for p in range(self.partitions)]
+        self._next = 0   # round robin of the first replica asked
+        self._rounds = threading.local()   # this thread's last call: slowest partition's ms per round
+
+    # ------------------------------------------------------------ layout and actors
+    def _layout(self, partitions, replicas, n_nodes) -> dict:
+        path = self.root / LAYOUT_FILE
+        if path.exists():
+            layout = json.loads(path.read_text())
+            for key, want in (("partitions", partitions), ("replicas", replicas)):
+                if want is not None and want != layout[key]:
+                    raise E.FailedPrecondition(key, f"{self.root} was made with {key}={layout[key]}, not {want}")
+            return layout
+        partitions = 4 if partitions is None else partitions
+        replicas = (2 if n_nodes > 1 else 1) if replicas is None else replicas
+        for key, v in (("partitions", partitions), ("replicas", replicas)):
+            if not isinstance(v, int) or not 1 <= v <= 4096:
+                raise E.InvalidArgument(key, f"must be an integer from 1 to 4096, got {v!r}")
+        layout = {"partitions": partitions, "replicas": replicas, "hash": "splitmix64(customer_id) mod partitions"}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(layout, indent=1))
+        os.replace(tmp, path)
+        return layout
+
+    def _placement(self, layout: dict, nodes: list) -> dict:
+        """Actor name -> the node holding its files, kept in the layout file: chosen once,
+        when the folder is first used on a cluster of several nodes (replica r of partition
+        p on node (p + r) mod N, so a partition's replicas sit on different nodes), then
+        fixed, so that an actor never reopens its partition on a node without its files.
+        Empty on one node (nothing to choose)."""
+        placement = layout.get("placement") or {}
+        if not placement and len(nodes) > 1:
+            placement = {f"p{p}-r{r}": nodes[(p + r) % len(nodes)]
+                         for p in range(self.partitions) for r in range(self.replicas)}
+            layout["placement"] = placement
+            path = self.root / LAYOUT_FILE
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(layout, indent=1))
+            os.replace(tmp, path)
+        return placement
+
+    def _actor(self, p: int, r: int, detached: bool, engine_options: dict):
+        """Actor p-r: found by name if it runs, else started on the node its placement
+        names (hard affinity: while that node is down the actor waits there and reads go to
+        the other replicas; it never starts elsewhere on an empty folder)."""
+        import ray
+
+        opts = dict(name=f"p{p}-r{r}", namespace=self.namespace, get_if_exists=True, max_restarts=-1,
+                    max_task_retries=-1, num_cpus=0, max_concurrency=8)
+        if detached:
+            opts["lifetime"] = "detached"
+        node = self.placement.get(f"p{p}-r{r}")
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        folder = self.partition_root / f"p{p:04d}r{r}"
+        return ray.remote(PartitionWorker).options(**opts).remote(str(folder), p, r, engine_options)
+
+    def actor(self, p: int, r: int = 0):
+        """The actor handle of partition p, replica r (tests, operations)."""
+        return self._actors[p][r]
+
+    # ------------------------------------------------------------ calls to partitions
+    def _send(self, p: int, r: int, method: str, args: tuple, kwargs: dict, deadline: Optional[float]):
+        timeout = None if deadline is None else deadline - time.monotonic()
+        return self._actors[p][r].call.remote(method, args, kwargs, timeout)
+
+    def _read(self, method: str, calls: Dict[int, tuple], deadline: Optional[float], times: Optional[dict] = None):
+        """{p: (args, kwargs)} on one replica of each partition -> {p: value}. A replica
+        that fails, or is silent for hedge_after seconds, is backed up by the next one;
+        the first answer wins. Cancelled once the deadline passes."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        if deadline is not None and deadline <= time.monotonic():
+            raise E.Cancelled("deadline", "the call's deadline passed before it reached the partitions")
+        times = {} if times is None else times
+        start = self._next
+        self._next += 1
+        pending, tried, sent, out = {}, {}, {}, {}
+
+        def ask(p: int) -> bool:
+            left = [r for r in range(self.replicas) if r not in tried[p]]
+            if not left:
+                return False
+            r = left[(start + p) % len(left)] if not tried[p] else left[0]
+            tried[p].add(r)
+            sent[p] = time.monotonic()
+            pending[self._send(p, r, method, *calls[p], deadline)] = (p, r)
+            return True
+
+        for p in calls:
+            tried[p] = set()
+            ask(p)
+        while len(out) < len(calls):
+            now = time.monotonic()
+            wait = None if deadline is None else deadline - now
+            if self.replicas > 1:
+                hedge = min((sent[p] + self.hedge_after - now for p in calls if p not in out
+                             and len(tried[p]) < self.replicas), default=None)
+                if hedge is not None:
+                    wait = max(0.0, hedge) if wait is None else min(wait, max(0.0, hedge))
+            if self.replicas == 1 and deadline is None:
+                ready = list(pending)   # nothing to back up or time out: take every answer
+            else:
+                missing = len({q for q, _ in pending.values()} - set(out))   # never wait on a backed-up slow one
+                ready, _ = ray.wait(list(pending), num_returns=max(1, min(missing, len(pending))),
+                                    timeout=None if wait is None else max(0.0, wait))
+            if not ready:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    late = sorted(p for p in calls if p not in out)
+                    raise E.Cancelled("deadline", f"partitions {late} did not answer {method} before the deadline")
+                for p in calls:
+                    if p not in out and now - sent[p] >= self.hedge_after:
+                        ask(p)
+                continue
+            for ref in ready:
+                p, r = pending.pop(ref)
+                if p in out:
+                    continue
+                try:
+                    answer = ray.get(ref)
+                except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                    ray.exceptions.ActorUnschedulableError) as e:
+                    if not ask(p) and not any(q == p for q, _ in pending.values()):
+                        raise E.Unavailable(f"partition {p}",
+                                            f"no replica answered {method}: {type(e).__name__}") from None
+                    continue
+                out[p] = unwrap(answer)
+                times[p] = answer[2]
+        rounds = getattr(self._rounds, "ms", None)
+        if rounds is not None:
+            rounds.append(max(times.values(), default=0.0))
+        return out
+
+    def partition_rounds(self, fn: Callable, *args, **kwargs):
+        """fn(*args, **kwargs) and the slowest partition's own time (ms, inside its actor)
+        in each round of calls it made: what the cluster adds is the rest (bench/cluster.py)."""
+        self._rounds.ms = []
+        try:
+            return fn(*args, **kwargs), self._rounds.ms
+        finally:
+            self._rounds.ms = None
+
+    def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
+                  deadline: Optional[float] = None, times: Optional[dict] = None) -> list:
+        got = self._read(method, {p: (args, kwargs or {}) for p in range(self.partitions)}, deadline, times)
+        return [got[p] for p in range(self.partitions)]
+
+    def _write(self, method: str, calls: Dict[int, tuple]) -> Dict[int, object]:
+        """{p: (args, kwargs)} on every replica of each partition; {p: replica 0's value}
+        once all have answered (the first engine error is raised)."""
+        import ray
+
+        from ray.exceptions import RayActorError, RayTaskError
+
+        refs = [(p, r, self._send(p, r, method, *calls[p], None)) for p in calls for r in range(self.replicas)]
+        out = {}
+        for p, r, ref in refs:
+            try:
+                answer = ray.get(ref)
+            except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                    ray.exceptions.ActorUnschedulableError) as e:
+                # not acknowledged: the replicas that answered keep it (a retry with the same
+                # batch id completes the others without applying anything twice)
+                raise E.Unavailable(f"partition {p}", f"replica {r} cannot take {method} now: "
+                                                      f"{type(e).__name__}") from None
+            try:
+                value = unwrap(answer)
+            except E.EngineError as e:
+                e.partition = p
+                raise
+            if p not in out:
+                out[p] = value
+        return out
+
+    def _write_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None) -> list:
+        got = self._write(method, {p: (args, kwargs or {}) for p in range(self.partitions)})
+        return [got[p] for p in range(self.partitions)]
+
+    # ------------------------------------------------------------ datasets
+    def create_dataset(self, name: str, timezone: str, shard_bits: int = folders.DEFAULT_SHARD_BITS) -> dict:
+        """Create an empty dataset on the coordinator and every partition."""
+        with self._lock:
+            folders.create_dataset(self.root, name, timezone, shard_bits)
+        try:
+            self._write_all("ensure_dataset", (name, timezone, shard_bits))
+        except BaseException:
+            folders.delete_dataset(self.root, name)
+            raise
+        return self.info(name)
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete a dataset everywhere (its saved segments, groups and default exports too)."""
+        self.dataset(name)
+        self._write_all("drop_dataset", (name,))
+        with self._lock:
+            self._seq.pop(name, None)
+            folders.delete_dataset(self.root, name)
+            exports = self.root / "_exports" / name
+            if exports.is_symlink():
+                exports.unlink()
+            elif exports.is_dir():
+                shutil.rmtree(exports, ignore_errors=True)
+
+    def datasets(self) -> list:
+        return folders.list_datasets(self.root)
+
+    def dataset(self, name: str) -> ClusterDataset:
+        """The dataset's settings (NotFound if none)."""
+        d = folders.dataset_dir(self.root, name)
+        try:
+            s = json.loads((d / "dataset.json").read_text())
+        except FileNotFoundError:
+            raise E.NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND") from None
+        return ClusterDataset(name, s["timezone"], s["shard_bits"])
+
+    def info(self, name: str) -> dict:
+        """Engine.info summed over partitions, with each partition's own under "partition_info"."""
+        ds = self.dataset(name)
+        infos = self._read_all("info", (name,))
+        rows = {}
+        pending = {}
+        for i in infos:
+            for k, v in (i.get("rows") or {}).items():
+                rows[k] = rows.get(k, 0) + int(v)
+            for k, v in ((i.get("live") or {}).get("pending") or {}).items():
+                pending[k] = pending.get(k, 0) + int(v)
+        seqs = [int((i.get("live") or {}).get("sequence", 0)) for i in infos]
+        self._seq[name] = seqs
+        out = {"name": name, "timezone": ds.timezone, "shard_bits": ds.shard_bits, "shard_size": 1 << ds.shard_bits,
+               "shards": sum(int(i.get("shards", 0)) for i in infos), "rows": rows,
+               "bytes_on_disk": sum(int(i.get("bytes_on_disk", 0)) for i in infos),
+               "version": infos[0].get("version"), "live": {"sequence": sum(seqs), "pending": pending},
+               "partitions": self.partitions, "replicas": self.replicas,
+               "partition_info": [{k: i.get(k) for k in ("rows", "shards", "bytes_on_disk", "active_customers",
+                                                         "version", "live")} for i in infos]}
+        if any("active_customers" in i for i in infos):
+            out["active_customers"] = sum(int(i.get("active_customers", 0)) for i in infos)
+        return out
+
+    def ingest(self, name: str, folder, progress: bool = False, memory: Optional[int] = None, report=None) -> dict:
+        """Bulk load a folder: every file read and validated here, its rows routed by
+        customer_id, each partition's share built by all of its replicas in parallel.
+        Errors name the file, row and column of the input. Each partition's load is all or
+        nothing; a load failing in one partition after others loaded is reported and may be
+        retried with the same files only after those partitions' customers are removed (see
+        docs/cluster.md)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.dataset(name)
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise E.InvalidArgument("folder", f"{str(folder)!r} is not a folder")
+        found = find_table_files(folder)
+        if not found:
+            raise E.IngestError("", 0, "", f"no table files in {folder}")
+        shares: Dict[str, List[list]] = {}     # table -> per partition: sub-tables
+        origin: Dict[str, List[list]] = {}     # table -> per partition: [(file, 1-based rows)]
+        for table, paths in found.items():
+            shares[table] = [[] for _ in range(self.partitions)]
+            origin[table] = [[] for _ in range(self.partitions)]
+            for path in paths:
+                file = path.relative_to(folder).as_posix()
+                for offset, t in iter_table_batches(path, table, file):
+                    ids = t.column("customer_id").to_numpy(zero_copy_only=False)
+                    for p, rows in enumerate(split_rows(ids, self.partitions)):
+                        if rows.size:
+                            shares[table][p].append(t.take(pa.array(rows)))
+                            origin[table][p].append((file, rows + offset + 1))
+        calls = {}
+        for p in range(self.partitions):
+            parts = {}
+            for table in found:
+                subs = shares[table][p]
+                if not subs and table != "customers":
+                    continue
+                t = pa.concat_tables(subs) if subs else None
+                if t is None:
+                    from segments.engine.storage.ingest_read import canonical_schema
+                    t = canonical_schema(table).empty_table()
+                buf = io.BytesIO()
+                pq.write_table(t, buf)
+                parts[table] = buf.getvalue()
+            calls[p] = ((name, parts), {"memory": memory})
+        try:
+            done = self._write("ingest_parts", calls)
+        except E.IngestError as e:
+            raise _located(e, origin) from None
+        total: Dict[str, int] = {}
+        for rows in done.values():
+            for k, v in rows.items():
+                total[k] = total.get(k, 0) + int(v)
+        self._seq.pop(name, None)
+        return total
+
+    # ------------------------------------------------------------ live changes
+    def apply_changes(self, name: str, customers=None, purchases=None, visits=None, laybys=None,
+                      delete=(), batch_id: Optional[str] = None) -> dict:
+        """One batch routed by customer_id: each partition's share is applied atomically
+        and durably by every replica before this returns (a retry with the same batch_id
+        re-applies nothing; without one the coordinator names the batch itself so that its
+        own retries are harmless). Errors name the row of the batch as given."""
+        import pyarrow as pa
+
+        self.dataset(name)
+        tables, ids = prepare_batch(customers, purchases, visits, laybys, delete, batch_id)
+        batch_id = batch_id or uuid.uuid4().hex
+        calls: Dict[int, tuple] = {}
+        origin: Dict[str, List[list]] = {}
+        for table, t in tables.items():
+            origin[table] = [[] for _ in range(self.partitions)]
+            cids = t.column("customer_id").to_numpy(zero_copy_only=False)
+            for p, rows in enumerate(split_rows(cids, self.partitions)):
+                if rows.size:
+                    calls.setdefault(p, ((name,), {"batch_id": f"{batch_id}/p{p}"}))[1][table] = t.take(pa.array(rows))
+                    origin[table][p].append((table, rows + 1))
+        for p, part in split_ids(ids, self.partitions).items():
+            calls.setdefault(p, ((name,), {"batch_id": f"{batch_id}/p{p}"}))[1]["delete"] = part
+        seqs = self._sequences(name)
+        try:
+            acks = self._write("apply_changes", calls)
+        except E.IngestError as e:
+            raise _located(e, origin) from None
+        rows: Dict[str, int] = {}
+        not_found: list = []
+        for p, a in acks.items():
+            seqs[p] = int(a["sequence"])
+            for k, v in a["rows"].items():
+                rows[k] = rows.get(k, 0) + int(v)
+            not_found.extend(int(x) for x in a["not_found"])
+        return {"sequence": sum(seqs), "rows": rows, "not_found": sorted(not_found),
+                "duplicate": bool(acks) and all(a["duplicate"] for a in acks.values())}
+
+    def upsert_customers(self, name: str, rows, batch_id: Optional[str] = None) -> dict:
+        return self.apply_changes(name, customers=rows, batch_id=batch_id)
+
+    def append(self, name: str, table: str, rows, batch_id: Optional[str] = None) -> dict:
+        if table not in ("purchases", "visits", "laybys"):
+            raise E.InvalidArgument("table", f"expected purchases, visits or laybys, got {table!r}")
+        return self.apply_changes(name, batch_id=batch_id, **{table: rows})
+
+    def delete_customers(self, name: str, customer_ids, batch_id: Optional[str] = None) -> dict:
+        return self.apply_changes(name, delete=customer_ids, batch_id=batch_id)
+
+    def compact(self, name: str, progress: bool = False) -> dict:
+        """Every partition folds its changes into a new version."""
+        self.dataset(name)
+        t0 = time.perf_counter()
+        done = self._write_all("compact", (name,))
+        self.compactions += 1
+        seqs = [int(d["sequence"]) for d in done]
+        self._seq[name] = seqs
+        return {"version": done[0]["version"], "sequence": sum(seqs), "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _sequences(self, name: str) -> List[int]:
+        seqs = self._seq.get(name)
+        if seqs is None:
+            seqs = self._seq[name] = [int(s) for s in self._read_all("sequence", (name,))]
+        return seqs
+
+    # ------------------------------------------------------------ evaluation
+    def _plan(self, name: str, seg: S.Segment, as_of, deadline) -> List[S.Segment]:
+        """The segment each partition evaluates: itself, or with a limit cut to that
+        partition's share of the global top `limit` (two rounds; see the module doc)."""
+        if seg.limit is None:
+            return [seg] * self.partitions
+        base = dataclasses.replace(seg, append=())
+        cands = self._read_all("materialize", (name, base), {"as_of": as_of}, deadline)
+        shares = merge.top_counts(cands, seg)
+        return [dataclasses.replace(seg, limit=k) for k in shares]
+
+    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
+                  times: Optional[dict] = None) -> list:
+        self.dataset(name)
+        if not isinstance(seg, S.Segment):
+            raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
+        segs = self._plan(name, seg, kwargs["as_of"], deadline)
+        got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
+                         deadline, times)
+        return [got[p] for p in range(self.partitions)]
+
+    def count(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
+        t0 = time.perf_counter()
+        got = self._evaluate("count", name, segment, (), {"as_of": _instant(as_of)}, deadline)
+        return merge.counts(got, self.partitions, (time.perf_counter() - t0) * 1000)
+
+    def preview(self, name: str, segment: S.Segment, n: int = 20, fields: Sequence[str] = (),
+                as_of=None, deadline: Optional[float] = None):
+        t0 = time.perf_counter()
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise E.InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
+        got = self._evaluate("preview", name, segment, (n, tuple(fields)), {"as_of": _instant(as_of)}, deadline)
+        return merge.previews(got, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
+
+    def materialize(self, name: str, segment: S.Segment, fields: Sequence[str] = (),
+                    as_of=None, deadline: Optional[float] = None) -> Materialized:
+        t0 = time.perf_counter()
+        as_of = _instant(as_of)
+        got = self._evaluate("materialize", name, segment, (tuple(fields),), {"as_of": as_of}, deadline)
+        m = merge.materialized(got, segment, tuple(fields), self.partitions, (time.perf_counter() - t0) * 1000)
+        m.as_of = as_of
+        m.sequence = sum(int(g.sequence or 0) for g in got)
+        return m
+
+    def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
+        t0 = time.perf_counter()
+        times: dict = {}
+        got = self._evaluate("explain", name, segment, (), {"as_of": _instant(as_of)}, deadline, times)
+        return merge.explains(got, segment, [times.get(p, 0.0) for p in range(self.partitions)],
+                              (time.perf_counter() - t0) * 1000)
+
+    def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
+        """Customers by customer_id still in the dataset, each asked of its own partition."""
+        t0 = time.perf_counter()
+        self.dataset(name)
+        ids = np.unique(np.asarray(customer_ids, dtype=np.int64))
+        parts = split_ids(ids, self.partitions) or {0: ids}
+        got = self._read("rows_of", {p: ((name, a, tuple(fields)), {}) for p, a in parts.items()}, None)
+        answers = [got[p] for p in sorted(got)]
+        m = merge.materialized(answers, None, tuple(fields), 1, (time.perf_counter() - t0) * 1000)
+        m.missing_ids = tuple(sorted(int(x) for a in answers for x in a.missing_ids))
+        return m
+
+    # ------------------------------------------------------------ operations
+    def open_datasets(self) -> dict:
+        """name -> {"sequence", "pending"} from what this coordinator last saw (no calls)."""
+        return {name: {"sequence": sum(seqs), "pending": {}} for name, seqs in list(self._seq.items())}
+
+    def warm(self, names: Optional[Iterable[str]] = None, synthetic: bool = True,
+             log: Optional[Callable[[str], None]] = None, cancelled: Callable[[], bool] = lambda: False) -> dict:
+        """Every partition actor warms its own process (kernels, then its share of the datasets)."""
+        log = log or (lambda message: None)
+        t0 = time.perf_counter()
+        per = self._write_all("warm", (None if names is None else list(names), synthetic))
+        took = round(time.perf_counter() - t0, 3)
+        log(f"warm-up: {self.partitions} partitions x {self.replicas} replicas in {took:.2f} s")
+        out = {"cluster": took}
+        for p, t in enumerate(per):
+            for k, v in t.items():
+                out[f"p{p}:{k}"] = v
+        return out
+
+    def ping(self) -> list:
+        """Every actor's pid, host and folder (partition-major)."""
+        import ray
+        return ray.get([a.ping.remote() for row in self._actors for a in row])
+
+    def close(self) -> None:
+        """Nothing to release here: the actors own their files (and stop with this process
+        unless detached)."""
+
+
+def _instant(as_of) -> dt.datetime:
+    """One instant for every partition: now unless given."""
+    t = parse_as_of(as_of)
+    return dt.datetime.now(UTC) if t is None else t
+
+
+def _located(e: E.IngestError, origin: Dict[str, List[list]]) -> E.IngestError:
+    """An error a partition raised about row r of its share, renamed to the input's file and row."""
+    table = e.file.split(".")[0].split("/")[0]
+    per = origin.get(table)
+    p = getattr(e, "partition", None)
+    if not per or not e.row or p is None:
+        return e
+    r = e.row
+    for file, rows in per[p]:
+        if r <= rows.size:
+            return E.IngestError(file, int(rows[r - 1]), e.column, e.message)
+        r -= rows.size
+    return e

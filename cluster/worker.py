@@ -1,0 +1,113 @@
+"""What one partition actor runs: an ordinary Engine over the partition's own data folder
+(on the node holding its files), answering the coordinator's calls.
+
+Kept free of ray so that it can be tested and read alone; engine.py makes it an actor.
+Engine errors do not survive pickling by their constructors, so every call answers
+("ok", value) or ("error", class name, attributes) and the coordinator raises the same
+error again (see `unwrap`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from segments.engine import errors as E
+
+
+class PartitionWorker:
+    """Partition `index`, replica `replica`, of every dataset of a cluster: data in `folder`."""
+
+    def __init__(self, folder: str, index: int, replica: int, engine_options: Optional[dict] = None):
+        from segments.engine.api import Engine
+
+        self.folder = Path(folder)
+        self.index, self.replica = index, replica
+        self.engine = Engine(self.folder, **(engine_options or {}))
+        self.started = time.time()
+        self.delay = 0.0   # seconds each evaluation waits first (tests: a slow partition)
+
+    # ------------------------------------------------------------ the one entry point
+    def call(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
+             timeout: Optional[float] = None):
+        """engine.<method>(*args, **kwargs), its deadline `timeout` seconds from now; the
+        answer wrapped as ("ok", value) or ("error", ...)."""
+        kwargs = dict(kwargs or {})
+        t0 = time.perf_counter()
+        try:
+            if timeout is not None:
+                if timeout <= 0:
+                    raise E.Cancelled("deadline", "the call's deadline passed before the partition started it")
+                kwargs["deadline"] = time.monotonic() + timeout
+            if self.delay and method in EVALUATIONS:
+                time.sleep(self.delay)
+            fn = getattr(self, "do_" + method, None) or getattr(self.engine, method)
+            value = fn(*args, **kwargs)
+        except E.EngineError as e:
+            return ("error", type(e).__name__, dict(vars(e)), str(e))
+        return ("ok", value, (time.perf_counter() - t0) * 1000)
+
+    def ping(self) -> dict:
+        """Who and where this actor is."""
+        try:
+            import ray
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:   # outside Ray
+            node = None
+        return {"pid": os.getpid(), "host": socket.gethostname(), "node": node, "index": self.index,
+                "replica": self.replica, "folder": str(self.folder), "started": self.started}
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = float(seconds)
+
+    # ------------------------------------------------------------ calls beyond Engine's
+    def do_ingest_parts(self, name: str, parts: dict, memory: Optional[int] = None) -> dict:
+        """Bulk load this partition's share: table -> Parquet bytes, written to a folder of
+        this node and loaded from there."""
+        stage = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.folder))
+        try:
+            for table, data in parts.items():
+                (stage / f"{table}.parquet").write_bytes(data)
+            return self.engine.ingest(name, stage, memory=memory)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def do_ensure_dataset(self, name: str, timezone: str, shard_bits: int) -> dict:
+        """Create the dataset unless this partition has it already (a retried create)."""
+        try:
+            return self.engine.create_dataset(name, timezone, shard_bits)
+        except E.AlreadyExists:
+            return self.engine.info(name)
+
+    def do_drop_dataset(self, name: str) -> None:
+        """Delete the dataset here; absent already is fine (a retried delete)."""
+        try:
+            self.engine.delete_dataset(name)
+        except E.NotFound:
+            pass
+
+    def do_sequence(self, name: str) -> int:
+        """The change sequence this partition's readers see."""
+        return int(self.engine.info(name)["live"]["sequence"])
+
+    def do_warm(self, names=None, synthetic: bool = True) -> dict:
+        return self.engine.warm(names, synthetic=synthetic)
+
+
+EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of")
+
+
+def unwrap(answer):
+    """The value of a worker answer, or its engine error raised again here."""
+    if answer[0] == "ok":
+        return answer[1]
+    _, cls_name, attrs, text = answer
+    cls = getattr(E, cls_name, E.EngineError)
+    err = cls.__new__(cls)
+    Exception.__init__(err, text)
+    err.__dict__.update(attrs)
+    raise err
