@@ -245,89 +245,163 @@ def _profile(pred: str) -> str:
     return f"{ACTIVE} AND ({pred})"
 
 
+def _sql_all(c, ctx: _Ctx) -> str:
+    return ACTIVE
+
+
+def _sql_customers(c, ctx: _Ctx) -> str:
+    if not c.ids:
+        return _profile("FALSE")
+    return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in c.ids) + ")")
+
+
+def _sql_search(c, ctx: _Ctx) -> str:
+    needle = f"norm({_q(c.text)})"
+    preds = []
+    for f in c.fields:
+        if f == "phone":
+            d = _digits(c.text)
+            if d:
+                preds.append(f"contains(_n_phone, {_q(d)})")
+        else:
+            preds.append(f"contains(_n_{f}, {needle})")
+    return _profile(" OR ".join(preds) or "FALSE")
+
+
+def _sql_surname(c, ctx: _Ctx) -> str:
+    return _profile(f"_n_last_name = norm({_q(c.text)})")
+
+
+def _sql_birthday(c, ctx: _Ctx) -> str:
+    col = "birth_date" if c.which == "birth" else "anniversary_date"
+    if c.mode == "this_month":
+        return _profile(f"month({col}) = {ctx.today.month}")
+    if c.mode == "month":
+        return _profile(f"month({col}) = {int(c.month)}")
+    mds = birthday_mds(c.mode, ctx.today, c.month, c.days)
+    return _profile(f"(month({col}) * 100 + day({col})) IN ({', '.join(map(str, mds))})")
+
+
+def _sql_married_today(c, ctx: _Ctx) -> str:
+    return _profile(f"wedding_date = {_date_lit(ctx.today)}")
+
+
+def _sql_age(c, ctx: _Ctx) -> str:
+    today = ctx.today
+    md_today = today.month * 100 + today.day
+    eff = "CASE WHEN _bmd = 229 THEN 228 ELSE _bmd END" if not _leap(today.year) else "_bmd"
+    age = f"({today.year} - year(birth_date) - CASE WHEN {md_today} < ({eff}) THEN 1 ELSE 0 END)"
+    return _profile(f"birth_date IS NOT NULL AND {_cmp(age, c.cmp)}")
+
+
+def _sql_joined(c, ctx: _Ctx) -> str:
+    return _profile(f"joined_on IS NOT NULL AND {ctx.range_pred('joined_on', c.range)}")
+
+
+def _sql_loyalty_member(c, ctx: _Ctx) -> str:
+    return _profile("loyalty_member")
+
+
+def _sql_loyalty_points(c, ctx: _Ctx) -> str:
+    return _profile(_cmp("loyalty_points", c.cmp))
+
+
+def _sql_in_values(c, ctx: _Ctx) -> str:
+    return _profile(f"{c.field} IN {_qlist(c.values)}")
+
+
+def _sql_tags(c, ctx: _Ctx) -> str:
+    fn = "list_has_any" if c.mode == "any" else "list_has_all"
+    lst = "[" + ", ".join(_q(x) for x in c.tags) + "]::VARCHAR[]"
+    return _profile(f"COALESCE({fn}(tags, {lst}), FALSE)")
+
+
+def _sql_reachable(c, ctx: _Ctx) -> str:
+    pred = {"has_email": "_has_email", "has_phone": "_has_phone",
+            "email_opt_in": "email_opt_in", "sms_opt_in": "sms_opt_in"}[c.channel]
+    return _profile(f"COALESCE({pred}, FALSE)")
+
+
+def _sql_account_balance(c, ctx: _Ctx) -> str:
+    return _profile(_cmp("account_balance", c.cmp))
+
+
+def _sql_overdue_layby(c, ctx: _Ctx) -> str:
+    td = _date_lit(ctx.today)
+    return _profile("customer_id IN (SELECT customer_id FROM laybys WHERE status = 'open' "
+                    f"AND balance > 0 AND due_on < {td} AND opened_on <= {td})")
+
+
+def _sql_bought(c, ctx: _Ctx) -> str:
+    return _profile(f"customer_id IN (SELECT customer_id FROM purchases WHERE "
+                    f"{_line_preds(ctx, c.filter, c.range, refunds=False)})")
+
+
+def _sql_spend_etc(c, ctx: _Ctx) -> str:
+    t = type(c)
+    agg = "SUM(amount)" if t is S.Spend else "COUNT(*)"
+    lines = _line_preds(ctx, c.filter, c.range, refunds=t is S.Spend)
+    return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, {agg} AS v "
+            f"FROM purchases WHERE {lines} GROUP BY customer_id) a ON a.customer_id = c.customer_id "
+            f"WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+
+
+def _sql_visited(c, ctx: _Ctx) -> str:
+    return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS v "
+            f"FROM visits WHERE {_visit_preds(ctx, c.shops, c.range)} GROUP BY customer_id) a "
+            f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+
+
+def _sql_upcoming_appointment(c, ctx: _Ctx) -> str:
+    shops = f" AND shop IN {_qlist(c.shops)}" if c.shops else ""
+    return _profile(f"customer_id IN (SELECT customer_id FROM visits WHERE status = 'booked' "
+                    f"AND _us > {ctx.micros}{shops})")
+
+
+def _sql_all_of_etc(c, ctx: _Ctx) -> str:
+    t = type(c)
+    op = " INTERSECT " if t is S.AllOf else " UNION "
+    return op.join(f"(SELECT customer_id FROM ({cond_sql(x, ctx)}))" for x in c.children)
+
+
+def _sql_not(c, ctx: _Ctx) -> str:
+    return f"({ACTIVE}) EXCEPT (SELECT customer_id FROM ({cond_sql(c.child, ctx)}))"
+
+
+# condition class -> SQL of its matching active customer_ids (engine.model.kinds lists the classes)
+CONDITION_SQL = {
+    S.All: _sql_all,
+    S.Customers: _sql_customers,
+    S.Search: _sql_search,
+    S.Surname: _sql_surname,
+    S.Birthday: _sql_birthday,
+    S.MarriedToday: _sql_married_today,
+    S.Age: _sql_age,
+    S.Joined: _sql_joined,
+    S.LoyaltyMember: _sql_loyalty_member,
+    S.LoyaltyPoints: _sql_loyalty_points,
+    S.InValues: _sql_in_values,
+    S.Tags: _sql_tags,
+    S.Reachable: _sql_reachable,
+    S.AccountBalance: _sql_account_balance,
+    S.OverdueLayby: _sql_overdue_layby,
+    S.Bought: _sql_bought,
+    S.Spend: _sql_spend_etc,
+    S.PurchaseCount: _sql_spend_etc,
+    S.Visited: _sql_visited,
+    S.UpcomingAppointment: _sql_upcoming_appointment,
+    S.AllOf: _sql_all_of_etc,
+    S.AnyOf: _sql_all_of_etc,
+    S.Not: _sql_not,
+}
+
+
 def cond_sql(c: S.Condition, ctx: _Ctx) -> str:
     """A query yielding the distinct active customer_ids matching condition c."""
-    t = type(c)
-    if t is S.All:
-        return ACTIVE
-    if t is S.Customers:
-        if not c.ids:
-            return _profile("FALSE")
-        return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in c.ids) + ")")
-    if t is S.Search:
-        needle = f"norm({_q(c.text)})"
-        preds = []
-        for f in c.fields:
-            if f == "phone":
-                d = _digits(c.text)
-                if d:
-                    preds.append(f"contains(_n_phone, {_q(d)})")
-            else:
-                preds.append(f"contains(_n_{f}, {needle})")
-        return _profile(" OR ".join(preds) or "FALSE")
-    if t is S.Surname:
-        return _profile(f"_n_last_name = norm({_q(c.text)})")
-    if t is S.Birthday:
-        col = "birth_date" if c.which == "birth" else "anniversary_date"
-        if c.mode == "this_month":
-            return _profile(f"month({col}) = {ctx.today.month}")
-        if c.mode == "month":
-            return _profile(f"month({col}) = {int(c.month)}")
-        mds = birthday_mds(c.mode, ctx.today, c.month, c.days)
-        return _profile(f"(month({col}) * 100 + day({col})) IN ({', '.join(map(str, mds))})")
-    if t is S.MarriedToday:
-        return _profile(f"wedding_date = {_date_lit(ctx.today)}")
-    if t is S.Age:
-        today = ctx.today
-        md_today = today.month * 100 + today.day
-        eff = "CASE WHEN _bmd = 229 THEN 228 ELSE _bmd END" if not _leap(today.year) else "_bmd"
-        age = f"({today.year} - year(birth_date) - CASE WHEN {md_today} < ({eff}) THEN 1 ELSE 0 END)"
-        return _profile(f"birth_date IS NOT NULL AND {_cmp(age, c.cmp)}")
-    if t is S.Joined:
-        return _profile(f"joined_on IS NOT NULL AND {ctx.range_pred('joined_on', c.range)}")
-    if t is S.LoyaltyMember:
-        return _profile("loyalty_member")
-    if t is S.LoyaltyPoints:
-        return _profile(_cmp("loyalty_points", c.cmp))
-    if t is S.InValues:
-        return _profile(f"{c.field} IN {_qlist(c.values)}")
-    if t is S.Tags:
-        fn = "list_has_any" if c.mode == "any" else "list_has_all"
-        lst = "[" + ", ".join(_q(x) for x in c.tags) + "]::VARCHAR[]"
-        return _profile(f"COALESCE({fn}(tags, {lst}), FALSE)")
-    if t is S.Reachable:
-        pred = {"has_email": "_has_email", "has_phone": "_has_phone",
-                "email_opt_in": "email_opt_in", "sms_opt_in": "sms_opt_in"}[c.channel]
-        return _profile(f"COALESCE({pred}, FALSE)")
-    if t is S.AccountBalance:
-        return _profile(_cmp("account_balance", c.cmp))
-    if t is S.OverdueLayby:
-        td = _date_lit(ctx.today)
-        return _profile("customer_id IN (SELECT customer_id FROM laybys WHERE status = 'open' "
-                        f"AND balance > 0 AND due_on < {td} AND opened_on <= {td})")
-    if t is S.Bought:
-        return _profile(f"customer_id IN (SELECT customer_id FROM purchases WHERE "
-                        f"{_line_preds(ctx, c.filter, c.range, refunds=False)})")
-    if t in (S.Spend, S.PurchaseCount):
-        agg = "SUM(amount)" if t is S.Spend else "COUNT(*)"
-        lines = _line_preds(ctx, c.filter, c.range, refunds=t is S.Spend)
-        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, {agg} AS v "
-                f"FROM purchases WHERE {lines} GROUP BY customer_id) a ON a.customer_id = c.customer_id "
-                f"WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
-    if t is S.Visited:
-        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS v "
-                f"FROM visits WHERE {_visit_preds(ctx, c.shops, c.range)} GROUP BY customer_id) a "
-                f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
-    if t is S.UpcomingAppointment:
-        shops = f" AND shop IN {_qlist(c.shops)}" if c.shops else ""
-        return _profile(f"customer_id IN (SELECT customer_id FROM visits WHERE status = 'booked' "
-                        f"AND _us > {ctx.micros}{shops})")
-    if t in (S.AllOf, S.AnyOf):
-        op = " INTERSECT " if t is S.AllOf else " UNION "
-        return op.join(f"(SELECT customer_id FROM ({cond_sql(x, ctx)}))" for x in c.children)
-    if t is S.Not:
-        return f"({ACTIVE}) EXCEPT (SELECT customer_id FROM ({cond_sql(c.child, ctx)}))"
-    raise TypeError(f"unknown condition {c!r}")
+    fn = CONDITION_SQL.get(type(c))
+    if fn is None:
+        raise TypeError(f"unknown condition {c!r}")
+    return fn(c, ctx)
 
 
 def rank_sql(o: S.OrderBy, ctx: _Ctx) -> str:

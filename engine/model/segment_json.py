@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from . import kinds
 from . import limits
 from . import segment as S
 from ..errors import InvalidArgument
@@ -396,57 +397,60 @@ def dump_cmp(c: S.Cmp):
     return {"between": [c.a, c.b]} if c.op == "between" else {c.op: c.a}
 
 
+def _dump_birthday(c: S.Birthday):
+    body = {"mode": c.mode}
+    if c.month is not None:
+        body["month"] = c.month
+    if c.days is not None:
+        body["days"] = c.days
+    return body
+
+
+def _dump_visited(c: S.Visited):
+    body = {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)}
+    if c.shops:
+        body["shops"] = list(c.shops)
+    return body
+
+
+def _dump_line_agg(c):
+    return {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}
+
+
+# class -> the body under the kind's JSON name (kinds.kind_name); one entry per class of kinds.KINDS
+_DUMPERS = {
+    S.All: lambda c: {},
+    S.Customers: lambda c: list(c.ids),
+    S.Search: lambda c: {"text": c.text, "fields": list(c.fields)},
+    S.Surname: lambda c: c.text,
+    S.Birthday: _dump_birthday,
+    S.MarriedToday: lambda c: {},
+    S.Age: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.Joined: lambda c: {"range": dump_range(c.range)},
+    S.LoyaltyMember: lambda c: {},
+    S.LoyaltyPoints: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.InValues: lambda c: list(c.values),
+    S.Tags: lambda c: {c.mode: list(c.tags)},
+    S.Reachable: lambda c: c.channel,
+    S.AccountBalance: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.OverdueLayby: lambda c: {},
+    S.Bought: lambda c: {"filter": c.filter.as_dict(), "range": dump_range(c.range)},
+    S.Spend: _dump_line_agg,
+    S.PurchaseCount: _dump_line_agg,
+    S.Visited: _dump_visited,
+    S.UpcomingAppointment: lambda c: {"shops": list(c.shops)} if c.shops else {},
+    S.AllOf: lambda c: [dump_condition(x) for x in c.children],
+    S.AnyOf: lambda c: [dump_condition(x) for x in c.children],
+    S.Not: lambda c: dump_condition(c.child),
+}
+
+
 def dump_condition(c: S.Condition):
     """The JSON object of a condition (inverse of parse_condition)."""
-    t = type(c)
-    if t in (S.All, S.MarriedToday, S.LoyaltyMember, S.OverdueLayby):
-        return {_KIND[t]: {}}
-    if t is S.Customers:
-        return {"customers": list(c.ids)}
-    if t is S.Search:
-        return {"search": {"text": c.text, "fields": list(c.fields)}}
-    if t is S.Surname:
-        return {"surname": c.text}
-    if t is S.Birthday:
-        body = {"mode": c.mode}
-        if c.month is not None:
-            body["month"] = c.month
-        if c.days is not None:
-            body["days"] = c.days
-        return {"birthday" if c.which == "birth" else "anniversary": body}
-    if t in (S.Age, S.LoyaltyPoints, S.AccountBalance):
-        return {_KIND[t]: {"cmp": dump_cmp(c.cmp)}}
-    if t is S.Joined:
-        return {"joined": {"range": dump_range(c.range)}}
-    if t is S.InValues:
-        return {c.field: list(c.values)}
-    if t is S.Tags:
-        return {"tags": {c.mode: list(c.tags)}}
-    if t is S.Reachable:
-        return {"reachable": c.channel}
-    if t is S.Bought:
-        return {"bought": {"filter": c.filter.as_dict(), "range": dump_range(c.range)}}
-    if t in (S.Spend, S.PurchaseCount):
-        return {_KIND[t]: {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}}
-    if t is S.Visited:
-        body = {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)}
-        if c.shops:
-            body["shops"] = list(c.shops)
-        return {"visited": body}
-    if t is S.UpcomingAppointment:
-        return {"upcoming_appointment": {"shops": list(c.shops)} if c.shops else {}}
-    if t is S.AllOf:
-        return {"all_of": [dump_condition(x) for x in c.children]}
-    if t is S.AnyOf:
-        return {"any_of": [dump_condition(x) for x in c.children]}
-    if t is S.Not:
-        return {"not": dump_condition(c.child)}
-    raise TypeError(f"not a condition: {c!r}")
-
-
-_KIND = {S.All: "all", S.MarriedToday: "married_today", S.LoyaltyMember: "loyalty_member",
-         S.OverdueLayby: "overdue_layby", S.Age: "age", S.LoyaltyPoints: "loyalty_points",
-         S.AccountBalance: "account_balance", S.Spend: "spend", S.PurchaseCount: "purchase_count"}
+    dumper = _DUMPERS.get(type(c))
+    if dumper is None:
+        raise TypeError(f"not a condition: {c!r}")
+    return {kinds.kind_name(c): dumper(c)}
 
 
 def dump_segment(s: S.Segment) -> dict:
