@@ -109,6 +109,25 @@ def _parse_time(s: Optional[str]) -> Optional[dt.datetime]:
     return None if s is None else dt.datetime.fromisoformat(s)
 
 
+class References:
+    """What in_segment and in_group read for one dataset: a saved segment's definition (an
+    active one; NotFound when absent) and a group's frozen members (FailedPrecondition once
+    expired)."""
+
+    def __init__(self, catalog: "Catalog", dataset: str):
+        self.catalog = catalog
+        self.dataset = dataset
+
+    def segment(self, name: str) -> S.Segment:
+        return self.catalog.resolve(self.dataset, name, "in_segment")
+
+    def group_members(self, name: str) -> np.ndarray:
+        try:
+            return self.catalog.group_members(self.dataset, name)
+        except (NotFound, FailedPrecondition) as e:
+            raise type(e)("in_group", e.message, reason=e.reason) from None
+
+
 class Catalog:
     """Saved segments and groups of every dataset of one Engine; thread-safe."""
 
@@ -117,6 +136,7 @@ class Catalog:
         self.default_ttl_days = default_ttl_days
         self.clock = clock
         self._lock = threading.Lock()
+        engine.catalog = self   # in_segment / in_group conditions read this catalog
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, kind: str, create: bool = False) -> Path:

@@ -1,0 +1,323 @@
+"""Leaves of the behaviour conditions (shared/spec behaviour.md) on a snapshot or live view.
+
+Lifecycle and distribution kinds reuse the purchase kernels' per-customer values
+(Context.line_values: spend, count, first and last sale day, appended live lines added);
+sequences, regularity and orders gather the visible events of a date range per customer
+(behaviour_kernels, version runs and appended lines alike); references evaluate another
+saved segment or read a group through the resolver the catalog gives the evaluation.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from pyroaring import BitMap
+
+from . import behaviour_kernels as BK
+from . import kernels as K
+from ..errors import InvalidArgument
+from ..model import segment as S
+from ..model.timerange import MAX_DAY, MIN_DAY, add_months, day_number, from_day_number
+from ..storage.bitmaps import mask_to_roaring
+from ..storage.customer_attrs import INT64_NULL
+from ..storage.shard_customers import fnv1a64
+
+EMPTY_I64 = np.zeros(0, np.int64)
+
+
+def _bm(mask: np.ndarray) -> BitMap:
+    return BitMap.deserialize(mask_to_roaring(np.ascontiguousarray(mask, np.uint8)).tobytes())
+
+
+def _in(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return (v >= lo) & (v <= hi)
+
+
+# ---------------------------------------------------------------- gathering events
+
+def _purchase_lines(ctx, f: S.ProductFilter, s: int, e: int, all_lines: bool):
+    """(ptr, ts, day, amount, order, flag) of the visible purchase lines on days [s, e],
+    grouped by customer (all lines with all_lines, else matching non-refund lines)."""
+    key = ("bk.p", f, s, e, all_lines)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    snap = ctx.snap
+    fields, luts = ctx.product_luts(f)
+    s, e = ctx._clip(s), ctx._clip(e)
+    parts = []
+    ps = snap.pieces("p")
+    if ps.n_shards:
+        ctx.check_deadline()
+        offsets = np.zeros(ps.n_shards + 1, np.int64)
+        args = (ps.addr, ps.size, ps.shard_ptr, ps.base, s, e, ctx.asof.micros, fields, luts, all_lines)
+        BK.gather_purchases(*args, False, offsets, *_empty_cols(6))
+        parts.append(_fill(BK.gather_purchases, args, offsets, 6))
+    d = ctx.delta("p")
+    if d is not None:
+        offsets = np.zeros(d.addr.shape[1] + 1, np.int64)
+        args = (d.addr, d.size, s, e, ctx.asof.micros, fields, luts, all_lines)
+        BK.gather_appended_purchases(*args, False, offsets, *_empty_cols(6))
+        parts.append(_fill(BK.gather_appended_purchases, args, offsets, 6))
+    out = _grouped(parts, snap.n, 6)
+    ctx.bytes_read += int(out[1].size) * 37
+    ctx._memo[key] = out
+    return out
+
+
+def _visit_lines(ctx, shops: tuple, s: int, e: int):
+    """(ptr, ts, day) of the visible completed visits (at shops) on days [s, e], by customer."""
+    key = ("bk.v", shops, s, e)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    snap = ctx.snap
+    lut = ctx.shop_lut(shops)
+    s, e = ctx._clip(s), ctx._clip(e)
+    parts = []
+    ps = snap.pieces("v")
+    if ps.n_shards:
+        ctx.check_deadline()
+        offsets = np.zeros(ps.n_shards + 1, np.int64)
+        args = (ps.addr, ps.size, ps.shard_ptr, ps.base, s, e, ctx.asof.micros, bool(shops), lut)
+        BK.gather_visits(*args, False, offsets, *_empty_cols(3))
+        parts.append(_fill(BK.gather_visits, args, offsets, 3))
+    d = ctx.delta("v")
+    if d is not None:
+        offsets = np.zeros(d.addr.shape[1] + 1, np.int64)
+        args = (d.addr, d.size, s, e, ctx.asof.micros, bool(shops), lut)
+        BK.gather_appended_visits(*args, False, offsets, *_empty_cols(3))
+        parts.append(_fill(BK.gather_appended_visits, args, offsets, 3))
+    out = _grouped(parts, snap.n, 3)
+    ctx.bytes_read += int(out[1].size) * 20
+    ctx._memo[key] = out
+    return out
+
+
+_COL_TYPES = (np.int64, np.int64, np.int32, np.int64, np.int64, np.uint8)  # iid, ts, day, amount, order, flag
+
+
+def _empty_cols(k: int):
+    return tuple(np.zeros(0, t) for t in _COL_TYPES[:k])
+
+
+def _fill(kernel, args, offsets, k: int):
+    counts = offsets[1:].copy()
+    offsets[0] = 0
+    offsets[1:] = np.cumsum(counts)
+    total = int(offsets[-1])
+    cols = tuple(np.empty(total, t) for t in _COL_TYPES[:k])
+    kernel(*args, True, offsets, *cols)
+    return cols
+
+
+def _grouped(parts, n: int, k: int):
+    """(ptr, columns but iid...) grouped by customer, time order kept within a part."""
+    if parts:
+        cols = [np.concatenate([p[j] for p in parts]) if len(parts) > 1 else parts[0][j] for j in range(k)]
+    else:
+        cols = list(_empty_cols(k))
+    ptr, perm = BK.group_by_customer(cols[0], n)
+    return (ptr,) + tuple(np.ascontiguousarray(c[perm]) for c in cols[1:])
+
+
+def _event_lines(ctx, ev: S.Event, s: int, e: int):
+    """(ptr, ts, day) of events of kind ev on days [s, e]."""
+    if ev.kind == "visited":
+        return _visit_lines(ctx, ev.shops, s, e)
+    ptr, ts, day, _, _, _ = _purchase_lines(ctx, ev.filter, s, e, False)
+    return ptr, ts, day
+
+
+# ---------------------------------------------------------------- lifecycle
+
+def _first_purchase(ctx, c: S.FirstPurchase):
+    first = ctx.line_values(c.filter, S.EVER, K.MODE_FIRST_DAY)
+    s, e = ctx.asof.resolve(c.range)
+    return _bm(_in(first, s, e) & (first != K.NO_DAY))
+
+
+def _last_purchase(ctx, c: S.LastPurchase):
+    last = ctx.line_values(c.filter, S.EVER, K.MODE_LAST_DAY)
+    s, e = ctx.asof.resolve(c.range)
+    return _bm(_in(last, s, e) & (last != K.NO_DAY))
+
+
+def _regularly(ctx, c: S.Regularly):
+    today = ctx.asof.today
+    if c.period == "week":
+        start = today - dt.timedelta(days=today.weekday() + 7 * (c.periods - 1))
+        lo = day_number(start)
+        period_of = (np.arange(day_number(today) - lo + 1) // 7).astype(np.int64)
+    else:
+        first = add_months(today.replace(day=1), -(c.periods - 1))
+        lo = day_number(first)
+        period_of = np.empty(day_number(today) - lo + 1, np.int64)
+        d, i = first, 0
+        while d <= today:
+            nxt = add_months(d, 1)
+            a, b = day_number(d) - lo, min(day_number(nxt), day_number(today) + 1) - lo
+            period_of[a:b] = i
+            d, i = nxt, i + 1
+    ptr, ts, day = _event_lines(ctx, c.event, lo, ctx.asof.today_day)
+    out = np.zeros(ctx.snap.n, np.uint8)
+    BK.regularly_mask(ptr, day, lo, period_of, c.periods, c.min_periods, c.min_per_period, out)
+    return _bm(out)
+
+
+def _sequence(ctx, c: S.Sequence):
+    s, e = ctx.day_bounds(c.range)
+    if s > e:
+        return BitMap()
+    ptr1, ts1, day1 = _event_lines(ctx, c.first, s, e)
+    # a later instant is at least the first event's local date minus a day (zone shifts)
+    ptr2, ts2, day2 = _event_lines(ctx, c.then, max(s, MIN_DAY + 2) - 2, ctx.asof.today_day)
+    out = np.zeros(ctx.snap.n, np.uint8)
+    BK.sequence_mask(ptr1, ts1, day1, ptr2, ts2, day2, c.within_days, c.negate, out)
+    return _bm(out)
+
+
+# ---------------------------------------------------------------- orders
+
+def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
+    """(order count with a matching non-refund line, net sum, number of orders) per customer
+    over the orders whose instant is dated in r."""
+    s, e = ctx.day_bounds(r)
+    key = ("bk.orders", f, s, e)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    n = ctx.snap.n
+    counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    if s <= e:
+        # an order's lines may come before the range (its instant is then earlier): read all
+        ptr, ts, day, amount, order, flag = _purchase_lines(ctx, f, MIN_DAY, ctx.asof.today_day, True)
+        BK.order_values(ptr, ts, day, amount, order, flag, s, e, counts, sums, num)
+    out = (counts, sums, num)
+    ctx._memo[key] = out
+    return out
+
+
+def average_order_values(ctx, r: S.TimeRange) -> np.ndarray:
+    """floor(net sum / orders) per customer, INT64_NULL without an order in r."""
+    _, sums, num = order_values(ctx, S.NO_FILTER, r)
+    out = np.full(sums.size, INT64_NULL, np.int64)
+    has = num > 0
+    out[has] = np.floor_divide(sums[has], num[has])
+    return out
+
+
+def _order_count(ctx, c: S.OrderCount):
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(order_values(ctx, c.filter, c.range)[0], lo, hi))
+
+
+def _average_order_value(ctx, c: S.AverageOrderValue):
+    lo, hi = c.cmp.bounds()
+    v = average_order_values(ctx, c.range)
+    return _bm(_in(v, lo, hi) & (v != INT64_NULL))
+
+
+# ---------------------------------------------------------------- distribution
+
+def percentile_values(ctx, v: S.Value) -> np.ndarray:
+    """The value a percentile ranks, per customer; absent values (no line, null points) are
+    the lowest int64."""
+    if v.key == "loyalty_points":
+        return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))   # null is INT64_NULL, the lowest
+    if v.key == "order_count":
+        return order_values(ctx, v.filter, v.range)[0]
+    mode = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}[v.key]
+    vals = ctx.line_values(v.filter, v.range, mode)
+    if v.key == "last_purchase":
+        vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
+    return vals
+
+
+def _population(ctx, among) -> np.ndarray:
+    alive = BitMap(ctx.snap.alive)
+    if among is not None:
+        alive &= ctx.eval(among)
+    mask = np.zeros(ctx.snap.n, np.uint8)
+    ids = np.asarray(alive.to_array(), np.int64)
+    mask[ids] = 1
+    return mask
+
+
+def _pct(ctx, values: np.ndarray, member: np.ndarray) -> np.ndarray:
+    out = np.empty(values.size, np.int64)
+    BK.percentiles(np.ascontiguousarray(values, np.int64), member, out)
+    return out
+
+
+def _percentile(ctx, c: S.Percentile):
+    member = _population(ctx, c.among)
+    pct = _pct(ctx, percentile_values(ctx, c.of), member)
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(pct, lo, hi) & (pct >= 0))
+
+
+def _rfm(ctx, c: S.Rfm):
+    member = _population(ctx, c.among)
+    hit = member.astype(bool)
+    for key, cmp in (("last_purchase", c.r), ("purchase_count", c.f), ("spend", c.m)):
+        if cmp is None:
+            continue
+        pct = _pct(ctx, percentile_values(ctx, S.Value(key, c.filter, c.range)), member)
+        score = 1 + pct // 20
+        lo, hi = cmp.bounds()
+        hit &= _in(score, lo, hi) & (pct >= 0)
+    return _bm(hit)
+
+
+def _random_bucket(ctx, c: S.RandomBucket):
+    ids = np.ascontiguousarray(ctx.snap.ext_ids(), np.int64).view(np.uint64)
+    buckets = np.empty(ids.size, np.int64)
+    BK.random_buckets(ids, np.uint64(fnv1a64_salt(c.salt)), buckets)
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(buckets, lo, hi))
+
+
+def fnv1a64_salt(salt: str) -> int:
+    """FNV-1a 64 of the salt's UTF-8 bytes (the offset basis for an empty salt)."""
+    data = salt.encode("utf-8")
+    return fnv1a64(data) if data else 0xcbf29ce484222325
+
+
+# ---------------------------------------------------------------- references
+
+def _in_segment(ctx, c: S.InSegment):
+    refs = ctx.references
+    if refs is None:
+        raise InvalidArgument("in_segment", "saved segments are not available to this evaluation")
+    if c.name in ctx.reference_path:
+        cycle = " -> ".join(ctx.reference_path + (c.name,))
+        raise InvalidArgument("in_segment", f"reference cycle: {cycle}")
+    seg = refs.segment(c.name)
+    return ctx.evaluate_reference(c.name, seg)
+
+
+def _in_group(ctx, c: S.InGroup):
+    refs = ctx.references
+    if refs is None:
+        raise InvalidArgument("in_group", "customer groups are not available to this evaluation")
+    members = np.asarray(refs.group_members(c.name), np.int64)
+    found, _ = ctx.snap.internal_ids(members)
+    mask = np.zeros(ctx.snap.n, np.uint8)
+    mask[np.asarray(found, np.int64)] = 1
+    return _bm(mask)
+
+
+LEAVES = {
+    S.FirstPurchase: _first_purchase,
+    S.LastPurchase: _last_purchase,
+    S.Regularly: _regularly,
+    S.Sequence: _sequence,
+    S.OrderCount: _order_count,
+    S.AverageOrderValue: _average_order_value,
+    S.Percentile: _percentile,
+    S.Rfm: _rfm,
+    S.RandomBucket: _random_bucket,
+    S.InSegment: _in_segment,
+    S.InGroup: _in_group,
+}
