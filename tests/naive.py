@@ -136,6 +136,7 @@ class Naive:
         for v in tables["visits"].to_pylist():
             v["local_date"] = v["starts_at"].astimezone(self.zone).date()
             self.visits[v["customer_id"]].append(v)
+        self.memo: dict = {}             # percentile populations per (value, among, as_of)
         self.saved_segments: dict = {}   # name -> Segment (in_segment)
         self.groups: dict = {}           # name -> set of customer_ids (in_group)
         self.laybys = defaultdict(list)
@@ -491,12 +492,16 @@ def value_of(n, v: S.Value, c, ctx):
 
 def pct_of(n, v: S.Value, among, c, ctx):
     """floor(100 * below / N) of c in the population, None outside it."""
-    pop = [x for x in n.active() if among is None or n.matches(among, x, ctx)]
-    if c["customer_id"] not in {x["customer_id"] for x in pop}:
+    key = ("pct", v, among, ctx.as_of)
+    if key not in n.memo:   # the population's values, once per evaluation
+        pop = [x for x in n.active() if among is None or n.matches(among, x, ctx)]
+        n.memo[key] = {x["customer_id"]: value_of(n, v, x, ctx) for x in pop}
+    values = n.memo[key]
+    if c["customer_id"] not in values:
         return None
-    mine = value_of(n, v, c, ctx)
-    below = sum(1 for x in pop if value_of(n, v, x, ctx) < mine)
-    return 100 * below // len(pop)
+    mine = values[c["customer_id"]]
+    below = sum(1 for x in values.values() if x < mine)
+    return 100 * below // len(values)
 
 
 def check_percentile(n, cond, c, ctx):
