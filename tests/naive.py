@@ -537,8 +537,10 @@ def check_random_bucket(n, cond, c, ctx):
 
 
 def check_in_segment(n, cond, c, ctx):
-    seg = n.saved_segments[cond.name]
-    return c["customer_id"] in set(n.result(seg, ctx.as_of))
+    key = ("in_segment", cond.name, ctx.as_of)
+    if key not in n.memo:   # the referenced result, once per evaluation
+        n.memo[key] = set(n.result(n.saved_segments[cond.name], ctx.as_of))
+    return c["customer_id"] in n.memo[key]
 
 
 def check_in_group(n, cond, c, ctx):

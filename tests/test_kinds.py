@@ -34,8 +34,9 @@ def _catalog_by_name() -> dict:
     """JSON kind name -> the CATALOG conditions of that name (nested ones included)."""
     out: dict = {}
     v = _values()
-    for make in CATALOG.values():
-        for c in S.walk(make(v)):
+    from tests.test_references import CASES   # in_segment / in_group need a catalog
+    for cond in [make(v) for make in CATALOG.values()] + list(CASES.values()):
+        for c in S.walk(cond):
             out.setdefault(kinds.kind_name(c), []).append(c)
     return out
 
@@ -77,7 +78,7 @@ def test_round_trips(name):
     """Every catalogued instance of the kind survives JSON and proto round trips."""
     from segments.server import codec
     found = _catalog_by_name().get(name)
-    assert found, f"{name}: no condition of this kind in tests/test_conditions.py CATALOG"
+    assert found, f"{name}: no condition of this kind in tests/test_conditions.py CATALOG (or test_references.py CASES)"
     checked = 0
     for c in found:
         seg = S.Segment(c)

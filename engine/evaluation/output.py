@@ -231,7 +231,7 @@ def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None, refe
         cols = {f: t.column(f).combine_chunks() for f in fields}
     rv = _rank_column(ev, ids)
     key = seg.order_by.key if seg.order_by is not None else None
-    if rv is not None and key in ("last_purchase", "loyalty_points"):
+    if rv is not None and key in ("last_purchase", "loyalty_points", "average_order_value"):
         rv = np.where(rv == INT64_NULL, np.nan, rv.astype(np.float64))
     return Materialized(ext, cols, rv, key, tuple(sorted(set(ev.ctx.missing_ids))),
                         (time.perf_counter() - t0) * 1000)

@@ -646,3 +646,22 @@ def dump_segment(s: S.Segment) -> dict:
 def dumps(s: S.Segment) -> str:
     """JSON text of a segment."""
     return json.dumps(dump_segment(s), sort_keys=True)
+
+
+def condition_paths(seg: S.Segment):
+    """(path, condition) of every node of a segment, paths in the parser's syntax
+    ("include.all_of[1].in_segment")."""
+    def walk(c, path):
+        name = kinds.kind_name(c)
+        yield f"{path}.{name}", c
+        if isinstance(c, (S.AllOf, S.AnyOf)):
+            for i, x in enumerate(c.children):
+                yield from walk(x, f"{path}.{name}[{i}]")
+        elif isinstance(c, S.Not):
+            yield from walk(c.child, f"{path}.not")
+        elif isinstance(c, (S.Percentile, S.Rfm)) and c.among is not None:
+            yield from walk(c.among, f"{path}.{name}.among")
+    tops = [("include", seg.include)] + ([("exclude", seg.exclude)] if seg.exclude is not None else []) + \
+        [(f"append[{i}]", a) for i, a in enumerate(seg.append)]
+    for path, c in tops:
+        yield from walk(c, path)
