@@ -121,6 +121,63 @@ def _grouped(parts, n: int, k: int):
     return (ptr,) + tuple(np.ascontiguousarray(c[perm]) for c in cols[1:])
 
 
+def _shard_plan(ctx, prefix: str):
+    """(pieces, appended PieceTable or an empty one, sh_base, sh_n, v_lo, v_hi, d_idx): every
+    shard with lines of a table, version runs and appended lines together."""
+    key = ("bk.plan", prefix)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    snap = ctx.snap
+    ps = snap.pieces(prefix)
+    live = ctx.delta(prefix)
+    bits = int(snap.shard_bits)
+    shards = {}
+    for k in range(ps.n_shards):
+        shards[int(ps.shard[k])] = [int(ps.base[k]), int(ps.n[k]), int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1]), -1]
+    if live is not None:
+        for j, (s, _) in enumerate(snap.state.lines(prefix)):   # the appended PieceTable's order
+            shards.setdefault(int(s), [int(s) << bits, 0, 0, 0, -1])[4] = j
+    if ctx.live:   # customers created since the version extend the last shards
+        for s, row in shards.items():
+            row[1] = max(0, min(1 << bits, snap.n - row[0]))
+    rows = np.asarray([shards[s] for s in sorted(shards)], np.int64).reshape(-1, 5)
+    if live is None:
+        ncols = 6 if prefix == "p" else 5
+        daddr, dsize = np.zeros((ncols, 0), np.uint64), np.zeros((ncols, 0), np.int64)
+    else:
+        daddr, dsize = live.addr, live.size
+    out = (ps, live, daddr, dsize) + tuple(np.ascontiguousarray(rows[:, j]) for j in range(5))
+    ctx._memo[key] = out
+    return out
+
+
+def _event_args(ctx, ev: S.Event):
+    """(is_visit, fields, luts, use_shops, shop_lut) of an event kind."""
+    fields, luts = ctx.product_luts(ev.filter if ev.kind == "bought" else S.NO_FILTER)
+    return ev.kind == "visited", fields, luts, bool(ev.shops), ctx.shop_lut(ev.shops)
+
+
+def _both_plans(ctx):
+    """The kernel arguments naming both line tables' shards, aligned on one shard list."""
+    pp = _shard_plan(ctx, "p")
+    vp = _shard_plan(ctx, "v")
+    bases = np.union1d(pp[4], vp[4]).astype(np.int64)
+
+    def align(plan):
+        ps, live, daddr, dsize, base, n, v_lo, v_hi, d_idx = plan
+        where = {int(x): i for i, x in enumerate(base)}
+        sel = np.asarray([where.get(int(x), -1) for x in bases], np.int64)
+        has, j = sel >= 0, np.maximum(sel, 0)
+
+        def pick(a, none):
+            return np.where(has, a[j], none).astype(np.int64) if a.size else np.full(bases.size, none, np.int64)
+        return (ps.addr, ps.size, pick(v_lo, 0), pick(v_hi, 0), daddr, dsize, pick(d_idx, -1)), pick(n, 0)
+    pa_, pn = align(pp)
+    va_, vn = align(vp)
+    return bases, np.maximum(pn, vn), pa_, va_
+
+
 def _event_lines(ctx, ev: S.Event, s: int, e: int):
     """(ptr, ts, day) of events of kind ev on days [s, e]."""
     if ev.kind == "visited":
@@ -159,9 +216,13 @@ def _regularly(ctx, c: S.Regularly):
             a, b = day_number(d) - lo, min(day_number(nxt), day_number(today) + 1) - lo
             period_of[a:b] = i
             d, i = nxt, i + 1
-    ptr, ts, day = _event_lines(ctx, c.event, lo, ctx.asof.today_day)
     out = np.zeros(ctx.snap.n, np.uint8)
-    BK.regularly_mask(ptr, day, lo, period_of, c.periods, c.min_periods, c.min_per_period, out)
+    bases, ns, pargs, vargs = _both_plans(ctx)
+    is_visit, fields, luts, use_shops, lut = _event_args(ctx, c.event)
+    ctx.check_deadline()
+    BK.regularly_shards(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
+                        ctx.asof.micros, fields, luts, use_shops, lut, lo, period_of, c.min_periods,
+                        c.min_per_period, out)
     return _bm(out)
 
 
@@ -169,11 +230,15 @@ def _sequence(ctx, c: S.Sequence):
     s, e = ctx.day_bounds(c.range)
     if s > e:
         return BitMap()
-    ptr1, ts1, day1 = _event_lines(ctx, c.first, s, e)
-    # a later instant is at least the first event's local date minus a day (zone shifts)
-    ptr2, ts2, day2 = _event_lines(ctx, c.then, max(s, MIN_DAY + 2) - 2, ctx.asof.today_day)
     out = np.zeros(ctx.snap.n, np.uint8)
-    BK.sequence_mask(ptr1, ts1, day1, ptr2, ts2, day2, c.within_days, c.negate, out)
+    bases, ns, pargs, vargs = _both_plans(ctx)
+    v1, f1, l1, u1, sl1 = _event_args(ctx, c.first)
+    v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
+    ctx.check_deadline()
+    # a later instant is at least the first event's local date minus a day (zone shifts)
+    BK.sequence_shards(bases, ns, v1, v2, *pargs, *vargs, ctx.asof.micros, ctx._clip(s), ctx._clip(e), f1, l1, u1,
+                       sl1, ctx._clip(max(s, MIN_DAY + 2) - 2), ctx._clip(ctx.asof.today_day), f2, l2, u2, sl2,
+                       c.within_days, c.negate, out)
     return _bm(out)
 
 
@@ -191,8 +256,11 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
     counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     if s <= e:
         # an order's lines may come before the range (its instant is then earlier): read all
-        ptr, ts, day, amount, order, flag = _purchase_lines(ctx, f, MIN_DAY, ctx.asof.today_day, True)
-        BK.order_values(ptr, ts, day, amount, order, flag, s, e, counts, sums, num)
+        ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx = _shard_plan(ctx, "p")
+        fields, luts = ctx.product_luts(f)
+        ctx.check_deadline()
+        BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields, luts,
+                        ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num)
     out = (counts, sums, num)
     ctx._memo[key] = out
     return out

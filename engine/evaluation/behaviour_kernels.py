@@ -340,3 +340,333 @@ def percentiles(values, member, out):
         c = idx[order[q]]
         below = np.searchsorted(sv, sv[q], side="left")
         out[c] = (100 * below) // N
+
+
+# ---------------------------------------------------------------- fused per shard
+# The kernels below do gather, group and answer inside one shard (prange over shards): a
+# shard's lines in the range, version runs and appended lines together, are grouped by
+# local customer with a counting sort in shard-local scratch and answered there, so nothing
+# the size of the dataset is built. Shard k: version pieces [v_lo[k], v_hi[k]), appended
+# piece d_idx[k] (-1: none), customers [sh_base[k], sh_base[k] + sh_n[k]).
+
+@njit(cache=True, nogil=True)
+def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines):
+    """(ptr [n + 1], ts, day, amount, order, flag) of one shard's visible purchase lines on
+    days [s_day, e_day], grouped by local customer (see gather_purchases for which lines)."""
+    cap = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+        cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
+    if dk >= 0:
+        cap += dsize[LY.D_IID, dk]
+    cu = np.empty(cap, np.int64)
+    t_ = np.empty(cap, np.int64)
+    d_ = np.empty(cap, np.int32)
+    a_ = np.empty(cap, np.int64)
+    o_ = np.empty(cap, np.int64)
+    f_ = np.empty(cap, np.uint8)
+    m = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        ts = view_i64(addr[LY.P_TS, p], size[LY.P_TS, p])
+        amount = view_i64(addr[LY.P_AMOUNT, p], size[LY.P_AMOUNT, p])
+        cust = view_u16(addr[LY.P_CUST, p], size[LY.P_CUST, p])
+        order = view_i64(addr[LY.P_ORDER, p], size[LY.P_ORDER, p])
+        has_order = order.size == day.size
+        for i in range(lo, hi):
+            if ts[i] > asof:
+                continue
+            ok = amount[i] >= 0
+            if ok:
+                for j in range(fields.size):
+                    codes = view_u32(addr[LY.P_CODE + fields[j], p], size[LY.P_CODE + fields[j], p])
+                    if luts[j, codes[i]] == 0:
+                        ok = False
+                        break
+            if not ok and not all_lines:
+                continue
+            cu[m] = cust[i]
+            t_[m] = ts[i]
+            d_[m] = day[i]
+            a_[m] = amount[i]
+            o_[m] = order[i] if has_order else 0
+            f_[m] = 1 if ok else 0
+            m += 1
+    if dk >= 0:
+        iid = view_i64(daddr[LY.D_IID, dk], dsize[LY.D_IID, dk])
+        day = view_i32(daddr[LY.D_DAY, dk], dsize[LY.D_DAY, dk])
+        ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        amount = view_i64(daddr[LY.D_AMOUNT, dk], dsize[LY.D_AMOUNT, dk])
+        codes = view_i32(daddr[LY.D_CODES, dk], dsize[LY.D_CODES, dk])
+        order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
+        has_order = order.size == iid.size
+        for i in range(iid.size):
+            dd = day[i]
+            if dd < s_day or dd > e_day or ts[i] > asof:
+                continue
+            ok = amount[i] >= 0
+            if ok:
+                for j in range(fields.size):
+                    if luts[j, codes[i * LY.N_PRODUCT_FIELDS + fields[j]]] == 0:
+                        ok = False
+                        break
+            if not ok and not all_lines:
+                continue
+            cu[m] = iid[i] - b
+            t_[m] = ts[i]
+            d_[m] = dd
+            a_[m] = amount[i]
+            o_[m] = order[i] if has_order else 0
+            f_[m] = 1 if ok else 0
+            m += 1
+    ptr = np.zeros(n + 1, np.int64)
+    for i in range(m):
+        ptr[cu[i] + 1] += 1
+    for c in range(n):
+        ptr[c + 1] += ptr[c]
+    at = ptr[:-1].copy()
+    ts_o = np.empty(m, np.int64)
+    day_o = np.empty(m, np.int32)
+    am_o = np.empty(m if all_lines else 0, np.int64)
+    or_o = np.empty(m if all_lines else 0, np.int64)
+    fl_o = np.empty(m if all_lines else 0, np.uint8)
+    for i in range(m):
+        c = cu[i]
+        w = at[c]
+        at[c] += 1
+        ts_o[w] = t_[i]
+        day_o[w] = d_[i]
+        if all_lines:
+            am_o[w] = a_[i]
+            or_o[w] = o_[i]
+            fl_o[w] = f_[i]
+    return ptr, ts_o, day_o, am_o, or_o, fl_o
+
+
+@njit(cache=True, nogil=True)
+def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, use_shops, shop_lut):
+    """(ptr [n + 1], ts, day) of one shard's visible completed visits on days [s_day, e_day]
+    (at accepted shops), grouped by local customer."""
+    cap = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+        cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
+    if dk >= 0:
+        cap += dsize[LY.DV_IID, dk]
+    cu = np.empty(cap, np.int64)
+    t_ = np.empty(cap, np.int64)
+    d_ = np.empty(cap, np.int32)
+    m = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
+        cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
+        status = view_u8(addr[LY.V_STATUS, p], size[LY.V_STATUS, p])
+        shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
+        for i in range(lo, hi):
+            if status[i] != LY.VISIT_COMPLETED or ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            cu[m] = cust[i]
+            t_[m] = ts[i]
+            d_[m] = day[i]
+            m += 1
+    if dk >= 0:
+        iid = view_i64(daddr[LY.DV_IID, dk], dsize[LY.DV_IID, dk])
+        day = view_i32(daddr[LY.DV_DAY, dk], dsize[LY.DV_DAY, dk])
+        ts = view_i64(daddr[LY.DV_TS, dk], dsize[LY.DV_TS, dk])
+        status = view_u8(daddr[LY.DV_STATUS, dk], dsize[LY.DV_STATUS, dk])
+        shop = view_i32(daddr[LY.DV_SHOP, dk], dsize[LY.DV_SHOP, dk])
+        for i in range(iid.size):
+            dd = day[i]
+            if status[i] != LY.VISIT_COMPLETED or dd < s_day or dd > e_day or ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            cu[m] = iid[i] - b
+            t_[m] = ts[i]
+            d_[m] = dd
+            m += 1
+    ptr = np.zeros(n + 1, np.int64)
+    for i in range(m):
+        ptr[cu[i] + 1] += 1
+    for c in range(n):
+        ptr[c + 1] += ptr[c]
+    at = ptr[:-1].copy()
+    ts_o = np.empty(m, np.int64)
+    day_o = np.empty(m, np.int32)
+    for i in range(m):
+        c = cu[i]
+        w = at[c]
+        at[c] += 1
+        ts_o[w] = t_[i]
+        day_o[w] = d_[i]
+    return ptr, ts_o, day_o
+
+
+@njit(cache=True, nogil=True)
+def _shard_events(is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, vaddr, vsize, vv_lo, vv_hi, vdaddr,
+                  vdsize, vdk, b, n, s_day, e_day, asof, fields, luts, use_shops, shop_lut):
+    """(ptr, ts, day) of one shard's events: completed visits (is_visit) or non-refund
+    purchase lines accepted by the filter."""
+    if is_visit:
+        return _shard_visits(vaddr, vsize, vv_lo, vv_hi, vdaddr, vdsize, vdk, b, n, s_day, e_day, asof,
+                             use_shops, shop_lut)
+    ptr, ts, day, _, _, _ = _shard_purchases(paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, b, n, s_day, e_day,
+                                             asof, fields, luts, False)
+    return ptr, ts, day
+
+
+@njit(cache=True, nogil=True)
+def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period):
+    if hi - lo < min_periods * min_per_period:
+        return False
+    ps = np.empty(hi - lo, np.int64)
+    m = 0
+    for i in range(lo, hi):
+        j = day[i] - period_lo
+        if j >= 0 and j < period_of.size and period_of[j] >= 0:
+            ps[m] = period_of[j]
+            m += 1
+    ps = np.sort(ps[:m])
+    good = 0
+    run = 0
+    for i in range(m):
+        if i > 0 and ps[i] == ps[i - 1]:
+            run += 1
+        else:
+            run = 1
+        if run == min_per_period:
+            good += 1
+    return good >= min_periods
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                     vv_lo, vv_hi, vdaddr, vdsize, vd_idx, s_day, e_day, asof, fields, luts, use_shops, shop_lut,
+                     period_lo, period_of, min_periods, min_per_period, out):
+    """regularly_mask, shard by shard."""
+    for k in prange(sh_base.size):
+        b, n = sh_base[k], sh_n[k]
+        ptr, ts, day = _shard_events(is_visit, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                     vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s_day, e_day, asof,
+                                     fields, luts, use_shops, shop_lut)
+        for c in range(n):
+            ok = _regular_one(day, ptr[c], ptr[c + 1], period_lo, period_of, min_periods, min_per_period)
+            out[b + c] = 1 if ok else 0
+
+
+@njit(cache=True, nogil=True)
+def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate):
+    if a1 <= a0:
+        return False
+    m = b1 - b0
+    if m == 0:
+        return negate
+    order = _by_time(ts2, b0, b1)
+    sts = np.empty(m, np.int64)
+    smin = np.empty(m, np.int64)
+    for j in range(m):
+        sts[j] = ts2[order[j]]
+    best = np.int64(2**62)
+    for j in range(m - 1, -1, -1):
+        d = np.int64(day2[order[j]])
+        if d < best:
+            best = d
+        smin[j] = best
+    for i in range(a0, a1):
+        j = np.searchsorted(sts, ts1[i], side="right")
+        found = j < m and smin[j] - day1[i] <= within
+        if found != negate:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                    vv_lo, vv_hi, vdaddr, vdsize, vd_idx, asof, s1, e1, fields1, luts1, shops1, lut1,
+                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out):
+    """sequence_mask, shard by shard: first events on days [s1, e1], second on [s2, e2]."""
+    for k in prange(sh_base.size):
+        b, n = sh_base[k], sh_n[k]
+        ptr1, ts1, day1 = _shard_events(visit1, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                        vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s1, e1, asof,
+                                        fields1, luts1, shops1, lut1)
+        if ptr1[n] == 0:
+            for c in range(n):
+                out[b + c] = 0
+            continue
+        ptr2, ts2, day2 = _shard_events(visit2, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                        vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s2, e2, asof,
+                                        fields2, luts2, shops2, lut2)
+        for c in range(n):
+            ok = _sequence_one(ts1, day1, ptr1[c], ptr1[c + 1], ts2, day2, ptr2[c], ptr2[c + 1], within, negate)
+            out[b + c] = 1 if ok else 0
+
+
+@njit(cache=True, nogil=True)
+def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day):
+    """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi)."""
+    cnt = 0
+    total = 0
+    num = 0
+    m = hi - lo
+    if m == 0:
+        return 0, 0, 0
+    if m == 1:
+        if day[lo] >= s_day and day[lo] <= e_day:
+            return (1 if flag[lo] != 0 else 0), amount[lo], 1
+        return 0, 0, 0
+    key = np.empty(m, np.int64)
+    isnull = np.empty(m, np.int64)
+    for i in range(m):
+        isnull[i] = 1 if order[lo + i] == 0 else 0
+        key[i] = ts[lo + i] if order[lo + i] == 0 else order[lo + i]
+    perm = np.argsort(ts[lo:hi], kind="mergesort")
+    perm = perm[np.argsort(key[perm], kind="mergesort")]
+    perm = perm[np.argsort(isnull[perm], kind="mergesort")]
+    a = 0
+    while a < m:
+        e = a + 1
+        while e < m and isnull[perm[e]] == isnull[perm[a]] and key[perm[e]] == key[perm[a]]:
+            e += 1
+        d = day[lo + perm[a]]
+        if d >= s_day and d <= e_day:
+            net = 0
+            any_flag = False
+            for q in range(a, e):
+                net += amount[lo + perm[q]]
+                if flag[lo + perm[q]] != 0:
+                    any_flag = True
+            num += 1
+            total += net
+            if any_flag:
+                cnt += 1
+        a = e
+    return cnt, total, num
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, asof, fields, luts, s_day, e_day,
+                 today, counts, sums, n_orders):
+    """order_values, shard by shard (every visible line up to today is read: an order's
+    lines may start before the range)."""
+    for k in prange(sh_base.size):
+        b, n = sh_base[k], sh_n[k]
+        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
+                                                             n, np.int64(-(2**31) + 1), today, asof, fields, luts,
+                                                             True)
+        for c in range(n):
+            cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day)
+            counts[b + c] = cnt
+            sums[b + c] = total
+            n_orders[b + c] = num
