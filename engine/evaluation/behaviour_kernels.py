@@ -329,17 +329,19 @@ def random_buckets(ids, salt_hash, out):
 @njit(cache=True, nogil=True)
 def percentiles(values, member, out):
     """out[c] = floor(100 * below / N) for members c (below: members with a strictly lower
-    value; N: members), -1 for others."""
+    value; N: members), -1 for others: one sort, then one pass over each run of equal values."""
+    out[:] = -1
     idx = np.flatnonzero(member)
     N = idx.size
+    if N == 0:
+        return
     v = values[idx]
-    order = np.argsort(v, kind="mergesort")
-    sv = v[order]
-    out[:] = -1
+    order = np.argsort(v)
+    start = 0
     for q in range(N):
-        c = idx[order[q]]
-        below = np.searchsorted(sv, sv[q], side="left")
-        out[c] = (100 * below) // N
+        if q > 0 and v[order[q]] != v[order[q - 1]]:
+            start = q
+        out[idx[order[q]]] = (100 * np.int64(start)) // N
 
 
 # ---------------------------------------------------------------- fused per shard
