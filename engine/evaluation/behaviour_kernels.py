@@ -352,6 +352,43 @@ def percentiles(values, member, out):
 # piece d_idx[k] (-1: none), customers [sh_base[k], sh_base[k] + sh_n[k]).
 
 @njit(cache=True, nogil=True)
+def _group(cu, m, n):
+    """(ptr [n + 1], perm): the first m lines stably sorted by local customer cu (uint16),
+    as an LSD radix sort of two 8-bit passes: each pass writes 256 sequential streams, where
+    one counting pass over n customers would scatter every line to a random place."""
+    cnt = np.zeros(257, np.int64)
+    for i in range(m):
+        cnt[(cu[i] & 255) + 1] += 1
+    for j in range(256):
+        cnt[j + 1] += cnt[j]
+    t_idx = np.empty(m, np.int32)
+    t_cu = np.empty(m, np.uint16)
+    for i in range(m):
+        b = cu[i] & 255
+        w = cnt[b]
+        cnt[b] += 1
+        t_idx[w] = i
+        t_cu[w] = cu[i]
+    cnt2 = np.zeros(257, np.int64)
+    for q in range(m):
+        cnt2[(t_cu[q] >> 8) + 1] += 1
+    for j in range(256):
+        cnt2[j + 1] += cnt2[j]
+    perm = np.empty(m, np.int32)
+    ptr = np.zeros(n + 1, np.int64)
+    for q in range(m):
+        c = t_cu[q]
+        b = c >> 8
+        w = cnt2[b]
+        cnt2[b] += 1
+        perm[w] = t_idx[q]
+        ptr[np.int64(c) + 1] += 1
+    for c in range(n):
+        ptr[c + 1] += ptr[c]
+    return ptr, perm
+
+
+@njit(cache=True, nogil=True)
 def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines):
     """(ptr [n + 1], ts, day, amount, order, flag) of one shard's visible purchase lines on
     days [s_day, e_day], grouped by local customer (see gather_purchases for which lines)."""
@@ -361,7 +398,7 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
         cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
     if dk >= 0:
         cap += dsize[LY.D_IID, dk]
-    cu = np.empty(cap, np.int64)
+    cu = np.empty(cap, np.uint16)
     t_ = np.empty(cap, np.int64)
     d_ = np.empty(cap, np.int32)
     a_ = np.empty(cap, np.int64)
@@ -425,21 +462,14 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
             o_[m] = order[i] if has_order else 0
             f_[m] = 1 if ok else 0
             m += 1
-    ptr = np.zeros(n + 1, np.int64)
-    for i in range(m):
-        ptr[cu[i] + 1] += 1
-    for c in range(n):
-        ptr[c + 1] += ptr[c]
-    at = ptr[:-1].copy()
+    ptr, perm = _group(cu, m, n)
     ts_o = np.empty(m, np.int64)
     day_o = np.empty(m, np.int32)
     am_o = np.empty(m if all_lines else 0, np.int64)
     or_o = np.empty(m if all_lines else 0, np.int64)
     fl_o = np.empty(m if all_lines else 0, np.uint8)
-    for i in range(m):
-        c = cu[i]
-        w = at[c]
-        at[c] += 1
+    for w in range(m):
+        i = perm[w]
         ts_o[w] = t_[i]
         day_o[w] = d_[i]
         if all_lines:
@@ -459,7 +489,7 @@ def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof
         cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
     if dk >= 0:
         cap += dsize[LY.DV_IID, dk]
-    cu = np.empty(cap, np.int64)
+    cu = np.empty(cap, np.uint16)
     t_ = np.empty(cap, np.int64)
     d_ = np.empty(cap, np.int32)
     m = 0
@@ -498,18 +528,11 @@ def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof
             t_[m] = ts[i]
             d_[m] = dd
             m += 1
-    ptr = np.zeros(n + 1, np.int64)
-    for i in range(m):
-        ptr[cu[i] + 1] += 1
-    for c in range(n):
-        ptr[c + 1] += ptr[c]
-    at = ptr[:-1].copy()
+    ptr, perm = _group(cu, m, n)
     ts_o = np.empty(m, np.int64)
     day_o = np.empty(m, np.int32)
-    for i in range(m):
-        c = cu[i]
-        w = at[c]
-        at[c] += 1
+    for w in range(m):
+        i = perm[w]
         ts_o[w] = t_[i]
         day_o[w] = d_[i]
     return ptr, ts_o, day_o
