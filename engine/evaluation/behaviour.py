@@ -9,7 +9,9 @@ saved segment or read a group through the resolver the catalog gives the evaluat
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
+import numba
 import numpy as np
 from pyroaring import BitMap
 
@@ -142,12 +144,17 @@ def _shard_plan(ctx, prefix: str):
         for s, row in shards.items():
             row[1] = max(0, min(1 << bits, snap.n - row[0]))
     rows = np.asarray([shards[s] for s in sorted(shards)], np.int64).reshape(-1, 5)
+    # an upper bound of each shard's lines: its runs' rows and its appended lines
+    piece_rows = np.asarray(ps.meta[:, 0], np.int64) if ps.meta.size else np.zeros(0, np.int64)
+    caps = np.zeros(rows.shape[0], np.int64)
+    for i, (base, n, v_lo, v_hi, d_idx) in enumerate(rows):
+        caps[i] = int(piece_rows[v_lo:v_hi].sum()) + (int(live.size[0, d_idx]) if d_idx >= 0 else 0)
     if live is None:
         ncols = 6 if prefix == "p" else 5
         daddr, dsize = np.zeros((ncols, 0), np.uint64), np.zeros((ncols, 0), np.int64)
     else:
         daddr, dsize = live.addr, live.size
-    out = (ps, live, daddr, dsize) + tuple(np.ascontiguousarray(rows[:, j]) for j in range(5))
+    out = (ps, live, daddr, dsize) + tuple(np.ascontiguousarray(rows[:, j]) for j in range(5)) + (caps,)
     ctx._memo[key] = out
     return out
 
@@ -165,17 +172,41 @@ def _both_plans(ctx):
     bases = np.union1d(pp[4], vp[4]).astype(np.int64)
 
     def align(plan):
-        ps, live, daddr, dsize, base, n, v_lo, v_hi, d_idx = plan
+        ps, live, daddr, dsize, base, n, v_lo, v_hi, d_idx, caps = plan
         where = {int(x): i for i, x in enumerate(base)}
         sel = np.asarray([where.get(int(x), -1) for x in bases], np.int64)
         has, j = sel >= 0, np.maximum(sel, 0)
 
         def pick(a, none):
             return np.where(has, a[j], none).astype(np.int64) if a.size else np.full(bases.size, none, np.int64)
-        return (ps.addr, ps.size, pick(v_lo, 0), pick(v_hi, 0), daddr, dsize, pick(d_idx, -1)), pick(n, 0)
-    pa_, pn = align(pp)
-    va_, vn = align(vp)
-    return bases, np.maximum(pn, vn), pa_, va_
+        return (ps.addr, ps.size, pick(v_lo, 0), pick(v_hi, 0), daddr, dsize, pick(d_idx, -1)), pick(n, 0), \
+            pick(caps, 0)
+    pa_, pn, pc = align(pp)
+    va_, vn, vc = align(vp)
+    return bases, np.maximum(pn, vn), pa_, va_, np.maximum(pc, vc)
+
+
+_LOCAL = threading.local()
+
+
+def scratch(slots: int, cap: int):
+    """(I64 [slots, 6, cap], I32 [slots, 4, cap], U16 [slots, 2, cap], U8 [slots, 2, cap]):
+    the shard kernels' scratch rows, kept per thread and reused, so their pages are faulted
+    in once rather than on every evaluation (fresh pages cost more than the work)."""
+    have = getattr(_LOCAL, "scratch", None)
+    if have is None or have[0].shape[0] < slots or have[0].shape[2] < cap:
+        slots = max(slots, have[0].shape[0] if have is not None else 0)
+        cap = max(cap, int((have[0].shape[2] if have is not None else 0)), 1)
+        have = (np.empty((slots, 6, cap), np.int64), np.empty((slots, 4, cap), np.int32),
+                np.empty((slots, 2, cap), np.uint16), np.empty((slots, 2, cap), np.uint8))
+        _LOCAL.scratch = have
+    return have
+
+
+def _batches(n: int):
+    """Shard batches of one per kernel thread: each shard of a batch has its own scratch."""
+    t = max(1, numba.get_num_threads())
+    return [(a, min(n, a + t)) for a in range(0, n, t)], t
 
 
 def _event_lines(ctx, ev: S.Event, s: int, e: int):
@@ -217,12 +248,15 @@ def _regularly(ctx, c: S.Regularly):
             period_of[a:b] = i
             d, i = nxt, i + 1
     out = np.zeros(ctx.snap.n, np.uint8)
-    bases, ns, pargs, vargs = _both_plans(ctx)
+    bases, ns, pargs, vargs, caps = _both_plans(ctx)
     is_visit, fields, luts, use_shops, lut = _event_args(ctx, c.event)
-    ctx.check_deadline()
-    BK.regularly_shards(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
-                        ctx.asof.micros, fields, luts, use_shops, lut, lo, period_of, c.min_periods,
-                        c.min_per_period, out)
+    batches, t = _batches(bases.size)
+    scr = scratch(t, int(caps.max()) if caps.size else 1)
+    for a, b in batches:
+        ctx.check_deadline()
+        BK.regularly_shards(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
+                            ctx.asof.micros, fields, luts, use_shops, lut, lo, period_of, c.min_periods,
+                            c.min_per_period, out, a, b, *scr)
     return _bm(out)
 
 
@@ -231,14 +265,17 @@ def _sequence(ctx, c: S.Sequence):
     if s > e:
         return BitMap()
     out = np.zeros(ctx.snap.n, np.uint8)
-    bases, ns, pargs, vargs = _both_plans(ctx)
+    bases, ns, pargs, vargs, caps = _both_plans(ctx)
     v1, f1, l1, u1, sl1 = _event_args(ctx, c.first)
     v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
-    ctx.check_deadline()
-    # a later instant is at least the first event's local date minus a day (zone shifts)
-    BK.sequence_shards(bases, ns, v1, v2, *pargs, *vargs, ctx.asof.micros, ctx._clip(s), ctx._clip(e), f1, l1, u1,
-                       sl1, ctx._clip(max(s, MIN_DAY + 2) - 2), ctx._clip(ctx.asof.today_day), f2, l2, u2, sl2,
-                       c.within_days, c.negate, out)
+    batches, t = _batches(bases.size)
+    scr = scratch(2 * t, int(caps.max()) if caps.size else 1)
+    for a, b in batches:
+        ctx.check_deadline()
+        # a later instant is at least the first event's local date minus a day (zone shifts)
+        BK.sequence_shards(bases, ns, v1, v2, *pargs, *vargs, ctx.asof.micros, ctx._clip(s), ctx._clip(e), f1, l1,
+                           u1, sl1, ctx._clip(max(s, MIN_DAY + 2) - 2), ctx._clip(ctx.asof.today_day), f2, l2, u2,
+                           sl2, c.within_days, c.negate, out, a, b, *scr)
     return _bm(out)
 
 
@@ -256,11 +293,15 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
     counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     if s <= e:
         # an order's lines may come before the range (its instant is then earlier): read all
-        ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx = _shard_plan(ctx, "p")
+        ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
         fields, luts = ctx.product_luts(f)
-        ctx.check_deadline()
-        BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields, luts,
-                        ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num)
+        batches, t = _batches(base.size)
+        scr = scratch(t, int(caps.max()) if caps.size else 1)
+        for a, b in batches:
+            ctx.check_deadline()
+            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields,
+                            luts, ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num, a, b,
+                            *scr)
     out = (counts, sums, num)
     ctx._memo[key] = out
     return out

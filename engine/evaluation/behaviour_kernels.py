@@ -352,7 +352,7 @@ def percentiles(values, member, out):
 # piece d_idx[k] (-1: none), customers [sh_base[k], sh_base[k] + sh_n[k]).
 
 @njit(cache=True, nogil=True)
-def _group(cu, m, n):
+def _group(cu, m, n, t_idx, t_cu, perm):
     """(ptr [n + 1], perm): the first m lines stably sorted by local customer cu (uint16),
     as an LSD radix sort of two 8-bit passes: each pass writes 256 sequential streams, where
     one counting pass over n customers would scatter every line to a random place."""
@@ -361,8 +361,6 @@ def _group(cu, m, n):
         cnt[(cu[i] & 255) + 1] += 1
     for j in range(256):
         cnt[j + 1] += cnt[j]
-    t_idx = np.empty(m, np.int32)
-    t_cu = np.empty(m, np.uint16)
     for i in range(m):
         b = cu[i] & 255
         w = cnt[b]
@@ -374,7 +372,6 @@ def _group(cu, m, n):
         cnt2[(t_cu[q] >> 8) + 1] += 1
     for j in range(256):
         cnt2[j + 1] += cnt2[j]
-    perm = np.empty(m, np.int32)
     ptr = np.zeros(n + 1, np.int64)
     for q in range(m):
         c = t_cu[q]
@@ -385,11 +382,12 @@ def _group(cu, m, n):
         ptr[np.int64(c) + 1] += 1
     for c in range(n):
         ptr[c + 1] += ptr[c]
-    return ptr, perm
+    return ptr, perm[:m]
 
 
 @njit(cache=True, nogil=True)
-def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines):
+def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines,
+                     I64, I32, U16, U8, slot):
     """(ptr [n + 1], ts, day, amount, order, flag) of one shard's visible purchase lines on
     days [s_day, e_day], grouped by local customer (see gather_purchases for which lines)."""
     cap = 0
@@ -398,12 +396,8 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
         cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
     if dk >= 0:
         cap += dsize[LY.D_IID, dk]
-    cu = np.empty(cap, np.uint16)
-    t_ = np.empty(cap, np.int64)
-    d_ = np.empty(cap, np.int32)
-    a_ = np.empty(cap, np.int64)
-    o_ = np.empty(cap, np.int64)
-    f_ = np.empty(cap, np.uint8)
+    # scratch rows (engine.evaluation.behaviour.scratch): reused pages, never freshly faulted
+    cu, t_, d_, a_, o_, f_ = U16[slot, 0], I64[slot, 0], I32[slot, 0], I64[slot, 1], I64[slot, 2], U8[slot, 0]
     m = 0
     for p in range(p0, p1):
         day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
@@ -462,12 +456,9 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
             o_[m] = order[i] if has_order else 0
             f_[m] = 1 if ok else 0
             m += 1
-    ptr, perm = _group(cu, m, n)
-    ts_o = np.empty(m, np.int64)
-    day_o = np.empty(m, np.int32)
-    am_o = np.empty(m if all_lines else 0, np.int64)
-    or_o = np.empty(m if all_lines else 0, np.int64)
-    fl_o = np.empty(m if all_lines else 0, np.uint8)
+    ptr, perm = _group(cu, m, n, I32[slot, 2], U16[slot, 1], I32[slot, 3])
+    ts_o, day_o = I64[slot, 3, :m], I32[slot, 1, :m]
+    am_o, or_o, fl_o = I64[slot, 4, :m], I64[slot, 5, :m], U8[slot, 1, :m]
     for w in range(m):
         i = perm[w]
         ts_o[w] = t_[i]
@@ -480,7 +471,8 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
 
 
 @njit(cache=True, nogil=True)
-def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, use_shops, shop_lut):
+def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, use_shops, shop_lut,
+                  I64, I32, U16, U8, slot):
     """(ptr [n + 1], ts, day) of one shard's visible completed visits on days [s_day, e_day]
     (at accepted shops), grouped by local customer."""
     cap = 0
@@ -489,9 +481,7 @@ def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof
         cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
     if dk >= 0:
         cap += dsize[LY.DV_IID, dk]
-    cu = np.empty(cap, np.uint16)
-    t_ = np.empty(cap, np.int64)
-    d_ = np.empty(cap, np.int32)
+    cu, t_, d_ = U16[slot, 0], I64[slot, 0], I32[slot, 0]
     m = 0
     for p in range(p0, p1):
         day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
@@ -528,9 +518,8 @@ def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof
             t_[m] = ts[i]
             d_[m] = dd
             m += 1
-    ptr, perm = _group(cu, m, n)
-    ts_o = np.empty(m, np.int64)
-    day_o = np.empty(m, np.int32)
+    ptr, perm = _group(cu, m, n, I32[slot, 2], U16[slot, 1], I32[slot, 3])
+    ts_o, day_o = I64[slot, 3, :m], I32[slot, 1, :m]
     for w in range(m):
         i = perm[w]
         ts_o[w] = t_[i]
@@ -540,14 +529,14 @@ def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof
 
 @njit(cache=True, nogil=True)
 def _shard_events(is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, vaddr, vsize, vv_lo, vv_hi, vdaddr,
-                  vdsize, vdk, b, n, s_day, e_day, asof, fields, luts, use_shops, shop_lut):
+                  vdsize, vdk, b, n, s_day, e_day, asof, fields, luts, use_shops, shop_lut, I64, I32, U16, U8, slot):
     """(ptr, ts, day) of one shard's events: completed visits (is_visit) or non-refund
     purchase lines accepted by the filter."""
     if is_visit:
         return _shard_visits(vaddr, vsize, vv_lo, vv_hi, vdaddr, vdsize, vdk, b, n, s_day, e_day, asof,
-                             use_shops, shop_lut)
+                             use_shops, shop_lut, I64, I32, U16, U8, slot)
     ptr, ts, day, _, _, _ = _shard_purchases(paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, b, n, s_day, e_day,
-                                             asof, fields, luts, False)
+                                             asof, fields, luts, False, I64, I32, U16, U8, slot)
     return ptr, ts, day
 
 
@@ -578,13 +567,13 @@ def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period)
 @njit(cache=True, nogil=True, parallel=True)
 def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
                      vv_lo, vv_hi, vdaddr, vdsize, vd_idx, s_day, e_day, asof, fields, luts, use_shops, shop_lut,
-                     period_lo, period_of, min_periods, min_per_period, out):
-    """regularly_mask, shard by shard."""
-    for k in prange(sh_base.size):
+                     period_lo, period_of, min_periods, min_per_period, out, k_lo, k_hi, I64, I32, U16, U8):
+    """regularly_mask, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo)."""
+    for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         ptr, ts, day = _shard_events(is_visit, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                      vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s_day, e_day, asof,
-                                     fields, luts, use_shops, shop_lut)
+                                     fields, luts, use_shops, shop_lut, I64, I32, U16, U8, k - k_lo)
         for c in range(n):
             ok = _regular_one(day, ptr[c], ptr[c + 1], period_lo, period_of, min_periods, min_per_period)
             out[b + c] = 1 if ok else 0
@@ -619,20 +608,21 @@ def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate):
 @njit(cache=True, nogil=True, parallel=True)
 def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
                     vv_lo, vv_hi, vdaddr, vdsize, vd_idx, asof, s1, e1, fields1, luts1, shops1, lut1,
-                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out):
-    """sequence_mask, shard by shard: first events on days [s1, e1], second on [s2, e2]."""
-    for k in prange(sh_base.size):
+                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out, k_lo, k_hi, I64, I32, U16, U8):
+    """sequence_mask, shard by shard: first events on days [s1, e1], second on [s2, e2];
+    shards [k_lo, k_hi), scratch slots 2 (k - k_lo) and the next."""
+    for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         ptr1, ts1, day1 = _shard_events(visit1, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                         vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s1, e1, asof,
-                                        fields1, luts1, shops1, lut1)
+                                        fields1, luts1, shops1, lut1, I64, I32, U16, U8, 2 * (k - k_lo))
         if ptr1[n] == 0:
             for c in range(n):
                 out[b + c] = 0
             continue
         ptr2, ts2, day2 = _shard_events(visit2, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                         vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s2, e2, asof,
-                                        fields2, luts2, shops2, lut2)
+                                        fields2, luts2, shops2, lut2, I64, I32, U16, U8, 2 * (k - k_lo) + 1)
         for c in range(n):
             ok = _sequence_one(ts1, day1, ptr1[c], ptr1[c + 1], ts2, day2, ptr2[c], ptr2[c + 1], within, negate)
             out[b + c] = 1 if ok else 0
@@ -682,14 +672,14 @@ def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day):
 
 @njit(cache=True, nogil=True, parallel=True)
 def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, asof, fields, luts, s_day, e_day,
-                 today, counts, sums, n_orders):
+                 today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
     """order_values, shard by shard (every visible line up to today is read: an order's
-    lines may start before the range)."""
-    for k in prange(sh_base.size):
+    lines may start before the range); shards [k_lo, k_hi), scratch slot k - k_lo."""
+    for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
                                                              n, np.int64(-(2**31) + 1), today, asof, fields, luts,
-                                                             True)
+                                                             True, I64, I32, U16, U8, k - k_lo)
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day)
             counts[b + c] = cnt
