@@ -541,17 +541,30 @@ def _shard_events(is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, vad
 
 
 @njit(cache=True, nogil=True)
-def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period):
+def _max_group(ptr):
+    m = 1
+    for c in range(ptr.size - 1):
+        if ptr[c + 1] - ptr[c] > m:
+            m = ptr[c + 1] - ptr[c]
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period, ps):
+    """Do at least min_periods periods hold min_per_period of the events [lo, hi)? (ps: scratch)"""
     if hi - lo < min_periods * min_per_period:
         return False
-    ps = np.empty(hi - lo, np.int64)
     m = 0
     for i in range(lo, hi):
         j = day[i] - period_lo
         if j >= 0 and j < period_of.size and period_of[j] >= 0:
-            ps[m] = period_of[j]
+            x = period_of[j]
+            q = m          # insertion into the sorted prefix ps[:m]
+            while q > 0 and ps[q - 1] > x:
+                ps[q] = ps[q - 1]
+                q -= 1
+            ps[q] = x
             m += 1
-    ps = np.sort(ps[:m])
     good = 0
     run = 0
     for i in range(m):
@@ -574,21 +587,29 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
         ptr, ts, day = _shard_events(is_visit, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                      vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s_day, e_day, asof,
                                      fields, luts, use_shops, shop_lut, I64, I32, U16, U8, k - k_lo)
+        ps = np.empty(_max_group(ptr), np.int64)
         for c in range(n):
-            ok = _regular_one(day, ptr[c], ptr[c + 1], period_lo, period_of, min_periods, min_per_period)
+            ok = _regular_one(day, ptr[c], ptr[c + 1], period_lo, period_of, min_periods, min_per_period, ps)
             out[b + c] = 1 if ok else 0
 
 
 @njit(cache=True, nogil=True)
-def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate):
+def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
+    """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
+    at most `within` days after? order, sts, smin: scratch of at least b1 - b0."""
     if a1 <= a0:
         return False
     m = b1 - b0
     if m == 0:
         return negate
-    order = _by_time(ts2, b0, b1)
-    sts = np.empty(m, np.int64)
-    smin = np.empty(m, np.int64)
+    for j in range(m):            # second events by time: insertion sort (a customer's are few)
+        x = b0 + j
+        tx = ts2[x]
+        q = j
+        while q > 0 and ts2[order[q - 1]] > tx:
+            order[q] = order[q - 1]
+            q -= 1
+        order[q] = x
     for j in range(m):
         sts[j] = ts2[order[j]]
     best = np.int64(2**62)
@@ -598,7 +619,7 @@ def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate):
             best = d
         smin[j] = best
     for i in range(a0, a1):
-        j = np.searchsorted(sts, ts1[i], side="right")
+        j = np.searchsorted(sts[:m], ts1[i], side="right")
         found = j < m and smin[j] - day1[i] <= within
         if found != negate:
             return True
@@ -623,17 +644,31 @@ def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, p
         ptr2, ts2, day2 = _shard_events(visit2, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                         vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s2, e2, asof,
                                         fields2, luts2, shops2, lut2, I64, I32, U16, U8, 2 * (k - k_lo) + 1)
+        mm = _max_group(ptr2)
+        order, sts, smin = np.empty(mm, np.int64), np.empty(mm, np.int64), np.empty(mm, np.int64)
         for c in range(n):
-            ok = _sequence_one(ts1, day1, ptr1[c], ptr1[c + 1], ts2, day2, ptr2[c], ptr2[c + 1], within, negate)
+            ok = _sequence_one(ts1, day1, ptr1[c], ptr1[c + 1], ts2, day2, ptr2[c], ptr2[c + 1], within, negate,
+                               order, sts, smin)
             out[b + c] = 1 if ok else 0
 
 
 @njit(cache=True, nogil=True)
-def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day):
-    """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi)."""
-    cnt = 0
-    total = 0
-    num = 0
+def _before(ts, order, x, y):
+    """Line x sorts before line y by (no order key, key or instant, instant)."""
+    nx, ny = order[x] == 0, order[y] == 0
+    if nx != ny:
+        return ny           # keyed orders first
+    kx = ts[x] if nx else order[x]
+    ky = ts[y] if ny else order[y]
+    if kx != ky:
+        return kx < ky
+    return ts[x] < ts[y]
+
+
+@njit(cache=True, nogil=True)
+def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
+    """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi) over
+    orders whose instant is dated in [s_day, e_day]; idx: scratch of at least hi - lo."""
     m = hi - lo
     if m == 0:
         return 0, 0, 0
@@ -641,26 +676,34 @@ def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day):
         if day[lo] >= s_day and day[lo] <= e_day:
             return (1 if flag[lo] != 0 else 0), amount[lo], 1
         return 0, 0, 0
-    key = np.empty(m, np.int64)
-    isnull = np.empty(m, np.int64)
-    for i in range(m):
-        isnull[i] = 1 if order[lo + i] == 0 else 0
-        key[i] = ts[lo + i] if order[lo + i] == 0 else order[lo + i]
-    perm = np.argsort(ts[lo:hi], kind="mergesort")
-    perm = perm[np.argsort(key[perm], kind="mergesort")]
-    perm = perm[np.argsort(isnull[perm], kind="mergesort")]
+    for j in range(m):            # insertion sort by (null key, key, instant): a customer's lines are few
+        x = lo + j
+        q = j
+        while q > 0 and _before(ts, order, x, idx[q - 1]):
+            idx[q] = idx[q - 1]
+            q -= 1
+        idx[q] = x
+    cnt = 0
+    total = 0
+    num = 0
     a = 0
     while a < m:
+        first = idx[a]
+        null = order[first] == 0
+        key = ts[first] if null else order[first]
         e = a + 1
-        while e < m and isnull[perm[e]] == isnull[perm[a]] and key[perm[e]] == key[perm[a]]:
+        while e < m:
+            y = idx[e]
+            if (order[y] == 0) != null or (ts[y] if null else order[y]) != key:
+                break
             e += 1
-        d = day[lo + perm[a]]
+        d = day[first]            # the earliest line (sorted by instant within the order)
         if d >= s_day and d <= e_day:
             net = 0
             any_flag = False
             for q in range(a, e):
-                net += amount[lo + perm[q]]
-                if flag[lo + perm[q]] != 0:
+                net += amount[idx[q]]
+                if flag[idx[q]] != 0:
                     any_flag = True
             num += 1
             total += net
@@ -680,8 +723,9 @@ def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, aso
         ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
                                                              n, np.int64(-(2**31) + 1), today, asof, fields, luts,
                                                              True, I64, I32, U16, U8, k - k_lo)
+        idx = np.empty(_max_group(ptr), np.int64)
         for c in range(n):
-            cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day)
+            cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
             counts[b + c] = cnt
             sums[b + c] = total
             n_orders[b + c] = num
