@@ -387,7 +387,7 @@ def _group(cu, m, n, t_idx, t_cu, perm):
 
 @njit(cache=True, nogil=True)
 def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines,
-                     I64, I32, U16, U8, slot):
+                     I64, I32, U16, U8, slot, keep_from):
     """(ptr [n + 1], ts, day, amount, order, flag) of one shard's visible purchase lines on
     days [s_day, e_day], grouped by local customer (see gather_purchases for which lines)."""
     cap = 0
@@ -413,6 +413,8 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
         for i in range(lo, hi):
             if ts[i] > asof:
                 continue
+            if day[i] < keep_from and (not has_order or order[i] == 0):
+                continue   # a line without order_id before keep_from is in no order dated from keep_from
             ok = amount[i] >= 0
             if ok:
                 for j in range(fields.size):
@@ -440,6 +442,8 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
         for i in range(iid.size):
             dd = day[i]
             if dd < s_day or dd > e_day or ts[i] > asof:
+                continue
+            if dd < keep_from and (not has_order or order[i] == 0):
                 continue
             ok = amount[i] >= 0
             if ok:
@@ -536,7 +540,7 @@ def _shard_events(is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, vad
         return _shard_visits(vaddr, vsize, vv_lo, vv_hi, vdaddr, vdsize, vdk, b, n, s_day, e_day, asof,
                              use_shops, shop_lut, I64, I32, U16, U8, slot)
     ptr, ts, day, _, _, _ = _shard_purchases(paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, b, n, s_day, e_day,
-                                             asof, fields, luts, False, I64, I32, U16, U8, slot)
+                                             asof, fields, luts, False, I64, I32, U16, U8, slot, s_day)
     return ptr, ts, day
 
 
@@ -722,7 +726,7 @@ def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, aso
         b, n = sh_base[k], sh_n[k]
         ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
                                                              n, np.int64(-(2**31) + 1), today, asof, fields, luts,
-                                                             True, I64, I32, U16, U8, k - k_lo)
+                                                             True, I64, I32, U16, U8, k - k_lo, np.int64(s_day - 1))
         idx = np.empty(_max_group(ptr), np.int64)
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
