@@ -410,18 +410,23 @@ def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, a
         cust = view_u16(addr[LY.P_CUST, p], size[LY.P_CUST, p])
         order = view_i64(addr[LY.P_ORDER, p], size[LY.P_ORDER, p])
         has_order = order.size == day.size
+        f0 = fields[0] if fields.size > 0 else 0   # the first filtered field's codes, viewed once
+        c0 = view_u32(addr[LY.P_CODE + f0, p], size[LY.P_CODE + f0, p])
         for i in range(lo, hi):
             if ts[i] > asof:
                 continue
             if day[i] < keep_from and (not has_order or order[i] == 0):
                 continue   # a line without order_id before keep_from is in no order dated from keep_from
             ok = amount[i] >= 0
-            if ok:
-                for j in range(fields.size):
-                    codes = view_u32(addr[LY.P_CODE + fields[j], p], size[LY.P_CODE + fields[j], p])
-                    if luts[j, codes[i]] == 0:
-                        ok = False
-                        break
+            if ok and fields.size > 0:
+                if luts[0, c0[i]] == 0:
+                    ok = False
+                else:
+                    for j in range(1, fields.size):
+                        codes = view_u32(addr[LY.P_CODE + fields[j], p], size[LY.P_CODE + fields[j], p])
+                        if luts[j, codes[i]] == 0:
+                            ok = False
+                            break
             if not ok and not all_lines:
                 continue
             cu[m] = cust[i]
