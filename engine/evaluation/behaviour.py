@@ -2,8 +2,9 @@
 
 Lifecycle and distribution kinds reuse the purchase kernels' per-customer values
 (Context.line_values: spend, count, first and last sale day, appended live lines added);
-sequences, regularity and orders gather the visible events of a date range per customer
-(behaviour_kernels, version runs and appended lines alike); references evaluate another
+sequences, regularity and orders gather a shard's visible events of a date range and answer
+per customer inside the shard (behaviour_kernels, version runs and appended lines alike);
+references evaluate another
 saved segment or read a group through the resolver the catalog gives the evaluation.
 """
 from __future__ import annotations
@@ -19,12 +20,10 @@ from . import behaviour_kernels as BK
 from . import kernels as K
 from ..errors import InvalidArgument
 from ..model import segment as S
-from ..model.timerange import MAX_DAY, MIN_DAY, add_months, day_number, from_day_number
+from ..model.timerange import MIN_DAY, add_months, day_number
 from ..storage.bitmaps import mask_to_roaring
 from ..storage.customer_attrs import INT64_NULL
 from ..storage.shard_customers import fnv1a64
-
-EMPTY_I64 = np.zeros(0, np.int64)
 
 
 def _bm(mask: np.ndarray) -> BitMap:
@@ -35,93 +34,7 @@ def _in(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return (v >= lo) & (v <= hi)
 
 
-# ---------------------------------------------------------------- gathering events
-
-def _purchase_lines(ctx, f: S.ProductFilter, s: int, e: int, all_lines: bool):
-    """(ptr, ts, day, amount, order, flag) of the visible purchase lines on days [s, e],
-    grouped by customer (all lines with all_lines, else matching non-refund lines)."""
-    key = ("bk.p", f, s, e, all_lines)
-    hit = ctx._memo.get(key)
-    if hit is not None:
-        return hit
-    snap = ctx.snap
-    fields, luts = ctx.product_luts(f)
-    s, e = ctx._clip(s), ctx._clip(e)
-    parts = []
-    ps = snap.pieces("p")
-    if ps.n_shards:
-        ctx.check_deadline()
-        offsets = np.zeros(ps.n_shards + 1, np.int64)
-        args = (ps.addr, ps.size, ps.shard_ptr, ps.base, s, e, ctx.asof.micros, fields, luts, all_lines)
-        BK.gather_purchases(*args, False, offsets, *_empty_cols(6))
-        parts.append(_fill(BK.gather_purchases, args, offsets, 6))
-    d = ctx.delta("p")
-    if d is not None:
-        offsets = np.zeros(d.addr.shape[1] + 1, np.int64)
-        args = (d.addr, d.size, s, e, ctx.asof.micros, fields, luts, all_lines)
-        BK.gather_appended_purchases(*args, False, offsets, *_empty_cols(6))
-        parts.append(_fill(BK.gather_appended_purchases, args, offsets, 6))
-    out = _grouped(parts, snap.n, 6)
-    ctx.bytes_read += int(out[1].size) * 37
-    ctx._memo[key] = out
-    return out
-
-
-def _visit_lines(ctx, shops: tuple, s: int, e: int):
-    """(ptr, ts, day) of the visible completed visits (at shops) on days [s, e], by customer."""
-    key = ("bk.v", shops, s, e)
-    hit = ctx._memo.get(key)
-    if hit is not None:
-        return hit
-    snap = ctx.snap
-    lut = ctx.shop_lut(shops)
-    s, e = ctx._clip(s), ctx._clip(e)
-    parts = []
-    ps = snap.pieces("v")
-    if ps.n_shards:
-        ctx.check_deadline()
-        offsets = np.zeros(ps.n_shards + 1, np.int64)
-        args = (ps.addr, ps.size, ps.shard_ptr, ps.base, s, e, ctx.asof.micros, bool(shops), lut)
-        BK.gather_visits(*args, False, offsets, *_empty_cols(3))
-        parts.append(_fill(BK.gather_visits, args, offsets, 3))
-    d = ctx.delta("v")
-    if d is not None:
-        offsets = np.zeros(d.addr.shape[1] + 1, np.int64)
-        args = (d.addr, d.size, s, e, ctx.asof.micros, bool(shops), lut)
-        BK.gather_appended_visits(*args, False, offsets, *_empty_cols(3))
-        parts.append(_fill(BK.gather_appended_visits, args, offsets, 3))
-    out = _grouped(parts, snap.n, 3)
-    ctx.bytes_read += int(out[1].size) * 20
-    ctx._memo[key] = out
-    return out
-
-
-_COL_TYPES = (np.int64, np.int64, np.int32, np.int64, np.int64, np.uint8)  # iid, ts, day, amount, order, flag
-
-
-def _empty_cols(k: int):
-    return tuple(np.zeros(0, t) for t in _COL_TYPES[:k])
-
-
-def _fill(kernel, args, offsets, k: int):
-    counts = offsets[1:].copy()
-    offsets[0] = 0
-    offsets[1:] = np.cumsum(counts)
-    total = int(offsets[-1])
-    cols = tuple(np.empty(total, t) for t in _COL_TYPES[:k])
-    kernel(*args, True, offsets, *cols)
-    return cols
-
-
-def _grouped(parts, n: int, k: int):
-    """(ptr, columns but iid...) grouped by customer, time order kept within a part."""
-    if parts:
-        cols = [np.concatenate([p[j] for p in parts]) if len(parts) > 1 else parts[0][j] for j in range(k)]
-    else:
-        cols = list(_empty_cols(k))
-    ptr, perm = BK.group_by_customer(cols[0], n)
-    return (ptr,) + tuple(np.ascontiguousarray(c[perm]) for c in cols[1:])
-
+# ---------------------------------------------------------------- shards and scratch
 
 def _shard_plan(ctx, prefix: str):
     """(pieces, appended PieceTable or an empty one, sh_base, sh_n, v_lo, v_hi, d_idx): every
@@ -208,16 +121,6 @@ def _batches(n: int):
     t = max(1, numba.get_num_threads())
     return [(a, min(n, a + t)) for a in range(0, n, t)], t
 
-
-def _event_lines(ctx, ev: S.Event, s: int, e: int):
-    """(ptr, ts, day) of events of kind ev on days [s, e]."""
-    if ev.kind == "visited":
-        return _visit_lines(ctx, ev.shops, s, e)
-    ptr, ts, day, _, _, _ = _purchase_lines(ctx, ev.filter, s, e, False)
-    return ptr, ts, day
-
-
-# ---------------------------------------------------------------- lifecycle
 
 def _first_purchase(ctx, c: S.FirstPurchase):
     first = ctx.line_values(c.filter, S.EVER, K.MODE_FIRST_DAY)
