@@ -40,6 +40,7 @@ _TYPES = {
         "quantity": pa.int32(), "shop": pa.string(), "department": pa.string(),
         "metal": pa.string(), "brand": pa.string(), "strain": pa.string(),
         "inventory_group": pa.string(), "inventory_type": pa.string(), "product": pa.string(),
+        "order_id": pa.string(),
     },
     "visits": {"customer_id": pa.int64(), "starts_at": _TS, "status": pa.string(), "shop": pa.string()},
     "laybys": {"customer_id": pa.int64(), "opened_on": pa.date32(), "due_on": pa.date32(),
@@ -214,7 +215,9 @@ def _digits(s: str) -> str:
 class _Ctx:
     """One evaluation: the as-of instant in micros and `today` in the dataset zone."""
 
-    def __init__(self, as_of: dt.datetime, timezone: str):
+    def __init__(self, as_of: dt.datetime, timezone: str, peer=None):
+        self.as_of = as_of
+        self.peer = peer          # saved segments and groups (in_segment, in_group)
         self.today = local_today(as_of, timezone)
         delta = as_of - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
         self.micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -252,89 +255,313 @@ def _profile(pred: str) -> str:
     return f"{ACTIVE} AND ({pred})"
 
 
+def _sql_all(c, ctx: _Ctx) -> str:
+    return ACTIVE
+
+
+def _sql_customers(c, ctx: _Ctx) -> str:
+    if not c.ids:
+        return _profile("FALSE")
+    return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in c.ids) + ")")
+
+
+def _sql_search(c, ctx: _Ctx) -> str:
+    needle = f"norm({_q(c.text)})"
+    preds = []
+    for f in c.fields:
+        if f == "phone":
+            d = _digits(c.text)
+            if d:
+                preds.append(f"contains(_n_phone, {_q(d)})")
+        else:
+            preds.append(f"contains(_n_{f}, {needle})")
+    return _profile(" OR ".join(preds) or "FALSE")
+
+
+def _sql_surname(c, ctx: _Ctx) -> str:
+    return _profile(f"_n_last_name = norm({_q(c.text)})")
+
+
+def _sql_birthday(c, ctx: _Ctx) -> str:
+    col = "birth_date" if c.which == "birth" else "anniversary_date"
+    if c.mode == "this_month":
+        return _profile(f"month({col}) = {ctx.today.month}")
+    if c.mode == "month":
+        return _profile(f"month({col}) = {int(c.month)}")
+    mds = birthday_mds(c.mode, ctx.today, c.month, c.days)
+    return _profile(f"(month({col}) * 100 + day({col})) IN ({', '.join(map(str, mds))})")
+
+
+def _sql_married_today(c, ctx: _Ctx) -> str:
+    return _profile(f"wedding_date = {_date_lit(ctx.today)}")
+
+
+def _sql_age(c, ctx: _Ctx) -> str:
+    today = ctx.today
+    md_today = today.month * 100 + today.day
+    eff = "CASE WHEN _bmd = 229 THEN 228 ELSE _bmd END" if not _leap(today.year) else "_bmd"
+    age = f"({today.year} - year(birth_date) - CASE WHEN {md_today} < ({eff}) THEN 1 ELSE 0 END)"
+    return _profile(f"birth_date IS NOT NULL AND {_cmp(age, c.cmp)}")
+
+
+def _sql_joined(c, ctx: _Ctx) -> str:
+    return _profile(f"joined_on IS NOT NULL AND {ctx.range_pred('joined_on', c.range)}")
+
+
+def _sql_loyalty_member(c, ctx: _Ctx) -> str:
+    return _profile("loyalty_member")
+
+
+def _sql_loyalty_points(c, ctx: _Ctx) -> str:
+    return _profile(_cmp("loyalty_points", c.cmp))
+
+
+def _sql_in_values(c, ctx: _Ctx) -> str:
+    return _profile(f"{c.field} IN {_qlist(c.values)}")
+
+
+def _sql_tags(c, ctx: _Ctx) -> str:
+    fn = "list_has_any" if c.mode == "any" else "list_has_all"
+    lst = "[" + ", ".join(_q(x) for x in c.tags) + "]::VARCHAR[]"
+    return _profile(f"COALESCE({fn}(tags, {lst}), FALSE)")
+
+
+def _sql_reachable(c, ctx: _Ctx) -> str:
+    pred = {"has_email": "_has_email", "has_phone": "_has_phone",
+            "email_opt_in": "email_opt_in", "sms_opt_in": "sms_opt_in"}[c.channel]
+    return _profile(f"COALESCE({pred}, FALSE)")
+
+
+def _sql_account_balance(c, ctx: _Ctx) -> str:
+    return _profile(_cmp("account_balance", c.cmp))
+
+
+def _sql_overdue_layby(c, ctx: _Ctx) -> str:
+    td = _date_lit(ctx.today)
+    return _profile("customer_id IN (SELECT customer_id FROM laybys WHERE status = 'open' "
+                    f"AND balance > 0 AND due_on < {td} AND opened_on <= {td})")
+
+
+def _sql_bought(c, ctx: _Ctx) -> str:
+    return _profile(f"customer_id IN (SELECT customer_id FROM purchases WHERE "
+                    f"{_line_preds(ctx, c.filter, c.range, refunds=False)})")
+
+
+def _sql_spend_etc(c, ctx: _Ctx) -> str:
+    t = type(c)
+    agg = "SUM(amount)" if t is S.Spend else "COUNT(*)"
+    lines = _line_preds(ctx, c.filter, c.range, refunds=t is S.Spend)
+    return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, {agg} AS v "
+            f"FROM purchases WHERE {lines} GROUP BY customer_id) a ON a.customer_id = c.customer_id "
+            f"WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+
+
+def _sql_visited(c, ctx: _Ctx) -> str:
+    return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS v "
+            f"FROM visits WHERE {_visit_preds(ctx, c.shops, c.range)} GROUP BY customer_id) a "
+            f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+
+
+def _sql_upcoming_appointment(c, ctx: _Ctx) -> str:
+    shops = f" AND shop IN {_qlist(c.shops)}" if c.shops else ""
+    return _profile(f"customer_id IN (SELECT customer_id FROM visits WHERE status = 'booked' "
+                    f"AND _us > {ctx.micros}{shops})")
+
+
+def _sql_all_of_etc(c, ctx: _Ctx) -> str:
+    t = type(c)
+    op = " INTERSECT " if t is S.AllOf else " UNION "
+    return op.join(f"(SELECT customer_id FROM ({cond_sql(x, ctx)}))" for x in c.children)
+
+
+def _sql_not(c, ctx: _Ctx) -> str:
+    return f"({ACTIVE}) EXCEPT (SELECT customer_id FROM ({cond_sql(c.child, ctx)}))"
+
+
+# ---------------------------------------------------------------- behaviour (shared/spec behaviour.md)
+
+def _event_sql(ctx: _Ctx, ev: S.Event, r: S.TimeRange) -> str:
+    """(customer_id, _us, ld) of the visible events of kind ev dated in r."""
+    if ev.kind == "visited":
+        return f"SELECT customer_id, _us, ld FROM visits WHERE {_visit_preds(ctx, ev.shops, r)}"
+    return f"SELECT customer_id, _us, ld FROM purchases WHERE {_line_preds(ctx, ev.filter, r, refunds=False)}"
+
+
+def _sql_first_last(c, ctx: _Ctx) -> str:
+    agg = "MIN(ld)" if type(c) is S.FirstPurchase else "MAX(ld)"
+    return _profile(f"customer_id IN (SELECT customer_id FROM (SELECT customer_id, {agg} AS d FROM purchases "
+                    f"WHERE {_line_preds(ctx, c.filter, S.EVER, refunds=False)} GROUP BY customer_id) "
+                    f"WHERE {ctx.range_pred('d', c.range)})")
+
+
+def _sql_regularly(c: S.Regularly, ctx: _Ctx) -> str:
+    today = ctx.today
+    if c.period == "week":
+        start = _plus_days(today, -today.weekday() - 7 * (c.periods - 1))
+        bucket = "date_trunc('week', ld)"    # ISO weeks start on Monday
+    else:
+        start = month_shift(dt.date(today.year, today.month, 1), -(c.periods - 1))
+        bucket = "date_trunc('month', ld)"
+    ev = _event_sql(ctx, c.event, S.TimeRange("custom", start=start, end=today))
+    return _profile(f"customer_id IN (SELECT customer_id FROM (SELECT customer_id, {bucket} AS p, COUNT(*) AS k "
+                    f"FROM ({ev}) GROUP BY 1, 2) WHERE k >= {c.min_per_period} GROUP BY customer_id "
+                    f"HAVING COUNT(*) >= {c.min_periods})")
+
+
+def _sql_sequence(c: S.Sequence, ctx: _Ctx) -> str:
+    e1, e2 = _event_sql(ctx, c.first, c.range), _event_sql(ctx, c.then, S.EVER)
+    near = f"b.customer_id = a.customer_id AND b._us > a._us AND date_diff('day', a.ld, b.ld) <= {c.within_days}"
+    neg = "NOT " if c.negate else ""
+    return _profile(f"customer_id IN (SELECT a.customer_id FROM ({e1}) a WHERE {neg}EXISTS "
+                    f"(SELECT 1 FROM ({e2}) b WHERE {near}))")
+
+
+def _orders_sql(ctx: _Ctx, f: S.ProductFilter) -> str:
+    """(customer_id, ld, net, m) per order as of ctx: m = it holds a matching non-refund line."""
+    match = " AND ".join(["amount >= 0"] + [f"COALESCE({k} IN {_qlist(v)}, FALSE)" for k, v in f.fields])
+    return (f"SELECT customer_id, arg_min(ld, _us) AS ld, SUM(amount) AS net, BOOL_OR({match}) AS m "
+            f"FROM purchases WHERE _us <= {ctx.micros} "
+            f"GROUP BY customer_id, COALESCE('id:' || order_id, 'at:' || CAST(_us AS VARCHAR))")
+
+
+def _order_count_sql(ctx: _Ctx, f: S.ProductFilter, r: S.TimeRange) -> str:
+    return (f"SELECT customer_id, COUNT(*) AS v FROM ({_orders_sql(ctx, f)}) "
+            f"WHERE m AND {ctx.range_pred('ld', r)} GROUP BY customer_id")
+
+
+def _aov_sql(ctx: _Ctx, r: S.TimeRange) -> str:
+    """(customer_id, v): the net sum over the orders in r floored-divided by their number."""
+    return (f"SELECT customer_id, CAST((s - (((s % k) + k) % k)) // k AS BIGINT) AS v FROM "
+            f"(SELECT customer_id, SUM(net) AS s, COUNT(*) AS k FROM ({_orders_sql(ctx, S.NO_FILTER)}) "
+            f"WHERE {ctx.range_pred('ld', r)} GROUP BY customer_id)")
+
+
+def _sql_order_count(c: S.OrderCount, ctx: _Ctx) -> str:
+    return (f"SELECT c.customer_id FROM customers c LEFT JOIN ({_order_count_sql(ctx, c.filter, c.range)}) a "
+            f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
+
+
+def _sql_average_order_value(c: S.AverageOrderValue, ctx: _Ctx) -> str:
+    return _profile(f"customer_id IN (SELECT customer_id FROM ({_aov_sql(ctx, c.range)}) WHERE {_cmp('v', c.cmp)})")
+
+
+def _value_sql(ctx: _Ctx, v: S.Value) -> str:
+    """(customer_id, v) for every customer; NULL is the lowest value."""
+    if v.key == "loyalty_points":
+        return "SELECT customer_id, loyalty_points AS v FROM customers"
+    if v.key == "order_count":
+        inner, zero = _order_count_sql(ctx, v.filter, v.range), "0"
+    elif v.key == "spend":
+        inner, zero = (f"SELECT customer_id, SUM(amount) AS v FROM purchases WHERE "
+                       f"{_line_preds(ctx, v.filter, v.range, refunds=True)} GROUP BY 1"), "0"
+    elif v.key == "purchase_count":
+        inner, zero = (f"SELECT customer_id, COUNT(*) AS v FROM purchases WHERE "
+                       f"{_line_preds(ctx, v.filter, v.range, refunds=False)} GROUP BY 1"), "0"
+    else:
+        inner, zero = (f"SELECT customer_id, MAX(ld) AS v FROM purchases WHERE "
+                       f"{_line_preds(ctx, v.filter, v.range, refunds=False)} GROUP BY 1"), "NULL"
+    return (f"SELECT c.customer_id, COALESCE(a.v, {zero}) AS v FROM customers c LEFT JOIN ({inner}) a "
+            f"ON a.customer_id = c.customer_id")
+
+
+def _pct_sql(ctx: _Ctx, v: S.Value, among) -> str:
+    """(customer_id, pct) over the population (active customers matching among)."""
+    pop = cond_sql(among, ctx) if among is not None else ACTIVE
+    return (f"SELECT x.customer_id, (100 * (rank() OVER (ORDER BY x.v ASC NULLS FIRST) - 1)) "
+            f"// COUNT(*) OVER () AS pct FROM ({_value_sql(ctx, v)}) x "
+            f"WHERE x.customer_id IN (SELECT customer_id FROM ({pop}))")
+
+
+def _sql_percentile(c: S.Percentile, ctx: _Ctx) -> str:
+    return f"SELECT customer_id FROM ({_pct_sql(ctx, c.of, c.among)}) WHERE {_cmp('pct', c.cmp)}"
+
+
+def _sql_rfm(c: S.Rfm, ctx: _Ctx) -> str:
+    parts = []
+    for key, cmp in (("last_purchase", c.r), ("purchase_count", c.f), ("spend", c.m)):
+        q = _pct_sql(ctx, S.Value(key, c.filter, c.range), c.among)
+        test = "TRUE" if cmp is None else _cmp("(1 + pct // 20)", cmp)
+        parts.append(f"(SELECT customer_id FROM ({q}) WHERE {test})")
+    return " INTERSECT ".join(parts)
+
+
+_M64 = "18446744073709551616::UHUGEINT"
+
+
+def _fnv1a64(text: str) -> int:
+    h = 0xcbf29ce484222325
+    for b in text.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+    return h
+
+
+def _sql_random_bucket(c: S.RandomBucket, ctx: _Ctx) -> str:
+    def m64(expr):
+        return f"CAST(({expr}) % {_M64} AS UBIGINT)"
+    x0 = f"xor(CAST((customer_id::HUGEINT + 18446744073709551616) % 18446744073709551616 AS UBIGINT), " \
+         f"{_fnv1a64(c.salt)}::UBIGINT)"
+    q = f"SELECT customer_id, {m64(f'({x0})::UHUGEINT + 11400714819323198485::UHUGEINT')} AS x FROM customers WHERE _active"
+    q = f"SELECT customer_id, {m64('xor(x, x >> 30)::UHUGEINT * 13787848793156543929::UHUGEINT')} AS x FROM ({q})"
+    q = f"SELECT customer_id, {m64('xor(x, x >> 27)::UHUGEINT * 10723151780598845931::UHUGEINT')} AS x FROM ({q})"
+    q = f"SELECT customer_id, xor(x, x >> 31) % 10000 AS b FROM ({q})"
+    return f"SELECT customer_id FROM ({q}) WHERE {_cmp('b', c.cmp)}"
+
+
+def _sql_in_segment(c: S.InSegment, ctx: _Ctx) -> str:
+    body, _ = ctx.peer._final(ctx.peer.saved_segments[c.name], ctx.as_of)
+    return f"SELECT customer_id FROM ({body})"
+
+
+def _sql_in_group(c: S.InGroup, ctx: _Ctx) -> str:
+    ids = sorted(ctx.peer.groups[c.name])
+    return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in ids) + ")" if ids else "FALSE")
+
+
+# condition class -> SQL of its matching active customer_ids (engine.model.kinds lists the classes)
+CONDITION_SQL = {
+    S.All: _sql_all,
+    S.Customers: _sql_customers,
+    S.Search: _sql_search,
+    S.Surname: _sql_surname,
+    S.Birthday: _sql_birthday,
+    S.MarriedToday: _sql_married_today,
+    S.Age: _sql_age,
+    S.Joined: _sql_joined,
+    S.LoyaltyMember: _sql_loyalty_member,
+    S.LoyaltyPoints: _sql_loyalty_points,
+    S.InValues: _sql_in_values,
+    S.Tags: _sql_tags,
+    S.Reachable: _sql_reachable,
+    S.AccountBalance: _sql_account_balance,
+    S.OverdueLayby: _sql_overdue_layby,
+    S.Bought: _sql_bought,
+    S.Spend: _sql_spend_etc,
+    S.PurchaseCount: _sql_spend_etc,
+    S.Visited: _sql_visited,
+    S.UpcomingAppointment: _sql_upcoming_appointment,
+    S.FirstPurchase: _sql_first_last,
+    S.LastPurchase: _sql_first_last,
+    S.Regularly: _sql_regularly,
+    S.Sequence: _sql_sequence,
+    S.OrderCount: _sql_order_count,
+    S.AverageOrderValue: _sql_average_order_value,
+    S.Percentile: _sql_percentile,
+    S.Rfm: _sql_rfm,
+    S.RandomBucket: _sql_random_bucket,
+    S.InSegment: _sql_in_segment,
+    S.InGroup: _sql_in_group,
+    S.AllOf: _sql_all_of_etc,
+    S.AnyOf: _sql_all_of_etc,
+    S.Not: _sql_not,
+}
+
+
 def cond_sql(c: S.Condition, ctx: _Ctx) -> str:
     """A query yielding the distinct active customer_ids matching condition c."""
-    t = type(c)
-    if t is S.All:
-        return ACTIVE
-    if t is S.Customers:
-        if not c.ids:
-            return _profile("FALSE")
-        return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in c.ids) + ")")
-    if t is S.Search:
-        needle = f"norm({_q(c.text)})"
-        preds = []
-        for f in c.fields:
-            if f == "phone":
-                d = _digits(c.text)
-                if d:
-                    preds.append(f"contains(_n_phone, {_q(d)})")
-            else:
-                preds.append(f"contains(_n_{f}, {needle})")
-        return _profile(" OR ".join(preds) or "FALSE")
-    if t is S.Surname:
-        return _profile(f"_n_last_name = norm({_q(c.text)})")
-    if t is S.Birthday:
-        col = "birth_date" if c.which == "birth" else "anniversary_date"
-        if c.mode == "this_month":
-            return _profile(f"month({col}) = {ctx.today.month}")
-        if c.mode == "month":
-            return _profile(f"month({col}) = {int(c.month)}")
-        mds = birthday_mds(c.mode, ctx.today, c.month, c.days)
-        return _profile(f"(month({col}) * 100 + day({col})) IN ({', '.join(map(str, mds))})")
-    if t is S.MarriedToday:
-        return _profile(f"wedding_date = {_date_lit(ctx.today)}")
-    if t is S.Age:
-        today = ctx.today
-        md_today = today.month * 100 + today.day
-        eff = "CASE WHEN _bmd = 229 THEN 228 ELSE _bmd END" if not _leap(today.year) else "_bmd"
-        age = f"({today.year} - year(birth_date) - CASE WHEN {md_today} < ({eff}) THEN 1 ELSE 0 END)"
-        return _profile(f"birth_date IS NOT NULL AND {_cmp(age, c.cmp)}")
-    if t is S.Joined:
-        return _profile(f"joined_on IS NOT NULL AND {ctx.range_pred('joined_on', c.range)}")
-    if t is S.LoyaltyMember:
-        return _profile("loyalty_member")
-    if t is S.LoyaltyPoints:
-        return _profile(_cmp("loyalty_points", c.cmp))
-    if t is S.InValues:
-        return _profile(f"{c.field} IN {_qlist(c.values)}")
-    if t is S.Tags:
-        fn = "list_has_any" if c.mode == "any" else "list_has_all"
-        lst = "[" + ", ".join(_q(x) for x in c.tags) + "]::VARCHAR[]"
-        return _profile(f"COALESCE({fn}(tags, {lst}), FALSE)")
-    if t is S.Reachable:
-        pred = {"has_email": "_has_email", "has_phone": "_has_phone",
-                "email_opt_in": "email_opt_in", "sms_opt_in": "sms_opt_in"}[c.channel]
-        return _profile(f"COALESCE({pred}, FALSE)")
-    if t is S.AccountBalance:
-        return _profile(_cmp("account_balance", c.cmp))
-    if t is S.OverdueLayby:
-        td = _date_lit(ctx.today)
-        return _profile("customer_id IN (SELECT customer_id FROM laybys WHERE status = 'open' "
-                        f"AND balance > 0 AND due_on < {td} AND opened_on <= {td})")
-    if t is S.Bought:
-        return _profile(f"customer_id IN (SELECT customer_id FROM purchases WHERE "
-                        f"{_line_preds(ctx, c.filter, c.range, refunds=False)})")
-    if t in (S.Spend, S.PurchaseCount):
-        agg = "SUM(amount)" if t is S.Spend else "COUNT(*)"
-        lines = _line_preds(ctx, c.filter, c.range, refunds=t is S.Spend)
-        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, {agg} AS v "
-                f"FROM purchases WHERE {lines} GROUP BY customer_id) a ON a.customer_id = c.customer_id "
-                f"WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
-    if t is S.Visited:
-        return (f"SELECT c.customer_id FROM customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS v "
-                f"FROM visits WHERE {_visit_preds(ctx, c.shops, c.range)} GROUP BY customer_id) a "
-                f"ON a.customer_id = c.customer_id WHERE c._active AND {_cmp('COALESCE(a.v, 0)', c.cmp)}")
-    if t is S.UpcomingAppointment:
-        shops = f" AND shop IN {_qlist(c.shops)}" if c.shops else ""
-        return _profile(f"customer_id IN (SELECT customer_id FROM visits WHERE status = 'booked' "
-                        f"AND _us > {ctx.micros}{shops})")
-    if t in (S.AllOf, S.AnyOf):
-        op = " INTERSECT " if t is S.AllOf else " UNION "
-        return op.join(f"(SELECT customer_id FROM ({cond_sql(x, ctx)}))" for x in c.children)
-    if t is S.Not:
-        return f"({ACTIVE}) EXCEPT (SELECT customer_id FROM ({cond_sql(c.child, ctx)}))"
-    raise TypeError(f"unknown condition {c!r}")
+    fn = CONDITION_SQL.get(type(c))
+    if fn is None:
+        raise TypeError(f"unknown condition {c!r}")
+    return fn(c, ctx)
 
 
 def rank_sql(o: S.OrderBy, ctx: _Ctx) -> str:
@@ -347,6 +574,10 @@ def rank_sql(o: S.OrderBy, ctx: _Ctx) -> str:
     if o.key == "purchase_count":
         lines = _line_preds(ctx, o.filter, o.range, refunds=False)
         return f"SELECT customer_id, COUNT(*) AS v FROM purchases WHERE {lines} GROUP BY customer_id"
+    if o.key == "order_count":
+        return _order_count_sql(ctx, o.filter, o.range)
+    if o.key == "average_order_value":
+        return _aov_sql(ctx, o.range)
     if o.key == "last_purchase":
         lines = _line_preds(ctx, o.filter, o.range, refunds=False)
         return f"SELECT customer_id, MAX(ld) AS v FROM purchases WHERE {lines} GROUP BY customer_id"
@@ -360,6 +591,8 @@ class DuckPeer:
 
     def __init__(self, tables: dict, timezone: str, threads: Optional[int] = None):
         self.timezone = timezone
+        self.saved_segments: dict = {}   # name -> Segment (in_segment)
+        self.groups: dict = {}           # name -> set of customer_ids (in_group)
         self.con = duckdb.connect(":memory:")
         self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
         self.con.execute("SET TimeZone = 'UTC'")
@@ -455,14 +688,14 @@ class DuckPeer:
     # ------------------------------------------------------------ segments
     def _final(self, seg: S.Segment, as_of: dt.datetime) -> Tuple[str, str]:
         """(query of (customer_id, v) over the result set, its ORDER BY clause); v NULL unranked."""
-        ctx = _Ctx(as_of, self.timezone)
+        ctx = _Ctx(as_of, self.timezone, self)
         exc = cond_sql(seg.exclude, ctx) if seg.exclude is not None else f"{ACTIVE} AND FALSE"
         parts = [f"inc AS ({cond_sql(seg.include, ctx)})", f"exc AS ({exc})",
                  "base AS (SELECT customer_id FROM inc EXCEPT SELECT customer_id FROM exc)"]
         if seg.order_by is not None:
             o = seg.order_by
             parts.append(f"rk AS ({rank_sql(o, ctx)})")
-            zero = "0" if o.key in ("spend", "purchase_count") else "NULL"
+            zero = "0" if o.key in ("spend", "purchase_count", "order_count") else "NULL"
             val = f"COALESCE(rk.v, {zero})"
             direction = "DESC" if o.descending else "ASC"
             order = f"ORDER BY v {direction} NULLS LAST, customer_id ASC"
@@ -505,5 +738,5 @@ class DuckPeer:
 
     def ids(self, cond: S.Condition, as_of: dt.datetime) -> set:
         """The set of customer_ids matching one condition."""
-        ctx = _Ctx(as_of, self.timezone)
+        ctx = _Ctx(as_of, self.timezone, self)
         return {r[0] for r in self.con.execute(cond_sql(cond, ctx)).fetchall()}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from .catalog.catalog import scrub_groups
+from .catalog.catalog import Catalog, References, scrub_groups
 from .datasets import folders
 from .datasets.dataset import Dataset
 from .datasets import priority
@@ -53,6 +53,7 @@ class Engine:
         self._lock = threading.Lock()
         self._open: dict = {}   # name -> Dataset, kept once used (small; its version may be unloaded)
         self.compactions = 0   # compactions started by this process (explicit and background)
+        self.catalog = None    # saved segments and groups in_segment / in_group read (a Catalog sets itself)
         self._listeners: list = []  # fn(dataset name) after each acknowledged change or load
         self.build_nice = priority.default_nice() if build_nice is None else int(build_nice)
         self.residency = Residency(budget if budget is not None else Budget.from_env(), self._dataset)
@@ -188,13 +189,14 @@ class Engine:
     def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:
         """Result size with email / SMS reachable counts."""
         with self._use(name) as ds:
-            return output.count(ds.require_snapshot(), segment, as_of, deadline)
+            return output.count(ds.require_snapshot(), segment, as_of, deadline, self.references(name))
 
     def preview(self, name: str, segment: Segment, n: int = 20, fields: Sequence[str] = (),
                 as_of=None, deadline: Optional[float] = None) -> Preview:
         """The first n customers with chosen fields and the ranking value."""
         with self._use(name) as ds:
-            return output.preview(ds.require_snapshot(), segment, n, tuple(fields), as_of, deadline)
+            return output.preview(ds.require_snapshot(), segment, n, tuple(fields), as_of, deadline,
+                                  self.references(name))
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
@@ -204,7 +206,7 @@ class Engine:
             snap = ds.require_snapshot()
             if as_of is None:
                 as_of = dt.datetime.now(dt.timezone.utc)
-            m = output.materialize(snap, segment, tuple(fields), as_of, deadline)
+            m = output.materialize(snap, segment, tuple(fields), as_of, deadline, self.references(name))
             m.as_of = output.parse_as_of(as_of)
             state = getattr(snap, "state", None)
             m.sequence = int(getattr(state, "seq", 0) or 0)
@@ -213,7 +215,14 @@ class Engine:
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
         with self._use(name) as ds:
-            return output.explain(ds.require_snapshot(), segment, as_of, deadline)
+            return output.explain(ds.require_snapshot(), segment, as_of, deadline, self.references(name))
+
+    def references(self, name: str) -> "References":
+        """What in_segment and in_group conditions of dataset `name` read: the catalog's saved
+        segments and groups (a default Catalog when none was made for this engine)."""
+        if self.catalog is None:
+            Catalog(self)
+        return References(self.catalog, name)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id that are still in the dataset (active or not)."""

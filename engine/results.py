@@ -86,7 +86,7 @@ def rank_values_of(array, key: Optional[str]) -> np.ndarray:
 
     if pa.types.is_date32(array.type):
         array = array.cast(pa.int32())
-    if key in ("last_purchase", "loyalty_points"):
+    if key in ("last_purchase", "loyalty_points", "average_order_value"):
         return np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     return np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
 

@@ -37,6 +37,12 @@ class ReachableChannel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REACHABLE_CHANNEL_EMAIL_OPT_IN: _ClassVar[ReachableChannel]
     REACHABLE_CHANNEL_SMS_OPT_IN: _ClassVar[ReachableChannel]
 
+class Period(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PERIOD_UNSPECIFIED: _ClassVar[Period]
+    PERIOD_WEEK: _ClassVar[Period]
+    PERIOD_MONTH: _ClassVar[Period]
+
 class OrderKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ORDER_KEY_UNSPECIFIED: _ClassVar[OrderKey]
@@ -44,6 +50,8 @@ class OrderKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORDER_KEY_PURCHASE_COUNT: _ClassVar[OrderKey]
     ORDER_KEY_LOYALTY_POINTS: _ClassVar[OrderKey]
     ORDER_KEY_LAST_PURCHASE: _ClassVar[OrderKey]
+    ORDER_KEY_ORDER_COUNT: _ClassVar[OrderKey]
+    ORDER_KEY_AVERAGE_ORDER_VALUE: _ClassVar[OrderKey]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -74,11 +82,16 @@ REACHABLE_CHANNEL_HAS_EMAIL: ReachableChannel
 REACHABLE_CHANNEL_HAS_PHONE: ReachableChannel
 REACHABLE_CHANNEL_EMAIL_OPT_IN: ReachableChannel
 REACHABLE_CHANNEL_SMS_OPT_IN: ReachableChannel
+PERIOD_UNSPECIFIED: Period
+PERIOD_WEEK: Period
+PERIOD_MONTH: Period
 ORDER_KEY_UNSPECIFIED: OrderKey
 ORDER_KEY_SPEND: OrderKey
 ORDER_KEY_PURCHASE_COUNT: OrderKey
 ORDER_KEY_LOYALTY_POINTS: OrderKey
 ORDER_KEY_LAST_PURCHASE: OrderKey
+ORDER_KEY_ORDER_COUNT: OrderKey
+ORDER_KEY_AVERAGE_ORDER_VALUE: OrderKey
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_PARQUET: ExportFormat
@@ -248,6 +261,118 @@ class UpcomingAppointment(_message.Message):
     shops: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, shops: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class BoughtEvent(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: ProductFilter
+    def __init__(self, filter: _Optional[_Union[ProductFilter, _Mapping]] = ...) -> None: ...
+
+class VisitedEvent(_message.Message):
+    __slots__ = ("shops",)
+    SHOPS_FIELD_NUMBER: _ClassVar[int]
+    shops: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shops: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("bought", "visited")
+    BOUGHT_FIELD_NUMBER: _ClassVar[int]
+    VISITED_FIELD_NUMBER: _ClassVar[int]
+    bought: BoughtEvent
+    visited: VisitedEvent
+    def __init__(self, bought: _Optional[_Union[BoughtEvent, _Mapping]] = ..., visited: _Optional[_Union[VisitedEvent, _Mapping]] = ...) -> None: ...
+
+class FilterRange(_message.Message):
+    __slots__ = ("filter", "range")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    filter: ProductFilter
+    range: TimeRange
+    def __init__(self, filter: _Optional[_Union[ProductFilter, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class Regularly(_message.Message):
+    __slots__ = ("event", "period", "periods", "min_periods", "min_per_period")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    MIN_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    MIN_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    event: Event
+    period: Period
+    periods: int
+    min_periods: int
+    min_per_period: int
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., period: _Optional[_Union[Period, str]] = ..., periods: _Optional[int] = ..., min_periods: _Optional[int] = ..., min_per_period: _Optional[int] = ...) -> None: ...
+
+class Sequence(_message.Message):
+    __slots__ = ("first", "then", "then_not", "within_days", "range")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    THEN_FIELD_NUMBER: _ClassVar[int]
+    THEN_NOT_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    first: Event
+    then: Event
+    then_not: Event
+    within_days: int
+    range: TimeRange
+    def __init__(self, first: _Optional[_Union[Event, _Mapping]] = ..., then: _Optional[_Union[Event, _Mapping]] = ..., then_not: _Optional[_Union[Event, _Mapping]] = ..., within_days: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class AverageOrderValue(_message.Message):
+    __slots__ = ("cmp", "range")
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    cmp: Cmp
+    range: TimeRange
+    def __init__(self, cmp: _Optional[_Union[Cmp, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class PercentileValue(_message.Message):
+    __slots__ = ("spend", "purchase_count", "order_count", "last_purchase", "loyalty_points")
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    PURCHASE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_POINTS_FIELD_NUMBER: _ClassVar[int]
+    spend: FilterRange
+    purchase_count: FilterRange
+    order_count: FilterRange
+    last_purchase: FilterRange
+    loyalty_points: Flag
+    def __init__(self, spend: _Optional[_Union[FilterRange, _Mapping]] = ..., purchase_count: _Optional[_Union[FilterRange, _Mapping]] = ..., order_count: _Optional[_Union[FilterRange, _Mapping]] = ..., last_purchase: _Optional[_Union[FilterRange, _Mapping]] = ..., loyalty_points: _Optional[_Union[Flag, _Mapping]] = ...) -> None: ...
+
+class Percentile(_message.Message):
+    __slots__ = ("of", "among", "cmp")
+    OF_FIELD_NUMBER: _ClassVar[int]
+    AMONG_FIELD_NUMBER: _ClassVar[int]
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    of: PercentileValue
+    among: Condition
+    cmp: Cmp
+    def __init__(self, of: _Optional[_Union[PercentileValue, _Mapping]] = ..., among: _Optional[_Union[Condition, _Mapping]] = ..., cmp: _Optional[_Union[Cmp, _Mapping]] = ...) -> None: ...
+
+class Rfm(_message.Message):
+    __slots__ = ("filter", "range", "among", "r", "f", "m")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    AMONG_FIELD_NUMBER: _ClassVar[int]
+    R_FIELD_NUMBER: _ClassVar[int]
+    F_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    filter: ProductFilter
+    range: TimeRange
+    among: Condition
+    r: Cmp
+    f: Cmp
+    m: Cmp
+    def __init__(self, filter: _Optional[_Union[ProductFilter, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., among: _Optional[_Union[Condition, _Mapping]] = ..., r: _Optional[_Union[Cmp, _Mapping]] = ..., f: _Optional[_Union[Cmp, _Mapping]] = ..., m: _Optional[_Union[Cmp, _Mapping]] = ...) -> None: ...
+
+class RandomBucket(_message.Message):
+    __slots__ = ("salt", "cmp")
+    SALT_FIELD_NUMBER: _ClassVar[int]
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    salt: str
+    cmp: Cmp
+    def __init__(self, salt: _Optional[str] = ..., cmp: _Optional[_Union[Cmp, _Mapping]] = ...) -> None: ...
+
 class Conditions(_message.Message):
     __slots__ = ("conditions",)
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -255,7 +380,7 @@ class Conditions(_message.Message):
     def __init__(self, conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class Condition(_message.Message):
-    __slots__ = ("all", "customers", "search", "surname", "birthday", "anniversary", "married_today", "age", "joined", "loyalty_member", "loyalty_points", "origin_shop", "gender", "marital_status", "city", "postal_code", "tags", "reachable", "account_balance", "overdue_layby", "bought", "spend", "purchase_count", "visited", "upcoming_appointment", "all_of", "any_of")
+    __slots__ = ("all", "customers", "search", "surname", "birthday", "anniversary", "married_today", "age", "joined", "loyalty_member", "loyalty_points", "origin_shop", "gender", "marital_status", "city", "postal_code", "tags", "reachable", "account_balance", "overdue_layby", "bought", "spend", "purchase_count", "visited", "upcoming_appointment", "all_of", "any_of", "first_purchase", "last_purchase", "regularly", "sequence", "order_count", "average_order_value", "percentile", "rfm", "random_bucket", "in_segment", "in_group")
     ALL_FIELD_NUMBER: _ClassVar[int]
     CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
@@ -284,6 +409,17 @@ class Condition(_message.Message):
     ALL_OF_FIELD_NUMBER: _ClassVar[int]
     ANY_OF_FIELD_NUMBER: _ClassVar[int]
     NOT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    REGULARLY_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_ORDER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PERCENTILE_FIELD_NUMBER: _ClassVar[int]
+    RFM_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    IN_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    IN_GROUP_FIELD_NUMBER: _ClassVar[int]
     all: Flag
     customers: CustomerIds
     search: Search
@@ -311,7 +447,18 @@ class Condition(_message.Message):
     upcoming_appointment: UpcomingAppointment
     all_of: Conditions
     any_of: Conditions
-    def __init__(self, all: _Optional[_Union[Flag, _Mapping]] = ..., customers: _Optional[_Union[CustomerIds, _Mapping]] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., surname: _Optional[str] = ..., birthday: _Optional[_Union[Birthday, _Mapping]] = ..., anniversary: _Optional[_Union[Birthday, _Mapping]] = ..., married_today: _Optional[_Union[Flag, _Mapping]] = ..., age: _Optional[_Union[Cmp, _Mapping]] = ..., joined: _Optional[_Union[Joined, _Mapping]] = ..., loyalty_member: _Optional[_Union[Flag, _Mapping]] = ..., loyalty_points: _Optional[_Union[Cmp, _Mapping]] = ..., origin_shop: _Optional[_Union[Values, _Mapping]] = ..., gender: _Optional[_Union[Values, _Mapping]] = ..., marital_status: _Optional[_Union[Values, _Mapping]] = ..., city: _Optional[_Union[Values, _Mapping]] = ..., postal_code: _Optional[_Union[Values, _Mapping]] = ..., tags: _Optional[_Union[Tags, _Mapping]] = ..., reachable: _Optional[_Union[ReachableChannel, str]] = ..., account_balance: _Optional[_Union[Cmp, _Mapping]] = ..., overdue_layby: _Optional[_Union[Flag, _Mapping]] = ..., bought: _Optional[_Union[Bought, _Mapping]] = ..., spend: _Optional[_Union[LineAggregate, _Mapping]] = ..., purchase_count: _Optional[_Union[LineAggregate, _Mapping]] = ..., visited: _Optional[_Union[Visited, _Mapping]] = ..., upcoming_appointment: _Optional[_Union[UpcomingAppointment, _Mapping]] = ..., all_of: _Optional[_Union[Conditions, _Mapping]] = ..., any_of: _Optional[_Union[Conditions, _Mapping]] = ..., **kwargs) -> None: ...
+    first_purchase: FilterRange
+    last_purchase: FilterRange
+    regularly: Regularly
+    sequence: Sequence
+    order_count: LineAggregate
+    average_order_value: AverageOrderValue
+    percentile: Percentile
+    rfm: Rfm
+    random_bucket: RandomBucket
+    in_segment: str
+    in_group: str
+    def __init__(self, all: _Optional[_Union[Flag, _Mapping]] = ..., customers: _Optional[_Union[CustomerIds, _Mapping]] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., surname: _Optional[str] = ..., birthday: _Optional[_Union[Birthday, _Mapping]] = ..., anniversary: _Optional[_Union[Birthday, _Mapping]] = ..., married_today: _Optional[_Union[Flag, _Mapping]] = ..., age: _Optional[_Union[Cmp, _Mapping]] = ..., joined: _Optional[_Union[Joined, _Mapping]] = ..., loyalty_member: _Optional[_Union[Flag, _Mapping]] = ..., loyalty_points: _Optional[_Union[Cmp, _Mapping]] = ..., origin_shop: _Optional[_Union[Values, _Mapping]] = ..., gender: _Optional[_Union[Values, _Mapping]] = ..., marital_status: _Optional[_Union[Values, _Mapping]] = ..., city: _Optional[_Union[Values, _Mapping]] = ..., postal_code: _Optional[_Union[Values, _Mapping]] = ..., tags: _Optional[_Union[Tags, _Mapping]] = ..., reachable: _Optional[_Union[ReachableChannel, str]] = ..., account_balance: _Optional[_Union[Cmp, _Mapping]] = ..., overdue_layby: _Optional[_Union[Flag, _Mapping]] = ..., bought: _Optional[_Union[Bought, _Mapping]] = ..., spend: _Optional[_Union[LineAggregate, _Mapping]] = ..., purchase_count: _Optional[_Union[LineAggregate, _Mapping]] = ..., visited: _Optional[_Union[Visited, _Mapping]] = ..., upcoming_appointment: _Optional[_Union[UpcomingAppointment, _Mapping]] = ..., all_of: _Optional[_Union[Conditions, _Mapping]] = ..., any_of: _Optional[_Union[Conditions, _Mapping]] = ..., first_purchase: _Optional[_Union[FilterRange, _Mapping]] = ..., last_purchase: _Optional[_Union[FilterRange, _Mapping]] = ..., regularly: _Optional[_Union[Regularly, _Mapping]] = ..., sequence: _Optional[_Union[Sequence, _Mapping]] = ..., order_count: _Optional[_Union[LineAggregate, _Mapping]] = ..., average_order_value: _Optional[_Union[AverageOrderValue, _Mapping]] = ..., percentile: _Optional[_Union[Percentile, _Mapping]] = ..., rfm: _Optional[_Union[Rfm, _Mapping]] = ..., random_bucket: _Optional[_Union[RandomBucket, _Mapping]] = ..., in_segment: _Optional[str] = ..., in_group: _Optional[str] = ..., **kwargs) -> None: ...
 
 class OrderBy(_message.Message):
     __slots__ = ("key", "filter", "range", "ascending")
@@ -946,7 +1093,7 @@ class CustomerRow(_message.Message):
     def __init__(self, customer_id: _Optional[int] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., postal_code: _Optional[str] = ..., gender: _Optional[str] = ..., marital_status: _Optional[str] = ..., birth_date: _Optional[str] = ..., anniversary_date: _Optional[str] = ..., wedding_date: _Optional[str] = ..., joined_on: _Optional[str] = ..., loyalty_member: _Optional[bool] = ..., loyalty_points: _Optional[int] = ..., origin_shop: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., email_opt_in: _Optional[bool] = ..., sms_opt_in: _Optional[bool] = ..., account_balance: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class PurchaseRow(_message.Message):
-    __slots__ = ("customer_id", "purchased_at", "amount", "quantity", "shop", "department", "metal", "brand", "strain", "inventory_group", "inventory_type", "product")
+    __slots__ = ("customer_id", "purchased_at", "amount", "quantity", "shop", "department", "metal", "brand", "strain", "inventory_group", "inventory_type", "product", "order_id")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     PURCHASED_AT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -959,6 +1106,7 @@ class PurchaseRow(_message.Message):
     INVENTORY_GROUP_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_TYPE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     customer_id: int
     purchased_at: _timestamp_pb2.Timestamp
     amount: int
@@ -971,7 +1119,8 @@ class PurchaseRow(_message.Message):
     inventory_group: str
     inventory_type: str
     product: str
-    def __init__(self, customer_id: _Optional[int] = ..., purchased_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[int] = ..., quantity: _Optional[int] = ..., shop: _Optional[str] = ..., department: _Optional[str] = ..., metal: _Optional[str] = ..., brand: _Optional[str] = ..., strain: _Optional[str] = ..., inventory_group: _Optional[str] = ..., inventory_type: _Optional[str] = ..., product: _Optional[str] = ...) -> None: ...
+    order_id: str
+    def __init__(self, customer_id: _Optional[int] = ..., purchased_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[int] = ..., quantity: _Optional[int] = ..., shop: _Optional[str] = ..., department: _Optional[str] = ..., metal: _Optional[str] = ..., brand: _Optional[str] = ..., strain: _Optional[str] = ..., inventory_group: _Optional[str] = ..., inventory_type: _Optional[str] = ..., product: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
 class VisitRow(_message.Message):
     __slots__ = ("customer_id", "starts_at", "status", "shop")

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from segments.engine.model import kinds
 from segments.engine.model import limits
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
@@ -41,7 +42,10 @@ _CHANNEL_NAMES = {pb.REACHABLE_CHANNEL_HAS_EMAIL: "has_email", pb.REACHABLE_CHAN
                   pb.REACHABLE_CHANNEL_EMAIL_OPT_IN: "email_opt_in", pb.REACHABLE_CHANNEL_SMS_OPT_IN: "sms_opt_in"}
 _CHANNEL_VALUES = {v: k for k, v in _CHANNEL_NAMES.items()}
 _ORDER_NAMES = {pb.ORDER_KEY_SPEND: "spend", pb.ORDER_KEY_PURCHASE_COUNT: "purchase_count",
-                pb.ORDER_KEY_LOYALTY_POINTS: "loyalty_points", pb.ORDER_KEY_LAST_PURCHASE: "last_purchase"}
+                pb.ORDER_KEY_LOYALTY_POINTS: "loyalty_points", pb.ORDER_KEY_LAST_PURCHASE: "last_purchase",
+                pb.ORDER_KEY_ORDER_COUNT: "order_count", pb.ORDER_KEY_AVERAGE_ORDER_VALUE: "average_order_value"}
+_PERIOD_NAMES = {pb.PERIOD_WEEK: "week", pb.PERIOD_MONTH: "month"}
+_PERIOD_VALUES = {v: k for k, v in _PERIOD_NAMES.items()}
 _ORDER_VALUES = {v: k for k, v in _ORDER_NAMES.items()}
 
 
@@ -86,65 +90,164 @@ def _put(out: dict, msg, name: str, conv):
         out[name] = conv(getattr(msg, name))
 
 
+def _dec_customers(a, kind, path):
+    if len(a.ids) > segment_json.MAX_CUSTOMER_IDS:  # before building a huge list
+        raise InvalidArgument(f"{path}.customers.ids",
+                              f"{len(a.ids)} ids, more than the limit of {segment_json.MAX_CUSTOMER_IDS}")
+    return {"ids": list(a.ids)}
+
+
+def _dec_search(a, kind, path):
+    body = {"text": a.text}
+    if len(a.fields):
+        body["fields"] = list(a.fields)
+    return body
+
+
+def _dec_birthday(a, kind, path):
+    body = {"mode": _BIRTHDAY_NAMES.get(a.mode)}
+    if a.mode == pb.BIRTHDAY_MODE_MONTH:
+        body["month"] = a.month
+    if a.mode == pb.BIRTHDAY_MODE_NEXT_DAYS:
+        body["days"] = a.days
+    return body
+
+
+def _dec_tags(a, kind, path):
+    mode = a.WhichOneof("mode")
+    return {} if mode is None else {mode: list(getattr(a, mode).values)}
+
+
+def _dec_lines(a, kind, path):
+    body = {}
+    if kind != "bought":
+        _put(body, a, "cmp", cmp_to_json)
+    if kind == "visited":
+        if len(a.shops):
+            body["shops"] = list(a.shops)
+    else:
+        _put(body, a, "filter", filter_to_json)
+    _put(body, a, "range", range_to_json)
+    return body
+
+
+def _dec_children(a, kind, path):
+    if len(a.conditions) > limits.MAX_CONDITIONS:  # before building a huge tree
+        raise InvalidArgument(f"{path}.{kind}", f"{len(a.conditions)} conditions, more than the limit of "
+                                                f"{limits.MAX_CONDITIONS} in one segment")
+    return [condition_to_json(x, f"{path}.{kind}[{i}]") for i, x in enumerate(a.conditions)]
+
+
+def event_to_json(e: pb.Event) -> dict:
+    kind = e.WhichOneof("kind")
+    if kind is None:
+        return {}
+    if kind == "bought":
+        body = {}
+        _put(body, e.bought, "filter", filter_to_json)
+        return {"bought": body}
+    return {"visited": {"shops": list(e.visited.shops)} if len(e.visited.shops) else {}}
+
+
+def _filter_range_json(a) -> dict:
+    body = {}
+    _put(body, a, "filter", filter_to_json)
+    _put(body, a, "range", range_to_json)
+    return body
+
+
+def _dec_regularly(a, kind, path):
+    body = {"period": _PERIOD_NAMES.get(a.period, a.period), "periods": a.periods, "min_periods": a.min_periods}
+    _put(body, a, "event", event_to_json)
+    if a.HasField("min_per_period"):
+        body["min_per_period"] = a.min_per_period
+    return body
+
+
+def _dec_sequence(a, kind, path):
+    body = {"within_days": a.within_days}
+    _put(body, a, "first", event_to_json)
+    second = a.WhichOneof("second")
+    if second is not None:
+        body[second] = event_to_json(getattr(a, second))
+    _put(body, a, "range", range_to_json)
+    return body
+
+
+def _dec_percentile(a, kind, path):
+    body = {}
+    if a.HasField("of"):
+        vk = a.of.WhichOneof("kind")
+        body["of"] = {} if vk is None else {vk: {} if vk == "loyalty_points" else _filter_range_json(getattr(a.of, vk))}
+    _put(body, a, "cmp", cmp_to_json)
+    if a.HasField("among"):
+        body["among"] = condition_to_json(a.among, f"{path}.{kind}.among")
+    return body
+
+
+def _dec_rfm(a, kind, path):
+    body = _filter_range_json(a)
+    if a.HasField("among"):
+        body["among"] = condition_to_json(a.among, f"{path}.{kind}.among")
+    for k in ("r", "f", "m"):
+        _put(body, a, k, cmp_to_json)
+    return body
+
+
+def _dec_cmp_range(a, kind, path):
+    body = {}
+    _put(body, a, "cmp", cmp_to_json)
+    _put(body, a, "range", range_to_json)
+    return body
+
+
+def _dec_random_bucket(a, kind, path):
+    body = {"salt": a.salt}
+    _put(body, a, "cmp", cmp_to_json)
+    return body
+
+
+# Condition oneof field (= the JSON name, engine.model.kinds) -> the JSON body of its message
+_DECODERS = {
+    **{k: (lambda a, kind, path: {}) for k in _FLAG_KINDS},
+    "customers": _dec_customers,
+    "search": _dec_search,
+    "surname": lambda a, kind, path: a,
+    "birthday": _dec_birthday,
+    "anniversary": _dec_birthday,
+    **{k: (lambda a, kind, path: cmp_to_json(a)) for k in _CMP_KINDS},
+    "joined": lambda a, kind, path: {"range": range_to_json(a.range)},
+    **{k: (lambda a, kind, path: {"values": list(a.values)}) for k in S.VALUE_FIELDS},
+    "tags": _dec_tags,
+    "reachable": lambda a, kind, path: _CHANNEL_NAMES.get(a),
+    **{k: _dec_lines for k in ("bought", "spend", "purchase_count", "visited")},
+    "upcoming_appointment": lambda a, kind, path: {"shops": list(a.shops)} if len(a.shops) else {},
+    "first_purchase": lambda a, kind, path: _filter_range_json(a),
+    "last_purchase": lambda a, kind, path: _filter_range_json(a),
+    "regularly": _dec_regularly,
+    "sequence": _dec_sequence,
+    "order_count": _dec_lines,
+    "average_order_value": _dec_cmp_range,
+    "percentile": _dec_percentile,
+    "rfm": _dec_rfm,
+    "random_bucket": _dec_random_bucket,
+    "in_segment": lambda a, kind, path: a,
+    "in_group": lambda a, kind, path: a,
+    "all_of": _dec_children,
+    "any_of": _dec_children,
+    "not": lambda a, kind, path: condition_to_json(a, f"{path}.not"),
+}
+
+
 def condition_to_json(c: pb.Condition, path: str = "include") -> Any:
     """The JSON object of a typed condition (no validation beyond the shape)."""
     kind = c.WhichOneof("kind")
     if kind is None:
         return {}
-    a = getattr(c, kind)
-    if kind in _FLAG_KINDS:
-        return {kind: {}}
-    if kind == "customers":
-        if len(a.ids) > segment_json.MAX_CUSTOMER_IDS:  # before building a huge list
-            raise InvalidArgument(f"{path}.customers.ids",
-                                  f"{len(a.ids)} ids, more than the limit of {segment_json.MAX_CUSTOMER_IDS}")
-        return {"customers": {"ids": list(a.ids)}}
-    if kind == "search":
-        body = {"text": a.text}
-        if len(a.fields):
-            body["fields"] = list(a.fields)
-        return {"search": body}
-    if kind == "surname":
-        return {"surname": a}
-    if kind in ("birthday", "anniversary"):
-        body = {"mode": _BIRTHDAY_NAMES.get(a.mode)}
-        if a.mode == pb.BIRTHDAY_MODE_MONTH:
-            body["month"] = a.month
-        if a.mode == pb.BIRTHDAY_MODE_NEXT_DAYS:
-            body["days"] = a.days
-        return {kind: body}
-    if kind in _CMP_KINDS:
-        return {kind: cmp_to_json(a)}
-    if kind == "joined":
-        return {"joined": {"range": range_to_json(a.range)}}
-    if kind in S.VALUE_FIELDS:
-        return {kind: {"values": list(a.values)}}
-    if kind == "tags":
-        mode = a.WhichOneof("mode")
-        return {"tags": {} if mode is None else {mode: list(getattr(a, mode).values)}}
-    if kind == "reachable":
-        return {"reachable": _CHANNEL_NAMES.get(a)}
-    if kind in ("bought", "spend", "purchase_count", "visited"):
-        body = {}
-        if kind != "bought":
-            _put(body, a, "cmp", cmp_to_json)
-        if kind == "visited":
-            if len(a.shops):
-                body["shops"] = list(a.shops)
-        else:
-            _put(body, a, "filter", filter_to_json)
-        _put(body, a, "range", range_to_json)
-        return {kind: body}
-    if kind == "upcoming_appointment":
-        return {kind: {"shops": list(a.shops)} if len(a.shops) else {}}
-    if kind in ("all_of", "any_of"):
-        if len(a.conditions) > limits.MAX_CONDITIONS:  # before building a huge tree
-            raise InvalidArgument(f"{path}.{kind}", f"{len(a.conditions)} conditions, more than the limit of "
-                                                    f"{limits.MAX_CONDITIONS} in one segment")
-        return {kind: [condition_to_json(x, f"{path}.{kind}[{i}]") for i, x in enumerate(a.conditions)]}
-    if kind == "not":
-        return {"not": condition_to_json(a, f"{path}.not")}
-    raise InvalidArgument(path, f"unsupported condition kind {kind!r}")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise InvalidArgument(path, f"unsupported condition kind {kind!r}")
+    return {kind: decoder(getattr(c, kind), kind, path)}
 
 
 def order_by_to_json(o: pb.OrderBy) -> dict:
@@ -266,46 +369,96 @@ def encode_filter(f: S.ProductFilter) -> Optional[pb.ProductFilter]:
     return pb.ProductFilter(**{k: list(v) for k, v in f.fields}) if f.fields else None
 
 
+def _enc_birthday(c: S.Birthday):
+    return pb.Birthday(mode=_BIRTHDAY_VALUES[c.mode], month=c.month or 0, days=c.days or 0)
+
+
+def _enc_line_agg(c):
+    return pb.LineAggregate(cmp=encode_cmp(c.cmp), filter=encode_filter(c.filter), range=encode_range(c.range))
+
+
+def encode_event(e: S.Event) -> pb.Event:
+    if e.kind == "visited":
+        return pb.Event(visited=pb.VisitedEvent(shops=e.shops))
+    return pb.Event(bought=pb.BoughtEvent(filter=encode_filter(e.filter)))
+
+
+def _enc_filter_range(c) -> pb.FilterRange:
+    return pb.FilterRange(filter=encode_filter(c.filter), range=encode_range(c.range))
+
+
+def _enc_regularly(c: S.Regularly) -> pb.Regularly:
+    return pb.Regularly(event=encode_event(c.event), period=_PERIOD_VALUES[c.period], periods=c.periods,
+                        min_periods=c.min_periods, min_per_period=c.min_per_period)
+
+
+def _enc_sequence(c: S.Sequence) -> pb.Sequence:
+    return pb.Sequence(first=encode_event(c.first), within_days=c.within_days, range=encode_range(c.range),
+                       **{"then_not" if c.negate else "then": encode_event(c.then)})
+
+
+def _enc_percentile(c: S.Percentile) -> pb.Percentile:
+    v = c.of
+    of = pb.PercentileValue(**{v.key: pb.Flag() if v.key == "loyalty_points" else _enc_filter_range(v)})
+    out = pb.Percentile(of=of, cmp=encode_cmp(c.cmp))
+    if c.among is not None:
+        out.among.CopyFrom(encode_condition(c.among))
+    return out
+
+
+def _enc_rfm(c: S.Rfm) -> pb.Rfm:
+    out = pb.Rfm(filter=encode_filter(c.filter), range=encode_range(c.range),
+                 **{k: encode_cmp(getattr(c, k)) for k in ("r", "f", "m") if getattr(c, k) is not None})
+    if c.among is not None:
+        out.among.CopyFrom(encode_condition(c.among))
+    return out
+
+
+# class -> the message under the kind's oneof field (engine.model.kinds.kind_name)
+_ENCODERS = {
+    S.All: lambda c: pb.Flag(),
+    S.Customers: lambda c: pb.CustomerIds(ids=c.ids),
+    S.Search: lambda c: pb.Search(text=c.text, fields=c.fields),
+    S.Surname: lambda c: c.text,
+    S.Birthday: _enc_birthday,
+    S.MarriedToday: lambda c: pb.Flag(),
+    S.Age: lambda c: encode_cmp(c.cmp),
+    S.Joined: lambda c: pb.Joined(range=encode_range(c.range)),
+    S.LoyaltyMember: lambda c: pb.Flag(),
+    S.LoyaltyPoints: lambda c: encode_cmp(c.cmp),
+    S.InValues: lambda c: pb.Values(values=c.values),
+    S.Tags: lambda c: pb.Tags(**{c.mode: pb.Values(values=c.tags)}),
+    S.Reachable: lambda c: _CHANNEL_VALUES[c.channel],
+    S.AccountBalance: lambda c: encode_cmp(c.cmp),
+    S.OverdueLayby: lambda c: pb.Flag(),
+    S.Bought: lambda c: pb.Bought(filter=encode_filter(c.filter), range=encode_range(c.range)),
+    S.Spend: _enc_line_agg,
+    S.PurchaseCount: _enc_line_agg,
+    S.Visited: lambda c: pb.Visited(cmp=encode_cmp(c.cmp), shops=c.shops, range=encode_range(c.range)),
+    S.UpcomingAppointment: lambda c: pb.UpcomingAppointment(shops=c.shops),
+    S.FirstPurchase: _enc_filter_range,
+    S.LastPurchase: _enc_filter_range,
+    S.Regularly: _enc_regularly,
+    S.Sequence: _enc_sequence,
+    S.OrderCount: _enc_line_agg,
+    S.AverageOrderValue: lambda c: pb.AverageOrderValue(cmp=encode_cmp(c.cmp), range=encode_range(c.range)),
+    S.Percentile: _enc_percentile,
+    S.Rfm: _enc_rfm,
+    S.RandomBucket: lambda c: pb.RandomBucket(salt=c.salt, cmp=encode_cmp(c.cmp)),
+    S.InSegment: lambda c: c.name,
+    S.InGroup: lambda c: c.name,
+    S.AllOf: lambda c: pb.Conditions(conditions=[encode_condition(x) for x in c.children]),
+    S.AnyOf: lambda c: pb.Conditions(conditions=[encode_condition(x) for x in c.children]),
+    S.Not: lambda c: encode_condition(c.child),
+}
+
+
 def encode_condition(c: S.Condition) -> pb.Condition:
     """The typed message of an engine condition (inverse of condition_to_json + parse)."""
-    t = type(c)
-    if t in (S.All, S.MarriedToday, S.LoyaltyMember, S.OverdueLayby):
-        return pb.Condition(**{segment_json._KIND[t]: pb.Flag()})
-    if t is S.Customers:
-        return pb.Condition(customers=pb.CustomerIds(ids=c.ids))
-    if t is S.Search:
-        return pb.Condition(search=pb.Search(text=c.text, fields=c.fields))
-    if t is S.Surname:
-        return pb.Condition(surname=c.text)
-    if t is S.Birthday:
-        b = pb.Birthday(mode=_BIRTHDAY_VALUES[c.mode], month=c.month or 0, days=c.days or 0)
-        return pb.Condition(**{"birthday" if c.which == "birth" else "anniversary": b})
-    if t in (S.Age, S.LoyaltyPoints, S.AccountBalance):
-        return pb.Condition(**{segment_json._KIND[t]: encode_cmp(c.cmp)})
-    if t is S.Joined:
-        return pb.Condition(joined=pb.Joined(range=encode_range(c.range)))
-    if t is S.InValues:
-        return pb.Condition(**{c.field: pb.Values(values=c.values)})
-    if t is S.Tags:
-        return pb.Condition(tags=pb.Tags(**{c.mode: pb.Values(values=c.tags)}))
-    if t is S.Reachable:
-        return pb.Condition(reachable=_CHANNEL_VALUES[c.channel])
-    if t is S.Bought:
-        return pb.Condition(bought=pb.Bought(filter=encode_filter(c.filter), range=encode_range(c.range)))
-    if t in (S.Spend, S.PurchaseCount):
-        agg = pb.LineAggregate(cmp=encode_cmp(c.cmp), filter=encode_filter(c.filter), range=encode_range(c.range))
-        return pb.Condition(**{segment_json._KIND[t]: agg})
-    if t is S.Visited:
-        return pb.Condition(visited=pb.Visited(cmp=encode_cmp(c.cmp), shops=c.shops, range=encode_range(c.range)))
-    if t is S.UpcomingAppointment:
-        return pb.Condition(upcoming_appointment=pb.UpcomingAppointment(shops=c.shops))
-    if t is S.AllOf:
-        return pb.Condition(all_of=pb.Conditions(conditions=[encode_condition(x) for x in c.children]))
-    if t is S.AnyOf:
-        return pb.Condition(any_of=pb.Conditions(conditions=[encode_condition(x) for x in c.children]))
-    if t is S.Not:
-        return pb.Condition(**{"not": encode_condition(c.child)})
-    raise TypeError(f"not a condition: {c!r}")
+    encoder = _ENCODERS.get(type(c))
+    if encoder is None:
+        raise TypeError(f"not a condition: {c!r}")
+    return pb.Condition(**{kinds.kind_name(c): encoder(c)})
 
 
 def encode_segment(s: S.Segment) -> pb.Segment:
@@ -318,7 +471,8 @@ def encode_segment(s: S.Segment) -> pb.Segment:
         o = s.order_by
         out.order_by.CopyFrom(pb.OrderBy(key=_ORDER_VALUES[o.key], ascending=not o.descending))
         if o.key != "loyalty_points":
-            f, r = encode_filter(o.filter), encode_range(o.range)
+            f = None if o.key == "average_order_value" else encode_filter(o.filter)
+            r = encode_range(o.range)
             if f is not None:
                 out.order_by.filter.CopyFrom(f)
             if r is not None:

@@ -33,6 +33,7 @@ PURCHASE_SCHEMA = pa.schema([
     ("quantity", pa.int32()), ("shop", pa.string()), ("department", pa.string()),
     ("metal", pa.string()), ("brand", pa.string()), ("strain", pa.string()),
     ("inventory_group", pa.string()), ("inventory_type", pa.string()), ("product", pa.string()),
+    ("order_id", pa.string()),
 ])
 VISIT_SCHEMA = pa.schema([("customer_id", pa.int64()), ("starts_at", TS),
                           ("status", pa.string()), ("shop", pa.string())])
@@ -126,6 +127,26 @@ def _rand_layby(rng, cid: int) -> dict:
             "balance": rng.choice([0, 500, 25000]), "status": rng.choice(["open", "open", "closed"])}
 
 
+def with_orders(purchases: list, seed: int) -> list:
+    """Orders among the lines (shared/spec behaviour.md), drawn by their own generator so the
+    other columns stay as they were: some lines get an order_id shared with other lines of
+    the customer (at other instants too; the same ids recur across customers), some get a
+    sibling line at the same instant (one order by instant when both have no order_id)."""
+    rng = random.Random(seed * 7919 + 13)
+    out = []
+    for p in purchases:
+        p = dict(p)
+        p.setdefault("order_id", None)
+        roll = rng.random()
+        if roll < 0.35:
+            p["order_id"] = rng.choice(["A-1", "A-2", "1001", "1002", "x"])
+        out.append(p)
+        if roll > 0.8:   # a second line of the same order (same instant, same order_id or none)
+            q = dict(p, amount=rng.choice([500, 1500, -500]), department=rng.choice(DEPTS))
+            out.append(q)
+    return out
+
+
 def _tables(customers, purchases, visits, laybys) -> dict:
     rows = {"customers": customers, "purchases": purchases, "visits": visits, "laybys": laybys}
     return {k: pa.Table.from_pylist(v, schema=SCHEMAS[k]) for k, v in rows.items()}
@@ -149,7 +170,8 @@ def _random_rows(seed: int, n: int, id_base: int, taken=frozenset()):
 
 def random_tables(seed: int, n: int = 400) -> dict:
     """Random adversarial tables of n customers."""
-    return _tables(*_random_rows(seed, n, 10_000_000_000))
+    cs, ps, vs, ls = _random_rows(seed, n, 10_000_000_000)
+    return _tables(cs, with_orders(ps, seed), vs, ls)
 
 
 # ---------------------------------------------------------------- hand-made edge cases
@@ -262,7 +284,7 @@ def edge_tables(filler: int = 1200, seed: int = 7) -> dict:
     """Hand-made edge cases plus random filler customers (ids interleave with the edge ids)."""
     cs, ps, vs, ls = edge_rows()
     fc, fp, fv, fl = _random_rows(seed, filler, 8_999_990_000, {c["customer_id"] for c in cs})
-    return _tables(fc[:600] + cs + fc[600:], fp + ps, fv + vs, fl + ls)
+    return _tables(fc[:600] + cs + fc[600:], with_orders(fp, seed) + ps, fv + vs, fl + ls)
 
 
 def write_folder(tables: dict, folder) -> Path:

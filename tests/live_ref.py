@@ -259,6 +259,7 @@ class ChangeGen:
         self.old_names = set()
         self._recreate = {}              # id -> batch number at which it comes back
         self._sku = 0
+        self._orders = random.Random(seed * 31 + 7)   # order ids: their own draws, the rest unchanged
 
     # ------------------------------------------------------------ values
     def _pick_ts(self, kind: str) -> dt.datetime:
@@ -404,7 +405,8 @@ class ChangeGen:
         if kind == "future":
             self.notes["future_buyers"].add(cid)
         row = {"customer_id": cid, "purchased_at": self._pick_ts(kind), "amount": amount,
-               "quantity": r.choice([1, 1, 2, None])}
+               "quantity": r.choice([1, 1, 2, None]),
+               "order_id": self._orders.choice([None, None, None, "L-1", "L-2", "900"])}
         row.update(line)
         return row
 

@@ -136,6 +136,9 @@ class Naive:
         for v in tables["visits"].to_pylist():
             v["local_date"] = v["starts_at"].astimezone(self.zone).date()
             self.visits[v["customer_id"]].append(v)
+        self.memo: dict = {}             # percentile populations per (value, among, as_of)
+        self.saved_segments: dict = {}   # name -> Segment (in_segment)
+        self.groups: dict = {}           # name -> set of customer_ids (in_group)
         self.laybys = defaultdict(list)
         for layby in tables["laybys"].to_pylist():
             self.laybys[layby["customer_id"]].append(layby)
@@ -168,6 +171,10 @@ class Naive:
     def rank_value(self, o: S.OrderBy, c: dict, ctx: Ctx):
         if o.key == "loyalty_points":
             return c["loyalty_points"]
+        if o.key == "order_count":
+            return order_count_of(self, c, o.filter, o.range, ctx)
+        if o.key == "average_order_value":
+            return average_order_value_of(self, c, o.range, ctx)
         lines = self.lines(c, o.filter, o.range, ctx)
         if o.key == "spend":
             return sum(p["amount"] for p in lines)
@@ -375,3 +382,174 @@ CHECKS = {
     S.UpcomingAppointment: check_upcoming_appointment, S.AllOf: check_all_of,
     S.AnyOf: check_any_of, S.Not: check_not,
 }
+
+
+# ---------------------------------------------------------------- behaviour (shared/spec behaviour.md)
+
+def events(n, c, ev: S.Event, ctx):
+    """[(instant, local date)] of c's visible events of kind ev."""
+    if ev.kind == "visited":
+        return [(v["starts_at"], v["local_date"]) for v in n.visits[c["customer_id"]]
+                if v["status"] == "completed" and v["starts_at"] <= ctx.as_of
+                and (not ev.shops or v["shop"] in ev.shops)]
+    return [(p["purchased_at"], p["local_date"]) for p in n.lines(c, ev.filter, S.EVER, ctx) if p["amount"] >= 0]
+
+
+def sale_dates(n, c, f, r, ctx):
+    return [p["local_date"] for p in n.lines(c, f, r, ctx) if p["amount"] >= 0]
+
+
+def check_first_purchase(n, cond, c, ctx):
+    ds = sale_dates(n, c, cond.filter, S.EVER, ctx)
+    return bool(ds) and in_range(min(ds), cond.range, ctx.today)
+
+
+def check_last_purchase(n, cond, c, ctx):
+    ds = sale_dates(n, c, cond.filter, S.EVER, ctx)
+    return bool(ds) and in_range(max(ds), cond.range, ctx.today)
+
+
+def period_starts(period: str, periods: int, today: dt.date) -> list:
+    """Start dates of the n periods ending with today's, oldest first."""
+    if period == "week":
+        monday = today - today.weekday() * ONE_DAY
+        return [monday - 7 * (periods - 1 - i) * ONE_DAY for i in range(periods)]
+    first = today.replace(day=1)
+    return [add_months(first, -(periods - 1 - i)) for i in range(periods)]
+
+
+def check_regularly(n, cond, c, ctx):
+    starts = period_starts(cond.period, cond.periods, ctx.today) + [None]
+    counts = [0] * cond.periods
+    for _, d in events(n, c, cond.event, ctx):
+        for i in range(cond.periods):
+            end = starts[i + 1] if starts[i + 1] is not None else ctx.today + ONE_DAY
+            if starts[i] <= d < end:
+                counts[i] += 1
+    return sum(1 for k in counts if k >= cond.min_per_period) >= cond.min_periods
+
+
+def check_sequence(n, cond, c, ctx):
+    firsts = [e for e in events(n, c, cond.first, ctx) if in_range(e[1], cond.range, ctx.today)]
+    thens = events(n, c, cond.then, ctx)
+    for t1, d1 in firsts:
+        found = any(t2 > t1 and (d2 - d1).days <= cond.within_days for t2, d2 in thens)
+        if found != cond.negate:
+            return True
+    return False
+
+
+def orders(n, c, ctx) -> list:
+    """[(instant, local date, net amount, lines)] of c's orders as of ctx (visible lines)."""
+    groups = defaultdict(list)
+    for p in n.purchases[c["customer_id"]]:
+        if p["purchased_at"] > ctx.as_of:
+            continue
+        key = ("id", p.get("order_id")) if p.get("order_id") is not None else ("at", p["purchased_at"])
+        groups[key].append(p)
+    out = []
+    for lines in groups.values():
+        first = min(lines, key=lambda p: p["purchased_at"])
+        out.append((first["purchased_at"], first["local_date"], sum(p["amount"] for p in lines), lines))
+    return out
+
+
+def order_count_of(n, c, f, r, ctx) -> int:
+    return sum(1 for _, d, _, lines in orders(n, c, ctx) if in_range(d, r, ctx.today)
+               and any(p["amount"] >= 0 and all(p[k] in v for k, v in f.fields) for p in lines))
+
+
+def average_order_value_of(n, c, r, ctx):
+    mine = [net for _, d, net, _ in orders(n, c, ctx) if in_range(d, r, ctx.today)]
+    return sum(mine) // len(mine) if mine else None
+
+
+def check_order_count(n, cond, c, ctx):
+    return cmp_test(cond.cmp, order_count_of(n, c, cond.filter, cond.range, ctx))
+
+
+def check_average_order_value(n, cond, c, ctx):
+    return cmp_test(cond.cmp, average_order_value_of(n, c, cond.range, ctx))
+
+
+LOWEST = float("-inf")
+
+
+def value_of(n, v: S.Value, c, ctx):
+    """A percentile's value; absent (no line, null points) is the lowest."""
+    if v.key == "loyalty_points":
+        return LOWEST if c["loyalty_points"] is None else c["loyalty_points"]
+    if v.key == "order_count":
+        return order_count_of(n, c, v.filter, v.range, ctx)
+    lines = n.lines(c, v.filter, v.range, ctx)
+    if v.key == "spend":
+        return sum(p["amount"] for p in lines)
+    sales = [p for p in lines if p["amount"] >= 0]
+    if v.key == "purchase_count":
+        return len(sales)
+    return max((p["local_date"].toordinal() for p in sales), default=LOWEST)
+
+
+def pct_of(n, v: S.Value, among, c, ctx):
+    """floor(100 * below / N) of c in the population, None outside it."""
+    key = ("pct", v, among, ctx.as_of)
+    if key not in n.memo:   # the population's values, once per evaluation
+        pop = [x for x in n.active() if among is None or n.matches(among, x, ctx)]
+        n.memo[key] = {x["customer_id"]: value_of(n, v, x, ctx) for x in pop}
+    values = n.memo[key]
+    if c["customer_id"] not in values:
+        return None
+    mine = values[c["customer_id"]]
+    below = sum(1 for x in values.values() if x < mine)
+    return 100 * below // len(values)
+
+
+def check_percentile(n, cond, c, ctx):
+    return cmp_test(cond.cmp, pct_of(n, cond.of, cond.among, c, ctx))
+
+
+def check_rfm(n, cond, c, ctx):
+    for key, cmp in (("last_purchase", cond.r), ("purchase_count", cond.f), ("spend", cond.m)):
+        pct = pct_of(n, S.Value(key, cond.filter, cond.range), cond.among, c, ctx)
+        if pct is None:
+            return False
+        if cmp is not None and not cmp_test(cmp, 1 + pct // 20):
+            return False
+    return True
+
+
+M64 = (1 << 64) - 1
+
+
+def bucket_of(customer_id: int, salt: str) -> int:
+    h = 0xcbf29ce484222325
+    for b in salt.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001b3) & M64
+    x = ((customer_id & M64) ^ h)
+    x = (x + 0x9e3779b97f4a7c15) & M64
+    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
+    return (x ^ (x >> 31)) % 10000
+
+
+def check_random_bucket(n, cond, c, ctx):
+    return cmp_test(cond.cmp, bucket_of(c["customer_id"], cond.salt))
+
+
+def check_in_segment(n, cond, c, ctx):
+    key = ("in_segment", cond.name, ctx.as_of)
+    if key not in n.memo:   # the referenced result, once per evaluation
+        n.memo[key] = set(n.result(n.saved_segments[cond.name], ctx.as_of))
+    return c["customer_id"] in n.memo[key]
+
+
+def check_in_group(n, cond, c, ctx):
+    return c["customer_id"] in n.groups[cond.name]
+
+
+CHECKS.update({
+    S.FirstPurchase: check_first_purchase, S.LastPurchase: check_last_purchase, S.Regularly: check_regularly,
+    S.Sequence: check_sequence, S.OrderCount: check_order_count, S.AverageOrderValue: check_average_order_value,
+    S.Percentile: check_percentile, S.Rfm: check_rfm, S.RandomBucket: check_random_bucket,
+    S.InSegment: check_in_segment, S.InGroup: check_in_group,
+})

@@ -215,6 +215,50 @@ def _catalog() -> dict:
     c["visited/shop_unknown"] = lambda v: S.Visited(S.AT_LEAST_ONE, ("no such shop",))
     c["upcoming"] = lambda v: S.UpcomingAppointment()
     c["upcoming/shop"] = lambda v: S.UpcomingAppointment(v("visits.shop", 1))
+    # behaviour (shared/spec behaviour.md)
+    B, V = S.Event(), S.Event("visited")
+    dept = lambda v: F(department=v("purchases.department"))  # noqa: E731
+    for r in ("month_to_date", "months12", "ever", "off_12_6", "year_to_date"):
+        c[f"first_purchase/{r}"] = lambda v, r=r: S.FirstPurchase(S.NO_FILTER, RANGES[r])
+        c[f"last_purchase/{r}"] = lambda v, r=r: S.LastPurchase(S.NO_FILTER, RANGES[r])
+    c["first_purchase/dept/months6"] = lambda v: S.FirstPurchase(dept(v), RANGES["months6"])
+    c["last_purchase/lapsed90"] = lambda v: S.LastPurchase(S.NO_FILTER, custom(None, O(days=-90)))
+    c["regularly/month/12/3"] = lambda v: S.Regularly(B, "month", 12, 3)
+    c["regularly/month/12/6/2"] = lambda v: S.Regularly(B, "month", 12, 6, 2)
+    c["regularly/week/52/4"] = lambda v: S.Regularly(B, "week", 52, 4)
+    c["regularly/week/1/1"] = lambda v: S.Regularly(B, "week", 1, 1)
+    c["regularly/visits/week/26/2"] = lambda v: S.Regularly(V, "week", 26, 2)
+    c["regularly/dept/month/24/2"] = lambda v: S.Regularly(S.Event("bought", dept(v)), "month", 24, 2)
+    c["sequence/then/180"] = lambda v: S.Sequence(S.Event("bought", dept(v)),
+                                                 S.Event("bought", F(department=v("purchases.department", 2)[1:])), 180)
+    c["sequence/then/0"] = lambda v: S.Sequence(B, B, 0)
+    c["sequence/then/visit_buy/30"] = lambda v: S.Sequence(V, B, 30, False, RANGES["months12"])
+    c["sequence/then_not/visit/7"] = lambda v: S.Sequence(V, B, 7, True, RANGES["days365"])
+    c["sequence/then_not/buy/30"] = lambda v: S.Sequence(B, B, 30, True)
+    c["sequence/then_not/shops"] = lambda v: S.Sequence(S.Event("visited", shops=v("visits.shop", 1)), V, 60, True)
+    for op, x in ((">=", 2), ("==", 0), ("<", 3), ("between", 1), (">", 1), ("<=", 1)):
+        cm = cmp("between", 1, 3) if op == "between" else cmp(op, x)
+        c[f"order_count/{op}"] = lambda v, cm=cm: S.OrderCount(cm)
+    c["order_count/dept/months12"] = lambda v: S.OrderCount(cmp(">=", 1), dept(v), RANGES["months12"])
+    c["order_count/prev_month"] = lambda v: S.OrderCount(cmp(">=", 1), S.NO_FILTER, RANGES["previous_month"])
+    for op, x in ((">", 5000), (">=", 10000), ("<", 0), ("<=", 2500), ("==", 5000)):
+        c[f"aov/{op}"] = lambda v, op=op, x=x: S.AverageOrderValue(cmp(op, x))
+    c["aov/between/months12"] = lambda v: S.AverageOrderValue(cmp("between", 1000, 20000), RANGES["months12"])
+    for key in ("spend", "purchase_count", "order_count", "last_purchase"):
+        c[f"percentile/{key}/top20"] = lambda v, key=key: S.Percentile(S.Value(key, S.NO_FILTER, RANGES["months12"]),
+                                                                         cmp(">=", 80))
+    c["percentile/points/bottom"] = lambda v: S.Percentile(S.Value("loyalty_points"), cmp("<", 30))
+    c["percentile/spend/among"] = lambda v: S.Percentile(S.Value("spend"), cmp("between", 50, 89),
+                                                         S.LoyaltyMember())
+    c["percentile/count/==0"] = lambda v: S.Percentile(S.Value("purchase_count", dept(v)), cmp("==", 0))
+    c["percentile/empty_population"] = lambda v: S.Percentile(S.Value("spend"), cmp(">=", 0), S.Customers((-1,)))
+    c["rfm/champions"] = lambda v: S.Rfm(S.NO_FILTER, RANGES["months12"], None, cmp(">=", 4), cmp(">=", 4),
+                                         cmp(">=", 4))
+    c["rfm/r_only"] = lambda v: S.Rfm(r=cmp("<=", 2))
+    c["rfm/among/dept"] = lambda v: S.Rfm(dept(v), S.EVER, S.Bought(), None, cmp("==", 5), cmp(">=", 3))
+    c["rfm/none"] = lambda v: S.Rfm(among=S.Reachable("email_opt_in"))
+    for salt, cm in (("spring-2027", cmp("<", 1000)), ("", cmp(">=", 5000)), ("é", cmp("between", 0, 99))):
+        c[f"random_bucket/{salt}"] = lambda v, salt=salt, cm=cm: S.RandomBucket(salt, cm)
     # combinators
     c["all_of"] = lambda v: S.AllOf((S.Bought(), S.LoyaltyMember()))
     c["any_of"] = lambda v: S.AnyOf((S.Spend(cmp("<", 0)), S.Tags(v("tags", 1))))
@@ -229,7 +273,8 @@ def _catalog() -> dict:
 CATALOG = _catalog()
 # Conditions that do not depend on the as-of instant: one instant is enough.
 STATIC = ("all", "customers", "customers/none_exist", "loyalty_member")
-STATIC_PREFIXES = ("search/", "surname/", "points/", "in/", "tags/", "reachable/", "balance/")
+STATIC_PREFIXES = ("search/", "surname/", "points/", "in/", "tags/", "reachable/", "balance/", "random_bucket/",
+                   "percentile/points/")
 
 
 def as_ofs_for(name: str, as_ofs: list) -> list:
@@ -237,7 +282,8 @@ def as_ofs_for(name: str, as_ofs: list) -> list:
 LEAF_KINDS = {"All", "Customers", "Search", "Surname", "Birthday", "MarriedToday", "Age", "Joined",
               "LoyaltyMember", "LoyaltyPoints", "InValues", "Tags", "Reachable", "AccountBalance",
               "OverdueLayby", "Bought", "Spend", "PurchaseCount", "Visited", "UpcomingAppointment",
-              "AllOf", "AnyOf", "Not"}
+              "AllOf", "AnyOf", "Not", "FirstPurchase", "LastPurchase", "Regularly", "Sequence", "OrderCount",
+              "AverageOrderValue", "Percentile", "Rfm", "RandomBucket"}
 
 
 def values_of(ds):

@@ -19,7 +19,7 @@ ROOMS = ("model", "storage", "live", "datasets", "evaluation", "catalog", "api")
 LEAVES = ("errors", "results")
 KERNELS = ("engine/storage/bitmaps.py", "engine/storage/build_kernels.py", "engine/storage/text_kernels.py",
            "engine/evaluation/kernels.py", "engine/evaluation/delta_kernels.py",
-           "engine/evaluation/line_kernels.py")
+           "engine/evaluation/line_kernels.py", "engine/evaluation/behaviour_kernels.py")
 PLAIN = {"__future__", "warnings", "numpy", "numba", "numba.core.errors"}
 # views.py turns piece addresses back into arrays: ctypes and numba's extension API only
 VIEWS = "engine/storage/views.py"

@@ -144,6 +144,23 @@ def conditions(gen) -> dict:
         "visited/days30": S.Visited(S.AT_LEAST_ONE, (), R("last_n_days", 30)),
         "upcoming": S.UpcomingAppointment(),
         "upcoming/shop": S.UpcomingAppointment((NEW_SHOP, "Online")),
+        # behaviour (shared/spec behaviour.md): values that depend on appended lines
+        "first_purchase/days30": S.FirstPurchase(S.NO_FILTER, R("last_n_days", 30)),
+        "first_purchase/new_brand": S.FirstPurchase(F(brand=(NEW_BRAND,)), R("last_n_months", 1)),
+        "last_purchase/lapsed60": S.LastPurchase(S.NO_FILTER, custom(None, S.Offset(days=-60))),
+        "last_purchase/today": S.LastPurchase(S.NO_FILTER, R("today")),
+        "regularly/month/6/2": S.Regularly(S.Event(), "month", 6, 2),
+        "regularly/week/visits": S.Regularly(S.Event("visited"), "week", 8, 1),
+        "sequence/then/30": S.Sequence(S.Event(), S.Event("bought", F(brand=(NEW_BRAND,))), 30),
+        "sequence/then_not/visit/7": S.Sequence(S.Event("visited"), S.Event(), 7, True, R("last_n_days", 60)),
+        "order_count/>=2": S.OrderCount(cmp(">=", 2)),
+        "order_count/new_dept/months1": S.OrderCount(cmp(">=", 1), F(department=(NEW_DEPARTMENT,)), R("last_n_months", 1)),
+        "aov/>20000": S.AverageOrderValue(cmp(">", 20000)),
+        "aov/days30/<=5000": S.AverageOrderValue(cmp("<=", 5000), R("last_n_days", 30)),
+        "percentile/spend/top20": S.Percentile(S.Value("spend", S.NO_FILTER, R("last_n_months", 12)), cmp(">=", 80)),
+        "percentile/orders/among_new_tag": S.Percentile(S.Value("order_count"), cmp("<", 50), S.Tags((NEW_TAG,))),
+        "rfm/champions": S.Rfm(S.NO_FILTER, R("last_n_months", 12), None, cmp(">=", 4), cmp(">=", 4), cmp(">=", 4)),
+        "random_bucket": S.RandomBucket("spring-2027", cmp("<", 1000)),
         # combinators
         "not/bought": S.Not(S.Bought()),
         "all_of/new_tag_no_email": S.AllOf((S.Tags((NEW_TAG,)), S.Not(S.Reachable("has_email")))),
@@ -163,6 +180,9 @@ def segments(gen) -> dict:
     new = tuple(sorted(gen.notes["new"])[:10]) or (-1,)
     out.update({
         "best50_spend": S.Segment(S.Bought(), order_by=S.OrderBy("spend"), limit=50),
+        "order_count_desc": S.Segment(S.Bought(), order_by=S.OrderBy("order_count", S.NO_FILTER, R("last_n_months", 12)),
+                                      limit=40),
+        "aov_asc": S.Segment(S.All(), order_by=S.OrderBy("average_order_value", descending=False), limit=40),
         "new_brand_spend_ties": S.Segment(S.All(), order_by=S.OrderBy("spend", F(brand=(NEW_BRAND,))), limit=30),
         "count_asc_months12": S.Segment(S.Bought(S.NO_FILTER, R("last_n_months", 12)),
                                         order_by=S.OrderBy("purchase_count", S.NO_FILTER, R("last_n_months", 12),

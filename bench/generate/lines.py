@@ -199,4 +199,7 @@ def laybys_chunk(rng, act: Activity, cal: Calendar) -> pa.Table:
 
 def _table(name: str, cols: dict) -> pa.Table:
     schema = arrow_schema(name)
-    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    n = len(next(iter(cols.values())))
+    # optional columns the generator does not draw (purchases.order_id: orders by instant)
+    return pa.Table.from_arrays([cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema],
+                                schema=schema)

@@ -328,7 +328,7 @@ class Audiences:
             seg = self.catalog.resolve(dataset, name, "name")
             live, st, view = engine.dataset(dataset).reading()
             at = output.parse_as_of(as_of) or self.catalog.clock()
-            new = (np.unique(view.ext_ids()[_internal(output.evaluate(view, seg, at, deadline).members)])
+            new = (np.unique(view.ext_ids()[_internal(output.evaluate(view, seg, at, deadline, references=engine.references(dataset)).members)])
                    if not getattr(view, "empty", False) else np.zeros(0, np.int64))
             seq = st.seq if st is not None else 0
         else:

@@ -115,6 +115,25 @@ def _parse_time(s: Optional[str]) -> Optional[dt.datetime]:
     return None if s is None else dt.datetime.fromisoformat(s)
 
 
+class References:
+    """What in_segment and in_group read for one dataset: a saved segment's definition (an
+    active one; NotFound when absent) and a group's frozen members (FailedPrecondition once
+    expired)."""
+
+    def __init__(self, catalog: "Catalog", dataset: str):
+        self.catalog = catalog
+        self.dataset = dataset
+
+    def segment(self, name: str) -> S.Segment:
+        return self.catalog.resolve(self.dataset, name, "in_segment")
+
+    def group_members(self, name: str) -> np.ndarray:
+        try:
+            return self.catalog.group_members(self.dataset, name)
+        except (NotFound, FailedPrecondition) as e:
+            raise type(e)("in_group", e.message, reason=e.reason) from None
+
+
 class Catalog:
     """Saved segments and groups of every dataset of one Engine; thread-safe."""
 
@@ -123,6 +142,7 @@ class Catalog:
         self.default_ttl_days = default_ttl_days
         self.clock = clock
         self._lock = threading.Lock()
+        engine.catalog = self   # in_segment / in_group conditions read this catalog
         from .audiences import Audiences  # noqa: PLC0415 - it uses this module's helpers
         self.audiences = Audiences(self)   # tracked segments' snapshots (engine/catalog/audiences.py)
         from .schedule import Schedules  # noqa: PLC0415
@@ -175,6 +195,7 @@ class Catalog:
         """Save a new named definition; AlreadyExists if the name is taken."""
         _check_name(name)
         _check_description(description)
+        self.check_references(dataset, name, segment)
         with self._lock:
             path = self._dir(dataset, "segments", create=True) / f"{name}.json"
             if path.exists():
@@ -212,6 +233,8 @@ class Catalog:
         """Change the given parts of a saved segment; NotFound if absent."""
         if description is not None:
             _check_description(description)
+        if segment is not None:
+            self.check_references(dataset, name, segment)
         with self._lock:
             old = self.get_segment(dataset, name)
             new = replace(old, segment=old.segment if segment is None else segment,
@@ -219,6 +242,33 @@ class Catalog:
                           active=old.active if active is None else bool(active), updated_at=self.clock())
             self._write_segment(self._dir(dataset, "segments", create=True) / f"{name}.json", new)
             return new
+
+    def check_references(self, dataset: str, name: str, segment: S.Segment) -> None:
+        """Refuse a definition saved as `name` whose in_segment references lead back to it
+        (InvalidArgument naming the path of the reference that starts the cycle)."""
+        for path, c in segment_json.condition_paths(segment):
+            if not isinstance(c, S.InSegment):
+                continue
+            chain = self._cycle(dataset, name, c.name, (name,))
+            if chain is not None:
+                raise InvalidArgument(path, "reference cycle: " + " -> ".join(chain),
+                                      reason="REFERENCE_CYCLE")
+
+    def _cycle(self, dataset: str, start: str, ref: str, chain: tuple):
+        if ref == start:
+            return chain + (ref,)
+        if ref in chain:
+            return None   # a cycle not through `start` (refused when it was saved)
+        try:
+            seg = self.get_segment(dataset, ref).segment
+        except NotFound:
+            return None   # a missing name: NotFound when evaluated
+        for _, c in segment_json.condition_paths(seg):
+            if isinstance(c, S.InSegment):
+                found = self._cycle(dataset, start, c.name, chain + (ref,))
+                if found is not None:
+                    return found
+        return None
 
     def delete_segment(self, dataset: str, name: str) -> None:
         """Remove a saved segment; NotFound if absent."""

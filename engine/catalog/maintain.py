@@ -52,12 +52,15 @@ PER_CUSTOMER_KINDS = {
     "Bought": ("purchases",), "Spend": ("purchases",), "PurchaseCount": ("purchases",),
     "Visited": ("visits",), "UpcomingAppointment": ("visits",),
     "AllOf": (), "AnyOf": (), "Not": (),
+    "FirstPurchase": ("purchases",), "LastPurchase": ("purchases",), "Regularly": ("purchases", "visits"),
+    "Sequence": ("purchases", "visits"), "OrderCount": ("purchases",), "AverageOrderValue": ("purchases",),
+    "RandomBucket": (), "InGroup": (),
 }
 # Kinds whose answer moves at instants other than local midnight (evaluated fully each round).
 INSTANT_KINDS = {"UpcomingAppointment"}
 ALL_TABLES = frozenset({"customers", "deleted", "purchases", "visits", "laybys"})
 ORDER_TABLES = {"spend": ("purchases",), "purchase_count": ("purchases",), "last_purchase": ("purchases",),
-                "loyalty_points": ()}
+                "loyalty_points": (), "order_count": ("purchases",), "average_order_value": ("purchases",)}
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,7 @@ class Maintainer:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
             old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
-        new, changes = self._evaluate(seg, view, ctx, now, old, touched)
+        new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
         number = newest.number if newest is not None else 0
         seen_now = _Seen(live, st, day, definition, new, number, now)
@@ -314,14 +317,14 @@ class Maintainer:
         return None
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"]) -> tuple:
+    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"], references) -> tuple:
         """(new membership as sorted customer_ids, (entered, exited) or None when not known):
         evaluated for everyone, or for the touched internal ids only, merged into the old
         membership (cost: the touched customers, plus one copy of the membership)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
             return none, (changes_between(old, none) if old is not None else None)
-        members = output.evaluate(view, seg, now, None, ctx=ctx).members
+        members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
         ext = view.ext_ids()
         if touched is None:
             ids = ext[_ids(members)]

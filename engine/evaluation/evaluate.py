@@ -18,6 +18,7 @@ import pyarrow as pa
 from pyroaring import BitMap, FrozenBitMap
 
 from . import delta_kernels as DK
+from .behaviour import LEAVES as BEHAVIOUR_LEAVES
 from . import kernels as K
 from . import line_kernels as LK
 from ..model import segment as S
@@ -61,6 +62,9 @@ class Context:
         self.live = hasattr(snap, "delta")  # a LiveView: appended lines are added to the version's
         self.access_paths = LK.ALL_PATHS    # aggregates and posting lists allowed (tests force scans)
         self.stats = np.zeros(LK.STAT_N, np.int64)  # what purchase leaves read, by access path
+        self.references = None          # in_segment / in_group resolver (output.evaluate sets it)
+        self.reference_path: tuple = ()  # saved segments being evaluated around this one
+        self.evaluate_reference = None   # (name, Segment) -> members, set by output.evaluate
 
     def delta(self, prefix: str):
         """Appended lines of a line table since the version (None when none)."""
@@ -558,3 +562,4 @@ LEAVES = {
     S.Visited: _visited,
     S.UpcomingAppointment: _upcoming,
 }
+LEAVES.update(BEHAVIOUR_LEAVES)   # engine/evaluation/behaviour.py

@@ -18,6 +18,7 @@ from pyroaring import BitMap
 from . import kernels as K
 from ..model import segment as S
 from ..errors import InvalidArgument
+from .behaviour import average_order_values, order_values
 from .evaluate import Context, plan_shared_scans
 from ..results import CountResult, ExplainNode, Materialized, Preview
 from ..model.schema import PROFILE_FIELDS
@@ -89,21 +90,33 @@ def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
     """Dense ranking values for every customer."""
     if ob.key == "loyalty_points":
         return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))
+    if ob.key == "order_count":
+        return order_values(ctx, ob.filter, ob.range)[0]
+    if ob.key == "average_order_value":
+        return average_order_values(ctx, ob.range)
     vals = ctx.line_values(ob.filter, ob.range, RANK_MODES[ob.key])
     if ob.key == "last_purchase":
         vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
     return vals
 
 
-def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Optional[Context] = None) -> Evaluated:
+def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Optional[Context] = None,
+             references=None, reference_path: tuple = ()) -> Evaluated:
     """The final members of a segment as of an instant. `ctx`: a Context of the same
     snapshot and instant shared by several segments (their common conditions are evaluated
-    once; tracked segments' maintenance does so)."""
+    once; tracked segments' maintenance does so). references: what in_segment and in_group
+    read (segment(name) -> Segment, group_members(name) -> customer_ids), or None;
+    reference_path: the saved segments being evaluated around this one (cycle check)."""
     if ctx is None:
         ctx = Context(snap, as_of, deadline)
         ctx.shared_scans = plan_shared_scans(seg)
     else:
         ctx.shared_scans = ctx.shared_scans | plan_shared_scans(seg)
+    ctx.references = references
+    ctx.reference_path = reference_path
+    ctx.evaluate_reference = lambda name, ref: evaluate(
+        snap, ref, ctx.asof.instant, deadline, references=references,
+        reference_path=reference_path + (name,)).members
     if seg.order_by is not None and seg.order_by.key == "last_purchase":
         ctx.last_day_filters = ctx.last_day_filters | {seg.order_by.filter}
     if getattr(snap, "empty", False):
@@ -143,10 +156,10 @@ def _as_of(as_of):
     raise InvalidArgument("as_of", f"expected an instant, got {as_of!r}")
 
 
-def count(snap, seg: S.Segment, as_of=None, deadline=None) -> CountResult:
+def count(snap, seg: S.Segment, as_of=None, deadline=None, references=None) -> CountResult:
     """Result size and email / SMS reachable counts."""
     t0 = time.perf_counter()
-    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    ev = evaluate(snap, seg, _as_of(as_of), deadline, references=references)
     m = ev.members
     if getattr(snap, "empty", False):
         return CountResult(0, 0, 0, tuple(ev.ctx.missing_ids), 0.0)
@@ -181,13 +194,13 @@ def _rank_py(key: str, v: int):
     return from_day_number(int(v)) if key == "last_purchase" else int(v)
 
 
-def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=None) -> Preview:
+def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=None, references=None) -> Preview:
     """The first n customers with chosen fields and the ranking value."""
     t0 = time.perf_counter()
     fields = _check_fields(fields)
     if not isinstance(n, int) or n < 0:
         raise InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
-    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    ev = evaluate(snap, seg, _as_of(as_of), deadline, references=references)
     if getattr(snap, "empty", False):
         return Preview([], 0, tuple(ev.ctx.missing_ids), 0.0)
     ids = ev.ordered_ids(n)
@@ -209,11 +222,11 @@ def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=N
                    (time.perf_counter() - t0) * 1000)
 
 
-def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None) -> Materialized:
+def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None, references=None) -> Materialized:
     """Every customer_id of the result (preview order) and chosen fields."""
     t0 = time.perf_counter()
     fields = _check_fields(fields)
-    ev = evaluate(snap, seg, _as_of(as_of), deadline)
+    ev = evaluate(snap, seg, _as_of(as_of), deadline, references=references)
     if getattr(snap, "empty", False):
         return Materialized(np.zeros(0, np.int64), {f: pa.nulls(0) for f in fields}, None, None,
                             tuple(ev.ctx.missing_ids))
@@ -225,16 +238,16 @@ def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None) -> M
         cols = {f: t.column(f).combine_chunks() for f in fields}
     rv = _rank_column(ev, ids)
     key = seg.order_by.key if seg.order_by is not None else None
-    if rv is not None and key in ("last_purchase", "loyalty_points"):
+    if rv is not None and key in ("last_purchase", "loyalty_points", "average_order_value"):
         rv = np.where(rv == INT64_NULL, np.nan, rv.astype(np.float64))
     return Materialized(ext, cols, rv, key, tuple(sorted(set(ev.ctx.missing_ids))),
                         (time.perf_counter() - t0) * 1000)
 
 
-def explain(snap, seg: S.Segment, as_of=None, deadline=None) -> ExplainNode:
+def explain(snap, seg: S.Segment, as_of=None, deadline=None, references=None) -> ExplainNode:
     """The evaluated tree with each node's size (alive members) and time."""
     t0 = time.perf_counter()
-    ev = evaluate(snap, seg, _as_of(as_of), deadline, trace=True)
+    ev = evaluate(snap, seg, _as_of(as_of), deadline, trace=True, references=references)
     if getattr(snap, "empty", False):
         return ExplainNode("segment", 0, 0.0)
     alive = snap.alive

@@ -90,6 +90,21 @@ def warm_definitions(snap=None) -> List[dict]:
                                 {"upcoming_appointment": {}}, {"upcoming_appointment": {"shops": [shop]}},
                                 {"overdue_layby": {}}]},
          "order_by": {"key": "loyalty_points"}, "limit": 10},
+        # behaviour kernels (engine/evaluation/behaviour_kernels.py)
+        {"include": {"any_of": [
+            {"first_purchase": {"range": "month_to_date"}}, {"last_purchase": {"range": year}},
+            {"regularly": {"event": {"bought": {}}, "period": "month", "periods": 12, "min_periods": 2}},
+            {"regularly": {"event": {"visited": {}}, "period": "week", "periods": 8, "min_periods": 1}},
+            {"sequence": {"first": {"bought": {"filter": ranged}}, "then": {"bought": {}}, "within_days": 180}},
+            {"sequence": {"first": {"visited": {}}, "then_not": {"bought": {}}, "within_days": 7,
+                          "range": {"last_n_days": 30}}},
+            {"order_count": {"range": year, "cmp": {">=": 2}}},
+            {"average_order_value": {"cmp": {">=": 5000}}},
+            {"percentile": {"of": {"spend": {"range": year}}, "among": "loyalty_member", "cmp": {">=": 80}}},
+            {"rfm": {"range": year, "r": {">=": 4}, "f": {">=": 4}, "m": {">=": 4}}}]},
+         "exclude": {"random_bucket": {"salt": "warm", "cmp": {"<": 1000}}},
+         "order_by": {"key": "order_count", "range": year}, "limit": 10},
+        {"include": {"all": {}}, "order_by": {"key": "average_order_value"}, "limit": 10},
     ]
 
 

@@ -28,6 +28,7 @@ from ..model import timerange
 from ..storage.customer_attrs import (INT32_NULL, VALUE_FIELDS, Derived, day_numbers, derive, derive_search, encode, filled,
                               np_column, take_derived)
 from ..model.segment import PRODUCT_FIELDS
+from ..storage.orders import order_keys
 from ..storage.ingest_read import canonical_schema
 
 VISIT_STATUS = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
@@ -35,7 +36,7 @@ LAYBY_STATUS = {"open": 1, "closed": 2}
 CUSTOMER_DICTS = ("gender", "marital_status", "origin_shop", "city", "postal_code", "tag")
 LINE_COLUMNS = {
     "p": {"iid": np.int64, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
-          "codes": np.int32},  # codes: (n, 8), one column per product field (rows stay contiguous)
+          "codes": np.int32, "order": np.int64},  # codes: (n, 8), one column per product field (rows stay contiguous)
     "v": {"iid": np.int64, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.int32},
     "l": {"iid": np.int64, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
 }
@@ -509,6 +510,7 @@ def _line_columns(prefix: str, t: pa.Table, iid: np.ndarray, zone, dicts):
         return cols, dicts
     cols["amount"] = np_column(t.column("amount"), np.int64)
     cols["quantity"] = filled(t.column("quantity"), int(INT32_NULL), np.int32)
+    cols["order"] = order_keys(t.column("order_id"))
     codes = []
     for f in PRODUCT_FIELDS:
         # shop codes are shared with visits (one "shop" dictionary, as in a version)

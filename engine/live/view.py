@@ -24,7 +24,7 @@ from ..storage.views import PieceTable
 
 EMPTY = FrozenBitMap()
 # appended-line columns in the order of engine.storage.layout's D_* / DV_* / DL_* indexes
-DELTA_COLUMNS = {"p": ("iid", "day", "ts", "amount", "codes"), "v": ("iid", "day", "ts", "status", "shop"),
+DELTA_COLUMNS = {"p": ("iid", "day", "ts", "amount", "codes", "order"), "v": ("iid", "day", "ts", "status", "shop"),
                  "l": ("iid", "opened", "due", "balance", "status")}
 
 

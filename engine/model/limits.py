@@ -163,7 +163,11 @@ def _role(parent: str, key: str, kind) -> str:
         if key in ("include", "exclude"):
             return "condition"
         return "append" if key == "append" else "value"
+    if parent == "population" and key == "among":
+        return "condition"
     if parent == "condition" and kind is not None:
+        if key in ("percentile", "rfm"):
+            return "population"
         if key in COMBINATORS:
             return "conditions"
         if key == "not":

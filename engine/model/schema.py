@@ -41,6 +41,7 @@ TABLES = {
         Column("department", "string"), Column("metal", "string"), Column("brand", "string"),
         Column("strain", "string"), Column("inventory_group", "string"),
         Column("inventory_type", "string"), Column("product", "string"),
+        Column("order_id", "string"),
     ),
     "visits": (
         Column("customer_id", "int64", True),

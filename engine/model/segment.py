@@ -247,6 +247,131 @@ class UpcomingAppointment(Condition):
     shops: Tuple[str, ...] = ()
 
 
+# ---------------------------------------------------------------- behaviour (shared/spec behaviour.md)
+
+EVENT_KINDS = ("bought", "visited")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A non-refund purchase line matching filter (kind "bought", dated by its local date),
+    or a completed visit at one of shops (kind "visited"; no shops = any)."""
+    kind: str = "bought"
+    filter: ProductFilter = NO_FILTER
+    shops: Tuple[str, ...] = ()
+
+
+BOUGHT = Event()
+
+
+@dataclass(frozen=True)
+class FirstPurchase(Condition):
+    """The earliest matching non-refund line (as of the instant) is dated within the range."""
+    filter: ProductFilter = NO_FILTER
+    range: TimeRange = EVER
+
+
+@dataclass(frozen=True)
+class LastPurchase(Condition):
+    """The latest matching non-refund line (as of the instant) is dated within the range."""
+    filter: ProductFilter = NO_FILTER
+    range: TimeRange = EVER
+
+
+PERIODS = ("week", "month")
+MAX_PERIODS = 520
+
+
+@dataclass(frozen=True)
+class Regularly(Condition):
+    """In at least min_periods of the `periods` consecutive calendar periods (weeks Monday to
+    Sunday, or months) ending with today's, at least min_per_period events each."""
+    event: Event
+    period: str
+    periods: int
+    min_periods: int
+    min_per_period: int = 1
+
+
+@dataclass(frozen=True)
+class Sequence(Condition):
+    """An event `first` dated within range, then (negate=False) an event `then` with a later
+    instant at most within_days days later, or (negate=True) no such event."""
+    first: Event
+    then: Event
+    within_days: int
+    negate: bool = False
+    range: TimeRange = EVER
+
+
+@dataclass(frozen=True)
+class OrderCount(Condition):
+    """Number of orders with instant in the range holding a matching non-refund line, compared."""
+    cmp: Cmp
+    filter: ProductFilter = NO_FILTER
+    range: TimeRange = EVER
+
+
+@dataclass(frozen=True)
+class AverageOrderValue(Condition):
+    """floor(sum of net order amounts / number of orders) over orders with instant in the range,
+    compared; no order never matches."""
+    cmp: Cmp
+    range: TimeRange = EVER
+
+
+VALUE_KEYS = ("spend", "purchase_count", "order_count", "last_purchase", "loyalty_points")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A per-customer value a percentile ranks: spend, purchase_count, order_count or
+    last_purchase over filter and range, or loyalty_points."""
+    key: str
+    filter: ProductFilter = NO_FILTER
+    range: TimeRange = EVER
+
+
+@dataclass(frozen=True)
+class Percentile(Condition):
+    """floor(100 * below / N) over the population (active customers matching among, default
+    all), compared; customers outside the population never match."""
+    of: Value
+    cmp: Cmp
+    among: Optional[Condition] = None
+
+
+@dataclass(frozen=True)
+class Rfm(Condition):
+    """Scores 1 + floor(pct / 20) of recency, frequency and monetary over filter and range in
+    the population; every given comparison (r, f, m) holds."""
+    filter: ProductFilter = NO_FILTER
+    range: TimeRange = EVER
+    among: Optional[Condition] = None
+    r: Optional[Cmp] = None
+    f: Optional[Cmp] = None
+    m: Optional[Cmp] = None
+
+
+@dataclass(frozen=True)
+class RandomBucket(Condition):
+    """splitmix64(customer_id XOR fnv1a64(salt)) mod 10000, compared."""
+    salt: str
+    cmp: Cmp
+
+
+@dataclass(frozen=True)
+class InSegment(Condition):
+    """The whole result of saved segment `name`, evaluated as of the same instant."""
+    name: str
+
+
+@dataclass(frozen=True)
+class InGroup(Condition):
+    """The frozen members of customer group `name` that are still active."""
+    name: str
+
+
 @dataclass(frozen=True)
 class AllOf(Condition):
     """AND of the children (at least one)."""
@@ -267,14 +392,16 @@ class Not(Condition):
 
 # ---------------------------------------------------------------- segment
 
-ORDER_KEYS = ("spend", "purchase_count", "loyalty_points", "last_purchase")
+ORDER_KEYS = ("spend", "purchase_count", "loyalty_points", "last_purchase", "order_count", "average_order_value")
 
 
 @dataclass(frozen=True)
 class OrderBy:
     """Ranking key. spend / purchase_count / last_purchase take a filter and range;
-    last_purchase is the local date of the latest matching non-refund line. Customers
-    without a value (no purchase for last_purchase, null points) rank last either way."""
+    last_purchase is the local date of the latest matching non-refund line; order_count
+    (filter and range) and average_order_value (range) as the conditions. Customers
+    without a value (no purchase for last_purchase, null points, no order for
+    average_order_value) rank last either way."""
     key: str
     filter: ProductFilter = NO_FILTER
     range: TimeRange = EVER
@@ -300,6 +427,8 @@ def walk(cond: Condition):
             yield from walk(c)
     elif isinstance(cond, Not):
         yield from walk(cond.child)
+    elif isinstance(cond, (Percentile, Rfm)) and cond.among is not None:
+        yield from walk(cond.among)
 
 
 def segment_conditions(seg: Segment):

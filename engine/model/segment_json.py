@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from . import kinds
 from . import limits
 from . import segment as S
 from ..errors import InvalidArgument
@@ -306,6 +307,120 @@ def _upcoming(a, p, depth):
     return S.UpcomingAppointment(_shops(a.get("shops"), f"{p}.shops"))
 
 
+def parse_event(v: Any, path: str) -> S.Event:
+    """{"bought": {"filter": F}} or {"visited": {"shops": [..]}}."""
+    if not isinstance(v, dict) or len(v) != 1:
+        _fail(path, 'expected one event: {"bought": {"filter": ...}} or {"visited": {"shops": [...]}}')
+    (kind, a), = v.items()
+    p = f"{path}.{kind}"
+    a = {} if a is None else a
+    if kind == "bought":
+        _obj(a, p, ("filter",))
+        return S.Event("bought", parse_filter(a.get("filter"), f"{p}.filter"))
+    if kind == "visited":
+        _obj(a, p, ("shops",))
+        return S.Event("visited", shops=_shops(a.get("shops"), f"{p}.shops"))
+    _fail(p, f"unknown event (expected one of: {', '.join(S.EVENT_KINDS)})")
+
+
+def _filter_range(cls):
+    def parse(a, p, depth):
+        a = {} if a is None else a
+        _obj(a, p, ("filter", "range"))
+        return cls(parse_filter(a.get("filter"), f"{p}.filter"), parse_range(a.get("range"), f"{p}.range"))
+    return parse
+
+
+def _required(a: dict, p: str, key: str):
+    if a.get(key) is None:
+        _fail(f"{p}.{key}", "required")
+    return a[key]
+
+
+def _regularly(a, p, depth):
+    _obj(a, p, ("event", "period", "periods", "min_periods", "min_per_period"))
+    event = parse_event(_required(a, p, "event"), f"{p}.event")
+    period = _required(a, p, "period")
+    if period not in S.PERIODS:
+        _fail(f"{p}.period", f"expected one of: {', '.join(S.PERIODS)}")
+    n = _int(_required(a, p, "periods"), f"{p}.periods", 1, S.MAX_PERIODS)
+    k = _int(_required(a, p, "min_periods"), f"{p}.min_periods", 1, S.MAX_PERIODS)
+    if k > n:
+        _fail(f"{p}.min_periods", f"{k} is more than periods ({n})")
+    m = _int(a.get("min_per_period", 1), f"{p}.min_per_period", 1, 1_000_000)
+    return S.Regularly(event, period, n, k, m)
+
+
+def _sequence(a, p, depth):
+    _obj(a, p, ("first", "then", "then_not", "within_days", "range"))
+    if ("then" in a) == ("then_not" in a):
+        _fail(p, 'expected exactly one of "then" or "then_not"')
+    key = "then" if "then" in a else "then_not"
+    return S.Sequence(parse_event(_required(a, p, "first"), f"{p}.first"),
+                      parse_event(_required(a, p, key), f"{p}.{key}"),
+                      _int(_required(a, p, "within_days"), f"{p}.within_days", 0, 100_000),
+                      key == "then_not", parse_range(a.get("range"), f"{p}.range"))
+
+
+def _order_count(a, p, depth):
+    _obj(a, p, ("filter", "range", "cmp"))
+    return S.OrderCount(parse_cmp(_required(a, p, "cmp"), f"{p}.cmp"), parse_filter(a.get("filter"), f"{p}.filter"),
+                        parse_range(a.get("range"), f"{p}.range"))
+
+
+def _average_order_value(a, p, depth):
+    _obj(a, p, ("range", "cmp"))
+    return S.AverageOrderValue(parse_cmp(_required(a, p, "cmp"), f"{p}.cmp"), parse_range(a.get("range"), f"{p}.range"))
+
+
+def parse_value(v: Any, path: str) -> S.Value:
+    """{"spend" | "purchase_count" | "order_count" | "last_purchase": {"filter", "range"}} or {"loyalty_points": {}}."""
+    if not isinstance(v, dict) or len(v) != 1:
+        _fail(path, f"expected one value: {{key: {{...}}}} with key one of: {', '.join(S.VALUE_KEYS)}")
+    (key, a), = v.items()
+    p = f"{path}.{key}"
+    if key not in S.VALUE_KEYS:
+        _fail(p, f"unknown value (expected one of: {', '.join(S.VALUE_KEYS)})")
+    a = {} if a is None else a
+    if key == "loyalty_points":
+        _obj(a, p, ())
+        return S.Value(key)
+    _obj(a, p, ("filter", "range"))
+    return S.Value(key, parse_filter(a.get("filter"), f"{p}.filter"), parse_range(a.get("range"), f"{p}.range"))
+
+
+def _among(a, p, depth):
+    return None if a.get("among") is None else parse_condition(a["among"], f"{p}.among", depth + 1)
+
+
+def _percentile(a, p, depth):
+    _obj(a, p, ("of", "among", "cmp"))
+    return S.Percentile(parse_value(_required(a, p, "of"), f"{p}.of"), parse_cmp(_required(a, p, "cmp"), f"{p}.cmp"),
+                        _among(a, p, depth))
+
+
+def _rfm(a, p, depth):
+    _obj(a, p, ("filter", "range", "among", "r", "f", "m"))
+    cmps = {k: None if a.get(k) is None else parse_cmp(a[k], f"{p}.{k}") for k in ("r", "f", "m")}
+    return S.Rfm(parse_filter(a.get("filter"), f"{p}.filter"), parse_range(a.get("range"), f"{p}.range"),
+                 _among(a, p, depth), **cmps)
+
+
+def _random_bucket(a, p, depth):
+    _obj(a, p, ("salt", "cmp"))
+    return S.RandomBucket(_str(_required(a, p, "salt"), f"{p}.salt", allow_empty=True),
+                          parse_cmp(_required(a, p, "cmp"), f"{p}.cmp"))
+
+
+def _named(cls):
+    def parse(a, p, depth):
+        if isinstance(a, dict):
+            _obj(a, p, ("name",))
+            a, p = a.get("name"), f"{p}.name"
+        return cls(_str(a, p))
+    return parse
+
+
 _PARSERS = {
     "all": _empty(S.All),
     "customers": _customers,
@@ -328,6 +443,17 @@ _PARSERS = {
     "purchase_count": _line_agg(S.PurchaseCount),
     "visited": _visited,
     "upcoming_appointment": _upcoming,
+    "first_purchase": _filter_range(S.FirstPurchase),
+    "last_purchase": _filter_range(S.LastPurchase),
+    "regularly": _regularly,
+    "sequence": _sequence,
+    "order_count": _order_count,
+    "average_order_value": _average_order_value,
+    "percentile": _percentile,
+    "rfm": _rfm,
+    "random_bucket": _random_bucket,
+    "in_segment": _named(S.InSegment),
+    "in_group": _named(S.InGroup),
     "all_of": lambda a, p, d: S.AllOf(_children(a, p, d)),
     "any_of": lambda a, p, d: S.AnyOf(_children(a, p, d)),
     "not": lambda a, p, d: S.Not(parse_condition(a, p, d + 1)),
@@ -345,6 +471,8 @@ def parse_order_by(v: Any, path: str = "order_by") -> S.OrderBy:
         _fail(f"{path}.direction", 'expected "asc" or "desc"')
     if key == "loyalty_points" and (v.get("filter") is not None or v.get("range") is not None):
         _fail(path, "loyalty_points takes no filter or range")
+    if key == "average_order_value" and v.get("filter") is not None:
+        _fail(f"{path}.filter", "average_order_value takes no filter (an order's value is all its lines)")
     return S.OrderBy(key, parse_filter(v.get("filter"), f"{path}.filter"),
                      parse_range(v.get("range"), f"{path}.range"), direction == "desc")
 
@@ -396,57 +524,104 @@ def dump_cmp(c: S.Cmp):
     return {"between": [c.a, c.b]} if c.op == "between" else {c.op: c.a}
 
 
+def _dump_birthday(c: S.Birthday):
+    body = {"mode": c.mode}
+    if c.month is not None:
+        body["month"] = c.month
+    if c.days is not None:
+        body["days"] = c.days
+    return body
+
+
+def _dump_visited(c: S.Visited):
+    body = {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)}
+    if c.shops:
+        body["shops"] = list(c.shops)
+    return body
+
+
+def dump_event(e: S.Event):
+    if e.kind == "visited":
+        return {"visited": {"shops": list(e.shops)} if e.shops else {}}
+    return {"bought": {"filter": e.filter.as_dict()} if e.filter.fields else {}}
+
+
+def _dump_sequence(c: S.Sequence):
+    return {"first": dump_event(c.first), "then_not" if c.negate else "then": dump_event(c.then),
+            "within_days": c.within_days, "range": dump_range(c.range)}
+
+
+def _dump_value(v: S.Value):
+    return {v.key: {} if v.key == "loyalty_points" else {"filter": v.filter.as_dict(), "range": dump_range(v.range)}}
+
+
+def _dump_percentile(c: S.Percentile):
+    out = {"of": _dump_value(c.of), "cmp": dump_cmp(c.cmp)}
+    if c.among is not None:
+        out["among"] = dump_condition(c.among)
+    return out
+
+
+def _dump_rfm(c: S.Rfm):
+    out = {"filter": c.filter.as_dict(), "range": dump_range(c.range)}
+    if c.among is not None:
+        out["among"] = dump_condition(c.among)
+    for k in ("r", "f", "m"):
+        if getattr(c, k) is not None:
+            out[k] = dump_cmp(getattr(c, k))
+    return out
+
+
+def _dump_line_agg(c):
+    return {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}
+
+
+# class -> the body under the kind's JSON name (kinds.kind_name); one entry per class of kinds.KINDS
+_DUMPERS = {
+    S.All: lambda c: {},
+    S.Customers: lambda c: list(c.ids),
+    S.Search: lambda c: {"text": c.text, "fields": list(c.fields)},
+    S.Surname: lambda c: c.text,
+    S.Birthday: _dump_birthday,
+    S.MarriedToday: lambda c: {},
+    S.Age: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.Joined: lambda c: {"range": dump_range(c.range)},
+    S.LoyaltyMember: lambda c: {},
+    S.LoyaltyPoints: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.InValues: lambda c: list(c.values),
+    S.Tags: lambda c: {c.mode: list(c.tags)},
+    S.Reachable: lambda c: c.channel,
+    S.AccountBalance: lambda c: {"cmp": dump_cmp(c.cmp)},
+    S.OverdueLayby: lambda c: {},
+    S.Bought: lambda c: {"filter": c.filter.as_dict(), "range": dump_range(c.range)},
+    S.Spend: _dump_line_agg,
+    S.PurchaseCount: _dump_line_agg,
+    S.Visited: _dump_visited,
+    S.UpcomingAppointment: lambda c: {"shops": list(c.shops)} if c.shops else {},
+    S.FirstPurchase: lambda c: {"filter": c.filter.as_dict(), "range": dump_range(c.range)},
+    S.LastPurchase: lambda c: {"filter": c.filter.as_dict(), "range": dump_range(c.range)},
+    S.Regularly: lambda c: {"event": dump_event(c.event), "period": c.period, "periods": c.periods,
+                            "min_periods": c.min_periods, "min_per_period": c.min_per_period},
+    S.Sequence: _dump_sequence,
+    S.OrderCount: _dump_line_agg,
+    S.AverageOrderValue: lambda c: {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)},
+    S.Percentile: _dump_percentile,
+    S.Rfm: _dump_rfm,
+    S.RandomBucket: lambda c: {"salt": c.salt, "cmp": dump_cmp(c.cmp)},
+    S.InSegment: lambda c: c.name,
+    S.InGroup: lambda c: c.name,
+    S.AllOf: lambda c: [dump_condition(x) for x in c.children],
+    S.AnyOf: lambda c: [dump_condition(x) for x in c.children],
+    S.Not: lambda c: dump_condition(c.child),
+}
+
+
 def dump_condition(c: S.Condition):
     """The JSON object of a condition (inverse of parse_condition)."""
-    t = type(c)
-    if t in (S.All, S.MarriedToday, S.LoyaltyMember, S.OverdueLayby):
-        return {_KIND[t]: {}}
-    if t is S.Customers:
-        return {"customers": list(c.ids)}
-    if t is S.Search:
-        return {"search": {"text": c.text, "fields": list(c.fields)}}
-    if t is S.Surname:
-        return {"surname": c.text}
-    if t is S.Birthday:
-        body = {"mode": c.mode}
-        if c.month is not None:
-            body["month"] = c.month
-        if c.days is not None:
-            body["days"] = c.days
-        return {"birthday" if c.which == "birth" else "anniversary": body}
-    if t in (S.Age, S.LoyaltyPoints, S.AccountBalance):
-        return {_KIND[t]: {"cmp": dump_cmp(c.cmp)}}
-    if t is S.Joined:
-        return {"joined": {"range": dump_range(c.range)}}
-    if t is S.InValues:
-        return {c.field: list(c.values)}
-    if t is S.Tags:
-        return {"tags": {c.mode: list(c.tags)}}
-    if t is S.Reachable:
-        return {"reachable": c.channel}
-    if t is S.Bought:
-        return {"bought": {"filter": c.filter.as_dict(), "range": dump_range(c.range)}}
-    if t in (S.Spend, S.PurchaseCount):
-        return {_KIND[t]: {"cmp": dump_cmp(c.cmp), "filter": c.filter.as_dict(), "range": dump_range(c.range)}}
-    if t is S.Visited:
-        body = {"cmp": dump_cmp(c.cmp), "range": dump_range(c.range)}
-        if c.shops:
-            body["shops"] = list(c.shops)
-        return {"visited": body}
-    if t is S.UpcomingAppointment:
-        return {"upcoming_appointment": {"shops": list(c.shops)} if c.shops else {}}
-    if t is S.AllOf:
-        return {"all_of": [dump_condition(x) for x in c.children]}
-    if t is S.AnyOf:
-        return {"any_of": [dump_condition(x) for x in c.children]}
-    if t is S.Not:
-        return {"not": dump_condition(c.child)}
-    raise TypeError(f"not a condition: {c!r}")
-
-
-_KIND = {S.All: "all", S.MarriedToday: "married_today", S.LoyaltyMember: "loyalty_member",
-         S.OverdueLayby: "overdue_layby", S.Age: "age", S.LoyaltyPoints: "loyalty_points",
-         S.AccountBalance: "account_balance", S.Spend: "spend", S.PurchaseCount: "purchase_count"}
+    dumper = _DUMPERS.get(type(c))
+    if dumper is None:
+        raise TypeError(f"not a condition: {c!r}")
+    return {kinds.kind_name(c): dumper(c)}
 
 
 def dump_segment(s: S.Segment) -> dict:
@@ -459,8 +634,9 @@ def dump_segment(s: S.Segment) -> dict:
     if s.order_by is not None:
         o = s.order_by
         out["order_by"] = {"key": o.key, "direction": "desc" if o.descending else "asc"}
-        if o.key != "loyalty_points":
+        if o.key not in ("loyalty_points", "average_order_value"):
             out["order_by"]["filter"] = o.filter.as_dict()
+        if o.key != "loyalty_points":
             out["order_by"]["range"] = dump_range(o.range)
     if s.limit is not None:
         out["limit"] = s.limit
@@ -470,3 +646,22 @@ def dump_segment(s: S.Segment) -> dict:
 def dumps(s: S.Segment) -> str:
     """JSON text of a segment."""
     return json.dumps(dump_segment(s), sort_keys=True)
+
+
+def condition_paths(seg: S.Segment):
+    """(path, condition) of every node of a segment, paths in the parser's syntax
+    ("include.all_of[1].in_segment")."""
+    def walk(c, path):
+        name = kinds.kind_name(c)
+        yield f"{path}.{name}", c
+        if isinstance(c, (S.AllOf, S.AnyOf)):
+            for i, x in enumerate(c.children):
+                yield from walk(x, f"{path}.{name}[{i}]")
+        elif isinstance(c, S.Not):
+            yield from walk(c.child, f"{path}.not")
+        elif isinstance(c, (S.Percentile, S.Rfm)) and c.among is not None:
+            yield from walk(c.among, f"{path}.{name}.among")
+    tops = [("include", seg.include)] + ([("exclude", seg.exclude)] if seg.exclude is not None else []) + \
+        [(f"append[{i}]", a) for i, a in enumerate(seg.append)]
+    for path, c in tops:
+        yield from walk(c, path)

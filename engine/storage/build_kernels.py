@@ -222,3 +222,18 @@ def customer_aggregates(cust, amount, day, upto, n):
             if d > last[c]:
                 last[c] = d
     return spend, count, first, last
+
+
+@njit(cache=True, nogil=True)
+def order_keys(data, offsets, valid, out):
+    """out[i] = FNV-1a 64 of text i (bytes data[offsets[i]:offsets[i+1]]) as int64, never 0
+    (0 means null: valid[i] == 0)."""
+    for i in range(out.size):
+        if valid[i] == 0:
+            out[i] = 0
+            continue
+        h = np.uint64(0xcbf29ce484222325)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(0x100000001b3)
+        v = np.int64(h)
+        out[i] = v if v != 0 else np.int64(1)

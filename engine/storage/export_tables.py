@@ -70,6 +70,11 @@ def snapshot_tables(snap, drop_customers=None, drop_lines=None) -> Dict[str, pa.
     }
     for f in PRODUCT_FIELDS:
         cols[f] = decode(p[f"c.{f}"], snap.dictionary(f))
+    # order ids are stored as their 64-bit keys (engine.storage.orders): exported as the key
+    # in hex ("#" + 16 digits), which groups lines into the same orders; null stays null
+    okeys = p["order"] if "order" in p else np.zeros(p["ts"].size, np.int64)
+    cols["order_id"] = pa.array([None if k == 0 else f"#{int(k) & 0xFFFFFFFFFFFFFFFF:016x}" for k in okeys.tolist()],
+                                pa.string()) if okeys.any() else pa.nulls(okeys.size, pa.string())
     out["purchases"] = _without(pa.table({c.name: cols[c.name] for c in TABLES["purchases"]
                                           if c.name in cols}, schema=table_schema("purchases")), p["iid"], drop_lines)
 

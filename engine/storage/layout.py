@@ -46,7 +46,8 @@ P_PASPEND = P_PACUST + MAX_PAIRS
 P_PACOUNT = P_PASPEND + MAX_PAIRS
 P_PAFIRST = P_PACOUNT + MAX_PAIRS
 P_PALAST = P_PAFIRST + MAX_PAIRS
-P_NCOLS = P_PALAST + MAX_PAIRS
+P_ORDER = P_PALAST + MAX_PAIRS   # int64 order key of each line (engine.storage.orders; absent in older runs)
+P_NCOLS = P_ORDER + 1
 
 # ---- visits and laybys
 V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4
@@ -65,6 +66,6 @@ M_PAIRS = 5         # bit s set: the run has pair slot s's posting lists
 M_NMETA = 6
 
 # ---- appended (live) lines: columns of one shard's buffer
-D_IID, D_DAY, D_TS, D_AMOUNT, D_CODES = 0, 1, 2, 3, 4   # purchases; D_CODES: (n, 8) int32 row-major
+D_IID, D_DAY, D_TS, D_AMOUNT, D_CODES, D_ORDER = 0, 1, 2, 3, 4, 5   # purchases; D_CODES: (n, 8) int32 row-major
 DV_IID, DV_DAY, DV_TS, DV_STATUS, DV_SHOP = 0, 1, 2, 3, 4
 DL_IID, DL_OPENED, DL_DUE, DL_BALANCE, DL_STATUS = 0, 1, 2, 3, 4

@@ -35,6 +35,7 @@ from .customer_attrs import (INT32_NULL, VALUE_FIELDS, day_numbers, encode, enco
                              remap_local)
 from .ingest_read import (REFERENCING_TABLES, _rel, _unique_customer_ids, find_table_files,
                           iter_table_batches, table_units)
+from .orders import order_keys
 from .spill import Spill
 
 VISIT_STATUS_CODES = {"completed": 1, "booked": 2, "cancelled": 3, "no_show": 4}
@@ -316,6 +317,7 @@ def line_values(prefix: str, t: pa.Table, iid: np.ndarray, zone) -> dict:
         return cols
     cols["amount"] = np_column(t.column("amount"), np.int64)
     cols["quantity"] = filled(t.column("quantity"), int(INT32_NULL), np.int32)
+    cols["order"] = order_keys(t.column("order_id"))
     return cols
 
 

@@ -39,7 +39,7 @@ AGG_MAX_RATIO = 0.5    # a field's aggregates are kept when entries <= this x it
 
 LINE_COLUMNS = {
     "p": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
-          **{f"c.{f}": np.uint32 for f in PRODUCT_FIELDS}},
+          **{f"c.{f}": np.uint32 for f in PRODUCT_FIELDS}, "order": np.int64},
     "v": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.uint32},
     "l": {"cust": np.uint16, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
 }

@@ -41,7 +41,7 @@ P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in
            + tuple(f"a.{f}.{k}" for k in AGG_COLUMNS for f in PRODUCT_FIELDS)
            + tuple(f"a.all.{k}" for k in ALL_COLUMNS)
            + tuple(f"x.pair{s}.{k}" for k in POSTING_COLUMNS for s in range(LY.MAX_PAIRS))
-           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)))
+           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)) + ("order",))
 V_NAMES = ("cust", "day", "ts", "status", "shop", "a.all.count", "a.all.first", "a.all.last")
 L_NAMES = ("cust", "opened", "due", "balance", "status")
 PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
@@ -378,6 +378,8 @@ class Snapshot:
         for name, dt in LINE_COLUMNS[table].items():
             a = self.part_array(run.part, f"{run.key}/{name}", dt)
             out[name] = a if a is not None else np.zeros(0, dt)
+        if "order" in out and out["order"].size != out["day"].size:  # a run written before order keys
+            out["order"] = np.zeros(out["day"].size, np.int64)
         return out
 
     def max_purchase_micros(self) -> Optional[int]:

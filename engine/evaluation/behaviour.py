@@ -1,0 +1,335 @@
+"""Leaves of the behaviour conditions (shared/spec behaviour.md) on a snapshot or live view.
+
+Lifecycle and distribution kinds reuse the purchase kernels' per-customer values
+(Context.line_values: spend, count, first and last sale day, appended live lines added);
+sequences, regularity and orders gather a shard's visible events of a date range and answer
+per customer inside the shard (behaviour_kernels, version runs and appended lines alike);
+references evaluate another
+saved segment or read a group through the resolver the catalog gives the evaluation.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import numba
+import numpy as np
+from pyroaring import BitMap
+
+from . import behaviour_kernels as BK
+from . import kernels as K
+from ..errors import InvalidArgument
+from ..model import segment as S
+from ..model.timerange import MIN_DAY, add_months, day_number
+from ..storage.bitmaps import mask_to_roaring
+from ..storage.customer_attrs import INT64_NULL
+from ..storage.shard_customers import fnv1a64
+
+
+def _bm(mask: np.ndarray) -> BitMap:
+    return BitMap.deserialize(mask_to_roaring(np.ascontiguousarray(mask, np.uint8)).tobytes())
+
+
+def _in(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return (v >= lo) & (v <= hi)
+
+
+# ---------------------------------------------------------------- shards and scratch
+
+def _shard_plan(ctx, prefix: str):
+    """(pieces, appended PieceTable or an empty one, sh_base, sh_n, v_lo, v_hi, d_idx): every
+    shard with lines of a table, version runs and appended lines together."""
+    key = ("bk.plan", prefix)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    snap = ctx.snap
+    ps = snap.pieces(prefix)
+    live = ctx.delta(prefix)
+    bits = int(snap.shard_bits)
+    shards = {}
+    for k in range(ps.n_shards):
+        shards[int(ps.shard[k])] = [int(ps.base[k]), int(ps.n[k]), int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1]), -1]
+    if live is not None:
+        for j, (s, _) in enumerate(snap.state.lines(prefix)):   # the appended PieceTable's order
+            shards.setdefault(int(s), [int(s) << bits, 0, 0, 0, -1])[4] = j
+    if ctx.live:   # customers created since the version extend the last shards
+        for s, row in shards.items():
+            row[1] = max(0, min(1 << bits, snap.n - row[0]))
+    rows = np.asarray([shards[s] for s in sorted(shards)], np.int64).reshape(-1, 5)
+    # an upper bound of each shard's lines: its runs' rows and its appended lines
+    piece_rows = np.asarray(ps.meta[:, 0], np.int64) if ps.meta.size else np.zeros(0, np.int64)
+    caps = np.zeros(rows.shape[0], np.int64)
+    for i, (base, n, v_lo, v_hi, d_idx) in enumerate(rows):
+        caps[i] = int(piece_rows[v_lo:v_hi].sum()) + (int(live.size[0, d_idx]) if d_idx >= 0 else 0)
+    if live is None:
+        ncols = 6 if prefix == "p" else 5
+        daddr, dsize = np.zeros((ncols, 0), np.uint64), np.zeros((ncols, 0), np.int64)
+    else:
+        daddr, dsize = live.addr, live.size
+    out = (ps, live, daddr, dsize) + tuple(np.ascontiguousarray(rows[:, j]) for j in range(5)) + (caps,)
+    ctx._memo[key] = out
+    return out
+
+
+def _event_args(ctx, ev: S.Event):
+    """(is_visit, fields, luts, use_shops, shop_lut) of an event kind."""
+    fields, luts = ctx.product_luts(ev.filter if ev.kind == "bought" else S.NO_FILTER)
+    return ev.kind == "visited", fields, luts, bool(ev.shops), ctx.shop_lut(ev.shops)
+
+
+def _both_plans(ctx):
+    """The kernel arguments naming both line tables' shards, aligned on one shard list."""
+    pp = _shard_plan(ctx, "p")
+    vp = _shard_plan(ctx, "v")
+    bases = np.union1d(pp[4], vp[4]).astype(np.int64)
+
+    def align(plan):
+        ps, live, daddr, dsize, base, n, v_lo, v_hi, d_idx, caps = plan
+        where = {int(x): i for i, x in enumerate(base)}
+        sel = np.asarray([where.get(int(x), -1) for x in bases], np.int64)
+        has, j = sel >= 0, np.maximum(sel, 0)
+
+        def pick(a, none):
+            return np.where(has, a[j], none).astype(np.int64) if a.size else np.full(bases.size, none, np.int64)
+        return (ps.addr, ps.size, pick(v_lo, 0), pick(v_hi, 0), daddr, dsize, pick(d_idx, -1)), pick(n, 0), \
+            pick(caps, 0)
+    pa_, pn, pc = align(pp)
+    va_, vn, vc = align(vp)
+    return bases, np.maximum(pn, vn), pa_, va_, np.maximum(pc, vc)
+
+
+_LOCAL = threading.local()
+
+
+def scratch(slots: int, cap: int):
+    """(I64 [slots, 6, cap], I32 [slots, 4, cap], U16 [slots, 2, cap], U8 [slots, 2, cap]):
+    the shard kernels' scratch rows, kept per thread and reused, so their pages are faulted
+    in once rather than on every evaluation (fresh pages cost more than the work)."""
+    have = getattr(_LOCAL, "scratch", None)
+    if have is None or have[0].shape[0] < slots or have[0].shape[2] < cap:
+        slots = max(slots, have[0].shape[0] if have is not None else 0)
+        cap = max(cap, int((have[0].shape[2] if have is not None else 0)), 1)
+        have = (np.empty((slots, 6, cap), np.int64), np.empty((slots, 4, cap), np.int32),
+                np.empty((slots, 2, cap), np.uint16), np.empty((slots, 2, cap), np.uint8))
+        _LOCAL.scratch = have
+    return have
+
+
+def _batches(n: int):
+    """Shard batches of one per kernel thread: each shard of a batch has its own scratch."""
+    t = max(1, numba.get_num_threads())
+    return [(a, min(n, a + t)) for a in range(0, n, t)], t
+
+
+def _first_purchase(ctx, c: S.FirstPurchase):
+    first = ctx.line_values(c.filter, S.EVER, K.MODE_FIRST_DAY)
+    s, e = ctx.asof.resolve(c.range)
+    return _bm(_in(first, s, e) & (first != K.NO_DAY))
+
+
+def _last_purchase(ctx, c: S.LastPurchase):
+    last = ctx.line_values(c.filter, S.EVER, K.MODE_LAST_DAY)
+    s, e = ctx.asof.resolve(c.range)
+    return _bm(_in(last, s, e) & (last != K.NO_DAY))
+
+
+def _regularly(ctx, c: S.Regularly):
+    today = ctx.asof.today
+    if c.period == "week":
+        start = today - dt.timedelta(days=today.weekday() + 7 * (c.periods - 1))
+        lo = day_number(start)
+        period_of = (np.arange(day_number(today) - lo + 1) // 7).astype(np.int64)
+    else:
+        first = add_months(today.replace(day=1), -(c.periods - 1))
+        lo = day_number(first)
+        period_of = np.empty(day_number(today) - lo + 1, np.int64)
+        d, i = first, 0
+        while d <= today:
+            nxt = add_months(d, 1)
+            a, b = day_number(d) - lo, min(day_number(nxt), day_number(today) + 1) - lo
+            period_of[a:b] = i
+            d, i = nxt, i + 1
+    out = np.zeros(ctx.snap.n, np.uint8)
+    bases, ns, pargs, vargs, caps = _both_plans(ctx)
+    is_visit, fields, luts, use_shops, lut = _event_args(ctx, c.event)
+    batches, t = _batches(bases.size)
+    scr = scratch(t, int(caps.max()) if caps.size else 1)
+    for a, b in batches:
+        ctx.check_deadline()
+        BK.regularly_shards(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
+                            ctx.asof.micros, fields, luts, use_shops, lut, lo, period_of, c.min_periods,
+                            c.min_per_period, out, a, b, *scr)
+    return _bm(out)
+
+
+def _sequence(ctx, c: S.Sequence):
+    s, e = ctx.day_bounds(c.range)
+    if s > e:
+        return BitMap()
+    out = np.zeros(ctx.snap.n, np.uint8)
+    bases, ns, pargs, vargs, caps = _both_plans(ctx)
+    v1, f1, l1, u1, sl1 = _event_args(ctx, c.first)
+    v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
+    batches, t = _batches(bases.size)
+    scr = scratch(2 * t, int(caps.max()) if caps.size else 1)
+    for a, b in batches:
+        ctx.check_deadline()
+        # a later instant is at least the first event's local date minus a day (zone shifts)
+        BK.sequence_shards(bases, ns, v1, v2, *pargs, *vargs, ctx.asof.micros, ctx._clip(s), ctx._clip(e), f1, l1,
+                           u1, sl1, ctx._clip(max(s, MIN_DAY + 2) - 2), ctx._clip(ctx.asof.today_day), f2, l2, u2,
+                           sl2, c.within_days, c.negate, out, a, b, *scr)
+    return _bm(out)
+
+
+# ---------------------------------------------------------------- orders
+
+def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
+    """(order count with a matching non-refund line, net sum, number of orders) per customer
+    over the orders whose instant is dated in r."""
+    s, e = ctx.day_bounds(r)
+    key = ("bk.orders", f, s, e)
+    hit = ctx._memo.get(key)
+    if hit is not None:
+        return hit
+    n = ctx.snap.n
+    counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    if s <= e:
+        # an order's lines may come before the range (its instant is then earlier): read all
+        ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
+        fields, luts = ctx.product_luts(f)
+        batches, t = _batches(base.size)
+        scr = scratch(t, int(caps.max()) if caps.size else 1)
+        for a, b in batches:
+            ctx.check_deadline()
+            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields,
+                            luts, ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num, a, b,
+                            *scr)
+    out = (counts, sums, num)
+    ctx._memo[key] = out
+    return out
+
+
+def average_order_values(ctx, r: S.TimeRange) -> np.ndarray:
+    """floor(net sum / orders) per customer, INT64_NULL without an order in r."""
+    _, sums, num = order_values(ctx, S.NO_FILTER, r)
+    out = np.full(sums.size, INT64_NULL, np.int64)
+    has = num > 0
+    out[has] = np.floor_divide(sums[has], num[has])
+    return out
+
+
+def _order_count(ctx, c: S.OrderCount):
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(order_values(ctx, c.filter, c.range)[0], lo, hi))
+
+
+def _average_order_value(ctx, c: S.AverageOrderValue):
+    lo, hi = c.cmp.bounds()
+    v = average_order_values(ctx, c.range)
+    return _bm(_in(v, lo, hi) & (v != INT64_NULL))
+
+
+# ---------------------------------------------------------------- distribution
+
+def percentile_values(ctx, v: S.Value) -> np.ndarray:
+    """The value a percentile ranks, per customer; absent values (no line, null points) are
+    the lowest int64."""
+    if v.key == "loyalty_points":
+        return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))   # null is INT64_NULL, the lowest
+    if v.key == "order_count":
+        return order_values(ctx, v.filter, v.range)[0]
+    mode = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}[v.key]
+    vals = ctx.line_values(v.filter, v.range, mode)
+    if v.key == "last_purchase":
+        vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
+    return vals
+
+
+def _population(ctx, among) -> np.ndarray:
+    alive = BitMap(ctx.snap.alive)
+    if among is not None:
+        alive &= ctx.eval(among)
+    mask = np.zeros(ctx.snap.n, np.uint8)
+    ids = np.asarray(alive.to_array(), np.int64)
+    mask[ids] = 1
+    return mask
+
+
+def _pct(ctx, values: np.ndarray, member: np.ndarray) -> np.ndarray:
+    out = np.empty(values.size, np.int64)
+    BK.percentiles(np.ascontiguousarray(values, np.int64), member, out)
+    return out
+
+
+def _percentile(ctx, c: S.Percentile):
+    member = _population(ctx, c.among)
+    pct = _pct(ctx, percentile_values(ctx, c.of), member)
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(pct, lo, hi) & (pct >= 0))
+
+
+def _rfm(ctx, c: S.Rfm):
+    member = _population(ctx, c.among)
+    hit = member.astype(bool)
+    for key, cmp in (("last_purchase", c.r), ("purchase_count", c.f), ("spend", c.m)):
+        if cmp is None:
+            continue
+        pct = _pct(ctx, percentile_values(ctx, S.Value(key, c.filter, c.range)), member)
+        score = 1 + pct // 20
+        lo, hi = cmp.bounds()
+        hit &= _in(score, lo, hi) & (pct >= 0)
+    return _bm(hit)
+
+
+def _random_bucket(ctx, c: S.RandomBucket):
+    ids = np.ascontiguousarray(ctx.snap.ext_ids(), np.int64).view(np.uint64)
+    buckets = np.empty(ids.size, np.int64)
+    BK.random_buckets(ids, np.uint64(fnv1a64_salt(c.salt)), buckets)
+    lo, hi = c.cmp.bounds()
+    return _bm(_in(buckets, lo, hi))
+
+
+def fnv1a64_salt(salt: str) -> int:
+    """FNV-1a 64 of the salt's UTF-8 bytes (the offset basis for an empty salt)."""
+    data = salt.encode("utf-8")
+    return fnv1a64(data) if data else 0xcbf29ce484222325
+
+
+# ---------------------------------------------------------------- references
+
+def _in_segment(ctx, c: S.InSegment):
+    refs = ctx.references
+    if refs is None:
+        raise InvalidArgument("in_segment", "saved segments are not available to this evaluation")
+    if c.name in ctx.reference_path:
+        cycle = " -> ".join(ctx.reference_path + (c.name,))
+        raise InvalidArgument("in_segment", f"reference cycle: {cycle}")
+    seg = refs.segment(c.name)
+    return ctx.evaluate_reference(c.name, seg)
+
+
+def _in_group(ctx, c: S.InGroup):
+    refs = ctx.references
+    if refs is None:
+        raise InvalidArgument("in_group", "customer groups are not available to this evaluation")
+    members = np.asarray(refs.group_members(c.name), np.int64)
+    found, _ = ctx.snap.internal_ids(members)
+    mask = np.zeros(ctx.snap.n, np.uint8)
+    mask[np.asarray(found, np.int64)] = 1
+    return _bm(mask)
+
+
+LEAVES = {
+    S.FirstPurchase: _first_purchase,
+    S.LastPurchase: _last_purchase,
+    S.Regularly: _regularly,
+    S.Sequence: _sequence,
+    S.OrderCount: _order_count,
+    S.AverageOrderValue: _average_order_value,
+    S.Percentile: _percentile,
+    S.Rfm: _rfm,
+    S.RandomBucket: _random_bucket,
+    S.InSegment: _in_segment,
+    S.InGroup: _in_group,
+}

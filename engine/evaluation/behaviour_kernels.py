@@ -1,0 +1,441 @@
+"""Numba kernels of the behaviour conditions (shared/spec behaviour.md).
+
+A sequence, a regularity or an order needs a customer's events, not one aggregate. The
+shard kernels (`prange` over a batch of shards, one per thread) gather a shard's visible
+lines of a date range from its runs and its appended live lines, group them by local
+customer (a two-pass radix sort) and answer each customer there, all in scratch rows the
+caller keeps per thread (engine.evaluation.behaviour.scratch). Percentiles and holdout
+buckets are plain per-customer passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..storage import layout as LY
+from ..storage.views import view_i32, view_i64, view_u8, view_u16, view_u32
+
+# ---------------------------------------------------------------- per customer
+
+@njit(cache=True, nogil=True, parallel=True)
+def random_buckets(ids, salt_hash, out):
+    """out[i] = splitmix64(ids[i] XOR salt_hash) mod 10000 (ids: uint64, the customer_ids'
+    two's complement; all uint64 arithmetic)."""
+    for i in prange(ids.size):
+        x = ids[i] ^ salt_hash
+        x = x + np.uint64(0x9e3779b97f4a7c15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+        x = x ^ (x >> np.uint64(31))
+        out[i] = np.int64(x % np.uint64(10000))
+
+
+@njit(cache=True, nogil=True)
+def percentiles(values, member, out):
+    """out[c] = floor(100 * below / N) for members c (below: members with a strictly lower
+    value; N: members), -1 for others: one sort, then one pass over each run of equal values."""
+    out[:] = -1
+    idx = np.flatnonzero(member)
+    N = idx.size
+    if N == 0:
+        return
+    v = values[idx]
+    order = np.argsort(v)
+    start = 0
+    for q in range(N):
+        if q > 0 and v[order[q]] != v[order[q - 1]]:
+            start = q
+        out[idx[order[q]]] = (100 * np.int64(start)) // N
+
+
+# ---------------------------------------------------------------- per shard
+# Shard k: version pieces [v_lo[k], v_hi[k]), appended piece d_idx[k] (-1: none), customers
+# [sh_base[k], sh_base[k] + sh_n[k]); nothing the size of the dataset is built.
+
+@njit(cache=True, nogil=True)
+def _group(cu, m, n, t_idx, t_cu, perm):
+    """(ptr [n + 1], perm): the first m lines stably sorted by local customer cu (uint16),
+    as an LSD radix sort of two 8-bit passes: each pass writes 256 sequential streams, where
+    one counting pass over n customers would scatter every line to a random place."""
+    cnt = np.zeros(257, np.int64)
+    for i in range(m):
+        cnt[(cu[i] & 255) + 1] += 1
+    for j in range(256):
+        cnt[j + 1] += cnt[j]
+    for i in range(m):
+        b = cu[i] & 255
+        w = cnt[b]
+        cnt[b] += 1
+        t_idx[w] = i
+        t_cu[w] = cu[i]
+    cnt2 = np.zeros(257, np.int64)
+    for q in range(m):
+        cnt2[(t_cu[q] >> 8) + 1] += 1
+    for j in range(256):
+        cnt2[j + 1] += cnt2[j]
+    ptr = np.zeros(n + 1, np.int64)
+    for q in range(m):
+        c = t_cu[q]
+        b = c >> 8
+        w = cnt2[b]
+        cnt2[b] += 1
+        perm[w] = t_idx[q]
+        ptr[np.int64(c) + 1] += 1
+    for c in range(n):
+        ptr[c + 1] += ptr[c]
+    return ptr, perm[:m]
+
+
+@njit(cache=True, nogil=True)
+def _shard_purchases(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, fields, luts, all_lines,
+                     I64, I32, U16, U8, slot, keep_from):
+    """(ptr [n + 1], ts, day, amount, order, flag) of one shard's visible purchase lines on
+    days [s_day, e_day], grouped by local customer (see gather_purchases for which lines)."""
+    cap = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+        cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
+    if dk >= 0:
+        cap += dsize[LY.D_IID, dk]
+    # scratch rows (engine.evaluation.behaviour.scratch): reused pages, never freshly faulted
+    cu, t_, d_, a_, o_, f_ = U16[slot, 0], I64[slot, 0], I32[slot, 0], I64[slot, 1], I64[slot, 2], U8[slot, 0]
+    m = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        ts = view_i64(addr[LY.P_TS, p], size[LY.P_TS, p])
+        amount = view_i64(addr[LY.P_AMOUNT, p], size[LY.P_AMOUNT, p])
+        cust = view_u16(addr[LY.P_CUST, p], size[LY.P_CUST, p])
+        order = view_i64(addr[LY.P_ORDER, p], size[LY.P_ORDER, p])
+        has_order = order.size == day.size
+        f0 = fields[0] if fields.size > 0 else 0   # the first filtered field's codes, viewed once
+        c0 = view_u32(addr[LY.P_CODE + f0, p], size[LY.P_CODE + f0, p])
+        for i in range(lo, hi):
+            if ts[i] > asof:
+                continue
+            if day[i] < keep_from and (not has_order or order[i] == 0):
+                continue   # a line without order_id before keep_from is in no order dated from keep_from
+            ok = amount[i] >= 0
+            if ok and fields.size > 0:
+                if luts[0, c0[i]] == 0:
+                    ok = False
+                else:
+                    for j in range(1, fields.size):
+                        codes = view_u32(addr[LY.P_CODE + fields[j], p], size[LY.P_CODE + fields[j], p])
+                        if luts[j, codes[i]] == 0:
+                            ok = False
+                            break
+            if not ok and not all_lines:
+                continue
+            cu[m] = cust[i]
+            t_[m] = ts[i]
+            d_[m] = day[i]
+            a_[m] = amount[i]
+            o_[m] = order[i] if has_order else 0
+            f_[m] = 1 if ok else 0
+            m += 1
+    if dk >= 0:
+        iid = view_i64(daddr[LY.D_IID, dk], dsize[LY.D_IID, dk])
+        day = view_i32(daddr[LY.D_DAY, dk], dsize[LY.D_DAY, dk])
+        ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        amount = view_i64(daddr[LY.D_AMOUNT, dk], dsize[LY.D_AMOUNT, dk])
+        codes = view_i32(daddr[LY.D_CODES, dk], dsize[LY.D_CODES, dk])
+        order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
+        has_order = order.size == iid.size
+        for i in range(iid.size):
+            dd = day[i]
+            if dd < s_day or dd > e_day or ts[i] > asof:
+                continue
+            if dd < keep_from and (not has_order or order[i] == 0):
+                continue
+            ok = amount[i] >= 0
+            if ok:
+                for j in range(fields.size):
+                    if luts[j, codes[i * LY.N_PRODUCT_FIELDS + fields[j]]] == 0:
+                        ok = False
+                        break
+            if not ok and not all_lines:
+                continue
+            cu[m] = iid[i] - b
+            t_[m] = ts[i]
+            d_[m] = dd
+            a_[m] = amount[i]
+            o_[m] = order[i] if has_order else 0
+            f_[m] = 1 if ok else 0
+            m += 1
+    ptr, perm = _group(cu, m, n, I32[slot, 2], U16[slot, 1], I32[slot, 3])
+    ts_o, day_o = I64[slot, 3, :m], I32[slot, 1, :m]
+    am_o, or_o, fl_o = I64[slot, 4, :m], I64[slot, 5, :m], U8[slot, 1, :m]
+    for w in range(m):
+        i = perm[w]
+        ts_o[w] = t_[i]
+        day_o[w] = d_[i]
+        if all_lines:
+            am_o[w] = a_[i]
+            or_o[w] = o_[i]
+            fl_o[w] = f_[i]
+    return ptr, ts_o, day_o, am_o, or_o, fl_o
+
+
+@njit(cache=True, nogil=True)
+def _shard_visits(addr, size, p0, p1, daddr, dsize, dk, b, n, s_day, e_day, asof, use_shops, shop_lut,
+                  I64, I32, U16, U8, slot):
+    """(ptr [n + 1], ts, day) of one shard's visible completed visits on days [s_day, e_day]
+    (at accepted shops), grouped by local customer."""
+    cap = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+        cap += np.searchsorted(day, np.int32(e_day), side="right") - np.searchsorted(day, np.int32(s_day))
+    if dk >= 0:
+        cap += dsize[LY.DV_IID, dk]
+    cu, t_, d_ = U16[slot, 0], I64[slot, 0], I32[slot, 0]
+    m = 0
+    for p in range(p0, p1):
+        day = view_i32(addr[LY.V_DAY, p], size[LY.V_DAY, p])
+        lo = np.searchsorted(day, np.int32(s_day))
+        hi = np.searchsorted(day, np.int32(e_day), side="right")
+        if lo >= hi:
+            continue
+        ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
+        cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
+        status = view_u8(addr[LY.V_STATUS, p], size[LY.V_STATUS, p])
+        shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
+        for i in range(lo, hi):
+            if status[i] != LY.VISIT_COMPLETED or ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            cu[m] = cust[i]
+            t_[m] = ts[i]
+            d_[m] = day[i]
+            m += 1
+    if dk >= 0:
+        iid = view_i64(daddr[LY.DV_IID, dk], dsize[LY.DV_IID, dk])
+        day = view_i32(daddr[LY.DV_DAY, dk], dsize[LY.DV_DAY, dk])
+        ts = view_i64(daddr[LY.DV_TS, dk], dsize[LY.DV_TS, dk])
+        status = view_u8(daddr[LY.DV_STATUS, dk], dsize[LY.DV_STATUS, dk])
+        shop = view_i32(daddr[LY.DV_SHOP, dk], dsize[LY.DV_SHOP, dk])
+        for i in range(iid.size):
+            dd = day[i]
+            if status[i] != LY.VISIT_COMPLETED or dd < s_day or dd > e_day or ts[i] > asof:
+                continue
+            if use_shops and shop_lut[shop[i]] == 0:
+                continue
+            cu[m] = iid[i] - b
+            t_[m] = ts[i]
+            d_[m] = dd
+            m += 1
+    ptr, perm = _group(cu, m, n, I32[slot, 2], U16[slot, 1], I32[slot, 3])
+    ts_o, day_o = I64[slot, 3, :m], I32[slot, 1, :m]
+    for w in range(m):
+        i = perm[w]
+        ts_o[w] = t_[i]
+        day_o[w] = d_[i]
+    return ptr, ts_o, day_o
+
+
+@njit(cache=True, nogil=True)
+def _shard_events(is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, vaddr, vsize, vv_lo, vv_hi, vdaddr,
+                  vdsize, vdk, b, n, s_day, e_day, asof, fields, luts, use_shops, shop_lut, I64, I32, U16, U8, slot):
+    """(ptr, ts, day) of one shard's events: completed visits (is_visit) or non-refund
+    purchase lines accepted by the filter."""
+    if is_visit:
+        return _shard_visits(vaddr, vsize, vv_lo, vv_hi, vdaddr, vdsize, vdk, b, n, s_day, e_day, asof,
+                             use_shops, shop_lut, I64, I32, U16, U8, slot)
+    ptr, ts, day, _, _, _ = _shard_purchases(paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pdk, b, n, s_day, e_day,
+                                             asof, fields, luts, False, I64, I32, U16, U8, slot, s_day)
+    return ptr, ts, day
+
+
+@njit(cache=True, nogil=True)
+def _max_group(ptr):
+    m = 1
+    for c in range(ptr.size - 1):
+        if ptr[c + 1] - ptr[c] > m:
+            m = ptr[c + 1] - ptr[c]
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period, ps):
+    """Do at least min_periods periods hold min_per_period of the events [lo, hi)? (ps: scratch)"""
+    if hi - lo < min_periods * min_per_period:
+        return False
+    m = 0
+    for i in range(lo, hi):
+        j = day[i] - period_lo
+        if j >= 0 and j < period_of.size and period_of[j] >= 0:
+            x = period_of[j]
+            q = m          # insertion into the sorted prefix ps[:m]
+            while q > 0 and ps[q - 1] > x:
+                ps[q] = ps[q - 1]
+                q -= 1
+            ps[q] = x
+            m += 1
+    good = 0
+    run = 0
+    for i in range(m):
+        if i > 0 and ps[i] == ps[i - 1]:
+            run += 1
+        else:
+            run = 1
+        if run == min_per_period:
+            good += 1
+    return good >= min_periods
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                     vv_lo, vv_hi, vdaddr, vdsize, vd_idx, s_day, e_day, asof, fields, luts, use_shops, shop_lut,
+                     period_lo, period_of, min_periods, min_per_period, out, k_lo, k_hi, I64, I32, U16, U8):
+    """regularly_mask, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo)."""
+    for k in prange(k_lo, k_hi):
+        b, n = sh_base[k], sh_n[k]
+        ptr, ts, day = _shard_events(is_visit, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                     vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s_day, e_day, asof,
+                                     fields, luts, use_shops, shop_lut, I64, I32, U16, U8, k - k_lo)
+        ps = np.empty(_max_group(ptr), np.int64)
+        for c in range(n):
+            ok = _regular_one(day, ptr[c], ptr[c + 1], period_lo, period_of, min_periods, min_per_period, ps)
+            out[b + c] = 1 if ok else 0
+
+
+@njit(cache=True, nogil=True)
+def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
+    """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
+    at most `within` days after? order, sts, smin: scratch of at least b1 - b0."""
+    if a1 <= a0:
+        return False
+    m = b1 - b0
+    if m == 0:
+        return negate
+    for j in range(m):            # second events by time: insertion sort (a customer's are few)
+        x = b0 + j
+        tx = ts2[x]
+        q = j
+        while q > 0 and ts2[order[q - 1]] > tx:
+            order[q] = order[q - 1]
+            q -= 1
+        order[q] = x
+    for j in range(m):
+        sts[j] = ts2[order[j]]
+    best = np.int64(2**62)
+    for j in range(m - 1, -1, -1):
+        d = np.int64(day2[order[j]])
+        if d < best:
+            best = d
+        smin[j] = best
+    for i in range(a0, a1):
+        j = np.searchsorted(sts[:m], ts1[i], side="right")
+        found = j < m and smin[j] - day1[i] <= within
+        if found != negate:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                    vv_lo, vv_hi, vdaddr, vdsize, vd_idx, asof, s1, e1, fields1, luts1, shops1, lut1,
+                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out, k_lo, k_hi, I64, I32, U16, U8):
+    """sequence_mask, shard by shard: first events on days [s1, e1], second on [s2, e2];
+    shards [k_lo, k_hi), scratch slots 2 (k - k_lo) and the next."""
+    for k in prange(k_lo, k_hi):
+        b, n = sh_base[k], sh_n[k]
+        ptr1, ts1, day1 = _shard_events(visit1, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                        vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s1, e1, asof,
+                                        fields1, luts1, shops1, lut1, I64, I32, U16, U8, 2 * (k - k_lo))
+        if ptr1[n] == 0:
+            for c in range(n):
+                out[b + c] = 0
+            continue
+        ptr2, ts2, day2 = _shard_events(visit2, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
+                                        vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s2, e2, asof,
+                                        fields2, luts2, shops2, lut2, I64, I32, U16, U8, 2 * (k - k_lo) + 1)
+        mm = _max_group(ptr2)
+        order, sts, smin = np.empty(mm, np.int64), np.empty(mm, np.int64), np.empty(mm, np.int64)
+        for c in range(n):
+            ok = _sequence_one(ts1, day1, ptr1[c], ptr1[c + 1], ts2, day2, ptr2[c], ptr2[c + 1], within, negate,
+                               order, sts, smin)
+            out[b + c] = 1 if ok else 0
+
+
+@njit(cache=True, nogil=True)
+def _before(ts, order, x, y):
+    """Line x sorts before line y by (no order key, key or instant, instant)."""
+    nx, ny = order[x] == 0, order[y] == 0
+    if nx != ny:
+        return ny           # keyed orders first
+    kx = ts[x] if nx else order[x]
+    ky = ts[y] if ny else order[y]
+    if kx != ky:
+        return kx < ky
+    return ts[x] < ts[y]
+
+
+@njit(cache=True, nogil=True)
+def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
+    """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi) over
+    orders whose instant is dated in [s_day, e_day]; idx: scratch of at least hi - lo."""
+    m = hi - lo
+    if m == 0:
+        return 0, 0, 0
+    if m == 1:
+        if day[lo] >= s_day and day[lo] <= e_day:
+            return (1 if flag[lo] != 0 else 0), amount[lo], 1
+        return 0, 0, 0
+    for j in range(m):            # insertion sort by (null key, key, instant): a customer's lines are few
+        x = lo + j
+        q = j
+        while q > 0 and _before(ts, order, x, idx[q - 1]):
+            idx[q] = idx[q - 1]
+            q -= 1
+        idx[q] = x
+    cnt = 0
+    total = 0
+    num = 0
+    a = 0
+    while a < m:
+        first = idx[a]
+        null = order[first] == 0
+        key = ts[first] if null else order[first]
+        e = a + 1
+        while e < m:
+            y = idx[e]
+            if (order[y] == 0) != null or (ts[y] if null else order[y]) != key:
+                break
+            e += 1
+        d = day[first]            # the earliest line (sorted by instant within the order)
+        if d >= s_day and d <= e_day:
+            net = 0
+            any_flag = False
+            for q in range(a, e):
+                net += amount[idx[q]]
+                if flag[idx[q]] != 0:
+                    any_flag = True
+            num += 1
+            total += net
+            if any_flag:
+                cnt += 1
+        a = e
+    return cnt, total, num
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, asof, fields, luts, s_day, e_day,
+                 today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
+    """order_values, shard by shard (every visible line up to today is read: an order's
+    lines may start before the range); shards [k_lo, k_hi), scratch slot k - k_lo."""
+    for k in prange(k_lo, k_hi):
+        b, n = sh_base[k], sh_n[k]
+        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
+                                                             n, np.int64(-(2**31) + 1), today, asof, fields, luts,
+                                                             True, I64, I32, U16, U8, k - k_lo, np.int64(s_day - 1))
+        idx = np.empty(_max_group(ptr), np.int64)
+        for c in range(n):
+            cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
+            counts[b + c] = cnt
+            sums[b + c] = total
+            n_orders[b + c] = num
