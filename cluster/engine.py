@@ -56,6 +56,20 @@ class ClusterDataset:
     shard_bits: int
 
 
+# Kinds a partition cannot answer alone: percentile and rfm rank a customer among the whole
+# population (per-partition quantiles would be wrong), in_segment and in_group read the
+# coordinator's catalog. Refused until the coordinator runs their global pass.
+POPULATION_KINDS = (S.Percentile, S.Rfm, S.InSegment, S.InGroup)
+
+
+def _refuse_population_kinds(seg: S.Segment) -> None:
+    for top in S.segment_conditions(seg):
+        for c in S.walk(top):
+            if isinstance(c, POPULATION_KINDS):
+                raise E.FailedPrecondition("segment", f"{type(c).__name__} conditions are not answered in "
+                                           "cluster mode yet (docs/cluster.md)")
+
+
 class ClusterEngine:
     """A coordinator over P partitions x R replicas of Ray actors; thread-safe."""
 
@@ -475,6 +489,7 @@ class ClusterEngine:
         self.dataset(name)
         if not isinstance(seg, S.Segment):
             raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
+        _refuse_population_kinds(seg)
         segs = self._plan(name, seg, kwargs["as_of"], deadline)
         got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
                          deadline, times)
