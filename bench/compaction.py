@@ -2,8 +2,7 @@
 
     python -m segments.bench.compaction --scale M
 
-Works on a copy of the cached dataset (bench/cache; immutable parts hard-linked, the rest
-copied). Scenarios, each on a fresh copy:
+Works on a copy of the cached dataset (bench/cache). Scenarios, each on a fresh copy:
 - `few`: 1,000 purchase lines appended for 100 customers;
 - `spread`: 100,000 lines spread over all customers;
 - `upserts`: 10,000 customer rows replaced (new loyalty points), spread over all shards;
@@ -32,13 +31,9 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def copy_dataset(src: Path, dst: Path) -> None:
-    """The data folder, parts hard-linked (they are never written again), the rest copied."""
-    def link_or_copy(a, b):
-        if f"{os.sep}parts{os.sep}" in a:
-            os.link(a, b)
-        else:
-            shutil.copy2(a, b)
-    shutil.copytree(src, dst, copy_function=link_or_copy)
+    """A copy of the data folder (not hard links: LMDB refuses to open one file twice in a
+    process, and the process may still hold the cached dataset's parts)."""
+    shutil.copytree(src, dst)
 
 
 def scenario(c, name: str, lines: int, customers: int, spread_over: np.ndarray, log=print) -> dict:
