@@ -114,8 +114,10 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Op
         ctx.shared_scans = ctx.shared_scans | plan_shared_scans(seg)
     ctx.references = references
     ctx.reference_path = reference_path
+    instant = ctx.asof.instant   # not ctx itself: a ctx <-> closure cycle kept snapshots (and
+    # their parts' descriptors) alive until the cyclic collector ran
     ctx.evaluate_reference = lambda name, ref: evaluate(
-        snap, ref, ctx.asof.instant, deadline, references=references,
+        snap, ref, instant, deadline, references=references,
         reference_path=reference_path + (name,)).members
     if seg.order_by is not None and seg.order_by.key == "last_purchase":
         ctx.last_day_filters = ctx.last_day_filters | {seg.order_by.filter}

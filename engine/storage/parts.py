@@ -114,7 +114,10 @@ class PartReader:
 
 
 _open: dict = {}
-_open_lock = threading.Lock()
+# Reentrant: a Snapshot collected while open_part builds a reader (garbage collection runs
+# inside any allocation) releases its parts from __del__ on the same thread; with a plain
+# lock that thread waited for itself (seen under concurrent closes and reopens).
+_open_lock = threading.RLock()
 
 
 def open_part(path: Path) -> PartReader:
