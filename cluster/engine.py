@@ -35,6 +35,7 @@ from segments.engine import errors as E
 from segments.engine.datasets import folders
 from segments.engine.evaluation.output import parse_as_of
 from segments.engine.live.changes import prepare_batch
+from segments.engine.model import kinds
 from segments.engine.model import segment as S
 from segments.engine.results import Materialized
 from segments.engine.storage.ingest_read import find_table_files, iter_table_batches
@@ -59,7 +60,8 @@ class ClusterDataset:
 # Kinds a partition cannot answer alone: percentile and rfm rank a customer among the whole
 # population (per-partition quantiles would be wrong), in_segment and in_group read the
 # coordinator's catalog. Refused until the coordinator runs their global pass.
-POPULATION_KINDS = (S.Percentile, S.Rfm, S.InSegment, S.InGroup)
+POPULATION_KINDS = tuple(dict.fromkeys(k.cls for k in kinds.KINDS
+                                       if not k.per_customer or kinds.CATALOG in k.reads))
 
 
 def _refuse_population_kinds(seg: S.Segment) -> None:

@@ -34,6 +34,7 @@ from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
 from .audiences import apply_changes, changes_between
+from ..model import kinds
 from ..model import segment as S
 from ..model import segment_json
 
@@ -42,20 +43,11 @@ log = logging.getLogger("segments.audiences")
 # ---------------------------------------------------------------- the rule, by condition kind
 
 # Kinds whose test on a customer reads only that customer's own rows, and the tables they
-# read ("customers" always: activeness). A kind not listed here (percentile, rfm,
+# read ("customers" always: activeness), from the kinds registry (Kind.per_customer). A kind not listed here (percentile, rfm,
 # in_segment, ...) compares customers with each other or reads another segment: evaluated
 # fully. A kind may also declare itself with a class attribute `per_customer = False`.
-PER_CUSTOMER_KINDS = {
-    "All": (), "Customers": (), "Search": (), "Surname": (), "Birthday": (), "MarriedToday": (),
-    "Age": (), "Joined": (), "LoyaltyMember": (), "LoyaltyPoints": (), "InValues": (), "Tags": (),
-    "Reachable": (), "AccountBalance": (), "OverdueLayby": ("laybys",),
-    "Bought": ("purchases",), "Spend": ("purchases",), "PurchaseCount": ("purchases",),
-    "Visited": ("visits",), "UpcomingAppointment": ("visits",),
-    "AllOf": (), "AnyOf": (), "Not": (),
-    "FirstPurchase": ("purchases",), "LastPurchase": ("purchases",), "Regularly": ("purchases", "visits"),
-    "Sequence": ("purchases", "visits"), "OrderCount": ("purchases",), "AverageOrderValue": ("purchases",),
-    "RandomBucket": (), "InGroup": (),
-}
+PER_CUSTOMER_KINDS = {k.cls.__name__: tuple(t for t in k.reads if t in kinds.LINE_TABLES)
+                      for k in kinds.KINDS if k.per_customer}
 # Kinds whose answer moves at instants other than local midnight (evaluated fully each round).
 INSTANT_KINDS = {"UpcomingAppointment"}
 ALL_TABLES = frozenset({"customers", "deleted", "purchases", "visits", "laybys"})

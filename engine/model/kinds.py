@@ -23,14 +23,17 @@ class Kind:
     name: str
     cls: type
     reads: tuple = (PROFILE,)
+    per_customer: bool = True   # membership follows the customer's own rows alone (False:
+    # it compares customers with each other or reads another segment); tracked segments'
+    # maintenance re-evaluates only touched customers, a cluster partition answers alone
 
     @property
     def reads_lines(self) -> bool:
         return any(t in LINE_TABLES for t in self.reads)
 
 
-def _k(name, cls, *reads):
-    return Kind(name, cls, tuple(reads) or (PROFILE,))
+def _k(name, cls, *reads, per_customer=True):
+    return Kind(name, cls, tuple(reads) or (PROFILE,), per_customer)
 
 
 KINDS = (
@@ -61,10 +64,10 @@ KINDS = (
     _k("sequence", S.Sequence, PURCHASES, VISITS),
     _k("order_count", S.OrderCount, PURCHASES),
     _k("average_order_value", S.AverageOrderValue, PURCHASES),
-    _k("percentile", S.Percentile, PURCHASES, TREE),
-    _k("rfm", S.Rfm, PURCHASES, TREE),
+    _k("percentile", S.Percentile, PURCHASES, TREE, per_customer=False),
+    _k("rfm", S.Rfm, PURCHASES, TREE, per_customer=False),
     _k("random_bucket", S.RandomBucket),
-    _k("in_segment", S.InSegment, CATALOG),
+    _k("in_segment", S.InSegment, CATALOG, per_customer=False),
     _k("in_group", S.InGroup, CATALOG),
     _k("all_of", S.AllOf, TREE),
     _k("any_of", S.AnyOf, TREE),
