@@ -141,7 +141,7 @@ def _candidates(addr, size, p, fields, wc_ptr, wc, a, b, j1, j2, n1, n2):
 
 @njit(cache=True, nogil=True)
 def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want,
-           sp, ct, fi, la, st, paths):
+           sp, ct, fi, la, st, paths, pcheck):
     """Fold piece p's matching visible lines at positions [a, b) into the accumulators.
 
     Three ways, the cheapest for what the filter selects: scan [a, b) checking every
@@ -149,7 +149,9 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
     lists), checking the others; or intersect the posting lists of the two fields with the
     fewest lines (a bitset of the range) and gather only lines in both; or, when the filter
     has both fields of a pair index (pslot >= 0: fields pj1 and pj2, wanted composite codes
-    pwc), gather the lines of the pair's posting lists.""" 
+    pwc), gather the lines of the pair's posting lists. With `pcheck`, a line read another way
+    must also have one of the composite codes pwc (sorted) in fields pj1 and pj2: the pair's
+    codes without aggregates."""
     if a >= b:
         return
     cust = view_u16(addr[LY.P_CUST, p], size[LY.P_CUST, p])
@@ -217,6 +219,9 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
     l2 = luts[max(o2, 0)]
     rest = n_other > 3
     rest_from = o2 + 1
+    pcheck = pcheck and not use_pair
+    pc1 = view_u32(addr[LY.P_CODE + fields[max(pj1, 0)], p], size[LY.P_CODE + fields[max(pj1, 0)], p])
+    pc2 = view_u32(addr[LY.P_CODE + fields[max(pj2, 0)], p], size[LY.P_CODE + fields[max(pj2, 0)], p])
     if gather:
         if use_pair:
             cand = _pair_candidates(addr, size, p, pslot, pwc, a, b, n_pair)
@@ -245,6 +250,11 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
                         continue
         if i >= mid and ts[i] > asof:
             continue
+        if pcheck:
+            comp = (np.uint64(pc1[i]) << np.uint64(32)) | np.uint64(pc2[i])
+            q = np.searchsorted(pwc, comp)
+            if q >= pwc.size or pwc[q] != comp:
+                continue
         c = cust[i]
         x = amount[i]
         if want & W_SPEND:
@@ -261,8 +271,10 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
 
 
 @njit(cache=True, nogil=True)
-def _code_aggregates(addr, size, p, f, wc_ptr, wc, want, sp, ct, fi, la, st):
-    """Fold the all-time per-code aggregates of the wanted codes of field f (filter j = 0)."""
+def _code_aggregates(addr, size, p, f, wc_ptr, wc, want, sp, ct, fi, la, st, miss):
+    """Fold the all-time per-code aggregates of the wanted codes of field f (filter j = 0);
+    the wanted codes without aggregates in this piece go to `miss` (their lines are read
+    instead); returns how many."""
     ac = view_u32(addr[LY.P_ACODES + f, p], size[LY.P_ACODES + f, p])
     ap = view_i64(addr[LY.P_APTR + f, p], size[LY.P_APTR + f, p])
     acu = view_u16(addr[LY.P_ACUST + f, p], size[LY.P_ACUST + f, p])
@@ -270,10 +282,13 @@ def _code_aggregates(addr, size, p, f, wc_ptr, wc, want, sp, ct, fi, la, st):
     act = view_i32(addr[LY.P_ACOUNT + f, p], size[LY.P_ACOUNT + f, p])
     afi = view_i32(addr[LY.P_AFIRST + f, p], size[LY.P_AFIRST + f, p])
     ala = view_i32(addr[LY.P_ALAST + f, p], size[LY.P_ALAST + f, p])
+    nm = 0
     for w in range(wc_ptr[0], wc_ptr[1]):
         code = np.uint32(wc[w])
         k = np.searchsorted(ac, code)
         if k >= ac.size or ac[k] != code:
+            miss[nm] = code
+            nm += 1
             continue
         st[STAT_AGG] += ap[k + 1] - ap[k]
         for e in range(ap[k], ap[k + 1]):
@@ -288,11 +303,13 @@ def _code_aggregates(addr, size, p, f, wc_ptr, wc, want, sp, ct, fi, la, st):
             if want & W_LAST:
                 if ala[e] > la[c]:
                     la[c] = ala[e]
+    return nm
 
 
 @njit(cache=True, nogil=True)
-def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st):
-    """Fold the all-time aggregates of the wanted composite codes of a pair slot."""
+def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st, miss):
+    """Fold the all-time aggregates of the wanted composite codes of a pair slot; those
+    without aggregates in this piece go to `miss` (ascending); returns how many."""
     ac = view_u64(addr[LY.P_PACODES + slot, p], size[LY.P_PACODES + slot, p])
     ap = view_i64(addr[LY.P_PAPTR + slot, p], size[LY.P_PAPTR + slot, p])
     acu = view_u16(addr[LY.P_PACUST + slot, p], size[LY.P_PACUST + slot, p])
@@ -300,10 +317,13 @@ def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st):
     act = view_i32(addr[LY.P_PACOUNT + slot, p], size[LY.P_PACOUNT + slot, p])
     afi = view_i32(addr[LY.P_PAFIRST + slot, p], size[LY.P_PAFIRST + slot, p])
     ala = view_i32(addr[LY.P_PALAST + slot, p], size[LY.P_PALAST + slot, p])
+    nm = 0
     for w in range(pwc.size):
         code = pwc[w]
         k = np.searchsorted(ac, code)
         if k >= ac.size or ac[k] != code:
+            miss[nm] = code
+            nm += 1
             continue
         st[STAT_AGG] += ap[k + 1] - ap[k]
         for e in range(ap[k], ap[k + 1]):
@@ -318,6 +338,7 @@ def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st):
             if want & W_LAST:
                 if ala[e] > la[c]:
                     la[c] = ala[e]
+    return nm
 
 
 @njit(cache=True, nogil=True)
@@ -367,13 +388,31 @@ def _shard(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fie
                 _dense_aggregates(addr, size, p, n, want, sp, ct, fi, la, st)
                 start = tail
             elif F == 1 and (meta[p, LY.M_AGG_FIELDS] >> fields[0]) & 1:
-                _code_aggregates(addr, size, p, fields[0], wc_ptr, wc, want, sp, ct, fi, la, st)
+                # codes keep their aggregates one by one: the others are read as lines
+                nw = wc_ptr[1] - wc_ptr[0]
+                miss = np.empty(nw, np.uint32)
+                nm = _code_aggregates(addr, size, p, fields[0], wc_ptr, wc, want, sp, ct, fi, la, st, miss)
+                if nm == nw:
+                    _lines(addr, size, meta, p, lo, tail, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2,
+                           pwc, want, sp, ct, fi, la, st, paths, False)
+                elif nm > 0:
+                    rl = np.zeros((1, luts.shape[1]), np.uint8)
+                    for q in range(nm):
+                        rl[0, miss[q]] = 1
+                    rptr = np.zeros(2, np.int64)
+                    rptr[1] = nm
+                    _lines(addr, size, meta, p, lo, tail, mid, asof, fields, rl, rptr, miss[:nm], pslot, pj1, pj2,
+                           pwc, want, sp, ct, fi, la, st, paths, False)
                 start = tail
             elif F == 2 and pslot >= 0 and (meta[p, LY.M_AGG_FIELDS] >> (8 + pslot)) & 1:
-                _pair_aggregates(addr, size, p, pslot, pwc, want, sp, ct, fi, la, st)
+                pmiss = np.empty(pwc.size, np.uint64)
+                nm = _pair_aggregates(addr, size, p, pslot, pwc, want, sp, ct, fi, la, st, pmiss)
+                if nm > 0:
+                    _lines(addr, size, meta, p, lo, tail, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2,
+                           pmiss[:nm], want, sp, ct, fi, la, st, paths, nm < pwc.size)
                 start = tail
         _lines(addr, size, meta, p, start, hi, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want,
-               sp, ct, fi, la, st, paths)
+               sp, ct, fi, la, st, paths, False)
     return sp, ct, fi, la
 
 

@@ -103,32 +103,38 @@ def postings(codes, ncodes):
 
 
 @njit(cache=True, nogil=True)
-def code_pairs(cust, ptr, pos, upto, n):
-    """How many distinct (code, customer) pairs the lines before `upto` hold."""
+def code_entries(cust, ptr, pos, upto, n):
+    """Per code (index into the posting lists): (lines before `upto`, distinct customers of
+    those lines), the lines a code's postings hold and the entries its aggregates would."""
     owner = np.full(n, -1, np.int64)
-    nent = 0
+    lines = np.zeros(ptr.size - 1, np.int64)
+    ents = np.zeros(ptr.size - 1, np.int64)
     for j in range(ptr.size - 1):
         for k in range(ptr[j], ptr[j + 1]):
             i = pos[k]
             if i >= upto:
                 break
+            lines[j] += 1
             c = cust[i]
             if owner[c] != j:
                 owner[c] = j
-                nent += 1
-    return nent
+                ents[j] += 1
+    return lines, ents
 
 
 @njit(cache=True, nogil=True)
-def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
-    """All-time aggregates per (code, customer) over the lines before position `upto`:
-    CSR by code (the indexes into `present` of the codes with entries, ptr int64) of
+def code_aggregates(cust, amount, day, present, ptr, pos, upto, n, keep):
+    """All-time aggregates per (code, customer) over the lines before position `upto`, of
+    the codes j with keep[j]: CSR by code (the indexes into `present` of the codes with
+    entries, ptr int64) of
     entries (cust uint16, net spend int64, sale count int32, first and last sale day
     int32, FIRST_NONE / LAST_NONE without a sale).
     Each code's positions ascend, so a customer's lines of it are met in time order. One
     pass into arrays sized for the worst case (an entry per line), trimmed at the end."""
     cap = 0
     for j in range(present.size):
+        if not keep[j]:
+            continue
         for k in range(ptr[j], ptr[j + 1]):
             if pos[k] >= upto:
                 break
@@ -146,6 +152,8 @@ def code_aggregates(cust, amount, day, present, ptr, pos, upto, n):
     u = 0
     for j in range(present.size):
         had = e
+        if not keep[j]:
+            continue
         for k in range(ptr[j], ptr[j + 1]):
             i = pos[k]
             if i >= upto:

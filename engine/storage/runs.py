@@ -6,8 +6,9 @@ binary search. A purchases run also stores, per product field:
                                   (ascending), so a filter reads only its values' lines;
   a.<field>.codes / .ptr / .cust / .spend / .count / .first / .last
                                   all-time aggregates per (code, customer) of the lines up to
-                                  the run's aggregate cutoff day, kept for a field when they
-                                  are at most half as many entries as its posted lines;
+                                  the run's aggregate cutoff day, of the codes that keep them
+                                  (keep_codes: decided code by code; a code without them is
+                                  read through its posting list);
 and a.all.spend / .count / .first / .last: the same per customer without a filter (dense).
 For each field pair of the dataset's pair indexes (manifest.pairs: pairs that often occur
 together on a line, chosen from the first load's lines), the same again keyed by the pair's
@@ -35,7 +36,8 @@ from .manifest import Run
 
 AGG_TAIL_DAYS = 7      # newest days of a run left out of its aggregates
 AGG_MIN_LINES = 4096   # smaller runs get no aggregates (scanning them is cheaper than storing them)
-AGG_MAX_RATIO = 0.5    # a field's aggregates are kept when entries <= this x its posted lines
+AGG_MAX_RATIO = 0.5    # a code's aggregates are kept when entries <= this x its lines (keep_codes)
+AGG_CODE_LINES = 2048  # ... or when it has this many lines (gathering them costs more than its entries)
 
 LINE_COLUMNS = {
     "p": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
@@ -145,18 +147,29 @@ def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
     kept = []
     for f in list(PRODUCT_FIELDS) + [pair_name(p) for p in pairs]:
         ptr, pos = out[f"x.{f}.ptr"], out[f"x.{f}.pos"]
-        posted = int(np.count_nonzero(pos < upto)) if pos.size else 0
-        if posted == 0:
+        if not pos.size:
             continue
-        if K.code_pairs(cust, ptr, pos, upto, n) > AGG_MAX_RATIO * posted:
-            continue  # nearly one entry per line: the posting lists answer as cheaply
-        used, *parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n)
+        keep = keep_codes(*K.code_entries(cust, ptr, pos, upto, n))
+        if not keep.any():
+            continue
+        used, *parts = K.code_aggregates(cust, amount, day, out[f"x.{f}.codes"], ptr, pos, upto, n, keep)
         out[f"a.{f}.codes"] = out[f"x.{f}.codes"][used]
         for k, a in zip(list(AGG_COLUMNS)[1:], parts):
             out[f"a.{f}.{k}"] = a
         kept.append(f)
     max_micros = int(out["ts"][:upto].max())
     return out, replace(run, agg_cutoff_day=cutoff, agg_max_micros=max_micros, agg_fields=tuple(kept))
+
+
+def keep_codes(lines: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """Which codes keep per-customer aggregates, given each code's lines before the cutoff
+    and the (code, customer) entries they make: a code whose customers buy it again and
+    again (entries <= AGG_MAX_RATIO x lines: the aggregates are the smaller read and the
+    smaller store), or one with at least AGG_CODE_LINES lines (gathering a line through a
+    posting list touches a cache line per column, an entry is read in sequence, and a
+    code's entries are at most its lines). The rest, a field's long tail of codes with
+    few lines each, answer from their posting lists at about the same cost."""
+    return (lines > 0) & ((entries <= AGG_MAX_RATIO * lines) | (lines >= AGG_CODE_LINES))
 
 
 def _cutoff(day: np.ndarray) -> int:
