@@ -157,3 +157,26 @@ def test_new_ranking_keys_on_shared_datasets(get_dataset, key):
             want = ds.peer.ranked(seg, as_of)
             m = ds.engine.materialize(ds.name, seg, as_of=as_of)
             assert [int(x) for x in m.customer_ids] == [c for c, _ in want], (key, seg)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_percentile_interval_is_the_spec_percentile(seed):
+    """The order-statistic kernel against floor(100 * below / N) counted pair by pair, with
+    heavy ties, absent values (the lowest int64), partial populations and every kind of
+    interval (empty, one-sided, a single percentile, past the ends)."""
+    import numpy as np
+    from segments.engine.evaluation.behaviour import _pct_mask
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    values = rng.integers(0, [2, 5, 50, 10**9][seed], n).astype(np.int64)
+    values[rng.random(n) < 0.2] = np.iinfo(np.int64).min
+    member = (rng.random(n) < [1.0, 0.5, 0.05, 0.9][seed]).astype(np.uint8)
+    m = np.flatnonzero(member)
+    pct = np.full(n, -1)
+    for c in m:
+        pct[c] = 100 * int(np.count_nonzero(values[m] < values[c])) // m.size
+    bounds = [(0, 99), (80, 2**62), (-2**62, 19), (33, 33), (50, 40), (100, 200), (99, 99), (0, 0)]
+    bounds += [tuple(sorted(rng.integers(-5, 105, 2))) for _ in range(30)]
+    for lo, hi in bounds:
+        want = (pct >= max(lo, 0)) & (pct >= lo) & (pct <= hi)
+        assert np.array_equal(_pct_mask(values, member, int(lo), int(hi)).astype(bool), want), (seed, lo, hi)

@@ -256,29 +256,32 @@ def _population(ctx, among) -> np.ndarray:
     return mask
 
 
-def _pct(ctx, values: np.ndarray, member: np.ndarray) -> np.ndarray:
-    out = np.empty(values.size, np.int64)
-    BK.percentiles(np.ascontiguousarray(values, np.int64), member, out)
+def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
+    out = np.zeros(values.size, np.uint8)
+    lo, hi = max(lo, 0), min(hi, 99)
+    if lo <= hi:
+        BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
     return out
 
 
 def _percentile(ctx, c: S.Percentile):
     member = _population(ctx, c.among)
-    pct = _pct(ctx, percentile_values(ctx, c.of), member)
     lo, hi = c.cmp.bounds()
-    return _bm(_in(pct, lo, hi) & (pct >= 0))
+    return _bm(_pct_mask(percentile_values(ctx, c.of), member, lo, hi))
 
 
 def _rfm(ctx, c: S.Rfm):
     member = _population(ctx, c.among)
-    hit = member.astype(bool)
-    for key, cmp in (("last_purchase", c.r), ("purchase_count", c.f), ("spend", c.m)):
+    if c.r is not None and (c.f is not None or c.m is not None):
+        ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
+    hit = member.copy()
+    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
         if cmp is None:
             continue
-        pct = _pct(ctx, percentile_values(ctx, S.Value(key, c.filter, c.range)), member)
-        score = 1 + pct // 20
-        lo, hi = cmp.bounds()
-        hit &= _in(score, lo, hi) & (pct >= 0)
+        lo, hi = cmp.bounds()   # score = 1 + floor(pct / 20) in [lo, hi]
+        hit &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member,
+                         20 * (max(lo, 1) - 1), 20 * min(hi, 5) - 1)
     return _bm(hit)
 
 

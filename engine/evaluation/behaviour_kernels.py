@@ -4,8 +4,9 @@ A sequence, a regularity or an order needs a customer's events, not one aggregat
 shard kernels (`prange` over a batch of shards, one per thread) gather a shard's visible
 lines of a date range from its runs and its appended live lines, group them by local
 customer (a two-pass radix sort) and answer each customer there, all in scratch rows the
-caller keeps per thread (engine.evaluation.behaviour.scratch). Percentiles and holdout
-buckets are plain per-customer passes.
+caller keeps per thread (engine.evaluation.behaviour.scratch). Holdout buckets are a plain
+per-customer pass; a percentile condition is two order statistics (quickselect) of the
+population's values and a pass.
 """
 from __future__ import annotations
 
@@ -31,21 +32,67 @@ def random_buckets(ids, salt_hash, out):
 
 
 @njit(cache=True, nogil=True)
-def percentiles(values, member, out):
-    """out[c] = floor(100 * below / N) for members c (below: members with a strictly lower
-    value; N: members), -1 for others: one sort, then one pass over each run of equal values."""
-    out[:] = -1
-    idx = np.flatnonzero(member)
-    N = idx.size
+def _kth(x, k):
+    """The k-th smallest of x (0-based), reordering x: quickselect (Hoare partitions, the
+    median of three as pivot), O(len(x)) on average."""
+    lo, hi = 0, x.size - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a, b, c = x[lo], x[mid], x[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while x[i] < pivot:
+                i += 1
+            while x[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = x[i]
+                x[i] = x[j]
+                x[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return x[k]
+    return x[k]
+
+
+@njit(cache=True, nogil=True)
+def percentile_interval(values, member, pct_lo, pct_hi, out):
+    """out[c] = 1 for members c with floor(100 * below / N) in [pct_lo, pct_hi] (0 <= pct_lo
+    <= pct_hi <= 99), else 0. below >= B holds exactly when the B-th smallest member value
+    (1-based) is lower than c's, and below <= B when the (B + 1)-th is not lower: two order
+    statistics (quickselect) bound the matching values, where ranking every member takes a sort."""
+    N = 0
+    for c in range(values.size):
+        if member[c] != 0:
+            N += 1
+    out[:] = 0
     if N == 0:
         return
-    v = values[idx]
-    order = np.argsort(v)
-    start = 0
-    for q in range(N):
-        if q > 0 and v[order[q]] != v[order[q - 1]]:
-            start = q
-        out[idx[order[q]]] = (100 * np.int64(start)) // N
+    b_lo = (pct_lo * N + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((pct_hi + 1) * N + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= N:
+        return
+    x = np.empty(N, np.int64)
+    q = 0
+    for c in range(values.size):
+        if member[c] != 0:
+            x[q] = values[c]
+            q += 1
+    has_lo = b_lo >= 1
+    has_hi = b_hi < N - 1          # below <= N - 1 always holds for a member
+    t_lo = _kth(x, b_lo - 1) if has_lo else 0
+    t_hi = _kth(x, b_hi) if has_hi else 0
+    for c in range(values.size):
+        if member[c] != 0:
+            v = values[c]
+            if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
+                out[c] = 1
 
 
 # ---------------------------------------------------------------- per shard
