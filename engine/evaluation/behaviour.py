@@ -18,6 +18,7 @@ from pyroaring import BitMap
 
 from . import behaviour_kernels as BK
 from . import kernels as K
+from . import line_kernels as LK
 from ..errors import InvalidArgument
 from ..model import segment as S
 from ..model.timerange import MIN_DAY, add_months, day_number
@@ -198,13 +199,16 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
         # an order's lines may come before the range (its instant is then earlier): read all
         ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
         fields, luts = ctx.product_luts(f)
+        # without a filter, the runs' stored orders (engine/storage/orders.py) where exact
+        use_stored = fields.size == 0 and bool(ctx.access_paths & LK.PATH_AGGREGATES)
+        ot = ctx.snap.order_pieces()
         batches, t = _batches(base.size)
         scr = scratch(t, int(caps.max()) if caps.size else 1)
         for a, b in batches:
             ctx.check_deadline()
-            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields,
-                            luts, ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num, a, b,
-                            *scr)
+            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ot.addr, ot.size,
+                            use_stored, ctx.asof.micros, fields, luts, ctx._clip(s), ctx._clip(e),
+                            ctx._clip(ctx.asof.today_day), counts, sums, num, a, b, *scr)
     out = (counts, sums, num)
     ctx._memo[key] = out
     return out

@@ -470,19 +470,138 @@ def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
     return cnt, total, num
 
 
+@njit(cache=True, nogil=True)
+def _keys_meet(a, b):
+    """Do two ascending key arrays share a value?"""
+    if a.size > b.size:
+        a, b = b, a
+    for x in a:
+        k = np.searchsorted(b, x)
+        if k < b.size and b[k] == x:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
+    """Do the shard's runs' stored orders (engine.storage.orders) answer exactly as of asof?
+    Every run has them, none is partly visible (lines on both sides of asof), and no order
+    can have lines in two runs, or in a run and the appended lines (conservative: instants of
+    orders without order_id in overlapping spans, or a shared order key)."""
+    for p in range(p0, p1):
+        if osize[LY.O_META, p] != 4:
+            return False
+        ts = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
+        last = view_i64(oaddr[LY.O_LAST, p], osize[LY.O_LAST, p])
+        spread = view_i64(oaddr[LY.O_SPREAD, p], osize[LY.O_SPREAD, p])
+        for q in spread:
+            if ts[q] <= asof and last[q] > asof:
+                return False
+    for p in range(p0, p1):
+        mp = view_i64(oaddr[LY.O_META, p], 4)
+        kp = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
+        for r in range(p + 1, p1):
+            mr = view_i64(oaddr[LY.O_META, r], 4)
+            if mp[2] <= mp[3] and mr[2] <= mr[3] and mp[2] <= mr[3] and mr[2] <= mp[3]:
+                return False
+            if _keys_meet(kp, view_i64(oaddr[LY.O_KEYS, r], osize[LY.O_KEYS, r])):
+                return False
+    if dk >= 0:
+        ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
+        has_order = order.size == ts.size
+        for i in range(ts.size):
+            if ts[i] > asof:
+                continue
+            key = order[i] if has_order else 0
+            for p in range(p0, p1):
+                mp = view_i64(oaddr[LY.O_META, p], 4)
+                if key == 0:
+                    if mp[2] <= ts[i] and ts[i] <= mp[3]:
+                        return False
+                else:
+                    keys = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
+                    k = np.searchsorted(keys, key)
+                    if k < keys.size and keys[k] == key:
+                        return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts, sums, n_orders):
+    """Add the shard's stored orders dated in [s_day, e_day] and visible as of asof (those
+    on days from c_day on are compared by instant) into the accumulators [b, b + n): the
+    per-customer sums when the range covers them, else the order rows of the range."""
+    for p in range(p0, p1):
+        day = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
+        if day.size == 0:
+            continue
+        ts = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
+        cust = view_u16(oaddr[LY.O_CUST, p], osize[LY.O_CUST, p])
+        net = view_i64(oaddr[LY.O_NET, p], osize[LY.O_NET, p])
+        sale = view_u8(oaddr[LY.O_SALE, p], osize[LY.O_SALE, p])
+        meta = view_i64(oaddr[LY.O_META, p], 4)
+        dn = min(osize[LY.O_ALL_NUM, p], n)
+        if dn > 0 and s_day <= day[0] and e_day >= meta[0] and asof >= meta[1]:
+            a_num = view_i32(oaddr[LY.O_ALL_NUM, p], osize[LY.O_ALL_NUM, p])
+            a_net = view_i64(oaddr[LY.O_ALL_NET, p], osize[LY.O_ALL_NET, p])
+            a_sale = view_i32(oaddr[LY.O_ALL_SALE, p], osize[LY.O_ALL_SALE, p])
+            for c in range(dn):
+                n_orders[b + c] += a_num[c]
+                sums[b + c] += a_net[c]
+                counts[b + c] += a_sale[c]
+            tail = view_i64(oaddr[LY.O_TAIL, p], osize[LY.O_TAIL, p])
+            for q in tail:
+                d = day[q]
+                if d < s_day or d > e_day or (d >= c_day and ts[q] > asof):
+                    continue
+                c = b + np.int64(cust[q])
+                n_orders[c] += 1
+                sums[c] += net[q]
+                counts[c] += sale[q]
+        else:
+            lo = np.searchsorted(day, np.int32(s_day))
+            hi = np.searchsorted(day, np.int32(e_day), side="right")
+            for q in range(lo, hi):
+                if day[q] >= c_day and ts[q] > asof:
+                    continue
+                c = b + np.int64(cust[q])
+                n_orders[c] += 1
+                sums[c] += net[q]
+                counts[c] += sale[q]
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, asof, fields, luts, s_day, e_day,
-                 today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
-    """order_values, shard by shard (every visible line up to today is read: an order's
-    lines may start before the range); shards [k_lo, k_hi), scratch slot k - k_lo."""
+def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oaddr, osize, use_stored, asof, fields,
+                 luts, s_day, e_day, today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
+    """order_values, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo). Without
+    a filter (use_stored), a shard whose stored orders are exact reads them and groups only its
+    appended lines; otherwise every visible line up to today is read and grouped (an order's
+    lines may start before the range)."""
     for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
-        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
+        p0, p1 = v_lo[k], v_hi[k]
+        stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], asof)
+        if stored:
+            for c in range(n):
+                counts[b + c] = 0
+                sums[b + c] = 0
+                n_orders[b + c] = 0
+            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, counts, sums, n_orders)
+            if d_idx[k] < 0:
+                continue
+            p0 = p1            # the appended lines alone, grouped below
+        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, p0, p1, daddr, dsize, d_idx[k], b,
                                                              n, np.int64(-(2**31) + 1), today, asof, fields, luts,
                                                              True, I64, I32, U16, U8, k - k_lo, np.int64(s_day - 1))
         idx = np.empty(_max_group(ptr), np.int64)
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
-            counts[b + c] = cnt
-            sums[b + c] = total
-            n_orders[b + c] = num
+            if stored:
+                counts[b + c] += cnt
+                sums[b + c] += total
+                n_orders[b + c] += num
+            else:
+                counts[b + c] = cnt
+                sums[b + c] = total
+                n_orders[b + c] = num
