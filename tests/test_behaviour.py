@@ -180,3 +180,26 @@ def test_percentile_interval_is_the_spec_percentile(seed):
     for lo, hi in bounds:
         want = (pct >= max(lo, 0)) & (pct >= lo) & (pct <= hi)
         assert np.array_equal(_pct_mask(values, member, int(lo), int(hi)).astype(bool), want), (seed, lo, hi)
+
+
+REGULARITIES = [S.Regularly(S.BOUGHT, "month", 12, 3), S.Regularly(S.BOUGHT, "week", 64, 5),
+           S.Regularly(S.BOUGHT, "week", 65, 5), S.Regularly(S.Event("visited"), "week", 10, 2),
+           S.Regularly(S.Event("bought", S.ProductFilter((("department", ("rings", "diamond")),))), "month", 24, 2),
+           S.Regularly(S.BOUGHT, "month", 3, 1)]
+
+
+@pytest.mark.parametrize("key", ["gen1", "edge_ny"])
+def test_regularly_one_pass_and_grouping_agree(get_dataset, key, monkeypatch):
+    """regularly with one event per period sets a bit per period (one pass); with more, or
+    over more than 64 periods, it groups events per customer: both against DuckDB."""
+    from segments.engine.evaluation import behaviour_kernels as BK
+    ds = get_dataset(key)
+    for cond in REGULARITIES:
+        seg = S.Segment(cond)
+        for as_of in ds.as_ofs[:3]:
+            want = ds.peer.result(seg, as_of)
+            assert ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist() == want, (cond, as_of)
+            with monkeypatch.context() as m:
+                m.setattr(BK, "MAX_BIT_PERIODS", 0)
+                got = ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist()
+            assert got == want, (cond, as_of, "grouped")

@@ -155,6 +155,14 @@ def _regularly(ctx, c: S.Regularly):
     bases, ns, pargs, vargs, caps = _both_plans(ctx)
     is_visit, fields, luts, use_shops, lut = _event_args(ctx, c.event)
     batches, t = _batches(bases.size)
+    if c.min_per_period == 1 and c.periods <= BK.MAX_BIT_PERIODS and ctx._clip(lo) == lo:
+        # a bit per period and customer: one pass over the events, no grouping
+        for a, b in batches:
+            ctx.check_deadline()
+            BK.regularly_bits(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
+                              ctx._clip(ctx.asof.today_day - 1), ctx.asof.micros, fields, luts, use_shops, lut,
+                              period_of, c.min_periods, out, a, b)
+        return _bm(out)
     scr = scratch(t, int(caps.max()) if caps.size else 1)
     for a, b in batches:
         ctx.check_deadline()

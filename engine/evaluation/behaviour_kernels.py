@@ -350,6 +350,106 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
             out[b + c] = 1 if ok else 0
 
 
+MAX_BIT_PERIODS = 64   # regularity with one event per period: a bit per period per customer
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def regularly_bits(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                   vv_lo, vv_hi, vdaddr, vdsize, vd_idx, s_day, e_day, c_day, asof, fields, luts, use_shops, shop_lut,
+                   period_of, min_periods, out, k_lo, k_hi):
+    """regularly with min_per_period 1 and at most MAX_BIT_PERIODS periods, shard by shard:
+    one pass over the events of days [s_day, e_day] (period_of[day - s_day]) sets a bit per
+    period per customer; no grouping, no order (runs and appended lines alike)."""
+    for k in prange(k_lo, k_hi):
+        b, n = sh_base[k], sh_n[k]
+        bits = np.zeros(max(n, 1), np.uint64)
+        one = np.uint64(1)
+        if is_visit:
+            for p in range(vv_lo[k], vv_hi[k]):
+                day = view_i32(vaddr[LY.V_DAY, p], vsize[LY.V_DAY, p])
+                lo = np.searchsorted(day, np.int32(s_day))
+                hi = np.searchsorted(day, np.int32(e_day), side="right")
+                ts = view_i64(vaddr[LY.V_TS, p], vsize[LY.V_TS, p])
+                cust = view_u16(vaddr[LY.V_CUST, p], vsize[LY.V_CUST, p])
+                status = view_u8(vaddr[LY.V_STATUS, p], vsize[LY.V_STATUS, p])
+                shop = view_u32(vaddr[LY.V_SHOP, p], vsize[LY.V_SHOP, p])
+                for i in range(lo, hi):
+                    if status[i] != LY.VISIT_COMPLETED or (use_shops and shop_lut[shop[i]] == 0):
+                        continue
+                    d = day[i]
+                    if d >= c_day and ts[i] > asof:
+                        continue
+                    bits[cust[i]] |= one << np.uint64(period_of[d - s_day])
+            dk = vd_idx[k]
+            if dk >= 0:
+                iid = view_i64(vdaddr[LY.DV_IID, dk], vdsize[LY.DV_IID, dk])
+                day = view_i32(vdaddr[LY.DV_DAY, dk], vdsize[LY.DV_DAY, dk])
+                ts = view_i64(vdaddr[LY.DV_TS, dk], vdsize[LY.DV_TS, dk])
+                status = view_u8(vdaddr[LY.DV_STATUS, dk], vdsize[LY.DV_STATUS, dk])
+                shop = view_i32(vdaddr[LY.DV_SHOP, dk], vdsize[LY.DV_SHOP, dk])
+                for i in range(iid.size):
+                    d = day[i]
+                    if status[i] != LY.VISIT_COMPLETED or d < s_day or d > e_day or ts[i] > asof:
+                        continue
+                    if use_shops and shop_lut[shop[i]] == 0:
+                        continue
+                    bits[iid[i] - b] |= one << np.uint64(period_of[d - s_day])
+        else:
+            F = fields.size
+            f0 = fields[0] if F > 0 else 0
+            for p in range(pv_lo[k], pv_hi[k]):
+                day = view_i32(paddr[LY.P_DAY, p], psize[LY.P_DAY, p])
+                lo = np.searchsorted(day, np.int32(s_day))
+                hi = np.searchsorted(day, np.int32(e_day), side="right")
+                ts = view_i64(paddr[LY.P_TS, p], psize[LY.P_TS, p])
+                cust = view_u16(paddr[LY.P_CUST, p], psize[LY.P_CUST, p])
+                amount = view_i64(paddr[LY.P_AMOUNT, p], psize[LY.P_AMOUNT, p])
+                c0 = view_u32(paddr[LY.P_CODE + f0, p], psize[LY.P_CODE + f0, p])
+                for i in range(lo, hi):
+                    if amount[i] < 0:
+                        continue
+                    if F > 0:
+                        if luts[0, c0[i]] == 0:
+                            continue
+                        ok = True
+                        for j in range(1, F):
+                            codes = view_u32(paddr[LY.P_CODE + fields[j], p], psize[LY.P_CODE + fields[j], p])
+                            if luts[j, codes[i]] == 0:
+                                ok = False
+                                break
+                        if not ok:
+                            continue
+                    d = day[i]
+                    if d >= c_day and ts[i] > asof:
+                        continue
+                    bits[cust[i]] |= one << np.uint64(period_of[d - s_day])
+            dk = pd_idx[k]
+            if dk >= 0:
+                iid = view_i64(pdaddr[LY.D_IID, dk], pdsize[LY.D_IID, dk])
+                day = view_i32(pdaddr[LY.D_DAY, dk], pdsize[LY.D_DAY, dk])
+                ts = view_i64(pdaddr[LY.D_TS, dk], pdsize[LY.D_TS, dk])
+                amount = view_i64(pdaddr[LY.D_AMOUNT, dk], pdsize[LY.D_AMOUNT, dk])
+                codes = view_i32(pdaddr[LY.D_CODES, dk], pdsize[LY.D_CODES, dk])
+                for i in range(iid.size):
+                    d = day[i]
+                    if d < s_day or d > e_day or ts[i] > asof or amount[i] < 0:
+                        continue
+                    ok = True
+                    for j in range(F):
+                        if luts[j, codes[i * LY.N_PRODUCT_FIELDS + fields[j]]] == 0:
+                            ok = False
+                            break
+                    if ok:
+                        bits[iid[i] - b] |= one << np.uint64(period_of[d - s_day])
+        for c in range(n):
+            x = bits[c]
+            m = 0
+            while x != 0:
+                x &= x - one
+                m += 1
+            out[b + c] = 1 if m >= min_periods else 0
+
+
 @njit(cache=True, nogil=True)
 def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
     """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
