@@ -157,3 +157,49 @@ def test_new_ranking_keys_on_shared_datasets(get_dataset, key):
             want = ds.peer.ranked(seg, as_of)
             m = ds.engine.materialize(ds.name, seg, as_of=as_of)
             assert [int(x) for x in m.customer_ids] == [c for c, _ in want], (key, seg)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_percentile_interval_is_the_spec_percentile(seed):
+    """The order-statistic kernel against floor(100 * below / N) counted pair by pair, with
+    heavy ties, absent values (the lowest int64), partial populations and every kind of
+    interval (empty, one-sided, a single percentile, past the ends)."""
+    import numpy as np
+    from segments.engine.evaluation.behaviour import _pct_mask
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    values = rng.integers(0, [2, 5, 50, 10**9][seed], n).astype(np.int64)
+    values[rng.random(n) < 0.2] = np.iinfo(np.int64).min
+    member = (rng.random(n) < [1.0, 0.5, 0.05, 0.9][seed]).astype(np.uint8)
+    m = np.flatnonzero(member)
+    pct = np.full(n, -1)
+    for c in m:
+        pct[c] = 100 * int(np.count_nonzero(values[m] < values[c])) // m.size
+    bounds = [(0, 99), (80, 2**62), (-2**62, 19), (33, 33), (50, 40), (100, 200), (99, 99), (0, 0)]
+    bounds += [tuple(sorted(rng.integers(-5, 105, 2))) for _ in range(30)]
+    for lo, hi in bounds:
+        want = (pct >= max(lo, 0)) & (pct >= lo) & (pct <= hi)
+        assert np.array_equal(_pct_mask(values, member, int(lo), int(hi)).astype(bool), want), (seed, lo, hi)
+
+
+REGULARITIES = [S.Regularly(S.BOUGHT, "month", 12, 3), S.Regularly(S.BOUGHT, "week", 64, 5),
+           S.Regularly(S.BOUGHT, "week", 65, 5), S.Regularly(S.Event("visited"), "week", 10, 2),
+           S.Regularly(S.Event("bought", S.ProductFilter((("department", ("rings", "diamond")),))), "month", 24, 2),
+           S.Regularly(S.BOUGHT, "month", 3, 1)]
+
+
+@pytest.mark.parametrize("key", ["gen1", "edge_ny"])
+def test_regularly_one_pass_and_grouping_agree(get_dataset, key, monkeypatch):
+    """regularly with one event per period sets a bit per period (one pass); with more, or
+    over more than 64 periods, it groups events per customer: both against DuckDB."""
+    from segments.engine.evaluation import behaviour_kernels as BK
+    ds = get_dataset(key)
+    for cond in REGULARITIES:
+        seg = S.Segment(cond)
+        for as_of in ds.as_ofs[:3]:
+            want = ds.peer.result(seg, as_of)
+            assert ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist() == want, (cond, as_of)
+            with monkeypatch.context() as m:
+                m.setattr(BK, "MAX_BIT_PERIODS", 0)
+                got = ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist()
+            assert got == want, (cond, as_of, "grouped")

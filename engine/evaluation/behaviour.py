@@ -18,6 +18,7 @@ from pyroaring import BitMap
 
 from . import behaviour_kernels as BK
 from . import kernels as K
+from . import line_kernels as LK
 from ..errors import InvalidArgument
 from ..model import segment as S
 from ..model.timerange import MIN_DAY, add_months, day_number
@@ -154,6 +155,14 @@ def _regularly(ctx, c: S.Regularly):
     bases, ns, pargs, vargs, caps = _both_plans(ctx)
     is_visit, fields, luts, use_shops, lut = _event_args(ctx, c.event)
     batches, t = _batches(bases.size)
+    if c.min_per_period == 1 and c.periods <= BK.MAX_BIT_PERIODS and ctx._clip(lo) == lo:
+        # a bit per period and customer: one pass over the events, no grouping
+        for a, b in batches:
+            ctx.check_deadline()
+            BK.regularly_bits(bases, ns, is_visit, *pargs, *vargs, ctx._clip(lo), ctx._clip(ctx.asof.today_day),
+                              ctx._clip(ctx.asof.today_day - 1), ctx.asof.micros, fields, luts, use_shops, lut,
+                              period_of, c.min_periods, out, a, b)
+        return _bm(out)
     scr = scratch(t, int(caps.max()) if caps.size else 1)
     for a, b in batches:
         ctx.check_deadline()
@@ -198,13 +207,16 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
         # an order's lines may come before the range (its instant is then earlier): read all
         ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
         fields, luts = ctx.product_luts(f)
+        # without a filter, the runs' stored orders (engine/storage/orders.py) where exact
+        use_stored = fields.size == 0 and bool(ctx.access_paths & LK.PATH_AGGREGATES)
+        ot = ctx.snap.order_pieces()
         batches, t = _batches(base.size)
         scr = scratch(t, int(caps.max()) if caps.size else 1)
         for a, b in batches:
             ctx.check_deadline()
-            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ctx.asof.micros, fields,
-                            luts, ctx._clip(s), ctx._clip(e), ctx._clip(ctx.asof.today_day), counts, sums, num, a, b,
-                            *scr)
+            BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ot.addr, ot.size,
+                            use_stored, ctx.asof.micros, fields, luts, ctx._clip(s), ctx._clip(e),
+                            ctx._clip(ctx.asof.today_day), counts, sums, num, a, b, *scr)
     out = (counts, sums, num)
     ctx._memo[key] = out
     return out
@@ -256,29 +268,32 @@ def _population(ctx, among) -> np.ndarray:
     return mask
 
 
-def _pct(ctx, values: np.ndarray, member: np.ndarray) -> np.ndarray:
-    out = np.empty(values.size, np.int64)
-    BK.percentiles(np.ascontiguousarray(values, np.int64), member, out)
+def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
+    out = np.zeros(values.size, np.uint8)
+    lo, hi = max(lo, 0), min(hi, 99)
+    if lo <= hi:
+        BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
     return out
 
 
 def _percentile(ctx, c: S.Percentile):
     member = _population(ctx, c.among)
-    pct = _pct(ctx, percentile_values(ctx, c.of), member)
     lo, hi = c.cmp.bounds()
-    return _bm(_in(pct, lo, hi) & (pct >= 0))
+    return _bm(_pct_mask(percentile_values(ctx, c.of), member, lo, hi))
 
 
 def _rfm(ctx, c: S.Rfm):
     member = _population(ctx, c.among)
-    hit = member.astype(bool)
-    for key, cmp in (("last_purchase", c.r), ("purchase_count", c.f), ("spend", c.m)):
+    if c.r is not None and (c.f is not None or c.m is not None):
+        ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
+    hit = member.copy()
+    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
         if cmp is None:
             continue
-        pct = _pct(ctx, percentile_values(ctx, S.Value(key, c.filter, c.range)), member)
-        score = 1 + pct // 20
-        lo, hi = cmp.bounds()
-        hit &= _in(score, lo, hi) & (pct >= 0)
+        lo, hi = cmp.bounds()   # score = 1 + floor(pct / 20) in [lo, hi]
+        hit &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member,
+                         20 * (max(lo, 1) - 1), 20 * min(hi, 5) - 1)
     return _bm(hit)
 
 

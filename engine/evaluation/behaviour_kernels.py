@@ -4,8 +4,9 @@ A sequence, a regularity or an order needs a customer's events, not one aggregat
 shard kernels (`prange` over a batch of shards, one per thread) gather a shard's visible
 lines of a date range from its runs and its appended live lines, group them by local
 customer (a two-pass radix sort) and answer each customer there, all in scratch rows the
-caller keeps per thread (engine.evaluation.behaviour.scratch). Percentiles and holdout
-buckets are plain per-customer passes.
+caller keeps per thread (engine.evaluation.behaviour.scratch). Holdout buckets are a plain
+per-customer pass; a percentile condition is two order statistics (quickselect) of the
+population's values and a pass.
 """
 from __future__ import annotations
 
@@ -31,21 +32,67 @@ def random_buckets(ids, salt_hash, out):
 
 
 @njit(cache=True, nogil=True)
-def percentiles(values, member, out):
-    """out[c] = floor(100 * below / N) for members c (below: members with a strictly lower
-    value; N: members), -1 for others: one sort, then one pass over each run of equal values."""
-    out[:] = -1
-    idx = np.flatnonzero(member)
-    N = idx.size
+def _kth(x, k):
+    """The k-th smallest of x (0-based), reordering x: quickselect (Hoare partitions, the
+    median of three as pivot), O(len(x)) on average."""
+    lo, hi = 0, x.size - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a, b, c = x[lo], x[mid], x[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while x[i] < pivot:
+                i += 1
+            while x[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = x[i]
+                x[i] = x[j]
+                x[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return x[k]
+    return x[k]
+
+
+@njit(cache=True, nogil=True)
+def percentile_interval(values, member, pct_lo, pct_hi, out):
+    """out[c] = 1 for members c with floor(100 * below / N) in [pct_lo, pct_hi] (0 <= pct_lo
+    <= pct_hi <= 99), else 0. below >= B holds exactly when the B-th smallest member value
+    (1-based) is lower than c's, and below <= B when the (B + 1)-th is not lower: two order
+    statistics (quickselect) bound the matching values, where ranking every member takes a sort."""
+    N = 0
+    for c in range(values.size):
+        if member[c] != 0:
+            N += 1
+    out[:] = 0
     if N == 0:
         return
-    v = values[idx]
-    order = np.argsort(v)
-    start = 0
-    for q in range(N):
-        if q > 0 and v[order[q]] != v[order[q - 1]]:
-            start = q
-        out[idx[order[q]]] = (100 * np.int64(start)) // N
+    b_lo = (pct_lo * N + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((pct_hi + 1) * N + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= N:
+        return
+    x = np.empty(N, np.int64)
+    q = 0
+    for c in range(values.size):
+        if member[c] != 0:
+            x[q] = values[c]
+            q += 1
+    has_lo = b_lo >= 1
+    has_hi = b_hi < N - 1          # below <= N - 1 always holds for a member
+    t_lo = _kth(x, b_lo - 1) if has_lo else 0
+    t_hi = _kth(x, b_hi) if has_hi else 0
+    for c in range(values.size):
+        if member[c] != 0:
+            v = values[c]
+            if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
+                out[c] = 1
 
 
 # ---------------------------------------------------------------- per shard
@@ -303,6 +350,106 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
             out[b + c] = 1 if ok else 0
 
 
+MAX_BIT_PERIODS = 64   # regularity with one event per period: a bit per period per customer
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def regularly_bits(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                   vv_lo, vv_hi, vdaddr, vdsize, vd_idx, s_day, e_day, c_day, asof, fields, luts, use_shops, shop_lut,
+                   period_of, min_periods, out, k_lo, k_hi):
+    """regularly with min_per_period 1 and at most MAX_BIT_PERIODS periods, shard by shard:
+    one pass over the events of days [s_day, e_day] (period_of[day - s_day]) sets a bit per
+    period per customer; no grouping, no order (runs and appended lines alike)."""
+    for k in prange(k_lo, k_hi):
+        b, n = sh_base[k], sh_n[k]
+        bits = np.zeros(max(n, 1), np.uint64)
+        one = np.uint64(1)
+        if is_visit:
+            for p in range(vv_lo[k], vv_hi[k]):
+                day = view_i32(vaddr[LY.V_DAY, p], vsize[LY.V_DAY, p])
+                lo = np.searchsorted(day, np.int32(s_day))
+                hi = np.searchsorted(day, np.int32(e_day), side="right")
+                ts = view_i64(vaddr[LY.V_TS, p], vsize[LY.V_TS, p])
+                cust = view_u16(vaddr[LY.V_CUST, p], vsize[LY.V_CUST, p])
+                status = view_u8(vaddr[LY.V_STATUS, p], vsize[LY.V_STATUS, p])
+                shop = view_u32(vaddr[LY.V_SHOP, p], vsize[LY.V_SHOP, p])
+                for i in range(lo, hi):
+                    if status[i] != LY.VISIT_COMPLETED or (use_shops and shop_lut[shop[i]] == 0):
+                        continue
+                    d = day[i]
+                    if d >= c_day and ts[i] > asof:
+                        continue
+                    bits[cust[i]] |= one << np.uint64(period_of[d - s_day])
+            dk = vd_idx[k]
+            if dk >= 0:
+                iid = view_i64(vdaddr[LY.DV_IID, dk], vdsize[LY.DV_IID, dk])
+                day = view_i32(vdaddr[LY.DV_DAY, dk], vdsize[LY.DV_DAY, dk])
+                ts = view_i64(vdaddr[LY.DV_TS, dk], vdsize[LY.DV_TS, dk])
+                status = view_u8(vdaddr[LY.DV_STATUS, dk], vdsize[LY.DV_STATUS, dk])
+                shop = view_i32(vdaddr[LY.DV_SHOP, dk], vdsize[LY.DV_SHOP, dk])
+                for i in range(iid.size):
+                    d = day[i]
+                    if status[i] != LY.VISIT_COMPLETED or d < s_day or d > e_day or ts[i] > asof:
+                        continue
+                    if use_shops and shop_lut[shop[i]] == 0:
+                        continue
+                    bits[iid[i] - b] |= one << np.uint64(period_of[d - s_day])
+        else:
+            F = fields.size
+            f0 = fields[0] if F > 0 else 0
+            for p in range(pv_lo[k], pv_hi[k]):
+                day = view_i32(paddr[LY.P_DAY, p], psize[LY.P_DAY, p])
+                lo = np.searchsorted(day, np.int32(s_day))
+                hi = np.searchsorted(day, np.int32(e_day), side="right")
+                ts = view_i64(paddr[LY.P_TS, p], psize[LY.P_TS, p])
+                cust = view_u16(paddr[LY.P_CUST, p], psize[LY.P_CUST, p])
+                amount = view_i64(paddr[LY.P_AMOUNT, p], psize[LY.P_AMOUNT, p])
+                c0 = view_u32(paddr[LY.P_CODE + f0, p], psize[LY.P_CODE + f0, p])
+                for i in range(lo, hi):
+                    if amount[i] < 0:
+                        continue
+                    if F > 0:
+                        if luts[0, c0[i]] == 0:
+                            continue
+                        ok = True
+                        for j in range(1, F):
+                            codes = view_u32(paddr[LY.P_CODE + fields[j], p], psize[LY.P_CODE + fields[j], p])
+                            if luts[j, codes[i]] == 0:
+                                ok = False
+                                break
+                        if not ok:
+                            continue
+                    d = day[i]
+                    if d >= c_day and ts[i] > asof:
+                        continue
+                    bits[cust[i]] |= one << np.uint64(period_of[d - s_day])
+            dk = pd_idx[k]
+            if dk >= 0:
+                iid = view_i64(pdaddr[LY.D_IID, dk], pdsize[LY.D_IID, dk])
+                day = view_i32(pdaddr[LY.D_DAY, dk], pdsize[LY.D_DAY, dk])
+                ts = view_i64(pdaddr[LY.D_TS, dk], pdsize[LY.D_TS, dk])
+                amount = view_i64(pdaddr[LY.D_AMOUNT, dk], pdsize[LY.D_AMOUNT, dk])
+                codes = view_i32(pdaddr[LY.D_CODES, dk], pdsize[LY.D_CODES, dk])
+                for i in range(iid.size):
+                    d = day[i]
+                    if d < s_day or d > e_day or ts[i] > asof or amount[i] < 0:
+                        continue
+                    ok = True
+                    for j in range(F):
+                        if luts[j, codes[i * LY.N_PRODUCT_FIELDS + fields[j]]] == 0:
+                            ok = False
+                            break
+                    if ok:
+                        bits[iid[i] - b] |= one << np.uint64(period_of[d - s_day])
+        for c in range(n):
+            x = bits[c]
+            m = 0
+            while x != 0:
+                x &= x - one
+                m += 1
+            out[b + c] = 1 if m >= min_periods else 0
+
+
 @njit(cache=True, nogil=True)
 def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
     """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
@@ -423,19 +570,138 @@ def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
     return cnt, total, num
 
 
+@njit(cache=True, nogil=True)
+def _keys_meet(a, b):
+    """Do two ascending key arrays share a value?"""
+    if a.size > b.size:
+        a, b = b, a
+    for x in a:
+        k = np.searchsorted(b, x)
+        if k < b.size and b[k] == x:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
+    """Do the shard's runs' stored orders (engine.storage.orders) answer exactly as of asof?
+    Every run has them, none is partly visible (lines on both sides of asof), and no order
+    can have lines in two runs, or in a run and the appended lines (conservative: instants of
+    orders without order_id in overlapping spans, or a shared order key)."""
+    for p in range(p0, p1):
+        if osize[LY.O_META, p] != 4:
+            return False
+        ts = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
+        last = view_i64(oaddr[LY.O_LAST, p], osize[LY.O_LAST, p])
+        spread = view_i64(oaddr[LY.O_SPREAD, p], osize[LY.O_SPREAD, p])
+        for q in spread:
+            if ts[q] <= asof and last[q] > asof:
+                return False
+    for p in range(p0, p1):
+        mp = view_i64(oaddr[LY.O_META, p], 4)
+        kp = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
+        for r in range(p + 1, p1):
+            mr = view_i64(oaddr[LY.O_META, r], 4)
+            if mp[2] <= mp[3] and mr[2] <= mr[3] and mp[2] <= mr[3] and mr[2] <= mp[3]:
+                return False
+            if _keys_meet(kp, view_i64(oaddr[LY.O_KEYS, r], osize[LY.O_KEYS, r])):
+                return False
+    if dk >= 0:
+        ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
+        has_order = order.size == ts.size
+        for i in range(ts.size):
+            if ts[i] > asof:
+                continue
+            key = order[i] if has_order else 0
+            for p in range(p0, p1):
+                mp = view_i64(oaddr[LY.O_META, p], 4)
+                if key == 0:
+                    if mp[2] <= ts[i] and ts[i] <= mp[3]:
+                        return False
+                else:
+                    keys = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
+                    k = np.searchsorted(keys, key)
+                    if k < keys.size and keys[k] == key:
+                        return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts, sums, n_orders):
+    """Add the shard's stored orders dated in [s_day, e_day] and visible as of asof (those
+    on days from c_day on are compared by instant) into the accumulators [b, b + n): the
+    per-customer sums when the range covers them, else the order rows of the range."""
+    for p in range(p0, p1):
+        day = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
+        if day.size == 0:
+            continue
+        ts = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
+        cust = view_u16(oaddr[LY.O_CUST, p], osize[LY.O_CUST, p])
+        net = view_i64(oaddr[LY.O_NET, p], osize[LY.O_NET, p])
+        sale = view_u8(oaddr[LY.O_SALE, p], osize[LY.O_SALE, p])
+        meta = view_i64(oaddr[LY.O_META, p], 4)
+        dn = min(osize[LY.O_ALL_NUM, p], n)
+        if dn > 0 and s_day <= day[0] and e_day >= meta[0] and asof >= meta[1]:
+            a_num = view_i32(oaddr[LY.O_ALL_NUM, p], osize[LY.O_ALL_NUM, p])
+            a_net = view_i64(oaddr[LY.O_ALL_NET, p], osize[LY.O_ALL_NET, p])
+            a_sale = view_i32(oaddr[LY.O_ALL_SALE, p], osize[LY.O_ALL_SALE, p])
+            for c in range(dn):
+                n_orders[b + c] += a_num[c]
+                sums[b + c] += a_net[c]
+                counts[b + c] += a_sale[c]
+            tail = view_i64(oaddr[LY.O_TAIL, p], osize[LY.O_TAIL, p])
+            for q in tail:
+                d = day[q]
+                if d < s_day or d > e_day or (d >= c_day and ts[q] > asof):
+                    continue
+                c = b + np.int64(cust[q])
+                n_orders[c] += 1
+                sums[c] += net[q]
+                counts[c] += sale[q]
+        else:
+            lo = np.searchsorted(day, np.int32(s_day))
+            hi = np.searchsorted(day, np.int32(e_day), side="right")
+            for q in range(lo, hi):
+                if day[q] >= c_day and ts[q] > asof:
+                    continue
+                c = b + np.int64(cust[q])
+                n_orders[c] += 1
+                sums[c] += net[q]
+                counts[c] += sale[q]
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, asof, fields, luts, s_day, e_day,
-                 today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
-    """order_values, shard by shard (every visible line up to today is read: an order's
-    lines may start before the range); shards [k_lo, k_hi), scratch slot k - k_lo."""
+def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oaddr, osize, use_stored, asof, fields,
+                 luts, s_day, e_day, today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
+    """order_values, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo). Without
+    a filter (use_stored), a shard whose stored orders are exact reads them and groups only its
+    appended lines; otherwise every visible line up to today is read and grouped (an order's
+    lines may start before the range)."""
     for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
-        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, v_lo[k], v_hi[k], daddr, dsize, d_idx[k], b,
+        p0, p1 = v_lo[k], v_hi[k]
+        stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], asof)
+        if stored:
+            for c in range(n):
+                counts[b + c] = 0
+                sums[b + c] = 0
+                n_orders[b + c] = 0
+            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, counts, sums, n_orders)
+            if d_idx[k] < 0:
+                continue
+            p0 = p1            # the appended lines alone, grouped below
+        ptr, ts, day, amount, order, flag = _shard_purchases(addr, size, p0, p1, daddr, dsize, d_idx[k], b,
                                                              n, np.int64(-(2**31) + 1), today, asof, fields, luts,
                                                              True, I64, I32, U16, U8, k - k_lo, np.int64(s_day - 1))
         idx = np.empty(_max_group(ptr), np.int64)
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
-            counts[b + c] = cnt
-            sums[b + c] = total
-            n_orders[b + c] = num
+            if stored:
+                counts[b + c] += cnt
+                sums[b + c] += total
+                n_orders[b + c] += num
+            else:
+                counts[b + c] = cnt
+                sums[b + c] = total
+                n_orders[b + c] = num

@@ -78,6 +78,9 @@ class LiveView:
     def pieces(self, table):
         return self.base.pieces(table)
 
+    def order_pieces(self):
+        return self.base.order_pieces()
+
     def shard_bases(self):
         return self.base.shard_bases()
 

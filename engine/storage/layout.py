@@ -49,6 +49,11 @@ P_PALAST = P_PAFIRST + MAX_PAIRS
 P_ORDER = P_PALAST + MAX_PAIRS   # int64 order key of each line (engine.storage.orders; absent in older runs)
 P_NCOLS = P_ORDER + 1
 
+# ---- a purchases run's orders (engine.storage.orders; Snapshot.order_pieces, one piece per run)
+O_DAY, O_TS, O_CUST, O_NET, O_SALE, O_LAST = 0, 1, 2, 3, 4, 5
+O_ALL_NUM, O_ALL_NET, O_ALL_SALE, O_TAIL, O_SPREAD, O_KEYS, O_META = 6, 7, 8, 9, 10, 11, 12
+O_NCOLS = 13
+
 # ---- visits and laybys
 V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4
 V_ALL_COUNT, V_ALL_FIRST, V_ALL_LAST = 5, 6, 7   # per customer: completed visits, first / last day

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import build_kernels as K
+from . import layout as LY
 
 
 def order_keys(col) -> np.ndarray:
@@ -37,3 +38,84 @@ def order_keys(col) -> np.ndarray:
             K.order_keys(data, offsets, valid, out[at:at + m])
         at += m
     return out
+
+
+# ---------------------------------------------------------------- per-run order summaries
+# A purchases run also stores its orders (the orders its own lines form), so that order
+# counts and values read one row per order, or one entry per customer, not lines sorted per
+# customer at query time (engine.evaluation.behaviour). Keys under the run's prefix:
+#   o.day, o.ts, o.cust, o.net, o.sale, o.last   one row per order, sorted by (day, instant):
+#       the local day and instant of its earliest line, its customer, net amount (refunds
+#       included), 1 when it holds a non-refund line, the instant of its latest line;
+#   o.all.num, o.all.net, o.all.sale   per customer (dense): orders, net sum and orders with
+#       a sale, over the orders whose lines all lie on days up to the cutoff (runs of at
+#       least DENSE_MIN_LINES lines: the aggregates' cutoff; absent in smaller runs);
+#   o.tail     rows of the orders left out of o.all.* (ascending);
+#   o.spread   rows of the orders whose lines are at more than one instant (ascending);
+#   o.keys     the run's order keys (ascending, unique; lines without order_id have none);
+#   o.meta     int64 [cutoff day, newest instant of the orders in o.all.*, first and last
+#              instant of the orders without order_id (1, 0 when none)].
+# Orders are exact per run; whether a customer's order can have lines in two runs (or in
+# appended live lines) is checked when reading (o.keys, the instants of o.meta).
+ORDER_ROW_COLUMNS = {"o.day": np.int32, "o.ts": np.int64, "o.cust": np.uint16, "o.net": np.int64,
+                     "o.sale": np.uint8, "o.last": np.int64}
+ORDER_COLUMNS = {**ORDER_ROW_COLUMNS, "o.all.num": np.int32, "o.all.net": np.int64, "o.all.sale": np.int32,
+                 "o.tail": np.int64, "o.spread": np.int64, "o.keys": np.int64, "o.meta": np.int64}
+DENSE_MIN_LINES = 4096
+NO_MICROS = -(2**62)
+
+
+def order_summaries(cols: dict, n: int, cutoff: int, dense: bool = True) -> dict:
+    """The o.* arrays of one run's purchase lines (columns cust, day, ts, amount, order;
+    local customers < n); with `dense` (and DENSE_MIN_LINES lines), per-customer sums over
+    the orders ending on days <= cutoff."""
+    cust = np.asarray(cols["cust"], np.int64)
+    day, ts = np.asarray(cols["day"], np.int32), np.asarray(cols["ts"], np.int64)
+    amount = np.asarray(cols["amount"], np.int64)
+    key = np.asarray(cols.get("order", np.zeros(0, np.int64)), np.int64)
+    if key.size != cust.size:
+        key = np.zeros(cust.size, np.int64)
+    m = cust.size
+    null = key == 0
+    ident = np.where(null, ts, key)
+    perm = np.lexsort((ts, ident, null, cust))          # by order, then by instant inside it
+    c_, n_, i_ = cust[perm], null[perm], ident[perm]
+    start = np.ones(m, bool)
+    if m:
+        start[1:] = (c_[1:] != c_[:-1]) | (n_[1:] != n_[:-1]) | (i_[1:] != i_[:-1])
+    first = np.flatnonzero(start)
+    last = np.append(first[1:], m) - 1
+    o_cust = c_[first]
+    o_ts, o_last = ts[perm[first]], ts[perm[last]]
+    o_day, o_lastday = day[perm[first]], day[perm[last]]
+    o_net = np.add.reduceat(amount[perm], first) if m else np.zeros(0, np.int64)
+    o_sale = np.add.reduceat((amount[perm] >= 0).astype(np.int64), first) > 0 if m else np.zeros(0, bool)
+    o_null = n_[first]
+    rows = np.lexsort((o_ts, o_day))                     # orders by (day, instant)
+    out = {"o.day": o_day[rows], "o.ts": o_ts[rows], "o.cust": o_cust[rows].astype(np.uint16),
+           "o.net": o_net[rows].astype(np.int64), "o.sale": o_sale[rows].astype(np.uint8),
+           "o.last": o_last[rows]}
+    lastday, null_r = o_lastday[rows], o_null[rows]
+    dense = dense and m >= DENSE_MIN_LINES
+    inc = (lastday <= cutoff) if dense else np.zeros(rows.size, bool)
+    meta = np.array([cutoff if dense else -(2**31), NO_MICROS, 1, 0], np.int64)
+    if dense:
+        c = out["o.cust"][inc].astype(np.int64)
+        num = np.bincount(c, minlength=n).astype(np.int32)
+        net = np.zeros(n, np.int64)
+        np.add.at(net, c, out["o.net"][inc])
+        sale = np.bincount(c[out["o.sale"][inc] != 0], minlength=n).astype(np.int32)
+        out.update({"o.all.num": num, "o.all.net": net, "o.all.sale": sale})
+        if inc.any():
+            meta[1] = int(out["o.last"][inc].max())
+    if null_r.any():
+        meta[2], meta[3] = int(out["o.ts"][null_r].min()), int(out["o.last"][null_r].max())
+    out["o.tail"] = np.flatnonzero(~inc).astype(np.int64)
+    out["o.spread"] = np.flatnonzero(out["o.last"] != out["o.ts"]).astype(np.int64)
+    out["o.keys"] = np.unique(key[~null])
+    out["o.meta"] = meta
+    return {k: np.ascontiguousarray(v, ORDER_COLUMNS[k]) for k, v in out.items()}
+
+
+assert tuple(ORDER_COLUMNS).index("o.day") == LY.O_DAY and tuple(ORDER_COLUMNS).index("o.meta") == LY.O_META
+assert len(ORDER_COLUMNS) == LY.O_NCOLS

@@ -33,6 +33,7 @@ from ..model.segment import PRODUCT_FIELDS
 from . import build_kernels as K
 from . import layout as LY
 from .manifest import Run
+from .orders import order_summaries
 
 AGG_TAIL_DAYS = 7      # newest days of a run left out of its aggregates
 AGG_MIN_LINES = 4096   # smaller runs get no aggregates (scanning them is cheaper than storing them)
@@ -130,6 +131,7 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
         out[f"x.{name}.codes"], out[f"x.{name}.ptr"], out[f"x.{name}.pos"] = \
             _pair_postings(out[f"c.{pair[0]}"], out[f"c.{pair[1]}"])
     run = replace(run, pairs=tuple(pair_name(p) for p in pairs))
+    out.update(order_summaries(out, n, _cutoff(day), dense=aggregates))   # o.*: engine/storage/orders.py
     if aggregates and rows >= AGG_MIN_LINES:
         out, run = _with_aggregates(out, run, n, pairs)
     return out, run
@@ -217,7 +219,7 @@ def concat_columns(table: str, parts: list) -> Dict[str, np.ndarray]:
 
 def run_line_columns(table: str, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The per-line columns of a stored run (posting lists and aggregates left out)."""
-    return {k: v for k, v in arrays.items() if not k.startswith(("x.", "a."))}
+    return {k: v for k, v in arrays.items() if not k.startswith(("x.", "a.", "o."))}
 
 
 def drop_customers(cols: Dict[str, np.ndarray], local_ids: Optional[np.ndarray]) -> Dict[str, np.ndarray]:

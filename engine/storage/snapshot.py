@@ -30,6 +30,7 @@ from ..model.segment import PRODUCT_FIELDS
 from . import layout as LY
 from .customer_attrs import DENSE
 from .manifest import LINE_TABLES, Manifest, read_version
+from .orders import ORDER_COLUMNS
 from .parts import PartReader, open_part, release_part  # noqa: F401
 from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
 from .views import PieceTable
@@ -371,6 +372,18 @@ class Snapshot:
         shard_ptr = np.cumsum(shard_ptr)
         return PieceSet(pt, meta, shard_ptr, np.arange(self.n_shards, dtype=np.int64), self.shard_bases(),
                         self.shard_sizes(), runs)
+
+    def order_pieces(self) -> PieceTable:
+        """The orders of every purchases run (engine/storage/orders.py), one piece per run
+        in the order of pieces("p"); a run written before order summaries has none."""
+        def make():
+            runs = self.pieces("p").runs
+            pt = PieceTable(tuple(ORDER_COLUMNS), len(runs))
+            for p, (_, r) in enumerate(runs):
+                for name, dt in ORDER_COLUMNS.items():
+                    pt.set(name, p, self.part_array(r.part, f"{r.key}/{name}", dt))
+            return pt
+        return self._cached(("order_pieces",), make)
 
     def run_arrays(self, shard: int, table: str, run) -> Dict[str, np.ndarray]:
         """The stored per-line columns of one run (a compaction rewriting it reads these)."""
