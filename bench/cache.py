@@ -145,15 +145,17 @@ def sample_ids(c: Cached, k: int = 1000) -> list:
 
 def sample_codes(c: Cached) -> dict:
     """Product values for the suite's data-dependent segments (bench.suite.pick_codes),
-    chosen from the cached dataset's purchase lines."""
+    chosen from the cached dataset's purchase lines, one input file at a time (at L the
+    four string columns of 200M lines would take ~10 GB at once)."""
     import pyarrow.dataset as ds
 
-    from .suite import PICK_FIELDS, pick_codes
+    from .suite import PICK_FIELDS, pick_codes_of_parts
 
     src = Path(c.input_dir)
     path = src / "purchases" if (src / "purchases").is_dir() else next(src.glob("purchases.*"))
     fmt = "csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet"
-    return pick_codes(ds.dataset(str(path), format=fmt).to_table(columns=list(PICK_FIELDS)))
+    frags = ds.dataset(str(path), format=fmt).get_fragments()
+    return pick_codes_of_parts(f.to_table(columns=list(PICK_FIELDS)) for f in frags)
 
 
 def _peak_rss_mb() -> float:

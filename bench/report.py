@@ -46,11 +46,26 @@ def _match(r) -> str:
     return "yes"
 
 
+def _duck_ms(r: dict, key: str = "duckdb_ms") -> str:
+    """DuckDB's median, or '> limit' when its calls ran past the bench's time limit."""
+    if r.get(key) is None and r.get("duckdb_over_limit"):
+        return "> limit"
+    return _ms(r.get(key))
+
+
+def _ratio(r: dict) -> str:
+    """The ratio, or '> Nx' (a lower bound) when DuckDB's count ran past the limit."""
+    if r.get("ratio") is None and r.get("ratio_lower_bound"):
+        return "> " + _x(r["ratio_lower_bound"])
+    return _x(r.get("ratio"))
+
+
 def progress_line(r: dict) -> str:
     """One line per segment while the bench runs."""
+    unchecked = f"  unchecked: {', '.join(r['unchecked'])}" if r.get("unchecked") else ""
     return (f"  {r['segment']:<30} n={r['count'] if r['count'] is not None else '-':<7} "
-            f"engine {_ms(r['engine_ms'])} ms  duckdb {_ms(r['duckdb_ms'])} ms  "
-            f"{_x(r['ratio'])}  read {_bytes(r.get('bytes_read'))}  {'match' if r['match'] else 'MISMATCH'}")
+            f"engine {_ms(r['engine_ms'])} ms  duckdb {_duck_ms(r)}{'' if _duck_ms(r) == '> limit' else ' ms'}  "
+            f"{_ratio(r)}  read {_bytes(r.get('bytes_read'))}  {'match' if r['match'] else 'MISMATCH'}{unchecked}")
 
 
 COLUMNS = (
@@ -59,12 +74,12 @@ COLUMNS = (
     ("first", "first ms", lambda r: _ms(r["first_ms"])),
     ("engine", "engine ms", lambda r: _ms(r["engine_ms"])),
     ("grpc", "grpc ms", lambda r: _ms(r.get("grpc_ms"))),
-    ("duckdb", "duckdb ms", lambda r: _ms(r["duckdb_ms"])),
-    ("ratio", "ratio", lambda r: _x(r["ratio"])),
+    ("duckdb", "duckdb ms", lambda r: _duck_ms(r)),
+    ("ratio", "ratio", _ratio),
     ("preview", "prev ms", lambda r: _ms(r["preview_ms"])),
     ("mat", "mat ms", lambda r: _ms(r["materialize_ms"])),
     ("gmat", "grpc mat", lambda r: _ms(r.get("grpc_materialize_ms"))),
-    ("dmat", "duck mat", lambda r: _ms(r["duckdb_materialize_ms"])),
+    ("dmat", "duck mat", lambda r: _duck_ms(r, "duckdb_materialize_ms")),
     ("mratio", "mat ratio", lambda r: _x(r["materialize_ratio"])),
     ("gbps", "scan GB/s", lambda r: "-" if r.get("scan_gbps") is None else
      f"{r['scan_gbps']:.2f} ({100 * r['scan_fraction']:.0f}%)"),
