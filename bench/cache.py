@@ -131,16 +131,21 @@ def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print, shape: s
 
 def sample_ids(c: Cached, k: int = 1000) -> list:
     """k customer_ids spread evenly over the cached dataset's ids (read from its input files)."""
+    ids = all_ids(c)
+    step = max(1, ids.size // k)
+    return [int(x) for x in ids[::step][:k]]
+
+
+def all_ids(c: Cached):
+    """Every customer_id of the cached dataset's input, sorted, as an int64 array."""
     import numpy as np
     import pyarrow.dataset as ds
 
     src = Path(c.input_dir)
     path = src / "customers" if (src / "customers").is_dir() else next(src.glob("customers.*"))
     fmt = "csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet"
-    ids = np.sort(ds.dataset(str(path), format=fmt).to_table(columns=["customer_id"])
-                  .column("customer_id").to_numpy())
-    step = max(1, ids.size // k)
-    return [int(x) for x in ids[::step][:k]]
+    return np.sort(ds.dataset(str(path), format=fmt).to_table(columns=["customer_id"])
+                   .column("customer_id").to_numpy())
 
 
 def sample_codes(c: Cached) -> dict:

@@ -595,6 +595,7 @@ class DuckPeer:
         self.groups: dict = {}           # name -> set of customer_ids (in_group)
         self.con = duckdb.connect(":memory:")
         self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")   # every answer is ordered explicitly
         t = {name: _conform(tables.get(name), types) for name, types in _TYPES.items()}
@@ -635,6 +636,7 @@ class DuckPeer:
         self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET enable_progress_bar = false")
         if done.exists():
             self.con.execute("SET TimeZone = 'UTC'")
             self.disk_info = cls._disk_info(db_path, done, reused=True)

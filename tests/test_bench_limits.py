@@ -160,3 +160,47 @@ def test_measure_segment_within_and_over_the_duckdb_limit(small):
     row = bench_run.measure_segment(plain, engine, "bench_small", _WrongIds(peer), None, repeat=1,
                                     duck_limit_s=30.0, duck_repeat=1)
     assert not row["match"] and any(p.startswith("materialize:") for p in row["problems"]), row["problems"]
+
+
+def test_compaction_copy_links_parts_and_leaves_the_original_as_it_was(tmp_path):
+    """bench.compaction's copy of a dataset: parts hard-linked, the rest copied; changes and
+    a compaction on the copy leave the original's files and answers as they were."""
+    import os
+
+    from segments.bench.compaction import copy_dataset
+    from segments.bench.live import make_batches
+    from segments.engine.api import Engine
+
+    tables = D.random_tables(9, n=200)
+    folder = D.write_folder(tables, tmp_path / "in")
+    src = tmp_path / "src"
+    eng = Engine(src)
+    eng.create_dataset("b", D.NY, shard_bits=10)
+    eng.ingest("b", folder)
+    seg = loads(json.dumps({"include": {"bought": {}}}))
+    as_of = bench_run.suite.AS_OF
+    before = eng.count("b", seg, as_of).count
+    eng.close()
+    files = {p: (p.stat().st_ino, p.read_bytes()) for p in src.rglob("*") if p.is_file()}
+    assert any("parts" in p.parts for p in files)
+
+    copy_dataset(src, tmp_path / "copy", link_parts=True)
+    for p, (ino, _) in files.items():
+        q = tmp_path / "copy" / p.relative_to(src)
+        assert (q.stat().st_ino == ino) == ("parts" in p.parts), q
+    ids = np.asarray(tables["customers"]["customer_id"].to_numpy(), np.int64)
+    copy = Engine(tmp_path / "copy", auto_compact=False)
+    for b in make_batches(ids, 2, 500, seed=3):
+        copy.apply_changes("b", purchases=b)
+    copy.compact("b")
+    assert copy.count("b", seg, as_of).count >= before
+    copy.close()
+    linked = {p.relative_to(src) for p in files if "parts" in p.parts}
+    now = {p.relative_to(tmp_path / "copy") for p in (tmp_path / "copy").rglob("*") if p.is_file() and "parts" in p.parts}
+    assert now != linked            # the compaction wrote parts (and unlinked some) in the copy
+
+    for p, (ino, data) in files.items():
+        assert p.exists() and p.stat().st_ino == ino and p.read_bytes() == data, p
+    again = Engine(src)
+    assert again.count("b", seg, as_of).count == before
+    again.close()
