@@ -46,11 +46,26 @@ def _match(r) -> str:
     return "yes"
 
 
+def _duck_ms(r: dict, key: str = "duckdb_ms") -> str:
+    """DuckDB's median, or '> limit' when its calls ran past the bench's time limit."""
+    if r.get(key) is None and r.get("duckdb_over_limit"):
+        return "> limit"
+    return _ms(r.get(key))
+
+
+def _ratio(r: dict) -> str:
+    """The ratio, or '> Nx' (a lower bound) when DuckDB's count ran past the limit."""
+    if r.get("ratio") is None and r.get("ratio_lower_bound"):
+        return "> " + _x(r["ratio_lower_bound"])
+    return _x(r.get("ratio"))
+
+
 def progress_line(r: dict) -> str:
     """One line per segment while the bench runs."""
+    unchecked = f"  unchecked: {', '.join(r['unchecked'])}" if r.get("unchecked") else ""
     return (f"  {r['segment']:<30} n={r['count'] if r['count'] is not None else '-':<7} "
-            f"engine {_ms(r['engine_ms'])} ms  duckdb {_ms(r['duckdb_ms'])} ms  "
-            f"{_x(r['ratio'])}  read {_bytes(r.get('bytes_read'))}  {'match' if r['match'] else 'MISMATCH'}")
+            f"engine {_ms(r['engine_ms'])} ms  duckdb {_duck_ms(r)}{'' if _duck_ms(r) == '> limit' else ' ms'}  "
+            f"{_ratio(r)}  read {_bytes(r.get('bytes_read'))}  {'match' if r['match'] else 'MISMATCH'}{unchecked}")
 
 
 COLUMNS = (
@@ -59,12 +74,12 @@ COLUMNS = (
     ("first", "first ms", lambda r: _ms(r["first_ms"])),
     ("engine", "engine ms", lambda r: _ms(r["engine_ms"])),
     ("grpc", "grpc ms", lambda r: _ms(r.get("grpc_ms"))),
-    ("duckdb", "duckdb ms", lambda r: _ms(r["duckdb_ms"])),
-    ("ratio", "ratio", lambda r: _x(r["ratio"])),
+    ("duckdb", "duckdb ms", lambda r: _duck_ms(r)),
+    ("ratio", "ratio", _ratio),
     ("preview", "prev ms", lambda r: _ms(r["preview_ms"])),
     ("mat", "mat ms", lambda r: _ms(r["materialize_ms"])),
     ("gmat", "grpc mat", lambda r: _ms(r.get("grpc_materialize_ms"))),
-    ("dmat", "duck mat", lambda r: _ms(r["duckdb_materialize_ms"])),
+    ("dmat", "duck mat", lambda r: _duck_ms(r, "duckdb_materialize_ms")),
     ("mratio", "mat ratio", lambda r: _x(r["materialize_ratio"])),
     ("gbps", "scan GB/s", lambda r: "-" if r.get("scan_gbps") is None else
      f"{r['scan_gbps']:.2f} ({100 * r['scan_fraction']:.0f}%)"),
@@ -178,6 +193,74 @@ def chart(res: dict, path: Path) -> Path:
     return path
 
 
+SCALE_COLORS = {"S": "#9ecae1", "M": "#4292c6", "L": "#08306b"}
+DUCK_COLORS = {"S": "#fdae6b", "M": "#f16913", "L": "#7f2704"}
+
+
+def scaling_chart(results_by_scale: dict, path: Path) -> Path:
+    """The suite over scales in one PNG: per segment, the engine's count ms at each scale
+    (bars, blues) and DuckDB's (markers, oranges; a right-pointing marker at the limit where
+    DuckDB ran past it), log scale; the title has each scale's geometric mean ratio."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scales = [s for s in ("S", "M", "L") if s in results_by_scale]
+    names = []
+    for s in scales:
+        for r in results_by_scale[s]["segments"]:
+            if r["segment"] not in names:
+                names.append(r["segment"])
+    by = {s: {r["segment"]: r for r in results_by_scale[s]["segments"]} for s in scales}
+    y = np.arange(len(names))
+    h = 0.8 / len(scales)
+    fig, ax = plt.subplots(figsize=(11, 0.36 * len(names) + 2.2))
+    for i, s in enumerate(scales):
+        off = y + (i - (len(scales) - 1) / 2) * h
+        eng = [(by[s].get(n) or {}).get("engine_ms") or np.nan for n in names]
+        rows = results_by_scale[s]["dataset"]["rows"]
+        ax.barh(off, eng, height=h, color=SCALE_COLORS[s],
+                label=f"engine {s} ({rows.get('customers', 0):,} customers)")
+        duck = [(by[s].get(n) or {}).get("duckdb_ms") or np.nan for n in names]
+        ax.plot(duck, off, "o", ms=3.5, color=DUCK_COLORS[s], label=f"DuckDB {s}")
+        limit_s = (results_by_scale[s].get("duckdb") or {}).get("limit_s")
+        over = [limit_s * 1000 if limit_s and (by[s].get(n) or {}).get("ratio_lower_bound") else np.nan
+                for n in names]
+        if not all(np.isnan(over)):
+            ax.plot(over, off, ">", ms=6, color=DUCK_COLORS[s], label=f"DuckDB {s} > {limit_s:g} s limit")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("count, median ms (log scale)")
+    title = []
+    for s in scales:
+        sm = results_by_scale[s]["summary"]
+        g = sm.get("geomean_ratio")
+        lb = sm.get("geomean_ratio_lower_bound")
+        title.append(f"{s} {results_by_scale[s]['date'][:10]}: {g}x" + (f" (>= {lb}x with limits)" if lb else ""))
+    ax.set_title("engine vs DuckDB over scales; geomean DuckDB/engine " + "; ".join(title), fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scale_results(folder: Path) -> dict:
+    """{scale: results} of the default shape's scale-<S|M|L>.json files in `folder`."""
+    out = {}
+    for s in ("S", "M", "L"):
+        p = Path(folder) / f"{result_name(s)}.json"
+        if p.exists():
+            res = json.loads(p.read_text())
+            if "segments" in res:
+                out[s] = res
+    return out
+
+
 def result_name(scale: str, shape: str = "default") -> str:
     """scale-M for the default shape (the name before shapes existed), scale-M-catalog else."""
     return f"scale-{scale}" if shape == "default" else f"scale-{scale}-{shape}"
@@ -192,6 +275,10 @@ def write(res: dict, out: Path, scale_copies: bool = True) -> list:
         copy = out / f"{result_name(res['scale'], res.get('shape', 'default'))}{p.suffix}"
         shutil.copyfile(p, copy)
         paths.append(copy)
+    if scale_copies and res.get("shape", "default") == "default":
+        found = scale_results(out)
+        if len(found) >= 2:
+            paths.append(scaling_chart(found, out / "scaling.png"))
     return paths
 
 
@@ -293,6 +380,8 @@ def main(argv=None) -> None:
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--shapes", action="store_true", help="one section per shape instead of the scaling table")
     p.add_argument("--scale", default=None, choices=("S", "M", "L"), help="with --shapes: only this scale")
+    p.add_argument("--chart", action="store_true",
+                   help="write the scaling chart (scaling.png, engine and DuckDB ms per segment at each scale)")
     a = p.parse_args(argv)
     if a.shapes:
         secs = []
@@ -307,10 +396,12 @@ def main(argv=None) -> None:
             raise SystemExit(f"no shape results in {a.results}: run `make bench SHAPE=...` first")
         print("\n\n".join(secs))
         return
-    found = {s: json.loads((Path(a.results) / f"scale-{s}.json").read_text())
-             for s in ("S", "M", "L") if (Path(a.results) / f"scale-{s}.json").exists()}
+    found = scale_results(Path(a.results))
     if not found:
         raise SystemExit(f"no scale-*.json in {a.results}: run `make bench` first")
+    if a.chart:
+        print(f"wrote {scaling_chart(found, Path(a.results) / 'scaling.png')}")
+        return
     print(markdown(found))
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import bandwidth, cache, report, scan, suite
+from .peer_calls import OverLimit, as_ids, ids_problem, limited
 from .scan import floor_ms
 from .generate.shapes import SHAPES
 from .loadtest import ServerProcess, grpc_layer, run_load
@@ -51,6 +52,14 @@ from .loadtest import ServerProcess, grpc_layer, run_load
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PREVIEW_N = 20
 DEFAULT_REPEAT = {"S": 9, "M": 5, "L": 3}
+# At L the DuckDB peer (an on-disk database on 2 cores) takes seconds to minutes per query:
+# one timed call after its first, each under a time limit (a stated lower bound beyond it).
+DEFAULT_DUCK_REPEAT = {"L": 1}
+DEFAULT_DUCK_LIMIT_S = {"L": 60.0}
+DEFAULT_DUCK_MEMORY = "8GB"
+# The load test at L: every call of the suite's heavy segments scans 10x M's lines, so fewer
+# clients (memory per call in the server) and a shorter window keep it bounded.
+DEFAULT_LOAD = {"L": {"clients": 4, "load_seconds": 30.0}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,20 +73,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-grpc", action="store_true", help="skip the gRPC timings and the load test")
     p.add_argument("--segments", help="comma-separated suite names (default: the whole suite)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for latest.json and latest.png")
-    p.add_argument("--clients", type=int, default=8, help="load test: concurrent clients")
+    p.add_argument("--clients", type=int, help="load test: concurrent clients (default 8, 4 at L)")
     p.add_argument("--calls", type=int, default=400, help="load test: total calls")
-    p.add_argument("--load-seconds", type=float, default=60.0, help="load test: stop issuing calls after")
+    p.add_argument("--load-seconds", type=float, help="load test: stop issuing calls after (default 60, 30 at L)")
     p.add_argument("--no-load", action="store_true", help="skip the load test")
     p.add_argument("--bandwidth-mib", type=int, default=512, help="bandwidth probe array size")
     p.add_argument("--rebuild", action="store_true", help="regenerate and re-ingest the cached dataset")
     p.add_argument("--duckdb", default="auto", choices=("auto", "memory", "disk"),
                    help="DuckDB's tables in memory or in a database file next to the cached dataset "
                         "(auto: on disk at L, whose tables do not fit in memory beside the engine)")
+    p.add_argument("--duckdb-limit", type=float,
+                   help="seconds one DuckDB call may run before it is interrupted and recorded as "
+                        "'> limit' (0: none; default: 60 at L, none at S and M)")
+    p.add_argument("--duckdb-repeat", type=int,
+                   help="DuckDB's timed calls after its first, per operation (default: --repeat; 1 at L)")
+    p.add_argument("--duckdb-memory", default=DEFAULT_DUCK_MEMORY,
+                   help=f"DuckDB's memory_limit for the on-disk database (default {DEFAULT_DUCK_MEMORY})")
     a = p.parse_args(argv)
     if a.repeat is None:
         a.repeat = DEFAULT_REPEAT[a.scale]
     if a.repeat < 1:
         p.error("--repeat must be >= 1")
+    if a.duckdb_repeat is None:
+        a.duckdb_repeat = DEFAULT_DUCK_REPEAT.get(a.scale, a.repeat)
+    if a.duckdb_repeat < 1:
+        p.error("--duckdb-repeat must be >= 1")
+    if a.duckdb_limit is None:
+        a.duckdb_limit = DEFAULT_DUCK_LIMIT_S.get(a.scale, 0.0)
+    if a.duckdb_limit < 0:
+        p.error("--duckdb-limit must be >= 0")
+    load = DEFAULT_LOAD.get(a.scale, {})
+    a.clients = a.clients if a.clients is not None else load.get("clients", 8)
+    a.load_seconds = a.load_seconds if a.load_seconds is not None else load.get("load_seconds", 60.0)
     return a
 
 
@@ -147,21 +174,41 @@ def _clock(fn):
     return (time.perf_counter() - t0) * 1000, r
 
 
-def _ids(m) -> list:
-    return [int(x) for x in m.customer_ids]
+def _duck_runs(peer, fn, limit_s, repeat: int):
+    """DuckDB's first call and up to `repeat` timed calls, each under the time limit:
+    (first_ms, answer, runs_ms, over_limit). After a call over the limit no more are made;
+    first_ms and answer are None when the first call itself ran over."""
+    try:
+        first, answer = limited(peer.con, fn, limit_s)
+    except OverLimit:
+        return None, None, [], True
+    runs = []
+    for _ in range(repeat):
+        try:
+            runs.append(limited(peer.con, fn, limit_s)[0])
+        except OverLimit:
+            return first, answer, runs, True
+    return first, answer, runs, False
 
 
-def measure_segment(bs, engine, dataset: str, peer, client, repeat: int) -> dict:
-    """Rounds of every operation on one segment; the medians, first calls and the checks."""
+def measure_segment(bs, engine, dataset: str, peer, client, repeat: int, duck_limit_s=None,
+                    duck_repeat=None) -> dict:
+    """Rounds of every operation on one segment; the medians, first calls and the checks.
+    DuckDB's calls run under `duck_limit_s` (None: no limit) and `duck_repeat` times after
+    the first (default `repeat`); a count over the limit skips DuckDB's materialize."""
     seg, as_of = bs.segment, suite.AS_OF
+    duck_repeat = repeat if duck_repeat is None else duck_repeat
     count_seg = dataclasses.replace(seg, order_by=None) if seg.limit is None else seg
     ops = {
         "engine_count": lambda: engine.count(dataset, seg, as_of),
         "engine_preview": lambda: engine.preview(dataset, seg, PREVIEW_N, (), as_of),
         "engine_materialize": lambda: engine.materialize(dataset, seg, (), as_of),
+    }
+    duck_ops = {
         "duckdb_count": lambda: peer.count(count_seg, as_of),
         # ids and ranking values as arrays, as the engine's materialize returns them (the
-        # SQL DuckPeer.result runs, without its conversion to a Python list)
+        # SQL of DuckPeer.result, without its conversion to a Python list); its first
+        # answer is the one the engine's ids are checked against
         "duckdb_materialize": lambda: peer.con.execute(peer.sql(seg, as_of)).fetchnumpy(),
     }
     if client is not None:
@@ -174,31 +221,49 @@ def measure_segment(bs, engine, dataset: str, peer, client, repeat: int) -> dict
     for k, fn in ops.items():               # one operation at a time: see the module docstring
         first[k], answer[k] = _clock(fn)
         runs[k] = [_clock(fn)[0] for _ in range(repeat)]
+    over, skipped = [], []
+    for k, fn in duck_ops.items():
+        if over:                            # the count ran over: the result query is no cheaper
+            skipped.append(k)
+            continue
+        f, ans, rs, was_over = _duck_runs(peer, fn, duck_limit_s, duck_repeat)
+        if was_over:
+            over.append(k)
+        if f is not None:
+            first[k], answer[k] = f, ans
+        if rs:
+            runs[k] = rs
+        elif f is not None:                 # over the limit on the first timed call: the first stands
+            runs[k] = [f]
     med = {k: statistics.median(v) for k, v in runs.items()}
 
     ec = answer["engine_count"]
     e_triple = (ec.count, ec.email_reachable, ec.sms_reachable)
-    d_triple = tuple(answer["duckdb_count"])
-    e_ids, d_ids = _ids(answer["engine_materialize"]), [int(x) for x in peer.result(seg, as_of)]
-    same_ids = e_ids == d_ids if bs.ranked else sorted(e_ids) == sorted(d_ids)
-    problems = []
-    if e_triple != d_triple:
-        problems.append(f"count engine {e_triple} != duckdb {d_triple}")
-    if [int(x) for x in answer["duckdb_materialize"]["customer_id"]] != d_ids:
-        problems.append("duckdb: the timed fetch and DuckPeer.result disagree")
-    if not same_ids:
-        problems.append(f"materialize: engine {len(e_ids)} ids != duckdb {len(d_ids)} ids"
-                        + (" (or their order)" if bs.ranked else ""))
+    e_ids = as_ids(answer["engine_materialize"].customer_ids)
+    problems, unchecked = [], []
+    if "duckdb_count" in answer:
+        d_triple = tuple(answer["duckdb_count"])
+        if e_triple != d_triple:
+            problems.append(f"count engine {e_triple} != duckdb {d_triple}")
+    else:
+        unchecked.append("count")
+    if "duckdb_materialize" in answer:
+        p = ids_problem(e_ids, answer["duckdb_materialize"]["customer_id"], bs.ranked)
+        if p:
+            problems.append(p)
+    else:
+        unchecked.append("materialize ids")
     preview_ids = [r["customer_id"] for r in answer["engine_preview"].rows]
-    if preview_ids != e_ids[:PREVIEW_N] or answer["engine_preview"].total != ec.count:
+    if preview_ids != e_ids[:PREVIEW_N].tolist() or answer["engine_preview"].total != ec.count:
         problems.append("engine preview is not the head of its materialize / total != count")
     grpc_problems = []
     if client is not None:
         gc = answer["grpc_count"]
         if (gc.count, gc.email_reachable, gc.sms_reachable) != e_triple:
             grpc_problems.append(f"grpc count {(gc.count, gc.email_reachable, gc.sms_reachable)} != engine {e_triple}")
-        if _ids(answer["grpc_materialize"]) != e_ids:
-            grpc_problems.append("grpc materialize ids != engine ids")
+        p = ids_problem(e_ids, answer["grpc_materialize"].customer_ids, True)
+        if p:
+            grpc_problems.append("grpc " + p.replace("duckdb", "grpc"))
         if [r["customer_id"] for r in answer["grpc_preview"].rows] != preview_ids:
             grpc_problems.append("grpc preview ids != engine preview ids")
 
@@ -208,18 +273,24 @@ def measure_segment(bs, engine, dataset: str, peer, client, repeat: int) -> dict
     def ratio(a, b):
         return round(a / b, 3) if a and b else None
 
+    limit_ms = duck_limit_s * 1000 if duck_limit_s else None
     row = {
         "segment": bs.name, "covers": bs.covers, "ranked": bs.ranked, "limit": seg.limit,
         "count": ec.count, "email_reachable": ec.email_reachable, "sms_reachable": ec.sms_reachable,
-        "missing_ids": list(ec.missing_ids),
+        "missing_ids": list(ec.missing_ids), "result_ids": int(e_ids.size),
         "engine_ms": r3(med["engine_count"]), "first_ms": r3(first["engine_count"]),
         "preview_ms": r3(med["engine_preview"]), "materialize_ms": r3(med["engine_materialize"]),
         "grpc_ms": r3(med.get("grpc_count")), "grpc_first_ms": r3(first.get("grpc_count")),
         "grpc_preview_ms": r3(med.get("grpc_preview")), "grpc_materialize_ms": r3(med.get("grpc_materialize")),
-        "duckdb_ms": r3(med["duckdb_count"]), "duckdb_first_ms": r3(first["duckdb_count"]),
-        "duckdb_materialize_ms": r3(med["duckdb_materialize"]),
-        "ratio": ratio(med["duckdb_count"], med["engine_count"]),
-        "materialize_ratio": ratio(med["duckdb_materialize"], med["engine_materialize"]),
+        "duckdb_ms": r3(med.get("duckdb_count")), "duckdb_first_ms": r3(first.get("duckdb_count")),
+        "duckdb_materialize_ms": r3(med.get("duckdb_materialize")),
+        "ratio": ratio(med.get("duckdb_count"), med["engine_count"]),
+        "materialize_ratio": ratio(med.get("duckdb_materialize"), med["engine_materialize"]),
+        # DuckDB past its limit: the limit over the engine's time is a lower bound of the ratio
+        "duckdb_over_limit": over, "duckdb_skipped": skipped,
+        "ratio_lower_bound": (ratio(limit_ms, med["engine_count"]) if "duckdb_count" in over
+                              and "duckdb_count" not in med else None),
+        "unchecked": unchecked,
         "match": not problems, "problems": problems,
         "grpc_match": None if client is None else not grpc_problems, "grpc_problems": grpc_problems,
         "runs_ms": {k: [round(x, 3) for x in v] for k, v in runs.items()},
@@ -305,13 +376,23 @@ def main(argv=None) -> int:
     engine = Engine(c.data_dir)
     t0 = time.perf_counter()
     duck_storage = a.duckdb if a.duckdb != "auto" else ("disk" if a.scale == "L" else "memory")
+    duck_info = {"storage": duck_storage}
     if duck_storage == "disk":
-        peer = DuckPeer.on_disk(c.input_dir, c.timezone, Path(c.input_dir).parent / "duckdb.db")
+        db_path = Path(c.input_dir).parent / "duckdb.db"
+        peer = DuckPeer.on_disk(c.input_dir, c.timezone, db_path, memory_limit=a.duckdb_memory)
+        duck_info.update(peer.disk_info)
     else:
         peer = DuckPeer.from_folder(c.input_dir, c.timezone)
     duck_load_s = time.perf_counter() - t0
-    duck_threads = peer.con.execute("SELECT current_setting('threads')").fetchone()[0]
-    print(f"duckdb: loaded in {duck_load_s:.1f} s ({duck_threads} threads)")
+    duck_threads = int(peer.con.execute("SELECT current_setting('threads')").fetchone()[0])
+    duck_info.update(load_s=round(duck_load_s, 3), threads=duck_threads,
+                     memory_limit=peer.con.execute("SELECT current_setting('memory_limit')").fetchone()[0],
+                     limit_s=a.duckdb_limit or None, repeat=a.duckdb_repeat)
+    print(f"duckdb: {duck_storage}, loaded in {duck_load_s:.1f} s"
+          + (f" (database built in {duck_info['build_s']:.0f} s)" if duck_info.get("build_s") else "")
+          + f"; {duck_threads} threads, memory_limit {duck_info['memory_limit']}; "
+          + (f"each call limited to {a.duckdb_limit:g} s, " if a.duckdb_limit else "")
+          + f"{a.duckdb_repeat} timed call(s) after the first")
 
     segs = suite.select(suite.segments(cache.sample_ids(c), codes), a.segments)
 
@@ -335,7 +416,8 @@ def main(argv=None) -> int:
     try:
         for bs in segs:
             try:
-                row = measure_segment(bs, engine, c.dataset, peer, client, a.repeat)
+                row = measure_segment(bs, engine, c.dataset, peer, client, a.repeat,
+                                      a.duckdb_limit or None, a.duckdb_repeat)
             except Exception as e:  # noqa: BLE001 - a failing segment fails the bench, loudly, at the end
                 row = failed_row(bs, e)
                 print(f"{bs.name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
@@ -350,9 +432,13 @@ def main(argv=None) -> int:
             print(report.progress_line(row), flush=True)
 
         kernels = scan.leaf_table(rows, bw["gbps"])
+        peer.close()                         # its buffer pool is not needed by the load test
+        peer = None
 
         if client is not None and not a.no_load:
-            print(f"load test: {a.clients} clients, {a.calls} count calls ...", flush=True)
+            print(f"load test: {a.clients} clients, {a.calls} count calls, at most {a.load_seconds:g} s"
+                  + (" (fewer clients and a shorter window at L: each heavy call scans 10x M's lines)"
+                     if a.scale in DEFAULT_LOAD else "") + " ...", flush=True)
             load = run_load(server.target, c.dataset, [s.segment for s in segs], suite.AS_OF,
                             a.clients, a.calls, "count", a.load_seconds)
     finally:
@@ -360,7 +446,8 @@ def main(argv=None) -> int:
             client.close()
         if server is not None:
             server.close()
-        peer.close()
+        if peer is not None:
+            peer.close()
         engine.close()
 
     mismatched = [r["segment"] for r in rows if not r["match"] or r["grpc_match"] is False]
@@ -371,7 +458,7 @@ def main(argv=None) -> int:
         "load_average": {"start": [round(x, 2) for x in load_start],
                          "end": [round(x, 2) for x in os.getloadavg()]},
         "dataset": dataclasses.asdict(c), "bandwidth": bw,
-        "duckdb": {"load_s": round(duck_load_s, 3), "threads": int(duck_threads), "storage": duck_storage},
+        "duckdb": duck_info,
         "grpc": grpc_info, "jit": jit_stats(),
         "segments": rows, "kernels": kernels,
         "loadtest": load if load is not None else {"skipped": grpc_info.get("reason") if not grpc_info["available"]
@@ -383,6 +470,12 @@ def main(argv=None) -> int:
         "segments": len(rows), "mismatches": mismatched,
         "geomean_ratio": geomean(r["ratio"] for r in rows),
         "geomean_materialize_ratio": geomean(r["materialize_ratio"] for r in rows),
+        # DuckDB's answers past the limit: their ratio is a lower bound (limit / engine ms);
+        # the geometric mean over every segment with those bounds is a lower bound too
+        "duckdb_over_limit": [r["segment"] for r in rows if r.get("duckdb_over_limit")],
+        "geomean_ratio_lower_bound": geomean(r["ratio"] or r.get("ratio_lower_bound") for r in rows)
+        if any(r.get("ratio_lower_bound") for r in rows) else None,
+        "unchecked": {r["segment"]: r["unchecked"] for r in rows if r.get("unchecked")},
         "engine_faster": sum(1 for r in rows if r["ratio"] and r["ratio"] > 1),
         "engine_max_ms": max((r["engine_ms"] for r in rows if r["engine_ms"]), default=None),
         "segments_over_25ms": [r["segment"] for r in rows if r["engine_ms"] and r["engine_ms"] > 25],

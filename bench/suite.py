@@ -218,14 +218,44 @@ def _by_lines(table, fields) -> list:
     return sorted(rows, key=lambda r: (-r[-1],) + tuple(r[:-1]))
 
 
+PICK_GROUPS = (("product",), ("brand",), ("department", "metal"))
+
+
 def pick_codes(purchases) -> dict:
     """Values of the data-dependent segments, chosen from a purchases table (pyarrow, with
     PICK_FIELDS): `sku` the SKU at the 95th percentile of popularity (rank n/20 by lines),
     `rare_sku` the SKU with the fewest lines, `brands` the two brands at rank n/10 and the
     next, `dept_metal` the department x metal pair at rank n/4; each with its line count."""
-    skus = _by_lines(purchases, ["product"])
-    brands = _by_lines(purchases, ["brand"])
-    pairs = _by_lines(purchases, ["department", "metal"])
+    return pick_codes_from_counts({g: _by_lines(purchases, list(g)) for g in PICK_GROUPS})
+
+
+def pick_codes_of_parts(parts) -> dict:
+    """pick_codes over a purchases table given as parts (pyarrow tables with PICK_FIELDS,
+    e.g. one Parquet file at a time): each part's line counts per value are summed, so
+    memory holds one part, not the whole table (200M lines at scale L)."""
+    import pyarrow as pa
+
+    partial = {g: [] for g in PICK_GROUPS}
+    for part in parts:
+        for g in PICK_GROUPS:
+            rows = _by_lines(part, list(g))
+            partial[g].append(pa.table({**{f: pa.array([r[i] for r in rows], pa.string()) for i, f in enumerate(g)},
+                                        "n": pa.array([r[-1] for r in rows], pa.int64())}))
+    counts = {}
+    for g, tabs in partial.items():
+        if not tabs:
+            counts[g] = []
+            continue
+        t = pa.concat_tables(tabs).group_by(list(g)).aggregate([("n", "sum")]).to_pylist()
+        counts[g] = sorted((tuple(r[f] for f in g) + (r["n_sum"],) for r in t),
+                           key=lambda r: (-r[-1],) + tuple(r[:-1]))
+    return pick_codes_from_counts(counts)
+
+
+def pick_codes_from_counts(counts: dict) -> dict:
+    """pick_codes from the line counts of PICK_GROUPS: {group: [(values..., lines)], most
+    lines first, ties by value}."""
+    skus, brands, pairs = (counts[g] for g in PICK_GROUPS)
     if not skus or len(brands) < 2 or not pairs:
         raise ValueError("pick_codes: the purchases hold too few SKUs, brands or department x metal pairs")
     sku = skus[len(skus) // 20]
