@@ -33,6 +33,7 @@ from pyroaring import BitMap
 from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
+from ..evaluation.subset import Subset, SubsetContext
 from .audiences import apply_changes, changes_between
 from ..model import kinds
 from ..model import segment as S
@@ -115,8 +116,16 @@ class _Touched:
     def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
         self.state = state
         self.tables = tables
-        self.bitmap = BitMap(ids.astype(np.uint32))   # internal ids
+        self.ids = ids                                # internal ids, sorted
         self.customer_ids = np.unique(ext[ids])       # sorted
+        self._ctx = None
+
+    def context(self, view, whole: Context) -> SubsetContext:
+        """The round's context over the touched customers alone (built once, shared by the
+        round's segments: their lines are copied once, common conditions evaluated once)."""
+        if self._ctx is None or self._ctx.whole is not whole:
+            self._ctx = SubsetContext(Subset(view, self.ids), whole)
+        return self._ctx
 
 
 class Maintainer:
@@ -316,13 +325,15 @@ class Maintainer:
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
             return none, (changes_between(old, none) if old is not None else None)
-        members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
         ext = view.ext_ids()
         if touched is None:
+            members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
             ids = ext[_ids(members)]
             ids = ids if getattr(view, "ordered", True) else np.sort(ids)
             return ids, (changes_between(old, ids) if old is not None else None)
-        hit = np.unique(ext[_ids(members & touched.bitmap)])
+        sub = touched.context(view, ctx)
+        members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
+        hit = np.unique(ext[sub.snap.to_view(_ids(members))])
         cand = touched.customer_ids
         at = np.searchsorted(old, cand)
         inside = at < old.size
