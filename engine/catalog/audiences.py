@@ -108,6 +108,10 @@ class Audiences:
         self._lock = threading.RLock()
         self.changed = threading.Condition()
         self.version = 0   # bumped on each recorded snapshot (for waiters)
+        # (dataset, name) -> (tracking.json's identity, {number: AudienceSnapshot}): a record
+        # never changes once written, so each is read once per tracking (untrack and track
+        # again write a new tracking.json, and numbers start again)
+        self._records: dict = {}
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, name: str, create: bool = False) -> Path:
@@ -179,17 +183,37 @@ class Audiences:
         d = self._dir(dataset, name)
         return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
 
+    def _known(self, dataset: str, name: str, d: Path) -> dict:
+        """The records of this tracking read so far (number -> AudienceSnapshot)."""
+        try:
+            st = (d / "tracking.json").stat()
+            identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            identity = None
+        hit = self._records.get((dataset, name))
+        if hit is None or hit[0] != identity:
+            hit = self._records[(dataset, name)] = (identity, {})
+        return hit[1]
+
     def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
         """The retained snapshots' records numbered after `after`, oldest first."""
         d = self._dir(dataset, name)
+        known = self._known(dataset, name, d)
+        numbers = self._numbers(dataset, name)
         out = []
-        for n in self._numbers(dataset, name):
+        for n in numbers:
             if n <= after:
                 continue
-            try:
-                out.append(_record(json.loads((d / f"{n:012d}.json").read_text())))
-            except FileNotFoundError:  # pruned meanwhile
-                pass
+            rec = known.get(n)
+            if rec is None:
+                try:
+                    rec = known[n] = _record(json.loads((d / f"{n:012d}.json").read_text()))
+                except FileNotFoundError:  # pruned meanwhile
+                    continue
+            out.append(rec)
+        if len(known) > len(numbers):   # pruned ones are forgotten
+            for n in set(known) - set(numbers):
+                known.pop(n, None)
         return out
 
     def newest_number(self, dataset: str, name: str) -> int:
@@ -291,6 +315,7 @@ class Audiences:
                 out.append(snap)
             _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
             for name, t, snaps, snap, _ in staged:
+                self._known(dataset, name, self._dir(dataset, name))[snap.number] = snap
                 self._prune(dataset, name, t, snaps + [snap])
         with self.changed:
             self.version += 1

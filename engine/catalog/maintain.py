@@ -282,8 +282,8 @@ class Maintainer:
         seen = self._seen.get(key)
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
-        newest = self.audiences.latest(dataset, name)
-        if same and (newest.number if newest is not None else 0) != seen.number:
+        newest_number = self.audiences.newest_number(dataset, name)
+        if same and newest_number != seen.number:
             same = False  # another writer recorded meanwhile: start again from the newest
         due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
         if same and seen.state is st and not due:
@@ -302,14 +302,13 @@ class Maintainer:
                 return None
             if scope.per_customer and not scope.instant:
                 mode, touched = "incremental", since
-        newest_number = newest.number if newest is not None else 0
         if seen is not None and seen.number == newest_number and seen.definition == definition:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
-            old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
+            old = self.audiences.members(dataset, name, newest_number) if newest_number else None
         new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
-        number = newest.number if newest is not None else 0
+        number = newest_number
         seen_now = _Seen(live, st, day, definition, new, number, now)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
@@ -333,7 +332,8 @@ class Maintainer:
             return ids, (changes_between(old, ids) if old is not None else None)
         sub = touched.context(view, ctx)
         members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
-        hit = np.unique(ext[sub.snap.to_view(_ids(members))])
+        hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
+        hit = hit if getattr(view, "ordered", True) else np.unique(hit)
         cand = touched.customer_ids
         at = np.searchsorted(old, cand)
         inside = at < old.size
