@@ -32,6 +32,7 @@ from pyroaring import BitMap64
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..evaluation import output
 from ..results import Materialized
+from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_in as _merge_in
 
 DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
@@ -251,7 +252,7 @@ class Audiences:
         except FileNotFoundError:
             raise self._missing(dataset, name, number, path) from None
         k = int.from_bytes(data[:8], "little")
-        return ids_of(BitMap64.deserialize(data[8:8 + k])), ids_of(BitMap64.deserialize(data[8 + k:]))
+        return deserialize_ids(data[8:8 + k]), deserialize_ids(data[8 + k:])
 
     def members(self, dataset: str, name: str, number: int, path: str = "snapshot") -> np.ndarray:
         """The sorted customer_ids of a retained snapshot: its nearest checkpoint at or
@@ -264,7 +265,7 @@ class Audiences:
         if c < 1:
             raise self._missing(dataset, name, number, path)
         try:
-            ids = ids_of(BitMap64.deserialize((d / f"{c:012d}.members").read_bytes()))
+            ids = deserialize_ids((d / f"{c:012d}.members").read_bytes())
         except FileNotFoundError:
             raise self._missing(dataset, name, number, path) from None
         for k in range(c + 1, number + 1):
@@ -306,10 +307,10 @@ class Audiences:
                 checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
                 snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
                                         int(exited.size), evaluation, self.catalog.clock(), checkpoint)
-                a, b = members_of(entered).serialize(), members_of(exited).serialize()
+                a, b = serialize_ids(entered), serialize_ids(exited)
                 files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
                 if checkpoint:
-                    files.append((d / f"{number:012d}.members", members_of(members).serialize()))
+                    files.append((d / f"{number:012d}.members", serialize_ids(members)))
                 files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
                 staged.append((name, t, snaps, snap, files))
                 out.append(snap)
@@ -336,7 +337,7 @@ class Audiences:
         first = next(s for s in snaps if s.number not in gone)
         if not (d / f"{first.number:012d}.members").exists():  # the oldest kept becomes a checkpoint
             _write_atomic(d / f"{first.number:012d}.members",
-                          members_of(self.members(dataset, name, first.number)).serialize())
+                          serialize_ids(self.members(dataset, name, first.number)))
         for s in drop:
             (d / f"{s.number:012d}.json").unlink(missing_ok=True)
             (d / f"{s.number:012d}.delta").unlink(missing_ok=True)
@@ -403,9 +404,12 @@ def _write_durably(root: Path, files: list) -> None:
 
 
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which elements of sorted `a` are in sorted `b` (binary searches, no hashing)."""
+    """Which elements of sorted `a` are in sorted `b` (no hashing): binary searches when
+    `a` is much the smaller, else one merge of the two."""
     if not a.size or not b.size:
         return np.zeros(a.size, bool)
+    if a.size * 16 >= b.size:
+        return _merge_in(np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64))
     at = np.minimum(np.searchsorted(b, a), b.size - 1)
     return b[at] == a
 
