@@ -32,6 +32,7 @@ from pyroaring import BitMap64
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..evaluation import output
 from ..results import Materialized
+from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_in as _merge_in
 
 DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
@@ -108,6 +109,10 @@ class Audiences:
         self._lock = threading.RLock()
         self.changed = threading.Condition()
         self.version = 0   # bumped on each recorded snapshot (for waiters)
+        # (dataset, name) -> (tracking.json's identity, {number: AudienceSnapshot}): a record
+        # never changes once written, so each is read once per tracking (untrack and track
+        # again write a new tracking.json, and numbers start again)
+        self._records: dict = {}
 
     # ------------------------------------------------------------ layout
     def _dir(self, dataset: str, name: str, create: bool = False) -> Path:
@@ -179,17 +184,37 @@ class Audiences:
         d = self._dir(dataset, name)
         return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
 
+    def _known(self, dataset: str, name: str, d: Path) -> dict:
+        """The records of this tracking read so far (number -> AudienceSnapshot)."""
+        try:
+            st = (d / "tracking.json").stat()
+            identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            identity = None
+        hit = self._records.get((dataset, name))
+        if hit is None or hit[0] != identity:
+            hit = self._records[(dataset, name)] = (identity, {})
+        return hit[1]
+
     def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
         """The retained snapshots' records numbered after `after`, oldest first."""
         d = self._dir(dataset, name)
+        known = self._known(dataset, name, d)
+        numbers = self._numbers(dataset, name)
         out = []
-        for n in self._numbers(dataset, name):
+        for n in numbers:
             if n <= after:
                 continue
-            try:
-                out.append(_record(json.loads((d / f"{n:012d}.json").read_text())))
-            except FileNotFoundError:  # pruned meanwhile
-                pass
+            rec = known.get(n)
+            if rec is None:
+                try:
+                    rec = known[n] = _record(json.loads((d / f"{n:012d}.json").read_text()))
+                except FileNotFoundError:  # pruned meanwhile
+                    continue
+            out.append(rec)
+        if len(known) > len(numbers):   # pruned ones are forgotten
+            for n in set(known) - set(numbers):
+                known.pop(n, None)
         return out
 
     def newest_number(self, dataset: str, name: str) -> int:
@@ -227,7 +252,7 @@ class Audiences:
         except FileNotFoundError:
             raise self._missing(dataset, name, number, path) from None
         k = int.from_bytes(data[:8], "little")
-        return ids_of(BitMap64.deserialize(data[8:8 + k])), ids_of(BitMap64.deserialize(data[8 + k:]))
+        return deserialize_ids(data[8:8 + k]), deserialize_ids(data[8 + k:])
 
     def members(self, dataset: str, name: str, number: int, path: str = "snapshot") -> np.ndarray:
         """The sorted customer_ids of a retained snapshot: its nearest checkpoint at or
@@ -240,7 +265,7 @@ class Audiences:
         if c < 1:
             raise self._missing(dataset, name, number, path)
         try:
-            ids = ids_of(BitMap64.deserialize((d / f"{c:012d}.members").read_bytes()))
+            ids = deserialize_ids((d / f"{c:012d}.members").read_bytes())
         except FileNotFoundError:
             raise self._missing(dataset, name, number, path) from None
         for k in range(c + 1, number + 1):
@@ -282,15 +307,16 @@ class Audiences:
                 checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
                 snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
                                         int(exited.size), evaluation, self.catalog.clock(), checkpoint)
-                a, b = members_of(entered).serialize(), members_of(exited).serialize()
+                a, b = serialize_ids(entered), serialize_ids(exited)
                 files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
                 if checkpoint:
-                    files.append((d / f"{number:012d}.members", members_of(members).serialize()))
+                    files.append((d / f"{number:012d}.members", serialize_ids(members)))
                 files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
                 staged.append((name, t, snaps, snap, files))
                 out.append(snap)
             _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
             for name, t, snaps, snap, _ in staged:
+                self._known(dataset, name, self._dir(dataset, name))[snap.number] = snap
                 self._prune(dataset, name, t, snaps + [snap])
         with self.changed:
             self.version += 1
@@ -311,7 +337,7 @@ class Audiences:
         first = next(s for s in snaps if s.number not in gone)
         if not (d / f"{first.number:012d}.members").exists():  # the oldest kept becomes a checkpoint
             _write_atomic(d / f"{first.number:012d}.members",
-                          members_of(self.members(dataset, name, first.number)).serialize())
+                          serialize_ids(self.members(dataset, name, first.number)))
         for s in drop:
             (d / f"{s.number:012d}.json").unlink(missing_ok=True)
             (d / f"{s.number:012d}.delta").unlink(missing_ok=True)
@@ -378,9 +404,12 @@ def _write_durably(root: Path, files: list) -> None:
 
 
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which elements of sorted `a` are in sorted `b` (binary searches, no hashing)."""
+    """Which elements of sorted `a` are in sorted `b` (no hashing): binary searches when
+    `a` is much the smaller, else one merge of the two."""
     if not a.size or not b.size:
         return np.zeros(a.size, bool)
+    if a.size * 16 >= b.size:
+        return _merge_in(np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64))
     at = np.minimum(np.searchsorted(b, a), b.size - 1)
     return b[at] == a
 

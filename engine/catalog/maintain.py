@@ -33,6 +33,7 @@ from pyroaring import BitMap
 from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
+from ..evaluation.subset import Subset, SubsetContext
 from .audiences import apply_changes, changes_between
 from ..model import kinds
 from ..model import segment as S
@@ -97,6 +98,9 @@ def next_midnight(now: dt.datetime, zone) -> dt.datetime:
 
 # ---------------------------------------------------------------- maintenance
 
+LANE_PACE = 2.0   # the full lane waits this many times its last duration (<= 1/3 of the time)
+_LANE = object()  # _segment_round's answer for a segment of the full lane, deferred
+
 @dataclass
 class _Seen:
     """What the last round of one tracked segment saw (in this process)."""
@@ -115,8 +119,16 @@ class _Touched:
     def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
         self.state = state
         self.tables = tables
-        self.bitmap = BitMap(ids.astype(np.uint32))   # internal ids
+        self.ids = ids                                # internal ids, sorted
         self.customer_ids = np.unique(ext[ids])       # sorted
+        self._ctx = None
+
+    def context(self, view, whole: Context) -> SubsetContext:
+        """The round's context over the touched customers alone (built once, shared by the
+        round's segments: their lines are copied once, common conditions evaluated once)."""
+        if self._ctx is None or self._ctx.whole is not whole:
+            self._ctx = SubsetContext(Subset(view, self.ids), whole)
+        return self._ctx
 
 
 class Maintainer:
@@ -140,6 +152,7 @@ class Maintainer:
         self._thread: Optional[threading.Thread] = None
         self._round_lock = threading.Lock()
         self._leader = None   # the open lock file while this process maintains the data directory
+        self._lane: dict = {}   # dataset -> (monotonic end, seconds) of its full lane's last run
         self.rounds = 0
 
     # ------------------------------------------------------------ thread
@@ -169,7 +182,7 @@ class Maintainer:
             if self._stop.is_set():
                 return
             try:
-                self.run_once()
+                self.run_once(paced=True)
             except Exception:  # noqa: BLE001 - the next round retries
                 log.exception("tracked segments: round failed")
 
@@ -194,7 +207,7 @@ class Maintainer:
             self._leader.close()
             self._leader = None
 
-    def run_once(self, datasets=None) -> list:
+    def run_once(self, datasets=None, paced: bool = False) -> list:
         """One round over the datasets (default every one with tracked segments); returns
         the snapshots recorded as (dataset, name, AudienceSnapshot). Nothing when another
         process maintains the data directory."""
@@ -208,7 +221,7 @@ class Maintainer:
                 except NotFound:  # deleted meanwhile
                     continue
                 if tracked:
-                    out.extend(self._dataset_round(name, tracked))
+                    out.extend(self._dataset_round(name, tracked, paced))
                 if self.run_tasks:
                     try:
                         for run in self.catalog.schedules.run_due(name, self.clock()):
@@ -218,7 +231,12 @@ class Maintainer:
             self.rounds += 1
             return out
 
-    def _dataset_round(self, dataset: str, tracked: list) -> list:
+    def _dataset_round(self, dataset: str, tracked: list, paced: bool = False) -> list:
+        """One round of a dataset's tracked segments. `paced` (the background thread): the
+        segments evaluated fully only because their membership is not per customer (the
+        full lane) wait while the lane has run within LANE_PACE times its last duration,
+        and are recorded after the others, so that they never hold up the per-customer
+        segments' snapshots; their batches are coalesced meanwhile."""
         t0 = time.perf_counter()
         ds = self.engine.dataset(dataset)
         live, st, view = ds.reading()  # one state for every segment of this round
@@ -228,8 +246,9 @@ class Maintainer:
         # segments are evaluated once (same state, same instant)
         ctx = None if getattr(view, "empty", False) else Context(view, now, None)
         touched: dict = {}   # the previous state a segment saw -> what the batches since touched
-        pending, stats = [], {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0,
-                          "sequence": st.seq if st is not None else 0}
+        pending, lane, names = [], [], []
+        stats = {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0, "deferred": 0,
+                 "sequence": st.seq if st is not None else 0, "phase": "per_customer" if paced else "all"}
         for name in tracked:
             try:
                 saved = self._saved(dataset, name)
@@ -238,20 +257,49 @@ class Maintainer:
                 continue
             if not saved.active:
                 continue
-            item = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched)
-            if item is not None:
+            names.append(name)
+            item = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched,
+                                       defer=paced)
+            if item is _LANE:
+                lane.append((name, saved.segment))
+            elif item is not None:
                 pending.append(item)
+        out = self._record(dataset, pending)
+        if paced:
+            stats["seconds"] = time.perf_counter() - t0
+            stats["recorded"] = len(out)
+            stats["settled"] = self._settled(dataset, names)
+            self.on_round(dict(stats, deferred=len(lane)))
+            t1 = time.monotonic()
+            last = self._lane.get(dataset)
+            if not lane or (last is not None and t1 - last[0] < LANE_PACE * last[1]):
+                return out
+            stats.update(full=0, incremental=0, skipped=0, deferred=0, phase="full")
+            pending = [item for item in (self._segment_round(dataset, name, seg, live, st, view, ctx, now, day, stats,
+                                                             touched) for name, seg in lane) if item is not None]
+            more = self._record(dataset, pending)
+            self._lane[dataset] = (time.monotonic(), time.monotonic() - t1)
+            out += more
+            stats["recorded"] = len(more)
+        stats["seconds"] = time.perf_counter() - t0
+        stats.setdefault("recorded", len(out))
+        stats["settled"] = self._settled(dataset, names)
+        self.on_round(stats)
+        return out
+
+    def _record(self, dataset: str, pending: list) -> list:
         try:
             recorded = self.audiences.record_many(dataset, pending)
         except Exception:
             for item in pending:   # not recorded: the next round starts again from the disk
                 self._seen.pop((dataset, item[0]), None)
             raise
-        out = [(dataset, item[0], rec) for item, rec in zip(pending, recorded)]
-        stats["seconds"] = time.perf_counter() - t0
-        stats["recorded"] = len(out)
-        self.on_round(stats)
-        return out
+        return [(dataset, item[0], rec) for item, rec in zip(pending, recorded)]
+
+    def _settled(self, dataset: str, names: list) -> int:
+        """The newest change sequence that every one of the segments has been evaluated at."""
+        seqs = [getattr(getattr(self._seen.get((dataset, n)), "state", None), "seq", 0) for n in names]
+        return min(seqs) if seqs else 0
 
     def _saved(self, dataset: str, name: str):
         """The saved segment, parsed again only when its file changed."""
@@ -266,15 +314,19 @@ class Maintainer:
             hit = self._parsed[(dataset, name)] = (stamp, self.catalog.get_segment(dataset, name))
         return hit[1]
 
-    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats, touched_since):
+    def _segment_round(self, dataset, name, seg, live, st, view, ctx, now, day, stats, touched_since,
+                       defer: bool = False):
+        """Evaluate one tracked segment as the rule says; the item to record (None: no
+        change, or nothing to do), or _LANE when `defer` and it is due a full evaluation only
+        because its membership is not per customer (the caller runs those at their pace)."""
         key = (dataset, name)
         definition = segment_json.dumps(seg)
         scope = evaluation_scope(seg)
         seen = self._seen.get(key)
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
-        newest = self.audiences.latest(dataset, name)
-        if same and (newest.number if newest is not None else 0) != seen.number:
+        newest_number = self.audiences.newest_number(dataset, name)
+        if same and newest_number != seen.number:
             same = False  # another writer recorded meanwhile: start again from the newest
         due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
         if same and seen.state is st and not due:
@@ -293,14 +345,15 @@ class Maintainer:
                 return None
             if scope.per_customer and not scope.instant:
                 mode, touched = "incremental", since
-        newest_number = newest.number if newest is not None else 0
+            elif defer:
+                return _LANE
         if seen is not None and seen.number == newest_number and seen.definition == definition:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
-            old = self.audiences.members(dataset, name, newest.number) if newest is not None else None
+            old = self.audiences.members(dataset, name, newest_number) if newest_number else None
         new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
-        number = newest.number if newest is not None else 0
+        number = newest_number
         seen_now = _Seen(live, st, day, definition, new, number, now)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
@@ -316,13 +369,16 @@ class Maintainer:
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
             return none, (changes_between(old, none) if old is not None else None)
-        members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
         ext = view.ext_ids()
         if touched is None:
+            members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
             ids = ext[_ids(members)]
             ids = ids if getattr(view, "ordered", True) else np.sort(ids)
             return ids, (changes_between(old, ids) if old is not None else None)
-        hit = np.unique(ext[_ids(members & touched.bitmap)])
+        sub = touched.context(view, ctx)
+        members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
+        hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
+        hit = hit if getattr(view, "ordered", True) else np.unique(hit)
         cand = touched.customer_ids
         at = np.searchsorted(old, cand)
         inside = at < old.size

@@ -96,11 +96,15 @@ class Context:
         elif t is S.Not:
             out = BitMap(self.snap.alive) - self.eval(cond.child)
         else:
-            out = LEAVES[t](self, cond)
+            out = self.leaf(cond)
         self._memo[cond] = out
         if self.trace is not None:
             self.trace[cond] = (out, (time.perf_counter() - t0) * 1000, self.bytes_read - b0)
         return out
+
+    def leaf(self, cond: S.Condition) -> BitMap:
+        """A leaf condition's customers (a subclass may evaluate some leaves elsewhere)."""
+        return LEAVES[type(cond)](self, cond)
 
     # ---------------------------------------------------------------- line helpers
     def day_bounds(self, r: S.TimeRange):

@@ -1,0 +1,246 @@
+"""Some customers of a view, evaluated at their own cost: tracked segments' maintenance
+re-evaluates the customers a batch touched this way (engine/catalog/maintain.py).
+
+`Subset(view, iids)` holds the given internal ids of a view (a LiveView or Snapshot),
+renumbered shard by shard: the customers of shard s become s << bits' + 0, 1, ... in
+internal id order, with bits' the fewest bits that hold the largest shard's share. It reads
+like a LiveView for the leaves that read lines: its runs hold only these customers' lines
+(copied once, in the run's order, without posting lists or aggregates), its appended lines
+only theirs, its bitmaps and per-customer columns the view's at their rows.
+
+`SubsetContext` evaluates a condition tree on a Subset: leaves that read lines run their
+kernels over the subset's lines; every other leaf (profile values, text, groups) is taken
+from a Context of the whole view (shared, so the segments of a round evaluate it once) and
+restricted. Only kinds whose membership is per customer (model.kinds: Kind.per_customer)
+may be evaluated so: the others compare customers with each other.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from pyroaring import BitMap, FrozenBitMap
+
+from . import subset_kernels as SK
+from .evaluate import Context, LEAVES
+from ..errors import InvalidArgument
+from ..live.view import DELTA_COLUMNS
+from ..model import kinds
+from ..model import segment as S
+from ..storage import layout as LY
+from ..storage.runs import LINE_COLUMNS
+from ..storage.snapshot import PIECE_NAMES, PieceSet
+from ..storage.views import PieceTable
+
+LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
+NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
+CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
+
+
+def _array_at(addr: int, n: int, dtype) -> np.ndarray:
+    """The n values of `dtype` at an address (a piece's column), without a copy."""
+    dtype = np.dtype(dtype)
+    if n == 0:
+        return np.zeros(0, dtype)
+    return np.frombuffer((ctypes.c_char * (int(n) * dtype.itemsize)).from_address(int(addr)), dtype)
+
+
+class _Lines:
+    """The subset's appended lines by shard, as LiveState.lines gives them."""
+
+    def __init__(self, subset: "Subset"):
+        self._subset = subset
+
+    def lines(self, prefix: str):
+        return self._subset._lines(prefix)
+
+
+class Subset:
+    """The customers `iids` (internal ids of `view`) renumbered densely per shard."""
+
+    empty = False
+    ordered = True
+    manifest = None      # no pair indexes: the subset's runs hold lines only
+
+    def __init__(self, view, iids: np.ndarray):
+        self.view = view
+        self.iids = np.unique(np.asarray(iids, np.int64))
+        self.zone = view.zone
+        self.meta = getattr(view, "meta", {})
+        bits = int(view.shard_bits)
+        self.view_bits = bits
+        shard = self.iids >> bits
+        self.shards, starts, counts = np.unique(shard, return_index=True, return_counts=True)
+        self.shard_bits = max(1, int(counts.max() - 1).bit_length()) if counts.size else 1
+        rank = np.arange(self.iids.size, dtype=np.int64) - np.repeat(starts, counts)
+        self.ids = (shard << self.shard_bits) + rank          # the subset id of each of iids
+        self.rank = rank
+        self.n = int(self.ids[-1]) + 1 if self.ids.size else 0
+        self.state = _Lines(self)
+        self._cache: dict = {}
+        self._bitmap = BitMap(self.iids.astype(np.uint32))
+
+    def _mine(self, key, make):
+        v = self._cache.get(key)
+        if v is None:
+            v = self._cache[key] = make()
+        return v
+
+    # ------------------------------------------------------------ ids
+    def to_view(self, ids: np.ndarray) -> np.ndarray:
+        """The view's internal ids of subset ids (of real customers, not the gaps)."""
+        ids = np.asarray(ids, np.int64)
+        shard = ids >> self.shard_bits
+        at = np.searchsorted(self.shards, shard)
+        starts = np.searchsorted(self.iids >> self.view_bits, self.shards)
+        return self.iids[starts[at] + (ids - (shard << self.shard_bits))]
+
+    def restrict(self, bm) -> BitMap:
+        """A bitmap of the view's internal ids as this subset's ids (those in the subset)."""
+        hit = np.asarray((bm & self._bitmap).to_array(), np.int64) if len(bm) else np.zeros(0, np.int64)
+        if not hit.size:
+            return BitMap()
+        return BitMap(self.ids[np.searchsorted(self.iids, hit)].astype(np.uint32))
+
+    # ------------------------------------------------------------ what leaves read
+    def bitmap(self, field: str, code: int = 1) -> FrozenBitMap:
+        return self._mine(("b", field, code), lambda: FrozenBitMap(self.restrict(self.view.bitmap(field, code))))
+
+    @property
+    def alive(self) -> FrozenBitMap:
+        return self.bitmap("alive")
+
+    def array(self, key: str, dtype) -> np.ndarray:
+        def make():
+            full = np.asarray(self.view.array(key, dtype))
+            out = np.zeros(self.n, full.dtype)
+            out[self.ids] = full[self.iids]
+            return out
+        return self._mine(("a", key), make)
+
+    def ext_ids(self) -> np.ndarray:
+        return self.array("c/ext_id", np.int64)
+
+    def dictionary(self, name: str) -> list:
+        return self.view.dictionary(name)
+
+    def code_of(self, name: str) -> dict:
+        return self.view.code_of(name)
+
+    def pieces(self, prefix: str) -> PieceSet:
+        """The version's runs of a line table, each with only the subset's lines."""
+        return self._mine(("pieces", prefix), lambda: self._pieces(prefix))
+
+    def _pieces(self, prefix: str) -> PieceSet:
+        names = PIECE_NAMES[prefix]
+        ps = self.view.pieces(prefix)
+        k_of = {int(s): k for k, s in enumerate(ps.shard)}
+        take = [(int(s), k_of[int(s)]) for s in self.shards if int(s) in k_of]
+        # lut rows: shard row -> subset rank (-1: not in the subset); the shard's customers
+        # past the version's shard size (created since) stay out, as the view's kernels do
+        luts = np.full((max(len(take), 1), 1 << self.view_bits), -1, np.int32)
+        pieces, lut_of, shard_ptr, base, nn = [], [], [0], [], []
+        starts = np.searchsorted(self.iids >> self.view_bits, self.shards)
+        j_of = {int(s): j for j, s in enumerate(self.shards)}
+        for row, (s, k) in enumerate(take):
+            j = j_of[s]
+            lo, hi = starts[j], (starts[j + 1] if j + 1 < starts.size else self.iids.size)
+            local = self.iids[lo:hi] - int(ps.base[k])
+            inside = local < int(ps.n[k])
+            luts[row, local[inside]] = self.rank[lo:hi][inside]
+            for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1])):
+                pieces.append(p)
+                lut_of.append(row)
+            shard_ptr.append(len(pieces))
+            base.append(s << self.shard_bits)
+            nn.append(int(inside.sum()))
+        lut_of = np.asarray(lut_of, np.int64)
+        src = np.asarray(pieces, np.int64)
+        col = CUST_COLUMN[prefix]
+        addr = np.ascontiguousarray(ps.addr[:, src]) if src.size else np.zeros((len(names), 0), np.uint64)
+        size = np.ascontiguousarray(ps.size[:, src]) if src.size else np.zeros((len(names), 0), np.int64)
+        counts = np.zeros(src.size, np.int64)
+        if src.size:
+            SK.count_lines(addr, size, col, lut_of, luts, counts)
+        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        pos = np.empty(int(ptr[-1]), np.int64)
+        cust = np.empty(int(ptr[-1]), np.uint16)
+        if src.size:
+            SK.select_lines(addr, size, col, lut_of, luts, ptr, pos, cust)
+        pt = PieceTable(names, src.size)
+        meta = np.zeros((src.size, LY.M_NMETA), np.int64)
+        for q, p in enumerate(src):
+            at = pos[ptr[q]:ptr[q + 1]]
+            meta[q, LY.M_ROWS] = at.size
+            for name, dtype in LINE_COLUMNS[prefix].items():
+                c = ps.table.columns[name]
+                n = int(ps.size[c, p])
+                if name == "cust":
+                    pt.set(name, q, cust[ptr[q]:ptr[q + 1]])
+                elif n == int(ps.meta[p, LY.M_ROWS]) and n:   # a column the run has (order keys may not)
+                    pt.set(name, q, _array_at(ps.addr[c, p], n, dtype)[at])
+        pt._keep.append((pos, cust))
+        return PieceSet(pt, meta, np.asarray(shard_ptr, np.int64), np.asarray([s for s, _ in take], np.int64),
+                        np.asarray(base, np.int64), np.asarray(nn, np.int64), [ps.runs[p] for p in src])
+
+    def _lines(self, prefix: str):
+        """[(shard, columns)] of the subset's appended lines (None when none)."""
+        def make():
+            per_shard = self.view.state.lines(prefix) if hasattr(self.view, "state") else None
+            if not per_shard:
+                return False
+            lut = self._lut()
+            out = []
+            for s, cols in per_shard:
+                sub = lut[cols["iid"]]
+                sel = np.flatnonzero(sub >= 0)
+                if not sel.size:
+                    continue
+                mine = {k: np.ascontiguousarray(a[sel]) for k, a in cols.items() if k != "iid"}
+                mine["iid"] = sub[sel]
+                out.append((int(s), {k: mine[k] for k in cols}))
+            return out or False
+        return self._mine(("lines", prefix), make) or None
+
+    def _lut(self) -> np.ndarray:
+        """The view's internal id -> subset id (-1 outside the subset)."""
+        def make():
+            lut = np.full(max(int(self.view.n), int(self.iids[-1]) + 1 if self.iids.size else 0), -1, np.int64)
+            lut[self.iids] = self.ids
+            return lut
+        return self._mine(("lut",), make)
+
+    def delta(self, prefix: str):
+        """The subset's appended lines of a line table as a PieceTable (as LiveView.delta)."""
+        def make():
+            per_shard = self._lines(prefix)
+            if per_shard is None:
+                return False
+            names = DELTA_COLUMNS[prefix]
+            pt = PieceTable(names, len(per_shard))
+            for k, (_, cols) in enumerate(per_shard):
+                for name in names:
+                    pt.set(name, k, cols[name])
+            return pt
+        return self._mine(("delta", prefix), make) or None
+
+
+class SubsetContext(Context):
+    """A Context over a Subset: leaves that read lines run on the subset's lines, the
+    others come from `whole` (a Context of the whole view at the same instant), restricted."""
+
+    def __init__(self, subset: Subset, whole: Context):
+        super().__init__(subset, whole.asof.instant, whole.deadline)
+        self.whole = whole
+        self.access_paths = 0    # the subset's runs hold lines only: scan them
+
+    def leaf(self, cond: S.Condition) -> BitMap:
+        t = type(cond)
+        if t in NOT_PER_CUSTOMER or getattr(t, "per_customer", True) is False:
+            raise InvalidArgument("segment", f"{t.__name__} compares customers with each other: "
+                                  "it cannot be evaluated for some customers alone")
+        if t in LINE_KINDS:
+            return LEAVES[t](self, cond)
+        self.whole.references = self.references
+        self.whole.reference_path = self.reference_path
+        return self.snap.restrict(self.whole.eval(cond))

@@ -1,0 +1,50 @@
+"""Sorted customer_id sets (engine/storage/id_sets.py) against pyroaring's BitMap64 and numpy.
+
+Oracle: BitMap64(ids, optimize=False).serialize() byte for byte, BitMap64.deserialize (of
+these bytes and of what BitMap64 wrote before, with run containers), and np.isin."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyroaring import BitMap64
+
+from segments.engine.storage.id_sets import deserialize_ids, serialize_ids, sorted_in
+
+
+def _cases():
+    rng = np.random.default_rng(3)
+    yield np.zeros(0, np.int64)
+    yield np.asarray([0], np.int64)
+    yield np.asarray([65535, 65536, 2**32 - 1], np.int64)
+    yield np.arange(1000, 301_000, dtype=np.int64)                       # bitset containers
+    yield np.unique(rng.integers(0, 2**31, 200_000))                     # array containers
+    yield np.unique(np.concatenate([rng.integers(0, 70_000, 9_000),      # both kinds, one bucket
+                                    rng.integers(2**20, 2**20 + 3_000, 100)]))
+    yield np.unique(rng.integers(0, 2**40, 50_000))                      # many buckets
+    yield np.unique(np.concatenate([np.arange(4090, 4100), [2**32, 2**32 + 5, 3 * 2**32 + 7]]))
+    yield np.asarray([-5, -1, 3, 2**40], np.int64)                      # negative ids
+
+
+@pytest.mark.parametrize("ids", list(_cases()), ids=lambda a: f"n{a.size}")
+def test_serialize_matches_bitmap64(ids):
+    got = serialize_ids(ids)
+    assert got == BitMap64(ids.astype(np.uint64), optimize=False).serialize()   # no run containers
+    assert BitMap64.deserialize(got) == BitMap64(ids.astype(np.uint64))
+    for data in (got, BitMap64(ids.astype(np.uint64)).serialize()):   # as written before: run containers
+        back = deserialize_ids(data)
+        assert np.array_equal(back, np.asarray(BitMap64.deserialize(data).to_array(), np.uint64).astype(np.int64))
+        if ids.size and ids[0] >= 0:
+            assert np.array_equal(back, ids)
+
+
+def test_sorted_in_matches_isin():
+    rng = np.random.default_rng(4)
+    for na, nb, hi in ((0, 10, 50), (10, 0, 50), (1000, 1000, 3000), (50, 100_000, 10**6), (100_000, 50, 10**6),
+                       (200_000, 150_000, 400_000)):
+        a = np.unique(rng.integers(0, hi, na))
+        b = np.unique(rng.integers(0, hi, nb))
+        assert np.array_equal(sorted_in(a, b), np.isin(a, b))
+    from segments.engine.catalog.audiences import sorted_in as either
+    for na, nb in ((30, 100_000), (100_000, 30), (5000, 6000)):
+        a, b = np.unique(rng.integers(0, 10**6, na)), np.unique(rng.integers(0, 10**6, nb))
+        assert np.array_equal(either(a, b), np.isin(a, b))
