@@ -45,10 +45,10 @@ class Dataset:
         self.on_erased = on_erased or (lambda folder, ids: None)
         self.name = name
         self.dir = dataset_dir(root, name)
-        settings = self.dir / "dataset.json"
-        if not settings.exists():
-            raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND")
-        cfg = json.loads(settings.read_text())
+        try:
+            cfg = json.loads((self.dir / "dataset.json").read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND") from None
         self.timezone = cfg["timezone"]
         self.zone = timerange.load_zone(self.timezone)
         self.shard_bits = cfg["shard_bits"]

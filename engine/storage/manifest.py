@@ -130,7 +130,7 @@ def read_manifest(folder: Path) -> Manifest:
     return from_json((folder / "manifest.json").read_text(encoding="utf-8"))
 
 
-def read_version(folder: Path) -> Tuple[Manifest, Dict[str, list]]:
-    m = read_manifest(folder)
-    dicts = json.loads((folder / "dicts.json").read_text(encoding="utf-8"))
-    return m, dicts
+def read_dicts(folder: Path) -> Dict[str, list]:
+    """A version folder's value dictionaries (code = index + 1)."""
+    return json.loads((folder / "dicts.json").read_text(encoding="utf-8"))
+

@@ -139,9 +139,11 @@ class PartReader:
     LMDB allows one open handle per environment and process, and versions share parts: get
     readers with `open_part` and give them back with `release_part`, which count users."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, size: Optional[int] = None):
         self.path = Path(path)
-        size = os.path.getsize(self.path / "data.mdb")
+        self.key = None  # open_part's key
+        if size is None:
+            size = os.path.getsize(self.path / "data.mdb")
         self.env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True,
                              map_size=max(size, PAGE), max_readers=1)
         self.txn = self.env.begin(buffers=True)
@@ -177,20 +179,24 @@ _open_lock = threading.RLock()
 
 def open_part(path: Path) -> PartReader:
     """The process's reader of a part (opened on first use); release_part when done."""
-    key = str(Path(path).resolve())
+    # keyed by the data file's identity, as LMDB sees it: one stat, where resolving the
+    # path took one per folder of it
+    st = os.stat(os.path.join(path, "data.mdb"))
+    key = (st.st_dev, st.st_ino)
     with _open_lock:
         hit = _open.get(key)
         if hit is not None:
             hit[1] += 1
             return hit[0]
-        r = PartReader(Path(key))
+        r = PartReader(Path(path), st.st_size)
+        r.key = key
         _open[key] = [r, 1]
         return r
 
 
 def release_part(reader: PartReader) -> None:
     """One user fewer; the last one closes the part."""
-    key = str(reader.path)
+    key = reader.key
     with _open_lock:
         hit = _open.get(key)
         if hit is None or hit[0] is not reader:
