@@ -42,6 +42,8 @@ import numpy as np
 
 from .tenants_data import clone_dataset, heavy_tailed_sizes, size_classes
 
+# input files, spill files and the new part of a bulk load, per customer (~20 lines each)
+LOAD_BYTES_PER_CUSTOMER = 8 << 10
 CLASSES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 100000)
 CHEAP = ("seed_birthday_month_member", "profile_bitmaps", "suppression_exclude", "seed_married_today",
          "count_dispensary_prev_month")
@@ -50,8 +52,14 @@ HEAVY = ("seed_best50_diamond", "seed_top100_beads_gold_charm", "seed_lapsing_re
 
 # ---------------------------------------------------------------- building
 
-def build(work: Path, n: int, median: int, seed: int, log) -> dict:
-    """The data folder of n datasets; returns their names and sizes and build times."""
+def folder_bytes(folder: Path) -> int:
+    """Bytes a folder takes on disk (allocated blocks of its files and folders)."""
+    return sum(p.stat().st_blocks * 512 for p in [folder, *folder.rglob("*")])
+
+
+def build(work: Path, n: int, median: int, seed: int, log, keep_free: int = 0) -> dict:
+    """The data folder of n datasets (fewer when copying more would leave less than
+    `keep_free` bytes free on its disk); returns their names and sizes and build times."""
     from .generate import generate
     from segments.engine.api import Engine
 
@@ -76,22 +84,42 @@ def build(work: Path, n: int, median: int, seed: int, log) -> dict:
     data = work / "data"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
+    per_class = {c: folder_bytes(tmpl / "data" / f"c{c}") for c in (classes[k] for k in sorted(set(cls.tolist())))}
     names = [f"t{i:05d}" for i in range(n)]
     t0 = time.perf_counter()
     for i, name in enumerate(names):
-        clone_dataset(tmpl / "data" / f"c{classes[cls[i]]}", data, name)
+        c = classes[cls[i]]
+        free = shutil.disk_usage(data).free
+        if free - per_class[c] < keep_free:
+            log(f"stopped at {i} datasets: {free / 2**30:.1f} GiB free, {keep_free / 2**30:.1f} GiB kept free")
+            names = names[:i]
+            break
+        clone_dataset(tmpl / "data" / f"c{c}", data, name)
         if (i + 1) % 1000 == 0:
-            log(f"{i + 1} datasets copied")
+            log(f"{i + 1} datasets copied ({free / 2**30:.1f} GiB free)")
     t_clone = time.perf_counter() - t0
-    customers = np.array([classes[k] for k in cls])
-    du = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+    customers = np.array([classes[k] for k in cls[:len(names)]])
+    du = folder_bytes(data)
     return {"names": names, "customers": customers.tolist(), "templates_s": round(t_templates, 1),
-            "copy_s": round(t_clone, 1), "disk_bytes": du,
+            "copy_s": round(t_clone, 1), "disk_bytes": du, "requested": n,
+            "dataset_bytes_by_customers": {str(c): b for c, b in sorted(per_class.items())},
             "sizes": {"median": int(np.median(customers)), "p99": int(np.percentile(customers, 99)),
                       "max": int(customers.max()), "total": int(customers.sum())}}
 
 
 # ---------------------------------------------------------------- the server, from outside
+
+def load_average() -> list:
+    """The machine's 1, 5 and 15 minute load averages (every timing is read beside them)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def parse_size(text: str) -> int:
+    """'15G', '500M', '0' -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = str(text).strip().upper().rstrip("IB")
+    return int(float(t.rstrip("KMGT") or 0) * units[t[len(t.rstrip("KMGT")):]])
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -170,12 +198,14 @@ class Sampler:
         self.last = f
         for k, v in f.items():
             self.peak[k] = max(self.peak.get(k, 0), v)
+        free = shutil.disk_usage(self.data).free
+        self.min_free = min(getattr(self, "min_free", free), free)
         return f
 
     def stop(self) -> dict:
         self._stop.set()
         self._t.join()
-        return {"peak": self.peak, "last": self.sample()}
+        return {"peak": self.peak, "last": self.sample(), "disk_free_min": self.min_free}
 
 
 def open_stats(metrics_port: int) -> dict:
@@ -399,6 +429,8 @@ def main(argv=None) -> None:
     p.add_argument("--only-fair", action="store_true", help="skip the cold, warm and Zipf phases")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the working folder")
+    p.add_argument("--keep-free", default="15G",
+                   help="copy no more datasets, and skip the bulk load, when they would leave less than this free")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     p.add_argument("--load-spec", default=None, help=argparse.SUPPRESS)
@@ -415,11 +447,13 @@ def main(argv=None) -> None:
     report: dict = {"datasets": a.datasets, "median_customers": a.median, "machine": {"cores": os.cpu_count()}}
     try:
         t0 = time.perf_counter()
-        built = build(work, a.datasets, a.median, a.seed, log)
+        keep_free = parse_size(a.keep_free)
+        built = build(work, a.datasets, a.median, a.seed, log, keep_free)
         names = built.pop("names")
         customers = built.pop("customers")
         report["build"] = built
-        log(f"built {a.datasets} datasets in {time.perf_counter() - t0:.0f} s ({built['disk_bytes'] / 2**30:.1f} GiB)")
+        report["datasets"] = len(names)
+        log(f"built {len(names)} datasets in {time.perf_counter() - t0:.0f} s ({built['disk_bytes'] / 2**30:.1f} GiB)")
         uploads = work / "uploads"
         (work / "access.log").unlink(missing_ok=True)
         metrics_port = free_port()
@@ -433,17 +467,18 @@ def main(argv=None) -> None:
         try:
             sampler = Sampler(proc.pid, work / "data")
             report["server_ready"] = sampler.sample()
+            report["load_average_at_start"] = load_average()
             if not a.only_fair:
                 report.update(served_phases(a, work, target, names, customers, sampler, metrics_port, log))
             if a.heavy_customers > 0:
-                report["fair"] = fairness(a, work, names, customers, target, uploads, log)
+                report["fair"] = fairness(a, work, names, customers, target, uploads, log, keep_free)
             report["server"] = sampler.stop()
         finally:
             stop(proc)
         if a.heavy_customers > 0 and a.compare:
             proc, target = serve(work / "data", work, flags + ["--tenant-concurrency", "0", "--build-nice", "0"])
             try:
-                report["fair_without_limits"] = fairness(a, work, names, customers, target, uploads, log)
+                report["fair_without_limits"] = fairness(a, work, names, customers, target, uploads, log, keep_free)
             finally:
                 stop(proc)
     finally:
@@ -464,6 +499,7 @@ def served_phases(a, work: Path, target: str, names, customers, sampler, metrics
     eng, tot, seen = engine_times(work / "access.log")
     r["cold"]["engine_ms"] = pct(eng)
     r["cold"]["server_total_ms"] = pct(tot)
+    r["cold"]["load_average"] = load_average()
     out["after_sweep"] = sampler.sample()
     out["after_sweep"]["open_stats"] = open_stats(metrics_port)
     log(f"cold: {r['cold']}")
@@ -472,12 +508,14 @@ def served_phases(a, work: Path, target: str, names, customers, sampler, metrics
     eng, tot, seen2 = engine_times(work / "access.log", seen)
     w["warm"]["engine_ms"] = pct(eng[warm_n:])
     w["warm"]["server_total_ms"] = pct(tot[warm_n:])
+    w["warm"]["load_average"] = load_average()
     log(f"warm: {w['warm']}")
     log(f"Zipf load: {a.clients} streams for {a.seconds:.0f} s")
     z = run_load({"target": target, "names": names, "zipf_seconds": a.seconds, "clients": a.clients}, work)
     eng, _, _ = engine_times(work / "access.log", seen2)
     z["zipf"]["engine_ms"] = pct(eng)
     z["zipf"]["open_stats"] = open_stats(metrics_port)
+    z["zipf"]["load_average"] = load_average()
     out["after_zipf"] = sampler.sample()
     log(f"zipf: {z['zipf']}")
     out.update(cold=r["cold"], warm=w["warm"], zipf=z["zipf"],
@@ -486,12 +524,18 @@ def served_phases(a, work: Path, target: str, names, customers, sampler, metrics
     return out
 
 
-def fairness(a, work: Path, names, customers, target, uploads: Path, log) -> dict:
-    """The fairness phase on the largest dataset: its bulk load files generated first."""
+def fairness(a, work: Path, names, customers, target, uploads: Path, log, keep_free: int = 0) -> dict:
+    """The fairness phase on the largest dataset: its bulk load files generated first
+    (skipped when the load could leave less than keep_free bytes free)."""
     from .generate import generate
 
     heavy = names[int(np.argmax(customers))]
     folder = uploads / heavy
+    need = a.heavy_customers * LOAD_BYTES_PER_CUSTOMER
+    free = shutil.disk_usage(work).free
+    if free - need < keep_free:
+        log(f"fairness skipped: the load needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
+        return {"skipped": f"disk: ~{need} bytes needed, {free} free, {keep_free} kept free"}
     if not folder.exists():
         log(f"generating the bulk load of {a.heavy_customers} customers for {heavy}")
         generate(folder, customers=a.heavy_customers, seed=a.seed + 99)
@@ -500,6 +544,7 @@ def fairness(a, work: Path, names, customers, target, uploads: Path, log) -> dic
                   "fair": {"heavy": heavy, "seconds": a.fair_seconds}}, work)
     log(f"fair: {json.dumps(f['fair'])}")
     f["fair"]["errors"] = f["errors"]
+    f["fair"]["load_average"] = load_average()
     return f["fair"]
 
 

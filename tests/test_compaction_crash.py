@@ -81,6 +81,11 @@ def test_crash_during_compaction_loses_nothing(seeded, tmp_path, point):
     eng = Engine(work / "data", auto_compact=False)
     assert eng.info("d")["live"]["sequence"] == seq
     assert _answers(eng) == want, f"answers changed after a crash at {point}"
+    # the first open removed what the crash left: parts and folders no version needs
+    folder = work / "data" / "d"
+    current = (folder / "CURRENT").read_text().strip()
+    assert {p.name for p in folder.glob("v[0-9]*")} <= {current, f"{current}.log"}
+    assert {p.name for p in (folder / "parts").iterdir()} == set(eng.dataset("d").snapshot().manifest.parts())
     eng.compact("d")
     assert _answers(eng) == want
     assert not any(eng.info("d")["live"]["pending"].values())

@@ -316,3 +316,29 @@ def test_a_busy_dataset_is_refused_with_a_retry_hint_while_others_are_served(tem
         slow.gate.set()
         stop(server, 1)
         eng.close()
+
+
+def test_a_cold_count_of_profile_values_reads_no_dictionary(template, tmp_path, monkeypatch):
+    """Opening a dataset parses no value dictionary (most of a small version's metadata):
+    a count of profile bitmaps needs none, a tag names one and reads it, and a batch after a
+    reopen codes its values after the version's (answers as before)."""
+    from segments.engine.storage import snapshot as SN
+    src, want = template
+    names = _clones(src, tmp_path / "data", 2)
+    reads = []
+    real = SN.read_dicts
+    monkeypatch.setattr(SN, "read_dicts", lambda folder: reads.append(folder) or real(folder))
+    eng = Engine(tmp_path / "data", auto_compact=False, budget=Budget(datasets=1))
+    try:
+        assert eng.count(names[0], ALL, AS_OF).count == want["all"]
+        assert eng.count(names[0], SPENDERS, AS_OF).count == want["spenders"]
+        assert reads == []
+        assert eng.count(names[0], VIP, AS_OF).count == want["vip"]
+        assert len(reads) == 1
+        eng.count(names[1], ALL, AS_OF)            # closes names[0] (one open at a time)
+        eng.upsert_customers(names[0], _marks(4))  # reopened: the batch codes its new tag
+        assert eng.count(names[0], MARKED, AS_OF).count == 4
+        assert eng.count(names[0], VIP, AS_OF).count == want["vip"]
+        assert eng.count(names[0], ALL, AS_OF).count == want["all"] + 4
+    finally:
+        eng.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -26,7 +27,7 @@ from ..storage import space
 from ..storage.failpoints import failpoint
 from ..storage.build import build_from_changes, build_from_load, memory_budget, remove_unreferenced_parts
 from ..storage.load import Target, read_load
-from ..storage.manifest import read_version
+from ..storage.manifest import read_manifest
 from ..storage.snapshot import EmptySnapshot, Snapshot
 from .fold import state_changes
 from .priority import DEFAULT_NICE, _start_kernel_threads, lower_this_thread, run_low
@@ -44,10 +45,10 @@ class Dataset:
         self.on_erased = on_erased or (lambda folder, ids: None)
         self.name = name
         self.dir = dataset_dir(root, name)
-        settings = self.dir / "dataset.json"
-        if not settings.exists():
-            raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND")
-        cfg = json.loads(settings.read_text())
+        try:
+            cfg = json.loads((self.dir / "dataset.json").read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("dataset", f"no dataset named {name!r}", reason="DATASET_NOT_FOUND") from None
         self.timezone = cfg["timezone"]
         self.zone = timerange.load_zone(self.timezone)
         self.shard_bits = cfg["shard_bits"]
@@ -103,13 +104,13 @@ class Dataset:
         with self._lock:  # CURRENT is read under the lock a rebuild switches it under
             version = self._current_version()
             if version != self._live_version:
+                snap = Snapshot(self.dir, version, self.timezone) if version else None
                 if not self._cleaned and version is not None:
                     with build_lock(self.dir, wait=False) as mine:
                         if mine:  # first open in this process: what a crash left goes
-                            self._cleanup()
+                            self._cleanup(known=(version, snap.manifest))
                             self._cleaned = True
-                self._live = Live(Snapshot(self.dir, version, self.timezone), self.zone,
-                                  self.shard_bits) if version else None
+                self._live = Live(snap, self.zone, self.shard_bits) if version else None
                 self._live_version = version
             return self._live
 
@@ -308,16 +309,22 @@ class Dataset:
         self._cleanup()
         return f"v{max(nums, default=0) + 1:06d}"
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, known: tuple = (None, None)) -> None:
         """Remove what no version needs: folders of versions other than CURRENT (builds
         that failed, or crashed before or after switching) and parts its manifest does not
-        name. The caller holds the build lock, so nothing else is being written."""
+        name. The caller holds the build lock, so nothing else is being written.
+        known: (version, its manifest) already read, used when CURRENT still names it."""
         current = self._current_version()
         keep = (current, f"{current}.log") if current else ()
-        for p in self.dir.glob("v[0-9]*"):
-            if p.is_dir() and p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)
-        parts = read_version(self.dir / current)[0].parts() if current else set()
+        for name in os.listdir(self.dir):
+            if name[:1] == "v" and name[1:2].isdigit() and name not in keep and (self.dir / name).is_dir():
+                shutil.rmtree(self.dir / name, ignore_errors=True)
+        if not current:
+            parts = set()
+        elif current == known[0]:
+            parts = known[1].parts()
+        else:
+            parts = read_manifest(self.dir / current).parts()
         remove_unreferenced_parts(self.dir, parts)
 
     # ------------------------------------------------------------ inspection

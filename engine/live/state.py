@@ -16,6 +16,7 @@ publishes it only after the batch is durable in the log.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
@@ -353,14 +354,31 @@ class LiveState:
         return [(sh, self.bufs[prefix][sh].view(n)) for sh, n in sorted(counts.items())]
 
 
+class BaseDicts(Mapping):
+    """The dictionaries `names` of a version, read from it when first looked up (opening a
+    dataset parses none; a batch's dict(...) of them reads them all). The lists are the
+    version's own: nothing here appends to a dictionary in place (encode copies first)."""
+
+    def __init__(self, base, names):
+        self._base, self._names = base, tuple(names)
+
+    def __getitem__(self, name: str) -> list:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._base.dictionary(name) if self._base is not None else []
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def initial_state(base, seq: int) -> LiveState:
     """No changes yet over `base` (a Snapshot, or None for a dataset without a version)."""
-    names = list(CUSTOMER_DICTS) + list(PRODUCT_FIELDS)  # "shop" is among the product fields
-    dicts = {}
-    for name in names:
-        dicts[name] = list(base.dictionary(name)) if base is not None else []
+    dicts = BaseDicts(base, list(CUSTOMER_DICTS) + list(PRODUCT_FIELDS))  # "shop" is a product field
     overlay = Overlay(base.n if base is not None else 0, np.zeros(0, np.int64), {}, FrozenBitMap(),
-                      (), bool(getattr(base, "ordered", True)), {k: dicts[k] for k in CUSTOMER_DICTS})
+                      (), bool(getattr(base, "ordered", True)), BaseDicts(base, CUSTOMER_DICTS))
     return LiveState(seq, overlay, dicts, {p: {} for p in LINE_COLUMNS}, {p: {} for p in LINE_COLUMNS},
                      {"customers": 0, "purchases": 0, "visits": 0, "laybys": 0, "deleted": 0})
 

@@ -125,7 +125,12 @@ def write_version(folder: Path, manifest: Manifest, dicts: Dict[str, list]) -> N
         os.close(fd)
 
 
-def read_version(folder: Path) -> Tuple[Manifest, Dict[str, list]]:
-    m = from_json((folder / "manifest.json").read_text(encoding="utf-8"))
-    dicts = json.loads((folder / "dicts.json").read_text(encoding="utf-8"))
-    return m, dicts
+def read_manifest(folder: Path) -> Manifest:
+    """A version folder's manifest alone (its dictionaries left unread)."""
+    return from_json((folder / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_dicts(folder: Path) -> Dict[str, list]:
+    """A version folder's value dictionaries (code = index + 1)."""
+    return json.loads((folder / "dicts.json").read_text(encoding="utf-8"))
+

@@ -29,7 +29,7 @@ from ..model import timerange
 from ..model.segment import PRODUCT_FIELDS
 from . import layout as LY
 from .customer_attrs import DENSE
-from .manifest import LINE_TABLES, Manifest, read_version
+from .manifest import LINE_TABLES, Manifest, read_dicts, read_manifest
 from .orders import ORDER_COLUMNS
 from .parts import PartReader, open_part, release_part  # noqa: F401
 from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
@@ -101,7 +101,8 @@ class Snapshot:
         self.dir = Path(dataset_dir)
         self.path = self.dir / version
         self.version = version
-        self.manifest, self._dicts = read_version(self.path)
+        self.manifest = read_manifest(self.path)
+        self._dicts: Optional[Dict[str, list]] = None  # read on first use: a count of profile values needs none
         m: Manifest = self.manifest
         self.zone = timerange.load_zone(timezone)
         self.n = m.n_customers
@@ -239,10 +240,16 @@ class Snapshot:
 
     def dictionary(self, name: str) -> list:
         """Strings of a dictionary; code = index + 1."""
-        return self._dicts.get(name, [])
+        return self.dictionaries().get(name, [])
 
     def dictionaries(self) -> Dict[str, list]:
-        return self._dicts
+        d = self._dicts
+        if d is None:
+            with self._lock:
+                if self._dicts is None:
+                    self._dicts = read_dicts(self.path)
+                d = self._dicts
+        return d
 
     def code_of(self, name: str) -> dict:
         """value -> code for a dictionary."""
