@@ -182,13 +182,13 @@ def _sequence(ctx, c: S.Sequence):
     v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
     batches, t = _batches(bases.size)
     done = np.zeros(bases.size, np.uint8)
-    if BK.STREAM_SEQUENCES:   # shards with one run per table and no appended lines: a pass in time order
+    if c.negate and BK.STREAM_THEN_NOT:   # shards with one run per table, no appended lines: a pass back in time
         for a, b in batches:
             ctx.check_deadline()
-            BK.sequence_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
+            BK.then_not_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
                                 vargs[1], vargs[2], vargs[3], vargs[6], ctx.asof.micros,
                                 ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, u1, sl1,
-                                f2, l2, u2, sl2, c.within_days, c.negate, out, done, a, b)
+                                f2, l2, u2, sl2, c.within_days, out, done, a, b)
         if done.all():
             return _bm(out)
     scr = scratch(2 * t, int(caps.max()) if caps.size else 1)
