@@ -350,6 +350,7 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
             out[b + c] = 1 if ok else 0
 
 
+STREAM_THEN_NOT = True   # then_not reads one run per table in time order where it can (tests turn it off)
 MAX_BIT_PERIODS = 64   # regularity with one event per period: a bit per period per customer
 
 
@@ -483,13 +484,114 @@ def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, s
     return False
 
 
+@njit(cache=True, nogil=True)
+def _other_fields(paddr, psize, p, i, fields, luts):
+    """Line i of purchases piece p passes filtered fields 1.. (field 0 is checked inline)."""
+    for j in range(1, fields.size):
+        codes = view_u32(paddr[LY.P_CODE + fields[j], p], psize[LY.P_CODE + fields[j], p])
+        if luts[j, codes[i]] == 0:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def then_not_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pd_idx, vaddr, vsize, vv_lo, vv_hi,
+                     vd_idx, asof, c_day, s1, e1, fields1, luts1, shops1, lut1, fields2, luts2, shops2, lut2,
+                     within, out, done, k_lo, k_hi):
+    """sequence_mask of a then_not, for shards whose event tables each have at most one run
+    and no appended lines (done[k] = 1; others are left to sequence_shards): a run's lines
+    are already in time order, so one pass backward keeps, per customer, the earliest second
+    event strictly after each line, with no grouping: a first event matches when that event
+    is absent or more than `within` days after its date. (A forward pass for `then` measured
+    no faster than grouping: both read every line of the range.)"""
+    F1, F2 = fields1.size, fields2.size
+    for k in prange(k_lo, k_hi):
+        uses_p = not visit1 or not visit2
+        uses_v = visit1 or visit2
+        if (uses_p and (pv_hi[k] - pv_lo[k] > 1 or pd_idx[k] >= 0)) or \
+                (uses_v and (vv_hi[k] - vv_lo[k] > 1 or vd_idx[k] >= 0)):
+            done[k] = 0
+            continue
+        done[k] = 1
+        b, n = sh_base[k], sh_n[k]
+        last_day = min(c_day + 1, e1 + within)       # no second event after this day matters
+        pp = pv_lo[k] if uses_p and pv_hi[k] > pv_lo[k] else -1
+        vp = vv_lo[k] if uses_v and vv_hi[k] > vv_lo[k] else -1
+        q, r = max(pp, 0), max(vp, 0)
+        pn = psize[LY.P_DAY, q] if pp >= 0 else 0
+        vn = vsize[LY.V_DAY, r] if vp >= 0 else 0
+        pday = view_i32(paddr[LY.P_DAY, q], pn)
+        pts = view_i64(paddr[LY.P_TS, q], pn)
+        pcu = view_u16(paddr[LY.P_CUST, q], pn)
+        pam = view_i64(paddr[LY.P_AMOUNT, q], pn)
+        pc1 = view_u32(paddr[LY.P_CODE + (fields1[0] if F1 > 0 else 0), q], pn)
+        pc2 = view_u32(paddr[LY.P_CODE + (fields2[0] if F2 > 0 else 0), q], pn)
+        vday = view_i32(vaddr[LY.V_DAY, r], vn)
+        vts = view_i64(vaddr[LY.V_TS, r], vn)
+        vcu = view_u16(vaddr[LY.V_CUST, r], vn)
+        vst = view_u8(vaddr[LY.V_STATUS, r], vn)
+        vsh = view_u32(vaddr[LY.V_SHOP, r], vn)
+        p_lo = np.searchsorted(pday, np.int32(s1))
+        p_hi = np.searchsorted(pday, np.int32(last_day), side="right")
+        v_lo = np.searchsorted(vday, np.int32(s1))
+        v_hi = np.searchsorted(vday, np.int32(last_day), side="right")
+        none = np.int64(2**40)
+        held = np.full(n, none, np.int64)        # the earliest second-event day strictly after
+        pend = np.full(n, none, np.int64)        # ... at the customer's latest-seen instant, not yet "strictly"
+        pend_ts = np.full(n, np.int64(-(2**62)), np.int64)
+        hit = np.zeros(n, np.uint8)
+        total = (p_hi - p_lo) + (v_hi - v_lo)
+        ip, iv = p_hi - 1, v_hi - 1
+        for _ in range(total):
+            # the previous line in time, of either table
+            if ip >= p_lo and (iv < v_lo or pts[ip] >= vts[iv]):
+                i = ip
+                ip -= 1
+                d = np.int64(pday[i])
+                if pam[i] < 0:
+                    continue
+                is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
+                    F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
+                is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
+                    F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
+                if not is1 and not is2:
+                    continue
+                t, c = pts[i], np.int64(pcu[i])
+            else:
+                i = iv
+                iv -= 1
+                if vst[i] != LY.VISIT_COMPLETED:
+                    continue
+                d = np.int64(vday[i])
+                is1 = visit1 and d <= e1 and (not shops1 or lut1[vsh[i]] != 0)
+                is2 = visit2 and (not shops2 or lut2[vsh[i]] != 0)
+                if not is1 and not is2:
+                    continue
+                t, c = vts[i], np.int64(vcu[i])
+            if d >= c_day and t > asof:
+                continue
+            # second events at a later instant than this one join what the customer holds
+            if pend_ts[c] != t:
+                held[c] = min(held[c], pend[c])
+                pend[c] = none
+                pend_ts[c] = t
+            if is1 and held[c] - d > within:
+                hit[c] = 1
+            if is2:
+                pend[c] = min(pend[c], d)
+        for c in range(n):
+            out[b + c] = hit[c]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
                     vv_lo, vv_hi, vdaddr, vdsize, vd_idx, asof, s1, e1, fields1, luts1, shops1, lut1,
-                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out, k_lo, k_hi, I64, I32, U16, U8):
+                    s2, e2, fields2, luts2, shops2, lut2, within, negate, out, done, k_lo, k_hi, I64, I32, U16, U8):
     """sequence_mask, shard by shard: first events on days [s1, e1], second on [s2, e2];
-    shards [k_lo, k_hi), scratch slots 2 (k - k_lo) and the next."""
+    shards [k_lo, k_hi) but those done (done[k] = 1), scratch slots 2 (k - k_lo) and the next."""
     for k in prange(k_lo, k_hi):
+        if done[k] != 0:
+            continue
         b, n = sh_base[k], sh_n[k]
         ptr1, ts1, day1 = _shard_events(visit1, paddr, psize, pv_lo[k], pv_hi[k], pdaddr, pdsize, pd_idx[k], vaddr,
                                         vsize, vv_lo[k], vv_hi[k], vdaddr, vdsize, vd_idx[k], b, n, s1, e1, asof,

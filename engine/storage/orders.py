@@ -65,10 +65,40 @@ DENSE_MIN_LINES = 4096
 NO_MICROS = -(2**62)
 
 
+def _grouped(cust, key, ts, null):
+    """(perm, group starts): the lines grouped by order, each group in time order. The lines
+    come sorted by (day, instant), so a stable sort by customer groups the lines without
+    order_id by (customer, instant) with no further key; keyed lines (often none) are sorted
+    by (customer, key, instant)."""
+    nul = np.flatnonzero(null)
+    nul = nul[np.argsort(cust[nul].astype(np.uint16), kind="stable")]   # a radix sort
+    keyed = np.flatnonzero(~null)
+    keyed = keyed[np.lexsort((ts[keyed], key[keyed], cust[keyed]))]
+    starts = []
+    for part, ident in ((nul, ts), (keyed, key)):
+        st = np.ones(part.size, bool)
+        if part.size:
+            c, i = cust[part], ident[part]
+            st[1:] = (c[1:] != c[:-1]) | (i[1:] != i[:-1])
+        starts.append(st)
+    return np.concatenate([nul, keyed]), np.concatenate(starts)
+
+
+def _per_customer(cust, values, n):
+    """Exact int64 sums of values per customer (< n)."""
+    out = np.zeros(n, np.int64)
+    if cust.size:
+        order = np.argsort(cust.astype(np.uint16), kind="stable")   # local customers: a radix sort
+        c = cust[order]
+        first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        out[c[first]] = np.add.reduceat(values[order], first)
+    return out
+
+
 def order_summaries(cols: dict, n: int, cutoff: int, dense: bool = True) -> dict:
     """The o.* arrays of one run's purchase lines (columns cust, day, ts, amount, order;
-    local customers < n); with `dense` (and DENSE_MIN_LINES lines), per-customer sums over
-    the orders ending on days <= cutoff."""
+    sorted by (day, instant); local customers < n); with `dense` (and DENSE_MIN_LINES lines),
+    per-customer sums over the orders ending on days <= cutoff."""
     cust = np.asarray(cols["cust"], np.int64)
     day, ts = np.asarray(cols["day"], np.int32), np.asarray(cols["ts"], np.int64)
     amount = np.asarray(cols["amount"], np.int64)
@@ -77,35 +107,27 @@ def order_summaries(cols: dict, n: int, cutoff: int, dense: bool = True) -> dict
         key = np.zeros(cust.size, np.int64)
     m = cust.size
     null = key == 0
-    ident = np.where(null, ts, key)
-    perm = np.lexsort((ts, ident, null, cust))          # by order, then by instant inside it
-    c_, n_, i_ = cust[perm], null[perm], ident[perm]
-    start = np.ones(m, bool)
-    if m:
-        start[1:] = (c_[1:] != c_[:-1]) | (n_[1:] != n_[:-1]) | (i_[1:] != i_[:-1])
-    first = np.flatnonzero(start)
+    perm, start = _grouped(cust, key, ts, null)
+    first = np.flatnonzero(start)                      # each order's lines: perm[first[g]:last[g] + 1]
     last = np.append(first[1:], m) - 1
-    o_cust = c_[first]
-    o_ts, o_last = ts[perm[first]], ts[perm[last]]
-    o_day, o_lastday = day[perm[first]], day[perm[last]]
-    o_net = np.add.reduceat(amount[perm], first) if m else np.zeros(0, np.int64)
-    o_sale = np.add.reduceat((amount[perm] >= 0).astype(np.int64), first) > 0 if m else np.zeros(0, bool)
-    o_null = n_[first]
-    rows = np.lexsort((o_ts, o_day))                     # orders by (day, instant)
-    out = {"o.day": o_day[rows], "o.ts": o_ts[rows], "o.cust": o_cust[rows].astype(np.uint16),
-           "o.net": o_net[rows].astype(np.int64), "o.sale": o_sale[rows].astype(np.uint8),
-           "o.last": o_last[rows]}
-    lastday, null_r = o_lastday[rows], o_null[rows]
+    net = np.add.reduceat(amount[perm], first) if m else np.zeros(0, np.int64)
+    sale = np.add.reduceat((amount[perm] >= 0).astype(np.int64), first) > 0 if m else np.zeros(0, bool)
+    # orders by (day, instant) of their earliest line, i.e. by that line's position in the run
+    slot = np.full(m, -1, np.int64)
+    slot[perm[first]] = np.arange(first.size)
+    rows = slot[slot >= 0]
+    first, last, net, sale = first[rows], last[rows], net[rows], sale[rows]
+    out = {"o.day": day[perm[first]], "o.ts": ts[perm[first]], "o.cust": cust[perm[first]].astype(np.uint16),
+           "o.net": net, "o.sale": sale.astype(np.uint8), "o.last": ts[perm[last]]}
+    lastday, null_r = day[perm[last]], null[perm[first]]
     dense = dense and m >= DENSE_MIN_LINES
     inc = (lastday <= cutoff) if dense else np.zeros(rows.size, bool)
     meta = np.array([cutoff if dense else -(2**31), NO_MICROS, 1, 0], np.int64)
     if dense:
         c = out["o.cust"][inc].astype(np.int64)
         num = np.bincount(c, minlength=n).astype(np.int32)
-        net = np.zeros(n, np.int64)
-        np.add.at(net, c, out["o.net"][inc])
         sale = np.bincount(c[out["o.sale"][inc] != 0], minlength=n).astype(np.int32)
-        out.update({"o.all.num": num, "o.all.net": net, "o.all.sale": sale})
+        out.update({"o.all.num": num, "o.all.net": _per_customer(c, out["o.net"][inc], n), "o.all.sale": sale})
         if inc.any():
             meta[1] = int(out["o.last"][inc].max())
     if null_r.any():
@@ -115,7 +137,6 @@ def order_summaries(cols: dict, n: int, cutoff: int, dense: bool = True) -> dict
     out["o.keys"] = np.unique(key[~null])
     out["o.meta"] = meta
     return {k: np.ascontiguousarray(v, ORDER_COLUMNS[k]) for k, v in out.items()}
-
 
 assert tuple(ORDER_COLUMNS).index("o.day") == LY.O_DAY and tuple(ORDER_COLUMNS).index("o.meta") == LY.O_META
 assert len(ORDER_COLUMNS) == LY.O_NCOLS
