@@ -129,6 +129,11 @@ def test_measure_segment_within_and_over_the_duckdb_limit(small):
         assert len(row["runs_ms"]["engine_count"]) == 2 and len(row["runs_ms"]["duckdb_count"]) == 1
         assert row["result_ids"] == row["count"]
 
+    # no timed call after the first: the first call is DuckDB's figure
+    row = bench_run.measure_segment(plain, engine, "bench_small", peer, None, repeat=1,
+                                    duck_limit_s=30.0, duck_repeat=0)
+    assert row["match"] and row["runs_ms"]["duckdb_count"] == [row["first_call_ms"]["duckdb_count"]]
+
     # DuckDB's count past the limit: the engine's time stands, the ratio is a lower bound,
     # DuckDB's materialize is skipped and the ids are reported unchecked, not mismatched
     row = bench_run.measure_segment(plain, engine, "bench_small", _SlowPeer(peer), None, repeat=1,
