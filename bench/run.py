@@ -56,7 +56,7 @@ DEFAULT_REPEAT = {"S": 9, "M": 5, "L": 3}
 # one timed call after its first, each under a time limit (a stated lower bound beyond it).
 DEFAULT_DUCK_REPEAT = {"L": 1}
 DEFAULT_DUCK_LIMIT_S = {"L": 60.0}
-DEFAULT_DUCK_MEMORY = "8GB"
+DEFAULT_DUCK_MEMORY = "4GB"   # the engine, a gRPC server child and other work share 24 GiB
 # The load test at L: every call of the suite's heavy segments scans 10x M's lines, so fewer
 # clients (memory per call in the server) and a shorter window keep it bounded.
 DEFAULT_LOAD = {"L": {"clients": 4, "load_seconds": 30.0}}
