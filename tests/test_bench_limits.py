@@ -67,21 +67,26 @@ def test_codes_from_parts_equal_codes_from_the_whole_table():
 
 
 @pytest.mark.parametrize("tz", [D.NY, D.AKL, "Australia/Lord_Howe", "Asia/Kathmandu"])
-def test_on_disk_local_dates_per_bucket_equal_icu_per_line(tz, tmp_path):
-    """The on-disk peer's local dates (zone offsets per 15-minute bucket) are DuckDB's per
-    line conversion, for zones with half-hour DST and 45-minute offsets too."""
+def test_local_dates_per_bucket_equal_icu_per_line(tz, tmp_path):
+    """The on-disk and Parquet peers' local dates (zone offsets per 15-minute bucket) are
+    DuckDB's per line conversion, for zones with half-hour DST and 45-minute offsets too."""
     tables = D.random_tables(5, n=300)
     folder = D.write_folder(tables, tmp_path / "in")
     said = []
     disk = DuckPeer.on_disk(folder, tz, tmp_path / "p.db", threads=2, memory_limit="1GB", log=said.append)
-    assert any("per 15-minute bucket" in s for s in said), said
-    for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
-        n, bad = disk.con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE ld IS DISTINCT FROM CAST(timezone('{tz}', {col}) AS DATE)) "
-            f"FROM {table}").fetchone()
-        assert n == tables[table].num_rows and bad == 0, (table, bad)
+    views = DuckPeer.over_parquet(folder, tz, threads=2, memory_limit="1GB", log=said.append)
+    assert len(said) == 4 and all("per 15-minute bucket" in s for s in said), said
+    if tz in (D.NY, D.AKL, "Australia/Lord_Howe"):          # zones with DST: several runs
+        assert all("1 run(s)" not in s for s in said), said
+    for peer in (disk, views):
+        for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
+            n, bad = peer.con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE ld IS DISTINCT FROM CAST(timezone('{tz}', {col}) AS DATE)) "
+                f"FROM {table}").fetchone()
+            assert n == tables[table].num_rows and bad == 0, (table, bad)
     assert disk.disk_info["reused"] is False and disk.disk_info["database_bytes"] > 0
     disk.close()
+    views.close()
     again = DuckPeer.on_disk(folder, tz, tmp_path / "p.db", threads=2, memory_limit="1GB", log=said.append)
     assert again.disk_info["reused"] is True and again.disk_info["build_s"] is not None
     again.close()
