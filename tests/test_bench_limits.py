@@ -214,3 +214,15 @@ def test_compaction_copy_links_parts_and_leaves_the_original_as_it_was(tmp_path)
     again = Engine(src)
     assert again.count("b", seg, as_of).count == before
     again.close()
+
+
+def test_scale_l_defaults_bound_the_run():
+    """At L: DuckDB calls limited, one call each, gRPC and the load test skipped with a
+    reason unless asked for; at S and M nothing changes."""
+    a = bench_run.parse_args(["--scale", "L"])
+    assert a.duckdb_limit == 30.0 and a.duckdb_repeat == 0 and a.skip_grpc and "--grpc" in a.skip_grpc
+    a = bench_run.parse_args(["--scale", "L", "--grpc", "--duckdb-limit", "0", "--duckdb-repeat", "2"])
+    assert a.skip_grpc is None and a.duckdb_limit == 0 and a.duckdb_repeat == 2
+    a = bench_run.parse_args(["--scale", "M"])
+    assert a.duckdb_limit == 0 and a.duckdb_repeat == a.repeat == 5 and a.skip_grpc is None
+    assert (a.clients, a.load_seconds) == (8, 60.0)
