@@ -220,7 +220,7 @@ def test_scale_l_defaults_bound_the_run():
     """At L: DuckDB calls limited, one call each, gRPC and the load test skipped with a
     reason unless asked for; at S and M nothing changes."""
     a = bench_run.parse_args(["--scale", "L"])
-    assert a.duckdb_limit == 30.0 and a.duckdb_repeat == 0 and a.skip_grpc and "--grpc" in a.skip_grpc
+    assert a.duckdb_limit == 20.0 and a.duckdb_repeat == 0 and a.skip_grpc and "--grpc" in a.skip_grpc
     a = bench_run.parse_args(["--scale", "L", "--grpc", "--duckdb-limit", "0", "--duckdb-repeat", "2"])
     assert a.skip_grpc is None and a.duckdb_limit == 0 and a.duckdb_repeat == 2
     a = bench_run.parse_args(["--scale", "M"])
