@@ -113,6 +113,8 @@ def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print, shape: s
     regenerate = rebuild or old is None or old.generator_hash != gen_hash or not input_dir.is_dir()
     if regenerate:
         shutil.rmtree(input_dir, ignore_errors=True)
+        for derived in [base / "codes.json", *base.glob("duckdb.db*")]:   # made from the old input
+            derived.unlink(missing_ok=True)
         log(f"dataset: generating scale {scale} shape {shape} seed {seed} into {input_dir.relative_to(ROOT)} ...")
         gen = _child(["generate", str(input_dir), scale, str(seed), shape])
     else:
@@ -156,16 +158,24 @@ def all_ids(c: Cached):
 def sample_codes(c: Cached) -> dict:
     """Product values for the suite's data-dependent segments (bench.suite.pick_codes),
     chosen from the cached dataset's purchase lines, one input file at a time (at L the
-    four string columns of 200M lines would take ~10 GB at once)."""
+    four string columns of 200M lines would take ~10 GB at once). Kept in codes.json beside
+    the input, for the input of the same generator hash."""
     import pyarrow.dataset as ds
 
     from .suite import PICK_FIELDS, pick_codes_of_parts
 
     src = Path(c.input_dir)
+    kept = src.parent / "codes.json"
+    if kept.exists():
+        saved = json.loads(kept.read_text())
+        if saved.get("generator_hash") == c.generator_hash:
+            return saved["codes"]
     path = src / "purchases" if (src / "purchases").is_dir() else next(src.glob("purchases.*"))
     fmt = "csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet"
     frags = ds.dataset(str(path), format=fmt).get_fragments()
-    return pick_codes_of_parts(f.to_table(columns=list(PICK_FIELDS)) for f in frags)
+    codes = pick_codes_of_parts(f.to_table(columns=list(PICK_FIELDS)) for f in frags)
+    kept.write_text(json.dumps({"generator_hash": c.generator_hash, "codes": codes}, indent=1))
+    return codes
 
 
 def _peak_rss_mb() -> float:

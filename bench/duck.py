@@ -104,6 +104,21 @@ def read_tables(folder) -> dict:
     return out
 
 
+def _parquet_source(folder: Path, table: str) -> str:
+    """SQL of a table's rows read from <table>.parquet and/or <table>/*.parquet, with the
+    canonical columns and types (absent columns null)."""
+    files = [folder / f"{table}.parquet"] if (folder / f"{table}.parquet").is_file() else []
+    if (folder / table).is_dir():
+        files += sorted(p for p in (folder / table).iterdir() if p.suffix == ".parquet")
+    if not files:
+        raise ValueError(f"{folder}: no Parquet files for {table} (the on-disk and Parquet peers read Parquet only)")
+    have = set(pq.read_schema(files[0]).names)
+    cols = [(f"CAST({n} AS {_duck_type(t)}) AS {n}" if n in have else f"CAST(NULL AS {_duck_type(t)}) AS {n}")
+            for n, t in _TYPES[table].items()]
+    listing = ", ".join(_q(str(f)) for f in files)
+    return f"(SELECT {', '.join(cols)} FROM read_parquet([{listing}], union_by_name = true))"
+
+
 def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_list(t):
         return "VARCHAR[]"
@@ -618,107 +633,113 @@ class DuckPeer:
             self.con.unregister(f"_in_{name}")
 
     @classmethod
+    def _open(cls, path: str, timezone: str, threads: Optional[int], memory_limit: str) -> "DuckPeer":
+        self = cls.__new__(cls)
+        self.timezone = timezone
+        self.saved_segments, self.groups = {}, {}
+        self.con = duckdb.connect(path)
+        self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET TimeZone = 'UTC'")
+        return self
+
+    @classmethod
     def on_disk(cls, folder, timezone: str, db_path, threads: Optional[int] = None,
                 memory_limit: str = "8GB", log=print) -> "DuckPeer":
         """A peer over a DuckDB database file, built from the folder's Parquet files by
         DuckDB itself (nothing passes through Python memory) and kept for the next run: for
-        datasets whose tables do not fit in memory (scale L). The same columns as the
-        in-memory peer; local dates computed by DuckDB's ICU time zones."""
+        datasets whose tables do not fit in memory. The same columns as the in-memory peer;
+        local dates by DuckDB's ICU time zones (_local_date_sql)."""
         import time as _time
         folder, db_path = Path(folder), Path(db_path)
         done = db_path.with_name(db_path.name + ".complete")
         if not done.exists():
             db_path.unlink(missing_ok=True)
             db_path.with_name(db_path.name + ".wal").unlink(missing_ok=True)
-        self = cls.__new__(cls)
-        self.timezone = timezone
-        self.con = duckdb.connect(str(db_path))
-        self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
-        self.con.execute(f"SET memory_limit = '{memory_limit}'")
-        self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute("SET enable_progress_bar = false")
+        self = cls._open(str(db_path), timezone, threads, memory_limit)
         if done.exists():
-            self.con.execute("SET TimeZone = 'UTC'")
             self.disk_info = cls._disk_info(db_path, done, reused=True)
             return self
         t0 = _time.perf_counter()
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute(_norm_macro())
-
-        def source(table: str) -> str:
-            files = [folder / f"{table}.parquet"] if (folder / f"{table}.parquet").is_file() else []
-            if (folder / table).is_dir():
-                files += sorted(p for p in (folder / table).iterdir() if p.suffix == ".parquet")
-            if not files:
-                raise ValueError(f"{folder}: no Parquet files for {table} (the on-disk peer reads Parquet only)")
-            have = set(pq.read_schema(files[0]).names)
-            cols = [(f"CAST({n} AS {_duck_type(t)}) AS {n}" if n in have else f"CAST(NULL AS {_duck_type(t)}) AS {n}")
-                    for n, t in _TYPES[table].items()]
-            listing = ", ".join(_q(str(f)) for f in files)
-            return f"(SELECT {', '.join(cols)} FROM read_parquet([{listing}], union_by_name = true))"
-
-        norm = ", ".join(f"norm({f}) AS _n_{f}" for f in _TEXT)
-        self.con.execute(f"""CREATE TABLE customers AS SELECT *, COALESCE(active, TRUE) AS _active,
-            {norm}, regexp_replace(phone, '[^0-9]', '', 'g') AS _n_phone,
-            month(birth_date) * 100 + day(birth_date) AS _bmd,
-            COALESCE(regexp_matches(email, '\\S'), FALSE) AS _has_email,
-            COALESCE(regexp_matches(phone, '\\S'), FALSE) AS _has_phone
-            FROM {source('customers')}""")
-        for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
-            t1 = _time.perf_counter()
-            src = source(table)
-            offsets = self._offset_buckets(src, col, timezone)
-            if offsets:
-                # the zone's offset looked up per 15-minute UTC bucket: one ICU conversion per
-                # bucket instead of one per line (ICU took ~1 s per million lines on 2 cores)
-                self.con.execute(f"""CREATE TABLE {table} AS
-                    WITH s AS (SELECT *, epoch_us({col}) AS _us FROM {src})
-                    SELECT s.*, CAST(make_timestamp(s._us + z.off) AS DATE) AS ld
-                    FROM s LEFT JOIN {offsets} z ON z.b = {self._bucket('s._us')}""")
-                self.con.execute(f"DROP TABLE {offsets}")
-            else:
-                self.con.execute(f"""CREATE TABLE {table} AS SELECT *, epoch_us({col}) AS _us,
-                    CAST(timezone({_q(timezone)}, {col}) AS DATE) AS ld FROM {src}""")
-            log(f"duckdb: loaded {table} into {db_path} in {_time.perf_counter() - t1:.0f} s"
-                + (" (zone offsets per 15-minute bucket)" if offsets else " (ICU per line)"))
-        self.con.execute(f"CREATE TABLE laybys AS SELECT * FROM {source('laybys')}")
+        self._define(folder, timezone, "TABLE", log)
         self.con.execute("CHECKPOINT")
         done.write_text(f"{_time.perf_counter() - t0:.1f}\n")
         self.disk_info = cls._disk_info(db_path, done, reused=False)
         return self
 
+    @classmethod
+    def over_parquet(cls, folder, timezone: str, threads: Optional[int] = None, memory_limit: str = "4GB",
+                     temp_directory=None, log=print) -> "DuckPeer":
+        """A peer whose tables are views over the folder's Parquet files: nothing is loaded
+        or written (at L a database file would take ~8 GB of disk and ~10 minutes to build);
+        each query reads the columns it needs from the files. The same columns as the
+        in-memory peer; local dates by DuckDB's ICU time zones (_local_date_sql)."""
+        self = cls._open(":memory:", timezone, threads, memory_limit)
+        if temp_directory is not None:
+            self.con.execute(f"SET temp_directory = {_q(str(temp_directory))}")
+        self._define(Path(folder), timezone, "VIEW", log)
+        return self
+
+    def _define(self, folder: Path, timezone: str, kind: str, log) -> None:
+        """CREATE TABLE (kind "TABLE") or VIEW of customers, purchases, visits and laybys
+        from the folder's Parquet files, with the derived columns the SQL reads."""
+        import time as _time
+        self.con.execute(_norm_macro())
+        norm = ", ".join(f"norm({f}) AS _n_{f}" for f in _TEXT)
+        self.con.execute(f"""CREATE {kind} customers AS SELECT *, COALESCE(active, TRUE) AS _active,
+            {norm}, regexp_replace(phone, '[^0-9]', '', 'g') AS _n_phone,
+            month(birth_date) * 100 + day(birth_date) AS _bmd,
+            COALESCE(regexp_matches(email, '\\S'), FALSE) AS _has_email,
+            COALESCE(regexp_matches(phone, '\\S'), FALSE) AS _has_phone
+            FROM {_parquet_source(folder, 'customers')}""")
+        for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
+            t1 = _time.perf_counter()
+            src = _parquet_source(folder, table)
+            ld, how = self._local_date_sql(src, col, timezone)
+            self.con.execute(f"""CREATE {kind} {table} AS SELECT *, {ld} AS ld
+                FROM (SELECT *, epoch_us({col}) AS _us FROM {src})""")
+            log(f"duckdb: {table} {'loaded' if kind == 'TABLE' else 'defined'} in "
+                f"{_time.perf_counter() - t1:.0f} s (local dates: {how})")
+        self.con.execute(f"CREATE {kind} laybys AS SELECT * FROM {_parquet_source(folder, 'laybys')}")
+
     _BUCKET_US = 900_000_000        # 15 minutes: every offset change of the tz database since 1970 falls on one
     _MAX_BUCKETS = 4_000_000        # ~114 years of them; a wider span converts per line
+    _MAX_RUNS = 1_000               # offset changes written into one CASE
 
-    @classmethod
-    def _bucket(cls, us: str) -> str:
-        """floor(us / bucket) in SQL (DuckDB's // truncates toward zero)."""
-        B = cls._BUCKET_US
-        return f"(({us}) // {B} - CASE WHEN ({us}) % {B} < 0 THEN 1 ELSE 0 END)"
-
-    def _offset_buckets(self, src: str, col: str, timezone: str) -> Optional[str]:
-        """A temporary table (b, off): the zone's UTC offset in micros for every 15-minute
-        bucket between the column's first and last instant, computed by DuckDB's time
-        zones at both ends of each bucket; None (convert per line) when the span is too
-        wide or an offset changes inside a bucket."""
+    def _local_date_sql(self, src: str, col: str, timezone: str) -> Tuple[str, str]:
+        """(SQL of a row's local date from its `_us`, how it is computed). The zone's UTC
+        offset is asked of DuckDB's time zones at both ends of every 15-minute UTC bucket
+        between the column's first and last instant; when no offset changes inside a
+        bucket, the runs of equal offsets become one CASE on _us (one ICU conversion per
+        bucket instead of one per line, which cost ~1 s per million lines on 2 cores).
+        Otherwise (or for a span too wide) DuckDB converts each line."""
+        per_line = f"CAST(timezone({_q(timezone)}, {col}) AS DATE)", "ICU per line"
         B = self._BUCKET_US
         lo, hi = self.con.execute(f"SELECT min(epoch_us({col})), max(epoch_us({col})) FROM {src}").fetchone()
         if lo is None:
-            return None
+            return per_line
         blo, bhi = lo // B, hi // B              # Python's // floors
         if bhi - blo + 1 > self._MAX_BUCKETS:
-            return None
-        name = "_tz_offsets"
+            return per_line
         tz = _q(timezone)
-        self.con.execute(f"DROP TABLE IF EXISTS {name}")
-        self.con.execute(f"""CREATE TEMP TABLE {name} AS SELECT b,
-            epoch_us(timezone({tz}, make_timestamptz(b * {B}))) - b * {B} AS off,
-            epoch_us(timezone({tz}, make_timestamptz(b * {B} + {B - 1}))) - (b * {B} + {B - 1}) AS off_end
-            FROM range({blo}, {bhi + 1}) r(b)""")
-        if self.con.execute(f"SELECT count(*) FROM {name} WHERE off <> off_end").fetchone()[0]:
-            self.con.execute(f"DROP TABLE {name}")
-            return None
-        return name
+        rows = self.con.execute(f"""SELECT b, off FROM (
+            SELECT b, off, off_end, lag(off) OVER (ORDER BY b) AS prev FROM (SELECT b,
+                epoch_us(timezone({tz}, make_timestamptz(b * {B}))) - b * {B} AS off,
+                epoch_us(timezone({tz}, make_timestamptz(b * {B} + {B - 1}))) - (b * {B} + {B - 1}) AS off_end
+                FROM range({blo}, {bhi + 1}) r(b)))
+            WHERE prev IS NULL OR off <> prev OR off <> off_end ORDER BY b""").fetchall()
+        bad = self.con.execute(f"""SELECT count(*) FROM range({blo}, {bhi + 1}) r(b) WHERE
+            epoch_us(timezone({tz}, make_timestamptz(b * {B}))) - b * {B} <>
+            epoch_us(timezone({tz}, make_timestamptz(b * {B} + {B - 1}))) - (b * {B} + {B - 1})""").fetchone()[0]
+        if bad or len(rows) > self._MAX_RUNS:
+            return per_line
+        off = str(int(rows[0][1]))
+        if len(rows) > 1:
+            whens = " ".join(f"WHEN _us < {int(rows[i + 1][0]) * B} THEN {int(rows[i][1])}" for i in range(len(rows) - 1))
+            off = f"CASE {whens} ELSE {int(rows[-1][1])} END"
+        return f"CAST(make_timestamp(_us + {off}) AS DATE)", f"zone offsets per 15-minute bucket, {len(rows)} run(s)"
 
     @staticmethod
     def _disk_info(db_path: Path, done: Path, reused: bool) -> dict:

@@ -138,7 +138,10 @@ def render(res: dict) -> str:
     out.append(f"dataset: generate {d['generate_s']:.1f} s, ingest {d['ingest_s']:.1f} s "
                f"({d['ingest_lines_per_s']:,.0f} lines/s, peak RSS {d['ingest_peak_rss_mb']:,.0f} MB)"
                + (" [cached]" if d.get("reused") else "")
-               + f"; duckdb load {res['duckdb']['load_s']:.1f} s ({res['duckdb']['threads']} threads)")
+               + f"; duckdb {res['duckdb'].get('storage', 'memory')} load {res['duckdb']['load_s']:.1f} s "
+               f"({res['duckdb']['threads']} threads"
+               + (f", memory_limit {res['duckdb']['memory_limit']}" if res['duckdb'].get('memory_limit') else "")
+               + ")")
     out.append(f"first calls: {j['first_call_overhead_ms'] / 1000:.1f} s over the medians in all "
                f"(numba compile of engine.kernels in this process {j['engine_kernels_compile_s']:.1f} s, "
                f"{j['cache_hits']} cache hits, {j['cache_misses']} misses)")
@@ -147,6 +150,11 @@ def render(res: dict) -> str:
     out.append(f"summary: {s['segments']} segments, geometric mean ratio duckdb/engine {_x(s['geomean_ratio'])} "
                f"(count), {_x(s['geomean_materialize_ratio'])} (materialize); engine faster on "
                f"{s['engine_faster']}/{s['segments']}; {len(s['mismatches'])} mismatches; {s['wall_s']:.0f} s")
+    if s.get("duckdb_over_limit"):
+        out.append(f"DuckDB past its {res['duckdb'].get('limit_s')} s limit on {len(s['duckdb_over_limit'])} "
+                   f"segment(s) (their ratio a lower bound; geometric mean with the bounds "
+                   f"{_x(s.get('geomean_ratio_lower_bound'))}); answers not checked for: "
+                   f"{', '.join(s.get('unchecked') or {}) or 'none'}")
     return "\n".join(out)
 
 
@@ -300,12 +308,14 @@ def markdown(results_by_scale: dict) -> str:
             if r is None:
                 cells += ["", "", "", ""]
                 continue
-            cells += [_ms(r["engine_ms"]), _ms(r.get("grpc_ms")), _ms(r["duckdb_ms"]),
-                      _x(r["ratio"]) + ("" if r["match"] else " MISMATCH")]
+            cells += [_ms(r["engine_ms"]), _ms(r.get("grpc_ms")), _duck_ms(r),
+                      _ratio(r) + ("" if r["match"] else " MISMATCH")]
         lines.append("| " + " | ".join(cells) + " |")
     foot = ["**geometric mean**"]
     for s in scales:
-        foot += ["", "", "", f"**{_x(results_by_scale[s]['summary']['geomean_ratio'])}**"]
+        sm = results_by_scale[s]["summary"]
+        lb = sm.get("geomean_ratio_lower_bound")
+        foot += ["", "", "", f"**{_x(sm['geomean_ratio'])}**" + (f" (>= {_x(lb)} with limits)" if lb else "")]
     lines.append("| " + " | ".join(foot) + " |")
     out = ["\n".join(lines), ""]
     for s in scales:
@@ -315,7 +325,10 @@ def markdown(results_by_scale: dict) -> str:
                    f"purchase lines): {res['date']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                    f"load average {res['load_average']['start'][0]}; bandwidth {bw['gbps']:.1f} GB/s; "
                    f"ingest {d['ingest_s']:.1f} s ({d['ingest_lines_per_s']:,.0f} lines/s, peak RSS "
-                   f"{d['ingest_peak_rss_mb']:,.0f} MB); DuckDB load {res['duckdb']['load_s']:.1f} s"
+                   f"{d['ingest_peak_rss_mb']:,.0f} MB); DuckDB "
+                   + (f"{res['duckdb']['storage']} " if res['duckdb'].get('storage') not in (None, 'memory') else "")
+                   + f"load {res['duckdb']['load_s']:.1f} s"
+                   + (f", each call limited to {res['duckdb']['limit_s']:g} s" if res['duckdb'].get('limit_s') else "")
                    + (f"; load test {lt['clients']} clients: {lt['throughput_per_s']:.0f} calls/s, p50 "
                       f"{_ms(lt['p50_ms'])} / p95 {_ms(lt['p95_ms'])} / p99 {_ms(lt['p99_ms'])} ms"
                       if "p50_ms" in lt else ""))

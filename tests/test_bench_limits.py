@@ -67,21 +67,26 @@ def test_codes_from_parts_equal_codes_from_the_whole_table():
 
 
 @pytest.mark.parametrize("tz", [D.NY, D.AKL, "Australia/Lord_Howe", "Asia/Kathmandu"])
-def test_on_disk_local_dates_per_bucket_equal_icu_per_line(tz, tmp_path):
-    """The on-disk peer's local dates (zone offsets per 15-minute bucket) are DuckDB's per
-    line conversion, for zones with half-hour DST and 45-minute offsets too."""
+def test_local_dates_per_bucket_equal_icu_per_line(tz, tmp_path):
+    """The on-disk and Parquet peers' local dates (zone offsets per 15-minute bucket) are
+    DuckDB's per line conversion, for zones with half-hour DST and 45-minute offsets too."""
     tables = D.random_tables(5, n=300)
     folder = D.write_folder(tables, tmp_path / "in")
     said = []
     disk = DuckPeer.on_disk(folder, tz, tmp_path / "p.db", threads=2, memory_limit="1GB", log=said.append)
-    assert any("per 15-minute bucket" in s for s in said), said
-    for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
-        n, bad = disk.con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE ld IS DISTINCT FROM CAST(timezone('{tz}', {col}) AS DATE)) "
-            f"FROM {table}").fetchone()
-        assert n == tables[table].num_rows and bad == 0, (table, bad)
+    views = DuckPeer.over_parquet(folder, tz, threads=2, memory_limit="1GB", log=said.append)
+    assert len(said) == 4 and all("per 15-minute bucket" in s for s in said), said
+    if tz in (D.NY, D.AKL, "Australia/Lord_Howe"):          # zones with DST: several runs
+        assert all("1 run(s)" not in s for s in said), said
+    for peer in (disk, views):
+        for table, col in (("purchases", "purchased_at"), ("visits", "starts_at")):
+            n, bad = peer.con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE ld IS DISTINCT FROM CAST(timezone('{tz}', {col}) AS DATE)) "
+                f"FROM {table}").fetchone()
+            assert n == tables[table].num_rows and bad == 0, (table, bad)
     assert disk.disk_info["reused"] is False and disk.disk_info["database_bytes"] > 0
     disk.close()
+    views.close()
     again = DuckPeer.on_disk(folder, tz, tmp_path / "p.db", threads=2, memory_limit="1GB", log=said.append)
     assert again.disk_info["reused"] is True and again.disk_info["build_s"] is not None
     again.close()
@@ -128,6 +133,11 @@ def test_measure_segment_within_and_over_the_duckdb_limit(small):
         assert row["count"] > 0 and row["duckdb_ms"] > 0 and row["ratio"] > 0 and not row["duckdb_over_limit"]
         assert len(row["runs_ms"]["engine_count"]) == 2 and len(row["runs_ms"]["duckdb_count"]) == 1
         assert row["result_ids"] == row["count"]
+
+    # no timed call after the first: the first call is DuckDB's figure
+    row = bench_run.measure_segment(plain, engine, "bench_small", peer, None, repeat=1,
+                                    duck_limit_s=30.0, duck_repeat=0)
+    assert row["match"] and row["runs_ms"]["duckdb_count"] == [row["first_call_ms"]["duckdb_count"]]
 
     # DuckDB's count past the limit: the engine's time stands, the ratio is a lower bound,
     # DuckDB's materialize is skipped and the ids are reported unchecked, not mismatched
@@ -204,3 +214,15 @@ def test_compaction_copy_links_parts_and_leaves_the_original_as_it_was(tmp_path)
     again = Engine(src)
     assert again.count("b", seg, as_of).count == before
     again.close()
+
+
+def test_scale_l_defaults_bound_the_run():
+    """At L: DuckDB calls limited, one call each, gRPC and the load test skipped with a
+    reason unless asked for; at S and M nothing changes."""
+    a = bench_run.parse_args(["--scale", "L"])
+    assert a.duckdb_limit == 20.0 and a.duckdb_repeat == 0 and a.skip_grpc and "--grpc" in a.skip_grpc
+    a = bench_run.parse_args(["--scale", "L", "--grpc", "--duckdb-limit", "0", "--duckdb-repeat", "2"])
+    assert a.skip_grpc is None and a.duckdb_limit == 0 and a.duckdb_repeat == 2
+    a = bench_run.parse_args(["--scale", "M"])
+    assert a.duckdb_limit == 0 and a.duckdb_repeat == a.repeat == 5 and a.skip_grpc is None
+    assert (a.clients, a.load_seconds) == (8, 60.0)
