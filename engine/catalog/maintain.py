@@ -364,8 +364,9 @@ class Maintainer:
     @staticmethod
     def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"], references) -> tuple:
         """(new membership as sorted customer_ids, (entered, exited) or None when not known):
-        evaluated for everyone, or for the touched internal ids only, merged into the old
-        membership (cost: the touched customers, plus one copy of the membership)."""
+        evaluated for everyone, or for the touched internal ids alone (the round's Subset of
+        them, engine/evaluation/subset.py), merged into the old membership (cost: the touched
+        customers' lines, plus one copy of the membership)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
             return none, (changes_between(old, none) if old is not None else None)
