@@ -160,6 +160,53 @@ def test_entered_exited_match_full_evaluations(seed, tz, base_folder, tmp_path):
     eng.close()
 
 
+def test_full_lane_is_paced_and_catches_up(base_folder, tmp_path):
+    """The background rounds (paced): per-customer segments are recorded first, every round;
+    segments not per customer (limit, instant-bound) wait while their lane ran recently,
+    and once it runs they equal full evaluations of the state it read (never a mix)."""
+    import time as _time
+
+    from segments.engine.catalog.maintain import evaluation_scope
+    from segments.bench.duck import read_tables
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    phases = []
+    m.on_round = phases.append
+    aud, name = cat.audiences, "aud"
+    ref = LiveRef(read_tables(base_folder), D.NY)
+    gen = ChangeGen(17, ref)
+    m.run_once(paced=True)   # a first round evaluates everything at once
+    lane = {k for k, seg in SEGMENTS.items() if not evaluation_scope(seg).per_customer or evaluation_scope(seg).instant}
+    assert lane and phases[-1]["settled"] == 0 and phases[-1]["phase"] == "per_customer"
+    for k in SEGMENTS:
+        assert aud.latest(name, k) is not None
+    m._lane[name] = (_time.monotonic(), 3600.0)   # the lane just ran and took an hour: it waits
+    for _ in range(2):
+        b = gen.next()
+        ref.apply(b)
+        eng.apply_changes(name, **b.kwargs())
+    seq = eng.info(name)["live"]["sequence"]
+    clock.t = at + dt.timedelta(minutes=1)
+    phases.clear()
+    m.run_once(paced=True)
+    assert [p["phase"] for p in phases] == ["per_customer"] and phases[0]["deferred"] == len(lane)
+    assert phases[0]["settled"] < seq
+    for k, seg in SEGMENTS.items():
+        newest = aud.latest(name, k)
+        if k not in lane:
+            assert set(aud.members(name, k, newest.number)) == _full(eng, name, seg, clock.t), k
+        else:
+            assert newest.sequence < seq, (k, "deferred")
+    m._lane[name] = (_time.monotonic() - 10.0, 0.0)   # due again
+    phases.clear()
+    m.run_once(paced=True)
+    assert [p["phase"] for p in phases] == ["per_customer", "full"] and phases[-1]["settled"] == seq
+    for k, seg in SEGMENTS.items():
+        assert set(aud.members(name, k, aud.latest(name, k).number)) == _full(eng, name, seg, clock.t), k
+    eng.close()
+
+
 def test_diff_to_now_and_retention(base_folder, tmp_path):
     from segments.engine.errors import FailedPrecondition, NotFound
     at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
