@@ -207,6 +207,45 @@ def test_full_lane_is_paced_and_catches_up(base_folder, tmp_path):
     eng.close()
 
 
+def test_full_lane_thread_catches_up(base_folder, tmp_path):
+    """In the background the full lane has its own thread: batches applied while both run
+    end with every tracked segment's newest snapshot equal to a full evaluation."""
+    import threading
+    import time as _time
+
+    from segments.bench.duck import read_tables
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    name, aud = "aud", cat.audiences
+    phases, lock = [], threading.Lock()
+
+    def on_round(stats):
+        with lock:
+            phases.append((threading.current_thread().name, stats))
+    m.on_round, m.poll = on_round, 0.05
+    m.run_once()
+    ref = LiveRef(read_tables(base_folder), D.NY)
+    gen = ChangeGen(23, ref)
+    m.start()
+    try:
+        for _ in range(4):
+            b = gen.next()
+            ref.apply(b)
+            eng.apply_changes(name, **b.kwargs())
+        seq = eng.info(name)["live"]["sequence"]
+        deadline = _time.monotonic() + 120
+        while not any(st["settled"] >= seq for _, st in list(phases)):
+            assert _time.monotonic() < deadline, phases[-3:]
+            _time.sleep(0.05)
+    finally:
+        m.stop()
+    assert any(t == "audiences-lane" and st["phase"] == "full" for t, st in phases)
+    for k, seg in SEGMENTS.items():
+        assert set(aud.members(name, k, aud.latest(name, k).number)) == _full(eng, name, seg, clock.t), k
+    eng.close()
+
+
 def test_diff_to_now_and_retention(base_folder, tmp_path):
     from segments.engine.errors import FailedPrecondition, NotFound
     at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
