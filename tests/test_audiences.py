@@ -160,6 +160,92 @@ def test_entered_exited_match_full_evaluations(seed, tz, base_folder, tmp_path):
     eng.close()
 
 
+def test_full_lane_is_paced_and_catches_up(base_folder, tmp_path):
+    """The background rounds (paced): per-customer segments are recorded first, every round;
+    segments not per customer (limit, instant-bound) wait while their lane ran recently,
+    and once it runs they equal full evaluations of the state it read (never a mix)."""
+    import time as _time
+
+    from segments.engine.catalog.maintain import evaluation_scope
+    from segments.bench.duck import read_tables
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    phases = []
+    m.on_round = phases.append
+    aud, name = cat.audiences, "aud"
+    ref = LiveRef(read_tables(base_folder), D.NY)
+    gen = ChangeGen(17, ref)
+    m.run_once(paced=True)   # a first round evaluates everything at once
+    lane = {k for k, seg in SEGMENTS.items() if not evaluation_scope(seg).per_customer or evaluation_scope(seg).instant}
+    assert lane and phases[-1]["settled"] == 0 and phases[-1]["phase"] == "per_customer"
+    for k in SEGMENTS:
+        assert aud.latest(name, k) is not None
+    m._lane[name] = (_time.monotonic(), 3600.0)   # the lane just ran and took an hour: it waits
+    for _ in range(2):
+        b = gen.next()
+        ref.apply(b)
+        eng.apply_changes(name, **b.kwargs())
+    seq = eng.info(name)["live"]["sequence"]
+    clock.t = at + dt.timedelta(minutes=1)
+    phases.clear()
+    m.run_once(paced=True)
+    assert [p["phase"] for p in phases] == ["per_customer"] and phases[0]["deferred"] == len(lane)
+    assert phases[0]["settled"] < seq
+    for k, seg in SEGMENTS.items():
+        newest = aud.latest(name, k)
+        if k not in lane:
+            assert set(aud.members(name, k, newest.number)) == _full(eng, name, seg, clock.t), k
+        else:
+            assert newest.sequence < seq, (k, "deferred")
+    m._lane[name] = (_time.monotonic() - 10.0, 0.0)   # due again
+    phases.clear()
+    m.run_once(paced=True)
+    assert [p["phase"] for p in phases] == ["per_customer", "full"] and phases[-1]["settled"] == seq
+    for k, seg in SEGMENTS.items():
+        assert set(aud.members(name, k, aud.latest(name, k).number)) == _full(eng, name, seg, clock.t), k
+    eng.close()
+
+
+def test_full_lane_thread_catches_up(base_folder, tmp_path):
+    """In the background the full lane has its own thread: batches applied while both run
+    end with every tracked segment's newest snapshot equal to a full evaluation."""
+    import threading
+    import time as _time
+
+    from segments.bench.duck import read_tables
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, m = _setup(tmp_path, base_folder, D.NY, clock)
+    name, aud = "aud", cat.audiences
+    phases, lock = [], threading.Lock()
+
+    def on_round(stats):
+        with lock:
+            phases.append((threading.current_thread().name, stats))
+    m.on_round, m.poll = on_round, 0.05
+    m.run_once()
+    ref = LiveRef(read_tables(base_folder), D.NY)
+    gen = ChangeGen(23, ref)
+    m.start()
+    try:
+        for _ in range(4):
+            b = gen.next()
+            ref.apply(b)
+            eng.apply_changes(name, **b.kwargs())
+        seq = eng.info(name)["live"]["sequence"]
+        deadline = _time.monotonic() + 120
+        while not any(st["settled"] >= seq for _, st in list(phases)):
+            assert _time.monotonic() < deadline, phases[-3:]
+            _time.sleep(0.05)
+    finally:
+        m.stop()
+    assert any(t == "audiences-lane" and st["phase"] == "full" for t, st in phases)
+    for k, seg in SEGMENTS.items():
+        assert set(aud.members(name, k, aud.latest(name, k).number)) == _full(eng, name, seg, clock.t), k
+    eng.close()
+
+
 def test_diff_to_now_and_retention(base_folder, tmp_path):
     from segments.engine.errors import FailedPrecondition, NotFound
     at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))

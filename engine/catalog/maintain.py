@@ -153,12 +153,22 @@ class Maintainer:
         self._round_lock = threading.Lock()
         self._leader = None   # the open lock file while this process maintains the data directory
         self._lane: dict = {}   # dataset -> (monotonic end, seconds) of its full lane's last run
+        # the full lane's own thread (started with the rounds' thread): segments handed to it
+        # (dataset -> {name: Segment}) are left alone by the rounds until it recorded them
+        self._lane_thread: Optional[threading.Thread] = None
+        self._lane_wake = threading.Event()
+        self._lane_guard = threading.Lock()     # _lane_work and _in_lane
+        self._lane_busy = threading.Lock()      # held while the lane evaluates (run_once waits for it)
+        self._lane_work: dict = {}
+        self._in_lane: set = set()
         self.rounds = 0
 
     # ------------------------------------------------------------ thread
     def start(self) -> "Maintainer":
         self.engine.add_change_listener(self.wake)
         self._thread = threading.Thread(target=self._loop, name="audiences", daemon=True)
+        self._lane_thread = threading.Thread(target=self._lane_loop, name="audiences-lane", daemon=True)
+        self._lane_thread.start()
         self._thread.start()
         return self
 
@@ -166,8 +176,10 @@ class Maintainer:
         self.engine.remove_change_listener(self.wake)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._lane_wake.set()
+        for t in (self._thread, self._lane_thread):
+            if t is not None:
+                t.join(timeout)
         with self._round_lock:
             self._release()
 
@@ -185,6 +197,67 @@ class Maintainer:
                 self.run_once(paced=True)
             except Exception:  # noqa: BLE001 - the next round retries
                 log.exception("tracked segments: round failed")
+
+    def _lane_loop(self) -> None:
+        """The full lane's thread: evaluates the segments handed to it, per dataset at most
+        once every LANE_PACE times its last duration (its kernels release the GIL, so the
+        per-customer rounds go on meanwhile)."""
+        timeout = self.poll
+        while not self._stop.is_set():
+            self._lane_wake.wait(timeout)
+            self._lane_wake.clear()
+            timeout = self.poll
+            if self._stop.is_set():
+                return
+            with self._lane_guard:
+                work, self._lane_work = self._lane_work, {}
+            for dataset, segs in work.items():
+                last = self._lane.get(dataset)
+                wait = 0.0 if last is None else LANE_PACE * last[1] - (time.monotonic() - last[0])
+                if wait > 0:   # not due yet: back in the queue
+                    with self._lane_guard:
+                        self._lane_work.setdefault(dataset, {}).update(segs)
+                    timeout = min(timeout, wait)
+                    continue
+                try:
+                    with self._lane_busy:
+                        self._lane_round(dataset, segs)
+                except Exception:  # noqa: BLE001 - the next rounds hand them over again
+                    log.exception("tracked segments: full lane of %s failed", dataset)
+                finally:
+                    with self._lane_guard:
+                        self._in_lane -= {(dataset, n) for n in segs}
+
+    def _hand_to_lane(self, dataset: str, lane: list) -> None:
+        with self._lane_guard:
+            self._lane_work.setdefault(dataset, {}).update(lane)
+            self._in_lane |= {(dataset, n) for n, _ in lane}
+        self._lane_wake.set()
+
+    def _lane_round(self, dataset: str, segs: dict) -> list:
+        """Evaluate the full lane's segments of a dataset on its newest state, record them."""
+        t0 = time.perf_counter()
+        t1 = time.monotonic()
+        ds = self.engine.dataset(dataset)
+        live, st, view = ds.reading()
+        now = self.clock()
+        day = now.astimezone(ds.zone).date()
+        ctx = None if getattr(view, "empty", False) else Context(view, now, None)
+        stats = {"dataset": dataset, "full": 0, "incremental": 0, "skipped": 0, "deferred": 0,
+                 "sequence": st.seq if st is not None else 0, "phase": "full"}
+        touched: dict = {}
+        pending = [item for item in (self._segment_round(dataset, name, seg, live, st, view, ctx, now, day, stats,
+                                                         touched) for name, seg in segs.items()) if item is not None]
+        out = self._record(dataset, pending)
+        self._lane[dataset] = (time.monotonic(), time.monotonic() - t1)
+        stats.update(seconds=time.perf_counter() - t0, recorded=len(out))
+        try:
+            names = self.audiences.tracked(dataset)
+        except NotFound:
+            names = []
+        stats["settled"] = self._settled(dataset, names)
+        self.on_round(stats)
+        return out
 
     # ------------------------------------------------------------ rounds
     def leader(self) -> bool:
@@ -211,7 +284,7 @@ class Maintainer:
         """One round over the datasets (default every one with tracked segments); returns
         the snapshots recorded as (dataset, name, AudienceSnapshot). Nothing when another
         process maintains the data directory."""
-        with self._round_lock:
+        with self._round_lock, (_nothing() if paced else self._lane_busy):
             out = []
             if not self.leader():
                 return out
@@ -258,6 +331,8 @@ class Maintainer:
             if not saved.active:
                 continue
             names.append(name)
+            if paced and (dataset, name) in self._in_lane:
+                continue   # the lane's thread has it
             item = self._segment_round(dataset, name, saved.segment, live, st, view, ctx, now, day, stats, touched,
                                        defer=paced)
             if item is _LANE:
@@ -270,6 +345,9 @@ class Maintainer:
             stats["recorded"] = len(out)
             stats["settled"] = self._settled(dataset, names)
             self.on_round(dict(stats, deferred=len(lane)))
+            if lane and self._lane_thread is not None:
+                self._hand_to_lane(dataset, lane)
+                return out
             t1 = time.monotonic()
             last = self._lane.get(dataset)
             if not lane or (last is not None and t1 - last[0] < LANE_PACE * last[1]):
@@ -364,8 +442,9 @@ class Maintainer:
     @staticmethod
     def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"], references) -> tuple:
         """(new membership as sorted customer_ids, (entered, exited) or None when not known):
-        evaluated for everyone, or for the touched internal ids only, merged into the old
-        membership (cost: the touched customers, plus one copy of the membership)."""
+        evaluated for everyone, or for the touched internal ids alone (the round's Subset of
+        them, engine/evaluation/subset.py), merged into the old membership (cost: the touched
+        customers' lines, plus one copy of the membership)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
             return none, (changes_between(old, none) if old is not None else None)
@@ -388,6 +467,16 @@ class Maintainer:
         if not entered.size and not exited.size:
             return old, (entered, exited)
         return apply_changes(old, entered, exited), (entered, exited)
+
+
+class _nothing:
+    """A context manager that does nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _ids(bm) -> np.ndarray:

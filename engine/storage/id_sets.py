@@ -31,79 +31,90 @@ def sorted_in(a, b):
 
 
 @njit(cache=True, nogil=True)
-def sorted_to_roaring(vals):
-    """The 32-bit portable roaring serialization (array and bitset containers, offsets
-    header) of sorted unique uint32 values."""
+def sorted_to_roaring64(vals):
+    """The 64-bit portable roaring serialization of sorted unique uint64 values: buckets by
+    high half, each a 32-bit portable bitmap (array and bitset containers, offsets header)."""
     n = vals.size
+    # containers: (bucket, 16-bit key) groups, in order
+    c_start = np.empty(n + 1, np.int64)
     nc = 0
-    prev = np.int64(-1)
+    nb = 0
+    prev_hi = np.uint64(0)
+    prev_key = np.int64(-1)
     for i in range(n):
-        k = np.int64(vals[i] >> 16)
-        if k != prev:
+        hi = vals[i] >> np.uint64(32)
+        key = np.int64((vals[i] >> np.uint64(16)) & np.uint64(0xFFFF))
+        if i == 0 or hi != prev_hi:
+            nb += 1
+            c_start[nc] = i
             nc += 1
-            prev = k
-    keys = np.empty(nc, np.int64)
-    starts = np.empty(nc, np.int64)
-    cards = np.zeros(nc, np.int64)
-    j = -1
-    prev = np.int64(-1)
-    for i in range(n):
-        k = np.int64(vals[i] >> 16)
-        if k != prev:
-            j += 1
-            keys[j] = k
-            starts[j] = i
-            prev = k
-        cards[j] += 1
-    offs = np.empty(nc, np.int64)
-    pos = 8 + 8 * nc
+        elif key != prev_key:
+            c_start[nc] = i
+            nc += 1
+        prev_hi = hi
+        prev_key = key
+    c_start[nc] = n
+    b_first = np.empty(nb + 1, np.int64)   # first container of each bucket
+    b = 0
     for j in range(nc):
-        offs[j] = pos
-        pos += 2 * cards[j] if cards[j] <= 4096 else 8192
-    out = np.zeros(pos, np.uint8)
-    header = np.empty(2, np.uint32)
-    header[0] = _NO_RUNS_COOKIE
-    header[1] = nc
-    out[0:8] = header.view(np.uint8)
-    if nc:
-        kc = np.empty(2 * nc, np.uint16)
-        for j in range(nc):
-            kc[2 * j] = keys[j]
-            kc[2 * j + 1] = cards[j] - 1
-        out[8:8 + 4 * nc] = kc.view(np.uint8)
-        out[8 + 4 * nc:8 + 8 * nc] = offs.astype(np.uint32).view(np.uint8)
+        if j == 0 or (vals[c_start[j]] >> np.uint64(32)) != (vals[c_start[j - 1]] >> np.uint64(32)):
+            b_first[b] = j
+            b += 1
+    b_first[nb] = nc
+    size = 8
+    for b in range(nb):
+        size += 4 + 8 + 8 * (b_first[b + 1] - b_first[b])
     for j in range(nc):
-        p = offs[j]
-        s = starts[j]
-        c = cards[j]
-        if c <= 4096:
-            for q in range(c):
-                low = vals[s + q] & 0xFFFF
-                out[p + 2 * q] = low & 0xFF
-                out[p + 2 * q + 1] = low >> 8
-        else:   # a bitset: bit (low & 7) of byte (low >> 3), little-endian words
-            for q in range(c):
-                low = vals[s + q] & 0xFFFF
-                out[p + (low >> 3)] |= np.uint8(1 << (low & 7))
+        card = c_start[j + 1] - c_start[j]
+        size += 2 * card if card <= 4096 else 8192
+    out = np.zeros(size, np.uint8)
+    _put(out, 0, np.uint64(nb), 8)
+    pos = 8
+    for b in range(nb):
+        j0, j1 = b_first[b], b_first[b + 1]
+        m = j1 - j0
+        _put(out, pos, vals[c_start[j0]] >> np.uint64(32), 4)
+        pos += 4
+        _put(out, pos, np.uint64(_NO_RUNS_COOKIE), 4)
+        _put(out, pos + 4, np.uint64(m), 4)
+        off = 8 + 8 * m               # container offsets count from the bucket's header
+        for q in range(m):
+            j = j0 + q
+            card = c_start[j + 1] - c_start[j]
+            key = (vals[c_start[j]] >> np.uint64(16)) & np.uint64(0xFFFF)
+            _put(out, pos + 8 + 4 * q, key, 2)
+            _put(out, pos + 10 + 4 * q, np.uint64(card - 1), 2)
+            _put(out, pos + 8 + 4 * m + 4 * q, np.uint64(off), 4)
+            p = pos + off
+            if card <= 4096:
+                for i in range(c_start[j], c_start[j + 1]):
+                    low = vals[i] & np.uint64(0xFFFF)
+                    out[p] = np.uint8(low & np.uint64(0xFF))
+                    out[p + 1] = np.uint8(low >> np.uint64(8))
+                    p += 2
+                off += 2 * card
+            else:   # a bitset: bit (low & 7) of byte (low >> 3), little-endian words
+                for i in range(c_start[j], c_start[j + 1]):
+                    low = np.int64(vals[i] & np.uint64(0xFFFF))
+                    out[p + (low >> 3)] |= np.uint8(1 << (low & 7))
+                off += 8192
+        pos += off
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put(out, pos, v, nbytes):
+    for k in range(nbytes):
+        out[pos + k] = np.uint8((v >> np.uint64(8 * k)) & np.uint64(0xFF))
 
 
 def serialize_ids(ids) -> bytes:
     """Customer_ids (sorted ascending, unique) as a portable 64-bit roaring bitmap, the
-    bytes BitMap64(ids).serialize() gives."""
+    bytes BitMap64(ids, optimize=False).serialize() gives."""
     ids = np.asarray(ids, np.int64)
     if ids.size and ids[0] < 0:   # negative ids sort last as uint64: let the library order them
-        return BitMap64(ids.astype(np.uint64)).serialize()
-    u = ids.astype(np.uint64)
-    high = (u >> np.uint64(32)).astype(np.int64)
-    keys = np.unique(high) if high.size and high[-1] != high[0] else high[:1]
-    parts = [np.uint64(keys.size).tobytes()]
-    for k in keys:
-        lo, hi = np.searchsorted(high, k), np.searchsorted(high, k, side="right")
-        parts.append(np.uint32(k).tobytes())
-        parts.append(sorted_to_roaring(np.ascontiguousarray(u[lo:hi] & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-                     .tobytes())
-    return b"".join(parts)
+        return BitMap64(ids.astype(np.uint64), optimize=False).serialize()
+    return sorted_to_roaring64(np.ascontiguousarray(ids.astype(np.uint64))).tobytes()
 
 
 def deserialize_ids(data: bytes) -> np.ndarray:
