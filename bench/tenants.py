@@ -2,7 +2,8 @@
 another process.
 
     python -m segments.bench.tenants --datasets 10000 [--median 1000] [--seconds 30]
-        [--clients 8] [--max-open-datasets 2000] [--heavy-customers 1000000] [--out FILE]
+        [--clients 8] [--max-open-datasets 2000] [--heavy-customers 1000000] [--keep-free 15G]
+        [--out FILE]
 
 1. Builds the datasets (bench/tenants_data.py): sizes drawn from a log-normal law around
    --median customers (1 in 1,000 is forced to 100x the median), each rounded to a size
@@ -19,8 +20,10 @@ another process.
    Counts on the others measure their latency; with --compare it runs again on a server
    without per-dataset limits and with loads at the readers' priority.
 
-Throughout, the server's RSS, VmSize, open descriptors and bytes mapped from the data
-folder are sampled from /proc. The server's access log gives each call's engine time, so
+Datasets are copied only while the disk keeps --keep-free bytes free (the run then has
+fewer than asked, and says so); a guard deletes the data folder if something else fills
+the disk below it meanwhile. Throughout, the server's RSS, VmSize, open descriptors, page
+faults and bytes mapped from the data folder are sampled from /proc. The server's access log gives each call's engine time, so
 latencies are shown beside the engine's own. Results: stdout, and JSON with --out.
 """
 from __future__ import annotations
