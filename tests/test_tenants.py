@@ -342,3 +342,33 @@ def test_a_cold_count_of_profile_values_reads_no_dictionary(template, tmp_path, 
         assert eng.count(names[0], ALL, AS_OF).count == want["all"] + 4
     finally:
         eng.close()
+
+
+def test_the_bench_disk_guard_deletes_its_data_when_the_disk_fills(tmp_path):
+    """bench-tenants' guard: free space below what it keeps -> its processes killed and
+    its data folder deleted (here: keep more than the disk holds)."""
+    import shutil
+    import subprocess
+    import sys
+    from segments.bench.tenants import DiskGuard
+    data = tmp_path / "data"
+    (data / "t00000").mkdir(parents=True)
+    (data / "t00000" / "x").write_bytes(b"x" * 100)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    guard = DiskGuard(data, shutil.disk_usage(tmp_path).total + 1, lambda msg: None)
+    guard.procs.append(proc)
+    try:
+        deadline = time.monotonic() + 20
+        while data.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert guard.tripped and not data.exists()
+        assert proc.wait(timeout=20) != 0
+    finally:
+        guard.stop()
+        proc.kill()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    quiet = DiskGuard(kept, 1, lambda msg: None)
+    time.sleep(1.5)
+    quiet.stop()
+    assert kept.exists() and not quiet.tripped
