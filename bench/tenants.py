@@ -2,7 +2,8 @@
 another process.
 
     python -m segments.bench.tenants --datasets 10000 [--median 1000] [--seconds 30]
-        [--clients 8] [--max-open-datasets 2000] [--heavy-customers 1000000] [--out FILE]
+        [--clients 8] [--max-open-datasets 2000] [--heavy-customers 1000000] [--keep-free 15G]
+        [--out FILE]
 
 1. Builds the datasets (bench/tenants_data.py): sizes drawn from a log-normal law around
    --median customers (1 in 1,000 is forced to 100x the median), each rounded to a size
@@ -19,8 +20,10 @@ another process.
    Counts on the others measure their latency; with --compare it runs again on a server
    without per-dataset limits and with loads at the readers' priority.
 
-Throughout, the server's RSS, VmSize, open descriptors and bytes mapped from the data
-folder are sampled from /proc. The server's access log gives each call's engine time, so
+Datasets are copied only while the disk keeps --keep-free bytes free (the run then has
+fewer than asked, and says so); a guard deletes the data folder if something else fills
+the disk below it meanwhile. Throughout, the server's RSS, VmSize, open descriptors, page
+faults and bytes mapped from the data folder are sampled from /proc. The server's access log gives each call's engine time, so
 latencies are shown beside the engine's own. Results: stdout, and JSON with --out.
 """
 from __future__ import annotations
@@ -109,6 +112,34 @@ def build(work: Path, n: int, median: int, seed: int, log, keep_free: int = 0) -
 
 # ---------------------------------------------------------------- the server, from outside
 
+class DiskGuard:
+    """Watches the free space of `folder`'s disk every second; below `keep_free` (another
+    job filling the disk meanwhile) it deletes `folder` at once and remembers that it did."""
+
+    def __init__(self, folder: Path, keep_free: int, log):
+        self.folder, self.keep_free, self.log = folder, keep_free, log
+        self.tripped = False
+        self.procs: list = []  # processes killed first (an open part's blocks stay in use until closed)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        if keep_free > 0:
+            self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            free = shutil.disk_usage(self.folder.parent).free
+            if free < self.keep_free:
+                self.tripped = True
+                self.log(f"only {free / 2**30:.1f} GiB free: deleting {self.folder} and stopping")
+                for p in self.procs:
+                    p.kill()
+                shutil.rmtree(self.folder, ignore_errors=True)
+                return
+
+    def stop(self):
+        self._stop.set()
+
+
 def load_average() -> list:
     """The machine's 1, 5 and 15 minute load averages (every timing is read beside them)."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -155,13 +186,16 @@ def stop(proc) -> None:
 
 
 def process_figures(pid: int, data: Path) -> dict:
-    """RSS, VmSize, open descriptors and bytes mapped from files under `data` of a process."""
+    """RSS, VmSize, open descriptors, page faults and bytes mapped from files under `data`
+    of a process."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
         if k in ("VmRSS", "VmSize", "VmHWM", "RssAnon", "RssFile"):
             out[k] = int(v.split()[0]) * 1024
     out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    out["minor_faults"], out["major_faults"] = int(stat[7]), int(stat[9])  # pages mapped / read from disk
     prefix = str(data.resolve())
     mapped = 0
     with open(f"/proc/{pid}/maps") as f:
@@ -445,9 +479,11 @@ def main(argv=None) -> None:
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="segments-tenants-"))
     work.mkdir(parents=True, exist_ok=True)
     report: dict = {"datasets": a.datasets, "median_customers": a.median, "machine": {"cores": os.cpu_count()}}
+    keep_free = parse_size(a.keep_free)
+    (work / "data").mkdir(exist_ok=True)
+    guard = DiskGuard(work / "data", keep_free - (1 << 30), log)  # build() keeps keep_free itself
     try:
         t0 = time.perf_counter()
-        keep_free = parse_size(a.keep_free)
         built = build(work, a.datasets, a.median, a.seed, log, keep_free)
         names = built.pop("names")
         customers = built.pop("customers")
@@ -464,6 +500,7 @@ def main(argv=None) -> None:
         flags += a.serve_args.split()
         report["serve_flags"] = flags[:2] + flags[8:]
         proc, target = serve(work / "data", work, flags)
+        guard.procs.append(proc)
         try:
             sampler = Sampler(proc.pid, work / "data")
             report["server_ready"] = sampler.sample()
@@ -477,13 +514,17 @@ def main(argv=None) -> None:
             stop(proc)
         if a.heavy_customers > 0 and a.compare:
             proc, target = serve(work / "data", work, flags + ["--tenant-concurrency", "0", "--build-nice", "0"])
+            guard.procs.append(proc)
             try:
                 report["fair_without_limits"] = fairness(a, work, names, customers, target, uploads, log, keep_free)
             finally:
                 stop(proc)
     finally:
+        guard.stop()
         if not a.keep and not a.work:
             shutil.rmtree(work, ignore_errors=True)
+    if guard.tripped:
+        raise SystemExit("stopped: the disk got fuller than --keep-free allows (the data folder was deleted)")
     text = json.dumps(report, indent=1)
     print(text)
     if a.out:

@@ -342,3 +342,56 @@ def test_a_cold_count_of_profile_values_reads_no_dictionary(template, tmp_path, 
         assert eng.count(names[0], ALL, AS_OF).count == want["all"] + 4
     finally:
         eng.close()
+
+
+def test_the_bench_disk_guard_deletes_its_data_when_the_disk_fills(tmp_path):
+    """bench-tenants' guard: free space below what it keeps -> its processes killed and
+    its data folder deleted (here: keep more than the disk holds)."""
+    import shutil
+    import subprocess
+    import sys
+    from segments.bench.tenants import DiskGuard
+    data = tmp_path / "data"
+    (data / "t00000").mkdir(parents=True)
+    (data / "t00000" / "x").write_bytes(b"x" * 100)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    guard = DiskGuard(data, shutil.disk_usage(tmp_path).total + 1, lambda msg: None)
+    guard.procs.append(proc)
+    try:
+        deadline = time.monotonic() + 20
+        while data.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert guard.tripped and not data.exists()
+        assert proc.wait(timeout=20) != 0
+    finally:
+        guard.stop()
+        proc.kill()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    quiet = DiskGuard(kept, 1, lambda msg: None)
+    time.sleep(1.5)
+    quiet.stop()
+    assert kept.exists() and not quiet.tripped
+
+
+def test_a_snapshot_held_across_a_compaction_still_reads_its_dictionaries(template, tmp_path):
+    """Dictionaries are read on first use, and a compaction elsewhere (another process;
+    here another engine) removes the old version's folder at once: a reader still holding
+    the old snapshot reads the new version's (dictionaries only grow), answers as before."""
+    from segments.engine.evaluation import output
+    src, want = template
+    names = _clones(src, tmp_path / "data", 1)
+    reader = Engine(tmp_path / "data", auto_compact=False)
+    writer = Engine(tmp_path / "data", auto_compact=False)
+    try:
+        old = reader.snapshot(names[0])
+        assert old._dicts is None
+        writer.upsert_customers(names[0], _marks(3))
+        writer.compact(names[0])
+        assert not (tmp_path / "data" / names[0] / old.path.name).exists()
+        assert output.count(old, VIP, AS_OF).count == want["vip"]
+        assert output.count(old, MARKED, AS_OF).count == 0  # a value newer than the snapshot
+        assert reader.count(names[0], MARKED, AS_OF).count == 3
+    finally:
+        writer.close()
+        reader.close()

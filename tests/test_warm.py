@@ -104,3 +104,17 @@ def test_warm_none_serves_at_once(grpc_env):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_settle_heap_takes_what_the_warm_up_left_out_of_full_collections():
+    """serve freezes the heap once warm: a full collection then scans only what calls made."""
+    import gc
+    from segments.cli.serve import settle_heap
+    before = len(gc.get_objects())
+    try:
+        frozen = settle_heap()
+        assert frozen >= before // 2 and gc.get_freeze_count() == frozen
+        assert len(gc.get_objects()) < before // 2
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0

@@ -56,6 +56,7 @@ class Dataset:
         self._write_mutex = threading.Lock()   # one writer thread per process (the flock: per dataset)
         self._live = None                      # engine.live.Live of the current version
         self._live_version: Optional[str] = None
+        self._current_seen: Optional[tuple] = None  # (CURRENT's stat, the version it names)
         self._compacting = threading.Lock()    # held by a background compaction
         self._cleaned = False                  # what a crash left was removed (first open)
         self.nice = DEFAULT_NICE               # loads and compactions run this much below reads
@@ -94,10 +95,21 @@ class Dataset:
 
     # ------------------------------------------------------------ versions
     def _current_version(self) -> Optional[str]:
+        # Every call asks (another process may have switched it): a stat, and the file read
+        # only when it is another file than last time (a switch renames a new one over it).
+        path = os.path.join(self.dir, "CURRENT")
         try:
-            return (self.dir / "CURRENT").read_text().strip() or None
+            st = os.stat(path)
+            sig = (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            seen = self._current_seen
+            if seen is not None and seen[0] == sig:
+                return seen[1]
+            with open(path) as f:
+                version = f.read().strip() or None
         except FileNotFoundError:
             return None
+        self._current_seen = (sig, version)
+        return version
 
     def live(self):
         """The current version's Live (None while the dataset has never been loaded)."""

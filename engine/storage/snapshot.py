@@ -247,9 +247,25 @@ class Snapshot:
         if d is None:
             with self._lock:
                 if self._dicts is None:
-                    self._dicts = read_dicts(self.path)
+                    self._dicts = self._read_dicts()
                 d = self._dicts
         return d
+
+    def _read_dicts(self) -> Dict[str, list]:
+        # A replaced version's folder is removed while readers may still hold it (its parts
+        # stay mapped). Dictionaries only grow and a code never changes, so the newest
+        # version's serve this one as well.
+        for _ in range(5):
+            try:
+                return read_dicts(self.path)
+            except FileNotFoundError:
+                pass
+            try:
+                current = (self.dir / "CURRENT").read_text().strip()
+                return read_dicts(self.dir / current)
+            except FileNotFoundError:
+                continue  # switched again meanwhile
+        return read_dicts(self.path)
 
     def code_of(self, name: str) -> dict:
         """value -> code for a dictionary."""
