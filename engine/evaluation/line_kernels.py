@@ -220,8 +220,10 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
     rest = n_other > 3
     rest_from = o2 + 1
     pcheck = pcheck and not use_pair
-    pc1 = view_u32(addr[LY.P_CODE + fields[max(pj1, 0)], p], size[LY.P_CODE + fields[max(pj1, 0)], p])
-    pc2 = view_u32(addr[LY.P_CODE + fields[max(pj2, 0)], p], size[LY.P_CODE + fields[max(pj2, 0)], p])
+    g1 = fields[pj1] if pcheck else 0
+    g2 = fields[pj2] if pcheck else 0
+    pc1 = view_u32(addr[LY.P_CODE + g1, p], size[LY.P_CODE + g1, p])
+    pc2 = view_u32(addr[LY.P_CODE + g2, p], size[LY.P_CODE + g2, p])
     if gather:
         if use_pair:
             cand = _pair_candidates(addr, size, p, pslot, pwc, a, b, n_pair)
