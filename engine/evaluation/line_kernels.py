@@ -220,8 +220,10 @@ def _lines(addr, size, meta, p, a, b, mid, asof, fields, luts, wc_ptr, wc, pslot
     rest = n_other > 3
     rest_from = o2 + 1
     pcheck = pcheck and not use_pair
-    pc1 = view_u32(addr[LY.P_CODE + fields[max(pj1, 0)], p], size[LY.P_CODE + fields[max(pj1, 0)], p])
-    pc2 = view_u32(addr[LY.P_CODE + fields[max(pj2, 0)], p], size[LY.P_CODE + fields[max(pj2, 0)], p])
+    g1 = fields[pj1] if pcheck else 0
+    g2 = fields[pj2] if pcheck else 0
+    pc1 = view_u32(addr[LY.P_CODE + g1, p], size[LY.P_CODE + g1, p])
+    pc2 = view_u32(addr[LY.P_CODE + g2, p], size[LY.P_CODE + g2, p])
     if gather:
         if use_pair:
             cand = _pair_candidates(addr, size, p, pslot, pwc, a, b, n_pair)
@@ -373,6 +375,16 @@ def _shard(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fie
     ct = np.zeros(n if want & W_COUNT else 1, np.int64)
     fi = np.full(n if want & W_FIRST else 1, FIRST_NONE, np.int64)
     la = np.full(n if want & W_LAST else 1, LAST_NONE, np.int64)
+    _fold(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fields, luts, wc_ptr, wc,
+          pslot, pj1, pj2, pwc, want, st, paths, sp, ct, fi, la)
+    return sp, ct, fi, la
+
+
+@njit(cache=True, nogil=True)
+def _fold(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fields, luts, wc_ptr, wc,
+          pslot, pj1, pj2, pwc, want, st, paths, sp, ct, fi, la):
+    """Fold one shard's pieces into its accumulators (spend, count, first, last: zero,
+    zero, FIRST_NONE, LAST_NONE where nothing was folded yet; size 1 when not wanted)."""
     F = fields.size
     for p in range(p0, p1):
         day = view_i32(addr[LY.P_DAY, p], size[LY.P_DAY, p])
@@ -413,7 +425,6 @@ def _shard(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fie
                 start = tail
         _lines(addr, size, meta, p, start, hi, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want,
                sp, ct, fi, la, st, paths, False)
-    return sp, ct, fi, la
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -447,22 +458,16 @@ def purchase_mask(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_da
 def purchase_values(addr, size, meta, shard_ptr, base, nn, k_lo, k_hi, s_day, e_day, c_day, all_time, asof,
                     fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want, paths, spend, count, first, last,
                     stats):
-    """The wanted accumulators per customer into dense arrays (first / last: FIRST_NONE /
-    LAST_NONE without a sale); arrays not wanted may have size 1."""
+    """The wanted accumulators per customer into dense arrays, which come filled with the
+    values of a customer without a sale (0, 0, FIRST_NONE, LAST_NONE) and are folded into
+    in place, each shard its own slice (no per-shard copies); arrays not wanted have size 1."""
     for k in prange(k_lo, k_hi):
         n = nn[k]
-        sp, ct, fi, la = _shard(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day,
-                                all_time, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want, stats[k],
-                                paths)
         b = base[k]
-        if want & W_SPEND:
-            spend[b:b + n] = sp
-        if want & W_COUNT:
-            count[b:b + n] = ct
-        if want & W_FIRST:
-            first[b:b + n] = fi
-        if want & W_LAST:
-            last[b:b + n] = la
+        _fold(addr, size, meta, shard_ptr[k], shard_ptr[k + 1], n, s_day, e_day, c_day, all_time, asof, fields,
+              luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want, stats[k], paths,
+              spend[b:b + n] if want & W_SPEND else spend[:1], count[b:b + n] if want & W_COUNT else count[:1],
+              first[b:b + n] if want & W_FIRST else first[:1], last[b:b + n] if want & W_LAST else last[:1])
 
 
 # ------------------------------------------------------------------ visits and laybys
