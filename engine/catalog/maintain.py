@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from pyroaring import BitMap
 
 from ..errors import EngineError, NotFound
 from ..evaluation import output
