@@ -247,7 +247,8 @@ def scaling_chart(results_by_scale: dict, path: Path) -> Path:
         sm = results_by_scale[s]["summary"]
         g = sm.get("geomean_ratio")
         lb = sm.get("geomean_ratio_lower_bound")
-        title.append(f"{s} {results_by_scale[s]['date'][:10]}: {g}x" + (f" (>= {lb}x with limits)" if lb else ""))
+        when = results_by_scale[s].get("label") or results_by_scale[s]["date"][:10]
+        title.append(f"{s} {when}: {g}x" + (f" (>= {lb}x with limits)" if lb else ""))
     ax.set_title("engine vs DuckDB over scales; geomean DuckDB/engine " + "; ".join(title), fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
