@@ -102,12 +102,15 @@ def ensure(scale: str, seed: int = 0, rebuild: bool = False, log=print, shape: s
     if manifest.exists() and not rebuild:
         old = Cached(**{**json.loads(manifest.read_text()), "reused": True,
                         "input_dir": str(base / "input"), "data_dir": str(base / "data")})
-        if old.generator_hash == gen_hash and old.builder_hash == build_hash:
+        complete = (base / "input").is_dir() and (base / "data").is_dir()
+        if old.generator_hash == gen_hash and old.builder_hash == build_hash and complete:
             log(f"dataset: reusing {base.relative_to(ROOT)} (made with generate {old.generate_s:.1f} s, "
                 f"ingest {old.ingest_s:.1f} s)")
             return old
-        log(f"dataset: {base.relative_to(ROOT)} is stale (the "
-            f"{'generator' if old.generator_hash != gen_hash else 'builder'} changed since): rebuilding")
+        why = ("the generator changed since" if old.generator_hash != gen_hash else
+               "the builder changed since" if old.builder_hash != build_hash else
+               "its input or data folder is missing")
+        log(f"dataset: {base.relative_to(ROOT)} is stale ({why}): rebuilding")
     input_dir, data_dir = base / "input", base / "data"
     manifest.unlink(missing_ok=True)
     regenerate = rebuild or old is None or old.generator_hash != gen_hash or not input_dir.is_dir()
