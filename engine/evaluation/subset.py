@@ -28,6 +28,7 @@ from ..live.view import DELTA_COLUMNS
 from ..model import kinds
 from ..model import segment as S
 from ..storage import layout as LY
+from ..storage.orders import ORDER_COLUMNS
 from ..storage.runs import LINE_COLUMNS
 from ..storage.snapshot import PIECE_NAMES, PieceSet
 from ..storage.views import PieceTable
@@ -210,18 +211,19 @@ class Subset:
             return lut
         return self._mine(("lut",), make)
 
+    def order_pieces(self) -> PieceTable:
+        """No stored orders (a subset's runs hold lines only; its context has no access path
+        to aggregates, so order conditions group the lines): one empty piece per run."""
+        return self._mine(("order_pieces",),
+                          lambda: PieceTable(tuple(ORDER_COLUMNS), self.pieces("p").table.addr.shape[1]))
+
     def delta(self, prefix: str):
         """The subset's appended lines of a line table as a PieceTable (as LiveView.delta)."""
         def make():
             per_shard = self._lines(prefix)
             if per_shard is None:
                 return False
-            names = DELTA_COLUMNS[prefix]
-            pt = PieceTable(names, len(per_shard))
-            for k, (_, cols) in enumerate(per_shard):
-                for name in names:
-                    pt.set(name, k, cols[name])
-            return pt
+            return PieceTable.of_shards(DELTA_COLUMNS[prefix], per_shard)
         return self._mine(("delta", prefix), make) or None
 
 

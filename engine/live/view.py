@@ -241,10 +241,5 @@ class LiveView:
             per_shard = self.state.lines(prefix)
             if per_shard is None:
                 return False
-            names = DELTA_COLUMNS[prefix]
-            pt = PieceTable(names, len(per_shard))
-            for k, (_, cols) in enumerate(per_shard):
-                for name in names:
-                    pt.set(name, k, cols[name])
-            return pt
+            return PieceTable.of_shards(DELTA_COLUMNS[prefix], per_shard)
         return self._mine(("delta", prefix), make) or None

@@ -70,6 +70,15 @@ class PieceTable:
         self.size = np.zeros((len(columns), n_pieces), np.int64)
         self._keep: list = []
 
+    @classmethod
+    def of_shards(cls, columns: tuple, per_shard: list) -> "PieceTable":
+        """One piece per (shard, {column: array}) of `per_shard`, in that order."""
+        pt = cls(columns, len(per_shard))
+        for k, (_, cols) in enumerate(per_shard):
+            for name in columns:
+                pt.set(name, k, cols[name])
+        return pt
+
     def set(self, column: str, piece: int, array: np.ndarray) -> None:
         """Point column `column` of piece `piece` at `array` (contiguous, aligned)."""
         if array is None:
