@@ -113,7 +113,8 @@ def test_settle_heap_takes_what_the_warm_up_left_out_of_full_collections():
     before = len(gc.get_objects())
     try:
         frozen = settle_heap()
-        assert frozen >= before // 2 and gc.get_freeze_count() == frozen
+        # frozen objects still die by reference count (another thread may drop some meanwhile)
+        assert frozen >= before // 2 and before // 2 <= gc.get_freeze_count() <= frozen
         assert len(gc.get_objects()) < before // 2
     finally:
         gc.unfreeze()
