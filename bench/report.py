@@ -205,6 +205,17 @@ SCALE_COLORS = {"S": "#9ecae1", "M": "#4292c6", "L": "#08306b"}
 DUCK_COLORS = {"S": "#fdae6b", "M": "#f16913", "L": "#7f2704"}
 
 
+def _scales_and_names(results_by_scale: dict):
+    """(scales present, in S/M/L order; every segment name once, in the order first seen)."""
+    scales = [s for s in ("S", "M", "L") if s in results_by_scale]
+    names = []
+    for s in scales:
+        for r in results_by_scale[s]["segments"]:
+            if r["segment"] not in names:
+                names.append(r["segment"])
+    return scales, names
+
+
 def scaling_chart(results_by_scale: dict, path: Path) -> Path:
     """The suite over scales in one PNG: per segment, the engine's count ms at each scale
     (bars, blues) and DuckDB's (markers, oranges; a right-pointing marker at the limit where
@@ -214,12 +225,7 @@ def scaling_chart(results_by_scale: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    scales = [s for s in ("S", "M", "L") if s in results_by_scale]
-    names = []
-    for s in scales:
-        for r in results_by_scale[s]["segments"]:
-            if r["segment"] not in names:
-                names.append(r["segment"])
+    scales, names = _scales_and_names(results_by_scale)
     by = {s: {r["segment"]: r for r in results_by_scale[s]["segments"]} for s in scales}
     y = np.arange(len(names))
     h = 0.8 / len(scales)
@@ -293,12 +299,7 @@ def write(res: dict, out: Path, scale_copies: bool = True) -> list:
 
 def markdown(results_by_scale: dict) -> str:
     """A Markdown table of the suite over scales: engine / gRPC / DuckDB ms and ratio per scale."""
-    scales = [s for s in ("S", "M", "L") if s in results_by_scale]
-    names = []
-    for s in scales:
-        for r in results_by_scale[s]["segments"]:
-            if r["segment"] not in names:
-                names.append(r["segment"])
+    scales, names = _scales_and_names(results_by_scale)
     head = ["segment"] + [f"{s}: {c}" for s in scales for c in ("engine ms", "grpc ms", "duckdb ms", "ratio")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by = {s: {r["segment"]: r for r in results_by_scale[s]["segments"]} for s in scales}
