@@ -79,6 +79,11 @@ def _event_args(ctx, ev: S.Event):
     return ev.kind == "visited", fields, luts, bool(ev.shops), ctx.shop_lut(ev.shops)
 
 
+def _wanted(ctx, ev: S.Event):
+    """(ptr, codes) of the wanted codes per filtered field of an event kind (posting lists)."""
+    return ctx.product_filter(ev.filter if ev.kind == "bought" else S.NO_FILTER)[2:4]
+
+
 def _both_plans(ctx):
     """The kernel arguments naming both line tables' shards, aligned on one shard list."""
     pp = _shard_plan(ctx, "p")
@@ -182,13 +187,16 @@ def _sequence(ctx, c: S.Sequence):
     v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
     batches, t = _batches(bases.size)
     done = np.zeros(bases.size, np.uint8)
-    if c.negate and BK.STREAM_THEN_NOT:   # shards with one run per table, no appended lines: a pass back in time
+    if BK.STREAM_SEQUENCES:   # shards with one run per table, no appended lines: a pass back in time
+        w1, w2 = _wanted(ctx, c.first), _wanted(ctx, c.then)
         for a, b in batches:
             ctx.check_deadline()
-            BK.then_not_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
+            BK.sequence_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
                                 vargs[1], vargs[2], vargs[3], vargs[6], ctx.asof.micros,
-                                ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, u1, sl1,
-                                f2, l2, u2, sl2, c.within_days, out, done, a, b)
+                                ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, *w1, u1,
+                                sl1, f2, l2, *w2, u2, sl2, c.within_days, c.negate, ctx.access_paths,
+                                BK.SEQUENCE_GATHER_SHARE, out, done,
+                                a, b)
         if done.all():
             return _bm(out)
     scr = scratch(2 * t, int(caps.max()) if caps.size else 1)
