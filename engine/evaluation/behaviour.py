@@ -211,16 +211,17 @@ def _sequence(ctx, c: S.Sequence):
 
 # ---------------------------------------------------------------- orders
 
-def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
+def order_values(ctx, f: S.ProductFilter, r: S.TimeRange, want: int = BK.ORDERS_COUNT | BK.ORDERS_VALUE):
     """(order count with a matching non-refund line, net sum, number of orders) per customer
-    over the orders whose instant is dated in r."""
+    over the orders whose instant is dated in r; those not `want`ed (BK.ORDERS_*) are None."""
     s, e = ctx.day_bounds(r)
-    key = ("bk.orders", f, s, e)
-    hit = ctx._memo.get(key)
-    if hit is not None:
-        return hit
+    for w in (want, BK.ORDERS_COUNT | BK.ORDERS_VALUE):
+        hit = ctx._memo.get(("bk.orders", f, s, e, w))
+        if hit is not None:
+            return hit
     n = ctx.snap.n
-    counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    z = lambda w: np.zeros(n if want & w else 1, np.int64)  # noqa: E731
+    counts, sums, num = z(BK.ORDERS_COUNT), z(BK.ORDERS_VALUE), z(BK.ORDERS_VALUE)
     if s <= e:
         # an order's lines may come before the range (its instant is then earlier): read all
         ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
@@ -234,30 +235,35 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
             ctx.check_deadline()
             BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ot.addr, ot.size,
                             use_stored, ctx.asof.micros, fields, luts, ctx._clip(s), ctx._clip(e),
-                            ctx._clip(ctx.asof.today_day), counts, sums, num, a, b, *scr)
-    out = (counts, sums, num)
-    ctx._memo[key] = out
+                            ctx._clip(ctx.asof.today_day), want, counts, sums, num, a, b, *scr)
+    out = (counts if want & BK.ORDERS_COUNT else None,) + ((sums, num) if want & BK.ORDERS_VALUE else (None, None))
+    ctx._memo[("bk.orders", f, s, e, want)] = out
     return out
 
 
 def average_order_values(ctx, r: S.TimeRange) -> np.ndarray:
     """floor(net sum / orders) per customer, INT64_NULL without an order in r."""
-    _, sums, num = order_values(ctx, S.NO_FILTER, r)
-    out = np.full(sums.size, INT64_NULL, np.int64)
-    has = num > 0
-    out[has] = np.floor_divide(sums[has], num[has])
+    _, sums, num = order_values(ctx, S.NO_FILTER, r, BK.ORDERS_VALUE)
+    out = np.empty(sums.size, np.int64)
+    BK.floor_means(sums, num, INT64_NULL, out)
     return out
+
+
+def _in_mask(values: np.ndarray, lo: int, hi: int, none: int) -> BitMap:
+    """Customers whose value lies in [lo, hi] and is not `none`."""
+    out = np.empty(values.size, np.uint8)
+    BK.in_range(values, lo, hi, none, out)
+    return _bm(out)
 
 
 def _order_count(ctx, c: S.OrderCount):
     lo, hi = c.cmp.bounds()
-    return _bm(_in(order_values(ctx, c.filter, c.range)[0], lo, hi))
+    return _in_mask(order_values(ctx, c.filter, c.range, BK.ORDERS_COUNT)[0], lo, hi, INT64_NULL)
 
 
 def _average_order_value(ctx, c: S.AverageOrderValue):
     lo, hi = c.cmp.bounds()
-    v = average_order_values(ctx, c.range)
-    return _bm(_in(v, lo, hi) & (v != INT64_NULL))
+    return _in_mask(average_order_values(ctx, c.range), lo, hi, INT64_NULL)
 
 
 # ---------------------------------------------------------------- distribution
@@ -268,7 +274,7 @@ def percentile_values(ctx, v: S.Value) -> np.ndarray:
     if v.key == "loyalty_points":
         return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))   # null is INT64_NULL, the lowest
     if v.key == "order_count":
-        return order_values(ctx, v.filter, v.range)[0]
+        return order_values(ctx, v.filter, v.range, BK.ORDERS_COUNT)[0]
     mode = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}[v.key]
     vals = ctx.line_values(v.filter, v.range, mode)
     if v.key == "last_purchase":

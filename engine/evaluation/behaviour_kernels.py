@@ -20,6 +20,21 @@ from ..storage.views import view_i32, view_i64, view_u8, view_u16, view_u32
 # ---------------------------------------------------------------- per customer
 
 @njit(cache=True, nogil=True, parallel=True)
+def floor_means(sums, num, none, out):
+    """out[i] = floor(sums[i] / num[i]), `none` where num[i] == 0 (one pass, no masks)."""
+    for i in prange(sums.size):
+        out[i] = sums[i] // num[i] if num[i] > 0 else none
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def in_range(values, lo, hi, none, out):
+    """out[i] = 1 when lo <= values[i] <= hi and values[i] != none."""
+    for i in prange(values.size):
+        v = values[i]
+        out[i] = 1 if (v >= lo and v <= hi and v != none) else 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def random_buckets(ids, salt_hash, out):
     """out[i] = splitmix64(ids[i] XOR salt_hash) mod 10000 (ids: uint64, the customer_ids'
     two's complement; all uint64 arithmetic)."""
@@ -352,6 +367,7 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
 
 
 STREAM_SEQUENCES = True   # sequences read one run per table in time order where they can (tests turn it off)
+ORDERS_COUNT, ORDERS_VALUE = 1, 2   # order_values wanted: counts; net sums and order numbers
 SEQUENCE_GATHER_SHARE = 0.5   # sequences read posting lists selecting under this share of a range's lines
 MAX_BIT_PERIODS = 64   # regularity with one event per period: a bit per period per customer
 
@@ -808,10 +824,13 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
 
 
 @njit(cache=True, nogil=True)
-def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts, sums, n_orders):
+def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, want, counts, sums, n_orders):
     """Add the shard's stored orders dated in [s_day, e_day] and visible as of asof (those
     on days from c_day on are compared by instant) into the accumulators [b, b + n): the
-    per-customer sums when the range covers them, else the order rows of the range."""
+    per-customer sums when the range covers them, else the order rows of the range. Only
+    the wanted accumulators are read and written (ORDERS_COUNT: counts; ORDERS_VALUE: sums
+    and n_orders)."""
+    wc, wv = want & ORDERS_COUNT, want & ORDERS_VALUE
     for p in range(p0, p1):
         day = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
         if day.size == 0:
@@ -826,48 +845,68 @@ def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts
             a_num = view_i32(oaddr[LY.O_ALL_NUM, p], osize[LY.O_ALL_NUM, p])
             a_net = view_i64(oaddr[LY.O_ALL_NET, p], osize[LY.O_ALL_NET, p])
             a_sale = view_i32(oaddr[LY.O_ALL_SALE, p], osize[LY.O_ALL_SALE, p])
-            for c in range(dn):
-                n_orders[b + c] += a_num[c]
-                sums[b + c] += a_net[c]
-                counts[b + c] += a_sale[c]
+            if wv:
+                for c in range(dn):
+                    n_orders[b + c] += a_num[c]
+                    sums[b + c] += a_net[c]
+            if wc:
+                for c in range(dn):
+                    counts[b + c] += a_sale[c]
             tail = view_i64(oaddr[LY.O_TAIL, p], osize[LY.O_TAIL, p])
             for q in tail:
                 d = day[q]
                 if d < s_day or d > e_day or (d >= c_day and ts[q] > asof):
                     continue
                 c = b + np.int64(cust[q])
-                n_orders[c] += 1
-                sums[c] += net[q]
-                counts[c] += sale[q]
+                if wv:
+                    n_orders[c] += 1
+                    sums[c] += net[q]
+                if wc:
+                    counts[c] += sale[q]
         else:
             lo = np.searchsorted(day, np.int32(s_day))
             hi = np.searchsorted(day, np.int32(e_day), side="right")
+            mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))   # instants compared from here
+            if wc and not wv:
+                for q in range(lo, mid):
+                    counts[b + np.int64(cust[q])] += sale[q]
+                for q in range(mid, hi):
+                    if ts[q] <= asof:
+                        counts[b + np.int64(cust[q])] += sale[q]
+                continue
             for q in range(lo, hi):
-                if day[q] >= c_day and ts[q] > asof:
+                if q >= mid and ts[q] > asof:
                     continue
                 c = b + np.int64(cust[q])
-                n_orders[c] += 1
-                sums[c] += net[q]
-                counts[c] += sale[q]
+                if wv:
+                    n_orders[c] += 1
+                    sums[c] += net[q]
+                if wc:
+                    counts[c] += sale[q]
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oaddr, osize, use_stored, asof, fields,
-                 luts, s_day, e_day, today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
+                 luts, s_day, e_day, today, want, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
     """order_values, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo). Without
     a filter (use_stored), a shard whose stored orders are exact reads them and groups only its
     appended lines; otherwise every visible line up to today is read and grouped (an order's
-    lines may start before the range)."""
+    lines may start before the range). Accumulators not wanted (see _stored_orders) are left
+    alone."""
+    wc, wv = want & ORDERS_COUNT, want & ORDERS_VALUE
     for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         p0, p1 = v_lo[k], v_hi[k]
         stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], asof)
         if stored:
             for c in range(n):
-                counts[b + c] = 0
-                sums[b + c] = 0
-                n_orders[b + c] = 0
-            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, counts, sums, n_orders)
+                if wc:
+                    counts[b + c] = 0
+                if wv:
+                    sums[b + c] = 0
+                    n_orders[b + c] = 0
+            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, want, counts, sums,
+                           n_orders)
             if d_idx[k] < 0:
                 continue
             p0 = p1            # the appended lines alone, grouped below
@@ -878,10 +917,14 @@ def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oad
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
             if stored:
-                counts[b + c] += cnt
-                sums[b + c] += total
-                n_orders[b + c] += num
+                if wc:
+                    counts[b + c] += cnt
+                if wv:
+                    sums[b + c] += total
+                    n_orders[b + c] += num
             else:
-                counts[b + c] = cnt
-                sums[b + c] = total
-                n_orders[b + c] = num
+                if wc:
+                    counts[b + c] = cnt
+                if wv:
+                    sums[b + c] = total
+                    n_orders[b + c] = num

@@ -18,6 +18,7 @@ from pyroaring import BitMap
 from . import kernels as K
 from ..model import segment as S
 from ..errors import InvalidArgument
+from . import behaviour_kernels as BK
 from .behaviour import average_order_values, order_values
 from .evaluate import Context, plan_shared_scans
 from ..results import CountResult, ExplainNode, Materialized, Preview
@@ -91,7 +92,7 @@ def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
     if ob.key == "loyalty_points":
         return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))
     if ob.key == "order_count":
-        return order_values(ctx, ob.filter, ob.range)[0]
+        return order_values(ctx, ob.filter, ob.range, BK.ORDERS_COUNT)[0]
     if ob.key == "average_order_value":
         return average_order_values(ctx, ob.range)
     vals = ctx.line_values(ob.filter, ob.range, RANK_MODES[ob.key])
