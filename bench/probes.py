@@ -91,7 +91,7 @@ class Server:
                "--host", "127.0.0.1", "--tokens", str(self.tokens), *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=self.env, cwd=str(self.data.parent))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600   # a fresh checkout compiles its kernels during warm-up
         self.log = []
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
