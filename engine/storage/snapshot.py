@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 from pyroaring import BitMap, FrozenBitMap
 
 from ..model import timerange
@@ -34,6 +35,28 @@ from .orders import ORDER_COLUMNS
 from .parts import PartReader, open_part, release_part  # noqa: F401
 from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
 from .views import PieceTable
+
+
+@njit(cache=True, nogil=True)
+def _ascending(x):
+    for i in range(1, x.size):
+        if x[i] < x[i - 1]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _merge_lookup(ext, iid, ids, out):
+    """out[i] = iid of ids[i] in ext (both ascending), left alone where absent: a merge,
+    linear where a binary search per id misses the cache ~20 times (741k of 1M ids: 38 ->
+    a few ms)."""
+    j = 0
+    for i in range(ids.size):
+        x = ids[i]
+        while j < ext.size and ext[j] < x:
+            j += 1
+        if j < ext.size and ext[j] == x:
+            out[i] = iid[j]
 
 EMPTY = FrozenBitMap()
 
@@ -225,6 +248,9 @@ class Snapshot:
         ext, iid = self._ext_sorted()
         out = np.full(ids.size, -1, np.int64)
         if not ext.size or not ids.size:
+            return out
+        if ids.size > 4096 and _ascending(ids):   # a frozen group, a sorted list: one merge
+            _merge_lookup(ext, iid, ids, out)
             return out
         pos = np.searchsorted(ext, ids)
         pos_c = np.minimum(pos, ext.size - 1)
