@@ -423,8 +423,53 @@ def _fold(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fiel
                     _lines(addr, size, meta, p, lo, tail, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2,
                            pmiss[:nm], want, sp, ct, fi, la, st, paths, nm < pwc.size)
                 start = tail
+        elif not all_time and F == 0 and paths & PATH_AGGREGATES and not want & W_FIRST:
+            pa, pb = _month_marks(addr, size, p, day, lo, hi, s_day, e_day, c_day, want, sp, ct, la, st)
+            if pa < pb:
+                _lines(addr, size, meta, p, lo, pa, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc,
+                       want, sp, ct, fi, la, st, paths, False)
+                start = pb
         _lines(addr, size, meta, p, start, hi, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want,
                sp, ct, fi, la, st, paths, False)
+
+
+@njit(cache=True, nogil=True)
+def _month_marks(addr, size, p, day, lo, hi, s_day, e_day, c_day, want, sp, ct, la, st):
+    """Fold the lines of whole months inside [s_day, e_day] from piece p's month marks (the
+    differences of two marks; only lines dated before c_day, visible by their day), when
+    that reads less than the lines; returns the positions [pa, pb) so folded (pa == pb:
+    none), the caller reads [lo, pa) and [pb, hi) as lines."""
+    marks = view_i32(addr[LY.P_MDAYS, p], size[LY.P_MDAYS, p])
+    K = marks.size
+    if K < 2:
+        return lo, lo
+    js = np.searchsorted(marks, np.int32(s_day))                               # first mark >= s_day
+    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1   # last <= both
+    if js >= je:
+        return lo, lo
+    pa = max(lo, np.searchsorted(day, marks[js]))
+    pb = min(hi, np.searchsorted(day, marks[je]))
+    nb = size[LY.P_MSPEND, p] // K                 # the run's customers when it was built
+    if pb - pa <= 2 * nb:                          # two rows of differences would read more
+        return lo, lo
+    st[STAT_DENSE] += 2 * nb
+    a, b = js * nb, je * nb
+    if want & W_SPEND:
+        ms = view_i64(addr[LY.P_MSPEND, p], size[LY.P_MSPEND, p])
+        for c in range(nb):
+            sp[c] += ms[b + c] - ms[a + c]
+    if want & W_COUNT:
+        mc = view_i32(addr[LY.P_MCOUNT, p], size[LY.P_MCOUNT, p])
+        for c in range(nb):
+            ct[c] += mc[b + c] - mc[a + c]
+    if want & W_LAST:
+        ml = view_i32(addr[LY.P_MLAST, p], size[LY.P_MLAST, p])
+        first_mark = marks[js]
+        for c in range(nb):
+            d = ml[b + c]                          # the last sale day before mark je
+            if d >= first_mark and d > la[c]:
+                la[c] = d
+    return pa, pb
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -33,7 +33,7 @@ from .customer_attrs import DENSE
 from .manifest import LINE_TABLES, Manifest, read_dicts, read_manifest
 from .orders import ORDER_COLUMNS
 from .parts import PartReader, open_part, release_part  # noqa: F401
-from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
+from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, MARK_COLUMNS, POSTING_COLUMNS, pair_name
 from .views import PieceTable
 
 
@@ -58,6 +58,7 @@ def _merge_lookup(ext, iid, ids, out):
         if j < ext.size and ext[j] == x:
             out[i] = iid[j]
 
+
 EMPTY = FrozenBitMap()
 
 P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in PRODUCT_FIELDS)
@@ -65,7 +66,8 @@ P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in
            + tuple(f"a.{f}.{k}" for k in AGG_COLUMNS for f in PRODUCT_FIELDS)
            + tuple(f"a.all.{k}" for k in ALL_COLUMNS)
            + tuple(f"x.pair{s}.{k}" for k in POSTING_COLUMNS for s in range(LY.MAX_PAIRS))
-           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)) + ("order",))
+           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)) + ("order",)
+           + tuple(f"m.{k}" for k in MARK_COLUMNS))
 V_NAMES = ("cust", "day", "ts", "status", "shop", "a.all.count", "a.all.first", "a.all.last")
 L_NAMES = ("cust", "opened", "due", "balance", "status")
 PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
@@ -73,6 +75,7 @@ assert len(P_NAMES) == LY.P_NCOLS and len(V_NAMES) == LY.V_NCOLS and len(L_NAMES
 DTYPES = {**{f"x.{f}.{k}": dt for k, dt in POSTING_COLUMNS.items() for f in PRODUCT_FIELDS},
           **{f"a.{f}.{k}": dt for k, dt in AGG_COLUMNS.items() for f in PRODUCT_FIELDS},
           **{f"a.all.{k}": dt for k, dt in ALL_COLUMNS.items()},
+          **{f"m.{k}": dt for k, dt in MARK_COLUMNS.items()},
           **{f"x.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
              for k, dt in POSTING_COLUMNS.items() for s in range(LY.MAX_PAIRS)},
           **{f"a.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
