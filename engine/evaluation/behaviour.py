@@ -252,7 +252,7 @@ def average_order_values(ctx, r: S.TimeRange) -> np.ndarray:
 def _in_mask(values: np.ndarray, lo: int, hi: int, none: int) -> BitMap:
     """Customers whose value lies in [lo, hi] and is not `none`."""
     out = np.empty(values.size, np.uint8)
-    BK.in_range(values, lo, hi, none, out)
+    K.range_mask(values, none, lo, hi, out)
     return _bm(out)
 
 
@@ -278,7 +278,9 @@ def percentile_values(ctx, v: S.Value) -> np.ndarray:
     mode = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}[v.key]
     vals = ctx.line_values(v.filter, v.range, mode)
     if v.key == "last_purchase":
-        vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
+        out = np.empty_like(vals)
+        K.replaced(vals, K.NO_DAY, INT64_NULL, out)
+        return out
     return vals
 
 
@@ -311,14 +313,19 @@ def _rfm(ctx, c: S.Rfm):
     member = _population(ctx, c.among)
     if c.r is not None and (c.f is not None or c.m is not None):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
-    hit = member.copy()
-    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
-        if cmp is None:
-            continue
-        lo, hi = cmp.bounds()   # score = 1 + floor(pct / 20) in [lo, hi]
-        hit &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member,
-                         20 * (max(lo, 1) - 1), 20 * min(hi, 5) - 1)
-    return _bm(hit)
+    keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
+            if cmp is not None]
+    if not keys:
+        return _bm(member)
+    values = np.empty((len(keys), ctx.snap.n), np.int64)
+    lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+    for j, (key, cmp) in enumerate(keys):
+        values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
+        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]
+        lo[j], hi[j] = max(20 * (max(a, 1) - 1), 0), min(20 * min(b, 5) - 1, 99)
+    out = np.empty((len(keys), ctx.snap.n), np.uint8)
+    BK.percentile_intervals(values, member, lo, hi, out)
+    return _bm(np.bitwise_and.reduce(out, axis=0) & member)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):

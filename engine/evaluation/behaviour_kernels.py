@@ -27,14 +27,6 @@ def floor_means(sums, num, none, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def in_range(values, lo, hi, none, out):
-    """out[i] = 1 when lo <= values[i] <= hi and values[i] != none."""
-    for i in prange(values.size):
-        v = values[i]
-        out[i] = 1 if (v >= lo and v <= hi and v != none) else 0
-
-
-@njit(cache=True, nogil=True, parallel=True)
 def random_buckets(ids, salt_hash, out):
     """out[i] = splitmix64(ids[i] XOR salt_hash) mod 10000 (ids: uint64, the customer_ids'
     two's complement; all uint64 arithmetic)."""
@@ -109,6 +101,17 @@ def percentile_interval(values, member, pct_lo, pct_hi, out):
             v = values[c]
             if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
                 out[c] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def percentile_intervals(values, member, pct_lo, pct_hi, out):
+    """percentile_interval of several value rows (values [d, n], bounds [d], out [d, n])
+    at once, one row per thread (RFM's three scores)."""
+    for j in prange(values.shape[0]):
+        if pct_lo[j] <= pct_hi[j]:
+            percentile_interval(values[j], member, pct_lo[j], pct_hi[j], out[j])
+        else:
+            out[j, :] = 0
 
 
 # ---------------------------------------------------------------- per shard

@@ -282,8 +282,10 @@ class Context:
 
 
 def _days(v: np.ndarray, none) -> np.ndarray:
-    """First / last sale days with the kernel's 'none' replaced by NO_DAY."""
-    return np.where(v == none, K.NO_DAY, v)
+    """First / last sale days with the kernel's 'none' replaced by NO_DAY, in place (v is
+    the fresh output of one kernel pass)."""
+    K.replaced(v, none, K.NO_DAY, v)
+    return v
 
 
 def plan_shared_scans(seg: S.Segment) -> set:
