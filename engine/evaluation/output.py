@@ -20,7 +20,7 @@ from ..model import segment as S
 from ..errors import InvalidArgument
 from . import behaviour_kernels as BK
 from .behaviour import average_order_values, order_values
-from .evaluate import Context, plan_shared_scans
+from .evaluate import Context, merge_shared_scans, plan_shared_scans
 from ..results import CountResult, ExplainNode, Materialized, Preview
 from ..model.schema import PROFILE_FIELDS
 from ..model.segment_json import dump_condition
@@ -112,7 +112,7 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Op
         ctx = Context(snap, as_of, deadline)
         ctx.shared_scans = plan_shared_scans(seg)
     else:
-        ctx.shared_scans = ctx.shared_scans | plan_shared_scans(seg)
+        ctx.shared_scans = merge_shared_scans(ctx.shared_scans, plan_shared_scans(seg))
     ctx.references = references
     ctx.reference_path = reference_path
     instant = ctx.asof.instant   # not ctx itself: a ctx <-> closure cycle kept snapshots (and
