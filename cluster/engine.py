@@ -6,10 +6,12 @@ Reads go to one replica of every partition and are merged (cluster/merge.py); a 
 that dies or has not answered `hedge_after` seconds into a call is backed up by the next;
 past the caller's deadline the call fails with Cancelled (DEADLINE_EXCEEDED through the
 server). Writes go to every replica of the partitions they touch and are acknowledged once
-every one has them durably. A segment with a limit takes two rounds: each partition's own
-top `limit` of (include - exclude), merged into the global top `limit`, then the segment
-evaluated on every partition with the number of those that partition holds as its limit,
-which gives each partition exactly its share of the one-machine result.
+every one has them durably. A segment with a limit takes one round: each partition
+answers its own top `limit` of (include - exclude) with ranking values and the rest of its
+(append - exclude) apart (Engine.limit_pieces); the global top `limit` is the first
+`limit` of the merged tops, a prefix of each, and the result that plus every rest
+(merge.limited_*). Explain keeps two rounds: the tops, then the segment evaluated on every
+partition with the length of its prefix as its limit.
 
 Saved segments and groups live with the coordinator, under its own data folder
 (<root>/<dataset>/catalog/, engine.catalog unchanged). See docs/cluster.md.
@@ -478,7 +480,7 @@ class ClusterEngine:
     # ------------------------------------------------------------ evaluation
     def _plan(self, name: str, seg: S.Segment, as_of, deadline) -> List[S.Segment]:
         """The segment each partition evaluates: itself, or with a limit cut to that
-        partition's share of the global top `limit` (two rounds; see the module doc)."""
+        partition's share of the global top `limit` (explain's two rounds; see the module doc)."""
         if seg.limit is None:
             return [seg] * self.partitions
         base = dataclasses.replace(seg, append=())
@@ -486,20 +488,33 @@ class ClusterEngine:
         shares = merge.top_counts(cands, seg)
         return [dataclasses.replace(seg, limit=k) for k in shares]
 
-    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
-                  times: Optional[dict] = None) -> list:
+    def _check(self, name: str, seg) -> None:
         self.dataset(name)
         if not isinstance(seg, S.Segment):
             raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
         _refuse_population_kinds(seg)
+
+    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
+                  times: Optional[dict] = None) -> list:
+        self._check(name, seg)
         segs = self._plan(name, seg, kwargs["as_of"], deadline)
         got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
                          deadline, times)
         return [got[p] for p in range(self.partitions)]
 
+    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline) -> list:
+        """A segment with a limit in one round: every partition's limit_pieces (its own top
+        `limit` and the rest of its appends), for merge.limited_*."""
+        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline)
+
     def count(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
-        got = self._evaluate("count", name, segment, (), {"as_of": _instant(as_of)}, deadline)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline)
+            return merge.limited_counts(pieces, segment, self.partitions, (time.perf_counter() - t0) * 1000)
+        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline)
         return merge.counts(got, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def preview(self, name: str, segment: S.Segment, n: int = 20, fields: Sequence[str] = (),
@@ -507,17 +522,30 @@ class ClusterEngine:
         t0 = time.perf_counter()
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise E.InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
-        got = self._evaluate("preview", name, segment, (n, tuple(fields)), {"as_of": _instant(as_of)}, deadline)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline)
+            return merge.limited_previews(pieces, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
+        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline)
         return merge.previews(got, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def materialize(self, name: str, segment: S.Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
         t0 = time.perf_counter()
+        self._check(name, segment)
         as_of = _instant(as_of)
-        got = self._evaluate("materialize", name, segment, (tuple(fields),), {"as_of": as_of}, deadline)
-        m = merge.materialized(got, segment, tuple(fields), self.partitions, (time.perf_counter() - t0) * 1000)
+        fields = tuple(fields)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline)
+            m = merge.limited_materialized(pieces, segment, fields, self.partitions,
+                                           (time.perf_counter() - t0) * 1000)
+            m.sequence = sum(int(pc["sequence"]) for pc in pieces)
+        else:
+            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline)
+            m = merge.materialized(got, segment, fields, self.partitions, (time.perf_counter() - t0) * 1000)
+            m.sequence = sum(int(g.sequence or 0) for g in got)
         m.as_of = as_of
-        m.sequence = sum(int(g.sequence or 0) for g in got)
         return m
 
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):

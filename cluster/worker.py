@@ -98,7 +98,7 @@ class PartitionWorker:
         return self.engine.warm(names, synthetic=synthetic)
 
 
-EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of")
+EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of", "limit_pieces")
 
 
 def unwrap(answer):
