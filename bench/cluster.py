@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     import ray
     from segments.bench import cache
     from segments.bench.suite import AS_OF, segments
-    from segments.cluster.engine import ClusterEngine
+    from segments.cluster.engine import RAY_SYSTEM_CONFIG, ClusterEngine
     from segments.engine import errors as E
     from segments.engine.api import Engine
     from segments.engine.model import segment as S
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
             report["scale"] = a.scale
         report["input"] = str(src)
         ray.init(num_cpus=2, _temp_dir=ray_tmp, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"HOME": str(work)}})
+                 runtime_env={"env_vars": {"HOME": str(work)}}, _system_config=RAY_SYSTEM_CONFIG)
         cdir = Path(a.cluster_dir) if a.cluster_dir else work / "cluster"
         t0 = time.perf_counter()
         cluster = ClusterEngine(cdir, partitions=a.partitions)

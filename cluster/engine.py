@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import threading
 import time
@@ -46,6 +47,11 @@ from . import merge
 from .partitioning import split_ids, split_rows
 from .worker import PartitionWorker, unwrap
 
+# Ray's system settings for cluster mode: ray.init(_system_config=...) of a Ray started
+# here, `ray start --head --system-config='<json>'` on a cluster. A call to an actor that
+# died fails after 0.1 s, not after Ray's default 1 s wait for the reason of the death: a
+# read with another replica goes there at once (docs/cluster.md).
+RAY_SYSTEM_CONFIG = {"timeout_ms_task_wait_for_death_info": 100}
 LAYOUT_FILE = "cluster.json"
 PARTITIONS_DIR = "partitions"
 UTC = dt.timezone.utc
@@ -105,6 +111,8 @@ class ClusterEngine:
             opts = dict(ray_options or {})
             if address not in (None, "local"):
                 opts["address"] = address
+            else:
+                opts.setdefault("_system_config", RAY_SYSTEM_CONFIG)
             ray.init(**opts)
         self.namespace = namespace or "segments-" + hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
@@ -181,19 +189,35 @@ class ClusterEngine:
         timeout = None if deadline is None else deadline - time.monotonic()
         return self._actors[p][r].call.remote(method, args, kwargs, timeout)
 
+    def _send_read(self, p: int, r: int, request: bytes, deadline: Optional[float], retry: bool):
+        """A read (worker.read: the request pickled once); retry False: a call that fails
+        when the actor dies is not retried on its restart (a read with another replica
+        left to ask goes there at once instead)."""
+        timeout = None if deadline is None else deadline - time.monotonic()
+        read = self._actors[p][r].read
+        if not retry:
+            read = read.options(max_task_retries=0)
+        return read.remote(request, timeout)
+
     def _read(self, method: str, calls: Dict[int, tuple], deadline: Optional[float], times: Optional[dict] = None):
         """{p: (args, kwargs)} on one replica of each partition -> {p: value}. A replica
-        that fails, or is silent for hedge_after seconds, is backed up by the next one;
-        the first answer wins. Cancelled once the deadline passes."""
+        that fails (its actor dying included: that call is not retried while another
+        replica is left), or is silent for hedge_after seconds, is backed up by the next
+        one; the first answer wins. Cancelled once the deadline passes."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         if deadline is not None and deadline <= time.monotonic():
             raise E.Cancelled("deadline", "the call's deadline passed before it reached the partitions")
+        failed = (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                  ray.exceptions.ActorUnschedulableError)
         times = {} if times is None else times
         start = self._next
         self._next += 1
         pending, tried, sent, out = {}, {}, {}, {}
+        pickled: dict = {}   # id of (args, kwargs) -> the request: one pickling for all partitions
+        requests = {p: pickled.get(id(c)) or pickled.setdefault(id(c), pickle.dumps((method, *c), protocol=5))
+                    for p, c in calls.items()}
 
         def ask(p: int) -> bool:
             left = [r for r in range(self.replicas) if r not in tried[p]]
@@ -202,7 +226,8 @@ class ClusterEngine:
             r = left[(start + p) % len(left)] if not tried[p] else left[0]
             tried[p].add(r)
             sent[p] = time.monotonic()
-            pending[self._send(p, r, method, *calls[p], deadline)] = (p, r)
+            # the last replica left waits for its actor's restart; the others fail fast
+            pending[self._send_read(p, r, requests[p], deadline, retry=len(left) == 1)] = (p, r)
             return True
 
         for p in calls:
@@ -231,18 +256,24 @@ class ClusterEngine:
                     if p not in out and now - sent[p] >= self.hedge_after:
                         ask(p)
                 continue
-            for ref in ready:
+            try:
+                answers = ray.get(ready)   # one call for all, not one per partition
+            except failed:
+                answers = [None] * len(ready)   # one failed: take the others one by one
+            for ref, answer in zip(ready, answers):
                 p, r = pending.pop(ref)
                 if p in out:
                     continue
-                try:
-                    answer = ray.get(ref)
-                except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
-                    ray.exceptions.ActorUnschedulableError) as e:
-                    if not ask(p) and not any(q == p for q, _ in pending.values()):
-                        raise E.Unavailable(f"partition {p}",
-                                            f"no replica answered {method}: {type(e).__name__}") from None
-                    continue
+                if answer is None:
+                    try:
+                        answer = ray.get(ref)
+                    except failed as e:
+                        if not ask(p) and not any(q == p for q, _ in pending.values()):
+                            raise E.Unavailable(f"partition {p}",
+                                                f"no replica answered {method}: {type(e).__name__}") from None
+                        continue
+                if isinstance(answer, bytes):
+                    answer = pickle.loads(answer)
                 out[p] = unwrap(answer)
                 times[p] = answer[2]
         rounds = getattr(self._rounds, "ms", None)
@@ -261,7 +292,8 @@ class ClusterEngine:
 
     def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
                   deadline: Optional[float] = None, times: Optional[dict] = None) -> list:
-        got = self._read(method, {p: (args, kwargs or {}) for p in range(self.partitions)}, deadline, times)
+        call = (args, kwargs or {})
+        got = self._read(method, {p: call for p in range(self.partitions)}, deadline, times)
         return [got[p] for p in range(self.partitions)]
 
     def _write(self, method: str, calls: Dict[int, tuple]) -> Dict[int, object]:

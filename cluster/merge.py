@@ -17,11 +17,13 @@ import pyarrow as pa
 from segments.engine.model import segment as S
 from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
 
-from .merge_kernels import merge_runs
+from .merge_kernels import merge_all, merge_runs
 from .partitioning import partition_of
 
 INT64_MAX = np.iinfo(np.int64).max
 FLOAT_RANKS = ("last_purchase", "loyalty_points")   # Materialized.rank_values: float64, NaN = absent
+PARALLEL_MERGE = 1 << 16   # whole merges from this many rows on run in chunks, in parallel
+MERGE_CHUNKS = 16
 
 
 def order_key(rank_values: np.ndarray, descending: bool) -> np.ndarray:
@@ -46,6 +48,14 @@ def merge_order(ids: np.ndarray, rank_values: Optional[np.ndarray], order_by: Op
     n = int(starts[-1]) if n is None else min(int(n), int(starts[-1]))
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     keys = ids if rank_values is None or order_by is None else order_key(rank_values, order_by.descending)
+    if n == starts[-1] and n >= PARALLEL_MERGE:
+        if keys is ids:
+            # numpy's stable sort (timsort) finds the runs and merges them with galloping:
+            # measured faster than the kernel's P-way selection for unique ids
+            return np.argsort(ids, kind="stable"), np.asarray(sizes, np.int64)
+        perm = np.empty(n, np.int64)
+        merge_all(keys, ids, starts, MERGE_CHUNKS, perm)
+        return perm, np.asarray(sizes, np.int64)
     perm = np.empty(n, np.int64)
     taken = np.zeros(len(sizes), np.int64)
     merge_runs(keys, ids, starts, n, perm, taken)

@@ -31,7 +31,7 @@ def _runs(rng, sizes, ranked, float_ranks):
 
 
 @pytest.mark.parametrize("ranked,float_ranks", [(False, False), (True, False), (True, True)])
-@pytest.mark.parametrize("sizes", [[0, 0, 0], [5, 0, 7], [1, 1, 1, 1], [300, 17, 0, 250]])
+@pytest.mark.parametrize("sizes", [[0, 0, 0], [5, 0, 7], [1, 1, 1, 1], [300, 17, 0, 250], [40_000, 0, 30_000, 35_000]])
 def test_merge_order_is_the_sort_of_the_concatenation(ranked, float_ranks, sizes):
     rng = np.random.default_rng(sum(sizes) + 7 * ranked + float_ranks)
     ids, ranks = _runs(rng, sizes, ranked, float_ranks)
