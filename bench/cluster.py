@@ -111,8 +111,10 @@ def main(argv=None) -> int:
         every = S.Segment(S.All())
         ids = single.materialize(DATASET, every, as_of=AS_OF).customer_ids
         report["customers"] = int(len(ids))
-        report["partition_customers"] = [int(i.get("active_customers", 0))
-                                         for i in cluster.info(DATASET)["partition_info"]]
+        parts = cluster.info(DATASET)["partition_info"]
+        report["partition_customers"] = [int(i.get("active_customers", 0)) for i in parts]
+        report["partition_bytes_on_disk"] = [int(i.get("bytes_on_disk", 0)) for i in parts]
+        report["engine_bytes_on_disk"] = int(single.info(DATASET)["bytes_on_disk"])
         suite = segments([int(x) for x in ids[:: max(1, len(ids) // 1000)][:1000]], codes)
         for seg in suite:   # warm both (kernels, pages) and check the answers
             try:

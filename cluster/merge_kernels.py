@@ -85,3 +85,34 @@ def merge_all(keys, ids, starts, chunks, out):
             at += bounds[c, p] - starts[p]
             n += bounds[c + 1, p] - bounds[c, p]
         _merge_into(keys, ids, bounds[c].copy(), bounds[c + 1].copy(), n, out, at)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def merge_two(a, pa, b, pb, out, pout):
+    """(out, pout) = the merge of ascending runs a and b (unique values), with their
+    positions pa / pb. Branch-free: which run gives the next value is data (t), not a jump
+    the CPU must guess (with hash partitions it is a coin toss)."""
+    i = 0
+    j = 0
+    k = 0
+    na = a.size
+    nb = b.size
+    while i < na and j < nb:
+        x = a[i]
+        y = b[j]
+        t = np.int64(x < y)
+        out[k] = y + (x - y) * t     # modular int64 arithmetic: exact
+        pout[k] = pb[j] + (pa[i] - pb[j]) * t
+        i += t
+        j += 1 - t
+        k += 1
+    while i < na:
+        out[k] = a[i]
+        pout[k] = pa[i]
+        i += 1
+        k += 1
+    while j < nb:
+        out[k] = b[j]
+        pout[k] = pb[j]
+        j += 1
+        k += 1
