@@ -548,22 +548,27 @@ def _event_lines(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
 
 @njit(cache=True, nogil=True)
 def _union(x, y):
-    """The sorted union of two ascending position arrays (no -1 sentinels)."""
+    """(positions, flags): the sorted union of two ascending position arrays, flag bit 1
+    for a position of x, bit 2 for one of y."""
     out = np.empty(x.size + y.size, np.int64)
+    flags = np.empty(x.size + y.size, np.uint8)
     i = j = k = 0
     while i < x.size or j < y.size:
         if j >= y.size or (i < x.size and x[i] < y[j]):
             out[k] = x[i]
+            flags[k] = 1
             i += 1
         elif i >= x.size or y[j] < x[i]:
             out[k] = y[j]
+            flags[k] = 2
             j += 1
         else:
             out[k] = x[i]
+            flags[k] = 3
             i += 1
             j += 1
         k += 1
-    return out[:k]
+    return out[:k], flags[:k]
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -611,13 +616,14 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
         v_hi = np.searchsorted(vday, np.int32(last_day), side="right")
         # the purchase lines to read: the range, or the posting lists of both filters
         cand = np.full(1, -1, np.int64)
+        flags = np.zeros(1, np.uint8)
         if pn > 0 and p_lo < p_hi and (visit1 or F1 > 0) and (visit2 or F2 > 0):
             x = np.empty(0, np.int64) if visit1 else _event_lines(paddr, psize, q, fields1, wc_ptr1, wc1, p_lo,
                                                                    p_hi, paths, share)
             y = np.empty(0, np.int64) if visit2 else _event_lines(paddr, psize, q, fields2, wc_ptr2, wc2, p_lo,
                                                                    p_hi, paths, share)
             if (x.size == 0 or x[0] >= 0) and (y.size == 0 or y[0] >= 0) and x.size + y.size < share * (p_hi - p_lo):
-                cand = _union(x, y)
+                cand, flags = _union(x, y)
         gathered = cand.size == 0 or cand[0] >= 0
         # per customer, one 16-byte record (lines come in time order, customers at random:
         # one cache line per line read): [0] the instant of the latest-seen line, [1] two days
@@ -646,10 +652,16 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
                 d = np.int64(pday[i])
                 if pam[i] < 0:
                     continue
-                is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
-                    F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
-                is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
-                    F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
+                if gathered and F1 == 1:     # a one-field filter's posting lists are exact
+                    is1 = not visit1 and d <= e1 and flags[jp + 1] & 1 != 0
+                else:
+                    is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
+                        F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
+                if gathered and F2 == 1:
+                    is2 = not visit2 and flags[jp + 1] & 2 != 0
+                else:
+                    is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
+                        F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
                 if not is1 and not is2:
                     continue
                 t, c = pts[i], np.int64(pcu[i])
