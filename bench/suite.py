@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -326,18 +327,13 @@ def prepare_references(engine, dataset: str, peer=None) -> dict:
     from segments.engine.errors import NotFound
     cat = engine.references(dataset).catalog
     name, desc, definition = REF_SEGMENT
-    seg = loads(json.dumps(definition))
-    try:
-        cat.delete_segment(dataset, name)
-    except NotFound:
-        pass
-    cat.create_segment(dataset, name, seg, description=desc)
     gname, gdesc, gdef = REF_GROUP
-    gseg = loads(json.dumps(gdef))
-    try:
+    seg, gseg = loads(json.dumps(definition)), loads(json.dumps(gdef))
+    with suppress(NotFound):
+        cat.delete_segment(dataset, name)
+    with suppress(NotFound):
         cat.delete_group(dataset, gname)
-    except NotFound:
-        pass
+    cat.create_segment(dataset, name, seg, description=desc)
     group = cat.create_group(dataset, gname, gseg, as_of=AS_OF, description=gdesc)
     if peer is not None:
         peer.saved_segments[name] = seg
