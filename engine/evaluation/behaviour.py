@@ -313,6 +313,9 @@ def _rfm(ctx, c: S.Rfm):
     member = _population(ctx, c.among)
     if c.r is not None and (c.f is not None or c.m is not None):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
+    if c.f is not None and c.m is not None:   # count and spend from one pass
+        key = (c.filter, c.range)
+        ctx.shared_scans = {**ctx.shared_scans, key: ctx.shared_scans.get(key, 0) | LK.W_SPEND | LK.W_COUNT}
     keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
             if cmp is not None]
     if not keys:
@@ -321,8 +324,9 @@ def _rfm(ctx, c: S.Rfm):
     lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
     for j, (key, cmp) in enumerate(keys):
         values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
-        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]
-        lo[j], hi[j] = max(20 * (max(a, 1) - 1), 0), min(20 * min(b, 5) - 1, 99)
+        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
+        a, b = min(max(a, 1), 6), max(min(b, 5), 0)
+        lo[j], hi[j] = 20 * (a - 1), 20 * b - 1
     out = np.empty((len(keys), ctx.snap.n), np.uint8)
     BK.percentile_intervals(values, member, lo, hi, out)
     return _bm(np.bitwise_and.reduce(out, axis=0) & member)

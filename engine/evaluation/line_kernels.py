@@ -345,24 +345,26 @@ def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st, miss):
 
 @njit(cache=True, nogil=True)
 def _dense_aggregates(addr, size, p, n, want, sp, ct, fi, la, st):
-    """Fold the all-time per-customer aggregates of piece p (no filter)."""
-    st[STAT_DENSE] += n
+    """Fold the all-time per-customer aggregates of piece p (no filter). They cover the
+    customers the shard had when the run was built: those added since have no lines in it."""
+    nb = min(n, size[LY.P_ALL_SPEND, p])
+    st[STAT_DENSE] += nb
     if want & W_SPEND:
         a = view_i64(addr[LY.P_ALL_SPEND, p], size[LY.P_ALL_SPEND, p])
-        for c in range(n):
+        for c in range(nb):
             sp[c] += a[c]
     if want & W_COUNT:
         a = view_i32(addr[LY.P_ALL_COUNT, p], size[LY.P_ALL_COUNT, p])
-        for c in range(n):
+        for c in range(nb):
             ct[c] += a[c]
     if want & W_FIRST:
         a = view_i32(addr[LY.P_ALL_FIRST, p], size[LY.P_ALL_FIRST, p])
-        for c in range(n):
+        for c in range(nb):
             if a[c] < fi[c]:
                 fi[c] = a[c]
     if want & W_LAST:
         a = view_i32(addr[LY.P_ALL_LAST, p], size[LY.P_ALL_LAST, p])
-        for c in range(n):
+        for c in range(nb):
             if a[c] > la[c]:
                 la[c] = a[c]
 
@@ -534,8 +536,9 @@ def _visit_counts(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, as
         if (all_time and not use_shops and paths & PATH_AGGREGATES and meta[p, LY.M_AGG] == 1
                 and asof >= meta[p, LY.M_AGG_MICROS]):
             counts = view_i32(addr[LY.V_ALL_COUNT, p], size[LY.V_ALL_COUNT, p])
-            st[STAT_DENSE] += n
-            for c in range(n):
+            nb = min(n, counts.size)          # the shard's customers when the run was built
+            st[STAT_DENSE] += nb
+            for c in range(nb):
                 acc[c] += counts[c]
             lo = np.searchsorted(day, np.int32(meta[p, LY.M_CUTOFF]), side="right")
         cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])
