@@ -96,6 +96,7 @@ class Server:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
+                self.proc.kill()
                 raise RuntimeError("server did not start:\n" + "".join(self.log))
             self.log.append(line)
             m = re.search(r"serving .* on \S+:(\d+)", line)
@@ -104,6 +105,7 @@ class Server:
                 import threading
                 threading.Thread(target=self._drain, daemon=True).start()
                 return
+        self.proc.kill()   # not left serving behind a failed run
         raise RuntimeError("server did not say where it serves")
 
     def _drain(self) -> None:
