@@ -127,14 +127,14 @@ def build(work: Path, n: int, median: int, seed: int, log, keep_free: int = 0, w
     if stopped:
         log(f"stopped at {len(built)} datasets: {keep_free / 2**30:.1f} GiB kept free")
     names = [nm for nm in names if nm in built]
-    customers = np.array([built[nm]["customers"] for nm in names])
+    customers = np.array([built[nm]["customers"] for nm in names] or [0])   # [0]: none built
     fresh = [built[nm] for nm in names if built[nm]["status"] == "built"]
     du = folder_bytes(data)
     by_class = {}
-    cls = size_classes(customers, CLASSES) if len(names) else np.zeros(0, int)
+    cls = size_classes(customers[:len(names)], CLASSES) if names else np.zeros(0, int)
     for k, nm in zip(cls, names):
         by_class.setdefault(CLASSES[k], []).append(built[nm]["bytes"])
-    return {"names": names, "customers": customers.tolist(), "requested": n, "workers": workers,
+    return {"names": names, "customers": customers.tolist()[:len(names)], "requested": n, "workers": workers,
             "lean_customers": lean, "build_s": round(seconds, 1), "resumed": done_before,
             "generate_s_mean": round(float(np.mean([r["generate_s"] for r in fresh])), 3) if fresh else None,
             "ingest_s_mean": round(float(np.mean([r["ingest_s"] for r in fresh])), 3) if fresh else None,
