@@ -1,13 +1,20 @@
 """Cluster mode measured on this machine: per call, what scatter-gather over P partition
 actors adds to the slowest partition's own time, next to the one-process Engine.
 
-    python -m segments.bench.cluster [--input FOLDER | --scale S] [--partitions 4] [--repeat 7]
+    python -m segments.bench.cluster [--scale S|M | --input FOLDER] [--partitions 4]
+                                     [--repeat 7] [--cluster-dir DIR] [--out FILE]
 
-Loads the input (default: bench/generate's S, 100,000 customers) into an Engine and into a
-ClusterEngine on a local Ray (2 CPUs), then for each bench suite segment: count wall time
-both ways (median), the slowest partition's time inside its actor per round (a segment with
-a limit takes two rounds), and the overhead = cluster wall - sum of those. Materialize of
-every customer: ids per second end to end. Prints a JSON report (docs/cluster.md quotes it).
+--scale (default S): the bench's cached dataset (bench/cache.py: generated and ingested
+once, reused) is the one-process Engine, and its input is loaded through a ClusterEngine
+on a local Ray (2 CPUs); --input FOLDER: that folder loaded both ways. --cluster-dir keeps
+the cluster's folder so that a later run reuses its partitions (a load of M through the
+coordinator takes minutes). Then for each bench suite segment: count wall time both ways,
+and per call the slowest partition's time inside its actor (one round per call, limits
+included); the overhead is the cluster's wall time minus that, per call (median).
+Materialize of every customer, unranked and ranked: ids per second end to end, the slowest
+partition and the coordinator's share. Every figure is a difference within one run, and
+the load average is recorded: on a shared machine absolute times are upper bounds.
+Prints a JSON report (docs/cluster.md and docs/benchmarks.md quote it).
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+DATASET = "bench"
+
 
 def _median_ms(fn, repeat: int) -> float:
     out = []
@@ -30,72 +39,133 @@ def _median_ms(fn, repeat: int) -> float:
     return statistics.median(out)
 
 
+def _per_call(cluster, fn, repeat: int) -> dict:
+    """fn's wall time and the slowest partition's own time, per call; medians of both and
+    of their difference (the coordinator's overhead)."""
+    walls, parts, over = [], [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _, rounds = cluster.partition_rounds(fn)
+        wall = (time.perf_counter() - t0) * 1000
+        walls.append(wall)
+        parts.append(sum(rounds))
+        over.append(wall - sum(rounds))
+    return {"cluster_ms": round(statistics.median(walls), 2), "slowest_partition_ms": round(statistics.median(parts), 2),
+            "overhead_ms": round(statistics.median(over), 2), "rounds": len(rounds)}
+
+
+def _loadavg() -> list:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m segments.bench.cluster", description=__doc__.splitlines()[0])
-    ap.add_argument("--input", help="a folder of table files (default: generate --scale)")
+    ap.add_argument("--input", help="a folder of table files, loaded both ways (default: the bench cache of --scale)")
     ap.add_argument("--scale", default="S", choices=("S", "M"))
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--cluster-dir", help="the cluster's folder, kept and reused by later runs (default: temporary)")
+    ap.add_argument("--preallocate-mb", type=int, default=0,
+                    help="an object store of this many MB whose pages Ray touches at its start "
+                         "(preallocate_plasma_memory; default: Ray's own store, pages touched as used)")
     ap.add_argument("--out", help="write the JSON report here too")
     a = ap.parse_args(argv)
 
     import ray
+    from segments.bench import cache
     from segments.bench.suite import AS_OF, segments
-    from segments.cluster.engine import ClusterEngine
+    from segments.cluster.engine import RAY_SYSTEM_CONFIG, ClusterEngine
+    from segments.engine import errors as E
     from segments.engine.api import Engine
     from segments.engine.model import segment as S
 
     work = Path(tempfile.mkdtemp(prefix="segments-bench-cluster-"))
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     os.environ["HOME"], os.environ["RAY_TMPDIR"] = str(work), ray_tmp
+    report = {"partitions": a.partitions, "repeat": a.repeat, "load_average_start": _loadavg(), "load_s": {}}
     try:
-        src = Path(a.input) if a.input else work / "input"
-        if not a.input:
-            from segments.bench.generate import generate
-            generate(src, scale=a.scale, seed=0)
-        ray.init(num_cpus=2, _temp_dir=ray_tmp, include_dashboard=False, log_to_driver=False)
-        single = Engine(work / "single")
-        cluster = ClusterEngine(work / "cluster", partitions=a.partitions)
-        report = {"partitions": a.partitions, "input": str(src), "load_s": {}}
-        for label, eng in (("engine", single), ("cluster", cluster)):
-            eng.create_dataset("bench", "America/New_York")
+        if a.input:
+            src, codes = Path(a.input), None
+            single = Engine(work / "single")
+            single.create_dataset(DATASET, cache.TIMEZONE)
             t0 = time.perf_counter()
-            eng.ingest("bench", src)
-            report["load_s"][label] = round(time.perf_counter() - t0, 2)
-        ids = single.materialize("bench", S.Segment(S.All()), as_of=AS_OF).customer_ids
+            single.ingest(DATASET, src)
+            report["load_s"]["engine"] = round(time.perf_counter() - t0, 2)
+        else:
+            c = cache.ensure(a.scale)
+            src, codes = Path(c.input_dir), cache.sample_codes(c)
+            single = Engine(c.data_dir)
+            report["load_s"]["engine"] = round(c.ingest_s, 2)
+            report["scale"] = a.scale
+        report["input"] = str(src)
+        store = {}
+        if a.preallocate_mb:
+            store = {"object_store_memory": a.preallocate_mb << 20}
+            report["object_store"] = f"{a.preallocate_mb} MB, preallocated"
+        ray.init(num_cpus=2, _temp_dir=ray_tmp, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"HOME": str(work)}}, **store,
+                 _system_config={**RAY_SYSTEM_CONFIG, **({"preallocate_plasma_memory": True} if store else {})})
+        cdir = Path(a.cluster_dir) if a.cluster_dir else work / "cluster"
+        t0 = time.perf_counter()
+        cluster = ClusterEngine(cdir, partitions=a.partitions)
+        report["cluster_start_s"] = round(time.perf_counter() - t0, 2)
+        if DATASET in cluster.datasets():
+            report["load_s"]["cluster"] = "reused " + str(cdir)
+        else:
+            cluster.create_dataset(DATASET, cache.TIMEZONE)
+            t0 = time.perf_counter()
+            cluster.ingest(DATASET, src)
+            report["load_s"]["cluster"] = round(time.perf_counter() - t0, 2)
+        every = S.Segment(S.All())
+        ids = single.materialize(DATASET, every, as_of=AS_OF).customer_ids
         report["customers"] = int(len(ids))
-        suite = segments([int(x) for x in ids[:: max(1, len(ids) // 1000)][:1000]])
-        for seg in suite[:3]:   # warm both (kernels, pages)
-            single.count("bench", seg.segment, as_of=AS_OF)
-            cluster.count("bench", seg.segment, as_of=AS_OF)
-        rows = []
+        parts = cluster.info(DATASET)["partition_info"]
+        report["partition_customers"] = [int(i.get("active_customers", 0)) for i in parts]
+        report["partition_bytes_on_disk"] = [int(i.get("bytes_on_disk", 0)) for i in parts]
+        report["engine_bytes_on_disk"] = int(single.info(DATASET)["bytes_on_disk"])
+        suite = segments([int(x) for x in ids[:: max(1, len(ids) // 1000)][:1000]], codes)
+        for seg in suite:   # warm both (kernels, pages) and check the answers
+            try:
+                got = cluster.count(DATASET, seg.segment, as_of=AS_OF)
+            except E.FailedPrecondition:
+                continue
+            want = single.count(DATASET, seg.segment, as_of=AS_OF)
+            assert (got.count, got.email_reachable, got.sms_reachable) == \
+                (want.count, want.email_reachable, want.sms_reachable), seg.name
+        rows, refused = [], []
         for seg in suite:
             s = seg.segment
-            one = _median_ms(lambda: single.count("bench", s, as_of=AS_OF), a.repeat)
-            walls, parts = [], []
-            for _ in range(a.repeat):
-                t0 = time.perf_counter()
-                c, rounds = cluster.partition_rounds(cluster.count, "bench", s, as_of=AS_OF)
-                walls.append((time.perf_counter() - t0) * 1000)
-                parts.append(sum(rounds))
-            assert c.count == single.count("bench", s, as_of=AS_OF).count, seg.name
-            wall = statistics.median(walls)
-            part = statistics.median(parts)
-            rows.append({"segment": seg.name, "engine_ms": round(one, 2), "cluster_ms": round(wall, 2),
-                         "slowest_partition_ms": round(part, 2), "overhead_ms": round(wall - part, 2),
-                         "rounds": len(rounds)})
+            try:
+                cluster.count(DATASET, s, as_of=AS_OF)
+            except E.FailedPrecondition:
+                refused.append(seg.name)
+                continue
+            one = _median_ms(lambda: single.count(DATASET, s, as_of=AS_OF), a.repeat)
+            row = {"segment": seg.name, "limit": s.limit, "engine_ms": round(one, 2)}
+            row.update(_per_call(cluster, lambda: cluster.count(DATASET, s, as_of=AS_OF), a.repeat))
+            rows.append(row)
         report["count"] = rows
-        one_round = [r["overhead_ms"] for r in rows if r["rounds"] == 1]
-        two_round = [r["overhead_ms"] for r in rows if r["rounds"] == 2]
-        report["overhead_ms_median"] = {"one_round": round(statistics.median(one_round), 2) if one_round else None,
-                                        "two_rounds": round(statistics.median(two_round), 2) if two_round else None}
+        report["refused"] = refused
+        over = [r["overhead_ms"] for r in rows]
+        report["count_overhead_ms"] = {
+            "median": round(statistics.median(over), 2), "max": max(over),
+            "median_with_limit": round(statistics.median([r["overhead_ms"] for r in rows if r["limit"]] or [0]), 2),
+            "median_without_limit": round(statistics.median([r["overhead_ms"] for r in rows if not r["limit"]] or [0]),
+                                          2),
+            "segments_over_10ms": [r["segment"] for r in rows if r["overhead_ms"] > 10]}
         report["noop_scatter_gather_ms"] = round(_median_ms(
             lambda: ray.get([cluster.actor(p).ping.remote() for p in range(a.partitions)]), 21), 2)
-        every = S.Segment(S.All())
-        for label, eng in (("engine", single), ("cluster", cluster)):
-            ms = _median_ms(lambda: eng.materialize("bench", every, as_of=AS_OF), a.repeat)
-            report.setdefault("materialize_all", {})[label] = {
-                "ms": round(ms, 2), "ids_per_s": int(len(ids) / ms * 1000)}
+        for label, seg in (("all", every), ("all_by_spend", S.Segment(S.All(), order_by=S.OrderBy("spend")))):
+            one = _median_ms(lambda: single.materialize(DATASET, seg, as_of=AS_OF), a.repeat)
+            m = cluster.materialize(DATASET, seg, as_of=AS_OF)
+            want = single.materialize(DATASET, seg, as_of=AS_OF)
+            assert (m.customer_ids == want.customer_ids).all(), label
+            row = {"ids": int(len(m.customer_ids)), "engine_ms": round(one, 2),
+                   "engine_ids_per_s": int(len(m.customer_ids) / one * 1000)}
+            row.update(_per_call(cluster, lambda: cluster.materialize(DATASET, seg, as_of=AS_OF), a.repeat))
+            row["cluster_ids_per_s"] = int(len(m.customer_ids) / row["cluster_ms"] * 1000)
+            report.setdefault("materialize", {})[label] = row
+        report["load_average_end"] = _loadavg()
         text = json.dumps(report, indent=1)
         print(text)
         if a.out:

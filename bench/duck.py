@@ -528,6 +528,9 @@ def _sql_in_segment(c: S.InSegment, ctx: _Ctx) -> str:
 
 
 def _sql_in_group(c: S.InGroup, ctx: _Ctx) -> str:
+    table = getattr(ctx.peer, "group_tables", {}).get(c.name)
+    if table is not None:   # a large group: a table of its ids, not a literal list to parse
+        return _profile(f"customer_id IN (SELECT customer_id FROM {table})")
     ids = sorted(ctx.peer.groups[c.name])
     return _profile("customer_id IN (" + ", ".join(str(int(i)) for i in ids) + ")" if ids else "FALSE")
 
@@ -766,6 +769,18 @@ class DuckPeer:
 
     def close(self) -> None:
         self.con.close()
+
+    def set_group(self, name: str, ids) -> None:
+        """A frozen group's members for in_group, kept as a table of ids (a literal list of
+        a large group would cost DuckDB more to parse than to answer)."""
+        self.groups[name] = {int(x) for x in ids}
+        if not hasattr(self, "group_tables"):
+            self.group_tables = {}
+        table = f"_group_{len(self.group_tables)}"
+        self.con.register("_group_ids", pa.table({"customer_id": pa.array(sorted(self.groups[name]), pa.int64())}))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT customer_id FROM _group_ids")
+        self.con.unregister("_group_ids")
+        self.group_tables[name] = table
 
     # ------------------------------------------------------------ segments
     def _final(self, seg: S.Segment, as_of: dt.datetime) -> Tuple[str, str]:

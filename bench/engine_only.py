@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     c = cache.ensure(a.scale)
     eng = Engine(c.data_dir)
     rows, peak_anon = [], 0
-    for bs in suite.segments(cache.sample_ids(c)):
+    suite.prepare_references(eng, c.dataset)
+    for bs in suite.segments(cache.sample_ids(c), references=True):
         if bs.name.startswith("bh_") and not a.behaviour:
             continue
         t = time.perf_counter()

@@ -91,7 +91,7 @@ class Server:
                "--host", "127.0.0.1", "--tokens", str(self.tokens), *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=self.env, cwd=str(self.data.parent))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600   # a fresh checkout compiles its kernels during warm-up
         self.log = []
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
@@ -168,8 +168,8 @@ class Rpc:
         self.port = self.srv.port
         opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", opts)
-        self._stubs = {"segments": pbg.SegmentsStub(self.channel), "catalog": pbg.CatalogStub(self.channel),
-                       "datasets": pbg.DatasetsStub(self.channel)}
+        self._stubs = {"segments": pbg.SegmentsServiceStub(self.channel), "catalog": pbg.CatalogServiceStub(self.channel),
+                       "datasets": pbg.DatasetsServiceStub(self.channel)}
 
     def _stub(self, name: str):
         if self.port != self.srv.port:
@@ -285,13 +285,13 @@ def probe_definitions(t: Tally, srv: Server, rpc: Rpc) -> None:
 
     # typed messages
     deep = deep_count_request("tenant", 150)
-    _input_fault(t, "typed segment nested 150 levels", rpc.raw("/segments.v1.Segments/Count", deep))
+    _input_fault(t, "typed segment nested 150 levels", rpc.raw("/segments.v1.SegmentsService/Count", deep))
     srv.alive("typed deep")
     for name, payload in (("undecodable bytes", b"\xff\xff\xff\xff\x0f"),
                           ("truncated message", deep[:37]),
                           ("invalid UTF-8 in a string field", b"\x0a\x03\xff\xfe\xfd")):
-        for path in ("/segments.v1.Segments/Count", "/segments.v1.Datasets/ApplyChanges",
-                     "/segments.v1.Catalog/CreateGroup"):
+        for path in ("/segments.v1.SegmentsService/Count", "/segments.v1.DatasetsService/ApplyChanges",
+                     "/segments.v1.CatalogService/CreateGroup"):
             _input_fault(t, f"{name} to {path.rsplit('/', 1)[1]}", rpc.raw(path, payload))
             srv.alive(name)
 
@@ -334,10 +334,10 @@ def probe_definitions(t: Tally, srv: Server, rpc: Rpc) -> None:
         dataset="tenant", source=pb.SegmentSource(saved_segment="s" * (1 << 20)))))
     _input_fault(t, "Export 1 MB file name", rpc.call(rpc.segments.Export, pb.ExportRequest(
         dataset="tenant", source=src, file_name="f" * (1 << 20))))
-    _input_fault(t, "ApplyChanges 1 MB batch_id", rpc.call(rpc.datasets.ApplyChanges, pb.ChangeBatch(
+    _input_fault(t, "ApplyChanges 1 MB batch_id", rpc.call(rpc.datasets.ApplyChanges, pb.ApplyChangesRequest(
         dataset="tenant", delete_customer_ids=[1], batch_id="b" * (1 << 20))))
     _input_fault(t, "CreateSavedSegment 10 MB description", rpc.call(
-        rpc.catalog.CreateSavedSegment, pb.SaveSegmentRequest(dataset="tenant", name="desc-probe",
+        rpc.catalog.CreateSavedSegment, pb.CreateSavedSegmentRequest(dataset="tenant", name="desc-probe",
                                                               segment_json='{"include": "all"}',
                                                               description=huge)))
     srv.alive("fields and names")
@@ -348,7 +348,7 @@ def probe_bad_data(t: Tally, srv: Server, rpc: Rpc, admin: Rpc, work: Path, uplo
     from segments.proto import segments_pb2 as pb
 
     for date in ("0000-01-01", "0000-02-29", "-0001-06-15", "0999-12-31", "9999-12-31"):
-        out = rpc.call(rpc.datasets.ApplyChanges, pb.ChangeBatch(
+        out = rpc.call(rpc.datasets.ApplyChanges, pb.ApplyChangesRequest(
             dataset="tenant", customers=[pb.CustomerRow(customer_id=990001, birth_date=date)]))
         _input_fault(t, f"ApplyChanges birth_date {date}", out)
         srv.alive("bad date")
@@ -458,8 +458,8 @@ def probe_security(t: Tally, srv: Server, env: dict, data: Path, uploads: Path, 
     admin.call(admin.datasets.Ingest, pb.IngestRequest(dataset="gone", folder="in" if confined
                                                        else str(uploads / "gone" / "in")), timeout=300)
     admin.call(admin.segments.Export, pb.ExportRequest(dataset="gone", source=everyone, fields=["email"],
-                                                       file_name="emails.csv", format=pb.CSV))
-    admin.call(admin.datasets.DeleteDataset, pb.DatasetRequest(dataset="gone"))
+                                                       file_name="emails.csv", format=pb.EXPORT_FORMAT_CSV))
+    admin.call(admin.datasets.DeleteDataset, pb.DeleteDatasetRequest(dataset="gone"))
     left = data / "_exports" / "gone"
     t.add("DeleteDataset leaves _exports/<name>/", "findings", {"code": "-"}, not left.exists(),
           f"{sorted(p.name for p in left.iterdir())}" if left.exists() else "")
@@ -467,9 +467,9 @@ def probe_security(t: Tally, srv: Server, env: dict, data: Path, uploads: Path, 
     out = writer.call(writer.catalog.CreateGroup, pb.CreateGroupRequest(
         dataset="tenant", name=f"wo-{int(time.time() * 1000) % 10**9}", segment_json='{"include": "all"}'))
     t.add("write-only CreateGroup learns the size", "findings", out,
-          not (out["code"] == "OK" and out["response"].count > 0),
-          f"count {out['response'].count}" if out["code"] == "OK" else out["code"])
-    out = writer.call(writer.datasets.ApplyChanges, pb.ChangeBatch(dataset="tenant",
+          not (out["code"] == "OK" and out["response"].group.count > 0),
+          f"count {out['response'].group.count}" if out["code"] == "OK" else out["code"])
+    out = writer.call(writer.datasets.ApplyChanges, pb.ApplyChangesRequest(dataset="tenant",
                                                                    delete_customer_ids=[424242424242]))
     t.add("write-only ApplyChanges learns existence (not_found)", "findings", out,
           not (out["code"] == "OK" and len(out["response"].not_found)),
@@ -607,17 +607,17 @@ def disk_child(work: Path, code: Optional[Path]) -> None:
     def calls():
         seq = int(time.time() * 1000) % 10**9
         return {
-            "ApplyChanges": lambda: rpc.call(rpc.datasets.ApplyChanges, pb.ChangeBatch(
+            "ApplyChanges": lambda: rpc.call(rpc.datasets.ApplyChanges, pb.ApplyChangesRequest(
                 dataset="tenant", purchases=[pb.PurchaseRow(customer_id=cid, purchased_at=Timestamp(
                     seconds=1_700_000_000), amount=100 + i, product="p" * 200) for i in range(3000)])),
-            "Compact": lambda: rpc.call(rpc.datasets.Compact, pb.DatasetRequest(dataset="tenant"), timeout=300),
+            "Compact": lambda: rpc.call(rpc.datasets.Compact, pb.CompactRequest(dataset="tenant"), timeout=300),
             "Ingest": lambda: rpc.call(rpc.datasets.Ingest, pb.IngestRequest(dataset="tenant", folder=more),
                                        timeout=300),
             "Export": lambda: rpc.call(rpc.segments.Export, pb.ExportRequest(
-                dataset="tenant", source=everyone, fields=["email", "first_name", "address"], format=pb.CSV)),
+                dataset="tenant", source=everyone, fields=["email", "first_name", "address"], format=pb.EXPORT_FORMAT_CSV)),
             "CreateGroup": lambda: rpc.call(rpc.catalog.CreateGroup, pb.CreateGroupRequest(
                 dataset="tenant", name=f"g{seq}", segment_json='{"include": "all"}')),
-            "CreateSavedSegment": lambda: rpc.call(rpc.catalog.CreateSavedSegment, pb.SaveSegmentRequest(
+            "CreateSavedSegment": lambda: rpc.call(rpc.catalog.CreateSavedSegment, pb.CreateSavedSegmentRequest(
                 dataset="tenant", name=f"s{seq}", segment_json='{"include": "all"}', description="d" * 9_000)),
             "CreateDataset": lambda: rpc.call(rpc.datasets.CreateDataset, pb.CreateDatasetRequest(
                 name=f"d{seq}", timezone="UTC")),

@@ -159,7 +159,8 @@ def render(res: dict) -> str:
 
 
 def write_json(res: dict, path: Path) -> Path:
-    """Write atomically (a .tmp beside it, then rename)."""
+    """Write atomically (a .tmp beside it, then rename); --out may name a new folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(res, indent=1, ensure_ascii=False, default=str))
     os.replace(tmp, path)

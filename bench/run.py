@@ -408,7 +408,10 @@ def main(argv=None) -> int:
           + (f"each call limited to {a.duckdb_limit:g} s, " if a.duckdb_limit else "")
           + f"{a.duckdb_repeat} timed call(s) after the first")
 
-    segs = suite.select(suite.segments(cache.sample_ids(c), codes), a.segments)
+    refs = suite.prepare_references(engine, c.dataset, peer)
+    print(f"references: saved segment {suite.REF_SEGMENT[0]}, group {suite.REF_GROUP[0]} "
+          f"({refs[suite.REF_GROUP[0]]:,} members, frozen as of {suite.AS_OF.isoformat()})")
+    segs = suite.select(suite.segments(cache.sample_ids(c), codes, references=True), a.segments)
 
     grpc_info = {"available": False, "reason": a.skip_grpc}
     server = client = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -299,11 +300,59 @@ def _code_definitions(codes: dict) -> list:
     ]
 
 
-def segments(sample_ids: Sequence[int] = (), codes: Optional[dict] = None) -> List[BenchSegment]:
+# The saved segment and the frozen group the reference kinds read (prepare_references puts
+# them in the bench dataset's catalog and gives the peer its own answers).
+REF_SEGMENT = ("bench_big_spenders", "loyalty members with $500+ over the last 12 months",
+               {"include": {"all_of": [{"loyalty_member": {}},
+                                       {"spend": {"range": {"last_n_months": 12}, "cmp": {">=": 50000}}}]}})
+REF_GROUP = ("bench_repeat_buyers", "three or more purchases ever, frozen as of AS_OF",
+             {"include": {"purchase_count": {"cmp": {">=": 3}}}})
+
+
+def _reference_definitions() -> list:
+    return [
+        ("bh_in_segment", f"behaviour: in_segment, members of the saved segment {REF_SEGMENT[0]}",
+         {"include": {"in_segment": REF_SEGMENT[0]}}),
+        ("bh_in_group", f"behaviour: in_group, members of the frozen group {REF_GROUP[0]} still active",
+         {"include": {"in_group": REF_GROUP[0]}}),
+    ]
+
+
+def prepare_references(engine, dataset: str, peer=None) -> dict:
+    """Put REF_SEGMENT and REF_GROUP (frozen as of AS_OF) in the engine's catalog for
+    `dataset`, replacing earlier ones (a cached dataset keeps its catalog; a group expires),
+    and give `peer` (DuckPeer or the naive reference) the saved definition and its own
+    answer for the group, so in_group is checked against an independent membership.
+    Returns {name: member count} as the engine froze them."""
+    from segments.engine.errors import NotFound
+    cat = engine.references(dataset).catalog
+    name, desc, definition = REF_SEGMENT
+    gname, gdesc, gdef = REF_GROUP
+    seg, gseg = loads(json.dumps(definition)), loads(json.dumps(gdef))
+    with suppress(NotFound):
+        cat.delete_segment(dataset, name)
+    with suppress(NotFound):
+        cat.delete_group(dataset, gname)
+    cat.create_segment(dataset, name, seg, description=desc)
+    group = cat.create_group(dataset, gname, gseg, as_of=AS_OF, description=gdesc)
+    if peer is not None:
+        peer.saved_segments[name] = seg
+        ids = peer.result(gseg, AS_OF)
+        if hasattr(peer, "set_group"):
+            peer.set_group(gname, ids)
+        else:
+            peer.groups[gname] = {int(x) for x in ids}
+    return {name: None, gname: group.count}
+
+
+def segments(sample_ids: Sequence[int] = (), codes: Optional[dict] = None,
+             references: bool = False) -> List[BenchSegment]:
     """The suite, in order; `sample_ids`: existing customer_ids for the `customers` lists;
-    `codes` (pick_codes of the dataset): adds the data-dependent segments."""
+    `codes` (pick_codes of the dataset): adds the data-dependent segments; `references`:
+    adds in_segment / in_group (after prepare_references)."""
     out = []
-    defs = _definitions(sample_ids) + (_code_definitions(codes) if codes else [])
+    defs = _definitions(sample_ids) + (_reference_definitions() if references else []) \
+        + (_code_definitions(codes) if codes else [])
     for name, covers, definition in defs:
         text = json.dumps(definition, ensure_ascii=False)
         out.append(BenchSegment(name, covers, text, loads(text)))

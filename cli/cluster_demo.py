@@ -29,14 +29,15 @@ def main(argv=None) -> int:
         print("error: the cluster demo needs ray: pip install 'segments[cluster]'", file=sys.stderr)
         return 2
     from segments.cli import demo
-    from segments.cluster.engine import ClusterEngine
+    from segments.cluster.engine import RAY_SYSTEM_CONFIG, ClusterEngine
 
     scratch = Path(tempfile.mkdtemp(prefix="segments-cluster-demo-"))
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))   # Ray's socket paths must stay short
     os.environ["HOME"], os.environ["RAY_TMPDIR"] = str(scratch), str(ray_tmp)
     try:
         t0 = time.perf_counter()
-        ray.init(num_cpus=2, _temp_dir=str(ray_tmp), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, _temp_dir=str(ray_tmp), include_dashboard=False, log_to_driver=False,
+                 _system_config=RAY_SYSTEM_CONFIG)
         print(f"local Ray started in {time.perf_counter() - t0:.1f} s")
         engines = {}
 

@@ -3,13 +3,16 @@ partitions by customer_id (cluster/partitioning.py), each partition an ordinary 
 dataset owned by a named Ray actor (cluster/worker.py), R replicas of each.
 
 Reads go to one replica of every partition and are merged (cluster/merge.py); a replica
-that dies or has not answered `hedge_after` seconds into a call is backed up by the next;
+that dies, has not answered `hedge_after` seconds into a call, or is the last partition
+silent well after the others answered (STRAGGLER_S) is backed up by the next;
 past the caller's deadline the call fails with Cancelled (DEADLINE_EXCEEDED through the
 server). Writes go to every replica of the partitions they touch and are acknowledged once
-every one has them durably. A segment with a limit takes two rounds: each partition's own
-top `limit` of (include - exclude), merged into the global top `limit`, then the segment
-evaluated on every partition with the number of those that partition holds as its limit,
-which gives each partition exactly its share of the one-machine result.
+every one has them durably. A segment with a limit takes one round: each partition
+answers its own top `limit` of (include - exclude) with ranking values and the rest of its
+(append - exclude) apart (Engine.limit_pieces); the global top `limit` is the first
+`limit` of the merged tops, a prefix of each, and the result that plus every rest
+(merge.limited_*). Explain keeps two rounds: the tops, then the segment evaluated on every
+partition with the length of its prefix as its limit.
 
 Saved segments and groups live with the coordinator, under its own data folder
 (<root>/<dataset>/catalog/, engine.catalog unchanged). See docs/cluster.md.
@@ -22,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import threading
 import time
@@ -44,6 +48,18 @@ from . import merge
 from .partitioning import split_ids, split_rows
 from .worker import PartitionWorker, unwrap
 
+# Ray's system settings for cluster mode: ray.init(_system_config=...) of a Ray started
+# here, `ray start --head --system-config='<json>'` on a cluster. A call to an actor that
+# died fails after 0.1 s, not after Ray's default 1 s wait for the reason of the death: a
+# read with another replica goes there at once (docs/cluster.md).
+RAY_SYSTEM_CONFIG = {"timeout_ms_task_wait_for_death_info": 100}
+# A partition still silent when every other has answered is backed up by its next replica
+# this long after the last answer: at least STRAGGLER_S, and STRAGGLER_FACTOR times the
+# slowest answered partition's own time (a segment slow everywhere is not asked twice).
+# An owner killed mid-call is seen by Ray only after its death reaches the caller (0.4-1.6
+# s measured here under load); this bounds the wait when other partitions answered.
+STRAGGLER_S = 0.2
+STRAGGLER_FACTOR = 3.0
 LAYOUT_FILE = "cluster.json"
 PARTITIONS_DIR = "partitions"
 UTC = dt.timezone.utc
@@ -103,6 +119,8 @@ class ClusterEngine:
             opts = dict(ray_options or {})
             if address not in (None, "local"):
                 opts["address"] = address
+            else:
+                opts.setdefault("_system_config", RAY_SYSTEM_CONFIG)
             ray.init(**opts)
         self.namespace = namespace or "segments-" + hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
@@ -179,19 +197,36 @@ class ClusterEngine:
         timeout = None if deadline is None else deadline - time.monotonic()
         return self._actors[p][r].call.remote(method, args, kwargs, timeout)
 
+    def _send_read(self, p: int, r: int, request: bytes, deadline: Optional[float], retry: bool):
+        """A read (worker.read: the request pickled once); retry False: a call that fails
+        when the actor dies is not retried on its restart (a read with another replica
+        left to ask goes there at once instead)."""
+        timeout = None if deadline is None else deadline - time.monotonic()
+        read = self._actors[p][r].read
+        if not retry:
+            read = read.options(max_task_retries=0)
+        return read.remote(request, timeout)
+
     def _read(self, method: str, calls: Dict[int, tuple], deadline: Optional[float], times: Optional[dict] = None):
         """{p: (args, kwargs)} on one replica of each partition -> {p: value}. A replica
-        that fails, or is silent for hedge_after seconds, is backed up by the next one;
-        the first answer wins. Cancelled once the deadline passes."""
+        that fails (its actor dying included: that call is not retried while another
+        replica is left), or is silent for hedge_after seconds (or a straggler: see
+        STRAGGLER_S), is backed up by the next
+        one; the first answer wins. Cancelled once the deadline passes."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         if deadline is not None and deadline <= time.monotonic():
             raise E.Cancelled("deadline", "the call's deadline passed before it reached the partitions")
+        failed = (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                  ray.exceptions.ActorUnschedulableError)
         times = {} if times is None else times
         start = self._next
         self._next += 1
         pending, tried, sent, out = {}, {}, {}, {}
+        pickled: dict = {}   # id of (args, kwargs) -> the request: one pickling for all partitions
+        requests = {p: pickled.get(id(c)) or pickled.setdefault(id(c), pickle.dumps((method, *c), protocol=5))
+                    for p, c in calls.items()}
 
         def ask(p: int) -> bool:
             left = [r for r in range(self.replicas) if r not in tried[p]]
@@ -200,8 +235,19 @@ class ClusterEngine:
             r = left[(start + p) % len(left)] if not tried[p] else left[0]
             tried[p].add(r)
             sent[p] = time.monotonic()
-            pending[self._send(p, r, method, *calls[p], deadline)] = (p, r)
+            # the last replica left waits for its actor's restart; the others fail fast
+            pending[self._send_read(p, r, requests[p], deadline, retry=len(left) == 1)] = (p, r)
             return True
+
+        answered = [0.0]   # when the last answer came
+
+        def hedge_at(p: int) -> float:
+            """When partition p's call is backed up: hedge_after into it, or sooner when it
+            is the only one left (a straggler: its owner may be dead, see STRAGGLER_S)."""
+            at = sent[p] + self.hedge_after
+            if len(out) == len(calls) - 1 and times:
+                at = min(at, answered[0] + max(STRAGGLER_S, STRAGGLER_FACTOR * max(times.values()) / 1000))
+            return at
 
         for p in calls:
             tried[p] = set()
@@ -210,7 +256,7 @@ class ClusterEngine:
             now = time.monotonic()
             wait = None if deadline is None else deadline - now
             if self.replicas > 1:
-                hedge = min((sent[p] + self.hedge_after - now for p in calls if p not in out
+                hedge = min((hedge_at(p) - now for p in calls if p not in out
                              and len(tried[p]) < self.replicas), default=None)
                 if hedge is not None:
                     wait = max(0.0, hedge) if wait is None else min(wait, max(0.0, hedge))
@@ -218,6 +264,8 @@ class ClusterEngine:
                 ready = list(pending)   # nothing to back up or time out: take every answer
             else:
                 missing = len({q for q, _ in pending.values()} - set(out))   # never wait on a backed-up slow one
+                if self.replicas > 1 and missing > 1:
+                    missing -= 1   # all but one first: the last may be a straggler to back up early
                 ready, _ = ray.wait(list(pending), num_returns=max(1, min(missing, len(pending))),
                                     timeout=None if wait is None else max(0.0, wait))
             if not ready:
@@ -226,23 +274,30 @@ class ClusterEngine:
                     late = sorted(p for p in calls if p not in out)
                     raise E.Cancelled("deadline", f"partitions {late} did not answer {method} before the deadline")
                 for p in calls:
-                    if p not in out and now - sent[p] >= self.hedge_after:
+                    if p not in out and now >= hedge_at(p):
                         ask(p)
                 continue
-            for ref in ready:
+            try:
+                answers = ray.get(ready)   # one call for all, not one per partition
+            except failed:
+                answers = [None] * len(ready)   # one failed: take the others one by one
+            for ref, answer in zip(ready, answers):
                 p, r = pending.pop(ref)
                 if p in out:
                     continue
-                try:
-                    answer = ray.get(ref)
-                except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
-                    ray.exceptions.ActorUnschedulableError) as e:
-                    if not ask(p) and not any(q == p for q, _ in pending.values()):
-                        raise E.Unavailable(f"partition {p}",
-                                            f"no replica answered {method}: {type(e).__name__}") from None
-                    continue
+                if answer is None:
+                    try:
+                        answer = ray.get(ref)
+                    except failed as e:
+                        if not ask(p) and not any(q == p for q, _ in pending.values()):
+                            raise E.Unavailable(f"partition {p}",
+                                                f"no replica answered {method}: {type(e).__name__}") from None
+                        continue
+                if isinstance(answer, bytes):
+                    answer = pickle.loads(answer)
                 out[p] = unwrap(answer)
                 times[p] = answer[2]
+                answered[0] = time.monotonic()
         rounds = getattr(self._rounds, "ms", None)
         if rounds is not None:
             rounds.append(max(times.values(), default=0.0))
@@ -259,7 +314,8 @@ class ClusterEngine:
 
     def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
                   deadline: Optional[float] = None, times: Optional[dict] = None) -> list:
-        got = self._read(method, {p: (args, kwargs or {}) for p in range(self.partitions)}, deadline, times)
+        call = (args, kwargs or {})
+        got = self._read(method, {p: call for p in range(self.partitions)}, deadline, times)
         return [got[p] for p in range(self.partitions)]
 
     def _write(self, method: str, calls: Dict[int, tuple]) -> Dict[int, object]:
@@ -478,7 +534,7 @@ class ClusterEngine:
     # ------------------------------------------------------------ evaluation
     def _plan(self, name: str, seg: S.Segment, as_of, deadline) -> List[S.Segment]:
         """The segment each partition evaluates: itself, or with a limit cut to that
-        partition's share of the global top `limit` (two rounds; see the module doc)."""
+        partition's share of the global top `limit` (explain's two rounds; see the module doc)."""
         if seg.limit is None:
             return [seg] * self.partitions
         base = dataclasses.replace(seg, append=())
@@ -486,20 +542,33 @@ class ClusterEngine:
         shares = merge.top_counts(cands, seg)
         return [dataclasses.replace(seg, limit=k) for k in shares]
 
-    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
-                  times: Optional[dict] = None) -> list:
+    def _check(self, name: str, seg) -> None:
         self.dataset(name)
         if not isinstance(seg, S.Segment):
             raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
         _refuse_population_kinds(seg)
+
+    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
+                  times: Optional[dict] = None) -> list:
+        self._check(name, seg)
         segs = self._plan(name, seg, kwargs["as_of"], deadline)
         got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
                          deadline, times)
         return [got[p] for p in range(self.partitions)]
 
+    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline) -> list:
+        """A segment with a limit in one round: every partition's limit_pieces (its own top
+        `limit` and the rest of its appends), for merge.limited_*."""
+        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline)
+
     def count(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
-        got = self._evaluate("count", name, segment, (), {"as_of": _instant(as_of)}, deadline)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline)
+            return merge.limited_counts(pieces, segment, self.partitions, (time.perf_counter() - t0) * 1000)
+        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline)
         return merge.counts(got, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def preview(self, name: str, segment: S.Segment, n: int = 20, fields: Sequence[str] = (),
@@ -507,17 +576,30 @@ class ClusterEngine:
         t0 = time.perf_counter()
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise E.InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
-        got = self._evaluate("preview", name, segment, (n, tuple(fields)), {"as_of": _instant(as_of)}, deadline)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline)
+            return merge.limited_previews(pieces, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
+        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline)
         return merge.previews(got, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def materialize(self, name: str, segment: S.Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
         t0 = time.perf_counter()
+        self._check(name, segment)
         as_of = _instant(as_of)
-        got = self._evaluate("materialize", name, segment, (tuple(fields),), {"as_of": as_of}, deadline)
-        m = merge.materialized(got, segment, tuple(fields), self.partitions, (time.perf_counter() - t0) * 1000)
+        fields = tuple(fields)
+        if segment.limit is not None:
+            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline)
+            m = merge.limited_materialized(pieces, segment, fields, self.partitions,
+                                           (time.perf_counter() - t0) * 1000)
+            m.sequence = sum(int(pc["sequence"]) for pc in pieces)
+        else:
+            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline)
+            m = merge.materialized(got, segment, fields, self.partitions, (time.perf_counter() - t0) * 1000)
+            m.sequence = sum(int(g.sequence or 0) for g in got)
         m.as_of = as_of
-        m.sequence = sum(int(g.sequence or 0) for g in got)
         return m
 
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):

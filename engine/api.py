@@ -212,6 +212,16 @@ class Engine:
             m.sequence = int(getattr(state, "seq", 0) or 0)
             return m
 
+    def limit_pieces(self, name: str, segment: Segment, want: str = "count", n: int = 0, fields: Sequence[str] = (),
+                     as_of=None, deadline: Optional[float] = None) -> dict:
+        """A segment with a limit as the two pieces a cluster coordinator merges in one
+        round (output.limit_pieces), with the change sequence of the snapshot read."""
+        with self._use(name) as ds:
+            snap = ds.require_snapshot()
+            out = output.limit_pieces(snap, segment, want, n, tuple(fields), as_of, deadline, self.references(name))
+            out["sequence"] = int(getattr(getattr(snap, "state", None), "seq", 0) or 0)
+            return out
+
     def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
         with self._use(name) as ds:

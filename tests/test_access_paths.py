@@ -11,6 +11,7 @@ import pytest
 from segments.engine.evaluation import line_kernels as LK
 from segments.engine.evaluation.evaluate import Context
 from segments.engine.model import segment_json
+from segments.engine.storage import layout as LY
 
 CONDITIONS = [
     '{"bought": {}}',
@@ -27,6 +28,11 @@ CONDITIONS = [
     '{"spend": {"cmp": {">": 1000}, "filter": {"product": ["{sku2}"], "shop": ["Downtown"]}}}',
     '{"spend": {"cmp": {">": 0}, "filter": {"department": ["charms"], "metal": ["gold"]}, "range": "year_to_date"}}',
     '{"bought": {"filter": {"department": ["diamond"]}, "range": {"custom": {"end": "2026-03-08"}}}}',
+    # unfiltered ranges over whole months: month marks (differences of two) plus partial months
+    '{"spend": {"cmp": {">": 20000}, "range": {"last_n_months": 12}}}',
+    '{"purchase_count": {"cmp": {">=": 3}, "range": {"custom": {"start": "2025-10-15", "end": "2026-09-10"}}}}',
+    '{"spend": {"cmp": {"<": 0}, "range": {"custom": {"start": "2026-02-01", "end": "2026-05-31"}}}}',
+    '{"bought": {"range": {"last_n_months": 7}}}',
 ]
 
 AS_OFS = [dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc),   # after the newest line
@@ -86,6 +92,30 @@ def test_ranking_by_last_purchase(get_dataset, as_of, monkeypatch):
     want = ds.peer.result(seg, as_of)
     for paths in (LK.ALL_PATHS, 0):
         assert _ids(ds, seg, as_of, paths, monkeypatch) == want
+    # the last sale day over a range (month marks' last day before a mark) and spend together
+    seg = segment_json.loads('{"include": {"bought": {"range": {"last_n_months": 12}}}, "order_by": '
+                             '{"key": "last_purchase", "range": {"last_n_months": 12}, "direction": "asc"}, '
+                             '"limit": 40}')
+    want = ds.peer.result(seg, as_of)
+    for paths in (LK.ALL_PATHS, 0):
+        assert _ids(ds, seg, as_of, paths, monkeypatch) == want
+
+
+def test_whole_months_of_a_range_read_month_marks(get_dataset):
+    """An unfiltered 12-month range folds its whole months from two month marks and reads
+    only the lines of its partial months; before the marks' days nothing changes."""
+    ds = get_dataset("gen1")
+    snap = ds.engine.dataset(ds.name).snapshot()
+    ps = snap.pieces("p")
+    assert (ps.size[LY.P_MDAYS] > 0).any(), "no run has month marks: the test data is too small"
+    cond = '{"spend": {"cmp": {">": 0}, "range": {"last_n_months": 12}}}'
+    st, _ = _stats(ds, cond, AS_OFS[0])
+    scanned_with = st[LK.STAT_SCANNED] + st[LK.STAT_GATHERED]
+    assert st[LK.STAT_DENSE] > 0
+    ctx = Context(snap, AS_OFS[0])
+    ctx.access_paths = LK.PATH_POSTINGS
+    ctx.eval(_segment(cond).include)
+    assert ctx.stats[LK.STAT_DENSE] == 0 and scanned_with < ctx.stats[LK.STAT_SCANNED] / 3
 
 
 def _stats(ds, cond, as_of):

@@ -209,13 +209,21 @@ SEQUENCES = [S.Sequence(E("rings"), E("charms"), 180), S.Sequence(E("rings"), E(
              S.Sequence(E(), E(), 1, range=R("last_n_months", 6)),
              S.Sequence(S.Event("visited"), E(), 7, True, R("last_n_days", 30)),
              S.Sequence(E("diamond"), S.Event("visited"), 30, True),
-             S.Sequence(S.Event("visited"), S.Event("visited"), 3), S.Sequence(E(), E("charms"), 14, True)]
+             S.Sequence(S.Event("visited"), S.Event("visited"), 3), S.Sequence(E(), E("charms"), 14, True),
+             # several wanted codes and fields: posting lists of several codes merged, other fields checked
+             S.Sequence(S.Event("bought", S.ProductFilter((("department", ("rings", "earrings")),
+                                                           ("metal", ("gold",))))),
+                        S.Event("bought", S.ProductFilter((("department", ("charms", "beads")),))), 90),
+             S.Sequence(S.Event("bought", S.ProductFilter((("metal", ("gold", "silver")),))),
+                        S.Event("bought", S.ProductFilter((("department", ("charms",)), ("metal", ("gold",))))),
+                        30, True, R("last_n_months", 12))]
 
 
 @pytest.mark.parametrize("key", ["gen1", "edge_ny", "edge_akl"])
 def test_sequence_passes_in_time_order_and_grouping_agree(get_dataset, key, monkeypatch):
-    """then_not answered by a pass back in time over a run (one run per table, no appended
-    lines) and by grouping events per customer, and then by grouping: against DuckDB."""
+    """then and then_not answered by a pass back in time over a run (one run per table, no
+    appended lines; filtered purchase events read from the date range or from their posting
+    lists) and by grouping events per customer: against DuckDB."""
     from segments.engine.evaluation import behaviour_kernels as BK
     ds = get_dataset(key)
     for cond in SEQUENCES:
@@ -224,9 +232,14 @@ def test_sequence_passes_in_time_order_and_grouping_agree(get_dataset, key, monk
             want = ds.peer.result(seg, as_of)
             assert ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist() == want, (cond, as_of)
             with monkeypatch.context() as m:
-                m.setattr(BK, "STREAM_THEN_NOT", False)
+                m.setattr(BK, "STREAM_SEQUENCES", False)
                 got = ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist()
             assert got == want, (cond, as_of, "grouped")
+            for share in (0.0, 1.0):   # filtered purchase events read from the range / their posting lists
+                with monkeypatch.context() as m:
+                    m.setattr(BK, "SEQUENCE_GATHER_SHARE", share)
+                    got = ds.engine.materialize(ds.name, seg, as_of=as_of).customer_ids.tolist()
+                assert got == want, (cond, as_of, share)
     if key == "gen1":   # one ingest: every shard has one run per table, so no shard is grouped
 
         def grouped(*a, **k):

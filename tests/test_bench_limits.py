@@ -226,3 +226,29 @@ def test_scale_l_defaults_bound_the_run():
     a = bench_run.parse_args(["--scale", "M"])
     assert a.duckdb_limit == 0 and a.duckdb_repeat == a.repeat == 5 and a.skip_grpc is None
     assert (a.clients, a.load_seconds) == (8, 60.0)
+
+
+def test_reference_segments_are_measured_against_the_peers_own_group(small):
+    """prepare_references puts the saved segment and the group in the catalog, twice in a
+    row (a cached dataset keeps them), and the peer's group is its own answer: in_segment
+    and in_group then match DuckDB; a group frozen wrong on the engine's side would not."""
+    engine, peer = small
+    for _ in range(2):
+        refs = bench_run.suite.prepare_references(engine, "bench_small", peer)
+    assert refs[bench_run.suite.REF_GROUP[0]] > 0
+    names = {"bh_in_segment", "bh_in_group"}
+    segs = [s for s in bench_run.suite.segments(references=True) if s.name in names]
+    assert {s.name for s in segs} == names
+    assert not {s.name for s in bench_run.suite.segments()} & names   # only when asked
+    for bs in segs:
+        row = bench_run.measure_segment(bs, engine, "bench_small", peer, None, repeat=1, duck_limit_s=30.0,
+                                        duck_repeat=1)
+        assert row["match"] and not row["problems"] and row["count"] > 0, (bs.name, row["problems"])
+    # the peer's group differs from the engine's frozen one: the comparison notices
+    gname = bench_run.suite.REF_GROUP[0]
+    members = sorted(peer.groups[gname])
+    peer.set_group(gname, members[1:])
+    row = bench_run.measure_segment(segs[1], engine, "bench_small", peer, None, repeat=1, duck_limit_s=30.0,
+                                    duck_repeat=1)
+    peer.set_group(gname, members)
+    assert not row["match"]

@@ -47,7 +47,9 @@ def ray_session():
     os.environ["HOME"], os.environ["RAY_TMPDIR"] = home, temp
     if ray.is_initialized():
         ray.shutdown()
+    from segments.cluster.engine import RAY_SYSTEM_CONFIG
     ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+             _system_config=RAY_SYSTEM_CONFIG,
              runtime_env={"env_vars": {"HOME": home}})
     try:
         yield
@@ -446,21 +448,30 @@ def test_replicas_back_up_a_slow_or_killed_owner(ray_session, get_dataset, tmp_p
         t0 = time.monotonic()
         assert eng.count("r", S.Segment(S.All()), as_of=as_of).count == want
         assert time.monotonic() - t0 < 1.5
-    got, took = {}, {}
+    # killed mid-call: the other replica answers within a second, with hedging after 30 s
+    # (P = 2: the partition left silent when the other has answered is backed up early,
+    # whether or not Ray has told the coordinator of its owner's death yet)
+    patient = ClusterEngine(tmp_path / "replicated2", partitions=2, replicas=2, hedge_after=30.0)
+    patient.create_dataset("r", ds.timezone, shard_bits=10)
+    patient.ingest("r", ds.folder)
+    patient.delete_customers("r", gone)
+    assert patient.count("r", S.Segment(S.All()), as_of=as_of).count == want
+    got, took = {}, []
 
     def run():
         t0 = time.monotonic()
-        got["count"] = eng.count("r", S.Segment(S.All()), as_of=as_of).count
-        took["s"] = time.monotonic() - t0
-    for _ in range(2):
-        ray.get(eng.actor(0, 0).set_delay.remote(5.0))
+        got["count"] = patient.count("r", S.Segment(S.All()), as_of=as_of).count
+        took.append(time.monotonic() - t0)
+    for _ in range(2):     # round robin: one of these asks replica 0 of partition 0 first
+        ray.get(patient.actor(0, 0).set_delay.remote(5.0))
         t = threading.Thread(target=run)
         t.start()
         time.sleep(0.1)
-        ray.kill(eng.actor(0, 0), no_restart=False)
+        ray.kill(patient.actor(0, 0), no_restart=False)
         t.join(30)
         assert got["count"] == want
-        assert took["s"] < 1.5, took
+        assert max(took) < 1.1, took   # 0.1 s of it before the kill
+    print(f"killed owner: answered in {', '.join(f'{s:.3f}' for s in took)} s (0.1 s before the kill)")
 
 
 def test_coordinator_restart_loses_nothing(pair, cluster):

@@ -35,7 +35,9 @@ def three_nodes():
     os.environ["HOME"], os.environ["RAY_TMPDIR"] = home, temp
     if ray.is_initialized():
         ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": temp, "include_dashboard": False})
+    from segments.cluster.engine import RAY_SYSTEM_CONFIG
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": temp, "include_dashboard": False,
+                                                      "_system_config": RAY_SYSTEM_CONFIG})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=c.address, log_to_driver=False)
     c.wait_for_nodes()

@@ -1,6 +1,7 @@
 """Storage: ingest round trips, all-or-nothing loads, CSV = Parquet, reopen, later loads."""
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -253,3 +254,19 @@ def test_parts_of_files_are_read_at_once_and_the_earliest_error_is_named(tmp_pat
     finally:
         load.DEFAULT_BATCH_ROWS = old
     e.close()
+
+
+def test_merge_lookup_of_sorted_ids_equals_a_binary_search_per_id():
+    """Snapshot.lookup of an ascending list (a frozen group) merges instead of searching:
+    same answers with duplicates, absent ids below, between and above the dataset's."""
+    from segments.engine.storage.snapshot import _ascending, _merge_lookup
+    rng = np.random.default_rng(3)
+    ext = np.unique(rng.integers(10, 10**12, 50_000))
+    iid = rng.permutation(ext.size).astype(np.int64)
+    ids = np.sort(np.concatenate([rng.choice(ext, 20_000), rng.integers(0, 2 * 10**12, 5_000), [0, 2**62]]))
+    assert _ascending(ids) and not _ascending(ids[::-1])
+    pos = np.minimum(np.searchsorted(ext, ids), ext.size - 1)
+    want = np.where(ext[pos] == ids, iid[pos], -1)
+    got = np.full(ids.size, -1, np.int64)
+    _merge_lookup(ext, iid, ids, got)
+    assert np.array_equal(got, want) and (got >= 0).sum() >= 20_000

@@ -79,6 +79,11 @@ def _event_args(ctx, ev: S.Event):
     return ev.kind == "visited", fields, luts, bool(ev.shops), ctx.shop_lut(ev.shops)
 
 
+def _wanted(ctx, ev: S.Event):
+    """(ptr, codes) of the wanted codes per filtered field of an event kind (posting lists)."""
+    return ctx.product_filter(ev.filter if ev.kind == "bought" else S.NO_FILTER)[2:4]
+
+
 def _both_plans(ctx):
     """The kernel arguments naming both line tables' shards, aligned on one shard list."""
     pp = _shard_plan(ctx, "p")
@@ -182,13 +187,16 @@ def _sequence(ctx, c: S.Sequence):
     v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
     batches, t = _batches(bases.size)
     done = np.zeros(bases.size, np.uint8)
-    if c.negate and BK.STREAM_THEN_NOT:   # shards with one run per table, no appended lines: a pass back in time
+    if BK.STREAM_SEQUENCES:   # shards with one run per table, no appended lines: a pass back in time
+        w1, w2 = _wanted(ctx, c.first), _wanted(ctx, c.then)
         for a, b in batches:
             ctx.check_deadline()
-            BK.then_not_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
+            BK.sequence_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
                                 vargs[1], vargs[2], vargs[3], vargs[6], ctx.asof.micros,
-                                ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, u1, sl1,
-                                f2, l2, u2, sl2, c.within_days, out, done, a, b)
+                                ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, *w1, u1,
+                                sl1, f2, l2, *w2, u2, sl2, c.within_days, c.negate, ctx.access_paths,
+                                BK.SEQUENCE_GATHER_SHARE, out, done,
+                                a, b)
         if done.all():
             return _bm(out)
     scr = scratch(2 * t, int(caps.max()) if caps.size else 1)
@@ -203,16 +211,17 @@ def _sequence(ctx, c: S.Sequence):
 
 # ---------------------------------------------------------------- orders
 
-def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
+def order_values(ctx, f: S.ProductFilter, r: S.TimeRange, want: int = BK.ORDERS_COUNT | BK.ORDERS_VALUE):
     """(order count with a matching non-refund line, net sum, number of orders) per customer
-    over the orders whose instant is dated in r."""
+    over the orders whose instant is dated in r; those not `want`ed (BK.ORDERS_*) are None."""
     s, e = ctx.day_bounds(r)
-    key = ("bk.orders", f, s, e)
-    hit = ctx._memo.get(key)
-    if hit is not None:
-        return hit
+    for w in (want, BK.ORDERS_COUNT | BK.ORDERS_VALUE):
+        hit = ctx._memo.get(("bk.orders", f, s, e, w))
+        if hit is not None:
+            return hit
     n = ctx.snap.n
-    counts, sums, num = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    z = lambda w: np.zeros(n if want & w else 1, np.int64)  # noqa: E731
+    counts, sums, num = z(BK.ORDERS_COUNT), z(BK.ORDERS_VALUE), z(BK.ORDERS_VALUE)
     if s <= e:
         # an order's lines may come before the range (its instant is then earlier): read all
         ps, live, daddr, dsize, base, ns, v_lo, v_hi, d_idx, caps = _shard_plan(ctx, "p")
@@ -226,30 +235,35 @@ def order_values(ctx, f: S.ProductFilter, r: S.TimeRange):
             ctx.check_deadline()
             BK.order_shards(base, ns, ps.addr, ps.size, v_lo, v_hi, daddr, dsize, d_idx, ot.addr, ot.size,
                             use_stored, ctx.asof.micros, fields, luts, ctx._clip(s), ctx._clip(e),
-                            ctx._clip(ctx.asof.today_day), counts, sums, num, a, b, *scr)
-    out = (counts, sums, num)
-    ctx._memo[key] = out
+                            ctx._clip(ctx.asof.today_day), want, counts, sums, num, a, b, *scr)
+    out = (counts if want & BK.ORDERS_COUNT else None,) + ((sums, num) if want & BK.ORDERS_VALUE else (None, None))
+    ctx._memo[("bk.orders", f, s, e, want)] = out
     return out
 
 
 def average_order_values(ctx, r: S.TimeRange) -> np.ndarray:
     """floor(net sum / orders) per customer, INT64_NULL without an order in r."""
-    _, sums, num = order_values(ctx, S.NO_FILTER, r)
-    out = np.full(sums.size, INT64_NULL, np.int64)
-    has = num > 0
-    out[has] = np.floor_divide(sums[has], num[has])
+    _, sums, num = order_values(ctx, S.NO_FILTER, r, BK.ORDERS_VALUE)
+    out = np.empty(sums.size, np.int64)
+    BK.floor_means(sums, num, INT64_NULL, out)
     return out
+
+
+def _in_mask(values: np.ndarray, lo: int, hi: int, none: int) -> BitMap:
+    """Customers whose value lies in [lo, hi] and is not `none`."""
+    out = np.empty(values.size, np.uint8)
+    K.range_mask(values, none, lo, hi, out)
+    return _bm(out)
 
 
 def _order_count(ctx, c: S.OrderCount):
     lo, hi = c.cmp.bounds()
-    return _bm(_in(order_values(ctx, c.filter, c.range)[0], lo, hi))
+    return _in_mask(order_values(ctx, c.filter, c.range, BK.ORDERS_COUNT)[0], lo, hi, INT64_NULL)
 
 
 def _average_order_value(ctx, c: S.AverageOrderValue):
     lo, hi = c.cmp.bounds()
-    v = average_order_values(ctx, c.range)
-    return _bm(_in(v, lo, hi) & (v != INT64_NULL))
+    return _in_mask(average_order_values(ctx, c.range), lo, hi, INT64_NULL)
 
 
 # ---------------------------------------------------------------- distribution
@@ -260,11 +274,13 @@ def percentile_values(ctx, v: S.Value) -> np.ndarray:
     if v.key == "loyalty_points":
         return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))   # null is INT64_NULL, the lowest
     if v.key == "order_count":
-        return order_values(ctx, v.filter, v.range)[0]
+        return order_values(ctx, v.filter, v.range, BK.ORDERS_COUNT)[0]
     mode = {"spend": K.MODE_SPEND, "purchase_count": K.MODE_COUNT, "last_purchase": K.MODE_LAST_DAY}[v.key]
     vals = ctx.line_values(v.filter, v.range, mode)
     if v.key == "last_purchase":
-        vals = np.where(vals == K.NO_DAY, INT64_NULL, vals)
+        out = np.empty_like(vals)
+        K.replaced(vals, K.NO_DAY, INT64_NULL, out)
+        return out
     return vals
 
 
@@ -297,14 +313,23 @@ def _rfm(ctx, c: S.Rfm):
     member = _population(ctx, c.among)
     if c.r is not None and (c.f is not None or c.m is not None):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
-    hit = member.copy()
-    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
-        if cmp is None:
-            continue
-        lo, hi = cmp.bounds()   # score = 1 + floor(pct / 20) in [lo, hi]
-        hit &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member,
-                         20 * (max(lo, 1) - 1), 20 * min(hi, 5) - 1)
-    return _bm(hit)
+    if c.f is not None and c.m is not None:   # count and spend from one pass
+        key = (c.filter, c.range)
+        ctx.shared_scans = {**ctx.shared_scans, key: ctx.shared_scans.get(key, 0) | LK.W_SPEND | LK.W_COUNT}
+    keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
+            if cmp is not None]
+    if not keys:
+        return _bm(member)
+    values = np.empty((len(keys), ctx.snap.n), np.int64)
+    lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+    for j, (key, cmp) in enumerate(keys):
+        values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
+        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
+        a, b = min(max(a, 1), 6), max(min(b, 5), 0)
+        lo[j], hi[j] = 20 * (a - 1), 20 * b - 1
+    out = np.empty((len(keys), ctx.snap.n), np.uint8)
+    BK.percentile_intervals(values, member, lo, hi, out)
+    return _bm(np.bitwise_and.reduce(out, axis=0) & member)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):

@@ -13,10 +13,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import line_kernels as LK
 from ..storage import layout as LY
 from ..storage.views import view_i32, view_i64, view_u8, view_u16, view_u32
 
 # ---------------------------------------------------------------- per customer
+
+@njit(cache=True, nogil=True, parallel=True)
+def floor_means(sums, num, none, out):
+    """out[i] = floor(sums[i] / num[i]), `none` where num[i] == 0 (one pass, no masks)."""
+    for i in prange(sums.size):
+        out[i] = sums[i] // num[i] if num[i] > 0 else none
+
 
 @njit(cache=True, nogil=True, parallel=True)
 def random_buckets(ids, salt_hash, out):
@@ -93,6 +101,17 @@ def percentile_interval(values, member, pct_lo, pct_hi, out):
             v = values[c]
             if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
                 out[c] = 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def percentile_intervals(values, member, pct_lo, pct_hi, out):
+    """percentile_interval of several value rows (values [d, n], bounds [d], out [d, n])
+    at once, one row per thread (RFM's three scores)."""
+    for j in prange(values.shape[0]):
+        if pct_lo[j] <= pct_hi[j]:
+            percentile_interval(values[j], member, pct_lo[j], pct_hi[j], out[j])
+        else:
+            out[j, :] = 0
 
 
 # ---------------------------------------------------------------- per shard
@@ -350,7 +369,9 @@ def regularly_shards(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr
             out[b + c] = 1 if ok else 0
 
 
-STREAM_THEN_NOT = True   # then_not reads one run per table in time order where it can (tests turn it off)
+STREAM_SEQUENCES = True   # sequences read one run per table in time order where they can (tests turn it off)
+ORDERS_COUNT, ORDERS_VALUE = 1, 2   # order_values wanted: counts; net sums and order numbers
+SEQUENCE_GATHER_SHARE = 0.5   # sequences read posting lists selecting under this share of a range's lines
 MAX_BIT_PERIODS = 64   # regularity with one event per period: a bit per period per customer
 
 
@@ -494,16 +515,74 @@ def _other_fields(paddr, psize, p, i, fields, luts):
     return True
 
 
+@njit(cache=True, nogil=True)
+def _event_lines(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
+    """Positions in [a, b) of run p's lines that may be events of a filtered purchase kind,
+    ascending: the posting lists of the filtered field with the fewest (the other fields are
+    checked per line by the caller); an array of one -1 when they hold more than `share` of
+    the range's lines (reading the range costs less)."""
+    j1, n1 = -1, b - a
+    if fields.size > 0 and paths & LK.PATH_POSTINGS:
+        for j in range(fields.size):
+            cnt = 0
+            for w in range(wc_ptr[j], wc_ptr[j + 1]):
+                lo, hi = LK._posting_range(addr, size, p, fields[j], wc[w], a, b)
+                cnt += hi - lo
+            if j1 < 0 or cnt < n1:
+                j1, n1 = j, cnt
+    if j1 < 0 or n1 >= share * (b - a):
+        return np.full(1, -1, np.int64)
+    out = np.empty(n1, np.int64)
+    f = fields[j1]
+    xs = view_u32(addr[LY.P_XPOS + f, p], size[LY.P_XPOS + f, p])
+    k = 0
+    for w in range(wc_ptr[j1], wc_ptr[j1 + 1]):
+        lo, hi = LK._posting_range(addr, size, p, f, wc[w], a, b)
+        for q in range(lo, hi):
+            out[k] = xs[q]
+            k += 1
+    if wc_ptr[j1 + 1] - wc_ptr[j1] > 1:
+        out.sort()
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _union(x, y):
+    """(positions, flags): the sorted union of two ascending position arrays, flag bit 1
+    for a position of x, bit 2 for one of y."""
+    out = np.empty(x.size + y.size, np.int64)
+    flags = np.empty(x.size + y.size, np.uint8)
+    i = j = k = 0
+    while i < x.size or j < y.size:
+        if j >= y.size or (i < x.size and x[i] < y[j]):
+            out[k] = x[i]
+            flags[k] = 1
+            i += 1
+        elif i >= x.size or y[j] < x[i]:
+            out[k] = y[j]
+            flags[k] = 2
+            j += 1
+        else:
+            out[k] = x[i]
+            flags[k] = 3
+            i += 1
+            j += 1
+        k += 1
+    return out[:k], flags[:k]
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def then_not_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pd_idx, vaddr, vsize, vv_lo, vv_hi,
-                     vd_idx, asof, c_day, s1, e1, fields1, luts1, shops1, lut1, fields2, luts2, shops2, lut2,
-                     within, out, done, k_lo, k_hi):
-    """sequence_mask of a then_not, for shards whose event tables each have at most one run
-    and no appended lines (done[k] = 1; others are left to sequence_shards): a run's lines
-    are already in time order, so one pass backward keeps, per customer, the earliest second
-    event strictly after each line, with no grouping: a first event matches when that event
-    is absent or more than `within` days after its date. (A forward pass for `then` measured
-    no faster than grouping: both read every line of the range.)"""
+def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pd_idx, vaddr, vsize, vv_lo, vv_hi,
+                     vd_idx, asof, c_day, s1, e1, fields1, luts1, wc_ptr1, wc1, shops1, lut1, fields2, luts2,
+                     wc_ptr2, wc2, shops2, lut2, within, negate, paths, share, out, done, k_lo, k_hi):
+    """sequence_mask (then, or then_not with `negate`), for shards whose event tables each
+    have at most one run and no appended lines (done[k] = 1; others are left to
+    sequence_shards): a run's lines are already in time order, so one pass backward keeps,
+    per customer, the earliest second event strictly after each line, with no grouping: a
+    first event matches when that event is at most (then_not: absent or more than) `within`
+    days after its date. Filtered purchase events are read through their posting lists where
+    that reads fewer lines than the date range, so the cost follows the lines the two
+    filters select."""
     F1, F2 = fields1.size, fields2.size
     for k in prange(k_lo, k_hi):
         uses_p = not visit1 or not visit2
@@ -535,25 +614,54 @@ def then_not_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
         p_hi = np.searchsorted(pday, np.int32(last_day), side="right")
         v_lo = np.searchsorted(vday, np.int32(s1))
         v_hi = np.searchsorted(vday, np.int32(last_day), side="right")
-        none = np.int64(2**40)
-        held = np.full(n, none, np.int64)        # the earliest second-event day strictly after
-        pend = np.full(n, none, np.int64)        # ... at the customer's latest-seen instant, not yet "strictly"
-        pend_ts = np.full(n, np.int64(-(2**62)), np.int64)
+        # the purchase lines to read: the range, or the posting lists of both filters
+        cand = np.full(1, -1, np.int64)
+        flags = np.zeros(1, np.uint8)
+        if pn > 0 and p_lo < p_hi and (visit1 or F1 > 0) and (visit2 or F2 > 0):
+            x = np.empty(0, np.int64) if visit1 else _event_lines(paddr, psize, q, fields1, wc_ptr1, wc1, p_lo,
+                                                                   p_hi, paths, share)
+            y = np.empty(0, np.int64) if visit2 else _event_lines(paddr, psize, q, fields2, wc_ptr2, wc2, p_lo,
+                                                                   p_hi, paths, share)
+            if (x.size == 0 or x[0] >= 0) and (y.size == 0 or y[0] >= 0) and x.size + y.size < share * (p_hi - p_lo):
+                cand, flags = _union(x, y)
+        gathered = cand.size == 0 or cand[0] >= 0
+        # per customer, one 16-byte record (lines come in time order, customers at random:
+        # one cache line per line read): [0] the instant of the latest-seen line, [1] two days
+        # offset by 2**30: high 32 bits the earliest second-event day strictly after it, low
+        # 32 bits the earliest at that instant (not yet "strictly"); 2**31 - 1: none
+        none = np.int64(2**31 - 1)
+        off = np.int64(2**30)
+        low = np.int64(2**32 - 1)
+        rec = np.empty((n, 2), np.int64)
+        for c in range(n):
+            rec[c, 0] = -(2**62)
+            rec[c, 1] = (none << 32) | none
         hit = np.zeros(n, np.uint8)
-        total = (p_hi - p_lo) + (v_hi - v_lo)
-        ip, iv = p_hi - 1, v_hi - 1
+        if gathered:
+            jp, j_end = cand.size - 1, 0
+        else:
+            jp, j_end = p_hi - 1, p_lo
+        iv = v_hi - 1
+        total = (jp - j_end + 1) + (v_hi - v_lo)
         for _ in range(total):
             # the previous line in time, of either table
-            if ip >= p_lo and (iv < v_lo or pts[ip] >= vts[iv]):
+            ip = cand[jp] if gathered and jp >= j_end else jp
+            if jp >= j_end and (iv < v_lo or pts[ip] >= vts[iv]):
                 i = ip
-                ip -= 1
+                jp -= 1
                 d = np.int64(pday[i])
                 if pam[i] < 0:
                     continue
-                is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
-                    F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
-                is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
-                    F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
+                if gathered and F1 == 1:     # a one-field filter's posting lists are exact
+                    is1 = not visit1 and d <= e1 and flags[jp + 1] & 1 != 0
+                else:
+                    is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
+                        F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
+                if gathered and F2 == 1:
+                    is2 = not visit2 and flags[jp + 1] & 2 != 0
+                else:
+                    is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
+                        F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
                 if not is1 and not is2:
                     continue
                 t, c = pts[i], np.int64(pcu[i])
@@ -571,14 +679,15 @@ def then_not_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
             if d >= c_day and t > asof:
                 continue
             # second events at a later instant than this one join what the customer holds
-            if pend_ts[c] != t:
-                held[c] = min(held[c], pend[c])
-                pend[c] = none
-                pend_ts[c] = t
-            if is1 and held[c] - d > within:
+            x = rec[c, 1]
+            if rec[c, 0] != t:
+                x = (min(x >> 32, x & low) << 32) | none
+                rec[c, 0] = t
+            if is1 and ((x >> 32) - off - d <= within) != negate:
                 hit[c] = 1
             if is2:
-                pend[c] = min(pend[c], d)
+                x = (x & ~low) | min(x & low, d + off)
+            rec[c, 1] = x
         for c in range(n):
             out[b + c] = hit[c]
 
@@ -730,10 +839,13 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
 
 
 @njit(cache=True, nogil=True)
-def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts, sums, n_orders):
+def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, want, counts, sums, n_orders):
     """Add the shard's stored orders dated in [s_day, e_day] and visible as of asof (those
     on days from c_day on are compared by instant) into the accumulators [b, b + n): the
-    per-customer sums when the range covers them, else the order rows of the range."""
+    per-customer sums when the range covers them, else the order rows of the range. Only
+    the wanted accumulators are read and written (ORDERS_COUNT: counts; ORDERS_VALUE: sums
+    and n_orders)."""
+    wc, wv = want & ORDERS_COUNT, want & ORDERS_VALUE
     for p in range(p0, p1):
         day = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
         if day.size == 0:
@@ -748,48 +860,68 @@ def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, counts
             a_num = view_i32(oaddr[LY.O_ALL_NUM, p], osize[LY.O_ALL_NUM, p])
             a_net = view_i64(oaddr[LY.O_ALL_NET, p], osize[LY.O_ALL_NET, p])
             a_sale = view_i32(oaddr[LY.O_ALL_SALE, p], osize[LY.O_ALL_SALE, p])
-            for c in range(dn):
-                n_orders[b + c] += a_num[c]
-                sums[b + c] += a_net[c]
-                counts[b + c] += a_sale[c]
+            if wv:
+                for c in range(dn):
+                    n_orders[b + c] += a_num[c]
+                    sums[b + c] += a_net[c]
+            if wc:
+                for c in range(dn):
+                    counts[b + c] += a_sale[c]
             tail = view_i64(oaddr[LY.O_TAIL, p], osize[LY.O_TAIL, p])
             for q in tail:
                 d = day[q]
                 if d < s_day or d > e_day or (d >= c_day and ts[q] > asof):
                     continue
                 c = b + np.int64(cust[q])
-                n_orders[c] += 1
-                sums[c] += net[q]
-                counts[c] += sale[q]
+                if wv:
+                    n_orders[c] += 1
+                    sums[c] += net[q]
+                if wc:
+                    counts[c] += sale[q]
         else:
             lo = np.searchsorted(day, np.int32(s_day))
             hi = np.searchsorted(day, np.int32(e_day), side="right")
+            mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))   # instants compared from here
+            if wc and not wv:
+                for q in range(lo, mid):
+                    counts[b + np.int64(cust[q])] += sale[q]
+                for q in range(mid, hi):
+                    if ts[q] <= asof:
+                        counts[b + np.int64(cust[q])] += sale[q]
+                continue
             for q in range(lo, hi):
-                if day[q] >= c_day and ts[q] > asof:
+                if q >= mid and ts[q] > asof:
                     continue
                 c = b + np.int64(cust[q])
-                n_orders[c] += 1
-                sums[c] += net[q]
-                counts[c] += sale[q]
+                if wv:
+                    n_orders[c] += 1
+                    sums[c] += net[q]
+                if wc:
+                    counts[c] += sale[q]
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oaddr, osize, use_stored, asof, fields,
-                 luts, s_day, e_day, today, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
+                 luts, s_day, e_day, today, want, counts, sums, n_orders, k_lo, k_hi, I64, I32, U16, U8):
     """order_values, shard by shard, for shards [k_lo, k_hi) (scratch slot k - k_lo). Without
     a filter (use_stored), a shard whose stored orders are exact reads them and groups only its
     appended lines; otherwise every visible line up to today is read and grouped (an order's
-    lines may start before the range)."""
+    lines may start before the range). Accumulators not wanted (see _stored_orders) are left
+    alone."""
+    wc, wv = want & ORDERS_COUNT, want & ORDERS_VALUE
     for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         p0, p1 = v_lo[k], v_hi[k]
         stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], asof)
         if stored:
             for c in range(n):
-                counts[b + c] = 0
-                sums[b + c] = 0
-                n_orders[b + c] = 0
-            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, counts, sums, n_orders)
+                if wc:
+                    counts[b + c] = 0
+                if wv:
+                    sums[b + c] = 0
+                    n_orders[b + c] = 0
+            _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, today - 1, asof, want, counts, sums,
+                           n_orders)
             if d_idx[k] < 0:
                 continue
             p0 = p1            # the appended lines alone, grouped below
@@ -800,10 +932,14 @@ def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oad
         for c in range(n):
             cnt, total, num = _orders_one(ts, day, amount, order, flag, ptr[c], ptr[c + 1], s_day, e_day, idx)
             if stored:
-                counts[b + c] += cnt
-                sums[b + c] += total
-                n_orders[b + c] += num
+                if wc:
+                    counts[b + c] += cnt
+                if wv:
+                    sums[b + c] += total
+                    n_orders[b + c] += num
             else:
-                counts[b + c] = cnt
-                sums[b + c] = total
-                n_orders[b + c] = num
+                if wc:
+                    counts[b + c] = cnt
+                if wv:
+                    sums[b + c] = total
+                    n_orders[b + c] = num

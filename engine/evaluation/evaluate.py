@@ -57,7 +57,7 @@ class Context:
         self._memo: dict = {}
         self.trace: Optional[dict] = None  # node -> (bitmap, ms, bytes read) when explaining
         self.bytes_read = 0                # bytes of arrays the leaves read (approximate)
-        self.shared_scans: set = set()  # (filter, range) pairs used more than once
+        self.shared_scans: dict = {}  # (filter, range) pairs used more than once -> LK.W_* wanted
         self.last_day_filters: set = set()  # filters whose aggregates should carry last sale days
         self.live = hasattr(snap, "delta")  # a LiveView: appended lines are added to the version's
         self.access_paths = LK.ALL_PATHS    # aggregates and posting lists allowed (tests force scans)
@@ -218,21 +218,26 @@ class Context:
                        K.MODE_COUNT: (LK.A_COUNT, LK.W_COUNT)}[mode]
         return _bm_from_mask(self._purchases(f, r, want, (which, vlo, vhi)))
 
-    def line_both(self, f: S.ProductFilter, r: S.TimeRange):
-        """(net spend, sale count) per customer from one pass, memoised per filter and range."""
+    def line_both(self, f: S.ProductFilter, r: S.TimeRange, need: int = LK.W_SPEND | LK.W_COUNT):
+        """(net spend, sale count) per customer from one pass, memoised per filter and range;
+        the pass computes what `need` and the segment's other uses of (f, r) want
+        (shared_scans), so one not wanted is a placeholder of size 1."""
         key = ("both", f, r)
         hit = self._memo.get(key)
-        if hit is not None:
-            return hit
-        want = LK.W_SPEND | LK.W_COUNT
+        if hit is not None and hit[2] & need == need:
+            return hit[0], hit[1]
+        want = need | self.shared_scans.get((f, r), 0) | (hit[2] if hit is not None else 0)
+        if self.delta("p") is not None:
+            want |= LK.W_SPEND | LK.W_COUNT   # appended lines add to both
         if f in self.last_day_filters:
             want |= LK.W_LAST  # the ranking's last sale days come from the same pass
         spend, count, _, last = self._purchases(f, r, want)
         s, e = self.day_bounds(r)
-        self.add_appended(f, s, e, spend, count, last if want & LK.W_LAST else None)
+        if want & LK.W_SPEND and want & LK.W_COUNT:
+            self.add_appended(f, s, e, spend, count, last if want & LK.W_LAST else None)
         if want & LK.W_LAST:
             self._memo[("values", f, r, K.MODE_LAST_DAY)] = _days(last, LK.LAST_NONE)
-        self._memo[key] = (spend, count)
+        self._memo[key] = (spend, count, want & (LK.W_SPEND | LK.W_COUNT))
         return spend, count
 
     def line_values(self, f: S.ProductFilter, r: S.TimeRange, mode: int) -> np.ndarray:
@@ -243,7 +248,7 @@ class Context:
         if hit is not None:
             return hit
         if mode in (K.MODE_SPEND, K.MODE_COUNT, K.MODE_BOUGHT):
-            spend, count = self.line_both(f, r)
+            spend, count = self.line_both(f, r, LK.W_SPEND if mode == K.MODE_SPEND else LK.W_COUNT)
             return spend if mode == K.MODE_SPEND else count
         want = LK.W_FIRST if mode == K.MODE_FIRST_DAY else LK.W_LAST
         _, _, first, last = self._purchases(f, r, want)
@@ -282,22 +287,40 @@ class Context:
 
 
 def _days(v: np.ndarray, none) -> np.ndarray:
-    """First / last sale days with the kernel's 'none' replaced by NO_DAY."""
-    return np.where(v == none, K.NO_DAY, v)
+    """First / last sale days with the kernel's 'none' replaced by NO_DAY, in place (v is
+    the fresh output of one kernel pass)."""
+    K.replaced(v, none, K.NO_DAY, v)
+    return v
 
 
-def plan_shared_scans(seg: S.Segment) -> set:
-    """(filter, range) pairs that more than one purchase test or the ranking scan: those
-    are computed once as (spend, count) instead of once per use."""
+def plan_shared_scans(seg: S.Segment) -> dict:
+    """{(filter, range): accumulators wanted (LK.W_*)} of the pairs that more than one
+    purchase test or the ranking scan: those are computed once, with what all their uses
+    want (spend for spend tests and rankings, the sale count for bought and count tests),
+    instead of once per use."""
     uses: dict = {}
+
+    def use(f, r, want):
+        n, w = uses.get((f, r), (0, 0))
+        uses[(f, r)] = (n + 1, w | want)
     for top in S.segment_conditions(seg):
         for c in S.walk(top):
-            if isinstance(c, (S.Bought, S.Spend, S.PurchaseCount)):
-                uses[(c.filter, c.range)] = uses.get((c.filter, c.range), 0) + 1
+            if isinstance(c, S.Spend):
+                use(c.filter, c.range, LK.W_SPEND)
+            elif isinstance(c, (S.Bought, S.PurchaseCount)):
+                use(c.filter, c.range, LK.W_COUNT)
     ob = seg.order_by
     if ob is not None and ob.key in ("spend", "purchase_count"):
-        uses[(ob.filter, ob.range)] = uses.get((ob.filter, ob.range), 0) + 1
-    return {k for k, n in uses.items() if n > 1}
+        use(ob.filter, ob.range, LK.W_SPEND if ob.key == "spend" else LK.W_COUNT)
+    return {k: w for k, (n, w) in uses.items() if n > 1}
+
+
+def merge_shared_scans(a: dict, b: dict) -> dict:
+    """Two plans of one Context (segments evaluated together): what either wants."""
+    out = dict(a)
+    for k, w in b.items():
+        out[k] = out.get(k, 0) | w
+    return out
 
 
 # ------------------------------------------------------------------- leaves

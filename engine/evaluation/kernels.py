@@ -30,6 +30,14 @@ def range_mask(values, null, lo, hi, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def replaced(values, old, new, out):
+    """out[i] = new where values[i] == old, else values[i] (out may be values)."""
+    for i in prange(values.size):
+        v = values[i]
+        out[i] = new if v == old else v
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def lut_mask(codes, lut, out):
     """out[i] = lut[codes[i]]."""
     for i in prange(codes.size):

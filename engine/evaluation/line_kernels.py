@@ -345,24 +345,26 @@ def _pair_aggregates(addr, size, p, slot, pwc, want, sp, ct, fi, la, st, miss):
 
 @njit(cache=True, nogil=True)
 def _dense_aggregates(addr, size, p, n, want, sp, ct, fi, la, st):
-    """Fold the all-time per-customer aggregates of piece p (no filter)."""
-    st[STAT_DENSE] += n
+    """Fold the all-time per-customer aggregates of piece p (no filter). They cover the
+    customers the shard had when the run was built: those added since have no lines in it."""
+    nb = min(n, size[LY.P_ALL_SPEND, p])
+    st[STAT_DENSE] += nb
     if want & W_SPEND:
         a = view_i64(addr[LY.P_ALL_SPEND, p], size[LY.P_ALL_SPEND, p])
-        for c in range(n):
+        for c in range(nb):
             sp[c] += a[c]
     if want & W_COUNT:
         a = view_i32(addr[LY.P_ALL_COUNT, p], size[LY.P_ALL_COUNT, p])
-        for c in range(n):
+        for c in range(nb):
             ct[c] += a[c]
     if want & W_FIRST:
         a = view_i32(addr[LY.P_ALL_FIRST, p], size[LY.P_ALL_FIRST, p])
-        for c in range(n):
+        for c in range(nb):
             if a[c] < fi[c]:
                 fi[c] = a[c]
     if want & W_LAST:
         a = view_i32(addr[LY.P_ALL_LAST, p], size[LY.P_ALL_LAST, p])
-        for c in range(n):
+        for c in range(nb):
             if a[c] > la[c]:
                 la[c] = a[c]
 
@@ -423,8 +425,53 @@ def _fold(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fiel
                     _lines(addr, size, meta, p, lo, tail, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2,
                            pmiss[:nm], want, sp, ct, fi, la, st, paths, nm < pwc.size)
                 start = tail
+        elif not all_time and F == 0 and paths & PATH_AGGREGATES and not want & W_FIRST:
+            pa, pb = _month_marks(addr, size, p, day, lo, hi, s_day, e_day, c_day, want, sp, ct, la, st)
+            if pa < pb:
+                _lines(addr, size, meta, p, lo, pa, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc,
+                       want, sp, ct, fi, la, st, paths, False)
+                start = pb
         _lines(addr, size, meta, p, start, hi, mid, asof, fields, luts, wc_ptr, wc, pslot, pj1, pj2, pwc, want,
                sp, ct, fi, la, st, paths, False)
+
+
+@njit(cache=True, nogil=True)
+def _month_marks(addr, size, p, day, lo, hi, s_day, e_day, c_day, want, sp, ct, la, st):
+    """Fold the lines of whole months inside [s_day, e_day] from piece p's month marks (the
+    differences of two marks; only lines dated before c_day, visible by their day), when
+    that reads less than the lines; returns the positions [pa, pb) so folded (pa == pb:
+    none), the caller reads [lo, pa) and [pb, hi) as lines."""
+    marks = view_i32(addr[LY.P_MDAYS, p], size[LY.P_MDAYS, p])
+    K = marks.size
+    if K < 2:
+        return lo, lo
+    js = np.searchsorted(marks, np.int32(s_day))                               # first mark >= s_day
+    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1   # last <= both
+    if js >= je:
+        return lo, lo
+    pa = max(lo, np.searchsorted(day, marks[js]))
+    pb = min(hi, np.searchsorted(day, marks[je]))
+    nb = size[LY.P_MSPEND, p] // K                 # the run's customers when it was built
+    if pb - pa <= 2 * nb:                          # two rows of differences would read more
+        return lo, lo
+    st[STAT_DENSE] += 2 * nb
+    a, b = js * nb, je * nb
+    if want & W_SPEND:
+        ms = view_i64(addr[LY.P_MSPEND, p], size[LY.P_MSPEND, p])
+        for c in range(nb):
+            sp[c] += ms[b + c] - ms[a + c]
+    if want & W_COUNT:
+        mc = view_i32(addr[LY.P_MCOUNT, p], size[LY.P_MCOUNT, p])
+        for c in range(nb):
+            ct[c] += mc[b + c] - mc[a + c]
+    if want & W_LAST:
+        ml = view_i32(addr[LY.P_MLAST, p], size[LY.P_MLAST, p])
+        first_mark = marks[js]
+        for c in range(nb):
+            d = ml[b + c]                          # the last sale day before mark je
+            if d >= first_mark and d > la[c]:
+                la[c] = d
+    return pa, pb
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -489,8 +536,9 @@ def _visit_counts(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, as
         if (all_time and not use_shops and paths & PATH_AGGREGATES and meta[p, LY.M_AGG] == 1
                 and asof >= meta[p, LY.M_AGG_MICROS]):
             counts = view_i32(addr[LY.V_ALL_COUNT, p], size[LY.V_ALL_COUNT, p])
-            st[STAT_DENSE] += n
-            for c in range(n):
+            nb = min(n, counts.size)          # the shard's customers when the run was built
+            st[STAT_DENSE] += nb
+            for c in range(nb):
                 acc[c] += counts[c]
             lo = np.searchsorted(day, np.int32(meta[p, LY.M_CUTOFF]), side="right")
         cust = view_u16(addr[LY.V_CUST, p], size[LY.V_CUST, p])

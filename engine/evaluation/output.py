@@ -6,6 +6,7 @@ Internal ids ascend with customer_id, so "ascending customer_id" is bitmap order
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -18,8 +19,9 @@ from pyroaring import BitMap
 from . import kernels as K
 from ..model import segment as S
 from ..errors import InvalidArgument
+from . import behaviour_kernels as BK
 from .behaviour import average_order_values, order_values
-from .evaluate import Context, plan_shared_scans
+from .evaluate import Context, merge_shared_scans, plan_shared_scans
 from ..results import CountResult, ExplainNode, Materialized, Preview
 from ..model.schema import PROFILE_FIELDS
 from ..model.segment_json import dump_condition
@@ -91,7 +93,7 @@ def rank_values(ctx: Context, ob: S.OrderBy) -> np.ndarray:
     if ob.key == "loyalty_points":
         return np.asarray(ctx.snap.array("c/loyalty_points", np.int64))
     if ob.key == "order_count":
-        return order_values(ctx, ob.filter, ob.range)[0]
+        return order_values(ctx, ob.filter, ob.range, BK.ORDERS_COUNT)[0]
     if ob.key == "average_order_value":
         return average_order_values(ctx, ob.range)
     vals = ctx.line_values(ob.filter, ob.range, RANK_MODES[ob.key])
@@ -111,7 +113,7 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Op
         ctx = Context(snap, as_of, deadline)
         ctx.shared_scans = plan_shared_scans(seg)
     else:
-        ctx.shared_scans = ctx.shared_scans | plan_shared_scans(seg)
+        ctx.shared_scans = merge_shared_scans(ctx.shared_scans, plan_shared_scans(seg))
     ctx.references = references
     ctx.reference_path = reference_path
     instant = ctx.asof.instant   # not ctx itself: a ctx <-> closure cycle kept snapshots (and
@@ -205,7 +207,14 @@ def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=N
     ev = evaluate(snap, seg, _as_of(as_of), deadline, references=references)
     if getattr(snap, "empty", False):
         return Preview([], 0, tuple(ev.ctx.missing_ids), 0.0)
-    ids = ev.ordered_ids(n)
+    rows = _preview_rows(ev, ev.ordered_ids(n), fields)
+    return Preview(rows, len(ev.members), tuple(sorted(set(ev.ctx.missing_ids))),
+                   (time.perf_counter() - t0) * 1000)
+
+
+def _preview_rows(ev: Evaluated, ids: np.ndarray, fields: Tuple[str, ...]) -> list:
+    """Preview rows of internal ids (already in output order)."""
+    snap = ev.ctx.snap
     ext = snap.ext_ids()[ids]
     cols = {}
     if fields and ids.size:
@@ -218,10 +227,9 @@ def preview(snap, seg: S.Segment, n: int = 20, fields=(), as_of=None, deadline=N
         for f in fields:
             row[f] = cols[f][i]
         if rv is not None:
-            row["rank_value"] = _rank_py(seg.order_by.key, rv[i])
+            row["rank_value"] = _rank_py(ev.seg.order_by.key, rv[i])
         rows.append(row)
-    return Preview(rows, len(ev.members), tuple(sorted(set(ev.ctx.missing_ids))),
-                   (time.perf_counter() - t0) * 1000)
+    return rows
 
 
 def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None, references=None) -> Materialized:
@@ -232,18 +240,81 @@ def materialize(snap, seg: S.Segment, fields=(), as_of=None, deadline=None, refe
     if getattr(snap, "empty", False):
         return Materialized(np.zeros(0, np.int64), {f: pa.nulls(0) for f in fields}, None, None,
                             tuple(ev.ctx.missing_ids))
-    ids = ev.ordered_ids()
-    ext = snap.ext_ids()[ids]
+    m = _materialized(ev, ev.ordered_ids(), fields)
+    m.missing_ids = tuple(sorted(set(ev.ctx.missing_ids)))
+    m.elapsed_ms = (time.perf_counter() - t0) * 1000
+    return m
+
+
+def _materialized(ev: Evaluated, ids: np.ndarray, fields: Tuple[str, ...]) -> Materialized:
+    """Internal ids (already in output order) as customer_ids, fields and rank values."""
+    snap = ev.ctx.snap
     cols = {}
     if fields:
         t = snap.profile_take(ids, fields)
         cols = {f: t.column(f).combine_chunks() for f in fields}
     rv = _rank_column(ev, ids)
-    key = seg.order_by.key if seg.order_by is not None else None
+    key = ev.seg.order_by.key if ev.seg.order_by is not None else None
     if rv is not None and key in ("last_purchase", "loyalty_points", "average_order_value"):
         rv = np.where(rv == INT64_NULL, np.nan, rv.astype(np.float64))
-    return Materialized(ext, cols, rv, key, tuple(sorted(set(ev.ctx.missing_ids))),
-                        (time.perf_counter() - t0) * 1000)
+    return Materialized(snap.ext_ids()[ids], cols, rv, key)
+
+
+PIECE_OUTPUTS = ("count", "preview", "materialize")
+
+
+def _members_of(ids: np.ndarray, bm: BitMap) -> np.ndarray:
+    """A bool per internal id of `ids`: in bm."""
+    return np.isin(ids, np.frombuffer(bm.to_array(), dtype=np.uint32).astype(np.int64))
+
+
+def limit_pieces(snap, seg: S.Segment, want: str = "count", n: int = 0, fields=(), as_of=None, deadline=None,
+                 references=None) -> dict:
+    """A segment with a limit as its two pieces, so that a coordinator of partitions
+    answers it in one round: "top", the first `limit` of (include - exclude) in output
+    order (Materialized: ids and rank values), and "rest", (append - exclude);
+    "top_in_rest" flags the top rows that are in rest too. The segment is top | rest;
+    across partitions it is the first `limit` of the merged tops (a prefix of each
+    partition's) plus every rest. `want` says what else the pieces carry:
+    count: "top_email" / "top_sms" (a bool per top row) and "rest" = (size, email, sms);
+    preview: "top_rows" (top's first n rows) and "rest" = (rest's first n rows, size);
+    materialize: the fields on top, and "rest" a Materialized with them too."""
+    if want not in PIECE_OUTPUTS:
+        raise InvalidArgument("want", f"expected one of {', '.join(PIECE_OUTPUTS)}, got {want!r}")
+    fields = _check_fields(fields)
+    as_of = _as_of(as_of)
+    ctx = Context(snap, as_of, deadline)
+    ctx.shared_scans = plan_shared_scans(seg)   # the appends' scans are shared too
+    ev = evaluate(snap, dataclasses.replace(seg, append=()), as_of, deadline, ctx=ctx, references=references)
+    if getattr(snap, "empty", False):
+        none = Materialized(np.zeros(0, np.int64), {f: pa.nulls(0) for f in fields},
+                            None if seg.order_by is None else np.zeros(0, np.float64),
+                            seg.order_by.key if seg.order_by is not None else None)
+        return {"top": none, "missing_ids": tuple(sorted(set(ctx.missing_ids))), "top_in_rest": np.zeros(0, bool), "top_email": np.zeros(0, bool),
+                "top_sms": np.zeros(0, bool), "top_rows": [],
+                "rest": {"count": (0, 0, 0), "preview": ([], 0), "materialize": none}[want]}
+    rest = BitMap()
+    if seg.append:
+        rest = BitMap.union(*[ctx.eval(c) for c in seg.append]) & snap.alive
+        if seg.exclude is not None:
+            rest -= ctx.eval(seg.exclude)
+    rest_ev = Evaluated(ctx, rest, seg)
+    rest_ev._values = ev.rank_values()    # one ranking for both pieces (None: unranked)
+    top = ev.ordered_ids()
+    out = {"top": _materialized(ev, top, fields if want == "materialize" else ()),
+           "missing_ids": tuple(sorted(set(ctx.missing_ids))),
+           "top_in_rest": _members_of(top, ev.members & rest)}
+    if want == "count":
+        reach = [snap.bitmap("email_reach"), snap.bitmap("sms_reach")]
+        for label, bm in zip(("top_email", "top_sms"), reach):
+            out[label] = _members_of(top, ev.members & bm)
+        out["rest"] = (len(rest), rest.intersection_cardinality(reach[0]), rest.intersection_cardinality(reach[1]))
+    elif want == "preview":
+        out["top_rows"] = _preview_rows(ev, top[:n], fields)
+        out["rest"] = (_preview_rows(rest_ev, rest_ev.ordered_ids(n), fields), len(rest))
+    else:
+        out["rest"] = _materialized(rest_ev, rest_ev.ordered_ids(), fields)
+    return out
 
 
 def explain(snap, seg: S.Segment, as_of=None, deadline=None, references=None) -> ExplainNode:

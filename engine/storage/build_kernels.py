@@ -233,6 +233,34 @@ def customer_aggregates(cust, amount, day, upto, n):
 
 
 @njit(cache=True, nogil=True)
+def month_marks(cust, amount, day, marks, n):
+    """Per mark j (ascending days) and customer c < n: net spend, sale count and last sale
+    day of the lines (sorted by day) dated before marks[j], as flat [K * n] arrays."""
+    K = marks.size
+    spend = np.empty(K * n, np.int64)
+    count = np.empty(K * n, np.int32)
+    last = np.empty(K * n, np.int32)
+    sp = np.zeros(n, np.int64)
+    ct = np.zeros(n, np.int32)
+    la = np.full(n, LAST_NONE, np.int32)
+    i = 0
+    for j in range(K):
+        while i < day.size and day[i] < marks[j]:
+            c = cust[i]
+            a = amount[i]
+            sp[c] += a
+            if a >= 0:
+                ct[c] += 1
+                if day[i] > la[c]:
+                    la[c] = day[i]
+            i += 1
+        spend[j * n:(j + 1) * n] = sp
+        count[j * n:(j + 1) * n] = ct
+        last[j * n:(j + 1) * n] = la
+    return spend, count, last
+
+
+@njit(cache=True, nogil=True)
 def order_keys(data, offsets, valid, out):
     """out[i] = FNV-1a 64 of text i (bytes data[offsets[i]:offsets[i+1]]) as int64, never 0
     (0 means null: valid[i] == 0)."""

@@ -62,7 +62,13 @@ P_PACOUNT = P_PASPEND + MAX_PAIRS
 P_PAFIRST = P_PACOUNT + MAX_PAIRS
 P_PALAST = P_PAFIRST + MAX_PAIRS
 P_ORDER = P_PALAST + MAX_PAIRS   # int64 order key of each line (engine.storage.orders; absent in older runs)
-P_NCOLS = P_ORDER + 1
+# month marks (engine.storage.runs): K local month-start days, then per mark j and customer c
+# (index j * n + c, n the run's customers at build) the sums over the run's lines dated before it
+P_MDAYS = P_ORDER + 1            # int32 [K] ascending
+P_MSPEND = P_MDAYS + 1           # int64 [K * n] net spend
+P_MCOUNT = P_MSPEND + 1          # int32 [K * n] sale count
+P_MLAST = P_MCOUNT + 1           # int32 [K * n] last sale day (LAST_NONE: none)
+P_NCOLS = P_MLAST + 1
 
 # ---- a purchases run's orders (engine.storage.orders; Snapshot.order_pieces, one piece per run)
 O_DAY, O_TS, O_CUST, O_NET, O_SALE, O_LAST = 0, 1, 2, 3, 4, 5

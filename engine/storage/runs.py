@@ -9,7 +9,11 @@ binary search. A purchases run also stores, per product field:
                                   the run's aggregate cutoff day, of the codes that keep them
                                   (keep_codes: decided code by code; a code without them is
                                   read through its posting list);
-and a.all.spend / .count / .first / .last: the same per customer without a filter (dense).
+and a.all.spend / .count / .first / .last: the same per customer without a filter (dense);
+  m.days / .spend / .count / .last   month marks: per local month start of the run's span
+                                  (the newest MONTH_MARKS) and customer, spend, sale count and
+                                  last sale day of the lines dated before it (runs with at
+                                  least one line per customer).
 For each field pair of the dataset's pair indexes (manifest.pairs: pairs that often occur
 together on a line, chosen from the first load's lines), the same again keyed by the pair's
 composite code (code_f << 32 | code_g, uint64) over the lines that have both: x.<f>+<g>.*
@@ -29,6 +33,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..model import timerange
 from ..model.segment import PRODUCT_FIELDS
 from . import build_kernels as K
 from . import layout as LY
@@ -39,6 +44,7 @@ AGG_TAIL_DAYS = 7      # newest days of a run left out of its aggregates
 AGG_MIN_LINES = 4096   # smaller runs get no aggregates (scanning them is cheaper than storing them)
 AGG_MAX_RATIO = 0.5    # a code's aggregates are kept when entries <= this x its lines (keep_codes)
 AGG_CODE_LINES = 2048  # ... or when it has this many lines (gathering them costs more than its entries)
+MONTH_MARKS = 25       # month marks a run keeps at most (its newest: ranges reach back from the present)
 
 LINE_COLUMNS = {
     "p": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "amount": np.int64, "quantity": np.int32,
@@ -46,6 +52,7 @@ LINE_COLUMNS = {
     "v": {"cust": np.uint16, "day": np.int32, "ts": np.int64, "status": np.uint8, "shop": np.uint32},
     "l": {"cust": np.uint16, "opened": np.int32, "due": np.int32, "balance": np.int64, "status": np.uint8},
 }
+MARK_COLUMNS = {"days": np.int32, "spend": np.int64, "count": np.int32, "last": np.int32}
 AGG_COLUMNS = {"codes": np.uint32, "ptr": np.int64, "cust": np.uint16, "spend": np.int64,
                "count": np.int32, "first": np.int32, "last": np.int32}
 ALL_COLUMNS = {"spend": np.int64, "count": np.int32, "first": np.int32, "last": np.int32}
@@ -138,7 +145,34 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
     out.update(order_summaries(out, n, _cutoff(day), dense=aggregates))   # o.*: engine/storage/orders.py
     if aggregates and rows >= AGG_MIN_LINES:
         out, run = _with_aggregates(out, run, n, pairs)
+        if rows >= n:
+            out.update(_month_marks(out, n))
     return out, run
+
+
+def month_starts(first_day: int, last_day: int, keep: int) -> np.ndarray:
+    """The local days that begin a month in (first_day, last_day], the newest `keep`."""
+    if last_day <= first_day:
+        return np.zeros(0, np.int32)
+    d = timerange.from_day_number(last_day).replace(day=1)
+    out = []
+    while len(out) < keep and timerange.day_number(d) > first_day:
+        out.append(timerange.day_number(d))
+        d = timerange.add_months(d, -1)
+    return np.asarray(out[::-1], np.int32)
+
+
+def _month_marks(out: dict, n: int) -> dict:
+    """m.days / m.spend / m.count / m.last: per local month start of the run's span (the
+    newest MONTH_MARKS) and customer, the unfiltered sums of the lines dated before it, so
+    a range over whole months is two rows of differences plus the lines of its partial
+    months at either end (engine.evaluation.line_kernels)."""
+    day = out["day"]
+    marks = month_starts(int(day[0]), int(day[-1]), MONTH_MARKS)
+    if marks.size < 2:
+        return {}
+    spend, count, last = K.month_marks(out["cust"], out["amount"], day, marks, n)
+    return {"m.days": marks, "m.spend": spend, "m.count": count, "m.last": last}
 
 
 def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
@@ -223,7 +257,7 @@ def concat_columns(table: str, parts: list) -> Dict[str, np.ndarray]:
 
 def run_line_columns(table: str, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The per-line columns of a stored run (posting lists and aggregates left out)."""
-    return {k: v for k, v in arrays.items() if not k.startswith(("x.", "a.", "o."))}
+    return {k: v for k, v in arrays.items() if not k.startswith(("x.", "a.", "o.", "m."))}
 
 
 def drop_customers(cols: Dict[str, np.ndarray], local_ids: Optional[np.ndarray]) -> Dict[str, np.ndarray]:

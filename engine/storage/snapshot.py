@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 from pyroaring import BitMap, FrozenBitMap
 
 from ..model import timerange
@@ -32,8 +33,31 @@ from .customer_attrs import DENSE
 from .manifest import LINE_TABLES, Manifest, read_dicts, read_manifest
 from .orders import ORDER_COLUMNS
 from .parts import PartReader, open_part, release_part  # noqa: F401
-from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, POSTING_COLUMNS, pair_name
+from .runs import AGG_COLUMNS, ALL_COLUMNS, LINE_COLUMNS, MARK_COLUMNS, POSTING_COLUMNS, pair_name
 from .views import PieceTable
+
+
+@njit(cache=True, nogil=True)
+def _ascending(x):
+    for i in range(1, x.size):
+        if x[i] < x[i - 1]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _merge_lookup(ext, iid, ids, out):
+    """out[i] = iid of ids[i] in ext (both ascending), left alone where absent: a merge,
+    linear where a binary search per id misses the cache ~20 times (741k of 1M ids: 38 ->
+    a few ms)."""
+    j = 0
+    for i in range(ids.size):
+        x = ids[i]
+        while j < ext.size and ext[j] < x:
+            j += 1
+        if j < ext.size and ext[j] == x:
+            out[i] = iid[j]
+
 
 EMPTY = FrozenBitMap()
 
@@ -42,7 +66,8 @@ P_NAMES = (("cust", "day", "ts", "amount", "quantity") + tuple(f"c.{f}" for f in
            + tuple(f"a.{f}.{k}" for k in AGG_COLUMNS for f in PRODUCT_FIELDS)
            + tuple(f"a.all.{k}" for k in ALL_COLUMNS)
            + tuple(f"x.pair{s}.{k}" for k in POSTING_COLUMNS for s in range(LY.MAX_PAIRS))
-           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)) + ("order",))
+           + tuple(f"a.pair{s}.{k}" for k in AGG_COLUMNS for s in range(LY.MAX_PAIRS)) + ("order",)
+           + tuple(f"m.{k}" for k in MARK_COLUMNS))
 V_NAMES = ("cust", "day", "ts", "status", "shop", "a.all.count", "a.all.first", "a.all.last")
 L_NAMES = ("cust", "opened", "due", "balance", "status")
 PIECE_NAMES = {"p": P_NAMES, "v": V_NAMES, "l": L_NAMES}
@@ -50,6 +75,7 @@ assert len(P_NAMES) == LY.P_NCOLS and len(V_NAMES) == LY.V_NCOLS and len(L_NAMES
 DTYPES = {**{f"x.{f}.{k}": dt for k, dt in POSTING_COLUMNS.items() for f in PRODUCT_FIELDS},
           **{f"a.{f}.{k}": dt for k, dt in AGG_COLUMNS.items() for f in PRODUCT_FIELDS},
           **{f"a.all.{k}": dt for k, dt in ALL_COLUMNS.items()},
+          **{f"m.{k}": dt for k, dt in MARK_COLUMNS.items()},
           **{f"x.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
              for k, dt in POSTING_COLUMNS.items() for s in range(LY.MAX_PAIRS)},
           **{f"a.pair{s}.{k}": (np.uint64 if k == "codes" else dt)
@@ -225,6 +251,9 @@ class Snapshot:
         ext, iid = self._ext_sorted()
         out = np.full(ids.size, -1, np.int64)
         if not ext.size or not ids.size:
+            return out
+        if ids.size > 4096 and _ascending(ids):   # a frozen group, a sorted list: one merge
+            _merge_lookup(ext, iid, ids, out)
             return out
         pos = np.searchsorted(ext, ids)
         pos_c = np.minimum(pos, ext.size - 1)

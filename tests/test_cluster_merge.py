@@ -1,0 +1,47 @@
+"""The coordinator's P-way merge (cluster/merge.py, cluster/merge_kernels.py) against a
+sort of the concatenation: runs each in output order, ranked both ways with absent values
+and ties, unranked, empty runs, and a first-n cut. Needs no Ray."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segments.cluster import merge
+from segments.engine.model import segment as S
+
+
+def _runs(rng, sizes, ranked, float_ranks):
+    """Runs of unique ids, each sorted in output order by (key, id) for the descending order."""
+    ids_all = rng.choice(10**6, size=sum(sizes), replace=False).astype(np.int64) - 500_000
+    ids, ranks, start = [], [], 0
+    for n in sizes:
+        i = ids_all[start:start + n]
+        start += n
+        if not ranked:
+            ids.append(np.sort(i))
+            continue
+        v = rng.integers(0, 5, n).astype(np.float64 if float_ranks else np.int64)   # many ties
+        absent = rng.random(n) < 0.2
+        v[absent] = np.nan if float_ranks else np.iinfo(np.int64).min
+        key = merge.order_key(v, True)
+        o = np.lexsort((i, key))
+        ids.append(i[o])
+        ranks.append(v[o])
+    return ids, ranks
+
+
+@pytest.mark.parametrize("ranked,float_ranks", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("sizes", [[0, 0, 0], [5, 0, 7], [1, 1, 1, 1], [300, 17, 0, 250], [40_000, 0, 30_000, 35_000]])
+def test_merge_order_is_the_sort_of_the_concatenation(ranked, float_ranks, sizes):
+    rng = np.random.default_rng(sum(sizes) + 7 * ranked + float_ranks)
+    ids, ranks = _runs(rng, sizes, ranked, float_ranks)
+    cat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    ob = S.OrderBy("loyalty_points") if ranked else None
+    rv = np.concatenate(ranks) if ranked else None
+    want = np.lexsort((cat, merge.order_key(rv, True))) if ranked else np.argsort(cat, kind="stable")
+    for n in (None, 0, 1, 10, sum(sizes) + 5):
+        perm, taken = merge.merge_order(cat, rv, ob, sizes, n)
+        k = len(want) if n is None else min(n, len(want))
+        assert perm.tolist() == want[:k].tolist(), (sizes, n)
+        owner = np.repeat(np.arange(len(sizes)), sizes)
+        assert taken.tolist() == np.bincount(owner[want[:k]], minlength=len(sizes)).tolist(), (sizes, n)
