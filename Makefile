@@ -58,10 +58,12 @@ bench-compaction: $(STAMP)
 
 # Many tenants on one server (bench/tenants.py): TENANTS small datasets, a Zipf load from
 # another process, and a bulk load of HEAVY customers beside 8 heavy segments (0: skipped).
+# TENANTS_FLAGS: more flags, e.g. --work DIR --keep (a folder kept, and a stopped build resumed).
 TENANTS ?= 10000
 HEAVY ?= 1000000
+TENANTS_FLAGS ?=
 bench-tenants: $(STAMP)
-	$(PY) -m segments.bench.tenants --datasets $(TENANTS) --heavy-customers $(HEAVY) \
+	$(PY) -m segments.bench.tenants --datasets $(TENANTS) --heavy-customers $(HEAVY) $(TENANTS_FLAGS) \
 		--out bench/results/tenants-$(TENANTS).json
 
 # The generated modules import each other as segments.proto.*: protoc runs over a copy laid

@@ -3,11 +3,13 @@ another process.
 
     python -m segments.bench.tenants --datasets 10000 [--median 1000] [--seconds 30]
         [--clients 8] [--max-open-datasets 2000] [--heavy-customers 1000000] [--keep-free 15G]
-        [--out FILE]
+        [--workers 2] [--lean-customers 131072] [--work DIR [--only-build]] [--out FILE]
 
 1. Builds the datasets (bench/tenants_data.py): sizes drawn from a log-normal law around
-   --median customers (1 in 1,000 is forced to 100x the median), each rounded to a size
-   class whose template is generated (bench/generate) and ingested once, then copied.
+   --median customers (1 in 1,000 is forced to 100x the median), each dataset generated
+   (bench/generate) with its own seed and size and ingested, by --workers processes
+   (resumable: a --work folder's datasets already built are kept); shards under
+   --lean-customers customers are built lean (engine/storage/layout.py LEAN_CUSTOMERS).
 2. Starts `segments serve` on them (--warm synthetic: the kernels, no dataset), with the
    open-dataset budget given.
 3. From a load-generator process: a *cold sweep* (one Count on every dataset, in random
@@ -20,7 +22,7 @@ another process.
    Counts on the others measure their latency; with --compare it runs again on a server
    without per-dataset limits and with loads at the readers' priority.
 
-Datasets are copied only while the disk keeps --keep-free bytes free (the run then has
+Datasets are built only while the disk keeps --keep-free bytes free (the run then has
 fewer than asked, and says so); a guard deletes the data folder if something else fills
 the disk below it meanwhile. Throughout, the server's RSS, VmSize, open descriptors, page
 faults and bytes mapped from the data folder are sampled from /proc. The server's access log gives each call's engine time, so
@@ -43,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .tenants_data import clone_dataset, heavy_tailed_sizes, size_classes
+from .tenants_data import LEAN_CUSTOMERS, heavy_tailed_sizes, size_classes
 
 # input files, spill files and the new part of a bulk load, per customer (~20 lines each)
 LOAD_BYTES_PER_CUSTOMER = 8 << 10
-CLASSES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 100000)
+CLASSES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 100000)   # size classes latencies are shown by
 CHEAP = ("seed_birthday_month_member", "profile_bitmaps", "suppression_exclude", "seed_married_today",
          "count_dispensary_prev_month")
 HEAVY = ("seed_best50_diamond", "seed_top100_beads_gold_charm", "seed_lapsing_regulars")
@@ -60,54 +62,87 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in [folder, *folder.rglob("*")])
 
 
-def build(work: Path, n: int, median: int, seed: int, log, keep_free: int = 0) -> dict:
-    """The data folder of n datasets (fewer when copying more would leave less than
-    `keep_free` bytes free on its disk); returns their names and sizes and build times."""
-    from .generate import generate
-    from segments.engine.api import Engine
-
+def build(work: Path, n: int, median: int, seed: int, log, keep_free: int = 0, workers: int = 2,
+          lean: int = LEAN_CUSTOMERS) -> dict:
+    """The data folder of n datasets, each generated (its own seed and size) and ingested by
+    one of `workers` processes (fewer datasets when more would leave less than `keep_free`
+    bytes free on the disk); datasets already built there (a resumed run) are kept. Shards
+    under `lean` customers are built lean (SEGMENTS_LEAN_CUSTOMERS). Returns their names
+    and sizes and the build's figures."""
     sizes = heavy_tailed_sizes(n, median, sigma=1.0, hi=100 * median, seed=seed)
     giants = max(1, n // 1000)
     sizes[np.random.default_rng(seed + 1).choice(n, giants, replace=False)] = 100 * median
-    classes = [c * median // 1000 for c in CLASSES]
-    cls = size_classes(sizes, classes)
-    tmpl = work / "templates"
-    t0 = time.perf_counter()
-    for k in sorted(set(cls.tolist())):
-        c = classes[k]
-        if (tmpl / "data" / f"c{c}" / "CURRENT").exists():
-            continue
-        log(f"template of {c} customers")
-        generate(tmpl / "in" / f"c{c}", customers=c, seed=seed + k)
-        eng = Engine(tmpl / "data", auto_compact=False, build_nice=0)
-        eng.create_dataset(f"c{c}", "America/New_York")
-        eng.ingest(f"c{c}", tmpl / "in" / f"c{c}")
-        eng.close()
-    t_templates = time.perf_counter() - t0
     data = work / "data"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    per_class = {c: folder_bytes(tmpl / "data" / f"c{c}") for c in (classes[k] for k in sorted(set(cls.tolist())))}
+    data.mkdir(parents=True, exist_ok=True)
     names = [f"t{i:05d}" for i in range(n)]
+    jobs = [(str(data), str(work / "inputs"), names[i], int(sizes[i]), seed * 1_000_003 + i, keep_free)
+            for i in range(n)]
     t0 = time.perf_counter()
-    for i, name in enumerate(names):
-        c = classes[cls[i]]
-        free = shutil.disk_usage(data).free
-        if free - per_class[c] < keep_free:
-            log(f"stopped at {i} datasets: {free / 2**30:.1f} GiB free, {keep_free / 2**30:.1f} GiB kept free")
-            names = names[:i]
-            break
-        clone_dataset(tmpl / "data" / f"c{c}", data, name)
-        if (i + 1) % 1000 == 0:
-            log(f"{i + 1} datasets copied ({free / 2**30:.1f} GiB free)")
-    t_clone = time.perf_counter() - t0
-    customers = np.array([classes[k] for k in cls[:len(names)]])
+    env = {**os.environ, "SEGMENTS_LEAN_CUSTOMERS": str(lean)}
+    built, stopped, done_before = {}, 0, 0
+    procs = [subprocess.Popen([sys.executable, "-m", "segments.bench.tenants_data", "--worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(max(1, workers))]
+    try:
+        queue = iter(jobs)
+        busy = {}
+        for p in procs:
+            job = next(queue, None)
+            if job is not None:
+                p.stdin.write(json.dumps(job) + "\n")
+                p.stdin.flush()
+                busy[p.stdout.fileno()] = p
+        import selectors
+        sel = selectors.DefaultSelector()
+        for p in busy.values():
+            sel.register(p.stdout, selectors.EVENT_READ, p)
+        while busy:
+            for key, _ in sel.select():
+                p = key.data
+                line = p.stdout.readline()
+                if not line:
+                    raise RuntimeError("a dataset-building worker exited")
+                r = json.loads(line)
+                if r["status"] == "full":
+                    stopped += 1
+                else:
+                    built[r["name"]] = r
+                    done_before += r["status"] == "existed"
+                    if len(built) % 500 == 0:
+                        free = shutil.disk_usage(data).free
+                        log(f"{len(built)} datasets built in {time.perf_counter() - t0:.0f} s "
+                            f"({free / 2**30:.1f} GiB free, load {load_average()})")
+                job = next(queue, None) if not stopped else None
+                if job is None:
+                    sel.unregister(p.stdout)
+                    busy.pop(p.stdout.fileno())
+                    continue
+                p.stdin.write(json.dumps(job) + "\n")
+                p.stdin.flush()
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+    seconds = time.perf_counter() - t0
+    if stopped:
+        log(f"stopped at {len(built)} datasets: {keep_free / 2**30:.1f} GiB kept free")
+    names = [nm for nm in names if nm in built]
+    customers = np.array([built[nm]["customers"] for nm in names] or [0])   # [0]: none built
+    fresh = [built[nm] for nm in names if built[nm]["status"] == "built"]
     du = folder_bytes(data)
-    return {"names": names, "customers": customers.tolist(), "templates_s": round(t_templates, 1),
-            "copy_s": round(t_clone, 1), "disk_bytes": du, "requested": n,
-            "dataset_bytes_by_customers": {str(c): b for c, b in sorted(per_class.items())},
-            "sizes": {"median": int(np.median(customers)), "p99": int(np.percentile(customers, 99)),
-                      "max": int(customers.max()), "total": int(customers.sum())}}
+    by_class = {}
+    cls = size_classes(customers[:len(names)], CLASSES) if names else np.zeros(0, int)
+    for k, nm in zip(cls, names):
+        by_class.setdefault(CLASSES[k], []).append(built[nm]["bytes"])
+    return {"names": names, "customers": customers.tolist()[:len(names)], "requested": n, "workers": workers,
+            "lean_customers": lean, "build_s": round(seconds, 1), "resumed": done_before,
+            "generate_s_mean": round(float(np.mean([r["generate_s"] for r in fresh])), 3) if fresh else None,
+            "ingest_s_mean": round(float(np.mean([r["ingest_s"] for r in fresh])), 3) if fresh else None,
+            "disk_bytes": du, "bytes_per_customer": round(du / max(1, int(customers.sum())), 1),
+            "dataset_bytes_by_customers": {str(c): int(np.mean(b)) for c, b in sorted(by_class.items())},
+            "sizes": {"median": int(np.median(customers)), "mean": round(float(customers.mean()), 1),
+                      "p99": int(np.percentile(customers, 99)), "max": int(customers.max()),
+                      "total": int(customers.sum())}}
 
 
 # ---------------------------------------------------------------- the server, from outside
@@ -466,6 +501,10 @@ def main(argv=None) -> None:
     p.add_argument("--keep-free", default="15G",
                    help="copy no more datasets, and skip the bulk load, when they would leave less than this free")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="processes generating and ingesting the datasets")
+    p.add_argument("--lean-customers", type=int, default=LEAN_CUSTOMERS,
+                   help="shards under this many customers are built lean (SEGMENTS_LEAN_CUSTOMERS; 0: none)")
+    p.add_argument("--only-build", action="store_true", help="build the datasets (into --work) and stop")
     p.add_argument("--out", default=None)
     p.add_argument("--load-spec", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -484,12 +523,15 @@ def main(argv=None) -> None:
     guard = DiskGuard(work / "data", keep_free - (1 << 30), log)  # build() keeps keep_free itself
     try:
         t0 = time.perf_counter()
-        built = build(work, a.datasets, a.median, a.seed, log, keep_free)
+        built = build(work, a.datasets, a.median, a.seed, log, keep_free, a.workers, a.lean_customers)
         names = built.pop("names")
         customers = built.pop("customers")
         report["build"] = built
         report["datasets"] = len(names)
         log(f"built {len(names)} datasets in {time.perf_counter() - t0:.0f} s ({built['disk_bytes'] / 2**30:.1f} GiB)")
+        if a.only_build:
+            print(json.dumps(report, indent=1))
+            return
         uploads = work / "uploads"
         (work / "access.log").unlink(missing_ok=True)
         metrics_port = free_port()
@@ -536,7 +578,8 @@ def served_phases(a, work: Path, target: str, names, customers, sampler, metrics
     """The cold sweep, the warm pass and the Zipf load, with the server's figures after each."""
     out = {}
     log("cold sweep over every dataset")
-    r = run_load({"target": target, "names": names, "customers": customers, "sweep": True}, work)
+    classes = [CLASSES[k] for k in size_classes(np.asarray(customers), CLASSES)]   # latencies by size class
+    r = run_load({"target": target, "names": names, "customers": classes, "sweep": True}, work)
     eng, tot, seen = engine_times(work / "access.log")
     r["cold"]["engine_ms"] = pct(eng)
     r["cold"]["server_total_ms"] = pct(tot)

@@ -395,3 +395,38 @@ def test_a_snapshot_held_across_a_compaction_still_reads_its_dictionaries(templa
     finally:
         writer.close()
         reader.close()
+
+
+def test_the_bench_generates_and_ingests_each_dataset_and_resumes(tmp_path):
+    """bench-tenants' build: each dataset generated with its own seed and size and
+    ingested by a worker process (lean), answering with the generated customers (counted
+    from the input files by pyarrow); a second build over the same folder keeps them; a
+    disk that cannot keep what is asked free builds none."""
+    import pyarrow.parquet as pq
+    from segments.bench import tenants as T
+    from segments.bench.generate import generate
+    built = T.build(tmp_path, 3, 20, 7, lambda msg: None, workers=2)
+    assert built["names"] == ["t00000", "t00001", "t00002"] and built["resumed"] == 0
+    assert 2000 in built["customers"] and len(set(built["customers"])) > 1   # one forced to 100x the median
+    eng = Engine(tmp_path / "data", auto_compact=False)
+    try:
+        for i, (name, n) in enumerate(zip(built["names"], built["customers"])):
+            snap = eng.snapshot(name)
+            assert all(r.agg_cutoff_day is None and not r.pairs for sh in snap.manifest.shards
+                       for r in sh.table_runs("p")), f"{name} is not lean"
+            ref = tmp_path / "ref" / name   # the same seed again: the same customers
+            generate(ref, customers=n, seed=7 * 1_000_003 + i, workers=1)
+            want = {t: pq.read_metadata(ref / f"{t}.parquet").num_rows for t in ("customers", "purchases", "visits")}
+            assert want["customers"] == n and eng.info(name)["rows"] == {**eng.info(name)["rows"], **want}, name
+            ids = set(pq.read_table(ref / "customers.parquet", columns=["customer_id"]).column(0).to_pylist())
+            got = [int(x) for x in eng.materialize(name, ALL, as_of=AS_OF).customer_ids]
+            assert 0.9 * n <= len(got) and set(got) <= ids, name   # All: the active ones
+    finally:
+        eng.close()
+    assert not any((tmp_path / "inputs").iterdir())   # input files deleted once ingested
+    again = T.build(tmp_path, 3, 20, 7, lambda msg: None, workers=1)
+    assert again["resumed"] == 3 and again["names"] == built["names"]
+    import shutil
+    full = T.build(tmp_path / "full", 2, 20, 7, lambda msg: None, shutil.disk_usage(tmp_path).total, workers=1)
+    assert full["names"] == [] and full["customers"] == []
+

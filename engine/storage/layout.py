@@ -6,6 +6,8 @@ fields are numbered as engine.model.segment.PRODUCT_FIELDS.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 NO_DAY = np.int64(-(2**62))
@@ -17,6 +19,19 @@ VISIT_BOOKED = 2
 LAYBY_OPEN = 1
 
 N_PRODUCT_FIELDS = 8
+
+# A shard of fewer customers than this is built lean: its purchases runs keep lines and
+# posting lists only (no per-code aggregates, pair indexes or order summaries) and its
+# customer object no trigram index. Each of those has a reader that works without it (lines
+# read through the posting lists, text scanned row by row), so answers are the same; what
+# changes is bytes on disk and build time against query time (docs/benchmarks.md, "Many
+# tenants"). 0 (the default): no shard is lean. $SEGMENTS_LEAN_CUSTOMERS sets it.
+LEAN_CUSTOMERS = int(os.environ.get("SEGMENTS_LEAN_CUSTOMERS") or 0)
+
+
+def lean_shard(n: int) -> bool:
+    """Is a shard of n customers built lean (LEAN_CUSTOMERS)?"""
+    return n < LEAN_CUSTOMERS
 
 # ---- purchases: per-line columns, then per field: codes, posting lists, aggregates
 P_CUST, P_DAY, P_TS, P_AMOUNT, P_QTY = 0, 1, 2, 3, 4

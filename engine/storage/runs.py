@@ -124,15 +124,19 @@ def build_run(table: str, cols: Dict[str, np.ndarray], n: int, part: str, key: s
     for k, a in cols.items():  # extra per-line columns travel with the lines
         if k not in out:
             out[k] = np.ascontiguousarray(a[order])
+    if table == "p" and not out["order"].any():
+        del out["order"]   # no order_id on any line: read as all zeros (as in runs from before order keys)
     day = out["day"]
     run = Run(part, key, rows, int(day[0]) if rows else 0, int(day[-1]) if rows else 0,
               int(out["ts"].max()) if rows else 0)
     if table == "v":
-        if aggregates and rows >= AGG_MIN_LINES:
+        if aggregates and rows >= AGG_MIN_LINES and not LY.lean_shard(n):
             out, run = _visit_aggregates(out, run, n)
         return out, run
     for f in PRODUCT_FIELDS:
         out[f"x.{f}.codes"], out[f"x.{f}.ptr"], out[f"x.{f}.pos"] = _postings_of(out[f"c.{f}"])
+    if LY.lean_shard(n):   # lines and single-field posting lists only
+        return out, run
     for pair in pairs:
         name = pair_name(pair)
         out[f"x.{name}.codes"], out[f"x.{name}.ptr"], out[f"x.{name}.pos"] = \

@@ -20,6 +20,7 @@ import pyarrow as pa
 from numba import njit
 from pyroaring import BitMap
 
+from . import layout as LY
 from . import text_index
 from .customer_attrs import derive
 
@@ -43,9 +44,12 @@ def text_hashes(data, offsets):
     return out
 
 
-def ipc_bytes(table: pa.Table) -> bytes:
+def ipc_bytes(table: pa.Table, compress: bool = False) -> bytes:
+    """An Arrow IPC stream of table; with `compress`, its buffers zstd-compressed (readers
+    decompress on their own: a copy in memory instead of a view of the part)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as wr:
+    options = pa.ipc.IpcWriteOptions(compression="zstd") if compress else None
+    with pa.ipc.new_stream(sink, table.schema, options=options) as wr:
         wr.write_table(table)
     return sink.getvalue().to_pybytes()
 
@@ -88,9 +92,11 @@ def build_customers(put, rows: pa.Table, ext: np.ndarray, base: int, dicts: Dict
     for name, codes in d.groups.items():
         _groups(put, name, codes, base)
     _groups(put, "tag", d.tag_codes, base, d.tag_rows)
-    put("profile", ipc_bytes(rows))
-    put("search", ipc_bytes(pa.table(d.search)))
-    text_index.build_index(lambda k, v: put(k, v), d.search)
+    lean = LY.lean_shard(n)   # compressed rows, and search scans them (no trigram index)
+    put("profile", ipc_bytes(rows, compress=lean))
+    put("search", ipc_bytes(pa.table(d.search), compress=lean))
+    if not lean:
+        text_index.build_index(lambda k, v: put(k, v), d.search)
     for f in EQUAL_INDEX_FIELDS:
         data, offsets = text_index.text_buffers(d.search[f])
         h = text_hashes(data, offsets)

@@ -92,16 +92,22 @@ def trigram_postings_into(data, offsets, counts, last):
     return keys, offs, ids, first
 
 
-_build_scratch = threading.local()
+_scratch_free: list = []   # (counts, last) pairs not in use, kept for the process's next build
+_scratch_lock = threading.Lock()
 
 
 def trigram_postings(data, offsets):
-    """(keys, offsets, ids, pos) of the rows' trigrams (trigram_postings_into, with this
-    thread's scratch: 128 MB, allocated once)."""
-    s = getattr(_build_scratch, "arrays", None)
+    """(keys, offsets, ids, pos) of the rows' trigrams (trigram_postings_into, with a
+    scratch pair of 128 MB taken from the process's free ones and given back after: each
+    build makes new threads, so scratch per thread was allocated and filled per build)."""
+    with _scratch_lock:
+        s = _scratch_free.pop() if _scratch_free else None
     if s is None:
-        s = _build_scratch.arrays = (np.zeros(1 << 24, np.int32), np.full(1 << 24, -1, np.int32))
-    return trigram_postings_into(data, offsets, *s)
+        s = (np.zeros(1 << 24, np.int32), np.full(1 << 24, -1, np.int32))
+    out = trigram_postings_into(data, offsets, *s)
+    with _scratch_lock:   # the kernel left it as it found it (not after an error: dropped)
+        _scratch_free.append(s)
+    return out
 
 
 def build_index(put, fields: dict, pool=None) -> None:
