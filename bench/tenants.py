@@ -490,6 +490,8 @@ def main(argv=None) -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--max-open-datasets", type=int, default=2000)
     p.add_argument("--max-open-files", type=int, default=None)
+    p.add_argument("--max-mapped-bytes", default="3G",
+                   help="the server's mapped-bytes budget ('' for none): the issue's RSS target was met with 3G")
     p.add_argument("--heavy-customers", type=int, default=1_000_000,
                    help="customers of the fairness phase's bulk load (0: skip the phase)")
     p.add_argument("--fair-seconds", type=float, default=15.0)
@@ -539,6 +541,8 @@ def main(argv=None) -> None:
                  "--ingest-root", str(uploads), "--metrics-port", str(metrics_port)]
         if a.max_open_files is not None:
             flags += ["--max-open-files", str(a.max_open_files)]
+        if a.max_mapped_bytes:
+            flags += ["--max-mapped-bytes", a.max_mapped_bytes]
         flags += a.serve_args.split()
         report["serve_flags"] = flags[:2] + flags[8:]
         proc, target = serve(work / "data", work, flags)
