@@ -48,9 +48,16 @@ def ray_session():
     if ray.is_initialized():
         ray.shutdown()
     from segments.cluster.engine import RAY_SYSTEM_CONFIG
-    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
-             _system_config=RAY_SYSTEM_CONFIG,
-             runtime_env={"env_vars": {"HOME": home}})
+    for attempt in range(2):   # Ray gives its raylet a fixed 30 s to register: a busy machine can miss it
+        try:
+            ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+                     _system_config=RAY_SYSTEM_CONFIG,
+                     runtime_env={"env_vars": {"HOME": home}})
+            break
+        except Exception as e:  # noqa: BLE001 - ray raises a bare Exception for this
+            ray.shutdown()
+            if attempt or "timed out during startup" not in str(e):
+                raise
     try:
         yield
     finally:
