@@ -2,7 +2,7 @@
 actors adds to the slowest partition's own time, next to the one-process Engine.
 
     python -m segments.bench.cluster [--scale S|M | --input FOLDER] [--partitions 4]
-                                     [--repeat 7] [--cluster-dir DIR] [--out FILE]
+                                     [--repeat 7] [--cluster-dir DIR] [--materialize-only] [--out FILE]
 
 --scale (default S): the bench's cached dataset (bench/cache.py: generated and ingested
 once, reused) is the one-process Engine, and its input is loaded through a ClusterEngine
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preallocate-mb", type=int, default=0,
                     help="an object store of this many MB whose pages Ray touches at its start "
                          "(preallocate_plasma_memory; default: Ray's own store, pages touched as used)")
+    ap.add_argument("--materialize-only", action="store_true",
+                    help="skip the count suite: materialize and the no-op scatter-gather only")
     ap.add_argument("--out", help="write the JSON report here too")
     a = ap.parse_args(argv)
 
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
         report["partition_customers"] = [int(i.get("active_customers", 0)) for i in parts]
         report["partition_bytes_on_disk"] = [int(i.get("bytes_on_disk", 0)) for i in parts]
         report["engine_bytes_on_disk"] = int(single.info(DATASET)["bytes_on_disk"])
-        suite = segments([int(x) for x in ids[:: max(1, len(ids) // 1000)][:1000]], codes)
+        suite = [] if a.materialize_only else segments([int(x) for x in ids[:: max(1, len(ids) // 1000)][:1000]], codes)
         for seg in suite:   # warm both (kernels, pages) and check the answers
             try:
                 got = cluster.count(DATASET, seg.segment, as_of=AS_OF)
@@ -146,13 +148,13 @@ def main(argv=None) -> int:
             rows.append(row)
         report["count"] = rows
         report["refused"] = refused
-        over = [r["overhead_ms"] for r in rows]
+        over = [r["overhead_ms"] for r in rows] or [0]
         report["count_overhead_ms"] = {
             "median": round(statistics.median(over), 2), "max": max(over),
             "median_with_limit": round(statistics.median([r["overhead_ms"] for r in rows if r["limit"]] or [0]), 2),
             "median_without_limit": round(statistics.median([r["overhead_ms"] for r in rows if not r["limit"]] or [0]),
                                           2),
-            "segments_over_10ms": [r["segment"] for r in rows if r["overhead_ms"] > 10]}
+            "segments_over_10ms": [r["segment"] for r in rows if r["overhead_ms"] > 10]} if rows else None
         report["noop_scatter_gather_ms"] = round(_median_ms(
             lambda: ray.get([cluster.actor(p).ping.remote() for p in range(a.partitions)]), 21), 2)
         for label, seg in (("all", every), ("all_by_spend", S.Segment(S.All(), order_by=S.OrderBy("spend")))):

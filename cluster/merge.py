@@ -17,13 +17,14 @@ import pyarrow as pa
 from segments.engine.model import segment as S
 from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
 
-from .merge_kernels import merge_all, merge_runs, merge_two
+from .merge_kernels import merge_all, merge_runs, merge_two, merge_two_values, union_dense
 from .partitioning import partition_of
 
 INT64_MAX = np.iinfo(np.int64).max
 FLOAT_RANKS = ("last_purchase", "loyalty_points")   # Materialized.rank_values: float64, NaN = absent
 PARALLEL_MERGE = 1 << 16   # whole merges from this many rows on run in chunks, in parallel
 MERGE_CHUNKS = 16
+DENSE_SPAN = 8   # ids spanning at most this many times their count are merged through a table of marks
 
 
 def order_key(rank_values: np.ndarray, descending: bool) -> np.ndarray:
@@ -73,6 +74,31 @@ def _merge_pairs(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
             paired.append((out, pout))
         runs = paired + runs[len(paired) * 2:]
     return runs[0][1]
+
+
+def merged_ids(runs: Sequence[np.ndarray]) -> np.ndarray:
+    """The ids of runs (each ascending, unique across runs) ascending: an unranked
+    materialize without fields needs no positions. Ids dense in their range (customer ids
+    counted from 1 are) are marked in a table of bytes and read back in order (~2 ms for
+    1M ids here against ~8-20 ms for merging with positions and gathering); others are
+    merged pairwise, values only."""
+    runs = [np.ascontiguousarray(r, dtype=np.int64) for r in runs if len(r)]
+    n = sum(r.size for r in runs)
+    if len(runs) <= 1:
+        return runs[0].copy() if runs else np.zeros(0, np.int64)   # a copy: an answer may be read-only
+    lo, hi = min(int(r[0]) for r in runs), max(int(r[-1]) for r in runs)
+    if hi - lo < DENSE_SPAN * n:
+        out = np.empty(n + 1, np.int64)
+        union_dense(np.concatenate(runs), lo, hi - lo + 1, out)
+        return out[:n]
+    while len(runs) > 1:
+        paired = []
+        for a, b in zip(runs[0::2], runs[1::2]):
+            out = np.empty(a.size + b.size, np.int64)
+            merge_two_values(a, b, out)
+            paired.append(out)
+        runs = paired + runs[len(paired) * 2:]
+    return runs[0]
 
 
 def top_counts(answers: Sequence[Materialized], seg: S.Segment) -> List[int]:
@@ -139,8 +165,11 @@ def materialized(answers: Sequence[Materialized], seg: Optional[S.Segment], fiel
                  partitions: int, elapsed_ms: float) -> Materialized:
     """Every partition's ids (and fields, rank values) in output order. seg None: ascending
     customer_id (rows_of)."""
-    ids = np.concatenate([m.customer_ids for m in answers]).astype(np.int64, copy=False)
     order_by = seg.order_by if seg is not None else None
+    missing = missing_ids([m.missing_ids for m in answers], partitions)
+    if order_by is None and not fields:
+        return Materialized(merged_ids([m.customer_ids for m in answers]), {}, None, None, missing, elapsed_ms)
+    ids = np.concatenate([m.customer_ids for m in answers]).astype(np.int64, copy=False)
     rv = np.concatenate([_ranks(m, seg) for m in answers]) if order_by is not None else None
     perm, _ = merge_order(ids, rv, order_by, [len(m.customer_ids) for m in answers])
     cols = {}
@@ -152,8 +181,7 @@ def materialized(answers: Sequence[Materialized], seg: Optional[S.Segment], fiel
             if len(parts) > 1 else parts[0]
         cols[f] = arr.take(pa.array(perm)) if len(arr) > 1 else arr
     return Materialized(ids[perm], cols, None if rv is None else rv[perm],
-                        order_by.key if order_by is not None else None,
-                        missing_ids([m.missing_ids for m in answers], partitions), elapsed_ms)
+                        order_by.key if order_by is not None else None, missing, elapsed_ms)
 
 
 # ---------------------------------------------------------------- a limit in one round

@@ -116,3 +116,44 @@ def merge_two(a, pa, b, pb, out, pout):
         pout[k] = pb[j]
         j += 1
         k += 1
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def union_dense(ids, lo, span, out):
+    """out[:ids.size] = ids ascending, where ids are unique and all in [lo, lo + span):
+    each marked in a table of span bytes, then the table read in order (linear in
+    ids.size + span, no comparisons). out holds ids.size + 1 (the read is branch-free: it
+    writes every value and advances past the marked ones)."""
+    mark = np.zeros(span, np.uint8)
+    for i in range(ids.size):
+        mark[ids[i] - lo] = 1
+    k = 0
+    for j in range(span):
+        out[k] = lo + j
+        k += mark[j]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def merge_two_values(a, b, out):
+    """out = the merge of ascending runs a and b (unique values), branch-free as merge_two."""
+    i = 0
+    j = 0
+    k = 0
+    na = a.size
+    nb = b.size
+    while i < na and j < nb:
+        x = a[i]
+        y = b[j]
+        t = np.int64(x < y)
+        out[k] = y + (x - y) * t
+        i += t
+        j += 1 - t
+        k += 1
+    while i < na:
+        out[k] = a[i]
+        i += 1
+        k += 1
+    while j < nb:
+        out[k] = b[j]
+        j += 1
+        k += 1

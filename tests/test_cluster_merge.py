@@ -45,3 +45,18 @@ def test_merge_order_is_the_sort_of_the_concatenation(ranked, float_ranks, sizes
         assert perm.tolist() == want[:k].tolist(), (sizes, n)
         owner = np.repeat(np.arange(len(sizes)), sizes)
         assert taken.tolist() == np.bincount(owner[want[:k]], minlength=len(sizes)).tolist(), (sizes, n)
+
+
+@pytest.mark.parametrize("spread", [1, 3, 8, 9, 10**9])   # dense (a table of marks) to sparse (pairwise merge)
+@pytest.mark.parametrize("sizes", [[0, 0, 0], [0, 6, 0], [5, 0, 7], [1, 1, 1, 1], [300, 17, 0, 250, 41]])
+def test_merged_ids_are_the_sort_of_the_concatenation(spread, sizes):
+    rng = np.random.default_rng(sum(sizes) * 31 + spread % 1000)
+    n = sum(sizes)
+    ids_all = rng.choice(max(1, n * spread), size=n, replace=False).astype(np.int64) - 7 * spread
+    runs, start = [], 0
+    for k in sizes:
+        runs.append(np.sort(ids_all[start:start + k]))
+        start += k
+    got = merge.merged_ids(runs)
+    assert got.dtype == np.int64 and got.flags.writeable
+    assert got.tolist() == sorted(ids_all.tolist()), (sizes, spread)
