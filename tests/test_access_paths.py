@@ -33,6 +33,8 @@ CONDITIONS = [
     '{"purchase_count": {"cmp": {">=": 3}, "range": {"custom": {"start": "2025-10-15", "end": "2026-09-10"}}}}',
     '{"spend": {"cmp": {"<": 0}, "range": {"custom": {"start": "2026-02-01", "end": "2026-05-31"}}}}',
     '{"bought": {"range": {"last_n_months": 7}}}',
+    '{"order_count": {"cmp": {">=": 2}, "range": {"last_n_months": 12}}}',   # the orders' month marks
+    '{"order_count": {"cmp": {"<=": 1}, "range": {"custom": {"start": "2025-11-15", "end": "2026-10-20"}}}}',
 ]
 
 AS_OFS = [dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc),   # after the newest line

@@ -839,6 +839,32 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
 
 
 @njit(cache=True, nogil=True)
+def _order_marks(oaddr, osize, p, day, lo, hi, s_day, e_day, c_day, b, counts):
+    """Add the orders with a sale of the whole months inside [s_day, e_day] from run p's
+    month marks (two rows of differences; only orders dated before c_day, visible by their
+    day) when that reads less than their rows; returns the rows [pa, pb) so counted (pa ==
+    pb: none), the caller reads [lo, pa) and [pb, hi)."""
+    marks = view_i32(oaddr[LY.O_MDAYS, p], osize[LY.O_MDAYS, p])
+    K = marks.size
+    if K < 2 or osize[LY.O_MSALE, p] == 0:
+        return lo, lo
+    js = np.searchsorted(marks, np.int32(s_day))
+    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1
+    if js >= je:
+        return lo, lo
+    pa = max(lo, np.searchsorted(day, marks[js]))
+    pb = min(hi, np.searchsorted(day, marks[je]))
+    nb = osize[LY.O_MSALE, p] // K
+    if pb - pa <= 2 * nb:
+        return lo, lo
+    ms = view_i32(oaddr[LY.O_MSALE, p], osize[LY.O_MSALE, p])
+    a, z = js * nb, je * nb
+    for c in range(nb):
+        counts[b + c] += ms[z + c] - ms[a + c]
+    return pa, pb
+
+
+@njit(cache=True, nogil=True)
 def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, want, counts, sums, n_orders):
     """Add the shard's stored orders dated in [s_day, e_day] and visible as of asof (those
     on days from c_day on are compared by instant) into the accumulators [b, b + n): the
@@ -883,9 +909,12 @@ def _stored_orders(oaddr, osize, p0, p1, b, n, s_day, e_day, c_day, asof, want, 
             hi = np.searchsorted(day, np.int32(e_day), side="right")
             mid = max(lo, min(hi, np.searchsorted(day, np.int32(c_day))))   # instants compared from here
             if wc and not wv:
-                for q in range(lo, mid):
+                pa, pb = _order_marks(oaddr, osize, p, day, lo, hi, s_day, e_day, c_day, b, counts)
+                for q in range(lo, pa):
                     counts[b + np.int64(cust[q])] += sale[q]
-                for q in range(mid, hi):
+                for q in range(pb, mid):
+                    counts[b + np.int64(cust[q])] += sale[q]
+                for q in range(max(pb, mid), hi):
                     if ts[q] <= asof:
                         counts[b + np.int64(cust[q])] += sale[q]
                 continue

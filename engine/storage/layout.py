@@ -73,7 +73,9 @@ P_NCOLS = P_MLAST + 1
 # ---- a purchases run's orders (engine.storage.orders; Snapshot.order_pieces, one piece per run)
 O_DAY, O_TS, O_CUST, O_NET, O_SALE, O_LAST = 0, 1, 2, 3, 4, 5
 O_ALL_NUM, O_ALL_NET, O_ALL_SALE, O_TAIL, O_SPREAD, O_KEYS, O_META = 6, 7, 8, 9, 10, 11, 12
-O_NCOLS = 13
+O_MDAYS, O_MSALE = 13, 14   # the run's month marks (P_MDAYS) and per mark and customer the orders
+                            # with a sale dated before it (int32 [K * n]; engine.storage.runs)
+O_NCOLS = 15
 
 # ---- visits and laybys
 V_CUST, V_DAY, V_TS, V_STATUS, V_SHOP = 0, 1, 2, 3, 4

@@ -60,7 +60,8 @@ def order_keys(col) -> np.ndarray:
 ORDER_ROW_COLUMNS = {"o.day": np.int32, "o.ts": np.int64, "o.cust": np.uint16, "o.net": np.int64,
                      "o.sale": np.uint8, "o.last": np.int64}
 ORDER_COLUMNS = {**ORDER_ROW_COLUMNS, "o.all.num": np.int32, "o.all.net": np.int64, "o.all.sale": np.int32,
-                 "o.tail": np.int64, "o.spread": np.int64, "o.keys": np.int64, "o.meta": np.int64}
+                 "o.tail": np.int64, "o.spread": np.int64, "o.keys": np.int64, "o.meta": np.int64,
+                 "m.days": np.int32, "m.osale": np.int32}   # month marks (engine.storage.runs)
 DENSE_MIN_LINES = 4096
 NO_MICROS = -(2**62)
 

@@ -13,7 +13,8 @@ and a.all.spend / .count / .first / .last: the same per customer without a filte
   m.days / .spend / .count / .last   month marks: per local month start of the run's span
                                   (the newest MONTH_MARKS) and customer, spend, sale count and
                                   last sale day of the lines dated before it (runs with at
-                                  least one line per customer).
+                                  least one line per customer); m.osale: the same for the
+                                  run's orders with a sale (o.*).
 For each field pair of the dataset's pair indexes (manifest.pairs: pairs that often occur
 together on a line, chosen from the first load's lines), the same again keyed by the pair's
 composite code (code_f << 32 | code_g, uint64) over the lines that have both: x.<f>+<g>.*
@@ -172,7 +173,11 @@ def _month_marks(out: dict, n: int) -> dict:
     if marks.size < 2:
         return {}
     spend, count, last = K.month_marks(out["cust"], out["amount"], day, marks, n)
-    return {"m.days": marks, "m.spend": spend, "m.count": count, "m.last": last}
+    got = {"m.days": marks, "m.spend": spend, "m.count": count, "m.last": last}
+    if "o.day" in out:   # orders with a sale before each mark: the same sums over the order rows
+        sale, _, _ = K.month_marks(out["o.cust"], out["o.sale"].astype(np.int64), out["o.day"], marks, n)
+        got["m.osale"] = sale.astype(np.int32)
+    return got
 
 
 def _with_aggregates(out: dict, run: Run, n: int, pairs=()):
