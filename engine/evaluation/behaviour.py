@@ -314,8 +314,7 @@ def _rfm(ctx, c: S.Rfm):
     if c.r is not None and (c.f is not None or c.m is not None):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
     if c.f is not None and c.m is not None:   # count and spend from one pass
-        key = (c.filter, c.range)
-        ctx.shared_scans = {**ctx.shared_scans, key: ctx.shared_scans.get(key, 0) | LK.W_SPEND | LK.W_COUNT}
+        ctx.want_scan(c.filter, c.range, LK.W_SPEND | LK.W_COUNT)
     keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
             if cmp is not None]
     if not keys:

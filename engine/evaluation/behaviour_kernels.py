@@ -845,17 +845,8 @@ def _order_marks(oaddr, osize, p, day, lo, hi, s_day, e_day, c_day, b, counts):
     day) when that reads less than their rows; returns the rows [pa, pb) so counted (pa ==
     pb: none), the caller reads [lo, pa) and [pb, hi)."""
     marks = view_i32(oaddr[LY.O_MDAYS, p], osize[LY.O_MDAYS, p])
-    K = marks.size
-    if K < 2 or osize[LY.O_MSALE, p] == 0:
-        return lo, lo
-    js = np.searchsorted(marks, np.int32(s_day))
-    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1
-    if js >= je:
-        return lo, lo
-    pa = max(lo, np.searchsorted(day, marks[js]))
-    pb = min(hi, np.searchsorted(day, marks[je]))
-    nb = osize[LY.O_MSALE, p] // K
-    if pb - pa <= 2 * nb:
+    js, je, pa, pb, nb = LK.mark_span(marks, osize[LY.O_MSALE, p], day, lo, hi, s_day, e_day, c_day)
+    if pa == pb:
         return lo, lo
     ms = view_i32(oaddr[LY.O_MSALE, p], osize[LY.O_MSALE, p])
     a, z = js * nb, je * nb

@@ -218,6 +218,10 @@ class Context:
                        K.MODE_COUNT: (LK.A_COUNT, LK.W_COUNT)}[mode]
         return _bm_from_mask(self._purchases(f, r, want, (which, vlo, vhi)))
 
+    def want_scan(self, f: S.ProductFilter, r: S.TimeRange, want: int) -> None:
+        """Plan (f, r)'s purchase pass to compute `want` (LK.W_*) for every use."""
+        self.shared_scans = merge_shared_scans(self.shared_scans, {(f, r): want})
+
     def line_both(self, f: S.ProductFilter, r: S.TimeRange, need: int = LK.W_SPEND | LK.W_COUNT):
         """(net spend, sale count) per customer from one pass, memoised per filter and range;
         the pass computes what `need` and the segment's other uses of (f, r) want

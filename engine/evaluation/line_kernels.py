@@ -436,23 +436,36 @@ def _fold(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, asof, fiel
 
 
 @njit(cache=True, nogil=True)
+def mark_span(marks, values, day, lo, hi, s_day, e_day, c_day):
+    """(js, je, pa, pb, nb) of month marks `marks` (K days; `values` entries, K per
+    customer of the run at build: nb) for rows `day` [lo, hi) of a range [s_day, e_day]:
+    the first mark on or after s_day, the last on or before both e_day + 1 and c_day (rows
+    before it are visible by their day), and the rows [pa, pb) between them; pa == pb
+    when there are no such marks or two rows of nb differences would read more."""
+    K = marks.size
+    if K < 2 or values == 0:
+        return 0, 0, lo, lo, 0
+    nb = values // K
+    js = np.searchsorted(marks, np.int32(s_day))
+    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1
+    if js >= je:
+        return 0, 0, lo, lo, nb
+    pa = max(lo, np.searchsorted(day, marks[js]))
+    pb = min(hi, np.searchsorted(day, marks[je]))
+    if pb - pa <= 2 * nb:
+        return 0, 0, lo, lo, nb
+    return js, je, pa, pb, nb
+
+
+@njit(cache=True, nogil=True)
 def _month_marks(addr, size, p, day, lo, hi, s_day, e_day, c_day, want, sp, ct, la, st):
     """Fold the lines of whole months inside [s_day, e_day] from piece p's month marks (the
     differences of two marks; only lines dated before c_day, visible by their day), when
     that reads less than the lines; returns the positions [pa, pb) so folded (pa == pb:
     none), the caller reads [lo, pa) and [pb, hi) as lines."""
     marks = view_i32(addr[LY.P_MDAYS, p], size[LY.P_MDAYS, p])
-    K = marks.size
-    if K < 2:
-        return lo, lo
-    js = np.searchsorted(marks, np.int32(s_day))                               # first mark >= s_day
-    je = np.searchsorted(marks, np.int32(min(e_day + 1, c_day)), side="right") - 1   # last <= both
-    if js >= je:
-        return lo, lo
-    pa = max(lo, np.searchsorted(day, marks[js]))
-    pb = min(hi, np.searchsorted(day, marks[je]))
-    nb = size[LY.P_MSPEND, p] // K                 # the run's customers when it was built
-    if pb - pa <= 2 * nb:                          # two rows of differences would read more
+    js, je, pa, pb, nb = mark_span(marks, size[LY.P_MSPEND, p], day, lo, hi, s_day, e_day, c_day)
+    if pa == pb:
         return lo, lo
     st[STAT_DENSE] += 2 * nb
     a, b = js * nb, je * nb
