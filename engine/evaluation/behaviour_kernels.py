@@ -325,7 +325,7 @@ def _max_group(ptr):
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period, ps):
     """Do at least min_periods periods hold min_per_period of the events [lo, hi)? (ps: scratch)"""
     if hi - lo < min_periods * min_per_period:
@@ -472,7 +472,7 @@ def regularly_bits(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, 
             out[b + c] = 1 if m >= min_periods else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
     """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
     at most `within` days after? order, sts, smin: scratch of at least b1 - b0."""
@@ -505,7 +505,7 @@ def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, s
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _other_fields(paddr, psize, p, i, fields, luts):
     """Line i of purchases piece p passes filtered fields 1.. (field 0 is checked inline)."""
     for j in range(1, fields.size):
@@ -777,7 +777,7 @@ def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, p
             out[b + c] = 1 if ok else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _before(ts, order, x, y):
     """Line x sorts before line y by (no order key, key or instant, instant)."""
     nx, ny = order[x] == 0, order[y] == 0
@@ -790,7 +790,7 @@ def _before(ts, order, x, y):
     return ts[x] < ts[y]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
     """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi) over
     orders whose instant is dated in [s_day, e_day]; idx: scratch of at least hi - lo."""
