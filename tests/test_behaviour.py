@@ -174,18 +174,20 @@ def test_new_ranking_keys_on_shared_datasets(get_dataset, key):
             assert [int(x) for x in m.customer_ids] == [c for c, _ in want], (key, seg)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(7))
 def test_percentile_interval_is_the_spec_percentile(seed):
     """The order-statistic kernel against floor(100 * below / N) counted pair by pair, with
     heavy ties, absent values (the lowest int64), partial populations and every kind of
-    interval (empty, one-sided, a single percentile, past the ends)."""
+    interval (empty, one-sided, a single percentile, past the ends); value spans counted in
+    a histogram (seeds 0-2, 5, 6: every member absent) and selected (3, 4)."""
     import numpy as np
     from segments.engine.evaluation.behaviour import _pct_mask
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))
-    values = rng.integers(0, [2, 5, 50, 10**9][seed], n).astype(np.int64)
-    values[rng.random(n) < 0.2] = np.iinfo(np.int64).min
-    member = (rng.random(n) < [1.0, 0.5, 0.05, 0.9][seed]).astype(np.uint8)
+    span = [(0, 2), (0, 5), (0, 50), (0, 10**9), (-70000, 0), (-1000, 1000), (0, 9)][seed]
+    values = rng.integers(*span, n).astype(np.int64)
+    values[rng.random(n) < [0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 1.0][seed]] = np.iinfo(np.int64).min
+    member = (rng.random(n) < [1.0, 0.5, 0.05, 0.9, 0.7, 0.6, 0.8][seed]).astype(np.uint8)
     m = np.flatnonzero(member)
     pct = np.full(n, -1)
     for c in m:

@@ -295,11 +295,32 @@ def _population(ctx, among) -> np.ndarray:
 
 
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
+    """0/1 per customer: a member whose percentile floor(100 * below / N) (behaviour.md) lies
+    in [lo, hi]. below >= B holds exactly when the B-th smallest member value (1-based) is
+    lower than c's, and below <= B when the (B + 1)-th is not lower: two order statistics
+    bound the matching values, where ranking every member takes a sort. They come from a
+    histogram where the values span little (counts, days), else from numpy's selection."""
+    values = np.ascontiguousarray(values, np.int64)
     out = np.zeros(values.size, np.uint8)
     lo, hi = max(lo, 0), min(hi, 99)
-    if lo <= hi:
-        BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
+    n, nulls, vmin, vmax = BK.member_summary(values, member)
+    if lo > hi or n == 0:
+        return out
+    b_lo = (lo * n + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((hi + 1) * n + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= n:
+        return out
+    has_lo, has_hi = b_lo >= 1, b_hi < n - 1   # below <= N - 1 always holds for a member
+    if nulls < n and vmax - vmin < max(BK.PCT_HISTOGRAM, n // 4):
+        t_lo, t_hi = BK.kth_counted(values, member, vmin, vmax, nulls, b_lo - 1, b_hi)
+    else:
+        ks = [k for k, has in ((b_lo - 1, has_lo), (b_hi, has_hi)) if has]
+        x = BK.member_values(values, member, n)
+        if ks:
+            x = np.partition(x, ks)
+        t_lo = int(x[b_lo - 1]) if has_lo else 0
+        t_hi = int(x[b_hi]) if has_hi else 0
+    BK.values_between(values, member, has_lo, t_lo, has_hi, t_hi, out)
     return out
 
 
@@ -319,16 +340,12 @@ def _rfm(ctx, c: S.Rfm):
             if cmp is not None]
     if not keys:
         return _bm(member)
-    values = np.empty((len(keys), ctx.snap.n), np.int64)
-    lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
-    for j, (key, cmp) in enumerate(keys):
-        values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
+    out = member.copy()
+    for key, cmp in keys:
         a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
         a, b = min(max(a, 1), 6), max(min(b, 5), 0)
-        lo[j], hi[j] = 20 * (a - 1), 20 * b - 1
-    out = np.empty((len(keys), ctx.snap.n), np.uint8)
-    BK.percentile_intervals(values, member, lo, hi, out)
-    return _bm(np.bitwise_and.reduce(out, axis=0) & member)
+        out &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member, 20 * (a - 1), 20 * b - 1)
+    return _bm(out)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):

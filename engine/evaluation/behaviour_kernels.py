@@ -39,79 +39,71 @@ def random_buckets(ids, salt_hash, out):
         out[i] = np.int64(x % np.uint64(10000))
 
 
-@njit(cache=True, nogil=True)
-def _kth(x, k):
-    """The k-th smallest of x (0-based), reordering x: quickselect (Hoare partitions, the
-    median of three as pivot), O(len(x)) on average."""
-    lo, hi = 0, x.size - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        a, b, c = x[lo], x[mid], x[hi]
-        pivot = max(min(a, b), min(max(a, b), c))
-        i, j = lo, hi
-        while i <= j:
-            while x[i] < pivot:
-                i += 1
-            while x[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = x[i]
-                x[i] = x[j]
-                x[j] = t
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return x[k]
-    return x[k]
+PCT_HISTOGRAM = 1 << 16   # a value span counted in a histogram (cache-sized) rather than selected
 
 
 @njit(cache=True, nogil=True)
-def percentile_interval(values, member, pct_lo, pct_hi, out):
-    """out[c] = 1 for members c with floor(100 * below / N) in [pct_lo, pct_hi] (0 <= pct_lo
-    <= pct_hi <= 99), else 0. below >= B holds exactly when the B-th smallest member value
-    (1-based) is lower than c's, and below <= B when the (B + 1)-th is not lower: two order
-    statistics (quickselect) bound the matching values, where ranking every member takes a sort."""
-    N = 0
+def kth_counted(values, member, vmin, vmax, nulls, k1, k2):
+    """The k1-th and k2-th smallest member values (0-based; k < 0 or past the end: 0), the
+    lowest int64 counted `nulls` times below [vmin, vmax]: a counting select."""
+    cnt = np.zeros(vmax - vmin + 1, np.int64)
     for c in range(values.size):
         if member[c] != 0:
-            N += 1
-    out[:] = 0
-    if N == 0:
-        return
-    b_lo = (pct_lo * N + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
-    b_hi = ((pct_hi + 1) * N + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
-    if b_lo > b_hi or b_lo >= N:
-        return
-    x = np.empty(N, np.int64)
+            v = values[c]
+            if v != -(2**63):
+                cnt[v - vmin] += 1
+    out = np.zeros(2, np.int64)
+    for j in range(2):
+        k = k1 if j == 0 else k2
+        if k < 0:
+            continue
+        if k < nulls:
+            out[j] = -(2**63)
+            continue
+        seen = nulls
+        for w in range(cnt.size):
+            seen += cnt[w]
+            if seen > k:
+                out[j] = vmin + w
+                break
+    return out[0], out[1]
+
+
+@njit(cache=True, nogil=True)
+def member_summary(values, member):
+    """(members, members whose value is the lowest int64 (absent), lowest and highest of the
+    others' values) in one pass."""
+    n = nulls = 0
+    vmin, vmax = np.int64(2**63 - 1), np.int64(-(2**63) + 1)
+    for c in range(values.size):
+        if member[c] != 0:
+            n += 1
+            v = values[c]
+            if v == -(2**63):
+                nulls += 1
+            else:
+                vmin, vmax = min(vmin, v), max(vmax, v)
+    return n, nulls, vmin, vmax
+
+
+@njit(cache=True, nogil=True)
+def member_values(values, member, n):
+    """The n members' values, in customer order."""
+    x = np.empty(n, np.int64)
     q = 0
     for c in range(values.size):
         if member[c] != 0:
             x[q] = values[c]
             q += 1
-    has_lo = b_lo >= 1
-    has_hi = b_hi < N - 1          # below <= N - 1 always holds for a member
-    t_lo = _kth(x, b_lo - 1) if has_lo else 0
-    t_hi = _kth(x, b_hi) if has_hi else 0
+    return x
+
+
+@njit(cache=True, nogil=True)
+def values_between(values, member, has_lo, t_lo, has_hi, t_hi, out):
+    """out[c] = 1 for members c with t_lo < value (when has_lo) and value <= t_hi (has_hi)."""
     for c in range(values.size):
-        if member[c] != 0:
-            v = values[c]
-            if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
-                out[c] = 1
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def percentile_intervals(values, member, pct_lo, pct_hi, out):
-    """percentile_interval of several value rows (values [d, n], bounds [d], out [d, n])
-    at once, one row per thread (RFM's three scores)."""
-    for j in prange(values.shape[0]):
-        if pct_lo[j] <= pct_hi[j]:
-            percentile_interval(values[j], member, pct_lo[j], pct_hi[j], out[j])
-        else:
-            out[j, :] = 0
+        v = values[c]
+        out[c] = 1 if member[c] != 0 and (not has_lo or v > t_lo) and (not has_hi or v <= t_hi) else 0
 
 
 # ---------------------------------------------------------------- per shard
