@@ -69,20 +69,19 @@ def kth_counted(values, member, vmin, vmax, nulls, k1, k2):
     return out[0], out[1]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def member_summary(values, member):
     """(members, members whose value is the lowest int64 (absent), lowest and highest of the
     others' values) in one pass."""
     n = nulls = 0
     vmin, vmax = np.int64(2**63 - 1), np.int64(-(2**63) + 1)
-    for c in range(values.size):
+    for c in prange(values.size):
         if member[c] != 0:
-            n += 1
             v = values[c]
-            if v == -(2**63):
-                nulls += 1
-            else:
-                vmin, vmax = min(vmin, v), max(vmax, v)
+            n += 1
+            nulls += 1 if v == -(2**63) else 0
+            vmin = min(vmin, v if v != -(2**63) else np.int64(2**63 - 1))
+            vmax = max(vmax, v)
     return n, nulls, vmin, vmax
 
 
@@ -98,10 +97,10 @@ def member_values(values, member, n):
     return x
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def values_between(values, member, has_lo, t_lo, has_hi, t_hi, out):
     """out[c] = 1 for members c with t_lo < value (when has_lo) and value <= t_hi (has_hi)."""
-    for c in range(values.size):
+    for c in prange(values.size):
         v = values[c]
         out[c] = 1 if member[c] != 0 and (not has_lo or v > t_lo) and (not has_hi or v <= t_hi) else 0
 
