@@ -559,14 +559,18 @@ def _visit_counts(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, as
         shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
         ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
         st[STAT_SCANNED] += hi - lo
-        for i in range(lo, hi):
-            if status[i] != LY.VISIT_COMPLETED:
-                continue
-            if i >= mid and ts[i] > asof:
-                continue
-            if use_shops and shop_lut[shop[i]] == 0:
-                continue
-            acc[cust[i]] += 1
+        # days before c_day hold no instant after asof: counted without a branch per line
+        # (which visits are completed is data, not a pattern a branch predictor learns)
+        done = np.uint8(LY.VISIT_COMPLETED)
+        if use_shops:
+            for i in range(lo, mid):
+                acc[cust[i]] += (status[i] == done) & (shop_lut[shop[i]] != 0)
+        else:
+            for i in range(lo, mid):
+                acc[cust[i]] += status[i] == done
+        for i in range(mid, hi):
+            if status[i] == done and ts[i] <= asof and (not use_shops or shop_lut[shop[i]] != 0):
+                acc[cust[i]] += 1
     return acc
 
 
