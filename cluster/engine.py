@@ -15,7 +15,10 @@ answers its own top `limit` of (include - exclude) with ranking values and the r
 partition with the length of its prefix as its limit.
 
 Saved segments and groups live with the coordinator, under its own data folder
-(<root>/<dataset>/catalog/, engine.catalog unchanged). See docs/cluster.md.
+(<root>/<dataset>/catalog/, engine.catalog unchanged). A segment with percentile, rfm,
+in_segment or in_group conditions is resolved first (cluster/population.py: histograms of
+the whole population, saved definitions, each partition's share of ids) and every partition
+is given what it reads as its `references`. See docs/cluster.md.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from segments.engine import errors as E
+from segments.engine.catalog.catalog import Catalog, References
 from segments.engine.datasets import folders
 from segments.engine.evaluation.output import parse_as_of
 from segments.engine.live.changes import prepare_batch
@@ -46,6 +50,7 @@ from segments.engine.storage.ingest_read import find_table_files, iter_table_bat
 
 from . import merge
 from .partitioning import split_ids, split_rows
+from .population import Resolver
 from .worker import PartitionWorker, unwrap
 
 # Ray's system settings for cluster mode: ray.init(_system_config=...) of a Ray started
@@ -75,17 +80,13 @@ class ClusterDataset:
 
 # Kinds a partition cannot answer alone: percentile and rfm rank a customer among the whole
 # population (per-partition quantiles would be wrong), in_segment and in_group read the
-# coordinator's catalog. Refused until the coordinator runs their global pass.
+# coordinator's catalog. cluster/population.py resolves them before the call is scattered.
 POPULATION_KINDS = tuple(dict.fromkeys(k.cls for k in kinds.KINDS
                                        if not k.per_customer or kinds.CATALOG in k.reads))
 
 
-def _refuse_population_kinds(seg: S.Segment) -> None:
-    for top in S.segment_conditions(seg):
-        for c in S.walk(top):
-            if isinstance(c, POPULATION_KINDS):
-                raise E.FailedPrecondition("segment", f"{type(c).__name__} conditions are not answered in "
-                                           "cluster mode yet (docs/cluster.md)")
+def _needs_resolving(seg: S.Segment) -> bool:
+    return any(isinstance(c, POPULATION_KINDS) for top in S.segment_conditions(seg) for c in S.walk(top))
 
 
 class ClusterEngine:
@@ -115,6 +116,7 @@ class ClusterEngine:
         self._lock = threading.Lock()
         self.hedge_after = hedge_after
         self.compactions = 0
+        self.catalog = None   # saved segments and groups (engine.catalog.Catalog sets it)
         if not ray.is_initialized():
             opts = dict(ray_options or {})
             if address not in (None, "local"):
@@ -313,9 +315,14 @@ class ClusterEngine:
             self._rounds.ms = None
 
     def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
-                  deadline: Optional[float] = None, times: Optional[dict] = None) -> list:
+                  deadline: Optional[float] = None, times: Optional[dict] = None,
+                  given: Optional[list] = None) -> list:
+        """The same call on every partition; given: each partition's own `references`
+        (cluster/population.py), which makes each request its own."""
         call = (args, kwargs or {})
-        got = self._read(method, {p: call for p in range(self.partitions)}, deadline, times)
+        calls = {p: call for p in range(self.partitions)} if given is None else \
+            {p: (args, {**call[1], "references": given[p]}) for p in range(self.partitions)}
+        got = self._read(method, calls, deadline, times)
         return [got[p] for p in range(self.partitions)]
 
     def _write(self, method: str, calls: Dict[int, tuple]) -> Dict[int, object]:
@@ -532,13 +539,37 @@ class ClusterEngine:
         return seqs
 
     # ------------------------------------------------------------ evaluation
-    def _plan(self, name: str, seg: S.Segment, as_of, deadline) -> List[S.Segment]:
+    def references(self, name: str) -> References:
+        """What in_segment and in_group of dataset `name` read: the coordinator's catalog
+        (a default Catalog when none was made for this engine), as Engine.references."""
+        if self.catalog is None:
+            Catalog(self)
+        return References(self.catalog, name)
+
+    def _given(self, name: str, seg: S.Segment, as_of, deadline, path: tuple = ()) -> Optional[list]:
+        """Every partition's references for seg (cluster/population.py): None when it has
+        no percentile, rfm, in_segment or in_group condition."""
+        if not _needs_resolving(seg):
+            return None
+        return Resolver(self, name, as_of, deadline, path).resolve(seg)
+
+    def value_histograms(self, name: str, items: list, as_of, deadline, given: Optional[list]) -> list:
+        """Each partition's (sorted distinct values, counts) of every (Value, among) item:
+        a percentile's first round (cluster/population.py)."""
+        return self._read_all("value_histograms", (name, items), {"as_of": as_of}, deadline, given=given)
+
+    def result_ids(self, name: str, seg: S.Segment, as_of, deadline, path: tuple) -> np.ndarray:
+        """The customer_ids of seg's whole result as of an instant (a saved segment with a
+        limit that another references; `path` the saved segments around it)."""
+        return self._materialize(name, seg, (), as_of, deadline, path).customer_ids
+
+    def _plan(self, name: str, seg: S.Segment, as_of, deadline, given) -> List[S.Segment]:
         """The segment each partition evaluates: itself, or with a limit cut to that
         partition's share of the global top `limit` (explain's two rounds; see the module doc)."""
         if seg.limit is None:
             return [seg] * self.partitions
         base = dataclasses.replace(seg, append=())
-        cands = self._read_all("materialize", (name, base), {"as_of": as_of}, deadline)
+        cands = self._read_all("materialize", (name, base), {"as_of": as_of}, deadline, given=given)
         shares = merge.top_counts(cands, seg)
         return [dataclasses.replace(seg, limit=k) for k in shares]
 
@@ -546,29 +577,23 @@ class ClusterEngine:
         self.dataset(name)
         if not isinstance(seg, S.Segment):
             raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
-        _refuse_population_kinds(seg)
 
-    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
-                  times: Optional[dict] = None) -> list:
-        self._check(name, seg)
-        segs = self._plan(name, seg, kwargs["as_of"], deadline)
-        got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
-                         deadline, times)
-        return [got[p] for p in range(self.partitions)]
-
-    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline) -> list:
+    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline,
+                 given) -> list:
         """A segment with a limit in one round: every partition's limit_pieces (its own top
         `limit` and the rest of its appends), for merge.limited_*."""
-        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline)
+        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline,
+                              given=given)
 
     def count(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
         self._check(name, segment)
         as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline)
+            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline, given)
             return merge.limited_counts(pieces, segment, self.partitions, (time.perf_counter() - t0) * 1000)
-        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline)
+        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline, given=given)
         return merge.counts(got, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def preview(self, name: str, segment: S.Segment, n: int = 20, fields: Sequence[str] = (),
@@ -578,25 +603,29 @@ class ClusterEngine:
             raise E.InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
         self._check(name, segment)
         as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline)
+            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline, given)
             return merge.limited_previews(pieces, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
-        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline)
+        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline, given=given)
         return merge.previews(got, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def materialize(self, name: str, segment: S.Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
-        t0 = time.perf_counter()
         self._check(name, segment)
-        as_of = _instant(as_of)
-        fields = tuple(fields)
+        return self._materialize(name, segment, tuple(fields), _instant(as_of), deadline)
+
+    def _materialize(self, name: str, segment: S.Segment, fields: tuple, as_of: dt.datetime, deadline,
+                     path: tuple = ()) -> Materialized:
+        t0 = time.perf_counter()
+        given = self._given(name, segment, as_of, deadline, path)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline)
+            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline, given)
             m = merge.limited_materialized(pieces, segment, fields, self.partitions,
                                            (time.perf_counter() - t0) * 1000)
             m.sequence = sum(int(pc["sequence"]) for pc in pieces)
         else:
-            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline)
+            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline, given=given)
             m = merge.materialized(got, segment, fields, self.partitions, (time.perf_counter() - t0) * 1000)
             m.sequence = sum(int(g.sequence or 0) for g in got)
         m.as_of = as_of
@@ -605,9 +634,15 @@ class ClusterEngine:
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
         times: dict = {}
-        got = self._evaluate("explain", name, segment, (), {"as_of": _instant(as_of)}, deadline, times)
-        return merge.explains(got, segment, [times.get(p, 0.0) for p in range(self.partitions)],
-                              (time.perf_counter() - t0) * 1000)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
+        segs = self._plan(name, segment, as_of, deadline, given)
+        calls = {p: ((name, segs[p]), {"as_of": as_of} if given is None else {"as_of": as_of, "references": given[p]})
+                 for p in range(self.partitions)}
+        got = self._read("explain", calls, deadline, times)
+        return merge.explains([got[p] for p in range(self.partitions)], segment,
+                              [times.get(p, 0.0) for p in range(self.partitions)], (time.perf_counter() - t0) * 1000)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id still in the dataset, each asked of its own partition."""

@@ -116,7 +116,7 @@ class PartitionWorker:
 
 
 INLINE_BYTES = 64 * 1024   # answers holding more array bytes than this are not pickled by read()
-EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of", "limit_pieces")
+EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of", "limit_pieces", "value_histograms")
 
 
 def unwrap(answer):

@@ -1,12 +1,16 @@
 """The coordinator's P-way merge (cluster/merge.py, cluster/merge_kernels.py) against a
 sort of the concatenation: runs each in output order, ranked both ways with absent values
-and ties, unranked, empty runs, and a first-n cut. Needs no Ray."""
+and ties, unranked, empty runs, and a first-n cut; the whole-population percentile cut from
+per-partition histograms (cluster/population.py) against behaviour.md in plain Python.
+Needs no Ray."""
 from __future__ import annotations
+
+import bisect
 
 import numpy as np
 import pytest
 
-from segments.cluster import merge
+from segments.cluster import merge, population
 from segments.engine.model import segment as S
 
 
@@ -60,3 +64,41 @@ def test_merged_ids_are_the_sort_of_the_concatenation(spread, sizes):
     got = merge.merged_ids(runs)
     assert got.dtype == np.int64 and got.flags.writeable
     assert got.tolist() == sorted(ids_all.tolist()), (sizes, spread)
+
+
+def _pct_reference(values: list, lo: int, hi: int) -> list:
+    """Plain Python, behaviour.md: member i matches when floor(100 * below / N) is in [lo, hi],
+    below = the members with a value strictly lower than its own."""
+    n = len(values)
+    ordered = sorted(values)
+    out = []
+    for v in values:
+        below = bisect.bisect_left(ordered, v)
+        out.append(lo <= (100 * below) // n <= hi)
+    return out
+
+
+@pytest.mark.parametrize("parts", [1, 3, 5])
+@pytest.mark.parametrize("shape", ["ties", "spread", "absent", "one", "empty_part"])
+def test_value_cut_is_the_whole_population_percentile(parts, shape):
+    """cluster/population.value_cut over per-partition histograms selects exactly the members
+    whose percentile over the whole population lies in the bounds: heavy ties, absent values
+    (the lowest int64), a population of one, empty partitions, every bound from 0 to 99."""
+    rng = np.random.default_rng([parts, sum(map(ord, shape))])
+    n = {"one": 1, "ties": 400, "spread": 237, "absent": 150, "empty_part": 60}[shape]
+    if shape == "spread":
+        v = rng.integers(-10**12, 10**12, n)
+    else:
+        v = rng.integers(0, 6, n)
+    if shape == "absent":
+        v[rng.random(n) < 0.4] = np.iinfo(np.int64).min
+    owner = rng.integers(0, parts, n) if shape != "empty_part" else np.zeros(n, np.int64)
+    hists = [np.unique(v[owner == p], return_counts=True) for p in range(parts)]
+    bounds = [(0, 99), (80, 99), (0, 29), (50, 89), (0, 0), (99, 99), (20, 39), (33, 34), (60, 59)]
+    bounds += [tuple(sorted(rng.integers(0, 100, 2).tolist())) for _ in range(12)]
+    for lo, hi in bounds:
+        want = _pct_reference(v.tolist(), lo, hi)
+        a, b = population.value_cut(hists, lo, hi)
+        got = [a <= x <= b for x in v.tolist()]
+        assert got == want, (shape, parts, lo, hi, (a, b))
+    assert population.value_cut([(np.zeros(0, np.int64), np.zeros(0, np.int64))] * parts, 0, 99) == population.EMPTY

@@ -6,6 +6,8 @@ sequences, regularity and orders gather a shard's visible events of a date range
 per customer inside the shard (behaviour_kernels, version runs and appended lines alike);
 references evaluate another
 saved segment or read a group through the resolver the catalog gives the evaluation.
+A cluster partition's resolver also gives the value interval of each percentile and RFM
+score, ranked over every partition's population (population_histogram is its first round).
 """
 from __future__ import annotations
 
@@ -294,19 +296,54 @@ def _population(ctx, among) -> np.ndarray:
     return mask
 
 
+def percentile_bounds(cmp: S.Cmp) -> tuple:
+    """The percentile interval [lo, hi] a comparison accepts, within 0..99 (lo > hi: none)."""
+    lo, hi = cmp.bounds()
+    return max(lo, 0), min(hi, 99)
+
+
+def rfm_scores(c: S.Rfm) -> list:
+    """(value key, pct lo, pct hi) of each score an RFM condition tests, in the order its
+    value rows are computed: score = 1 + floor(pct / 20) in the comparison's bounds."""
+    out = []
+    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
+        if cmp is not None:
+            a, b = cmp.bounds()   # scores lie in 1..5
+            a, b = min(max(a, 1), 6), max(min(b, 5), 0)
+            out.append((key, 20 * (a - 1), 20 * b - 1))
+    return out
+
+
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
     out = np.zeros(values.size, np.uint8)
-    lo, hi = max(lo, 0), min(hi, 99)
     if lo <= hi:
         BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
     return out
 
 
+def _given_cuts(ctx, c):
+    """The value interval of each percentile c tests when its population is wider than this
+    snapshot, or None. A cluster partition's references give them (`value_cuts(c)`: the
+    coordinator ranked every partition's population, cluster/population.py); the catalog's
+    do not (one machine ranks its own population here)."""
+    cuts = getattr(ctx.references, "value_cuts", None)
+    return None if cuts is None else cuts(c)
+
+
+def _cut_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0/1 per customer: a member whose value lies in [lo, hi] (absent values included:
+    they are the lowest int64)."""
+    v = np.asarray(values, np.int64)
+    return ((v >= lo) & (v <= hi) & (member != 0)).astype(np.uint8)
+
+
 def _percentile(ctx, c: S.Percentile):
     member = _population(ctx, c.among)
-    lo, hi = c.cmp.bounds()
-    return _bm(_pct_mask(percentile_values(ctx, c.of), member, lo, hi))
+    cuts = _given_cuts(ctx, c)
+    if cuts is not None:
+        return _bm(_cut_mask(percentile_values(ctx, c.of), member, *cuts[0]))
+    return _bm(_pct_mask(percentile_values(ctx, c.of), member, *percentile_bounds(c.cmp)))
 
 
 def _rfm(ctx, c: S.Rfm):
@@ -315,20 +352,31 @@ def _rfm(ctx, c: S.Rfm):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
     if c.f is not None and c.m is not None:   # count and spend from one pass
         ctx.want_scan(c.filter, c.range, LK.W_SPEND | LK.W_COUNT)
-    keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
-            if cmp is not None]
-    if not keys:
+    scores = rfm_scores(c)
+    if not scores:
         return _bm(member)
-    values = np.empty((len(keys), ctx.snap.n), np.int64)
-    lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
-    for j, (key, cmp) in enumerate(keys):
+    values = np.empty((len(scores), ctx.snap.n), np.int64)
+    for j, (key, _, _) in enumerate(scores):
         values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
-        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
-        a, b = min(max(a, 1), 6), max(min(b, 5), 0)
-        lo[j], hi[j] = 20 * (a - 1), 20 * b - 1
-    out = np.empty((len(keys), ctx.snap.n), np.uint8)
+    cuts = _given_cuts(ctx, c)
+    if cuts is not None:
+        out = np.stack([_cut_mask(values[j], member, lo, hi) for j, (lo, hi) in enumerate(cuts)])
+        return _bm(np.bitwise_and.reduce(out, axis=0))
+    lo = np.asarray([s[1] for s in scores], np.int64)
+    hi = np.asarray([s[2] for s in scores], np.int64)
+    out = np.empty((len(scores), ctx.snap.n), np.uint8)
     BK.percentile_intervals(values, member, lo, hi, out)
     return _bm(np.bitwise_and.reduce(out, axis=0) & member)
+
+
+def population_histogram(ctx, value: S.Value, among) -> tuple:
+    """(sorted distinct values, count of each) of `value` over the population of a
+    percentile (active customers matching among): what a cluster coordinator merges to
+    rank a customer among every partition's population."""
+    member = _population(ctx, among)
+    vals = np.asarray(percentile_values(ctx, value), np.int64)[member.view(bool)]
+    u, k = np.unique(vals, return_counts=True)
+    return u.astype(np.int64), k.astype(np.int64)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):

@@ -1,0 +1,206 @@
+"""Conditions no partition answers alone, made answerable before a call is scattered.
+
+* `in_segment`: a saved segment lives in the coordinator's catalog. Without a limit its
+  definition is per customer and goes to every partition as it is (its own references
+  resolved the same way); with a limit its result is the top `limit` over every partition,
+  so the coordinator evaluates it first (a cluster call of its own) and gives each
+  partition its share of the result's ids, read like a group's members.
+* `in_group`: each partition is given its share of the group's frozen customer_ids.
+* `percentile` and `rfm` rank a customer among the whole population, in two rounds. Round 1:
+  each partition answers the sorted distinct values of its population members and their
+  counts (`Engine.value_histograms`); the coordinator finds, exactly as the one-machine
+  kernel does (`BK.percentile_interval`: ties, absent values as the lowest int64), the
+  interval of values whose percentile lies in the asked bounds, from two order statistics
+  of the merged histograms (`value_cut`). Round 2: the segment itself, each partition
+  testing those value intervals (`behaviour._given_cuts`) instead of its own ranks. A
+  percentile whose `among` holds another is ranked after it (one more round per level).
+
+Reference cycles and unknown, inactive or expired names raise here, before any partition
+works, with the one-machine errors. Partitions read all of it through `PartitionReferences`
+(the `references` of Engine's evaluations).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from segments.engine import errors as E
+from segments.engine.evaluation.behaviour import percentile_bounds, rfm_scores
+from segments.engine.model import segment as S
+
+from .partitioning import split_ids
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+EMPTY = (1, 0)   # a value interval nothing lies in
+RANKED = (S.Percentile, S.Rfm)
+# a saved segment with a limit reaches partitions as the ids of its result, read as a group
+# of this name (no group name can start with '#': catalog NAME_RE)
+SEGMENT_RESULT = "#result:"
+
+
+class PartitionReferences:
+    """What one partition's in_segment, in_group, percentile and rfm read (Engine's
+    `references`), as the coordinator resolved them for one call; pickled to the partition."""
+
+    def __init__(self, segments: Dict[str, S.Segment], groups: Dict[str, np.ndarray], cuts: dict):
+        self.segments, self.groups, self.cuts = segments, groups, cuts
+
+    def segment(self, name: str) -> S.Segment:
+        return self.segments[name]
+
+    def group_members(self, name: str) -> np.ndarray:
+        return self.groups[name]
+
+    def value_cuts(self, cond) -> Optional[tuple]:
+        """Per value the condition ranks: the [lo, hi] its matching members' values lie in."""
+        return self.cuts.get(cond)
+
+
+# ---------------------------------------------------------------- exact cuts from histograms
+
+def kth_smallest(hists: Sequence[tuple], q: int) -> int:
+    """The (q + 1)-th smallest value of the multiset whose parts are given as (sorted
+    distinct values, cumulative counts): the least v with more than q values <= v, found by
+    bisecting the int64 range (64 steps of one binary search per part)."""
+    lo = min(int(u[0]) for u, _ in hists if u.size)
+    hi = max(int(u[-1]) for u, _ in hists if u.size)
+    while lo < hi:
+        mid = (lo + hi) // 2   # Python ints: no overflow at the int64 ends
+        at = np.int64(mid)
+        below = 0
+        for u, cum in hists:
+            i = int(np.searchsorted(u, at, side="right"))
+            below += int(cum[i - 1]) if i else 0
+        if below > q:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def value_cut(hists: Sequence[tuple], pct_lo: int, pct_hi: int) -> tuple:
+    """[lo, hi]: the values of the members whose percentile floor(100 * below / N) lies in
+    [pct_lo, pct_hi], N and below counted over every part ((values, counts) each): the same
+    two order statistics as BK.percentile_interval on one machine."""
+    parts = [(np.asarray(u, np.int64), np.cumsum(np.asarray(k, np.int64))) for u, k in hists]
+    parts = [(u, cum) for u, cum in parts if u.size]
+    n = sum(int(cum[-1]) for _, cum in parts)
+    if n == 0 or pct_lo > pct_hi:
+        return EMPTY
+    b_lo = (pct_lo * n + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((pct_hi + 1) * n + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= n:
+        return EMPTY
+    lo = kth_smallest(parts, b_lo - 1) + 1 if b_lo >= 1 else INT64_MIN   # above the b_lo-th smallest
+    hi = kth_smallest(parts, b_hi) if b_hi < n - 1 else INT64_MAX        # at most the (b_hi + 1)-th
+    return EMPTY if lo > hi else (lo, hi)
+
+
+def ranked_values(c) -> list:
+    """(Value, among) of each value a percentile or RFM condition ranks, in rfm_scores' order."""
+    if isinstance(c, S.Percentile):
+        return [(c.of, c.among)]
+    return [(S.Value(key, c.filter, c.range), c.among) for key, _, _ in rfm_scores(c)]
+
+
+def _bounds(c) -> list:
+    if isinstance(c, S.Percentile):
+        return [percentile_bounds(c.cmp)]
+    return [(lo, hi) for _, lo, hi in rfm_scores(c)]
+
+
+# ---------------------------------------------------------------- resolution of one call
+
+class Resolver:
+    """Resolves one segment of dataset `name` as of one instant for a ClusterEngine (see the
+    module doc); `path`: the saved segments being evaluated around it (cycle check)."""
+
+    def __init__(self, cluster, name: str, as_of, deadline: Optional[float], path: tuple = ()):
+        self.cluster, self.name, self.as_of, self.deadline, self.path = cluster, name, as_of, deadline, path
+        self._catalog = None
+        self.definitions: Dict[str, S.Segment] = {}   # saved name -> its definition
+        self.segments: Dict[str, S.Segment] = {}      # saved name -> what partitions evaluate
+        self.groups: Dict[str, np.ndarray] = {}       # group (or SEGMENT_RESULT) name -> sorted ids
+        self.ranked: list = []                        # percentile and rfm conditions, each once
+
+    def resolve(self, seg: S.Segment) -> Optional[List[PartitionReferences]]:
+        """Every partition's references for seg, or None when it needs none."""
+        self._visit_segment(seg, self.path)
+        if not (self.segments or self.groups or self.ranked):
+            return None
+        return self._given(self._rank())
+
+    # ------------------------------------------------------------ references
+    def _refs(self):
+        if self._catalog is None:
+            self._catalog = self.cluster.references(self.name)
+        return self._catalog
+
+    def _visit_segment(self, seg: S.Segment, path: tuple) -> None:
+        for top in S.segment_conditions(seg):
+            for c in S.walk(top):   # a percentile's among included
+                if isinstance(c, S.InSegment):
+                    self._in_segment(c.name, path)
+                elif isinstance(c, S.InGroup):
+                    if c.name not in self.groups:
+                        self.groups[c.name] = np.sort(np.asarray(self._refs().group_members(c.name), np.int64))
+                elif isinstance(c, RANKED) and c not in self.ranked:
+                    self.ranked.append(c)
+
+    def _in_segment(self, ref: str, path: tuple) -> None:
+        """As one machine evaluates a reference (behaviour._in_segment): a name already on
+        the path is a cycle, named by the path; the definition is evaluated inside it."""
+        if ref in path:
+            raise E.InvalidArgument("in_segment", "reference cycle: " + " -> ".join(path + (ref,)))
+        seg = self.definitions.get(ref)
+        if seg is None:
+            seg = self.definitions[ref] = self._refs().segment(ref)
+        if seg.limit is None:
+            self.segments[ref] = seg
+            self._visit_segment(seg, path + (ref,))
+        elif ref not in self.segments:
+            ids = self.cluster.result_ids(self.name, seg, self.as_of, self.deadline, path + (ref,))
+            self.groups[SEGMENT_RESULT + ref] = np.sort(np.asarray(ids, np.int64))
+            self.segments[ref] = S.Segment(S.InGroup(SEGMENT_RESULT + ref))
+
+    # ------------------------------------------------------------ ranks
+    def _ranked_inside(self, cond, seen: set) -> set:
+        """The percentile and rfm conditions a condition's evaluation ranks first: in its
+        tree and in the definitions it references that partitions evaluate."""
+        out = set()
+        for c in S.walk(cond):
+            if isinstance(c, RANKED):
+                out.add(c)
+            elif isinstance(c, S.InSegment) and c.name not in seen and self.segments.get(c.name) is \
+                    self.definitions.get(c.name):
+                seen.add(c.name)
+                for top in S.segment_conditions(self.segments[c.name]):
+                    out |= self._ranked_inside(top, seen)
+        return out
+
+    def _rank(self) -> dict:
+        """The value intervals of every ranked condition, innermost first (a round each level)."""
+        cuts: dict = {}
+        todo = list(self.ranked)
+        while todo:
+            ready = [c for c in todo if c.among is None or self._ranked_inside(c.among, set()) <= cuts.keys()]
+            if not ready:
+                raise E.InvalidArgument("among", "a percentile ranks a population that needs itself")
+            items = list(dict.fromkeys(it for c in ready for it in ranked_values(c)))
+            per_part = self.cluster.value_histograms(self.name, items, self.as_of, self.deadline,
+                                                     self._given(cuts)) if items else []
+            hist = {it: [answer[j] for answer in per_part] for j, it in enumerate(items)}
+            for c in ready:
+                cuts[c] = tuple(value_cut(hist[it], lo, hi) for it, (lo, hi) in zip(ranked_values(c), _bounds(c)))
+            todo = [c for c in todo if c not in cuts]
+        return cuts
+
+    def _given(self, cuts: dict) -> List[PartitionReferences]:
+        p = self.cluster.partitions
+        shares: List[Dict[str, np.ndarray]] = [{} for _ in range(p)]
+        for g, ids in self.groups.items():
+            split = split_ids(ids, p)
+            for q in range(p):
+                shares[q][g] = split.get(q, ids[:0])
+        return [PartitionReferences(self.segments, shares[q], cuts) for q in range(p)]
