@@ -360,9 +360,16 @@ def test_percentiles_and_rfm_over_the_whole_population(pair, cluster, key):
     ds = pair[key]
     v = values_of(ds)
     problems = []
-    for i, seg in enumerate(ranked_segments(v)):
+    segs = ranked_segments(v)
+    for i, seg in enumerate(segs):
         problems += differences(ds, cluster, seg, ds.as_ofs[i % 2], f"{key} ranked {i}", full=i % 4 == 0)
     assert not problems, "\n".join(problems[:20])
+    for seg in segs[-11:-2]:   # explain: every node's size summed over partitions is one machine's
+        want, got = ds.engine.explain(ds.name, seg, as_of=ds.as_ofs[0]), cluster.explain(ds.name, seg, as_of=ds.as_ofs[0])
+
+        def sizes(node):
+            return [node.size] + [x for c in node.children for x in sizes(c)]
+        assert got.size == want.size and sizes(got)[:len(sizes(want))] == sizes(want), seg
 
 
 def _error(eng, name, seg, as_of):
@@ -546,6 +553,13 @@ def test_deadline_through_grpc(pair, cluster):
             client.create_saved_segment(ds.name, "best30", seg)
             assert client.count(ds.name, saved="best30", as_of=as_of).count == 30
             client.create_group(ds.name, "best30-now", saved="best30", as_of=as_of)
+            for cond in (S.InSegment("best30"), S.InGroup("best30-now"),
+                         S.Percentile(S.Value("spend"), S.Cmp(">=", 50), S.InSegment("best30"))):
+                assert client.count(ds.name, S.Segment(cond), as_of=as_of).count == \
+                    ds.engine.count(ds.name, S.Segment(S.Percentile(S.Value("spend"), S.Cmp(">=", 50),
+                                                                    S.Customers(tuple(int(x) for x in ids))))
+                                    if isinstance(cond, S.Percentile) else S.Segment(S.Customers(tuple(int(x) for x in ids))),
+                                    as_of=as_of).count
             members = client.materialize_group(ds.name, "best30-now", ("email",))
             assert sorted(members.customer_ids) == sorted(ids)
             assert client.dataset_info(ds.name)["rows"] == ds.engine.info(ds.name)["rows"]

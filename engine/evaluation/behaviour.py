@@ -317,6 +317,7 @@ def rfm_scores(c: S.Rfm) -> list:
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
     out = np.zeros(values.size, np.uint8)
+    lo, hi = max(lo, 0), min(hi, 99)
     if lo <= hi:
         BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
     return out
