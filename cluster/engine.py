@@ -45,7 +45,7 @@ from segments.engine.evaluation.output import parse_as_of
 from segments.engine.live.changes import prepare_batch
 from segments.engine.model import kinds
 from segments.engine.model import segment as S
-from segments.engine.results import Materialized
+from segments.engine.results import Materialized, MaterializedStream
 from segments.engine.storage.ingest_read import find_table_files, iter_table_batches
 
 from . import merge
@@ -65,6 +65,9 @@ RAY_SYSTEM_CONFIG = {"timeout_ms_task_wait_for_death_info": 100}
 # s measured here under load); this bounds the wait when other partitions answered.
 STRAGGLER_S = 0.2
 STRAGGLER_FACTOR = 3.0
+# Chunks a partition's materialize stream may send ahead of what the coordinator has taken
+# (Ray's generator back-pressure): it pauses there until the merge takes one.
+STREAM_AHEAD = 2
 LAYOUT_FILE = "cluster.json"
 PARTITIONS_DIR = "partitions"
 UTC = dt.timezone.utc
@@ -630,6 +633,107 @@ class ClusterEngine:
             m.sequence = sum(int(g.sequence or 0) for g in got)
         m.as_of = as_of
         return m
+
+    def materialize_stream(self, name: str, segment: S.Segment, fields: Sequence[str] = (), as_of=None,
+                           deadline: Optional[float] = None, chunk_ids: int = 65_536) -> MaterializedStream:
+        """materialize() in pieces of chunk_ids rows, merged as the partitions send theirs:
+        each partition answers a Ray streaming generator (its head, then its rows in output
+        order, chunk_ids at a time) that runs at most STREAM_AHEAD chunks ahead of what the
+        coordinator took (back-pressure), and merge.merge_streams sends a row once no
+        partition can still have one before it; the coordinator holds about a chunk per
+        partition, never the whole result. A segment with a limit is merged whole (its top is
+        at most `limit` rows; its appends' rows are merged in memory) and sent in pieces.
+        A replica that fails before its head comes is replaced by the next; once rows flow a
+        failure ends the stream with Unavailable (what was sent cannot be taken back)."""
+        t0 = time.perf_counter()
+        self._check(name, segment)
+        if not isinstance(chunk_ids, int) or isinstance(chunk_ids, bool) or chunk_ids < 1:
+            raise E.InvalidArgument("chunk_ids", f"must be a positive integer, got {chunk_ids!r}")
+        as_of, fields = _instant(as_of), tuple(fields)
+        if segment.limit is not None:
+            return MaterializedStream.of(self._materialize(name, segment, fields, as_of, deadline), chunk_ids)
+        given = self._given(name, segment, as_of, deadline)
+        kwargs = {"as_of": as_of}
+        requests = [pickle.dumps(("materialize", (name, segment, fields),
+                                  kwargs if given is None else {**kwargs, "references": given[p]}), protocol=5)
+                    for p in range(self.partitions)]
+        heads, gens = self._open_streams(requests, chunk_ids, deadline)
+        runs = [self._stream_rows(p, gens[p], deadline) for p in range(self.partitions)]
+        rows = merge.merge_streams(runs, segment.order_by, fields, chunk_ids, heads[0]["empty"])
+        return MaterializedStream(sum(int(h["total"]) for h in heads), rows,
+                                  segment.order_by.key if segment.order_by is not None else None,
+                                  merge.missing_ids([h["missing_ids"] for h in heads], self.partitions),
+                                  (time.perf_counter() - t0) * 1000, as_of,
+                                  sum(int(h["sequence"] or 0) for h in heads))
+
+    def _open_streams(self, requests: list, chunk_ids: int, deadline: Optional[float]) -> tuple:
+        """Every partition's stream started on one replica (round robin) and its head read:
+        ([head], [ObjectRefGenerator]); a replica failing before its head is replaced."""
+        start = self._next
+        self._next += 1
+
+        def open_(p: int, r: int, last: bool):
+            timeout = None if deadline is None else deadline - time.monotonic()
+            opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
+            if not last:
+                opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
+            return self._actors[p][r].stream.options(**opts).remote(requests[p], chunk_ids, timeout)
+
+        order = [[(start + p + k) % self.replicas for k in range(self.replicas)] for p in range(self.partitions)]
+        gens = [open_(p, order[p][0], self.replicas == 1) for p in range(self.partitions)]
+        heads = []
+        for p in range(self.partitions):
+            for k in range(self.replicas):
+                if k:
+                    gens[p] = open_(p, order[p][k], k == self.replicas - 1)
+                try:
+                    answer = self._stream_next(gens[p], p, deadline)
+                except E.Unavailable:
+                    if k == self.replicas - 1:
+                        raise
+                    continue
+                if answer is None:
+                    raise E.Unavailable(f"partition {p}", "its stream ended before its answer")
+                heads.append(unwrap(answer))
+                break
+        return heads, gens
+
+    @staticmethod
+    def _stream_next(gen, p: int, deadline: Optional[float]):
+        """The next object of a partition's stream (None at its end); Cancelled past the
+        deadline, Unavailable when its actor failed."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait([gen], timeout=wait)
+        if not ready:
+            raise E.Cancelled("deadline", f"partition {p} did not send its rows before the deadline")
+        try:
+            return ray.get(next(gen))
+        except StopIteration:
+            return None
+        except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                ray.exceptions.ActorUnschedulableError) as e:
+            raise E.Unavailable(f"partition {p}", f"its stream failed: {type(e).__name__}") from None
+
+    def _stream_rows(self, p: int, gen, deadline: Optional[float]):
+        """A partition's rows, chunk by chunk, after its head; its stream cancelled when the
+        merge stops early (the caller left, a deadline, another partition failed)."""
+        import ray
+
+        try:
+            while True:
+                m = self._stream_next(gen, p, deadline)
+                if m is None:
+                    return
+                yield m
+        finally:
+            try:
+                if not gen.is_finished():
+                    ray.cancel(gen)
+            except Exception:  # noqa: BLE001 - best effort (Ray may be gone already)
+                pass
 
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()

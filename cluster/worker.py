@@ -31,6 +31,7 @@ class PartitionWorker:
         self.engine = Engine(self.folder, **(engine_options or {}))
         self.started = time.time()
         self.delay = 0.0   # seconds each evaluation waits first (tests: a slow partition)
+        self.streamed = 0  # chunks of rows sent by stream() (operations, tests: back-pressure)
 
     # ------------------------------------------------------------ the one entry point
     def call(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
@@ -68,6 +69,24 @@ class PartitionWorker:
             return answer
         return pickle.dumps(answer, protocol=5)
 
+    def stream(self, request: bytes, chunk_ids: int, timeout: Optional[float] = None):
+        """A pickled materialize call answered in pieces (a Ray streaming generator, taken
+        by the coordinator with back-pressure): its answer head first, ("ok", {"total",
+        "missing_ids", "sequence", "empty"}, ms) or the error answer, then the rows in
+        output order, chunk_ids at a time (compact Materialized pieces)."""
+        method, args, kwargs = pickle.loads(request)
+        answer = self.call(method, args, kwargs, timeout)
+        if answer[0] != "ok":
+            yield answer
+            return
+        m = answer[1]
+        n = len(m.customer_ids)
+        yield ("ok", {"total": n, "missing_ids": tuple(m.missing_ids), "sequence": m.sequence,
+                      "empty": m.rows(0, 0, compact=True)}, answer[2])
+        for a in range(0, n, chunk_ids):
+            self.streamed += 1
+            yield m.rows(a, min(n, a + chunk_ids), compact=True)
+
     def ping(self) -> dict:
         """Who and where this actor is."""
         try:
@@ -76,7 +95,8 @@ class PartitionWorker:
         except Exception:   # outside Ray
             node = None
         return {"pid": os.getpid(), "host": socket.gethostname(), "node": node, "index": self.index,
-                "replica": self.replica, "folder": str(self.folder), "started": self.started}
+                "replica": self.replica, "folder": str(self.folder), "started": self.started,
+                "streamed": self.streamed}
 
     def set_delay(self, seconds: float) -> None:
         self.delay = float(seconds)

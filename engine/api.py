@@ -24,7 +24,7 @@ from .errors import InvalidArgument
 from .evaluation import output, warm as warmup
 from .model.schema import PROFILE_FIELDS
 from .model.segment import Segment
-from .results import CountResult, ExplainNode, Materialized, Preview
+from .results import CountResult, ExplainNode, Materialized, MaterializedStream, Preview
 
 
 def default_data_dir() -> str:
@@ -215,6 +215,12 @@ class Engine:
             state = getattr(snap, "state", None)
             m.sequence = int(getattr(state, "seq", 0) or 0)
             return m
+
+    def materialize_stream(self, name: str, segment: Segment, fields: Sequence[str] = (), as_of=None,
+                           deadline: Optional[float] = None, chunk_ids: int = 65_536) -> MaterializedStream:
+        """materialize() in pieces of chunk_ids rows (what a server streams; a cluster
+        coordinator merges its partitions' streams instead of whole answers)."""
+        return MaterializedStream.of(self.materialize(name, segment, fields, as_of, deadline), chunk_ids)
 
     def limit_pieces(self, name: str, segment: Segment, want: str = "count", n: int = 0, fields: Sequence[str] = (),
                      as_of=None, deadline: Optional[float] = None, references=None) -> dict:

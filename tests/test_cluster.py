@@ -495,6 +495,80 @@ def test_references_and_groups(cluster, engine, tmp_path_factory):
     assert not problems, "\n".join(problems[:20])
 
 
+# ---------------------------------------------------------------- streamed materialize
+
+def _joined(stream):
+    import pyarrow as pa
+    pieces = list(stream.chunks)
+    ids = np.concatenate([x.customer_ids for x in pieces]).tolist()
+    cols = {f: pa.concat_arrays([x.columns[f] for x in pieces]).to_pylist() for f in pieces[0].columns}
+    ranks = None if pieces[0].rank_values is None else _rank_list(
+        type("M", (), {"rank_values": np.concatenate([x.rank_values for x in pieces])}))
+    return pieces, ids, cols, ranks
+
+
+def test_materialize_streams_in_pieces(pair, cluster):
+    """ClusterEngine.materialize_stream: the one-machine materialize (ids, order, fields,
+    rank values, total, missing ids) in pieces of exactly chunk_ids rows, merged from the
+    partitions' streams with back-pressure (a partition runs at most STREAM_AHEAD chunks
+    ahead of the merge), and the same through the gRPC server's Materialize."""
+    from segments.cluster.engine import STREAM_AHEAD
+    from segments.client.client import SegmentsClient
+    from segments.server.app import build_server
+    from tests.test_conditions import cmp
+
+    ds = pair["gen1"]
+    v = values_of(ds)
+    as_of = ds.as_ofs[0]
+    segs = [S.Segment(S.All()), S.Segment(S.All(), order_by=S.OrderBy("spend")),
+            S.Segment(S.Bought(F(department=v("purchases.department"))), order_by=S.OrderBy("last_purchase", descending=False)),
+            S.Segment(S.Percentile(S.Value("purchase_count"), cmp(">=", 40)), order_by=S.OrderBy("loyalty_points")),
+            S.Segment(S.Customers(tuple(v.ids) + (-9,)), order_by=S.OrderBy("order_count")),
+            S.Segment(S.All(), order_by=S.OrderBy("spend"), limit=130, append=(S.LoyaltyMember(),)),
+            S.Segment(S.All(), exclude=S.All())]
+    fields = ("email", "city")
+    for i, seg in enumerate(segs):
+        f = fields if i % 2 else ()
+        want = ds.engine.materialize(ds.name, seg, f, as_of=as_of)
+        for chunk in (97, 5000):
+            stream = cluster.materialize_stream(ds.name, seg, f, as_of=as_of, chunk_ids=chunk)
+            assert (stream.total, stream.missing_ids, stream.rank_key) == (len(want.customer_ids), want.missing_ids,
+                                                                           want.rank_key), seg
+            pieces, ids, cols, ranks = _joined(stream)
+            assert ids == want.customer_ids.tolist(), (i, chunk)
+            assert cols == {k: want.columns[k].to_pylist() for k in f}
+            assert ranks == _rank_list(want)
+            assert all(len(x.customer_ids) == chunk for x in pieces[:-1]) and len(pieces[-1].customer_ids) <= chunk
+
+    # back-pressure: with 10-row chunks (~100 per partition), after the first piece every
+    # partition has sent only what the merge took plus STREAM_AHEAD
+    before = [a["streamed"] for a in cluster.ping()]
+    stream = cluster.materialize_stream(ds.name, S.Segment(S.All(), order_by=S.OrderBy("spend")), as_of=as_of,
+                                        chunk_ids=10)
+    it = iter(stream.chunks)
+    next(it)
+    time.sleep(1.0)
+    sent = [x["streamed"] - b for x, b in zip(cluster.ping(), before)]
+    print(f"chunks each partition sent when the first piece was merged (+1 s): {sent}")
+    assert all(1 <= s <= 3 + STREAM_AHEAD for s in sent), sent
+    rest = sum(len(x.customer_ids) for x in it)
+    assert 10 + rest == stream.total > 2000
+    sent = [x["streamed"] - b for x, b in zip(cluster.ping(), before)]
+    assert sum(sent) >= stream.total // 10
+
+    server, port = build_server(cluster, port=0, chunk_ids=100)
+    server.start()
+    try:
+        with SegmentsClient(f"127.0.0.1:{port}") as client:
+            for seg in segs[1:5]:
+                got = client.materialize(ds.name, seg, fields, as_of=as_of)
+                want = ds.engine.materialize(ds.name, seg, fields, as_of=as_of)
+                assert list(got.customer_ids) == want.customer_ids.tolist()
+                assert got.columns["email"].to_pylist() == want.columns["email"].to_pylist()
+    finally:
+        server.stop(0)
+
+
 # ---------------------------------------------------------------- faults
 
 def _count_all(eng, name, as_of):

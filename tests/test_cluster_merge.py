@@ -102,3 +102,45 @@ def test_value_cut_is_the_whole_population_percentile(parts, shape):
         got = [a <= x <= b for x in v.tolist()]
         assert got == want, (shape, parts, lo, hi, (a, b))
     assert population.value_cut([(np.zeros(0, np.int64), np.zeros(0, np.int64))] * parts, 0, 99) == population.EMPTY
+
+
+@pytest.mark.parametrize("ranked,float_ranks", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("sizes,chunk", [([0, 0, 0], 4), ([5, 0, 7], 3), ([300, 17, 0, 250], 64),
+                                         ([1000, 999, 1001], 1000), ([40, 41], 1)])
+def test_merge_streams_is_the_whole_merge_in_chunks(ranked, float_ranks, sizes, chunk):
+    """merge.merge_streams over runs sent a random number of rows at a time gives the rows
+    of merge.materialized (ids, a field, rank values) in pieces of exactly `chunk` rows
+    (the last shorter), and has taken at most one chunk per run beyond the rows it sent."""
+    import pyarrow as pa
+    from segments.engine.results import Materialized
+
+    rng = np.random.default_rng(sum(sizes) * 7 + chunk + 3 * ranked + float_ranks)
+    ids, ranks = _runs(rng, sizes, ranked, float_ranks)
+    key = "loyalty_points" if float_ranks else "spend"
+    ob = S.OrderBy(key) if ranked else None
+    answers = [Materialized(i, {"email": pa.array([f"c{x}@x" for x in i.tolist()], pa.string())},
+                            ranks[p] if ranked else None, key if ranked else None) for p, i in enumerate(ids)]
+    seg = S.Segment(S.All(), order_by=ob)
+    want = merge.materialized(answers, seg, ("email",), len(sizes), 0.0)
+    pulled = [0] * len(sizes)
+
+    def run(p, m):
+        n, a = len(m.customer_ids), 0
+        while a < n:
+            b = min(n, a + int(rng.integers(1, 2 * chunk + 2)))
+            pulled[p] += b - a
+            yield m.rows(a, b, compact=True)
+            a = b
+    empty = answers[0].rows(0, 0, compact=True)
+    pieces = []
+    for piece in merge.merge_streams([run(p, m) for p, m in enumerate(answers)], ob, ("email",), chunk, empty):
+        pieces.append(piece)
+        ahead = sum(pulled) - sum(len(x.customer_ids) for x in pieces)
+        assert ahead <= len(sizes) * (2 * chunk + 1) + chunk, ahead   # a chunk per run and one out
+    got_ids = np.concatenate([x.customer_ids for x in pieces])
+    assert got_ids.tolist() == want.customer_ids.tolist()
+    assert [len(x.customer_ids) for x in pieces[:-1]] == [chunk] * (len(pieces) - 1) and len(pieces[-1].customer_ids) <= chunk
+    assert pa.concat_arrays([x.columns["email"] for x in pieces]).to_pylist() == want.columns["email"].to_pylist()
+    if ranked:
+        got_rv = np.concatenate([x.rank_values for x in pieces])
+        assert np.array_equal(got_rv, want.rank_values, equal_nan=True)
