@@ -29,6 +29,7 @@ from segments.engine import errors as E
 from segments.engine.evaluation.behaviour import percentile_bounds, rfm_scores
 from segments.engine.model import segment as S
 
+from .merge_kernels import kth_of_histograms
 from .partitioning import split_ids
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -59,41 +60,36 @@ class PartitionReferences:
 
 # ---------------------------------------------------------------- exact cuts from histograms
 
-def kth_smallest(hists: Sequence[tuple], q: int) -> int:
-    """The (q + 1)-th smallest value of the multiset whose parts are given as (sorted
-    distinct values, cumulative counts): the least v with more than q values <= v, found by
-    bisecting the int64 range (64 steps of one binary search per part)."""
-    lo = min(int(u[0]) for u, _ in hists if u.size)
-    hi = max(int(u[-1]) for u, _ in hists if u.size)
-    while lo < hi:
-        mid = (lo + hi) // 2   # Python ints: no overflow at the int64 ends
-        at = np.int64(mid)
-        below = 0
-        for u, cum in hists:
-            i = int(np.searchsorted(u, at, side="right"))
-            below += int(cum[i - 1]) if i else 0
-        if below > q:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 def value_cut(hists: Sequence[tuple], pct_lo: int, pct_hi: int) -> tuple:
     """[lo, hi]: the values of the members whose percentile floor(100 * below / N) lies in
-    [pct_lo, pct_hi], N and below counted over every part ((values, counts) each): the same
-    two order statistics as BK.percentile_interval on one machine."""
-    parts = [(np.asarray(u, np.int64), np.cumsum(np.asarray(k, np.int64))) for u, k in hists]
-    parts = [(u, cum) for u, cum in parts if u.size]
-    n = sum(int(cum[-1]) for _, cum in parts)
+    [pct_lo, pct_hi], N and below counted over every part ((sorted values, count of each or
+    None for one each) per partition): the same two order statistics as
+    BK.percentile_interval on one machine, each found by merge_kernels.kth_of_histograms."""
+    parts = [(np.asarray(u, np.int64), None if k is None else np.cumsum(np.asarray(k, np.int64)))
+             for u, k in hists if len(u)]
+    n = sum(int(u.size if cum is None else cum[-1]) for u, cum in parts)
     if n == 0 or pct_lo > pct_hi:
         return EMPTY
     b_lo = (pct_lo * n + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
     b_hi = ((pct_hi + 1) * n + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
     if b_lo > b_hi or b_lo >= n:
         return EMPTY
-    lo = kth_smallest(parts, b_lo - 1) + 1 if b_lo >= 1 else INT64_MIN   # above the b_lo-th smallest
-    hi = kth_smallest(parts, b_hi) if b_hi < n - 1 else INT64_MAX        # at most the (b_hi + 1)-th
+    values = np.concatenate([u for u, _ in parts])
+    starts = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([u.size for u, _ in parts], out=starts[1:])
+    counted = [c for _, c in parts if c is not None]
+    cum = np.concatenate(counted) if counted else np.zeros(0, np.int64)
+    cum_at = np.full(len(parts), -1, np.int64)
+    at = 0
+    for p, (_, c) in enumerate(parts):
+        if c is not None:
+            cum_at[p], at = at, at + c.size
+    vmin, vmax = min(int(u[0]) for u, _ in parts), max(int(u[-1]) for u, _ in parts)
+
+    def kth(q: int) -> int:   # the (q + 1)-th smallest value
+        return int(kth_of_histograms(values, cum, cum_at, starts, q, vmin, vmax))
+    lo = kth(b_lo - 1) + 1 if b_lo >= 1 else INT64_MIN   # above the b_lo-th smallest
+    hi = kth(b_hi) if b_hi < n - 1 else INT64_MAX        # at most the (b_hi + 1)-th
     return EMPTY if lo > hi else (lo, hi)
 
 

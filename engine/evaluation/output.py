@@ -159,7 +159,7 @@ def value_histograms(snap, items, as_of=None, deadline=None, references=None) ->
     ctx = Context(snap, _as_of(as_of), deadline)
     _bind_references(ctx, snap, deadline, references, ())
     if getattr(snap, "empty", False):
-        return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in items]
+        return [(np.zeros(0, np.int64), None) for _ in items]
     return [population_histogram(ctx, value, among) for value, among in items]
 
 
