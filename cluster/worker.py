@@ -72,8 +72,8 @@ class PartitionWorker:
     def stream(self, request: bytes, chunk_ids: int, timeout: Optional[float] = None):
         """A pickled materialize call answered in pieces (a Ray streaming generator, taken
         by the coordinator with back-pressure): its answer head first, ("ok", {"total",
-        "missing_ids", "sequence", "empty"}, ms) or the error answer, then the rows in
-        output order, chunk_ids at a time (compact Materialized pieces)."""
+        "chunks", "missing_ids", "sequence", "empty"}, ms) or the error answer, then the rows
+        in output order, chunk_ids at a time (compact Materialized pieces, "chunks" of them)."""
         method, args, kwargs = pickle.loads(request)
         answer = self.call(method, args, kwargs, timeout)
         if answer[0] != "ok":
@@ -81,8 +81,8 @@ class PartitionWorker:
             return
         m = answer[1]
         n = len(m.customer_ids)
-        yield ("ok", {"total": n, "missing_ids": tuple(m.missing_ids), "sequence": m.sequence,
-                      "empty": m.rows(0, 0, compact=True)}, answer[2])
+        yield ("ok", {"total": n, "chunks": -(-n // chunk_ids), "missing_ids": tuple(m.missing_ids),
+                      "sequence": m.sequence, "empty": m.rows(0, 0, compact=True)}, answer[2])
         for a in range(0, n, chunk_ids):
             self.streamed += 1
             yield m.rows(a, min(n, a + chunk_ids), compact=True)
