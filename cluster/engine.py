@@ -137,6 +137,7 @@ class ClusterEngine:
         self._actors = [[self._actor(p, r, detached, engine_options or {}) for r in range(self.replicas)]
                         for p in range(self.partitions)]
         self._next = 0   # round robin of the first replica asked
+        self._streams: dict = {}   # (p, r, last replica) -> the actor's stream method with its options
         self._rounds = threading.local()   # this thread's last call: slowest partition's ms per round
 
     # ------------------------------------------------------------ layout and actors
@@ -658,8 +659,9 @@ class ClusterEngine:
                                   kwargs if given is None else {**kwargs, "references": given[p]}), protocol=5)
                     for p in range(self.partitions)]
         heads, gens = self._open_streams(requests, chunk_ids, deadline)
-        runs = [self._stream_rows(p, gens[p], int(heads[p]["chunks"]), deadline) for p in range(self.partitions)]
-        rows = merge.merge_streams(runs, segment.order_by, fields, chunk_ids, heads[0]["empty"])
+        runs = [_Stream(p, gens[p], int(heads[p]["chunks"]), heads[p]["first"]) for p in range(self.partitions)]
+        rows = merge.merge_streams(runs, segment.order_by, fields, chunk_ids, heads[0]["first"].rows(0, 0),
+                                   lambda runs, wanted: _pull(runs, wanted, deadline))
         return MaterializedStream(sum(int(h["total"]) for h in heads), rows,
                                   segment.order_by.key if segment.order_by is not None else None,
                                   merge.missing_ids([h["missing_ids"] for h in heads], self.partitions),
@@ -674,16 +676,21 @@ class ClusterEngine:
 
         def open_(p: int, r: int, last: bool):
             timeout = None if deadline is None else deadline - time.monotonic()
-            opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
-            if not last:
-                opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
-            return self._actors[p][r].stream.options(**opts).remote(requests[p], chunk_ids, timeout)
+            method = self._streams.get((p, r, last))
+            if method is None:   # kept: options() costs ~0.5 ms a call here
+                opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
+                if not last:
+                    opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
+                method = self._streams[(p, r, last)] = self._actors[p][r].stream.options(**opts)
+            return method.remote(requests[p], chunk_ids, timeout)
 
         order = [[(start + p + k) % self.replicas for k in range(self.replicas)] for p in range(self.partitions)]
         gens = [open_(p, order[p][0], self.replicas == 1) for p in range(self.partitions)]
+        firsts = self._heads(gens, deadline)
         heads = []
         for p in range(self.partitions):
-            for k in range(self.replicas):
+            answer = firsts[p]
+            for k in range(self.replicas if answer is None else 0):
                 if k:
                     gens[p] = open_(p, order[p][k], k == self.replicas - 1)
                 try:
@@ -694,9 +701,36 @@ class ClusterEngine:
                     continue
                 if answer is None:
                     raise E.Unavailable(f"partition {p}", "its stream ended before its answer")
-                heads.append(unwrap(answer))
                 break
+            heads.append(unwrap(answer))
         return heads, gens
+
+    @staticmethod
+    def _heads(gens: list, deadline: Optional[float]) -> list:
+        """Every stream's first object, waited for together (one ray.wait, one ray.get: each
+        costs ~1 ms here however many it takes); None for a stream that failed."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        failed = (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                  ray.exceptions.ActorUnschedulableError)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=wait)
+        if len(ready) < len(gens):
+            raise E.Cancelled("deadline", "partitions did not answer materialize before the deadline")
+        refs = [next(g, None) for g in gens]
+        if None not in refs:
+            try:
+                return ray.get(refs)
+            except failed:
+                pass
+        out = []
+        for ref in refs:   # one failed: the others one by one
+            try:
+                out.append(None if ref is None else ray.get(ref))
+            except failed:
+                out.append(None)
+        return out
 
     @staticmethod
     def _stream_next(gen, p: int, deadline: Optional[float]):
@@ -717,27 +751,6 @@ class ClusterEngine:
         except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
                 ray.exceptions.ActorUnschedulableError) as e:
             raise E.Unavailable(f"partition {p}", f"its stream failed: {type(e).__name__}") from None
-
-    def _stream_rows(self, p: int, gen, chunks: int, deadline: Optional[float]):
-        """A partition's `chunks` chunks of rows after its head; its stream cancelled when
-        the merge stops before the last (the caller left, a deadline, another partition
-        failed)."""
-        import ray
-
-        taken = 0
-        try:
-            while taken < chunks:
-                m = self._stream_next(gen, p, deadline)
-                if m is None:
-                    raise E.Unavailable(f"partition {p}", f"its stream ended after {taken} of {chunks} chunks")
-                taken += 1
-                yield m
-        finally:
-            if taken < chunks:
-                try:
-                    ray.cancel(gen)
-                except Exception:  # noqa: BLE001 - best effort (Ray may be gone already)
-                    pass
 
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
@@ -791,6 +804,53 @@ class ClusterEngine:
     def close(self) -> None:
         """Nothing to release here: the actors own their files (and stop with this process
         unless detached)."""
+
+
+class _Stream:
+    """One partition's materialize stream after its head: `chunks` chunks of rows to take;
+    cancelled when dropped before the last (the caller left, a deadline, another partition
+    failed)."""
+
+    def __init__(self, p: int, gen, chunks: int, first):
+        self.p, self.gen, self.left, self.first = p, gen, chunks, first
+
+    def __del__(self):
+        if self.left > 0:
+            try:
+                import ray
+                ray.cancel(self.gen)
+            except Exception:  # noqa: BLE001 - best effort (Ray may be gone already)
+                pass
+
+
+def _pull(runs: List[_Stream], wanted: List[int], deadline: Optional[float]) -> list:
+    """The next chunk of each stream named (None past its last), waited for together: one
+    ray.wait and one ray.get for all (each costs ~1 ms here however many it takes)."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    given = {p: runs[p].first for p in wanted if runs[p].first is not None}   # sent with the head
+    for p in given:
+        runs[p].first = None
+    live = [p for p in wanted if p not in given and runs[p].left > 0]
+    gens = [runs[p].gen for p in live if not runs[p].gen.next_ready()]
+    if gens:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=wait)
+        if len(ready) < len(gens):
+            raise E.Cancelled("deadline", "partitions did not send their rows before the deadline")
+    try:
+        refs = [next(runs[p].gen) for p in live]
+        got = dict(zip(live, ray.get(refs)))
+    except StopIteration:
+        raise E.Unavailable("partition", "a stream ended before its last chunk") from None
+    except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+            ray.exceptions.ActorUnschedulableError) as e:
+        raise E.Unavailable("partition", f"a stream failed: {type(e).__name__}") from None
+    for p in live:
+        runs[p].left -= 1
+    got.update(given)
+    return [got.get(p) for p in wanted]
 
 
 def _instant(as_of) -> dt.datetime:

@@ -288,11 +288,16 @@ def _joined(pieces: Sequence[Materialized], fields: Sequence[str], rank_key) -> 
                         rank_key)
 
 
+def _next_each(runs: Sequence, wanted: List[int]) -> list:
+    return [next(runs[p], None) for p in wanted]
+
+
 def merge_streams(runs: Sequence, order_by: Optional[S.OrderBy], fields: Sequence[str], chunk_ids: int,
-                  empty: Materialized):
+                  empty: Materialized, pull=_next_each):
     """Materialized pieces of chunk_ids rows (the last shorter; `empty`, zero rows typed as
     the answer, when there are none) in the output order of runs, each an iterator of
-    Materialized chunks already in output order (customer_ids unique across runs)."""
+    Materialized chunks already in output order (customer_ids unique across runs).
+    pull(runs, [p, ...]): the next chunk of each run named (None at its end), all at once."""
     fields = tuple(fields)
     rank_key = order_by.key if order_by is not None else None
     held: List[Optional[tuple]] = [None] * len(runs)   # (chunk, keys) not yet sent
@@ -301,14 +306,16 @@ def merge_streams(runs: Sequence, order_by: Optional[S.OrderBy], fields: Sequenc
     out_n = 0
     sent = False
     while True:
-        for p, run in enumerate(runs):
-            while not done[p] and (held[p] is None or len(held[p][0].customer_ids) == 0):
-                try:
-                    m = next(run)
-                except StopIteration:
+        while True:
+            wanted = [p for p in range(len(runs))
+                      if not done[p] and (held[p] is None or len(held[p][0].customer_ids) == 0)]
+            if not wanted:
+                break
+            for p, m in zip(wanted, pull(runs, wanted)):
+                if m is None:
                     done[p] = True
-                    break
-                held[p] = (m, _keys(m, order_by))
+                else:
+                    held[p] = (m, _keys(m, order_by))
         live = [p for p in range(len(runs)) if held[p] is not None and len(held[p][0].customer_ids)]
         if not live:
             break

@@ -71,9 +71,10 @@ class PartitionWorker:
 
     def stream(self, request: bytes, chunk_ids: int, timeout: Optional[float] = None):
         """A pickled materialize call answered in pieces (a Ray streaming generator, taken
-        by the coordinator with back-pressure): its answer head first, ("ok", {"total",
-        "chunks", "missing_ids", "sequence", "empty"}, ms) or the error answer, then the rows
-        in output order, chunk_ids at a time (compact Materialized pieces, "chunks" of them)."""
+        by the coordinator with back-pressure): its head first, ("ok", {"total", "chunks",
+        "missing_ids", "sequence", "first"}, ms) or the error answer, "first" its first
+        chunk_ids rows in output order, then the rest chunk_ids at a time ("chunks" more
+        compact Materialized pieces)."""
         method, args, kwargs = pickle.loads(request)
         answer = self.call(method, args, kwargs, timeout)
         if answer[0] != "ok":
@@ -81,9 +82,11 @@ class PartitionWorker:
             return
         m = answer[1]
         n = len(m.customer_ids)
-        yield ("ok", {"total": n, "chunks": -(-n // chunk_ids), "missing_ids": tuple(m.missing_ids),
-                      "sequence": m.sequence, "empty": m.rows(0, 0, compact=True)}, answer[2])
-        for a in range(0, n, chunk_ids):
+        first = min(n, chunk_ids)
+        yield ("ok", {"total": n, "chunks": -(-(n - first) // chunk_ids), "missing_ids": tuple(m.missing_ids),
+                      "sequence": m.sequence, "first": m.rows(0, first, compact=True)}, answer[2])
+        self.streamed += 1
+        for a in range(first, n, chunk_ids):
             self.streamed += 1
             yield m.rows(a, min(n, a + chunk_ids), compact=True)
 
