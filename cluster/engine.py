@@ -686,24 +686,29 @@ class ClusterEngine:
 
         order = [[(start + p + k) % self.replicas for k in range(self.replicas)] for p in range(self.partitions)]
         gens = [open_(p, order[p][0], self.replicas == 1) for p in range(self.partitions)]
+        try:
+            return self._read_heads(gens, order, open_, deadline), gens
+        except BaseException:
+            _cancel(gens)   # e.g. past the deadline: the slow ones need not finish
+            raise
+
+    def _read_heads(self, gens: list, order: list, open_, deadline: Optional[float]) -> list:
+        """Each stream's head; a replica that failed before its head replaced by the next."""
         firsts = self._heads(gens, deadline)
         heads = []
         for p in range(self.partitions):
-            answer = firsts[p]
-            for k in range(self.replicas if answer is None else 0):
-                if k:
-                    gens[p] = open_(p, order[p][k], k == self.replicas - 1)
+            answer, k = firsts[p], 0
+            while answer is None:   # its replica failed: the next one
+                k += 1
+                if k >= self.replicas:
+                    raise E.Unavailable(f"partition {p}", "no replica answered materialize")
+                gens[p] = open_(p, order[p][k], k == self.replicas - 1)
                 try:
                     answer = self._stream_next(gens[p], p, deadline)
                 except E.Unavailable:
-                    if k == self.replicas - 1:
-                        raise
-                    continue
-                if answer is None:
-                    raise E.Unavailable(f"partition {p}", "its stream ended before its answer")
-                break
+                    answer = None
             heads.append(unwrap(answer))
-        return heads, gens
+        return heads
 
     @staticmethod
     def _heads(gens: list, deadline: Optional[float]) -> list:
@@ -816,11 +821,17 @@ class _Stream:
 
     def __del__(self):
         if self.left > 0:
-            try:
-                import ray
-                ray.cancel(self.gen)
-            except Exception:  # noqa: BLE001 - best effort (Ray may be gone already)
-                pass
+            _cancel([self.gen])
+
+
+def _cancel(gens: list) -> None:
+    """Partition streams no longer read, cancelled (best effort: Ray may be gone already)."""
+    try:
+        import ray
+        for g in gens:
+            ray.cancel(g)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _pull(runs: List[_Stream], wanted: List[int], deadline: Optional[float]) -> list:

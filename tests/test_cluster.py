@@ -556,6 +556,17 @@ def test_materialize_streams_in_pieces(pair, cluster):
     sent = [x["streamed"] - b for x, b in zip(cluster.ping(), before)]
     assert sum(sent) >= stream.total // 10
 
+    with pytest.raises(E.InvalidArgument):   # a partition's error, raised by the stream's head
+        cluster.materialize_stream(ds.name, segs[1], ("no_such_field",), as_of=as_of)
+    ray.get(cluster.actor(1).set_delay.remote(3.0))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(E.Cancelled):
+            cluster.materialize_stream(ds.name, segs[1], as_of=as_of, deadline=time.monotonic() + 0.4)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        ray.get(cluster.actor(1).set_delay.remote(0.0))
+
     server, port = build_server(cluster, port=0, chunk_ids=100)
     server.start()
     try:
@@ -738,6 +749,25 @@ def test_replicas_back_up_a_slow_or_killed_owner(ray_session, get_dataset, tmp_p
         assert got["count"] == want
         assert max(took) < 1.1, took   # 0.1 s of it before the kill
     print(f"killed owner: answered in {', '.join(f'{s:.3f}' for s in took)} s (0.1 s before the kill)")
+    # a materialize stream whose replica dies before its head is opened on the other
+    want_ids = ds.engine.materialize(ds.name, S.Segment(S.All(), exclude=S.Customers(tuple(gone))),
+                                     as_of=as_of).customer_ids.tolist()
+    for _ in range(2):     # round robin: one of these opens replica 0 first
+        ray.get(eng.actor(0, 0).set_delay.remote(5.0))
+        before = ray.get(eng.actor(0, 1).ping.remote())["streamed"]
+        out = {}
+
+        def stream():
+            out["ids"] = [int(x) for piece in eng.materialize_stream("r", S.Segment(S.All()), as_of=as_of,
+                                                                      chunk_ids=50).chunks
+                          for x in piece.customer_ids]
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(0.3)
+        ray.kill(eng.actor(0, 0), no_restart=False)
+        t.join(30)
+        assert out["ids"] == want_ids
+        assert ray.get(eng.actor(0, 1).ping.remote())["streamed"] > before   # replica 1 answered
 
 
 def test_coordinator_restart_loses_nothing(pair, cluster):
