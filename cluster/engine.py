@@ -50,7 +50,7 @@ from segments.engine.storage.ingest_read import find_table_files, iter_table_bat
 
 from . import merge
 from .partitioning import split_ids, split_rows
-from .population import Resolver
+from .population import Resolver, unpack_histogram
 from .worker import PartitionWorker, unwrap
 
 # Ray's system settings for cluster mode: ray.init(_system_config=...) of a Ray started
@@ -560,7 +560,8 @@ class ClusterEngine:
     def value_histograms(self, name: str, items: list, as_of, deadline, given: Optional[list]) -> list:
         """Each partition's (sorted distinct values, counts) of every (Value, among) item:
         a percentile's first round (cluster/population.py)."""
-        return self._read_all("value_histograms", (name, items), {"as_of": as_of}, deadline, given=given)
+        got = self._read_all("value_histograms", (name, items), {"as_of": as_of}, deadline, given=given)
+        return [[unpack_histogram(h) for h in answer] for answer in got]
 
     def result_ids(self, name: str, seg: S.Segment, as_of, deadline, path: tuple) -> np.ndarray:
         """The customer_ids of seg's whole result as of an instant (a saved segment with a

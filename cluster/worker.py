@@ -134,6 +134,12 @@ class PartitionWorker:
         """The change sequence this partition's readers see."""
         return int(self.engine.info(name)["live"]["sequence"])
 
+    def do_value_histograms(self, name: str, items, as_of=None, deadline: Optional[float] = None,
+                            references=None) -> list:
+        """Engine.value_histograms packed for the wire (population.pack_histogram)."""
+        from .population import pack_histogram
+        return [pack_histogram(h) for h in self.engine.value_histograms(name, items, as_of, deadline, references)]
+
     def do_warm(self, names=None, synthetic: bool = True) -> dict:
         return self.engine.warm(names, synthetic=synthetic)
 

@@ -145,3 +145,20 @@ def test_merge_streams_is_the_whole_merge_in_chunks(ranked, float_ranks, sizes, 
     if ranked:
         got_rv = np.concatenate([x.rank_values for x in pieces])
         assert np.array_equal(got_rv, want.rank_values, equal_nan=True)
+
+
+def test_packed_histograms_round_trip():
+    """population.pack_sorted / unpack_sorted (a partition's sorted values as uint16 gaps and
+    the gaps that do not fit): every value back, the int64 ends and absent values included."""
+    rng = np.random.default_rng(3)
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    cases = [[], [5], [lo], [hi], [lo, lo, -3, 0, 10**18, hi], rng.integers(-10**12, 10**12, 5000),
+             rng.integers(0, 10**7, 24000), rng.integers(0, 3, 1000), np.r_[[lo] * 40, rng.integers(0, 99, 60)]]
+    for v in cases:
+        v = np.sort(np.asarray(v, np.int64))
+        assert np.array_equal(population.unpack_sorted(population.pack_sorted(v)), v)
+        u, k = np.unique(v, return_counts=True)
+        for h in ((v, None), (u, k)):
+            back = population.unpack_histogram(population.pack_histogram(h))
+            assert np.array_equal(back[0], h[0]) and (back[1] is None) == (h[1] is None)
+            assert h[1] is None or np.array_equal(back[1], h[1])
