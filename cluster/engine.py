@@ -137,7 +137,6 @@ class ClusterEngine:
         self._actors = [[self._actor(p, r, detached, engine_options or {}) for r in range(self.replicas)]
                         for p in range(self.partitions)]
         self._next = 0   # round robin of the first replica asked
-        self._streams: dict = {}   # (p, r, last replica) -> the actor's stream method with its options
         self._rounds = threading.local()   # this thread's last call: slowest partition's ms per round
 
     # ------------------------------------------------------------ layout and actors
@@ -677,13 +676,10 @@ class ClusterEngine:
 
         def open_(p: int, r: int, last: bool):
             timeout = None if deadline is None else deadline - time.monotonic()
-            method = self._streams.get((p, r, last))
-            if method is None:   # kept: options() costs ~0.5 ms a call here
-                opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
-                if not last:
-                    opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
-                method = self._streams[(p, r, last)] = self._actors[p][r].stream.options(**opts)
-            return method.remote(requests[p], chunk_ids, timeout)
+            opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
+            if not last:
+                opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
+            return self._actors[p][r].stream.options(**opts).remote(requests[p], chunk_ids, timeout)
 
         order = [[(start + p + k) % self.replicas for k in range(self.replicas)] for p in range(self.partitions)]
         gens = [open_(p, order[p][0], self.replicas == 1) for p in range(self.partitions)]
