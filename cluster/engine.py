@@ -710,7 +710,7 @@ class ClusterEngine:
     @staticmethod
     def _heads(gens: list, deadline: Optional[float]) -> list:
         """Every stream's first object, waited for together (one ray.wait, one ray.get: each
-        costs ~1 ms here however many it takes); None for a stream that failed."""
+        waits for the slowest, not for each in turn); None for a stream that failed."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -741,7 +741,7 @@ class ClusterEngine:
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        if not gen.next_ready():   # (ray.wait costs ~0.8 ms a call here even when it is)
+        if not gen.next_ready():   # not in hand yet: wait for it
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _ = ray.wait([gen], timeout=wait)
             if not ready:
@@ -833,7 +833,9 @@ def _cancel(gens: list) -> None:
 
 def _pull(runs: List[_Stream], wanted: List[int], deadline: Optional[float]) -> list:
     """The next chunk of each stream named (None past its last), waited for together: one
-    ray.wait and one ray.get for all (each costs ~1 ms here however many it takes)."""
+    ray.wait and one ray.get for all, not one partition after another (at S this took the
+    streamed materialize of 97k ids from 20.5 to 16.2 ms, with the first chunk in the head
+    to 12.5 ms)."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
