@@ -8,10 +8,11 @@
 * `in_group`: each partition is given its share of the group's frozen customer_ids.
 * `percentile` and `rfm` rank a customer among the whole population, in two rounds. Round 1:
   each partition answers the sorted distinct values of its population members and their
-  counts (`Engine.value_histograms`); the coordinator finds, exactly as the one-machine
-  kernel does (`BK.percentile_interval`: ties, absent values as the lowest int64), the
-  interval of values whose percentile lies in the asked bounds, from two order statistics
-  of the merged histograms (`value_cut`). Round 2: the segment itself, each partition
+  counts, or every value sorted when they are mostly distinct (`Engine.value_histograms`;
+  packed as uint16 gaps on the wire, `pack_sorted`); the coordinator finds, exactly as the
+  one-machine kernel does (`BK.percentile_interval`: ties, absent values as the lowest
+  int64), the interval of values whose percentile lies in the asked bounds, from two order
+  statistics of the merged histograms (`value_cut`). Round 2: the segment itself, each partition
   testing those value intervals (`behaviour._given_cuts`) instead of its own ranks. A
   percentile whose `among` holds another is ranked after it (one more round per level).
 
