@@ -315,11 +315,32 @@ def rfm_scores(c: S.Rfm) -> list:
 
 
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
+    """0/1 per customer: a member whose percentile floor(100 * below / N) (behaviour.md) lies
+    in [lo, hi]. below >= B holds exactly when the B-th smallest member value (1-based) is
+    lower than c's, and below <= B when the (B + 1)-th is not lower: two order statistics
+    bound the matching values, where ranking every member takes a sort. They come from a
+    histogram where the values span little (counts, days), else from numpy's selection."""
+    values = np.ascontiguousarray(values, np.int64)
     out = np.zeros(values.size, np.uint8)
     lo, hi = max(lo, 0), min(hi, 99)
-    if lo <= hi:
-        BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
+    n, nulls, vmin, vmax = BK.member_summary(values, member)
+    if lo > hi or n == 0:
+        return out
+    b_lo = (lo * n + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((hi + 1) * n + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= n:
+        return out
+    has_lo, has_hi = b_lo >= 1, b_hi < n - 1   # below <= N - 1 always holds for a member
+    if nulls < n and vmax - vmin < max(BK.PCT_HISTOGRAM, n // 4):
+        t_lo, t_hi = BK.kth_counted(values, member, vmin, vmax, nulls, b_lo - 1, b_hi)
+    else:
+        ks = [k for k, has in ((b_lo - 1, has_lo), (b_hi, has_hi)) if has]
+        x = BK.member_values(values, member, n)
+        if ks:
+            x = np.partition(x, ks)
+        t_lo = int(x[b_lo - 1]) if has_lo else 0
+        t_hi = int(x[b_hi]) if has_hi else 0
+    BK.values_between(values, member, has_lo, t_lo, has_hi, t_hi, out)
     return out
 
 
@@ -335,8 +356,12 @@ def _given_cuts(ctx, c):
 def _cut_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """0/1 per customer: a member whose value lies in [lo, hi] (absent values included:
     they are the lowest int64)."""
-    v = np.asarray(values, np.int64)
-    return ((v >= lo) & (v <= hi) & (member != 0)).astype(np.uint8)
+    out = np.zeros(len(values), np.uint8)
+    if lo <= hi:
+        lowest, highest = lo == int(INT64_NULL), hi == 2**63 - 1
+        BK.values_between(np.ascontiguousarray(values, np.int64), member, not lowest, 0 if lowest else lo - 1,
+                          not highest, 0 if highest else hi, out)
+    return out
 
 
 def _percentile(ctx, c: S.Percentile):
@@ -356,18 +381,12 @@ def _rfm(ctx, c: S.Rfm):
     scores = rfm_scores(c)
     if not scores:
         return _bm(member)
-    values = np.empty((len(scores), ctx.snap.n), np.int64)
-    for j, (key, _, _) in enumerate(scores):
-        values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
     cuts = _given_cuts(ctx, c)
-    if cuts is not None:
-        out = np.stack([_cut_mask(values[j], member, lo, hi) for j, (lo, hi) in enumerate(cuts)])
-        return _bm(np.bitwise_and.reduce(out, axis=0))
-    lo = np.asarray([s[1] for s in scores], np.int64)
-    hi = np.asarray([s[2] for s in scores], np.int64)
-    out = np.empty((len(scores), ctx.snap.n), np.uint8)
-    BK.percentile_intervals(values, member, lo, hi, out)
-    return _bm(np.bitwise_and.reduce(out, axis=0) & member)
+    out = member.copy()
+    for j, (key, lo, hi) in enumerate(scores):   # one score after another, no copy of its values
+        values = percentile_values(ctx, S.Value(key, c.filter, c.range))
+        out &= _pct_mask(values, member, lo, hi) if cuts is None else _cut_mask(values, member, *cuts[j])
+    return _bm(out)
 
 
 def population_histogram(ctx, value: S.Value, among) -> tuple:

@@ -40,6 +40,13 @@ def _bm_from_mask(mask: np.ndarray) -> BitMap:
     return BitMap.deserialize(mask_to_roaring(mask).tobytes())
 
 
+def _outside(lo: int, hi: int):
+    """An int64 outside [lo, hi] (None when [lo, hi] is every int64)."""
+    if lo > -(2**63):
+        return lo - 1
+    return hi + 1 if hi < 2**63 - 1 else None
+
+
 def _bm_from_ids(ids: np.ndarray, n: int) -> BitMap:
     mask = np.zeros(n, dtype=np.uint8)
     mask[ids] = 1
@@ -209,11 +216,13 @@ class Context:
         a sale; first / last day: a sale day in [vlo, vhi])."""
         if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) or (f, r) in self.shared_scans or self.delta("p") is not None:
             v = self.line_values(f, r, mode)
-            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else None
-            hit = (v >= vlo) & (v <= vhi)
-            if none is not None:
-                hit &= v != none
-            return _bm_from_mask(hit.view(np.uint8))
+            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else _outside(vlo, vhi)
+            hit = np.empty(v.size, np.uint8)
+            if none is None:     # every value lies in [vlo, vhi]
+                hit.fill(1)
+            else:
+                K.range_mask(np.ascontiguousarray(v, np.int64), none, vlo, vhi, hit)
+            return _bm_from_mask(hit)
         which, want = {K.MODE_BOUGHT: (LK.A_COUNT, LK.W_COUNT), K.MODE_SPEND: (LK.A_SPEND, LK.W_SPEND),
                        K.MODE_COUNT: (LK.A_COUNT, LK.W_COUNT)}[mode]
         return _bm_from_mask(self._purchases(f, r, want, (which, vlo, vhi)))

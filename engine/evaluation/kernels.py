@@ -58,3 +58,13 @@ def age_mask(birth_year, birth_md, today_year, today_md, leap, lo, hi, out):
             md = 228
         age = today_year - by - (1 if today_md < md else 0)
         out[i] = 1 if (age >= lo and age <= hi) else 0
+
+
+@njit(cache=True, nogil=True)
+def rank_keys(values, ids, descending, null, out):
+    """out[j]: the ascending sort key of customer ids[j]'s ranking value (negated when
+    descending; an absent value, `null`, the largest key: last either way)."""
+    big = (1 << 63) - 1
+    for j in range(ids.size):
+        v = values[ids[j]]
+        out[j] = big if v == null else (-v if descending else v)

@@ -83,7 +83,7 @@ def _pair_candidates(addr, size, p, slot, pwc, a, b, n):
     return out[:k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _rest_accepts(addr, size, p, fields, luts, first, skip1, skip2, i):
     """Line i passes the filtered fields j >= first other than skip1 and skip2 (the slow
     path for filters on more than three fields)."""

@@ -59,19 +59,19 @@ class Evaluated:
             if cid is not None:
                 ids = ids[np.argsort(cid, kind="stable")]
             return ids if n is None else ids[:n]
-        return _rank_order(ids, vals[ids], self.seg.order_by.descending, n, cid)
+        return _rank_order(ids, vals, self.seg.order_by.descending, n, cid)
 
 
-def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[int],
+def _rank_order(ids: np.ndarray, values: np.ndarray, descending: bool, n: Optional[int],
                 cid: Optional[np.ndarray] = None) -> np.ndarray:
-    """ids sorted by value (absent last), ties by ascending customer_id (`cid`, default the
-    ids themselves, which ascend with customer_id in a version)."""
+    """ids sorted by their dense ranking `values` (absent last), ties by ascending
+    customer_id (`cid`, default the ids themselves, which ascend with customer_id in a
+    version)."""
     if n == 0:   # a limit of 0 (a cluster partition holding none of the top customers)
         return ids[:0]
     tie = ids if cid is None else cid
-    absent = v == INT64_NULL
-    safe = np.where(absent, 0, v)
-    key = np.where(absent, np.iinfo(np.int64).max, -safe if descending else safe)
+    key = np.empty(ids.size, np.int64)
+    K.rank_keys(np.ascontiguousarray(values, np.int64), ids, descending, INT64_NULL, key)
     if n is not None and n < ids.size:
         # the n smallest (key, tie): every key below the n-th smallest key, then the
         # smallest ties among the keys equal to it (linear time; ties can be many)
