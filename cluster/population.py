@@ -10,7 +10,7 @@
   each partition answers the sorted distinct values of its population members and their
   counts, or every value sorted when they are mostly distinct (`Engine.value_histograms`;
   packed as uint16 gaps on the wire, `pack_sorted`); the coordinator finds, exactly as the
-  one-machine kernel does (`BK.percentile_interval`: ties, absent values as the lowest
+  one-machine evaluation does (`behaviour._pct_mask`: ties, absent values as the lowest
   int64), the interval of values whose percentile lies in the asked bounds, from two order
   statistics of the merged histograms (`value_cut`). Round 2: the segment itself, each partition
   testing those value intervals (`behaviour._given_cuts`) instead of its own ranks. A
@@ -109,7 +109,7 @@ def value_cut(hists: Sequence[tuple], pct_lo: int, pct_hi: int) -> tuple:
     """[lo, hi]: the values of the members whose percentile floor(100 * below / N) lies in
     [pct_lo, pct_hi], N and below counted over every part ((sorted values, count of each or
     None for one each) per partition): the same two order statistics as
-    BK.percentile_interval on one machine, each found by merge_kernels.kth_of_histograms."""
+    behaviour._pct_mask on one machine, each found by merge_kernels.kth_of_histograms."""
     parts = [(np.asarray(u, np.int64), None if k is None else np.cumsum(np.asarray(k, np.int64)))
              for u, k in hists if len(u)]
     n = sum(int(u.size if cum is None else cum[-1]) for u, cum in parts)
