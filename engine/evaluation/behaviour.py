@@ -6,6 +6,8 @@ sequences, regularity and orders gather a shard's visible events of a date range
 per customer inside the shard (behaviour_kernels, version runs and appended lines alike);
 references evaluate another
 saved segment or read a group through the resolver the catalog gives the evaluation.
+A cluster partition's resolver also gives the value interval of each percentile and RFM
+score, ranked over every partition's population (population_histogram is its first round).
 """
 from __future__ import annotations
 
@@ -294,6 +296,24 @@ def _population(ctx, among) -> np.ndarray:
     return mask
 
 
+def percentile_bounds(cmp: S.Cmp) -> tuple:
+    """The percentile interval [lo, hi] a comparison accepts, within 0..99 (lo > hi: none)."""
+    lo, hi = cmp.bounds()
+    return max(lo, 0), min(hi, 99)
+
+
+def rfm_scores(c: S.Rfm) -> list:
+    """(value key, pct lo, pct hi) of each score an RFM condition tests, in the order its
+    value rows are computed: score = 1 + floor(pct / 20) in the comparison's bounds."""
+    out = []
+    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
+        if cmp is not None:
+            a, b = cmp.bounds()   # scores lie in 1..5
+            a, b = min(max(a, 1), 6), max(min(b, 5), 0)
+            out.append((key, 20 * (a - 1), 20 * b - 1))
+    return out
+
+
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """0/1 per customer: a member whose percentile floor(100 * below / N) (behaviour.md) lies
     in [lo, hi]. below >= B holds exactly when the B-th smallest member value (1-based) is
@@ -324,10 +344,32 @@ def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.nd
     return out
 
 
+def _given_cuts(ctx, c):
+    """The value interval of each percentile c tests when its population is wider than this
+    snapshot, or None. A cluster partition's references give them (`value_cuts(c)`: the
+    coordinator ranked every partition's population, cluster/population.py); the catalog's
+    do not (one machine ranks its own population here)."""
+    cuts = getattr(ctx.references, "value_cuts", None)
+    return None if cuts is None else cuts(c)
+
+
+def _cut_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0/1 per customer: a member whose value lies in [lo, hi] (absent values included:
+    they are the lowest int64)."""
+    out = np.zeros(len(values), np.uint8)
+    if lo <= hi:
+        lowest, highest = lo == int(INT64_NULL), hi == 2**63 - 1
+        BK.values_between(np.ascontiguousarray(values, np.int64), member, not lowest, 0 if lowest else lo - 1,
+                          not highest, 0 if highest else hi, out)
+    return out
+
+
 def _percentile(ctx, c: S.Percentile):
     member = _population(ctx, c.among)
-    lo, hi = c.cmp.bounds()
-    return _bm(_pct_mask(percentile_values(ctx, c.of), member, lo, hi))
+    cuts = _given_cuts(ctx, c)
+    if cuts is not None:
+        return _bm(_cut_mask(percentile_values(ctx, c.of), member, *cuts[0]))
+    return _bm(_pct_mask(percentile_values(ctx, c.of), member, *percentile_bounds(c.cmp)))
 
 
 def _rfm(ctx, c: S.Rfm):
@@ -336,16 +378,33 @@ def _rfm(ctx, c: S.Rfm):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
     if c.f is not None and c.m is not None:   # count and spend from one pass
         ctx.want_scan(c.filter, c.range, LK.W_SPEND | LK.W_COUNT)
-    keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
-            if cmp is not None]
-    if not keys:
+    scores = rfm_scores(c)
+    if not scores:
         return _bm(member)
+    cuts = _given_cuts(ctx, c)
     out = member.copy()
-    for key, cmp in keys:
-        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
-        a, b = min(max(a, 1), 6), max(min(b, 5), 0)
-        out &= _pct_mask(percentile_values(ctx, S.Value(key, c.filter, c.range)), member, 20 * (a - 1), 20 * b - 1)
+    for j, (key, lo, hi) in enumerate(scores):   # one score after another, no copy of its values
+        values = percentile_values(ctx, S.Value(key, c.filter, c.range))
+        out &= _pct_mask(values, member, lo, hi) if cuts is None else _cut_mask(values, member, *cuts[j])
     return _bm(out)
+
+
+def population_histogram(ctx, value: S.Value, among) -> tuple:
+    """(sorted distinct values, count of each) of `value` over the population of a
+    percentile (active customers matching among): what a cluster coordinator merges to
+    rank a customer among every partition's population. Values mostly distinct (spend)
+    come as (every value sorted, None): half the bytes."""
+    member = _population(ctx, among)
+    vals = np.sort(np.asarray(percentile_values(ctx, value), np.int64)[member.view(bool)])
+    if vals.size == 0:
+        return vals, None
+    first = np.empty(vals.size, bool)
+    first[0] = True
+    np.not_equal(vals[1:], vals[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    if 2 * starts.size > vals.size:
+        return vals, None
+    return vals[starts], np.diff(np.append(starts, vals.size)).astype(np.int64)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):
