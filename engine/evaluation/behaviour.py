@@ -30,11 +30,21 @@ from ..storage.shard_customers import fnv1a64
 
 
 def _bm(mask: np.ndarray) -> BitMap:
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)    # the same bytes: no copy of every customer's flag
     return BitMap.deserialize(mask_to_roaring(np.ascontiguousarray(mask, np.uint8)).tobytes())
 
 
-def _in(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return (v >= lo) & (v <= hi)
+def _in(v: np.ndarray, lo: int, hi: int, none=None) -> np.ndarray:
+    """0/1 per customer: v in [lo, hi] and not `none`, in one pass."""
+    out = np.empty(v.size, np.uint8)
+    if none is None:
+        none = K.outside(lo, hi)
+    if none is None:
+        out.fill(1)
+    else:
+        K.range_mask(np.ascontiguousarray(v, np.int64), none, lo, hi, out)
+    return out
 
 
 # ---------------------------------------------------------------- shards and scratch
@@ -133,13 +143,13 @@ def _batches(n: int):
 def _first_purchase(ctx, c: S.FirstPurchase):
     first = ctx.line_values(c.filter, S.EVER, K.MODE_FIRST_DAY)
     s, e = ctx.asof.resolve(c.range)
-    return _bm(_in(first, s, e) & (first != K.NO_DAY))
+    return _bm(_in(first, s, e, K.NO_DAY))
 
 
 def _last_purchase(ctx, c: S.LastPurchase):
     last = ctx.line_values(c.filter, S.EVER, K.MODE_LAST_DAY)
     s, e = ctx.asof.resolve(c.range)
-    return _bm(_in(last, s, e) & (last != K.NO_DAY))
+    return _bm(_in(last, s, e, K.NO_DAY))
 
 
 def _regularly(ctx, c: S.Regularly):

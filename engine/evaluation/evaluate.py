@@ -40,13 +40,6 @@ def _bm_from_mask(mask: np.ndarray) -> BitMap:
     return BitMap.deserialize(mask_to_roaring(mask).tobytes())
 
 
-def _outside(lo: int, hi: int):
-    """An int64 outside [lo, hi] (None when [lo, hi] is every int64)."""
-    if lo > -(2**63):
-        return lo - 1
-    return hi + 1 if hi < 2**63 - 1 else None
-
-
 def _bm_from_ids(ids: np.ndarray, n: int) -> BitMap:
     mask = np.zeros(n, dtype=np.uint8)
     mask[ids] = 1
@@ -216,7 +209,7 @@ class Context:
         a sale; first / last day: a sale day in [vlo, vhi])."""
         if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) or (f, r) in self.shared_scans or self.delta("p") is not None:
             v = self.line_values(f, r, mode)
-            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else _outside(vlo, vhi)
+            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else K.outside(vlo, vhi)
             hit = np.empty(v.size, np.uint8)
             if none is None:     # every value lies in [vlo, vhi]
                 hit.fill(1)

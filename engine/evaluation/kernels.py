@@ -21,6 +21,13 @@ MODE_LAST_DAY = 3     # latest local day of a matching non-refund line (NO_DAY i
 MODE_FIRST_DAY = 4    # earliest local day of a matching non-refund line (NO_DAY if none)
 
 
+def outside(lo: int, hi: int):
+    """An int64 outside [lo, hi], to pass range_mask as its null (None: [lo, hi] is every int64)."""
+    if lo > -(2**63):
+        return lo - 1
+    return hi + 1 if hi < 2**63 - 1 else None
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def range_mask(values, null, lo, hi, out):
     """out[i] = 1 when values[i] is not the null sentinel and lies in [lo, hi]."""
