@@ -199,16 +199,14 @@ def _sequence(ctx, c: S.Sequence):
     v2, f2, l2, u2, sl2 = _event_args(ctx, c.then)
     batches, t = _batches(bases.size)
     done = np.zeros(bases.size, np.uint8)
-    if BK.STREAM_SEQUENCES:   # shards with one run per table, no appended lines: a pass back in time
+    if BK.STREAM_SEQUENCES:   # a pass back in time (shards with too many lines beside their largest runs: grouped)
         w1, w2 = _wanted(ctx, c.first), _wanted(ctx, c.then)
         for a, b in batches:
             ctx.check_deadline()
-            BK.sequence_streams(bases, ns, v1, v2, pargs[0], pargs[1], pargs[2], pargs[3], pargs[6], vargs[0],
-                                vargs[1], vargs[2], vargs[3], vargs[6], ctx.asof.micros,
+            BK.sequence_streams(bases, ns, v1, v2, *pargs, *vargs, ctx.asof.micros,
                                 ctx._clip(ctx.asof.today_day - 1), ctx._clip(s), ctx._clip(e), f1, l1, *w1, u1,
                                 sl1, f2, l2, *w2, u2, sl2, c.within_days, c.negate, ctx.access_paths,
-                                BK.SEQUENCE_GATHER_SHARE, out, done,
-                                a, b)
+                                BK.SEQUENCE_GATHER_SHARE, out, done, a, b)
         if done.all():
             return _bm(out)
     scr = scratch(2 * t, int(caps.max()) if caps.size else 1)

@@ -543,6 +543,7 @@ def _event_source(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
 SEQ_NONE = 0xFFFF             # a record's day slot without a second event
 SEQ_HIT = 0xFFFE              # a record's later-day slot once the customer matched (decided)
 SEQ_MAX_SPAN = 0xFFFF - 3     # days a shard's lines may span for the 16-bit day slots
+SEQ_SIDE_BIT = 2**30         # a record's position bit of a side event (sequence_streams)
 SEQ_CHUNK = 2048              # purchase positions merged ahead of the pass (an L1-sized buffer)
 
 
@@ -575,10 +576,11 @@ def _merge_back(xa, ja, xlo, ya, jb, ylo, pos, flags):
 
 
 @njit(cache=True, nogil=True, inline="always")   # a call per line would cost its arrays' reference counts
-def _seq_record(rec, c, dd, at, is1, is2, within, negate, pts, vts):
-    """One event line (at: its position, bit 31 a visit; dd: its relative day) of customer c
-    in the backward pass: a first event matches against the earliest second event strictly
-    after it; a second event joins the record."""
+def _seq_record(rec, c, dd, at, is1, is2, within, negate, pts, vts, sts):
+    """One event (at: its position in the largest purchases run, or a visit's with bit 31, or
+    a side event's with bit 30; dd: its relative day) of customer c in the backward pass: a
+    first event matches against the earliest second event strictly after it; a second event
+    joins the record."""
     none = np.uint64(SEQ_NONE)
     m16 = np.uint64(0xFFFF)
     m32 = np.uint64(0xFFFFFFFF)
@@ -592,8 +594,8 @@ def _seq_record(rec, c, dd, at, is1, is2, within, negate, pts, vts):
     same = lo == dd
     if same:
         w = np.int64(x & m32)
-        t_then = vts[w - vbit] if w >= vbit else pts[w]
-        same = t_then == (vts[at - vbit] if at >= vbit else pts[at])
+        t_then = vts[w - vbit] if w >= vbit else (sts[w - SEQ_SIDE_BIT] if w >= SEQ_SIDE_BIT else pts[w])
+        same = t_then == (vts[at - vbit] if at >= vbit else (sts[at - SEQ_SIDE_BIT] if at >= SEQ_SIDE_BIT else pts[at]))
     hi = hi if same else min(hi, lo)
     lo = lo if same else none
     found = (hi != none) & (np.int64(hi) - np.int64(dd) <= within)
@@ -604,7 +606,7 @@ def _seq_record(rec, c, dd, at, is1, is2, within, negate, pts, vts):
 
 @njit(cache=True, nogil=True, inline="always")
 def _seq_visit(i, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2, c_day, asof, d0, rec,
-               within, negate, pts):
+               within, negate, pts, sts):
     """Visit line i in the backward pass of sequence_streams."""
     if vst[i] != LY.VISIT_COMPLETED:
         return
@@ -617,33 +619,158 @@ def _seq_visit(i, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, sh
         return
     c = np.int64(vcu[i])
     if rec[c] >> np.uint64(48) != SEQ_HIT:
-        _seq_record(rec, c, np.uint64(d - d0), np.int64(i) | np.int64(2**31), is1, is2, within, negate, pts, vts)
+        _seq_record(rec, c, np.uint64(d - d0), np.int64(i) | np.int64(2**31), is1, is2, within, negate, pts, vts,
+                    sts)
+
+
+SEQ_SIDE_SHARE = 0.5   # events beside a shard's largest runs read into a sorted side list, up to
+SEQ_SIDE_MIN = 4096    # this share of those runs' lines in range (or this many); more: grouped
+
+
+@njit(cache=True, nogil=True)
+def _largest(size, col, lo, hi):
+    """The piece in [lo, hi) with the most rows (col: a per-line column), -1 when none."""
+    best, rows = -1, -1
+    for p in range(lo, hi):
+        if size[col, p] > rows:
+            best, rows = p, size[col, p]
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _run_passes(addr, size, p, i, fields, luts):
+    """Line i of purchases run p passes every filtered field."""
+    for j in range(fields.size):
+        codes = view_u32(addr[LY.P_CODE + fields[j], p], size[LY.P_CODE + fields[j], p])
+        if luts[j, codes[i]] == 0:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _side_events(visit1, visit2, paddr, psize, p_lo, p_hi, q, pdaddr, pdsize, pdk, vaddr, vsize, v_lo, v_hi, r,
+                 vdaddr, vdsize, vdk, b, s1, last_day, e1, asof, fields1, luts1, shops1, lut1, fields2, luts2,
+                 shops2, lut2, limit):
+    """The events of a shard beside its largest runs q (purchases) and r (visits): its other
+    runs' and its appended lines' visible events on days [s1, last_day], sorted by (day,
+    instant): (day, instant, local customer, flags (1: a first event, 2: a second), count);
+    count -1 when the lines to read exceed `limit`."""
+    uses_p, uses_v = not visit1 or not visit2, visit1 or visit2
+    cap = 0
+    for p in range(p_lo, p_hi):
+        if uses_p and p != q:
+            day = view_i32(paddr[LY.P_DAY, p], psize[LY.P_DAY, p])
+            cap += np.searchsorted(day, np.int32(last_day), side="right") - np.searchsorted(day, np.int32(s1))
+    for p in range(v_lo, v_hi):
+        if uses_v and p != r:
+            day = view_i32(vaddr[LY.V_DAY, p], vsize[LY.V_DAY, p])
+            cap += np.searchsorted(day, np.int32(last_day), side="right") - np.searchsorted(day, np.int32(s1))
+    if uses_p and pdk >= 0:
+        cap += pdsize[LY.D_IID, pdk]
+    if uses_v and vdk >= 0:
+        cap += vdsize[LY.DV_IID, vdk]
+    sday, sts = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    scu, sfl = np.empty(cap, np.int64), np.empty(cap, np.uint8)
+    if cap > limit:
+        return sday, sts, scu, sfl, -1
+    m = 0
+    for p in range(p_lo, p_hi):
+        if not uses_p or p == q:
+            continue
+        day = view_i32(paddr[LY.P_DAY, p], psize[LY.P_DAY, p])
+        ts = view_i64(paddr[LY.P_TS, p], psize[LY.P_TS, p])
+        cust = view_u16(paddr[LY.P_CUST, p], psize[LY.P_CUST, p])
+        amount = view_i64(paddr[LY.P_AMOUNT, p], psize[LY.P_AMOUNT, p])
+        for i in range(np.searchsorted(day, np.int32(s1)), np.searchsorted(day, np.int32(last_day), side="right")):
+            if ts[i] > asof or amount[i] < 0:
+                continue
+            is1 = not visit1 and day[i] <= e1 and _run_passes(paddr, psize, p, i, fields1, luts1)
+            is2 = not visit2 and _run_passes(paddr, psize, p, i, fields2, luts2)
+            if is1 or is2:
+                sday[m], sts[m], scu[m] = day[i], ts[i], cust[i]
+                sfl[m] = np.uint8(is1) | (np.uint8(is2) << np.uint8(1))
+                m += 1
+    if uses_p and pdk >= 0:
+        iid = view_i64(pdaddr[LY.D_IID, pdk], pdsize[LY.D_IID, pdk])
+        day = view_i32(pdaddr[LY.D_DAY, pdk], pdsize[LY.D_DAY, pdk])
+        ts = view_i64(pdaddr[LY.D_TS, pdk], pdsize[LY.D_TS, pdk])
+        amount = view_i64(pdaddr[LY.D_AMOUNT, pdk], pdsize[LY.D_AMOUNT, pdk])
+        codes = view_i32(pdaddr[LY.D_CODES, pdk], pdsize[LY.D_CODES, pdk])
+        for i in range(iid.size):
+            d = day[i]
+            if d < s1 or d > last_day or ts[i] > asof or amount[i] < 0:
+                continue
+            is1 = not visit1 and d <= e1
+            for j in range(fields1.size):
+                is1 = is1 and luts1[j, codes[i * LY.N_PRODUCT_FIELDS + fields1[j]]] != 0
+            is2 = not visit2
+            for j in range(fields2.size):
+                is2 = is2 and luts2[j, codes[i * LY.N_PRODUCT_FIELDS + fields2[j]]] != 0
+            if is1 or is2:
+                sday[m], sts[m], scu[m] = d, ts[i], iid[i] - b
+                sfl[m] = np.uint8(is1) | (np.uint8(is2) << np.uint8(1))
+                m += 1
+    for p in range(v_lo, v_hi):
+        if not uses_v or p == r:
+            continue
+        day = view_i32(vaddr[LY.V_DAY, p], vsize[LY.V_DAY, p])
+        ts = view_i64(vaddr[LY.V_TS, p], vsize[LY.V_TS, p])
+        cust = view_u16(vaddr[LY.V_CUST, p], vsize[LY.V_CUST, p])
+        status = view_u8(vaddr[LY.V_STATUS, p], vsize[LY.V_STATUS, p])
+        shop = view_u32(vaddr[LY.V_SHOP, p], vsize[LY.V_SHOP, p])
+        for i in range(np.searchsorted(day, np.int32(s1)), np.searchsorted(day, np.int32(last_day), side="right")):
+            if status[i] != LY.VISIT_COMPLETED or ts[i] > asof:
+                continue
+            is1 = visit1 and day[i] <= e1 and (not shops1 or lut1[shop[i]] != 0)
+            is2 = visit2 and (not shops2 or lut2[shop[i]] != 0)
+            if is1 or is2:
+                sday[m], sts[m], scu[m] = day[i], ts[i], cust[i]
+                sfl[m] = np.uint8(is1) | (np.uint8(is2) << np.uint8(1))
+                m += 1
+    if uses_v and vdk >= 0:
+        iid = view_i64(vdaddr[LY.DV_IID, vdk], vdsize[LY.DV_IID, vdk])
+        day = view_i32(vdaddr[LY.DV_DAY, vdk], vdsize[LY.DV_DAY, vdk])
+        ts = view_i64(vdaddr[LY.DV_TS, vdk], vdsize[LY.DV_TS, vdk])
+        status = view_u8(vdaddr[LY.DV_STATUS, vdk], vdsize[LY.DV_STATUS, vdk])
+        shop = view_i32(vdaddr[LY.DV_SHOP, vdk], vdsize[LY.DV_SHOP, vdk])
+        for i in range(iid.size):
+            d = day[i]
+            if d < s1 or d > last_day or status[i] != LY.VISIT_COMPLETED or ts[i] > asof:
+                continue
+            is1 = visit1 and d <= e1 and (not shops1 or lut1[shop[i]] != 0)
+            is2 = visit2 and (not shops2 or lut2[shop[i]] != 0)
+            if is1 or is2:
+                sday[m], sts[m], scu[m] = d, ts[i], iid[i] - b
+                sfl[m] = np.uint8(is1) | (np.uint8(is2) << np.uint8(1))
+                m += 1
+    # by (day, instant): instants first, then days, each sort stable
+    o = np.argsort(sts[:m], kind="mergesort")
+    o = o[np.argsort(sday[:m][o], kind="mergesort")]
+    return sday[:m][o], sts[:m][o], scu[:m][o], sfl[:m][o], m
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pd_idx, vaddr, vsize, vv_lo, vv_hi,
-                     vd_idx, asof, c_day, s1, e1, fields1, luts1, wc_ptr1, wc1, shops1, lut1, fields2, luts2,
-                     wc_ptr2, wc2, shops2, lut2, within, negate, paths, share, out, done, k_lo, k_hi):
-    """sequence_mask (then, or then_not with `negate`), for shards whose event tables each
-    have at most one run and no appended lines (done[k] = 1; others are left to
-    sequence_shards): a run's lines are already in time order, so one pass backward keeps,
-    per customer, the earliest second event strictly after each line, with no grouping: a
-    first event matches when that event is at most (then_not: absent or more than) `within`
-    days after its date. Filtered purchase events are read through their posting lists
-    (merged as they are read) where that reads fewer lines than the date range, so the cost
-    follows the lines the two filters select."""
+def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, pdaddr, pdsize, pd_idx, vaddr, vsize,
+                     vv_lo, vv_hi, vdaddr, vdsize, vd_idx, asof, c_day, s1, e1, fields1, luts1, wc_ptr1, wc1, shops1,
+                     lut1, fields2, luts2, wc_ptr2, wc2, shops2, lut2, within, negate, paths, share, out, done,
+                     k_lo, k_hi):
+    """sequence_mask (then, or then_not with `negate`) as one pass back in time (done[k] = 1;
+    shards it does not suit are left to sequence_shards): a run's lines are already in time
+    order, so the pass keeps, per customer, the earliest second event strictly after each
+    line, with no grouping: a first event matches when that event is at most (then_not:
+    absent or more than) `within` days after its date. It reads each table's largest run in
+    place; the events of the shard's other runs and appended lines (up to SEQ_SIDE_SHARE of
+    those runs' lines) are gathered and sorted beside it. Filtered purchase events are read
+    through their posting lists (merged as they are read) where that reads fewer lines than
+    the date range, so the cost follows the lines the two filters select."""
     F1, F2 = fields1.size, fields2.size
     for k in prange(k_lo, k_hi):
         uses_p = not visit1 or not visit2
         uses_v = visit1 or visit2
-        if (uses_p and (pv_hi[k] - pv_lo[k] > 1 or pd_idx[k] >= 0)) or \
-                (uses_v and (vv_hi[k] - vv_lo[k] > 1 or vd_idx[k] >= 0)):
-            done[k] = 0
-            continue
         b, n = sh_base[k], sh_n[k]
         last_day = min(c_day + 1, e1 + within)       # no second event after this day matters
-        pp = pv_lo[k] if uses_p and pv_hi[k] > pv_lo[k] else -1
-        vp = vv_lo[k] if uses_v and vv_hi[k] > vv_lo[k] else -1
+        pp = _largest(psize, LY.P_DAY, pv_lo[k], pv_hi[k]) if uses_p else -1
+        vp = _largest(vsize, LY.V_DAY, vv_lo[k], vv_hi[k]) if uses_v else -1
         q, r = max(pp, 0), max(vp, 0)
         pn = psize[LY.P_DAY, q] if pp >= 0 else 0
         vn = vsize[LY.V_DAY, r] if vp >= 0 else 0
@@ -662,13 +789,20 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
         p_hi = np.searchsorted(pday, np.int32(last_day), side="right")
         v_lo = np.searchsorted(vday, np.int32(s1))
         v_hi = np.searchsorted(vday, np.int32(last_day), side="right")
-        # days relative to the shard's first line in range, in 16 bits
+        limit = max(SEQ_SIDE_MIN, SEQ_SIDE_SHARE * ((p_hi - p_lo) + (v_hi - v_lo)))
+        sday, sts, scu, sfl, m = _side_events(visit1, visit2, paddr, psize, pv_lo[k], pv_hi[k], pp, pdaddr, pdsize,
+                                              pd_idx[k], vaddr, vsize, vv_lo[k], vv_hi[k], vp, vdaddr, vdsize,
+                                              vd_idx[k], b, s1, last_day, e1, asof, fields1, luts1, shops1, lut1,
+                                              fields2, luts2, shops2, lut2, limit)
+        # days relative to the shard's first event in range, in 16 bits
         d0, d1 = np.int64(2**40), np.int64(-(2**40))
         if p_lo < p_hi:
             d0, d1 = min(d0, np.int64(pday[p_lo])), max(d1, np.int64(pday[p_hi - 1]))
         if v_lo < v_hi:
             d0, d1 = min(d0, np.int64(vday[v_lo])), max(d1, np.int64(vday[v_hi - 1]))
-        if d1 - d0 > SEQ_MAX_SPAN:
+        if m > 0:
+            d0, d1 = min(d0, sday[0]), max(d1, sday[m - 1])
+        if m < 0 or d1 - d0 > SEQ_MAX_SPAN or max(pn, vn, m) >= 2**30:
             done[k] = 0
             continue
         done[k] = 1
@@ -683,59 +817,77 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
                 ya, ylo, yhi = _event_source(paddr, psize, q, fields2, wc_ptr2, wc2, p_lo, p_hi, paths, share)
             gathered = xhi >= 0 and yhi >= 0 and (xhi - xlo) + (yhi - ylo) < share * (p_hi - p_lo)
         # per customer one 8-byte record (lines come in time order, customers at random):
-        # bits 0-31 the latest-seen line (bit 31: a visit), 32-47 the earliest second-event
-        # day at that line's instant (not yet "strictly after"), 48-63 the earliest strictly
-        # after it; SEQ_NONE: none. Instants are read only to tell lines of one day apart.
+        # bits 0-31 the latest-seen event (bit 31: a visit of the largest run, bit 30: a
+        # side event), 32-47 the earliest second-event day at that event's instant (not yet
+        # "strictly after"), 48-63 the earliest strictly after it; SEQ_NONE: none. Instants
+        # are read only to tell events of one day apart.
         none = np.uint64(SEQ_NONE)
         rec = np.full(n, (none << np.uint64(48)) | (none << np.uint64(32)) | np.uint64(0xFFFFFFFF), np.uint64)
         pos = np.empty(SEQ_CHUNK, np.int64)
         flags = np.full(SEQ_CHUNK, 3, np.uint8)
         ja, jb, ip = xhi - 1, yhi - 1, p_hi - 1
-        iv = v_hi - 1
+        iv, js = v_hi - 1, m - 1
+        cnt, t = 0, 0
         while True:
-            # the next purchase lines back in time: merged from the posting lists, or the range
-            if gathered:
-                cnt, ja, jb = _merge_back(xa, ja, xlo, ya, jb, ylo, pos, flags)
-            else:
-                cnt = min(SEQ_CHUNK, ip - p_lo + 1)
-                for t in range(cnt):
-                    pos[t] = ip - t
-                ip -= cnt
-            if cnt <= 0:
+            if t >= cnt:
+                # the next purchase lines back in time: merged from the posting lists, or the range
+                if gathered:
+                    cnt, ja, jb = _merge_back(xa, ja, xlo, ya, jb, ylo, pos, flags)
+                else:
+                    cnt = max(min(SEQ_CHUNK, ip - p_lo + 1), 0)
+                    for u in range(cnt):
+                        pos[u] = ip - u
+                    ip -= cnt
+                t = 0
+            # the latest of: the run's next purchase line, visit, side event (at one instant
+            # in that order: any order of one instant gives the same answer)
+            has_p = t < cnt
+            if not has_p and iv < v_lo and js < 0:
                 break
-            for t in range(cnt):
-                i = pos[t]
-                # visits later in time first (at one instant, the purchase goes first)
-                while iv >= v_lo and (vday[iv] > pday[i] or (vday[iv] == pday[i] and vts[iv] > pts[i])):
-                    _seq_visit(iv, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2,
-                               c_day, asof, d0, rec, within, negate, pts)
-                    iv -= 1
-                c = np.int64(pcu[i])
-                if rec[c] >> np.uint64(48) == SEQ_HIT:     # decided: a match is never undone
-                    continue
-                d = np.int64(pday[i])
-                if pam[i] < 0:
-                    continue
-                f1, f2 = flags[t] & 1 != 0, flags[t] & 2 != 0
-                if gathered and F1 == 1:     # a one-field filter's posting lists are exact
-                    is1 = f1 and d <= e1
-                else:
-                    is1 = f1 and not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
-                        F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
-                if gathered and F2 == 1:
-                    is2 = f2
-                else:
-                    is2 = f2 and not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
-                        F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
-                if not is1 and not is2:
-                    continue
-                if d >= c_day and pts[i] > asof:
-                    continue
-                _seq_record(rec, c, np.uint64(d - d0), i, is1, is2, within, negate, pts, vts)
-        while iv >= v_lo:
-            _seq_visit(iv, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2, c_day, asof,
-                       d0, rec, within, negate, pts)
-            iv -= 1
+            i = pos[t] if has_p else np.int64(-1)
+            pick = 0 if has_p else (1 if iv >= v_lo else 2)
+            if iv >= v_lo and has_p and (vday[iv] > pday[i] or (vday[iv] == pday[i] and vts[iv] > pts[i])):
+                pick = 1
+            if js >= 0 and pick != 2:
+                sd, st_ = (pday[i], pts[i]) if pick == 0 else (vday[iv], vts[iv])
+                if sday[js] > sd or (sday[js] == sd and sts[js] > st_):
+                    pick = 2
+            if pick == 1:
+                _seq_visit(iv, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2, c_day,
+                           asof, d0, rec, within, negate, pts, sts)
+                iv -= 1
+                continue
+            if pick == 2:
+                c = scu[js]
+                if rec[c] >> np.uint64(48) != SEQ_HIT:
+                    f = sfl[js]
+                    _seq_record(rec, c, np.uint64(sday[js] - d0), js | SEQ_SIDE_BIT, f & 1 != 0, f & 2 != 0,
+                                within, negate, pts, vts, sts)
+                js -= 1
+                continue
+            t += 1
+            c = np.int64(pcu[i])
+            if rec[c] >> np.uint64(48) == SEQ_HIT:     # decided: a match is never undone
+                continue
+            d = np.int64(pday[i])
+            if pam[i] < 0:
+                continue
+            f1, f2 = flags[t - 1] & 1 != 0, flags[t - 1] & 2 != 0
+            if gathered and F1 == 1:     # a one-field filter's posting lists are exact
+                is1 = f1 and d <= e1
+            else:
+                is1 = f1 and not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
+                    F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
+            if gathered and F2 == 1:
+                is2 = f2
+            else:
+                is2 = f2 and not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
+                    F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
+            if not is1 and not is2:
+                continue
+            if d >= c_day and pts[i] > asof:
+                continue
+            _seq_record(rec, c, np.uint64(d - d0), i, is1, is2, within, negate, pts, vts, sts)
         for c in range(n):
             out[b + c] = 1 if rec[c] >> np.uint64(48) == SEQ_HIT else 0
 
