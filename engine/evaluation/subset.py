@@ -16,8 +16,6 @@ may be evaluated so: the others compare customers with each other.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
@@ -36,14 +34,6 @@ from ..storage.views import PieceTable
 LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
 NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
 CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
-
-
-def _array_at(addr: int, n: int, dtype) -> np.ndarray:
-    """The n values of `dtype` at an address (a piece's column), without a copy."""
-    dtype = np.dtype(dtype)
-    if n == 0:
-        return np.zeros(0, dtype)
-    return np.frombuffer((ctypes.c_char * (int(n) * dtype.itemsize)).from_address(int(addr)), dtype)
 
 
 class _Lines:
@@ -170,17 +160,24 @@ class Subset:
             SK.select_lines(addr, size, col, lut_of, luts, ptr, pos, cust)
         pt = PieceTable(names, src.size)
         meta = np.zeros((src.size, LY.M_NMETA), np.int64)
-        for q, p in enumerate(src):
-            at = pos[ptr[q]:ptr[q + 1]]
-            meta[q, LY.M_ROWS] = at.size
-            for name, dtype in LINE_COLUMNS[prefix].items():
-                c = ps.table.columns[name]
-                n = int(ps.size[c, p])
-                if name == "cust":
-                    pt.set(name, q, cust[ptr[q]:ptr[q + 1]])
-                elif n == int(ps.meta[p, LY.M_ROWS]) and n:   # a column the run has (order keys may not)
-                    pt.set(name, q, _array_at(ps.addr[c, p], n, dtype)[at])
-        pt._keep.append((pos, cust))
+        meta[:, LY.M_ROWS] = counts
+        total = int(ptr[-1])
+        rows = np.ascontiguousarray(ps.meta[src, LY.M_ROWS], np.int64)
+        # the other line columns: one kernel gathers them into one array per column
+        named = [(name, np.dtype(dtype)) for name, dtype in LINE_COLUMNS[prefix].items() if name != "cust"]
+        cidx = np.asarray([ps.table.columns[name] for name, _ in named], np.int64)
+        outs = [np.empty(total, dtype) for _, dtype in named]
+        if total:
+            SK.gather_lines(addr, size, rows, cidx, np.asarray([d.itemsize for _, d in named], np.int64),
+                            np.asarray([o.ctypes.data for o in outs], np.uint64), ptr, pos)
+        some = counts > 0
+        for name, c, out in [("cust", ps.table.columns["cust"], cust), *zip((n for n, _ in named), cidx, outs)]:
+            # pieces without lines, and columns a run lacks (order keys may), stay empty
+            has = some if name == "cust" else some & (size[c] == rows)
+            j = pt.columns[name]
+            pt.addr[j] = np.where(has, np.uint64(out.ctypes.data) + (ptr[:-1] * out.itemsize).astype(np.uint64), 0)
+            pt.size[j] = np.where(has, counts, 0)
+            pt._keep.append(out)
         return PieceSet(pt, meta, np.asarray(shard_ptr, np.int64), np.asarray([s for s, _ in take], np.int64),
                         np.asarray(base, np.int64), np.asarray(nn, np.int64), [ps.runs[p] for p in src])
 
