@@ -48,3 +48,18 @@ def test_sorted_in_matches_isin():
     for na, nb in ((30, 100_000), (100_000, 30), (5000, 6000)):
         a, b = np.unique(rng.integers(0, 10**6, na)), np.unique(rng.integers(0, 10**6, nb))
         assert np.array_equal(either(a, b), np.isin(a, b))
+
+
+def test_apply_changes_matches_set_operations():
+    """A membership with some ids exited and others entered: one merge (id_sets.sorted_apply)
+    equals numpy's set difference and union."""
+    from segments.engine.catalog.audiences import apply_changes
+    rng = np.random.default_rng(5)
+    for n, n_in, n_out in ((0, 0, 0), (0, 5, 0), (10, 0, 10), (1000, 30, 40), (200_000, 5000, 3000), (50, 500, 0)):
+        ids = np.unique(rng.integers(-10, 10**6, n))
+        outside = np.setdiff1d(np.unique(rng.integers(-20, 2 * 10**6, n_in + 100)), ids)[:n_in]
+        entered = np.sort(rng.permutation(outside))
+        exited = np.sort(rng.choice(ids, min(n_out, ids.size), replace=False)) if ids.size else ids
+        got = apply_changes(ids, entered, exited)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.union1d(np.setdiff1d(ids, exited), entered)), (n, n_in, n_out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from pyroaring import BitMap64
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..evaluation import output
 from ..results import Materialized
-from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_in as _merge_in
+from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_apply as _sorted_apply, sorted_in as _merge_in
 
 DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
@@ -158,11 +159,7 @@ class Audiences:
 
     def tracking(self, dataset: str, name: str) -> Optional[Tracking]:
         """The tracking settings of a saved segment, None when not tracked."""
-        try:
-            r = json.loads((self._dir(dataset, name) / "tracking.json").read_text())
-        except FileNotFoundError:
-            return None
-        return Tracking(r["name"], r["keep"], r["keep_days"], dt.datetime.fromisoformat(r["since"]))
+        return _tracking_in(self._dir(dataset, name))
 
     def require_tracking(self, dataset: str, name: str, path: str = "name") -> Tracking:
         t = self.tracking(dataset, name)
@@ -181,8 +178,7 @@ class Audiences:
 
     # ------------------------------------------------------------ snapshots
     def _numbers(self, dataset: str, name: str) -> list:
-        d = self._dir(dataset, name)
-        return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
+        return _numbers_in(self._dir(dataset, name))
 
     def _known(self, dataset: str, name: str, d: Path) -> dict:
         """The records of this tracking read so far (number -> AudienceSnapshot)."""
@@ -198,9 +194,11 @@ class Audiences:
 
     def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
         """The retained snapshots' records numbered after `after`, oldest first."""
-        d = self._dir(dataset, name)
+        return self._snapshots_in(dataset, name, self._dir(dataset, name), after)
+
+    def _snapshots_in(self, dataset: str, name: str, d: Path, after: int = 0) -> list:
         known = self._known(dataset, name, d)
-        numbers = self._numbers(dataset, name)
+        numbers = _numbers_in(d)
         out = []
         for n in numbers:
             if n <= after:
@@ -293,16 +291,16 @@ class Audiences:
             for name, members, previous, as_of, sequence, evaluation, changes in items:
                 members = np.asarray(members, np.int64)
                 prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
-                t = self.tracking(dataset, name)
+                d = self._dir(dataset, name)
+                t = _tracking_in(d)
                 if t is None:
                     raise FailedPrecondition("name", f"saved segment {name!r} is not tracked",
                                              reason="SEGMENT_NOT_TRACKED")
-                snaps = self.snapshots(dataset, name)
+                snaps = self._snapshots_in(dataset, name, d)
                 number = 1 if not snaps else snaps[-1].number + 1
                 if (previous is None) != (not snaps):
                     raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
                 entered, exited = changes if changes is not None else changes_between(prev, members)
-                d = self._dir(dataset, name, create=True)
                 since = next((k for k, x in enumerate(reversed(snaps)) if x.checkpoint), len(snaps))
                 checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
                 snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
@@ -312,24 +310,25 @@ class Audiences:
                 if checkpoint:
                     files.append((d / f"{number:012d}.members", serialize_ids(members)))
                 files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
-                staged.append((name, t, snaps, snap, files))
+                staged.append((name, d, t, snaps, snap, files))
                 out.append(snap)
-            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
-            for name, t, snaps, snap, _ in staged:
-                self._known(dataset, name, self._dir(dataset, name))[snap.number] = snap
-                self._prune(dataset, name, t, snaps + [snap])
+            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[5]])
+            for name, d, t, snaps, snap, _ in staged:
+                self._known(dataset, name, d)[snap.number] = snap
+                self._prune(dataset, name, t, snaps + [snap], d)
         with self.changed:
             self.version += 1
             self.changed.notify_all()
         return out
 
-    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None) -> None:
+    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None,
+               d: Optional[Path] = None) -> None:
         from .catalog import _write_atomic
-        snaps = self.snapshots(dataset, name) if snaps is None else snaps
+        d = self._dir(dataset, name) if d is None else d
+        snaps = self._snapshots_in(dataset, name, d) if snaps is None else snaps
         if len(snaps) <= 1:
             return
         cutoff = self.catalog.clock() - dt.timedelta(days=t.keep_days)
-        d = self._dir(dataset, name)
         drop = [s for i, s in enumerate(snaps[:-1]) if i < len(snaps) - t.keep or s.recorded_at < cutoff]
         if not drop:
             return
@@ -368,14 +367,28 @@ class Audiences:
         return AudienceDiff(from_snapshot, to_snapshot, at, seq, entered, exited, rows)
 
 
+_SYNC_POOL = (None, 0)   # (executor, the process that started it)
+_SYNC_POOL_LOCK = threading.Lock()
+
+
+def _sync_pool():
+    """The threads that fsync snapshot files concurrently (started once per process, not
+    per round)."""
+    global _SYNC_POOL
+    with _SYNC_POOL_LOCK:
+        pool, pid = _SYNC_POOL
+        if pool is None or pid != os.getpid():   # a forked child starts its own
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(8, thread_name_prefix="snapshot-fsync")
+            _SYNC_POOL = (pool, os.getpid())
+        return pool
+
+
 def _write_durably(root: Path, files: list) -> None:
     """Write (path, bytes) files durably and atomically, in order of their renames: every
     temporary file written, all fsynced concurrently, renamed in the given order, and each
     folder fsynced (a crash leaves each file old or new; a later file never without an
     earlier one of the same folder). The space is checked first."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..storage import space
     if not files:
         return
@@ -392,15 +405,32 @@ def _write_durably(root: Path, files: list) -> None:
             for tmp, (_, data) in zip(tmps, files):
                 with open(tmp, "wb") as f:
                     f.write(data)
-            with ThreadPoolExecutor(min(8, len(files))) as pool:
-                list(pool.map(sync, tmps))
+            pool = _sync_pool()
+            list(pool.map(sync, tmps))
             for tmp, (path, _) in zip(tmps, files):
                 os.replace(tmp, path)
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(sync, sorted({p.parent for p, _ in files})))
+            list(pool.map(sync, sorted({p.parent for p, _ in files})))
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
+
+
+def _tracking_in(d: Path) -> Optional[Tracking]:
+    """The tracking settings in a tracked segment's folder, None when not tracked."""
+    try:
+        r = json.loads((d / "tracking.json").read_bytes())
+    except FileNotFoundError:
+        return None
+    return Tracking(r["name"], r["keep"], r["keep_days"], dt.datetime.fromisoformat(r["since"]))
+
+
+def _numbers_in(d: Path) -> list:
+    """The numbers of the snapshot records in a tracked segment's folder, ascending."""
+    try:
+        names = os.listdir(d)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(f[:-5]) for f in names if f.endswith(".json") and f[:1].isdigit())
 
 
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -421,11 +451,10 @@ def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
 
 def apply_changes(ids: np.ndarray, entered: np.ndarray, exited: np.ndarray) -> np.ndarray:
     """Sorted `ids` without `exited`, with `entered` (disjoint from ids)."""
-    if exited.size:
-        ids = ids[~sorted_in(ids, exited)]
-    if entered.size:
-        ids = np.insert(ids, np.searchsorted(ids, entered), entered)
-    return ids
+    if not exited.size and not entered.size:
+        return ids
+    return _sorted_apply(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(entered, np.int64),
+                         np.ascontiguousarray(exited, np.int64))
 
 
 def _internal(bm) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class _Seen:
     members: np.ndarray          # sorted customer_ids
     number: int
     at: dt.datetime
+    tracking: tuple = ()         # identity of the tracking.json it was recorded under
 
 
 class _Touched:
@@ -146,6 +148,7 @@ class Maintainer:
         self.on_round = on_round or (lambda stats: None)
         self._seen: dict = {}
         self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
+        self._folders: dict = {}  # dataset -> (its saved segments' folder, its tracked segments' folder)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -272,6 +275,7 @@ class Maintainer:
                 f.close()
                 return False
             self._leader = f
+            self._seen.clear()   # others may have recorded while this process did not hold the lock
         return True
 
     def _release(self) -> None:
@@ -378,11 +382,29 @@ class Maintainer:
         seqs = [getattr(getattr(self._seen.get((dataset, n)), "state", None), "seq", 0) for n in names]
         return min(seqs) if seqs else 0
 
+    def _folder(self, dataset: str, kind: int) -> str:
+        """The dataset's saved segments' (0) or tracked segments' (1) catalog folder (a
+        dataset's folders never move: asked of the catalog once)."""
+        hit = self._folders.get(dataset)
+        if hit is None:
+            hit = self._folders[dataset] = (str(self.catalog._dir(dataset, "segments")),
+                                            str(self.catalog._dir(dataset, "audiences")))
+        return hit[kind]
+
+    def _tracking_identity(self, dataset: str, name: str) -> tuple:
+        """(inode, mtime, size) of a tracked segment's tracking.json, () when not tracked: a
+        new one (tracked again, retention changed) numbers or keeps snapshots anew."""
+        try:
+            st = os.stat(os.path.join(self._folder(dataset, 1), name, "tracking.json"))
+        except FileNotFoundError:
+            return ()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def _saved(self, dataset: str, name: str):
         """The saved segment, parsed again only when its file changed."""
-        path = self.catalog._dir(dataset, "segments") / f"{name}.json"
+        path = os.path.join(self._folder(dataset, 0), f"{name}.json")
         try:
-            st = path.stat()
+            st = os.stat(path)
         except FileNotFoundError:
             raise NotFound("name", f"no saved segment {name!r}") from None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -402,7 +424,11 @@ class Maintainer:
         seen = self._seen.get(key)
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
-        newest_number = self.audiences.newest_number(dataset, name)
+        tracking = self._tracking_identity(dataset, name)
+        if seen is not None and tracking and seen.tracking == tracking:
+            newest_number = seen.number   # its own record: no other maintainer records while it leads
+        else:
+            newest_number = self.audiences.newest_number(dataset, name)
         if same and newest_number != seen.number:
             same = False  # another writer recorded meanwhile: start again from the newest
         due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
@@ -431,7 +457,7 @@ class Maintainer:
         new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
         number = newest_number
-        seen_now = _Seen(live, st, day, definition, new, number, now)
+        seen_now = _Seen(live, st, day, definition, new, number, now, tracking)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
             seen_now.number = number + 1   # recorded at the end of the round, with the others

@@ -31,6 +31,33 @@ def sorted_in(a, b):
 
 
 @njit(cache=True, nogil=True)
+def sorted_apply(ids, entered, exited):
+    """Sorted unique `ids` without those in `exited`, with `entered` (not in ids; all three
+    sorted ascending, unique): one merge, one copy."""
+    out = np.empty(ids.size + entered.size, np.int64)
+    j = 0
+    k = 0
+    o = 0
+    for i in range(ids.size):
+        x = ids[i]
+        while j < entered.size and entered[j] < x:
+            out[o] = entered[j]
+            o += 1
+            j += 1
+        while k < exited.size and exited[k] < x:
+            k += 1
+        if k < exited.size and exited[k] == x:
+            continue
+        out[o] = x
+        o += 1
+    while j < entered.size:
+        out[o] = entered[j]
+        o += 1
+        j += 1
+    return out[:o]
+
+
+@njit(cache=True, nogil=True)
 def sorted_to_roaring64(vals):
     """The 64-bit portable roaring serialization of sorted unique uint64 values: buckets by
     high half, each a 32-bit portable bitmap (array and bitset containers, offsets header)."""
