@@ -33,7 +33,8 @@ from pyroaring import BitMap64
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..evaluation import output
 from ..results import Materialized
-from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_apply as _sorted_apply, sorted_in as _merge_in
+from ..storage.id_sets import (deserialize_ids, serialize_ids, sorted_apply as _sorted_apply, sorted_in as _merge_in,
+                               sorted_in_gallop as _gallop_in)
 
 DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
@@ -289,8 +290,7 @@ class Audiences:
         staged, out = [], []
         with self._lock:
             for name, members, previous, as_of, sequence, evaluation, changes in items:
-                members = np.asarray(members, np.int64)
-                prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
+                members = Membership.of(members)
                 d = self._dir(dataset, name)
                 t = _tracking_in(d)
                 if t is None:
@@ -300,7 +300,10 @@ class Audiences:
                 number = 1 if not snaps else snaps[-1].number + 1
                 if (previous is None) != (not snaps):
                     raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
-                entered, exited = changes if changes is not None else changes_between(prev, members)
+                if changes is None:
+                    prev = np.zeros(0, np.int64) if previous is None else Membership.of(previous).array()
+                    changes = changes_between(prev, members.array())
+                entered, exited = changes
                 since = next((k for k, x in enumerate(reversed(snaps)) if x.checkpoint), len(snaps))
                 checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
                 snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
@@ -308,7 +311,7 @@ class Audiences:
                 a, b = serialize_ids(entered), serialize_ids(exited)
                 files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
                 if checkpoint:
-                    files.append((d / f"{number:012d}.members", serialize_ids(members)))
+                    files.append((d / f"{number:012d}.members", serialize_ids(members.array())))
                 files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
                 staged.append((name, d, t, snaps, snap, files))
                 out.append(snap)
@@ -434,14 +437,14 @@ def _numbers_in(d: Path) -> list:
 
 
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which elements of sorted `a` are in sorted `b` (no hashing): binary searches when
+    """Which elements of sorted `a` are in sorted `b` (no hashing): galloping searches when
     `a` is much the smaller, else one merge of the two."""
     if not a.size or not b.size:
         return np.zeros(a.size, bool)
+    a, b = np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64)
     if a.size * 16 >= b.size:
-        return _merge_in(np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64))
-    at = np.minimum(np.searchsorted(b, a), b.size - 1)
-    return b[at] == a
+        return _merge_in(a, b)
+    return _gallop_in(a, b)
 
 
 def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
@@ -455,6 +458,62 @@ def apply_changes(ids: np.ndarray, entered: np.ndarray, exited: np.ndarray) -> n
         return ids
     return _sorted_apply(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(entered, np.int64),
                          np.ascontiguousarray(exited, np.int64))
+
+
+_NONE = np.zeros(0, np.int64)
+
+
+class Membership:
+    """A tracked segment's members (sorted unique customer_ids) as a base array and the
+    changes since: `added` (not in base) and `removed` (in base), both sorted. A round's
+    changes cost their own size, not the membership's; they are merged into a new base once
+    they reach 1/MERGE_SHARE of it (so each member is copied O(1) times per change, amortised).
+    Immutable: apply() returns a new one."""
+    __slots__ = ("base", "added", "removed", "_array")
+    MERGE_SHARE = 8
+    MERGE_MIN = 4096
+
+    def __init__(self, base: np.ndarray, added: np.ndarray = _NONE, removed: np.ndarray = _NONE):
+        self.base = np.ascontiguousarray(base, np.int64)
+        self.added, self.removed = added, removed
+        self._array = self.base if not added.size and not removed.size else None
+
+    @classmethod
+    def of(cls, ids) -> "Membership":
+        return ids if isinstance(ids, Membership) else cls(np.asarray(ids, np.int64))
+
+    @property
+    def size(self) -> int:
+        return int(self.base.size + self.added.size - self.removed.size)
+
+    def array(self) -> np.ndarray:
+        """The members as one sorted array (merged once, then kept)."""
+        if self._array is None:
+            self._array = apply_changes(self.base, self.added, self.removed)
+        return self._array
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of sorted unique `ids` are members."""
+        if self._array is not None:
+            return sorted_in(ids, self._array)
+        inside = sorted_in(ids, self.base)
+        if self.removed.size:
+            inside &= ~sorted_in(ids, self.removed)
+        if self.added.size:
+            inside |= sorted_in(ids, self.added)
+        return inside
+
+    def apply(self, entered: np.ndarray, exited: np.ndarray) -> "Membership":
+        """The membership with `entered` (not members) and without `exited` (members)."""
+        if not entered.size and not exited.size:
+            return self
+        back = sorted_in(entered, self.removed)          # entered again: in base
+        left = sorted_in(exited, self.added)             # exited after entering: not in base
+        added = apply_changes(self.added, entered[~back], exited[left])
+        removed = apply_changes(self.removed, exited[~left], entered[back])
+        if added.size + removed.size > max(self.MERGE_MIN, self.base.size // self.MERGE_SHARE):
+            return Membership(apply_changes(self.base, added, removed))
+        return Membership(self.base, added, removed)
 
 
 def _internal(bm) -> np.ndarray:

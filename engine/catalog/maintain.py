@@ -34,7 +34,7 @@ from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
 from ..evaluation.subset import Subset, SubsetContext
-from .audiences import apply_changes, changes_between
+from .audiences import Membership, changes_between
 from ..model import kinds
 from ..model import segment as S
 from ..model import segment_json
@@ -108,7 +108,7 @@ class _Seen:
     state: object
     day: dt.date
     definition: str
-    members: np.ndarray          # sorted customer_ids
+    members: Membership
     number: int
     at: dt.datetime
     tracking: tuple = ()         # identity of the tracking.json it was recorded under
@@ -453,7 +453,7 @@ class Maintainer:
         if seen is not None and seen.number == newest_number and seen.definition == definition:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
-            old = self.audiences.members(dataset, name, newest_number) if newest_number else None
+            old = Membership(self.audiences.members(dataset, name, newest_number)) if newest_number else None
         new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
         number = newest_number
@@ -465,33 +465,28 @@ class Maintainer:
         return None
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"], references) -> tuple:
-        """(new membership as sorted customer_ids, (entered, exited) or None when not known):
-        evaluated for everyone, or for the touched internal ids alone (the round's Subset of
-        them, engine/evaluation/subset.py), merged into the old membership (cost: the touched
-        customers' lines, plus one copy of the membership)."""
+    def _evaluate(seg, view, ctx, now, old: Optional[Membership], touched: Optional["_Touched"], references) -> tuple:
+        """(new Membership, (entered, exited) or None when not known): evaluated for everyone,
+        or for the touched internal ids alone (the round's Subset of them,
+        engine/evaluation/subset.py), their changes added to the old membership (cost: the
+        touched customers' lines, and searches of them in the membership)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
-            return none, (changes_between(old, none) if old is not None else None)
+            return Membership(none), (changes_between(old.array(), none) if old is not None else None)
         ext = view.ext_ids()
         if touched is None:
             members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
             ids = ext[_ids(members)]
             ids = ids if getattr(view, "ordered", True) else np.sort(ids)
-            return ids, (changes_between(old, ids) if old is not None else None)
+            return Membership(ids), (changes_between(old.array(), ids) if old is not None else None)
         sub = touched.context(view, ctx)
         members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
         hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
         hit = hit if getattr(view, "ordered", True) else np.unique(hit)
         cand = touched.customer_ids
-        at = np.searchsorted(old, cand)
-        inside = at < old.size
-        inside[inside] = old[at[inside]] == cand[inside]
-        was = cand[inside]                                  # touched customers that were members
+        was = cand[old.contains(cand)]                      # touched customers that were members
         entered, exited = changes_between(was, hit)
-        if not entered.size and not exited.size:
-            return old, (entered, exited)
-        return apply_changes(old, entered, exited), (entered, exited)
+        return old.apply(entered, exited), (entered, exited)
 
 
 class _nothing:

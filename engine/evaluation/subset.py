@@ -16,6 +16,8 @@ may be evaluated so: the others compare customers with each other.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
@@ -34,6 +36,33 @@ from ..storage.views import PieceTable
 LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
 NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
 CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
+
+
+class _LutPool:
+    """Lookup tables of -1 reused from round to round (a new one of a shard's rows per shard
+    costs its page faults each round); whoever takes one gives it back all -1 again."""
+
+    def __init__(self, keep: int = 2):
+        self._free: list = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, rows: int, width: int) -> np.ndarray:
+        rows = max(rows, 1)
+        with self._lock:
+            for i, a in enumerate(self._free):
+                if a.shape[1] == width and a.shape[0] >= rows:
+                    return self._free.pop(i)
+        return np.full((rows, width), -1, np.int32)
+
+    def give(self, a: np.ndarray) -> None:
+        with self._lock:
+            self._free.append(a)
+            self._free.sort(key=lambda x: x.size)
+            del self._free[:-self._keep]
+
+
+_LUTS = _LutPool()
 
 
 class _Lines:
@@ -129,8 +158,14 @@ class Subset:
         take = [(int(s), k_of[int(s)]) for s in self.shards if int(s) in k_of]
         # lut rows: shard row -> subset rank (-1: not in the subset); the shard's customers
         # past the version's shard size (created since) stay out, as the view's kernels do
-        luts = np.full((max(len(take), 1), 1 << self.view_bits), -1, np.int32)
-        pieces, lut_of, shard_ptr, base, nn = [], [], [0], [], []
+        luts = _LUTS.take(len(take), 1 << self.view_bits)
+        out = self._select(prefix, names, ps, take, luts)
+        _LUTS.give(luts)    # not after an error: it may not be all -1 again
+        return out
+
+    def _select(self, prefix, names, ps, take, luts) -> PieceSet:
+        """_pieces with the lookup tables it fills (all -1 on entry, left as they were)."""
+        pieces, lut_of, shard_ptr, base, nn, set_at = [], [], [0], [], [], []
         starts = np.searchsorted(self.iids >> self.view_bits, self.shards)
         j_of = {int(s): j for j, s in enumerate(self.shards)}
         for row, (s, k) in enumerate(take):
@@ -139,6 +174,7 @@ class Subset:
             local = self.iids[lo:hi] - int(ps.base[k])
             inside = local < int(ps.n[k])
             luts[row, local[inside]] = self.rank[lo:hi][inside]
+            set_at.append((row, local[inside]))
             for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1])):
                 pieces.append(p)
                 lut_of.append(row)
@@ -158,6 +194,8 @@ class Subset:
         cust = np.empty(int(ptr[-1]), np.uint16)
         if src.size:
             SK.select_lines(addr, size, col, lut_of, luts, ptr, pos, cust)
+        for row, at in set_at:
+            luts[row, at] = -1
         pt = PieceTable(names, src.size)
         meta = np.zeros((src.size, LY.M_NMETA), np.int64)
         meta[:, LY.M_ROWS] = counts

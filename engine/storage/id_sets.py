@@ -31,6 +31,38 @@ def sorted_in(a, b):
 
 
 @njit(cache=True, nogil=True)
+def sorted_in_gallop(a, b):
+    """sorted_in for `a` much smaller than `b`: from where the previous element stopped,
+    steps of doubling length, then a binary search within the last step (cost a.size x
+    log(b.size / a.size), reading b near the previous position)."""
+    out = np.zeros(a.size, np.bool_)
+    j = 0
+    n = b.size
+    for i in range(a.size):
+        x = a[i]
+        if j >= n:
+            break
+        if b[j] < x:
+            step = 1
+            lo = j
+            while j + step < n and b[j + step] < x:
+                lo = j + step
+                step *= 2
+            hi = min(j + step, n)      # b[lo] < x <= b[hi] (or hi == n)
+            lo += 1
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if b[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            j = lo
+        if j < n and b[j] == x:
+            out[i] = True
+    return out
+
+
+@njit(cache=True, nogil=True)
 def sorted_apply(ids, entered, exited):
     """Sorted unique `ids` without those in `exited`, with `entered` (not in ids; all three
     sorted ascending, unique): one merge, one copy."""
