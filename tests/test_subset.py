@@ -132,8 +132,9 @@ def test_subset_evaluation_equals_full_evaluation(live_dataset):
 def test_subset_holds_only_its_customers_lines(live_dataset):
     """The subset's runs and appended lines are exactly its customers' lines (what a
     restricted evaluation reads is theirs alone), in the runs' order, every column equal to
-    the run's at those lines (customers renumbered), a column the run lacks left empty."""
-    from segments.engine.evaluation.subset import Subset
+    the run's at those lines (customers renumbered), a column the run lacks left empty; the
+    lazy columns empty until asked for, then gathered into the same runs."""
+    from segments.engine.evaluation.subset import LAZY_COLUMNS, Subset
     from segments.engine.storage import layout as LY
     from segments.engine.storage.runs import LINE_COLUMNS
     eng, name, _, _ = live_dataset
@@ -142,6 +143,9 @@ def test_subset_holds_only_its_customers_lines(live_dataset):
     sub = Subset(view, ids)
     for prefix, col, day in (("p", LY.P_CUST, LY.P_DAY), ("v", LY.V_CUST, LY.V_DAY), ("l", LY.L_CUST, None)):
         ps, mine = view.pieces(prefix), sub.pieces(prefix)
+        for cname in LAZY_COLUMNS.get(prefix, ()):   # gathered once a leaf asks for them
+            assert not mine.size[ps.table.columns[cname]].any(), cname
+        sub.want(prefix, LINE_COLUMNS[prefix])
         assert mine.runs == [ps.runs[p] for k in range(ps.n_shards) if int(ps.shard[k]) in set(sub.shards.tolist())
                              for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1]))]
         q = 0

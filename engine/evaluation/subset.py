@@ -27,6 +27,7 @@ from ..errors import InvalidArgument
 from ..live.view import DELTA_COLUMNS
 from ..model import kinds
 from ..model import segment as S
+from ..model.segment import PRODUCT_FIELDS
 from ..storage import layout as LY
 from ..storage.orders import ORDER_COLUMNS
 from ..storage.runs import LINE_COLUMNS
@@ -36,6 +37,11 @@ from ..storage.views import PieceTable
 LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
 NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
 CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
+# Purchase columns gathered only once a leaf asks for them: product codes (a product filter
+# reads its fields' codes: SubsetContext.product_filter), order keys (order conditions:
+# Subset.order_pieces) and quantities (no condition reads them). Gathering a line's column
+# costs a cache line of the run wherever it lies, so the fewer columns the better.
+LAZY_COLUMNS = {"p": frozenset({"quantity", "order", *(f"c.{f}" for f in PRODUCT_FIELDS)})}
 
 
 class _LutPool:
@@ -63,6 +69,39 @@ class _LutPool:
 
 
 _LUTS = _LutPool()
+
+
+class _Selected:
+    """The subset's lines of one table's runs (positions `pos` in the runs, pieces' bounds
+    `ptr`) and the piece table of the subset's runs, whose columns are gathered on demand.
+    `addr`, `size`, `rows`: the runs' piece table columns and line counts."""
+
+    def __init__(self, dtypes: dict, pt: PieceTable, addr, size, rows, ptr, pos):
+        self.dtypes, self.pt = dtypes, pt
+        self.addr, self.size, self.rows, self.ptr, self.pos = addr, size, rows, ptr, pos
+        self.some = np.diff(ptr) > 0
+
+    def place(self, name: str, out: np.ndarray, has: np.ndarray) -> None:
+        """Point column `name` of the pieces with lines (and `has`) at their rows of `out`."""
+        c = self.pt.columns[name]
+        has = has & self.some
+        self.pt.addr[c] = np.where(has, np.uint64(out.ctypes.data) + (self.ptr[:-1] * out.itemsize).astype(np.uint64), 0)
+        self.pt.size[c] = np.where(has, np.diff(self.ptr), 0)
+        self.pt._keep.append(out)
+
+    def gather(self, names) -> None:
+        """Gather these line columns of the selected lines, in one kernel call."""
+        named = [(n, np.dtype(d)) for n, d in self.dtypes.items() if n in names and n != "cust"]
+        if not named:
+            return
+        total = int(self.ptr[-1])
+        cidx = np.asarray([self.pt.columns[n] for n, _ in named], np.int64)
+        outs = [np.empty(total, d) for _, d in named]
+        if total:
+            SK.gather_lines(self.addr, self.size, self.rows, cidx, np.asarray([d.itemsize for _, d in named], np.int64),
+                            np.asarray([o.ctypes.data for o in outs], np.uint64), self.ptr, self.pos)
+        for (n, _), c, out in zip(named, cidx, outs):
+            self.place(n, out, self.size[c] == self.rows)   # a column a run lacks (order keys may) stays empty
 
 
 class _Lines:
@@ -99,6 +138,10 @@ class Subset:
         self.state = _Lines(self)
         self._cache: dict = {}
         self._bitmap = BitMap(self.iids.astype(np.uint32))
+        # line columns gathered into the subset's runs: the others when a leaf asks for them
+        self._wanted = {prefix: set(cols) - LAZY_COLUMNS.get(prefix, frozenset())
+                        for prefix, cols in LINE_COLUMNS.items()}
+        self._selected: dict = {}
 
     def _mine(self, key, make):
         v = self._cache.get(key)
@@ -199,25 +242,24 @@ class Subset:
         pt = PieceTable(names, src.size)
         meta = np.zeros((src.size, LY.M_NMETA), np.int64)
         meta[:, LY.M_ROWS] = counts
-        total = int(ptr[-1])
-        rows = np.ascontiguousarray(ps.meta[src, LY.M_ROWS], np.int64)
-        # the other line columns: one kernel gathers them into one array per column
-        named = [(name, np.dtype(dtype)) for name, dtype in LINE_COLUMNS[prefix].items() if name != "cust"]
-        cidx = np.asarray([ps.table.columns[name] for name, _ in named], np.int64)
-        outs = [np.empty(total, dtype) for _, dtype in named]
-        if total:
-            SK.gather_lines(addr, size, rows, cidx, np.asarray([d.itemsize for _, d in named], np.int64),
-                            np.asarray([o.ctypes.data for o in outs], np.uint64), ptr, pos)
-        some = counts > 0
-        for name, c, out in [("cust", ps.table.columns["cust"], cust), *zip((n for n, _ in named), cidx, outs)]:
-            # pieces without lines, and columns a run lacks (order keys may), stay empty
-            has = some if name == "cust" else some & (size[c] == rows)
-            j = pt.columns[name]
-            pt.addr[j] = np.where(has, np.uint64(out.ctypes.data) + (ptr[:-1] * out.itemsize).astype(np.uint64), 0)
-            pt.size[j] = np.where(has, counts, 0)
-            pt._keep.append(out)
+        assert pt.columns == ps.table.columns
+        sel = self._selected[prefix] = _Selected(LINE_COLUMNS[prefix], pt, addr, size,
+                                                 np.ascontiguousarray(ps.meta[src, LY.M_ROWS], np.int64), ptr, pos)
+        sel.place("cust", cust, np.ones(src.size, bool))
+        sel.gather(self._wanted[prefix])
         return PieceSet(pt, meta, np.asarray(shard_ptr, np.int64), np.asarray([s for s, _ in take], np.int64),
                         np.asarray(base, np.int64), np.asarray(nn, np.int64), [ps.runs[p] for p in src])
+
+    def want(self, prefix: str, names) -> None:
+        """Line columns of a table that a leaf is about to read: gathered now if the subset's
+        runs were already made without them (see LAZY_COLUMNS)."""
+        new = [n for n in names if n not in self._wanted[prefix]]
+        if not new:
+            return
+        self._wanted[prefix].update(new)
+        sel = self._selected.get(prefix)
+        if sel is not None:
+            sel.gather(new)
 
     def _lines(self, prefix: str):
         """[(shard, columns)] of the subset's appended lines (None when none)."""
@@ -248,7 +290,9 @@ class Subset:
 
     def order_pieces(self) -> PieceTable:
         """No stored orders (a subset's runs hold lines only; its context has no access path
-        to aggregates, so order conditions group the lines): one empty piece per run."""
+        to aggregates, so order conditions group the lines): one empty piece per run. Asked
+        by order conditions before they read lines: their lines' order keys are gathered."""
+        self.want("p", ("order",))
         return self._mine(("order_pieces",),
                           lambda: PieceTable(tuple(ORDER_COLUMNS), self.pieces("p").table.addr.shape[1]))
 
@@ -270,6 +314,11 @@ class SubsetContext(Context):
         super().__init__(subset, whole.asof.instant, whole.deadline)
         self.whole = whole
         self.access_paths = 0    # the subset's runs hold lines only: scan them
+
+    def product_filter(self, f: S.ProductFilter):
+        """Context.product_filter, the subset's runs given the codes of the filter's fields."""
+        self.snap.want("p", [f"c.{name}" for name, _ in f.fields])
+        return super().product_filter(f)
 
     def leaf(self, cond: S.Condition) -> BitMap:
         t = type(cond)
