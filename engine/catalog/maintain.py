@@ -117,11 +117,11 @@ class _Seen:
 class _Touched:
     """What the batches after one state touched, shared by the segments of a round."""
 
-    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
+    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray, ordered: bool):
         self.state = state
         self.tables = tables
         self.ids = ids                                # internal ids, sorted
-        self.customer_ids = np.unique(ext[ids])       # sorted
+        self.customer_ids = ext[ids] if ordered else np.unique(ext[ids])   # sorted
         self._ctx = None
 
     def context(self, view, whole: Context) -> SubsetContext:
@@ -440,7 +440,8 @@ class Maintainer:
             since = touched_since.get(id(seen.state))
             if since is None or since.state is not seen.state:
                 ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
-                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids())
+                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids(),
+                                                                      getattr(view, "ordered", True))
             tables = since.tables
             if not tables & scope.tables and not due:
                 seen.state = st

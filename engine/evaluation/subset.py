@@ -44,6 +44,11 @@ CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
 LAZY_COLUMNS = {"p": frozenset({"quantity", "order", *(f"c.{f}" for f in PRODUCT_FIELDS)})}
 
 
+def _ascending(a: np.ndarray) -> bool:
+    """Strictly ascending (sorted, no repeats)?"""
+    return a.size < 2 or bool((a[1:] > a[:-1]).all())
+
+
 class _LutPool:
     """Lookup tables of -1 reused from round to round (a new one of a shard's rows per shard
     costs its page faults each round); whoever takes one gives it back all -1 again."""
@@ -123,13 +128,16 @@ class Subset:
 
     def __init__(self, view, iids: np.ndarray):
         self.view = view
-        self.iids = np.unique(np.asarray(iids, np.int64))
+        iids = np.asarray(iids, np.int64)
+        self.iids = iids if _ascending(iids) else np.unique(iids)
         self.zone = view.zone
         self.meta = getattr(view, "meta", {})
         bits = int(view.shard_bits)
         self.view_bits = bits
         shard = self.iids >> bits
-        self.shards, starts, counts = np.unique(shard, return_index=True, return_counts=True)
+        starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]]) if shard.size else np.zeros(0, np.int64)
+        self.shards = shard[starts]
+        counts = np.diff(np.r_[starts, shard.size])
         self.shard_bits = max(1, int(counts.max() - 1).bit_length()) if counts.size else 1
         rank = np.arange(self.iids.size, dtype=np.int64) - np.repeat(starts, counts)
         self.ids = (shard << self.shard_bits) + rank          # the subset id of each of iids
