@@ -395,3 +395,38 @@ def test_one_process_maintains_a_data_directory(base_folder, tmp_path):
     assert second.run_once() == []   # nothing changed: the newest snapshots are taken over as they are
     second.stop()
     eng.close()
+
+
+def test_maintainer_taking_the_lock_back_reads_what_another_recorded(base_folder, tmp_path):
+    """A maintainer that gave the data directory up and takes it back starts from the
+    snapshots recorded meanwhile by another (not from those it recorded itself): after A, B,
+    then A again, each with its own batches, every newest snapshot equals a full evaluation
+    and its entered / exited the differences of consecutive ones."""
+    from segments.bench.duck import read_tables
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, a = _setup(tmp_path, base_folder, D.NY, clock)
+    b = Maintainer(eng, Catalog(eng, clock=clock), clock=clock)
+    gen = ChangeGen(3, LiveRef(read_tables(base_folder), D.NY))
+    aud = cat.audiences
+    prev = None
+    for rnd, (runs, other) in enumerate(((a, b), (b, a), (a, b), (b, a), (a, b))):
+        for _ in range(2):
+            batch = gen.next()
+            gen.ref.apply(batch)
+            eng.apply_changes("aud", **batch.kwargs())
+        clock.t = at + dt.timedelta(minutes=rnd)
+        runs.run_once()
+        now = {k: _full(eng, "aud", seg, clock.t) for k, seg in SEGMENTS.items()}
+        for k in SEGMENTS:
+            snap = aud.latest("aud", k)
+            assert set(aud.members("aud", k, snap.number)) == now[k], (rnd, k)
+            if prev is not None and snap.number > 1 and now[k] != prev[k]:
+                d = aud.diff("aud", k, snap.number - 1, snap.number)
+                assert set(d.entered_ids.tolist()) == now[k] - prev[k], (rnd, k)
+                assert set(d.exited_ids.tolist()) == prev[k] - now[k], (rnd, k)
+        prev = now
+        runs.stop()
+    eng.close()

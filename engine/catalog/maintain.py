@@ -112,6 +112,7 @@ class _Seen:
     number: int
     at: dt.datetime
     tracking: tuple = ()         # identity of the tracking.json it was recorded under
+    lead: int = 0                # the maintainer's hold of the lock it was recorded in
 
 
 class _Touched:
@@ -149,6 +150,7 @@ class Maintainer:
         self._seen: dict = {}
         self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
         self._folders: dict = {}  # dataset -> (its saved segments' folder, its tracked segments' folder)
+        self._lead = 0            # times this maintainer took the data directory's lock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -275,7 +277,7 @@ class Maintainer:
                 f.close()
                 return False
             self._leader = f
-            self._seen.clear()   # others may have recorded while this process did not hold the lock
+            self._lead += 1   # others may have recorded while this process did not hold the lock
         return True
 
     def _release(self) -> None:
@@ -425,7 +427,7 @@ class Maintainer:
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
         tracking = self._tracking_identity(dataset, name)
-        if seen is not None and tracking and seen.tracking == tracking:
+        if seen is not None and tracking and seen.tracking == tracking and seen.lead == self._lead:
             newest_number = seen.number   # its own record: no other maintainer records while it leads
         else:
             newest_number = self.audiences.newest_number(dataset, name)
@@ -458,7 +460,7 @@ class Maintainer:
         new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
         stats[mode] += 1
         number = newest_number
-        seen_now = _Seen(live, st, day, definition, new, number, now, tracking)
+        seen_now = _Seen(live, st, day, definition, new, number, now, tracking, self._lead)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
             seen_now.number = number + 1   # recorded at the end of the round, with the others
