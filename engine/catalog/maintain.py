@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
-from ..evaluation.subset import Subset, SubsetContext
+from ..evaluation.subset import Subset, SubsetContext, kernel_threads
 from .audiences import Membership, changes_between
 from ..model import kinds
 from ..model import segment as S
@@ -483,7 +483,8 @@ class Maintainer:
             ids = ids if getattr(view, "ordered", True) else np.sort(ids)
             return Membership(ids), (changes_between(old.array(), ids) if old is not None else None)
         sub = touched.context(view, ctx)
-        members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
+        with kernel_threads():
+            members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
         hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
         hit = hit if getattr(view, "ordered", True) else np.unique(hit)
         cand = touched.customer_ids

@@ -314,6 +314,30 @@ class Subset:
         return self._mine(("delta", prefix), make) or None
 
 
+SUBSET_THREADS = 1   # threads a subset's kernels use (see kernel_threads)
+
+
+class kernel_threads:
+    """Run the kernels called inside on at most `n` threads of the calling thread (numba's
+    count is per calling thread). A subset's shards hold few lines each: waking the pool's
+    threads for each of its many small kernels costs more than they save, and on a busy
+    machine they wait to be scheduled (and spin, taking the writer's core)."""
+
+    def __init__(self, n: int = SUBSET_THREADS):
+        self.n = n
+
+    def __enter__(self):
+        import numba
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self.n, self.before)))
+        return self
+
+    def __exit__(self, *exc):
+        import numba
+        numba.set_num_threads(self.before)
+        return False
+
+
 class SubsetContext(Context):
     """A Context over a Subset: leaves that read lines run on the subset's lines, the
     others come from `whole` (a Context of the whole view at the same instant), restricted."""
