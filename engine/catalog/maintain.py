@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from pyroaring import BitMap
 
 from ..errors import EngineError, NotFound
 from ..evaluation import output
@@ -113,6 +114,7 @@ class _Seen:
     at: dt.datetime
     tracking: tuple = ()         # identity of the tracking.json it was recorded under
     lead: int = 0                # the maintainer's hold of the lock it was recorded in
+    iids: Optional[BitMap] = None  # the members as internal ids of `live` (an ordered view), kept up to date
 
 
 class _Touched:
@@ -124,6 +126,14 @@ class _Touched:
         self.ids = ids                                # internal ids, sorted
         self.customer_ids = ext[ids] if ordered else np.unique(ext[ids])   # sorted
         self._ctx = None
+        self._bitmap = None
+
+    @property
+    def bitmap(self) -> BitMap:
+        """The touched internal ids as a bitmap (made once per round)."""
+        if self._bitmap is None:
+            self._bitmap = BitMap(self.ids.astype(np.uint32))
+        return self._bitmap
 
     def context(self, view, whole: Context) -> SubsetContext:
         """The round's context over the touched customers alone (built once, shared by the
@@ -457,10 +467,11 @@ class Maintainer:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
             old = Membership(self.audiences.members(dataset, name, newest_number)) if newest_number else None
-        new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
+        iids = seen.iids if seen is not None and seen.live is live and old is seen.members else None
+        new, changes, iids = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset), iids)
         stats[mode] += 1
         number = newest_number
-        seen_now = _Seen(live, st, day, definition, new, number, now, tracking, self._lead)
+        seen_now = _Seen(live, st, day, definition, new, number, now, tracking, self._lead, iids)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
             seen_now.number = number + 1   # recorded at the end of the round, with the others
@@ -468,29 +479,44 @@ class Maintainer:
         return None
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[Membership], touched: Optional["_Touched"], references) -> tuple:
-        """(new Membership, (entered, exited) or None when not known): evaluated for everyone,
-        or for the touched internal ids alone (the round's Subset of them,
-        engine/evaluation/subset.py), their changes added to the old membership (cost: the
-        touched customers' lines, and searches of them in the membership)."""
+    def _evaluate(seg, view, ctx, now, old: Optional[Membership], touched: Optional["_Touched"], references,
+                  iids: Optional[BitMap] = None) -> tuple:
+        """(new Membership, (entered, exited) or None when not known, the members as internal
+        ids or None): evaluated for everyone, or for the touched internal ids alone (the
+        round's Subset of them, engine/evaluation/subset.py), their changes added to the old
+        membership. `iids`: the old members as internal ids of this view's version (a view
+        whose internal id order is customer_id order), updated in place: which touched
+        customers were members is then one bitmap intersection, else searches of their
+        customer_ids in the membership (cost: the touched customers' lines, and theirs)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
-            return Membership(none), (changes_between(old.array(), none) if old is not None else None)
+            return Membership(none), (changes_between(old.array(), none) if old is not None else None), None
         ext = view.ext_ids()
+        ordered = getattr(view, "ordered", True)
         if touched is None:
             members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
             ids = ext[_ids(members)]
-            ids = ids if getattr(view, "ordered", True) else np.sort(ids)
-            return Membership(ids), (changes_between(old.array(), ids) if old is not None else None)
+            ids = ids if ordered else np.sort(ids)
+            return (Membership(ids), (changes_between(old.array(), ids) if old is not None else None),
+                    BitMap(members) if ordered else None)
         sub = touched.context(view, ctx)
         with kernel_threads():
             members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
-        hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
-        hit = hit if getattr(view, "ordered", True) else np.unique(hit)
+        hit_iids = sub.snap.to_view(_ids(members))          # ascending internal ids
+        if iids is not None and ordered:
+            was = iids & touched.bitmap                     # touched customers that were members
+            now_in = BitMap(hit_iids.astype(np.uint32))
+            came, left = now_in - was, was - now_in
+            iids |= came
+            iids -= left
+            entered, exited = ext[_ids(came)], ext[_ids(left)]   # ascending: ordered
+            return old.apply(entered, exited), (entered, exited), iids
+        hit = ext[hit_iids]
+        hit = hit if ordered else np.unique(hit)
         cand = touched.customer_ids
         was = cand[old.contains(cand)]                      # touched customers that were members
         entered, exited = changes_between(was, hit)
-        return old.apply(entered, exited), (entered, exited)
+        return old.apply(entered, exited), (entered, exited), None
 
 
 class _nothing:
