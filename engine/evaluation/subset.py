@@ -58,13 +58,13 @@ class _LutPool:
         self._keep = keep
         self._lock = threading.Lock()
 
-    def take(self, rows: int, width: int) -> np.ndarray:
+    def take(self, rows: int, width: int, dtype=np.int32) -> np.ndarray:
         rows = max(rows, 1)
         with self._lock:
             for i, a in enumerate(self._free):
-                if a.shape[1] == width and a.shape[0] >= rows:
+                if a.shape[1] == width and a.shape[0] >= rows and a.dtype == dtype:
                     return self._free.pop(i)
-        return np.full((rows, width), -1, np.int32)
+        return np.full((rows, width), -1, dtype)
 
     def give(self, a: np.ndarray) -> None:
         with self._lock:
@@ -73,7 +73,8 @@ class _LutPool:
             del self._free[:-self._keep]
 
 
-_LUTS = _LutPool()
+_LUTS = _LutPool()          # shard row -> subset rank, per shard of a subset's runs
+_LINE_LUTS = _LutPool(1)    # internal id -> subset id, for a subset's appended lines
 
 
 class _Selected:
@@ -275,7 +276,11 @@ class Subset:
             per_shard = self.view.state.lines(prefix) if hasattr(self.view, "state") else None
             if not per_shard:
                 return False
-            lut = self._lut()
+            # the view's internal id -> subset id (-1 outside the subset), all -1 again after
+            width = max(int(self.view.n), int(self.iids[-1]) + 1 if self.iids.size else 0)
+            table = _LINE_LUTS.take(1, width, np.int64)
+            lut = table[0]
+            lut[self.iids] = self.ids
             out = []
             for s, cols in per_shard:
                 sub = lut[cols["iid"]]
@@ -285,16 +290,10 @@ class Subset:
                 mine = {k: np.ascontiguousarray(a[sel]) for k, a in cols.items() if k != "iid"}
                 mine["iid"] = sub[sel]
                 out.append((int(s), {k: mine[k] for k in cols}))
+            lut[self.iids] = -1
+            _LINE_LUTS.give(table)   # not after an error: it may not be all -1 again
             return out or False
         return self._mine(("lines", prefix), make) or None
-
-    def _lut(self) -> np.ndarray:
-        """The view's internal id -> subset id (-1 outside the subset)."""
-        def make():
-            lut = np.full(max(int(self.view.n), int(self.iids[-1]) + 1 if self.iids.size else 0), -1, np.int64)
-            lut[self.iids] = self.ids
-            return lut
-        return self._mine(("lut",), make)
 
     def order_pieces(self) -> PieceTable:
         """No stored orders (a subset's runs hold lines only; its context has no access path
