@@ -100,6 +100,7 @@ def next_midnight(now: dt.datetime, zone) -> dt.datetime:
 # ---------------------------------------------------------------- maintenance
 
 LANE_PACE = 2.0   # the full lane waits this many times its last duration (<= 1/3 of the time)
+LANE_NICE = 10    # the full lane's thread's nice increment
 _LANE = object()  # _segment_round's answer for a segment of the full lane, deferred
 
 @dataclass
@@ -215,7 +216,10 @@ class Maintainer:
     def _lane_loop(self) -> None:
         """The full lane's thread: evaluates the segments handed to it, per dataset at most
         once every LANE_PACE times its last duration (its kernels release the GIL, so the
-        per-customer rounds go on meanwhile)."""
+        per-customer rounds go on meanwhile). It runs its kernels itself, one thread, at a
+        lower CPU priority (LANE_NICE; Linux gives each thread its own), so that on a busy
+        machine the writer and the per-customer rounds come first."""
+        _lower_priority(LANE_NICE)
         timeout = self.poll
         while not self._stop.is_set():
             self._lane_wake.wait(timeout)
@@ -234,7 +238,7 @@ class Maintainer:
                     timeout = min(timeout, wait)
                     continue
                 try:
-                    with self._lane_busy:
+                    with self._lane_busy, kernel_threads(1):
                         self._lane_round(dataset, segs)
                 except Exception:  # noqa: BLE001 - the next rounds hand them over again
                     log.exception("tracked segments: full lane of %s failed", dataset)
@@ -517,6 +521,14 @@ class Maintainer:
         was = cand[old.contains(cand)]                      # touched customers that were members
         entered, exited = changes_between(was, hit)
         return old.apply(entered, exited), (entered, exited), None
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (where threads have their own)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except (AttributeError, OSError):   # not Linux: the thread keeps the process's
+        log.debug("tracked segments: the full lane's priority stays the process's")
 
 
 class _nothing:
