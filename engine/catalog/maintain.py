@@ -161,6 +161,7 @@ class Maintainer:
         self._seen: dict = {}
         self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
         self._folders: dict = {}  # dataset -> (its saved segments' folder, its tracked segments' folder)
+        self._shapes: dict = {}   # id(segment) -> (segment, JSON definition, Scope)
         self._lead = 0            # times this maintainer took the data directory's lock
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -416,6 +417,16 @@ class Maintainer:
             return ()
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def _shape(self, seg: S.Segment) -> tuple:
+        """(JSON definition, Scope) of a segment, worked out once per parsed definition (the
+        segment objects of _saved live as long as their file is unchanged)."""
+        hit = self._shapes.get(id(seg))
+        if hit is None or hit[0] is not seg:
+            if len(self._shapes) > 4 * len(self._parsed) + 64:   # definitions replaced since
+                self._shapes.clear()
+            hit = self._shapes[id(seg)] = (seg, segment_json.dumps(seg), evaluation_scope(seg))
+        return hit[1], hit[2]
+
     def _saved(self, dataset: str, name: str):
         """The saved segment, parsed again only when its file changed."""
         path = os.path.join(self._folder(dataset, 0), f"{name}.json")
@@ -435,8 +446,7 @@ class Maintainer:
         change, or nothing to do), or _LANE when `defer` and it is due a full evaluation only
         because its membership is not per customer (the caller runs those at their pace)."""
         key = (dataset, name)
-        definition = segment_json.dumps(seg)
-        scope = evaluation_scope(seg)
+        definition, scope = self._shape(seg)
         seen = self._seen.get(key)
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
