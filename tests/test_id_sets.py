@@ -96,3 +96,12 @@ def test_membership_changes_match_a_set(merge_min, monkeypatch):
         if rng.random() < 0.3:
             assert np.array_equal(m.array(), np.asarray(sorted(ref), np.int64))
     assert np.array_equal(m.array(), np.asarray(sorted(ref), np.int64))
+
+
+def test_unique_ids_matches_np_unique():
+    from segments.engine.storage.id_sets import unique_ids
+    rng = np.random.default_rng(8)
+    for n, hi in ((0, 5), (1, 5), (50, 10), (20_000, 10**6), (5000, -1)):
+        a = rng.integers(-(2**40), 2**40, n) if hi < 0 else rng.integers(0, hi, n)
+        got = unique_ids(a)
+        assert got.dtype == np.int64 and np.array_equal(got, np.unique(a))

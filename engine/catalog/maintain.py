@@ -39,6 +39,7 @@ from .audiences import Membership, changes_between
 from ..model import kinds
 from ..model import segment as S
 from ..model import segment_json
+from ..storage.id_sets import unique_ids
 
 log = logging.getLogger("segments.audiences")
 
@@ -125,7 +126,7 @@ class _Touched:
         self.state = state
         self.tables = tables
         self.ids = ids                                # internal ids, sorted
-        self.customer_ids = ext[ids] if ordered else np.unique(ext[ids])   # sorted
+        self.customer_ids = ext[ids] if ordered else unique_ids(ext[ids])   # sorted
         self._ctx = None
         self._bitmap = None
 
@@ -526,7 +527,7 @@ class Maintainer:
             entered, exited = ext[_ids(came)], ext[_ids(left)]   # ascending: ordered
             return old.apply(entered, exited), (entered, exited), iids
         hit = ext[hit_iids]
-        hit = hit if ordered else np.unique(hit)
+        hit = hit if ordered else unique_ids(hit)
         cand = touched.customer_ids
         was = cand[old.contains(cand)]                      # touched customers that were members
         entered, exited = changes_between(was, hit)

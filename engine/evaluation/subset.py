@@ -31,6 +31,7 @@ from ..model.segment import PRODUCT_FIELDS
 from ..storage import layout as LY
 from ..storage.orders import ORDER_COLUMNS
 from ..storage.runs import LINE_COLUMNS
+from ..storage.id_sets import unique_ids
 from ..storage.snapshot import PIECE_NAMES, PieceSet
 from ..storage.views import PieceTable
 
@@ -130,7 +131,7 @@ class Subset:
     def __init__(self, view, iids: np.ndarray):
         self.view = view
         iids = np.asarray(iids, np.int64)
-        self.iids = iids if _ascending(iids) else np.unique(iids)
+        self.iids = iids if _ascending(iids) else unique_ids(iids)
         self.zone = view.zone
         self.meta = getattr(view, "meta", {})
         bits = int(view.shard_bits)

@@ -15,6 +15,13 @@ from pyroaring import BitMap, BitMap64
 _NO_RUNS_COOKIE = 12346
 
 
+def unique_ids(a: np.ndarray) -> np.ndarray:
+    """The distinct values of an int64 array, ascending: a sort and a comparison of
+    neighbours (numpy's unique hashes first, ~20x slower on a round's touched ids)."""
+    s = np.sort(np.asarray(a, np.int64))
+    return s[np.r_[True, s[1:] != s[:-1]]] if s.size else s
+
+
 @njit(cache=True, nogil=True)
 def sorted_in(a, b):
     """out[i] = a[i] is in b (both sorted ascending, unique): one merge of the two."""
