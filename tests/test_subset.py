@@ -108,6 +108,12 @@ def test_subset_evaluation_equals_full_evaluation(live_dataset):
     rng = random.Random(5)
     refs = _Refs(sorted(int(x) for x in rng.sample(ext[alive].tolist(), 300)))
     segs = _per_customer_segments(gen, refs.ids)
+    shops = tuple(view.dictionary("shop")[:2])   # visits at some shops (the subset gathers shops when named)
+    at_shops = S.Event("visited", shops=shops)
+    segs.update({"visited/shops": S.Segment(S.Visited(shops=shops)),
+                 "upcoming/shops": S.Segment(S.UpcomingAppointment(shops=shops)),
+                 "sequence/shops": S.Segment(S.Sequence(S.BOUGHT, at_shops, 60)),
+                 "regularly/shops": S.Segment(S.Regularly(at_shops, "month", 6, 2))})
     covered = {type(c) for s in segs.values() for top in S.segment_conditions(s) for c in S.walk(top)}
     missing = {k.name for k in kinds.KINDS if k.per_customer and k.cls not in covered}
     assert not missing, f"per-customer kinds without a case here: {sorted(missing)}"

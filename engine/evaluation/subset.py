@@ -38,11 +38,13 @@ from ..storage.views import PieceTable
 LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
 NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
 CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
-# Purchase columns gathered only once a leaf asks for them: product codes (a product filter
-# reads its fields' codes: SubsetContext.product_filter), order keys (order conditions:
-# Subset.order_pieces) and quantities (no condition reads them). Gathering a line's column
-# costs a cache line of the run wherever it lies, so the fewer columns the better.
-LAZY_COLUMNS = {"p": frozenset({"quantity", "order", *(f"c.{f}" for f in PRODUCT_FIELDS)})}
+# Line columns gathered only once a leaf asks for them: purchases' product codes (a product
+# filter reads its fields' codes: SubsetContext.product_filter), order keys (order
+# conditions: Subset.order_pieces) and quantities (no condition reads them); visits' shops
+# (a shop filter: SubsetContext.shop_lut). Gathering a line's column costs a cache line of
+# the run wherever it lies, so the fewer columns the better.
+LAZY_COLUMNS = {"p": frozenset({"quantity", "order", *(f"c.{f}" for f in PRODUCT_FIELDS)}),
+                "v": frozenset({"shop"})}
 
 
 def _ascending(a: np.ndarray) -> bool:
@@ -351,6 +353,12 @@ class SubsetContext(Context):
         """Context.product_filter, the subset's runs given the codes of the filter's fields."""
         self.snap.want("p", [f"c.{name}" for name, _ in f.fields])
         return super().product_filter(f)
+
+    def shop_lut(self, shops):
+        """Context.shop_lut, the subset's visit runs given their shops when some are named."""
+        if shops:
+            self.snap.want("v", ("shop",))
+        return super().shop_lut(shops)
 
     def leaf(self, cond: S.Condition) -> BitMap:
         t = type(cond)
