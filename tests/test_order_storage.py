@@ -262,3 +262,20 @@ def test_empty_ranges_and_no_orders(tmp_path, monkeypatch):
                     monkeypatch) == {1, 2, 3}
     finally:
         eng.close()
+
+
+def test_stored_order_lookup_where_the_clock_goes_back_over_midnight():
+    """A run's orders are sorted by (local day, instant); where a zone's clock goes back over
+    midnight, a later day holds earlier instants. The lookup of a stored order at an
+    appended line's instant (its customer's, without order_id) searches within the line's
+    day, so it finds the order there too."""
+    from segments.engine.storage.orders import ORDER_COLUMNS
+    from segments.engine.storage.views import PieceTable
+    cols = {"o.day": np.asarray([10, 11, 11, 11], np.int32), "o.ts": np.asarray([500, 400, 450, 450], np.int64),
+            "o.cust": np.asarray([1, 2, 3, 4], np.uint16)}
+    pt = PieceTable(tuple(ORDER_COLUMNS), 1)
+    for name, a in cols.items():
+        pt.set(name, 0, a)
+    for day, t, c, want in ((11, 400, 2, True), (11, 450, 4, True), (11, 450, 2, False), (10, 500, 1, True),
+                            (10, 400, 2, False), (11, 500, 1, False)):
+        assert BK._stored_at(pt.addr, pt.size, 0, day, t, c) == want, (day, t, c)

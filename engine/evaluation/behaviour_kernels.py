@@ -794,14 +794,18 @@ def _keys_meet(a, b):
 
 
 @njit(cache=True, nogil=True)
-def _stored_at(oaddr, osize, p, t, c):
-    """Does run p store an order of local customer c whose earliest line is at instant t?
-    (An appended line without order_id at t would belong to it; orders are sorted by (day,
-    instant), so by instant.)"""
+def _stored_at(oaddr, osize, p, d, t, c):
+    """Does run p store an order of local customer c whose earliest line is at instant t,
+    local day d? (An appended line without order_id at t would belong to it.) Orders are
+    sorted by (day, instant): by instant within a day (not across days where a zone's clock
+    goes back over midnight)."""
+    oday = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
     ots = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
     cust = view_u16(oaddr[LY.O_CUST, p], osize[LY.O_CUST, p])
-    q = np.searchsorted(ots, t)
-    while q < ots.size and ots[q] == t:
+    lo = np.searchsorted(oday, np.int32(d))
+    hi = np.searchsorted(oday, np.int32(d), side="right")
+    q = lo + np.searchsorted(ots[lo:hi], t)
+    while q < hi and ots[q] == t:
         if np.int64(cust[q]) == c:
             return True
         q += 1
@@ -836,6 +840,7 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, b, asof):
                 return False
     if dk >= 0:
         ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        day = view_i32(daddr[LY.D_DAY, dk], dsize[LY.D_DAY, dk])
         iid = view_i64(daddr[LY.D_IID, dk], dsize[LY.D_IID, dk])
         order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
         has_order = order.size == ts.size
@@ -846,7 +851,7 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, b, asof):
             for p in range(p0, p1):
                 mp = view_i64(oaddr[LY.O_META, p], 4)
                 if key == 0:
-                    if mp[2] <= ts[i] and ts[i] <= mp[3] and _stored_at(oaddr, osize, p, ts[i], iid[i] - b):
+                    if mp[2] <= ts[i] and ts[i] <= mp[3] and _stored_at(oaddr, osize, p, day[i], ts[i], iid[i] - b):
                         return False
                 else:
                     keys = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
