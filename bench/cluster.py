@@ -12,7 +12,8 @@ coordinator takes minutes). Then for each bench suite segment: count wall time b
 and per call the slowest partition's time inside its actor (one round per call, limits
 included); the overhead is the cluster's wall time minus that, per call (median).
 Materialize of every customer, unranked and ranked: ids per second end to end, the slowest
-partition and the coordinator's share. Every figure is a difference within one run, and
+partition and the coordinator's share; the same streamed (materialize_stream, what the
+server's Materialize sends: 65,536-row pieces merged as the partitions send theirs). Every figure is a difference within one run, and
 the load average is recorded: on a shared machine absolute times are upper bounds.
 Prints a JSON report (docs/cluster.md and docs/benchmarks.md quote it).
 """
@@ -80,6 +81,7 @@ def main(argv=None) -> int:
     from segments.engine import errors as E
     from segments.engine.api import Engine
     from segments.engine.model import segment as S
+    import numpy as np
 
     work = Path(tempfile.mkdtemp(prefix="segments-bench-cluster-"))
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
@@ -166,6 +168,13 @@ def main(argv=None) -> int:
                    "engine_ids_per_s": int(len(m.customer_ids) / one * 1000)}
             row.update(_per_call(cluster, lambda: cluster.materialize(DATASET, seg, as_of=AS_OF), a.repeat))
             row["cluster_ids_per_s"] = int(len(m.customer_ids) / row["cluster_ms"] * 1000)
+            # what the server's Materialize sends: partition streams merged as they come
+            got = np.concatenate([x.customer_ids for x in cluster.materialize_stream(DATASET, seg, as_of=AS_OF).chunks])
+            assert np.array_equal(got, want.customer_ids), label
+            streamed = _median_ms(lambda: sum(len(x.customer_ids) for x in
+                                              cluster.materialize_stream(DATASET, seg, as_of=AS_OF).chunks), a.repeat)
+            row["stream_ms"] = round(streamed, 2)
+            row["stream_ids_per_s"] = int(len(m.customer_ids) / streamed * 1000)
             report.setdefault("materialize", {})[label] = row
         report["load_average_end"] = _loadavg()
         text = json.dumps(report, indent=1)

@@ -15,7 +15,10 @@ answers its own top `limit` of (include - exclude) with ranking values and the r
 partition with the length of its prefix as its limit.
 
 Saved segments and groups live with the coordinator, under its own data folder
-(<root>/<dataset>/catalog/, engine.catalog unchanged). See docs/cluster.md.
+(<root>/<dataset>/catalog/, engine.catalog unchanged). A segment with percentile, rfm,
+in_segment or in_group conditions is resolved first (cluster/population.py: histograms of
+the whole population, saved definitions, each partition's share of ids) and every partition
+is given what it reads as its `references`. See docs/cluster.md.
 """
 from __future__ import annotations
 
@@ -36,16 +39,18 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from segments.engine import errors as E
+from segments.engine.catalog.catalog import Catalog, References
 from segments.engine.datasets import folders
 from segments.engine.evaluation.output import parse_as_of
 from segments.engine.live.changes import prepare_batch
 from segments.engine.model import kinds
 from segments.engine.model import segment as S
-from segments.engine.results import Materialized
+from segments.engine.results import Materialized, MaterializedStream
 from segments.engine.storage.ingest_read import find_table_files, iter_table_batches
 
 from . import merge
 from .partitioning import split_ids, split_rows
+from .population import Resolver, unpack_histogram
 from .worker import PartitionWorker, unwrap
 
 # Ray's system settings for cluster mode: ray.init(_system_config=...) of a Ray started
@@ -60,6 +65,9 @@ RAY_SYSTEM_CONFIG = {"timeout_ms_task_wait_for_death_info": 100}
 # s measured here under load); this bounds the wait when other partitions answered.
 STRAGGLER_S = 0.2
 STRAGGLER_FACTOR = 3.0
+# Chunks a partition's materialize stream may send ahead of what the coordinator has taken
+# (Ray's generator back-pressure): it pauses there until the merge takes one.
+STREAM_AHEAD = 2
 LAYOUT_FILE = "cluster.json"
 PARTITIONS_DIR = "partitions"
 UTC = dt.timezone.utc
@@ -75,17 +83,13 @@ class ClusterDataset:
 
 # Kinds a partition cannot answer alone: percentile and rfm rank a customer among the whole
 # population (per-partition quantiles would be wrong), in_segment and in_group read the
-# coordinator's catalog. Refused until the coordinator runs their global pass.
+# coordinator's catalog. cluster/population.py resolves them before the call is scattered.
 POPULATION_KINDS = tuple(dict.fromkeys(k.cls for k in kinds.KINDS
                                        if not k.per_customer or kinds.CATALOG in k.reads))
 
 
-def _refuse_population_kinds(seg: S.Segment) -> None:
-    for top in S.segment_conditions(seg):
-        for c in S.walk(top):
-            if isinstance(c, POPULATION_KINDS):
-                raise E.FailedPrecondition("segment", f"{type(c).__name__} conditions are not answered in "
-                                           "cluster mode yet (docs/cluster.md)")
+def _needs_resolving(seg: S.Segment) -> bool:
+    return any(isinstance(c, POPULATION_KINDS) for top in S.segment_conditions(seg) for c in S.walk(top))
 
 
 class ClusterEngine:
@@ -115,6 +119,7 @@ class ClusterEngine:
         self._lock = threading.Lock()
         self.hedge_after = hedge_after
         self.compactions = 0
+        self.catalog = None   # saved segments and groups (engine.catalog.Catalog sets it)
         if not ray.is_initialized():
             opts = dict(ray_options or {})
             if address not in (None, "local"):
@@ -313,9 +318,14 @@ class ClusterEngine:
             self._rounds.ms = None
 
     def _read_all(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
-                  deadline: Optional[float] = None, times: Optional[dict] = None) -> list:
+                  deadline: Optional[float] = None, times: Optional[dict] = None,
+                  given: Optional[list] = None) -> list:
+        """The same call on every partition; given: each partition's own `references`
+        (cluster/population.py), which makes each request its own."""
         call = (args, kwargs or {})
-        got = self._read(method, {p: call for p in range(self.partitions)}, deadline, times)
+        calls = {p: call for p in range(self.partitions)} if given is None else \
+            {p: (args, {**call[1], "references": given[p]}) for p in range(self.partitions)}
+        got = self._read(method, calls, deadline, times)
         return [got[p] for p in range(self.partitions)]
 
     def _write(self, method: str, calls: Dict[int, tuple]) -> Dict[int, object]:
@@ -532,13 +542,38 @@ class ClusterEngine:
         return seqs
 
     # ------------------------------------------------------------ evaluation
-    def _plan(self, name: str, seg: S.Segment, as_of, deadline) -> List[S.Segment]:
+    def references(self, name: str) -> References:
+        """What in_segment and in_group of dataset `name` read: the coordinator's catalog
+        (a default Catalog when none was made for this engine), as Engine.references."""
+        if self.catalog is None:
+            Catalog(self)
+        return References(self.catalog, name)
+
+    def _given(self, name: str, seg: S.Segment, as_of, deadline, path: tuple = ()) -> Optional[list]:
+        """Every partition's references for seg (cluster/population.py): None when it has
+        no percentile, rfm, in_segment or in_group condition."""
+        if not _needs_resolving(seg):
+            return None
+        return Resolver(self, name, as_of, deadline, path).resolve(seg)
+
+    def value_histograms(self, name: str, items: list, as_of, deadline, given: Optional[list]) -> list:
+        """Each partition's (sorted distinct values, counts) of every (Value, among) item:
+        a percentile's first round (cluster/population.py)."""
+        got = self._read_all("value_histograms", (name, items), {"as_of": as_of}, deadline, given=given)
+        return [[unpack_histogram(h) for h in answer] for answer in got]
+
+    def result_ids(self, name: str, seg: S.Segment, as_of, deadline, path: tuple) -> np.ndarray:
+        """The customer_ids of seg's whole result as of an instant (a saved segment with a
+        limit that another references; `path` the saved segments around it)."""
+        return self._materialize(name, seg, (), as_of, deadline, path).customer_ids
+
+    def _plan(self, name: str, seg: S.Segment, as_of, deadline, given) -> List[S.Segment]:
         """The segment each partition evaluates: itself, or with a limit cut to that
         partition's share of the global top `limit` (explain's two rounds; see the module doc)."""
         if seg.limit is None:
             return [seg] * self.partitions
         base = dataclasses.replace(seg, append=())
-        cands = self._read_all("materialize", (name, base), {"as_of": as_of}, deadline)
+        cands = self._read_all("materialize", (name, base), {"as_of": as_of}, deadline, given=given)
         shares = merge.top_counts(cands, seg)
         return [dataclasses.replace(seg, limit=k) for k in shares]
 
@@ -546,29 +581,23 @@ class ClusterEngine:
         self.dataset(name)
         if not isinstance(seg, S.Segment):
             raise E.InvalidArgument("segment", f"expected a Segment, got {type(seg).__name__}")
-        _refuse_population_kinds(seg)
 
-    def _evaluate(self, method: str, name: str, seg: S.Segment, args: tuple, kwargs: dict, deadline,
-                  times: Optional[dict] = None) -> list:
-        self._check(name, seg)
-        segs = self._plan(name, seg, kwargs["as_of"], deadline)
-        got = self._read(method, {p: ((name, segs[p]) + args, kwargs) for p in range(self.partitions)},
-                         deadline, times)
-        return [got[p] for p in range(self.partitions)]
-
-    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline) -> list:
+    def _limited(self, name: str, seg: S.Segment, want: str, n: int, fields: tuple, as_of, deadline,
+                 given) -> list:
         """A segment with a limit in one round: every partition's limit_pieces (its own top
         `limit` and the rest of its appends), for merge.limited_*."""
-        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline)
+        return self._read_all("limit_pieces", (name, seg, want, n, fields), {"as_of": as_of}, deadline,
+                              given=given)
 
     def count(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
         self._check(name, segment)
         as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline)
+            pieces = self._limited(name, segment, "count", 0, (), as_of, deadline, given)
             return merge.limited_counts(pieces, segment, self.partitions, (time.perf_counter() - t0) * 1000)
-        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline)
+        got = self._read_all("count", (name, segment), {"as_of": as_of}, deadline, given=given)
         return merge.counts(got, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def preview(self, name: str, segment: S.Segment, n: int = 20, fields: Sequence[str] = (),
@@ -578,36 +607,165 @@ class ClusterEngine:
             raise E.InvalidArgument("n", f"must be a non-negative integer, got {n!r}")
         self._check(name, segment)
         as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline)
+            pieces = self._limited(name, segment, "preview", n, tuple(fields), as_of, deadline, given)
             return merge.limited_previews(pieces, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
-        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline)
+        got = self._read_all("preview", (name, segment, n, tuple(fields)), {"as_of": as_of}, deadline, given=given)
         return merge.previews(got, segment, n, self.partitions, (time.perf_counter() - t0) * 1000)
 
     def materialize(self, name: str, segment: S.Segment, fields: Sequence[str] = (),
                     as_of=None, deadline: Optional[float] = None) -> Materialized:
-        t0 = time.perf_counter()
         self._check(name, segment)
-        as_of = _instant(as_of)
-        fields = tuple(fields)
+        return self._materialize(name, segment, tuple(fields), _instant(as_of), deadline)
+
+    def _materialize(self, name: str, segment: S.Segment, fields: tuple, as_of: dt.datetime, deadline,
+                     path: tuple = ()) -> Materialized:
+        t0 = time.perf_counter()
+        given = self._given(name, segment, as_of, deadline, path)
         if segment.limit is not None:
-            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline)
+            pieces = self._limited(name, segment, "materialize", 0, fields, as_of, deadline, given)
             m = merge.limited_materialized(pieces, segment, fields, self.partitions,
                                            (time.perf_counter() - t0) * 1000)
             m.sequence = sum(int(pc["sequence"]) for pc in pieces)
         else:
-            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline)
+            got = self._read_all("materialize", (name, segment, fields), {"as_of": as_of}, deadline, given=given)
             m = merge.materialized(got, segment, fields, self.partitions, (time.perf_counter() - t0) * 1000)
             m.sequence = sum(int(g.sequence or 0) for g in got)
         m.as_of = as_of
         return m
 
+    def materialize_stream(self, name: str, segment: S.Segment, fields: Sequence[str] = (), as_of=None,
+                           deadline: Optional[float] = None, chunk_ids: int = 65_536) -> MaterializedStream:
+        """materialize() in pieces of chunk_ids rows, merged as the partitions send theirs:
+        each partition answers a Ray streaming generator (its head, then its rows in output
+        order, chunk_ids at a time) that runs at most STREAM_AHEAD chunks ahead of what the
+        coordinator took (back-pressure), and merge.merge_streams sends a row once no
+        partition can still have one before it; the coordinator holds about a chunk per
+        partition, never the whole result. A segment with a limit is merged whole (its top is
+        at most `limit` rows; its appends' rows are merged in memory) and sent in pieces.
+        A replica that fails before its head comes is replaced by the next; once rows flow a
+        failure ends the stream with Unavailable (what was sent cannot be taken back)."""
+        t0 = time.perf_counter()
+        self._check(name, segment)
+        if not isinstance(chunk_ids, int) or isinstance(chunk_ids, bool) or chunk_ids < 1:
+            raise E.InvalidArgument("chunk_ids", f"must be a positive integer, got {chunk_ids!r}")
+        as_of, fields = _instant(as_of), tuple(fields)
+        if segment.limit is not None:
+            return MaterializedStream.of(self._materialize(name, segment, fields, as_of, deadline), chunk_ids)
+        given = self._given(name, segment, as_of, deadline)
+        kwargs = {"as_of": as_of}
+        requests = [pickle.dumps(("materialize", (name, segment, fields),
+                                  kwargs if given is None else {**kwargs, "references": given[p]}), protocol=5)
+                    for p in range(self.partitions)]
+        heads, gens = self._open_streams(requests, chunk_ids, deadline)
+        runs = [_Stream(p, gens[p], int(heads[p]["chunks"]), heads[p]["first"]) for p in range(self.partitions)]
+        rows = merge.merge_streams(runs, segment.order_by, fields, chunk_ids, heads[0]["first"].rows(0, 0),
+                                   lambda runs, wanted: _pull(runs, wanted, deadline))
+        return MaterializedStream(sum(int(h["total"]) for h in heads), rows,
+                                  segment.order_by.key if segment.order_by is not None else None,
+                                  merge.missing_ids([h["missing_ids"] for h in heads], self.partitions),
+                                  (time.perf_counter() - t0) * 1000, as_of,
+                                  sum(int(h["sequence"] or 0) for h in heads))
+
+    def _open_streams(self, requests: list, chunk_ids: int, deadline: Optional[float]) -> tuple:
+        """Every partition's stream started on one replica (round robin) and its head read:
+        ([head], [ObjectRefGenerator]); a replica failing before its head is replaced."""
+        start = self._next
+        self._next += 1
+
+        def open_(p: int, r: int, last: bool):
+            timeout = None if deadline is None else deadline - time.monotonic()
+            opts = {"num_returns": "streaming", "_generator_backpressure_num_objects": STREAM_AHEAD}
+            if not last:
+                opts["max_task_retries"] = 0   # a dying replica fails now: the next is asked
+            return self._actors[p][r].stream.options(**opts).remote(requests[p], chunk_ids, timeout)
+
+        order = [[(start + p + k) % self.replicas for k in range(self.replicas)] for p in range(self.partitions)]
+        gens = [open_(p, order[p][0], self.replicas == 1) for p in range(self.partitions)]
+        try:
+            return self._read_heads(gens, order, open_, deadline), gens
+        except BaseException:
+            _cancel(gens)   # e.g. past the deadline: the slow ones need not finish
+            raise
+
+    def _read_heads(self, gens: list, order: list, open_, deadline: Optional[float]) -> list:
+        """Each stream's head; a replica that failed before its head replaced by the next."""
+        firsts = self._heads(gens, deadline)
+        heads = []
+        for p in range(self.partitions):
+            answer, k = firsts[p], 0
+            while answer is None:   # its replica failed: the next one
+                k += 1
+                if k >= self.replicas:
+                    raise E.Unavailable(f"partition {p}", "no replica answered materialize")
+                gens[p] = open_(p, order[p][k], k == self.replicas - 1)
+                try:
+                    answer = self._stream_next(gens[p], p, deadline)
+                except E.Unavailable:
+                    answer = None
+            heads.append(unwrap(answer))
+        return heads
+
+    @staticmethod
+    def _heads(gens: list, deadline: Optional[float]) -> list:
+        """Every stream's first object, waited for together (one ray.wait, one ray.get: each
+        waits for the slowest, not for each in turn); None for a stream that failed."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        failed = (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                  ray.exceptions.ActorUnschedulableError)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=wait)
+        if len(ready) < len(gens):
+            raise E.Cancelled("deadline", "partitions did not answer materialize before the deadline")
+        refs = [next(g, None) for g in gens]
+        if None not in refs:
+            try:
+                return ray.get(refs)
+            except failed:
+                pass
+        out = []
+        for ref in refs:   # one failed: the others one by one
+            try:
+                out.append(None if ref is None else ray.get(ref))
+            except failed:
+                out.append(None)
+        return out
+
+    @staticmethod
+    def _stream_next(gen, p: int, deadline: Optional[float]):
+        """The next object of a partition's stream (None at its end); Cancelled past the
+        deadline, Unavailable when its actor failed."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        if not gen.next_ready():   # not in hand yet: wait for it
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait([gen], timeout=wait)
+            if not ready:
+                raise E.Cancelled("deadline", f"partition {p} did not send its rows before the deadline")
+        try:
+            return ray.get(next(gen))
+        except StopIteration:
+            return None
+        except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+                ray.exceptions.ActorUnschedulableError) as e:
+            raise E.Unavailable(f"partition {p}", f"its stream failed: {type(e).__name__}") from None
+
     def explain(self, name: str, segment: S.Segment, as_of=None, deadline: Optional[float] = None):
         t0 = time.perf_counter()
         times: dict = {}
-        got = self._evaluate("explain", name, segment, (), {"as_of": _instant(as_of)}, deadline, times)
-        return merge.explains(got, segment, [times.get(p, 0.0) for p in range(self.partitions)],
-                              (time.perf_counter() - t0) * 1000)
+        self._check(name, segment)
+        as_of = _instant(as_of)
+        given = self._given(name, segment, as_of, deadline)
+        segs = self._plan(name, segment, as_of, deadline, given)
+        calls = {p: ((name, segs[p]), {"as_of": as_of} if given is None else {"as_of": as_of, "references": given[p]})
+                 for p in range(self.partitions)}
+        got = self._read("explain", calls, deadline, times)
+        return merge.explains([got[p] for p in range(self.partitions)], segment,
+                              [times.get(p, 0.0) for p in range(self.partitions)], (time.perf_counter() - t0) * 1000)
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id still in the dataset, each asked of its own partition."""
@@ -648,6 +806,61 @@ class ClusterEngine:
     def close(self) -> None:
         """Nothing to release here: the actors own their files (and stop with this process
         unless detached)."""
+
+
+class _Stream:
+    """One partition's materialize stream after its head: `chunks` chunks of rows to take;
+    cancelled when dropped before the last (the caller left, a deadline, another partition
+    failed)."""
+
+    def __init__(self, p: int, gen, chunks: int, first):
+        self.p, self.gen, self.left, self.first = p, gen, chunks, first
+
+    def __del__(self):
+        if self.left > 0:
+            _cancel([self.gen])
+
+
+def _cancel(gens: list) -> None:
+    """Partition streams no longer read, cancelled (best effort: Ray may be gone already)."""
+    try:
+        import ray
+        for g in gens:
+            ray.cancel(g)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _pull(runs: List[_Stream], wanted: List[int], deadline: Optional[float]) -> list:
+    """The next chunk of each stream named (None past its last), waited for together: one
+    ray.wait and one ray.get for all, not one partition after another (with the first
+    chunk in the head: at S, 97k ids, load 3.5-6, the streamed materialize 20-23 ms before,
+    15-17 ms after; the whole one 11-13 ms)."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    given = {p: runs[p].first for p in wanted if runs[p].first is not None}   # sent with the head
+    for p in given:
+        runs[p].first = None
+    live = [p for p in wanted if p not in given and runs[p].left > 0]
+    gens = [runs[p].gen for p in live if not runs[p].gen.next_ready()]
+    if gens:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=wait)
+        if len(ready) < len(gens):
+            raise E.Cancelled("deadline", "partitions did not send their rows before the deadline")
+    try:
+        refs = [next(runs[p].gen) for p in live]
+        got = dict(zip(live, ray.get(refs)))
+    except StopIteration:
+        raise E.Unavailable("partition", "a stream ended before its last chunk") from None
+    except (RayActorError, RayTaskError, ray.exceptions.ActorUnavailableError,
+            ray.exceptions.ActorUnschedulableError) as e:
+        raise E.Unavailable("partition", f"a stream failed: {type(e).__name__}") from None
+    for p in live:
+        runs[p].left -= 1
+    got.update(given)
+    return [got.get(p) for p in wanted]
 
 
 def _instant(as_of) -> dt.datetime:

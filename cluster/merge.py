@@ -259,3 +259,85 @@ def explains(answers: Sequence[ExplainNode], seg: S.Segment, times: Sequence[flo
                   for p, a in enumerate(answers))
     return dataclasses.replace(root, label=label, size=sum(a.size for a in answers), ms=elapsed_ms,
                                children=root.children + parts)
+
+
+# ---------------------------------------------------------------- streamed materialize
+# Each partition sends its result in output order, a chunk at a time (Ray's streaming
+# generator, back-pressured): the merge holds at most one chunk per partition and one chunk
+# of output. A row can be sent once no partition still sending can have one before it: at
+# most the smallest of the last (key, id) of the chunks in hand of the partitions not done.
+
+def _keys(m: Materialized, order_by: Optional[S.OrderBy]) -> np.ndarray:
+    ids = np.asarray(m.customer_ids, np.int64)
+    return ids if order_by is None else order_key(m.rank_values, order_by.descending)
+
+
+def _upto(keys: np.ndarray, ids: np.ndarray, key: int, cid: int) -> int:
+    """How many leading rows (keys, ids ascending as pairs) are <= (key, cid)."""
+    lo = int(np.searchsorted(keys, key, side="left"))
+    hi = int(np.searchsorted(keys, key, side="right"))
+    return lo + int(np.searchsorted(ids[lo:hi], cid, side="right"))
+
+
+def _joined(pieces: Sequence[Materialized], fields: Sequence[str], rank_key) -> Materialized:
+    if len(pieces) == 1:
+        return pieces[0]
+    return Materialized(np.concatenate([p.customer_ids for p in pieces]),
+                        {f: _concat([p.columns[f] for p in pieces]) for f in fields},
+                        None if pieces[0].rank_values is None else np.concatenate([p.rank_values for p in pieces]),
+                        rank_key)
+
+
+def _next_each(runs: Sequence, wanted: List[int]) -> list:
+    return [next(runs[p], None) for p in wanted]
+
+
+def merge_streams(runs: Sequence, order_by: Optional[S.OrderBy], fields: Sequence[str], chunk_ids: int,
+                  empty: Materialized, pull=_next_each):
+    """Materialized pieces of chunk_ids rows (the last shorter; `empty`, zero rows typed as
+    the answer, when there are none) in the output order of runs, each an iterator of
+    Materialized chunks already in output order (customer_ids unique across runs).
+    pull(runs, [p, ...]): the next chunk of each run named (None at its end), all at once."""
+    fields = tuple(fields)
+    rank_key = order_by.key if order_by is not None else None
+    held: List[Optional[tuple]] = [None] * len(runs)   # (chunk, keys) not yet sent
+    done = [False] * len(runs)
+    out: List[Materialized] = []
+    out_n = 0
+    sent = False
+    while True:
+        while True:
+            wanted = [p for p in range(len(runs))
+                      if not done[p] and (held[p] is None or len(held[p][0].customer_ids) == 0)]
+            if not wanted:
+                break
+            for p, m in zip(wanted, pull(runs, wanted)):
+                if m is None:
+                    done[p] = True
+                else:
+                    held[p] = (m, _keys(m, order_by))
+        live = [p for p in range(len(runs)) if held[p] is not None and len(held[p][0].customer_ids)]
+        if not live:
+            break
+        bound = min(((int(held[p][1][-1]), int(held[p][0].customer_ids[-1])) for p in live if not done[p]),
+                    default=None)
+        takes = []
+        for p in live:
+            m, keys = held[p]
+            k = len(keys) if bound is None else _upto(keys, np.asarray(m.customer_ids, np.int64), *bound)
+            if k:
+                takes.append(m.rows(0, k))
+                rest = m.rows(k, len(keys))
+                held[p] = (rest, keys[k:])
+        piece = materialized(takes, None if order_by is None else S.Segment(S.All(), order_by=order_by), fields, 1, 0.0)
+        piece.rank_key = rank_key
+        out.append(piece)
+        out_n += len(piece.customer_ids)
+        while out_n >= chunk_ids:
+            whole = _joined(out, fields, rank_key)
+            yield whole.rows(0, chunk_ids)
+            sent = True
+            out = [whole.rows(chunk_ids, out_n)]
+            out_n -= chunk_ids
+    if out_n or not sent:
+        yield _joined(out, fields, rank_key) if out_n else empty

@@ -157,3 +157,31 @@ def merge_two_values(a, b, out):
         out[k] = b[j]
         j += 1
         k += 1
+
+
+@njit(cache=True, nogil=True)
+def kth_of_histograms(values, cum, cum_at, starts, q, lo, hi):
+    """The least v in [lo, hi] with more than q values <= v, over the histograms p: values
+    [starts[p], starts[p + 1]) ascending, their cumulative counts from cum[cum_at[p]] (-1:
+    one each) - a percentile's cut over every partition's population. Bisection of the
+    value range, a binary search per histogram per step (64 steps at most)."""
+    runs = starts.size - 1
+    while lo < hi:
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)   # floor((lo + hi) / 2) without overflow
+        below = 0
+        for p in range(runs):
+            a, b = starts[p], starts[p + 1]
+            while a < b:   # the first value > mid
+                m = (a + b) >> 1
+                if values[m] <= mid:
+                    a = m + 1
+                else:
+                    b = m
+            k = a - starts[p]   # values <= mid
+            if k > 0:
+                below += k if cum_at[p] < 0 else cum[cum_at[p] + k - 1]
+        if below > q:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

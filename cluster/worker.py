@@ -31,6 +31,7 @@ class PartitionWorker:
         self.engine = Engine(self.folder, **(engine_options or {}))
         self.started = time.time()
         self.delay = 0.0   # seconds each evaluation waits first (tests: a slow partition)
+        self.streamed = 0  # chunks of rows sent by stream() (operations, tests: back-pressure)
 
     # ------------------------------------------------------------ the one entry point
     def call(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
@@ -68,6 +69,27 @@ class PartitionWorker:
             return answer
         return pickle.dumps(answer, protocol=5)
 
+    def stream(self, request: bytes, chunk_ids: int, timeout: Optional[float] = None):
+        """A pickled materialize call answered in pieces (a Ray streaming generator, taken
+        by the coordinator with back-pressure): its head first, ("ok", {"total", "chunks",
+        "missing_ids", "sequence", "first"}, ms) or the error answer, "first" its first
+        chunk_ids rows in output order, then the rest chunk_ids at a time ("chunks" more
+        compact Materialized pieces)."""
+        method, args, kwargs = pickle.loads(request)
+        answer = self.call(method, args, kwargs, timeout)
+        if answer[0] != "ok":
+            yield answer
+            return
+        m = answer[1]
+        n = len(m.customer_ids)
+        first = min(n, chunk_ids)
+        yield ("ok", {"total": n, "chunks": -(-(n - first) // chunk_ids), "missing_ids": tuple(m.missing_ids),
+                      "sequence": m.sequence, "first": m.rows(0, first, compact=True)}, answer[2])
+        self.streamed += 1
+        for a in range(first, n, chunk_ids):
+            self.streamed += 1
+            yield m.rows(a, min(n, a + chunk_ids), compact=True)
+
     def ping(self) -> dict:
         """Who and where this actor is."""
         try:
@@ -76,7 +98,8 @@ class PartitionWorker:
         except Exception:   # outside Ray
             node = None
         return {"pid": os.getpid(), "host": socket.gethostname(), "node": node, "index": self.index,
-                "replica": self.replica, "folder": str(self.folder), "started": self.started}
+                "replica": self.replica, "folder": str(self.folder), "started": self.started,
+                "streamed": self.streamed}
 
     def set_delay(self, seconds: float) -> None:
         self.delay = float(seconds)
@@ -111,12 +134,18 @@ class PartitionWorker:
         """The change sequence this partition's readers see."""
         return int(self.engine.info(name)["live"]["sequence"])
 
+    def do_value_histograms(self, name: str, items, as_of=None, deadline: Optional[float] = None,
+                            references=None) -> list:
+        """Engine.value_histograms packed for the wire (population.pack_histogram)."""
+        from .population import pack_histogram
+        return [pack_histogram(h) for h in self.engine.value_histograms(name, items, as_of, deadline, references)]
+
     def do_warm(self, names=None, synthetic: bool = True) -> dict:
         return self.engine.warm(names, synthetic=synthetic)
 
 
 INLINE_BYTES = 64 * 1024   # answers holding more array bytes than this are not pickled by read()
-EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of", "limit_pieces")
+EVALUATIONS = ("count", "preview", "materialize", "explain", "rows_of", "limit_pieces", "value_histograms")
 
 
 def unwrap(answer):

@@ -24,7 +24,7 @@ from .errors import InvalidArgument
 from .evaluation import output, warm as warmup
 from .model.schema import PROFILE_FIELDS
 from .model.segment import Segment
-from .results import CountResult, ExplainNode, Materialized, Preview
+from .results import CountResult, ExplainNode, Materialized, MaterializedStream, Preview
 
 
 def default_data_dir() -> str:
@@ -186,46 +186,66 @@ class Engine:
         with self._use(name) as ds:
             return ds.require_snapshot()
 
-    def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> CountResult:
-        """Result size with email / SMS reachable counts."""
+    def count(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None,
+              references=None) -> CountResult:
+        """Result size with email / SMS reachable counts. references (here and in the other
+        evaluations): what in_segment / in_group read instead of this engine's catalog, and
+        percentiles' value intervals (a cluster partition's, given by its coordinator)."""
         with self._use(name) as ds:
-            return output.count(ds.require_snapshot(), segment, as_of, deadline, self.references(name))
+            return output.count(ds.require_snapshot(), segment, as_of, deadline, self._refs(name, references))
 
     def preview(self, name: str, segment: Segment, n: int = 20, fields: Sequence[str] = (),
-                as_of=None, deadline: Optional[float] = None) -> Preview:
+                as_of=None, deadline: Optional[float] = None, references=None) -> Preview:
         """The first n customers with chosen fields and the ranking value."""
         with self._use(name) as ds:
             return output.preview(ds.require_snapshot(), segment, n, tuple(fields), as_of, deadline,
-                                  self.references(name))
+                                  self._refs(name, references))
 
     def materialize(self, name: str, segment: Segment, fields: Sequence[str] = (),
-                    as_of=None, deadline: Optional[float] = None) -> Materialized:
+                    as_of=None, deadline: Optional[float] = None, references=None) -> Materialized:
         """Every customer_id of the result (and chosen fields), with the instant evaluated
         (now when as_of is None) and the change sequence of the snapshot read."""
         with self._use(name) as ds:
             snap = ds.require_snapshot()
             if as_of is None:
                 as_of = dt.datetime.now(dt.timezone.utc)
-            m = output.materialize(snap, segment, tuple(fields), as_of, deadline, self.references(name))
+            m = output.materialize(snap, segment, tuple(fields), as_of, deadline,
+                                   self._refs(name, references))
             m.as_of = output.parse_as_of(as_of)
             state = getattr(snap, "state", None)
             m.sequence = int(getattr(state, "seq", 0) or 0)
             return m
 
+    def materialize_stream(self, name: str, segment: Segment, fields: Sequence[str] = (), as_of=None,
+                           deadline: Optional[float] = None, chunk_ids: int = 65_536) -> MaterializedStream:
+        """materialize() in pieces of chunk_ids rows (what a server streams; a cluster
+        coordinator merges its partitions' streams instead of whole answers)."""
+        return MaterializedStream.of(self.materialize(name, segment, fields, as_of, deadline), chunk_ids)
+
     def limit_pieces(self, name: str, segment: Segment, want: str = "count", n: int = 0, fields: Sequence[str] = (),
-                     as_of=None, deadline: Optional[float] = None) -> dict:
+                     as_of=None, deadline: Optional[float] = None, references=None) -> dict:
         """A segment with a limit as the two pieces a cluster coordinator merges in one
         round (output.limit_pieces), with the change sequence of the snapshot read."""
         with self._use(name) as ds:
             snap = ds.require_snapshot()
-            out = output.limit_pieces(snap, segment, want, n, tuple(fields), as_of, deadline, self.references(name))
+            out = output.limit_pieces(snap, segment, want, n, tuple(fields), as_of, deadline,
+                                      self._refs(name, references))
             out["sequence"] = int(getattr(getattr(snap, "state", None), "seq", 0) or 0)
             return out
 
-    def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None) -> ExplainNode:
+    def explain(self, name: str, segment: Segment, as_of=None, deadline: Optional[float] = None,
+                references=None) -> ExplainNode:
         """The evaluated tree with each node's size and time."""
         with self._use(name) as ds:
-            return output.explain(ds.require_snapshot(), segment, as_of, deadline, self.references(name))
+            return output.explain(ds.require_snapshot(), segment, as_of, deadline, self._refs(name, references))
+
+    def value_histograms(self, name: str, items, as_of=None, deadline: Optional[float] = None,
+                         references=None) -> list:
+        """(sorted distinct values, counts) of each (Value, among) over its percentile
+        population (output.value_histograms): a cluster coordinator's first round."""
+        with self._use(name) as ds:
+            return output.value_histograms(ds.require_snapshot(), items, as_of, deadline,
+                                           self._refs(name, references))
 
     def references(self, name: str) -> "References":
         """What in_segment and in_group conditions of dataset `name` read: the catalog's saved
@@ -233,6 +253,9 @@ class Engine:
         if self.catalog is None:
             Catalog(self)
         return References(self.catalog, name)
+
+    def _refs(self, name: str, given):
+        return self.references(name) if given is None else given
 
     def rows_of(self, name: str, customer_ids, fields: Sequence[str] = ()) -> Materialized:
         """Customers by customer_id that are still in the dataset (active or not)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -66,6 +66,47 @@ class Materialized:
         if self.rank_values is not None:
             cols["rank_value"] = self.rank_array()
         return pa.table(cols)
+
+    def rows(self, start: int, stop: int, compact: bool = False) -> "Materialized":
+        """Rows [start, stop): views, or compact copies (to be pickled: a pyarrow slice
+        pickles its whole buffer)."""
+        import pyarrow as pa
+
+        cols = {f: _whole(a).slice(start, stop - start) for f, a in self.columns.items()}
+        ids = self.customer_ids[start:stop]
+        rv = None if self.rank_values is None else self.rank_values[start:stop]
+        if compact:
+            cols = {f: pa.concat_arrays([a]) for f, a in cols.items()}
+            ids, rv = ids.copy(), None if rv is None else rv.copy()
+        return Materialized(ids, cols, rv, self.rank_key)
+
+
+def _whole(a):
+    """A pyarrow Array of an Array or ChunkedArray."""
+    return a.combine_chunks() if hasattr(a, "combine_chunks") else a
+
+
+@dataclass
+class MaterializedStream:
+    """A materialize answer in pieces: its size and header first, then `chunks`, the rows in
+    output order as Materialized pieces (each at most the chunk size asked; at least one,
+    empty for an empty result), so that whoever sends them never holds the whole result
+    (cluster mode merges partition streams taken with back-pressure)."""
+    total: int
+    chunks: Iterator[Materialized]
+    rank_key: Optional[str] = None
+    missing_ids: Tuple[int, ...] = ()
+    elapsed_ms: float = 0.0
+    as_of: Optional[Any] = None
+    sequence: Optional[int] = None
+
+    @classmethod
+    def of(cls, m: Materialized, chunk_ids: int) -> "MaterializedStream":
+        """A whole Materialized, sent chunk_ids rows at a time."""
+        n = len(m.customer_ids)
+        pieces = (m.rows(a, min(n, a + chunk_ids)) for a in range(0, max(n, 1), chunk_ids)) if n > chunk_ids \
+            else iter([m])
+        return cls(n, pieces, m.rank_key, tuple(m.missing_ids), m.elapsed_ms, m.as_of, m.sequence)
 
 
 def rank_array(values: np.ndarray, key: Optional[str]):

@@ -20,7 +20,7 @@ from segments.engine.model import limits
 from segments.engine.model import segment as S
 from segments.engine.model import segment_json
 from segments.engine.errors import InvalidArgument
-from segments.engine.results import CountResult, ExplainNode, Materialized, Preview
+from segments.engine.results import CountResult, ExplainNode, Materialized, MaterializedStream, Preview
 from segments.proto import segments_pb2 as pb
 
 from .changes import encode_live
@@ -553,27 +553,32 @@ def materialize_chunks(m: Materialized, chunk_ids: int, check=None, message=pb.M
     """`message` chunks (MaterializeResponse or MaterializeGroupResponse) of a result: each
     an Arrow IPC stream of one record batch holding customer_id, the fields and rank_value
     (typed) when ranked. `check()` runs before each chunk (a deadline test)."""
+    yield from stream_chunks(MaterializedStream.of(m, chunk_ids), check, message)
+
+
+def stream_chunks(stream: MaterializedStream, check=None, message=pb.MaterializeResponse):
+    """materialize_chunks of an answer given in pieces (Engine.materialize_stream): one
+    message per piece, the first with the answer's total, missing ids, rank key, time, as_of
+    and change sequence."""
     import pyarrow as pa
 
-    table = m.to_arrow()
-    n = table.num_rows
     first = True
-    for start in range(0, max(n, 1), chunk_ids):
+    for piece in stream.chunks:
         if check is not None:
             check()
-        part = table.slice(start, min(chunk_ids, n - start))
+        part = piece.to_arrow()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, part.schema) as w:
             w.write_table(part)
         msg = message(arrow_ipc=sink.getvalue().to_pybytes())
         if first:
-            msg.total = n
-            msg.missing_ids.extend(m.missing_ids)
-            msg.rank_key = m.rank_key or ""
-            msg.elapsed_ms = m.elapsed_ms
-            if m.as_of is not None:
-                msg.as_of.CopyFrom(timestamp(m.as_of))
-            msg.change_sequence = int(m.sequence or 0)
+            msg.total = stream.total
+            msg.missing_ids.extend(stream.missing_ids)
+            msg.rank_key = stream.rank_key or ""
+            msg.elapsed_ms = stream.elapsed_ms
+            if stream.as_of is not None:
+                msg.as_of.CopyFrom(timestamp(stream.as_of))
+            msg.change_sequence = int(stream.sequence or 0)
             first = False
         yield msg
 

@@ -262,10 +262,11 @@ class SegmentsServicer(pbg.SegmentsServiceServicer):
     @rpc("export", stream=True)
     def Materialize(self, request, call):
         seg = self.s.segment(self.s.dataset_name(request.dataset), request.source)
-        m = call.engine(self.s.engine.materialize, request.dataset, seg, _fields(request),
-                        codec.decode_as_of(request), call.deadline)
-        call.sent(len(m.customer_ids))
-        yield from codec.materialize_chunks(m, self.s.chunk_ids, call.check)
+        # in pieces: a cluster coordinator merges its partitions' streams as they are sent
+        stream = call.engine(self.s.engine.materialize_stream, request.dataset, seg, _fields(request),
+                             codec.decode_as_of(request), call.deadline, self.s.chunk_ids)
+        call.sent(stream.total)
+        yield from codec.stream_chunks(stream, call.check)
 
     @rpc("export")
     def Export(self, request, call):

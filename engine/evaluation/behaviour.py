@@ -6,6 +6,8 @@ sequences, regularity and orders gather a shard's visible events of a date range
 per customer inside the shard (behaviour_kernels, version runs and appended lines alike);
 references evaluate another
 saved segment or read a group through the resolver the catalog gives the evaluation.
+A cluster partition's resolver also gives the value interval of each percentile and RFM
+score, ranked over every partition's population (population_histogram is its first round).
 """
 from __future__ import annotations
 
@@ -28,11 +30,21 @@ from ..storage.shard_customers import fnv1a64
 
 
 def _bm(mask: np.ndarray) -> BitMap:
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)    # the same bytes: no copy of every customer's flag
     return BitMap.deserialize(mask_to_roaring(np.ascontiguousarray(mask, np.uint8)).tobytes())
 
 
-def _in(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return (v >= lo) & (v <= hi)
+def _in(v: np.ndarray, lo: int, hi: int, none=None) -> np.ndarray:
+    """0/1 per customer: v in [lo, hi] and not `none`, in one pass."""
+    out = np.empty(v.size, np.uint8)
+    if none is None:
+        none = K.outside(lo, hi)
+    if none is None:
+        out.fill(1)
+    else:
+        K.range_mask(np.ascontiguousarray(v, np.int64), none, lo, hi, out)
+    return out
 
 
 # ---------------------------------------------------------------- shards and scratch
@@ -131,13 +143,13 @@ def _batches(n: int):
 def _first_purchase(ctx, c: S.FirstPurchase):
     first = ctx.line_values(c.filter, S.EVER, K.MODE_FIRST_DAY)
     s, e = ctx.asof.resolve(c.range)
-    return _bm(_in(first, s, e) & (first != K.NO_DAY))
+    return _bm(_in(first, s, e, K.NO_DAY))
 
 
 def _last_purchase(ctx, c: S.LastPurchase):
     last = ctx.line_values(c.filter, S.EVER, K.MODE_LAST_DAY)
     s, e = ctx.asof.resolve(c.range)
-    return _bm(_in(last, s, e) & (last != K.NO_DAY))
+    return _bm(_in(last, s, e, K.NO_DAY))
 
 
 def _regularly(ctx, c: S.Regularly):
@@ -294,19 +306,80 @@ def _population(ctx, among) -> np.ndarray:
     return mask
 
 
+def percentile_bounds(cmp: S.Cmp) -> tuple:
+    """The percentile interval [lo, hi] a comparison accepts, within 0..99 (lo > hi: none)."""
+    lo, hi = cmp.bounds()
+    return max(lo, 0), min(hi, 99)
+
+
+def rfm_scores(c: S.Rfm) -> list:
+    """(value key, pct lo, pct hi) of each score an RFM condition tests, in the order its
+    value rows are computed: score = 1 + floor(pct / 20) in the comparison's bounds."""
+    out = []
+    for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r)):
+        if cmp is not None:
+            a, b = cmp.bounds()   # scores lie in 1..5
+            a, b = min(max(a, 1), 6), max(min(b, 5), 0)
+            out.append((key, 20 * (a - 1), 20 * b - 1))
+    return out
+
+
 def _pct_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """0/1 per customer: a member whose percentile (behaviour.md) lies in [lo, hi]."""
+    """0/1 per customer: a member whose percentile floor(100 * below / N) (behaviour.md) lies
+    in [lo, hi]. below >= B holds exactly when the B-th smallest member value (1-based) is
+    lower than c's, and below <= B when the (B + 1)-th is not lower: two order statistics
+    bound the matching values, where ranking every member takes a sort. They come from a
+    histogram where the values span little (counts, days), else from numpy's selection."""
+    values = np.ascontiguousarray(values, np.int64)
     out = np.zeros(values.size, np.uint8)
     lo, hi = max(lo, 0), min(hi, 99)
+    n, nulls, vmin, vmax = BK.member_summary(values, member)
+    if lo > hi or n == 0:
+        return out
+    b_lo = (lo * n + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
+    b_hi = ((hi + 1) * n + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
+    if b_lo > b_hi or b_lo >= n:
+        return out
+    has_lo, has_hi = b_lo >= 1, b_hi < n - 1   # below <= N - 1 always holds for a member
+    if nulls < n and vmax - vmin < max(BK.PCT_HISTOGRAM, n // 4):
+        t_lo, t_hi = BK.kth_counted(values, member, vmin, vmax, nulls, b_lo - 1, b_hi)
+    else:
+        ks = [k for k, has in ((b_lo - 1, has_lo), (b_hi, has_hi)) if has]
+        x = BK.member_values(values, member, n)
+        if ks:
+            x = np.partition(x, ks)
+        t_lo = int(x[b_lo - 1]) if has_lo else 0
+        t_hi = int(x[b_hi]) if has_hi else 0
+    BK.values_between(values, member, has_lo, t_lo, has_hi, t_hi, out)
+    return out
+
+
+def _given_cuts(ctx, c):
+    """The value interval of each percentile c tests when its population is wider than this
+    snapshot, or None. A cluster partition's references give them (`value_cuts(c)`: the
+    coordinator ranked every partition's population, cluster/population.py); the catalog's
+    do not (one machine ranks its own population here)."""
+    cuts = getattr(ctx.references, "value_cuts", None)
+    return None if cuts is None else cuts(c)
+
+
+def _cut_mask(values: np.ndarray, member: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0/1 per customer: a member whose value lies in [lo, hi] (absent values included:
+    they are the lowest int64)."""
+    out = np.zeros(len(values), np.uint8)
     if lo <= hi:
-        BK.percentile_interval(np.ascontiguousarray(values, np.int64), member, lo, hi, out)
+        lowest, highest = lo == int(INT64_NULL), hi == 2**63 - 1
+        BK.values_between(np.ascontiguousarray(values, np.int64), member, not lowest, 0 if lowest else lo - 1,
+                          not highest, 0 if highest else hi, out)
     return out
 
 
 def _percentile(ctx, c: S.Percentile):
     member = _population(ctx, c.among)
-    lo, hi = c.cmp.bounds()
-    return _bm(_pct_mask(percentile_values(ctx, c.of), member, lo, hi))
+    cuts = _given_cuts(ctx, c)
+    if cuts is not None:
+        return _bm(_cut_mask(percentile_values(ctx, c.of), member, *cuts[0]))
+    return _bm(_pct_mask(percentile_values(ctx, c.of), member, *percentile_bounds(c.cmp)))
 
 
 def _rfm(ctx, c: S.Rfm):
@@ -315,20 +388,33 @@ def _rfm(ctx, c: S.Rfm):
         ctx.last_day_filters.add(c.filter)   # the last sale days from the spend / count pass
     if c.f is not None and c.m is not None:   # count and spend from one pass
         ctx.want_scan(c.filter, c.range, LK.W_SPEND | LK.W_COUNT)
-    keys = [(key, cmp) for key, cmp in (("purchase_count", c.f), ("spend", c.m), ("last_purchase", c.r))
-            if cmp is not None]
-    if not keys:
+    scores = rfm_scores(c)
+    if not scores:
         return _bm(member)
-    values = np.empty((len(keys), ctx.snap.n), np.int64)
-    lo, hi = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
-    for j, (key, cmp) in enumerate(keys):
-        values[j] = percentile_values(ctx, S.Value(key, c.filter, c.range))
-        a, b = cmp.bounds()   # score = 1 + floor(pct / 20) in [a, b]; scores lie in 1..5
-        a, b = min(max(a, 1), 6), max(min(b, 5), 0)
-        lo[j], hi[j] = 20 * (a - 1), 20 * b - 1
-    out = np.empty((len(keys), ctx.snap.n), np.uint8)
-    BK.percentile_intervals(values, member, lo, hi, out)
-    return _bm(np.bitwise_and.reduce(out, axis=0) & member)
+    cuts = _given_cuts(ctx, c)
+    out = member.copy()
+    for j, (key, lo, hi) in enumerate(scores):   # one score after another, no copy of its values
+        values = percentile_values(ctx, S.Value(key, c.filter, c.range))
+        out &= _pct_mask(values, member, lo, hi) if cuts is None else _cut_mask(values, member, *cuts[j])
+    return _bm(out)
+
+
+def population_histogram(ctx, value: S.Value, among) -> tuple:
+    """(sorted distinct values, count of each) of `value` over the population of a
+    percentile (active customers matching among): what a cluster coordinator merges to
+    rank a customer among every partition's population. Values mostly distinct (spend)
+    come as (every value sorted, None): half the bytes."""
+    member = _population(ctx, among)
+    vals = np.sort(np.asarray(percentile_values(ctx, value), np.int64)[member.view(bool)])
+    if vals.size == 0:
+        return vals, None
+    first = np.empty(vals.size, bool)
+    first[0] = True
+    np.not_equal(vals[1:], vals[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    if 2 * starts.size > vals.size:
+        return vals, None
+    return vals[starts], np.diff(np.append(starts, vals.size)).astype(np.int64)
 
 
 def _random_bucket(ctx, c: S.RandomBucket):

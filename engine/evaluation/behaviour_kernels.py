@@ -39,79 +39,70 @@ def random_buckets(ids, salt_hash, out):
         out[i] = np.int64(x % np.uint64(10000))
 
 
-@njit(cache=True, nogil=True)
-def _kth(x, k):
-    """The k-th smallest of x (0-based), reordering x: quickselect (Hoare partitions, the
-    median of three as pivot), O(len(x)) on average."""
-    lo, hi = 0, x.size - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        a, b, c = x[lo], x[mid], x[hi]
-        pivot = max(min(a, b), min(max(a, b), c))
-        i, j = lo, hi
-        while i <= j:
-            while x[i] < pivot:
-                i += 1
-            while x[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = x[i]
-                x[i] = x[j]
-                x[j] = t
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return x[k]
-    return x[k]
+PCT_HISTOGRAM = 1 << 16   # a value span counted in a histogram (cache-sized) rather than selected
 
 
 @njit(cache=True, nogil=True)
-def percentile_interval(values, member, pct_lo, pct_hi, out):
-    """out[c] = 1 for members c with floor(100 * below / N) in [pct_lo, pct_hi] (0 <= pct_lo
-    <= pct_hi <= 99), else 0. below >= B holds exactly when the B-th smallest member value
-    (1-based) is lower than c's, and below <= B when the (B + 1)-th is not lower: two order
-    statistics (quickselect) bound the matching values, where ranking every member takes a sort."""
-    N = 0
+def kth_counted(values, member, vmin, vmax, nulls, k1, k2):
+    """The k1-th and k2-th smallest member values (0-based; k < 0 or past the end: 0), the
+    lowest int64 counted `nulls` times below [vmin, vmax]: a counting select."""
+    cnt = np.zeros(vmax - vmin + 1, np.int64)
     for c in range(values.size):
         if member[c] != 0:
-            N += 1
-    out[:] = 0
-    if N == 0:
-        return
-    b_lo = (pct_lo * N + 99) // 100               # pct >= lo  <=>  below >= ceil(lo N / 100)
-    b_hi = ((pct_hi + 1) * N + 99) // 100 - 1     # pct <= hi  <=>  100 below < (hi + 1) N
-    if b_lo > b_hi or b_lo >= N:
-        return
-    x = np.empty(N, np.int64)
+            v = values[c]
+            if v != -(2**63):
+                cnt[v - vmin] += 1
+    out = np.zeros(2, np.int64)
+    for j in range(2):
+        k = k1 if j == 0 else k2
+        if k < 0:
+            continue
+        if k < nulls:
+            out[j] = -(2**63)
+            continue
+        seen = nulls
+        for w in range(cnt.size):
+            seen += cnt[w]
+            if seen > k:
+                out[j] = vmin + w
+                break
+    return out[0], out[1]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def member_summary(values, member):
+    """(members, members whose value is the lowest int64 (absent), lowest and highest of the
+    others' values) in one pass."""
+    n = nulls = 0
+    vmin, vmax = np.int64(2**63 - 1), np.int64(-(2**63) + 1)
+    for c in prange(values.size):
+        if member[c] != 0:
+            v = values[c]
+            n += 1
+            nulls += 1 if v == -(2**63) else 0
+            vmin = min(vmin, v if v != -(2**63) else np.int64(2**63 - 1))
+            vmax = max(vmax, v)
+    return n, nulls, vmin, vmax
+
+
+@njit(cache=True, nogil=True)
+def member_values(values, member, n):
+    """The n members' values, in customer order."""
+    x = np.empty(n, np.int64)
     q = 0
     for c in range(values.size):
         if member[c] != 0:
             x[q] = values[c]
             q += 1
-    has_lo = b_lo >= 1
-    has_hi = b_hi < N - 1          # below <= N - 1 always holds for a member
-    t_lo = _kth(x, b_lo - 1) if has_lo else 0
-    t_hi = _kth(x, b_hi) if has_hi else 0
-    for c in range(values.size):
-        if member[c] != 0:
-            v = values[c]
-            if (not has_lo or v > t_lo) and (not has_hi or v <= t_hi):
-                out[c] = 1
+    return x
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def percentile_intervals(values, member, pct_lo, pct_hi, out):
-    """percentile_interval of several value rows (values [d, n], bounds [d], out [d, n])
-    at once, one row per thread (RFM's three scores)."""
-    for j in prange(values.shape[0]):
-        if pct_lo[j] <= pct_hi[j]:
-            percentile_interval(values[j], member, pct_lo[j], pct_hi[j], out[j])
-        else:
-            out[j, :] = 0
+def values_between(values, member, has_lo, t_lo, has_hi, t_hi, out):
+    """out[c] = 1 for members c with t_lo < value (when has_lo) and value <= t_hi (has_hi)."""
+    for c in prange(values.size):
+        v = values[c]
+        out[c] = 1 if member[c] != 0 and (not has_lo or v > t_lo) and (not has_hi or v <= t_hi) else 0
 
 
 # ---------------------------------------------------------------- per shard
@@ -325,7 +316,7 @@ def _max_group(ptr):
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _regular_one(day, lo, hi, period_lo, period_of, min_periods, min_per_period, ps):
     """Do at least min_periods periods hold min_per_period of the events [lo, hi)? (ps: scratch)"""
     if hi - lo < min_periods * min_per_period:
@@ -472,7 +463,7 @@ def regularly_bits(sh_base, sh_n, is_visit, paddr, psize, pv_lo, pv_hi, pdaddr, 
             out[b + c] = 1 if m >= min_periods else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, sts, smin):
     """Has some first event [a0, a1) a (negate: no) second event [b0, b1) later in time and
     at most `within` days after? order, sts, smin: scratch of at least b1 - b0."""
@@ -505,7 +496,7 @@ def _sequence_one(ts1, day1, a0, a1, ts2, day2, b0, b1, within, negate, order, s
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _other_fields(paddr, psize, p, i, fields, luts):
     """Line i of purchases piece p passes filtered fields 1.. (field 0 is checked inline)."""
     for j in range(1, fields.size):
@@ -516,11 +507,12 @@ def _other_fields(paddr, psize, p, i, fields, luts):
 
 
 @njit(cache=True, nogil=True)
-def _event_lines(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
-    """Positions in [a, b) of run p's lines that may be events of a filtered purchase kind,
-    ascending: the posting lists of the filtered field with the fewest (the other fields are
-    checked per line by the caller); an array of one -1 when they hold more than `share` of
-    the range's lines (reading the range costs less)."""
+def _event_source(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
+    """(positions, lo, hi): the lines in [a, b) of run p that may be events of a filtered
+    purchase kind, ascending, as positions[lo:hi]: the posting lists of the filtered field
+    with the fewest (one code: a slice of the stored list; several: their sorted union; the
+    other fields are checked per line by the caller). hi = -1 when no field has postings or
+    they hold `share` of the range's lines or more (reading the range costs less)."""
     j1, n1 = -1, b - a
     if fields.size > 0 and paths & LK.PATH_POSTINGS:
         for j in range(fields.size):
@@ -531,44 +523,101 @@ def _event_lines(addr, size, p, fields, wc_ptr, wc, a, b, paths, share):
             if j1 < 0 or cnt < n1:
                 j1, n1 = j, cnt
     if j1 < 0 or n1 >= share * (b - a):
-        return np.full(1, -1, np.int64)
-    out = np.empty(n1, np.int64)
+        return np.empty(0, np.uint32), 0, -1
     f = fields[j1]
     xs = view_u32(addr[LY.P_XPOS + f, p], size[LY.P_XPOS + f, p])
+    if wc_ptr[j1 + 1] - wc_ptr[j1] == 1:
+        lo, hi = LK._posting_range(addr, size, p, f, wc[wc_ptr[j1]], a, b)
+        return xs, lo, hi
+    out = np.empty(n1, np.uint32)
     k = 0
     for w in range(wc_ptr[j1], wc_ptr[j1 + 1]):
         lo, hi = LK._posting_range(addr, size, p, f, wc[w], a, b)
         for q in range(lo, hi):
             out[k] = xs[q]
             k += 1
-    if wc_ptr[j1 + 1] - wc_ptr[j1] > 1:
-        out.sort()
-    return out
+    out.sort()
+    return out, 0, n1
+
+
+SEQ_NONE = 0xFFFF             # a record's day slot without a second event
+SEQ_HIT = 0xFFFE              # a record's later-day slot once the customer matched (decided)
+SEQ_MAX_SPAN = 0xFFFF - 3     # days a shard's lines may span for the 16-bit day slots
+SEQ_CHUNK = 2048              # purchase positions merged ahead of the pass (an L1-sized buffer)
 
 
 @njit(cache=True, nogil=True)
-def _union(x, y):
-    """(positions, flags): the sorted union of two ascending position arrays, flag bit 1
-    for a position of x, bit 2 for one of y."""
-    out = np.empty(x.size + y.size, np.int64)
-    flags = np.empty(x.size + y.size, np.uint8)
-    i = j = k = 0
-    while i < x.size or j < y.size:
-        if j >= y.size or (i < x.size and x[i] < y[j]):
-            out[k] = x[i]
-            flags[k] = 1
-            i += 1
-        elif i >= x.size or y[j] < x[i]:
-            out[k] = y[j]
-            flags[k] = 2
-            j += 1
-        else:
-            out[k] = x[i]
-            flags[k] = 3
-            i += 1
-            j += 1
+def _merge_back(xa, ja, xlo, ya, jb, ylo, pos, flags):
+    """Up to pos.size positions of the backward merge of xa[xlo:ja+1] and ya[ylo:jb+1]
+    (ascending, each without repeats), newest first, into pos with flags (1: of xa, 2: of
+    ya, 3: both): (count, ja, jb) after them. Selects, not branches, while both remain."""
+    k = 0
+    while k < pos.size and ja >= xlo and jb >= ylo:
+        pa, pb = np.int64(xa[ja]), np.int64(ya[jb])
+        i = max(pa, pb)
+        fa, fb = pa == i, pb == i
+        pos[k] = i
+        flags[k] = np.uint8(fa) | (np.uint8(fb) << np.uint8(1))
+        ja -= np.int64(fa)
+        jb -= np.int64(fb)
         k += 1
-    return out[:k], flags[:k]
+    while k < pos.size and ja >= xlo:
+        pos[k] = xa[ja]
+        flags[k] = 1
+        ja -= 1
+        k += 1
+    while k < pos.size and jb >= ylo:
+        pos[k] = ya[jb]
+        flags[k] = 2
+        jb -= 1
+        k += 1
+    return k, ja, jb
+
+
+@njit(cache=True, nogil=True, inline="always")   # a call per line would cost its arrays' reference counts
+def _seq_record(rec, c, dd, at, is1, is2, within, negate, pts, vts):
+    """One event line (at: its position, bit 31 a visit; dd: its relative day) of customer c
+    in the backward pass: a first event matches against the earliest second event strictly
+    after it; a second event joins the record."""
+    none = np.uint64(SEQ_NONE)
+    m16 = np.uint64(0xFFFF)
+    m32 = np.uint64(0xFFFFFFFF)
+    vbit = np.int64(2**31)
+    x = rec[c]
+    lo = (x >> np.uint64(32)) & m16
+    hi = x >> np.uint64(48)
+    # second events at the latest-seen line's instant are strictly later than this line
+    # unless it is at that same instant (same day, then the instants compared); selects
+    # rather than branches: which way a line goes is data, not a pattern
+    same = lo == dd
+    if same:
+        w = np.int64(x & m32)
+        t_then = vts[w - vbit] if w >= vbit else pts[w]
+        same = t_then == (vts[at - vbit] if at >= vbit else pts[at])
+    hi = hi if same else min(hi, lo)
+    lo = lo if same else none
+    found = (hi != none) & (np.int64(hi) - np.int64(dd) <= within)
+    lo = min(lo, dd) if is2 else lo
+    hi = np.uint64(SEQ_HIT) if is1 & (found != negate) else hi
+    rec[c] = (hi << np.uint64(48)) | (lo << np.uint64(32)) | np.uint64(at)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _seq_visit(i, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2, c_day, asof, d0, rec,
+               within, negate, pts):
+    """Visit line i in the backward pass of sequence_streams."""
+    if vst[i] != LY.VISIT_COMPLETED:
+        return
+    d = np.int64(vday[i])
+    is1 = visit1 and d <= e1 and (not shops1 or lut1[vsh[i]] != 0)
+    is2 = visit2 and (not shops2 or lut2[vsh[i]] != 0)
+    if not is1 and not is2:
+        return
+    if d >= c_day and vts[i] > asof:
+        return
+    c = np.int64(vcu[i])
+    if rec[c] >> np.uint64(48) != SEQ_HIT:
+        _seq_record(rec, c, np.uint64(d - d0), np.int64(i) | np.int64(2**31), is1, is2, within, negate, pts, vts)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -580,9 +629,9 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
     sequence_shards): a run's lines are already in time order, so one pass backward keeps,
     per customer, the earliest second event strictly after each line, with no grouping: a
     first event matches when that event is at most (then_not: absent or more than) `within`
-    days after its date. Filtered purchase events are read through their posting lists where
-    that reads fewer lines than the date range, so the cost follows the lines the two
-    filters select."""
+    days after its date. Filtered purchase events are read through their posting lists
+    (merged as they are read) where that reads fewer lines than the date range, so the cost
+    follows the lines the two filters select."""
     F1, F2 = fields1.size, fields2.size
     for k in prange(k_lo, k_hi):
         uses_p = not visit1 or not visit2
@@ -591,7 +640,6 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
                 (uses_v and (vv_hi[k] - vv_lo[k] > 1 or vd_idx[k] >= 0)):
             done[k] = 0
             continue
-        done[k] = 1
         b, n = sh_base[k], sh_n[k]
         last_day = min(c_day + 1, e1 + within)       # no second event after this day matters
         pp = pv_lo[k] if uses_p and pv_hi[k] > pv_lo[k] else -1
@@ -614,82 +662,82 @@ def sequence_streams(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, 
         p_hi = np.searchsorted(pday, np.int32(last_day), side="right")
         v_lo = np.searchsorted(vday, np.int32(s1))
         v_hi = np.searchsorted(vday, np.int32(last_day), side="right")
+        # days relative to the shard's first line in range, in 16 bits
+        d0, d1 = np.int64(2**40), np.int64(-(2**40))
+        if p_lo < p_hi:
+            d0, d1 = min(d0, np.int64(pday[p_lo])), max(d1, np.int64(pday[p_hi - 1]))
+        if v_lo < v_hi:
+            d0, d1 = min(d0, np.int64(vday[v_lo])), max(d1, np.int64(vday[v_hi - 1]))
+        if d1 - d0 > SEQ_MAX_SPAN:
+            done[k] = 0
+            continue
+        done[k] = 1
         # the purchase lines to read: the range, or the posting lists of both filters
-        cand = np.full(1, -1, np.int64)
-        flags = np.zeros(1, np.uint8)
-        if pn > 0 and p_lo < p_hi and (visit1 or F1 > 0) and (visit2 or F2 > 0):
-            x = np.empty(0, np.int64) if visit1 else _event_lines(paddr, psize, q, fields1, wc_ptr1, wc1, p_lo,
-                                                                   p_hi, paths, share)
-            y = np.empty(0, np.int64) if visit2 else _event_lines(paddr, psize, q, fields2, wc_ptr2, wc2, p_lo,
-                                                                   p_hi, paths, share)
-            if (x.size == 0 or x[0] >= 0) and (y.size == 0 or y[0] >= 0) and x.size + y.size < share * (p_hi - p_lo):
-                cand, flags = _union(x, y)
-        gathered = cand.size == 0 or cand[0] >= 0
-        # per customer, one 16-byte record (lines come in time order, customers at random:
-        # one cache line per line read): [0] the instant of the latest-seen line, [1] two days
-        # offset by 2**30: high 32 bits the earliest second-event day strictly after it, low
-        # 32 bits the earliest at that instant (not yet "strictly"); 2**31 - 1: none
-        none = np.int64(2**31 - 1)
-        off = np.int64(2**30)
-        low = np.int64(2**32 - 1)
-        rec = np.empty((n, 2), np.int64)
-        for c in range(n):
-            rec[c, 0] = -(2**62)
-            rec[c, 1] = (none << 32) | none
-        hit = np.zeros(n, np.uint8)
-        if gathered:
-            jp, j_end = cand.size - 1, 0
-        else:
-            jp, j_end = p_hi - 1, p_lo
+        xa, xlo, xhi = np.empty(0, np.uint32), 0, 0
+        ya, ylo, yhi = np.empty(0, np.uint32), 0, 0
+        gathered = False
+        if pn > 0 and p_lo < p_hi:
+            if not visit1:
+                xa, xlo, xhi = _event_source(paddr, psize, q, fields1, wc_ptr1, wc1, p_lo, p_hi, paths, share)
+            if not visit2:
+                ya, ylo, yhi = _event_source(paddr, psize, q, fields2, wc_ptr2, wc2, p_lo, p_hi, paths, share)
+            gathered = xhi >= 0 and yhi >= 0 and (xhi - xlo) + (yhi - ylo) < share * (p_hi - p_lo)
+        # per customer one 8-byte record (lines come in time order, customers at random):
+        # bits 0-31 the latest-seen line (bit 31: a visit), 32-47 the earliest second-event
+        # day at that line's instant (not yet "strictly after"), 48-63 the earliest strictly
+        # after it; SEQ_NONE: none. Instants are read only to tell lines of one day apart.
+        none = np.uint64(SEQ_NONE)
+        rec = np.full(n, (none << np.uint64(48)) | (none << np.uint64(32)) | np.uint64(0xFFFFFFFF), np.uint64)
+        pos = np.empty(SEQ_CHUNK, np.int64)
+        flags = np.full(SEQ_CHUNK, 3, np.uint8)
+        ja, jb, ip = xhi - 1, yhi - 1, p_hi - 1
         iv = v_hi - 1
-        total = (jp - j_end + 1) + (v_hi - v_lo)
-        for _ in range(total):
-            # the previous line in time, of either table
-            ip = cand[jp] if gathered and jp >= j_end else jp
-            if jp >= j_end and (iv < v_lo or pts[ip] >= vts[iv]):
-                i = ip
-                jp -= 1
+        while True:
+            # the next purchase lines back in time: merged from the posting lists, or the range
+            if gathered:
+                cnt, ja, jb = _merge_back(xa, ja, xlo, ya, jb, ylo, pos, flags)
+            else:
+                cnt = min(SEQ_CHUNK, ip - p_lo + 1)
+                for t in range(cnt):
+                    pos[t] = ip - t
+                ip -= cnt
+            if cnt <= 0:
+                break
+            for t in range(cnt):
+                i = pos[t]
+                # visits later in time first (at one instant, the purchase goes first)
+                while iv >= v_lo and (vday[iv] > pday[i] or (vday[iv] == pday[i] and vts[iv] > pts[i])):
+                    _seq_visit(iv, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2,
+                               c_day, asof, d0, rec, within, negate, pts)
+                    iv -= 1
+                c = np.int64(pcu[i])
+                if rec[c] >> np.uint64(48) == SEQ_HIT:     # decided: a match is never undone
+                    continue
                 d = np.int64(pday[i])
                 if pam[i] < 0:
                     continue
+                f1, f2 = flags[t] & 1 != 0, flags[t] & 2 != 0
                 if gathered and F1 == 1:     # a one-field filter's posting lists are exact
-                    is1 = not visit1 and d <= e1 and flags[jp + 1] & 1 != 0
+                    is1 = f1 and d <= e1
                 else:
-                    is1 = not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
+                    is1 = f1 and not visit1 and d <= e1 and (F1 == 0 or (luts1[0, pc1[i]] != 0 and (
                         F1 == 1 or _other_fields(paddr, psize, q, i, fields1, luts1))))
                 if gathered and F2 == 1:
-                    is2 = not visit2 and flags[jp + 1] & 2 != 0
+                    is2 = f2
                 else:
-                    is2 = not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
+                    is2 = f2 and not visit2 and (F2 == 0 or (luts2[0, pc2[i]] != 0 and (
                         F2 == 1 or _other_fields(paddr, psize, q, i, fields2, luts2))))
                 if not is1 and not is2:
                     continue
-                t, c = pts[i], np.int64(pcu[i])
-            else:
-                i = iv
-                iv -= 1
-                if vst[i] != LY.VISIT_COMPLETED:
+                if d >= c_day and pts[i] > asof:
                     continue
-                d = np.int64(vday[i])
-                is1 = visit1 and d <= e1 and (not shops1 or lut1[vsh[i]] != 0)
-                is2 = visit2 and (not shops2 or lut2[vsh[i]] != 0)
-                if not is1 and not is2:
-                    continue
-                t, c = vts[i], np.int64(vcu[i])
-            if d >= c_day and t > asof:
-                continue
-            # second events at a later instant than this one join what the customer holds
-            x = rec[c, 1]
-            if rec[c, 0] != t:
-                x = (min(x >> 32, x & low) << 32) | none
-                rec[c, 0] = t
-            if is1 and ((x >> 32) - off - d <= within) != negate:
-                hit[c] = 1
-            if is2:
-                x = (x & ~low) | min(x & low, d + off)
-            rec[c, 1] = x
+                _seq_record(rec, c, np.uint64(d - d0), i, is1, is2, within, negate, pts, vts)
+        while iv >= v_lo:
+            _seq_visit(iv, vday, vts, vcu, vst, vsh, visit1, visit2, e1, shops1, lut1, shops2, lut2, c_day, asof,
+                       d0, rec, within, negate, pts)
+            iv -= 1
         for c in range(n):
-            out[b + c] = hit[c]
+            out[b + c] = 1 if rec[c] >> np.uint64(48) == SEQ_HIT else 0
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -720,7 +768,7 @@ def sequence_shards(sh_base, sh_n, visit1, visit2, paddr, psize, pv_lo, pv_hi, p
             out[b + c] = 1 if ok else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _before(ts, order, x, y):
     """Line x sorts before line y by (no order key, key or instant, instant)."""
     nx, ny = order[x] == 0, order[y] == 0
@@ -733,7 +781,7 @@ def _before(ts, order, x, y):
     return ts[x] < ts[y]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _orders_one(ts, day, amount, order, flag, lo, hi, s_day, e_day, idx):
     """(orders with a flagged line, net sum, orders) of one customer's lines [lo, hi) over
     orders whose instant is dated in [s_day, e_day]; idx: scratch of at least hi - lo."""

@@ -209,11 +209,13 @@ class Context:
         a sale; first / last day: a sale day in [vlo, vhi])."""
         if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) or (f, r) in self.shared_scans or self.delta("p") is not None:
             v = self.line_values(f, r, mode)
-            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else None
-            hit = (v >= vlo) & (v <= vhi)
-            if none is not None:
-                hit &= v != none
-            return _bm_from_mask(hit.view(np.uint8))
+            none = K.NO_DAY if mode in (K.MODE_FIRST_DAY, K.MODE_LAST_DAY) else K.outside(vlo, vhi)
+            hit = np.empty(v.size, np.uint8)
+            if none is None:     # every value lies in [vlo, vhi]
+                hit.fill(1)
+            else:
+                K.range_mask(np.ascontiguousarray(v, np.int64), none, vlo, vhi, hit)
+            return _bm_from_mask(hit)
         which, want = {K.MODE_BOUGHT: (LK.A_COUNT, LK.W_COUNT), K.MODE_SPEND: (LK.A_SPEND, LK.W_SPEND),
                        K.MODE_COUNT: (LK.A_COUNT, LK.W_COUNT)}[mode]
         return _bm_from_mask(self._purchases(f, r, want, (which, vlo, vhi)))

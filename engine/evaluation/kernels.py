@@ -21,6 +21,13 @@ MODE_LAST_DAY = 3     # latest local day of a matching non-refund line (NO_DAY i
 MODE_FIRST_DAY = 4    # earliest local day of a matching non-refund line (NO_DAY if none)
 
 
+def outside(lo: int, hi: int):
+    """An int64 outside [lo, hi], to pass range_mask as its null (None: [lo, hi] is every int64)."""
+    if lo > -(2**63):
+        return lo - 1
+    return hi + 1 if hi < 2**63 - 1 else None
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def range_mask(values, null, lo, hi, out):
     """out[i] = 1 when values[i] is not the null sentinel and lies in [lo, hi]."""
@@ -58,3 +65,13 @@ def age_mask(birth_year, birth_md, today_year, today_md, leap, lo, hi, out):
             md = 228
         age = today_year - by - (1 if today_md < md else 0)
         out[i] = 1 if (age >= lo and age <= hi) else 0
+
+
+@njit(cache=True, nogil=True)
+def rank_keys(values, ids, descending, null, out):
+    """out[j]: the ascending sort key of customer ids[j]'s ranking value (negated when
+    descending; an absent value, `null`, the largest key: last either way)."""
+    big = (1 << 63) - 1
+    for j in range(ids.size):
+        v = values[ids[j]]
+        out[j] = big if v == null else (-v if descending else v)

@@ -83,7 +83,7 @@ def _pair_candidates(addr, size, p, slot, pwc, a, b, n):
     return out[:k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _rest_accepts(addr, size, p, fields, luts, first, skip1, skip2, i):
     """Line i passes the filtered fields j >= first other than skip1 and skip2 (the slow
     path for filters on more than three fields)."""
@@ -559,14 +559,18 @@ def _visit_counts(addr, size, meta, p0, p1, n, s_day, e_day, c_day, all_time, as
         shop = view_u32(addr[LY.V_SHOP, p], size[LY.V_SHOP, p])
         ts = view_i64(addr[LY.V_TS, p], size[LY.V_TS, p])
         st[STAT_SCANNED] += hi - lo
-        for i in range(lo, hi):
-            if status[i] != LY.VISIT_COMPLETED:
-                continue
-            if i >= mid and ts[i] > asof:
-                continue
-            if use_shops and shop_lut[shop[i]] == 0:
-                continue
-            acc[cust[i]] += 1
+        # days before c_day hold no instant after asof: counted without a branch per line
+        # (which visits are completed is data, not a pattern a branch predictor learns)
+        done = np.uint8(LY.VISIT_COMPLETED)
+        if use_shops:
+            for i in range(lo, mid):
+                acc[cust[i]] += (status[i] == done) & (shop_lut[shop[i]] != 0)
+        else:
+            for i in range(lo, mid):
+                acc[cust[i]] += status[i] == done
+        for i in range(mid, hi):
+            if status[i] == done and ts[i] <= asof and (not use_shops or shop_lut[shop[i]] != 0):
+                acc[cust[i]] += 1
     return acc
 
 

@@ -20,7 +20,7 @@ from . import kernels as K
 from ..model import segment as S
 from ..errors import InvalidArgument
 from . import behaviour_kernels as BK
-from .behaviour import average_order_values, order_values
+from .behaviour import average_order_values, order_values, population_histogram
 from .evaluate import Context, merge_shared_scans, plan_shared_scans
 from ..results import CountResult, ExplainNode, Materialized, Preview
 from ..model.schema import PROFILE_FIELDS
@@ -59,19 +59,19 @@ class Evaluated:
             if cid is not None:
                 ids = ids[np.argsort(cid, kind="stable")]
             return ids if n is None else ids[:n]
-        return _rank_order(ids, vals[ids], self.seg.order_by.descending, n, cid)
+        return _rank_order(ids, vals, self.seg.order_by.descending, n, cid)
 
 
-def _rank_order(ids: np.ndarray, v: np.ndarray, descending: bool, n: Optional[int],
+def _rank_order(ids: np.ndarray, values: np.ndarray, descending: bool, n: Optional[int],
                 cid: Optional[np.ndarray] = None) -> np.ndarray:
-    """ids sorted by value (absent last), ties by ascending customer_id (`cid`, default the
-    ids themselves, which ascend with customer_id in a version)."""
+    """ids sorted by their dense ranking `values` (absent last), ties by ascending
+    customer_id (`cid`, default the ids themselves, which ascend with customer_id in a
+    version)."""
     if n == 0:   # a limit of 0 (a cluster partition holding none of the top customers)
         return ids[:0]
     tie = ids if cid is None else cid
-    absent = v == INT64_NULL
-    safe = np.where(absent, 0, v)
-    key = np.where(absent, np.iinfo(np.int64).max, -safe if descending else safe)
+    key = np.empty(ids.size, np.int64)
+    K.rank_keys(np.ascontiguousarray(values, np.int64), ids, descending, INT64_NULL, key)
     if n is not None and n < ids.size:
         # the n smallest (key, tie): every key below the n-th smallest key, then the
         # smallest ties among the keys equal to it (linear time; ties can be many)
@@ -114,13 +114,7 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Op
         ctx.shared_scans = plan_shared_scans(seg)
     else:
         ctx.shared_scans = merge_shared_scans(ctx.shared_scans, plan_shared_scans(seg))
-    ctx.references = references
-    ctx.reference_path = reference_path
-    instant = ctx.asof.instant   # not ctx itself: a ctx <-> closure cycle kept snapshots (and
-    # their parts' descriptors) alive until the cyclic collector ran
-    ctx.evaluate_reference = lambda name, ref: evaluate(
-        snap, ref, instant, deadline, references=references,
-        reference_path=reference_path + (name,)).members
+    _bind_references(ctx, snap, deadline, references, reference_path)
     if seg.order_by is not None and seg.order_by.key == "last_purchase":
         ctx.last_day_filters = ctx.last_day_filters | {seg.order_by.filter}
     if getattr(snap, "empty", False):
@@ -145,6 +139,28 @@ def evaluate(snap, seg: S.Segment, as_of, deadline, trace: bool = False, ctx: Op
     out = Evaluated(ctx, base, seg)
     out._values = values
     return out
+
+
+def _bind_references(ctx: Context, snap, deadline, references, reference_path: tuple) -> None:
+    """What in_segment, in_group (and a cluster partition's percentiles) read, given to ctx."""
+    ctx.references = references
+    ctx.reference_path = reference_path
+    instant = ctx.asof.instant   # not ctx itself: a ctx <-> closure cycle kept snapshots (and
+    # their parts' descriptors) alive until the cyclic collector ran
+    ctx.evaluate_reference = lambda name, ref: evaluate(
+        snap, ref, instant, deadline, references=references,
+        reference_path=reference_path + (name,)).members
+
+
+def value_histograms(snap, items, as_of=None, deadline=None, references=None) -> list:
+    """For each (Value, among) of `items`: (sorted distinct values, count of each) over the
+    population of a percentile with that value and among (behaviour.population_histogram),
+    the first round of a percentile or RFM ranked across cluster partitions."""
+    ctx = Context(snap, _as_of(as_of), deadline)
+    _bind_references(ctx, snap, deadline, references, ())
+    if getattr(snap, "empty", False):
+        return [(np.zeros(0, np.int64), None) for _ in items]
+    return [population_histogram(ctx, value, among) for value, among in items]
 
 
 def parse_as_of(as_of):
