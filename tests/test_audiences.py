@@ -395,3 +395,100 @@ def test_one_process_maintains_a_data_directory(base_folder, tmp_path):
     assert second.run_once() == []   # nothing changed: the newest snapshots are taken over as they are
     second.stop()
     eng.close()
+
+
+def test_maintainer_taking_the_lock_back_reads_what_another_recorded(base_folder, tmp_path):
+    """A maintainer that gave the data directory up and takes it back starts from the
+    snapshots recorded meanwhile by another (not from those it recorded itself): after A, B,
+    then A again, each with its own batches, every newest snapshot equals a full evaluation
+    and its entered / exited the differences of consecutive ones."""
+    from segments.bench.duck import read_tables
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    eng, cat, a = _setup(tmp_path, base_folder, D.NY, clock)
+    b = Maintainer(eng, Catalog(eng, clock=clock), clock=clock)
+    gen = ChangeGen(3, LiveRef(read_tables(base_folder), D.NY))
+    aud = cat.audiences
+    prev = None
+    for rnd, (runs, other) in enumerate(((a, b), (b, a), (a, b), (b, a), (a, b))):
+        for _ in range(2):
+            batch = gen.next()
+            gen.ref.apply(batch)
+            eng.apply_changes("aud", **batch.kwargs())
+        clock.t = at + dt.timedelta(minutes=rnd)
+        runs.run_once()
+        now = {k: _full(eng, "aud", seg, clock.t) for k, seg in SEGMENTS.items()}
+        for k in SEGMENTS:
+            snap = aud.latest("aud", k)
+            assert set(aud.members("aud", k, snap.number)) == now[k], (rnd, k)
+            if prev is not None and snap.number > 1 and now[k] != prev[k]:
+                d = aud.diff("aud", k, snap.number - 1, snap.number)
+                assert set(d.entered_ids.tolist()) == now[k] - prev[k], (rnd, k)
+                assert set(d.exited_ids.tolist()) == prev[k] - now[k], (rnd, k)
+        prev = now
+        runs.stop()
+    eng.close()
+
+
+ORDERED_SEGMENTS = {
+    "spend_band": S.Segment(S.Spend(S.Cmp("between", 30000, 90000), S.NO_FILTER, R("last_n_days", 30))),
+    "aov_band": S.Segment(S.AverageOrderValue(S.Cmp("between", 2000, 9000))),
+    "today_big": S.Segment(S.Spend(S.Cmp(">=", 20000), S.NO_FILTER, R("today"))),
+}
+
+
+def test_incremental_rounds_on_an_ordered_view_follow_customers_in_and_out(base_folder, tmp_path):
+    """A view whose internal id order is customer_id order (no customer created since the
+    load) keeps each membership as internal ids too, and finds which touched customers were
+    members by one intersection. Purchases and refunds of a few customers, round after round,
+    move them in and out of each segment and back: every snapshot equals the full evaluation
+    and its entered / exited the differences of consecutive ones."""
+    import pyarrow as pa
+    from segments.engine.catalog.catalog import Catalog
+    from segments.engine.catalog.maintain import Maintainer
+    at = dt.datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo(D.NY))
+    clock = FakeClock(at)
+    from segments.engine.api import Engine
+    eng = Engine(tmp_path / "data")
+    eng.create_dataset("o", D.NY, shard_bits=10)
+    eng.ingest("o", base_folder)
+    cat = Catalog(eng, clock=clock)
+    for k, seg in ORDERED_SEGMENTS.items():
+        cat.create_segment("o", k, seg)
+        cat.audiences.track("o", k, keep=1000)
+    m = Maintainer(eng, cat, clock=clock)
+    m.run_once()
+    aud = cat.audiences
+    rng = np.random.default_rng(12)
+    pool = rng.choice(eng.materialize("o", S.Segment(S.All()), as_of=at).customer_ids, 40, replace=False)
+    prev = {k: _full(eng, "o", seg, at) for k, seg in ORDERED_SEGMENTS.items()}
+    moves = {"in": 0, "out": 0}
+    for rnd in range(12):
+        for _ in range(int(rng.integers(1, 3))):
+            n = int(rng.integers(5, 25))
+            ts = int((at - dt.timedelta(hours=1)).timestamp() * 1e6) - rng.integers(0, 3_600_000_000, n)
+            eng.apply_changes("o", purchases=pa.table({
+                "customer_id": pa.array(rng.choice(pool, n), pa.int64()),
+                "purchased_at": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                "amount": pa.array(rng.choice([-15000, -4000, 3000, 12000, 25000], n), pa.int64())}))
+        clock.t = at + dt.timedelta(seconds=rnd + 1)
+        m.run_once()
+        _, _, view = eng.dataset("o").reading()
+        assert view.ordered
+        now = {k: _full(eng, "o", seg, clock.t) for k, seg in ORDERED_SEGMENTS.items()}
+        for k in ORDERED_SEGMENTS:
+            assert m._seen[("o", k)].iids is not None, "an ordered view keeps the members' internal ids"
+            snap = aud.latest("o", k)
+            assert set(aud.members("o", k, snap.number)) == now[k], (rnd, k)
+            if now[k] != prev[k]:
+                assert snap.evaluation == "incremental"
+                d = aud.diff("o", k, snap.number - 1, snap.number)
+                assert set(d.entered_ids.tolist()) == now[k] - prev[k], (rnd, k)
+                assert set(d.exited_ids.tolist()) == prev[k] - now[k], (rnd, k)
+                moves["in"] += len(now[k] - prev[k])
+                moves["out"] += len(prev[k] - now[k])
+        prev = now
+    assert moves["in"] >= 10 and moves["out"] >= 10, moves
+    eng.close()

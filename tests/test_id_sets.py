@@ -48,3 +48,60 @@ def test_sorted_in_matches_isin():
     for na, nb in ((30, 100_000), (100_000, 30), (5000, 6000)):
         a, b = np.unique(rng.integers(0, 10**6, na)), np.unique(rng.integers(0, 10**6, nb))
         assert np.array_equal(either(a, b), np.isin(a, b))
+    from segments.engine.storage.id_sets import sorted_in_gallop
+    for na, nb, hi in ((0, 10, 50), (10, 0, 50), (1, 1, 3), (50, 100_000, 10**6), (2000, 100_000, 150_000),
+                       (100, 1000, 10**9), (5000, 5000, 6000)):
+        a = np.unique(rng.integers(-hi, hi, na))
+        b = np.unique(rng.integers(-hi, hi, nb))
+        a = np.unique(np.concatenate([a, b[::max(1, nb // 7)]]))    # some of b for sure
+        assert np.array_equal(sorted_in_gallop(a, b), np.isin(a, b)), (na, nb)
+
+
+def test_apply_changes_matches_set_operations():
+    """A membership with some ids exited and others entered: one merge (id_sets.sorted_apply)
+    equals numpy's set difference and union."""
+    from segments.engine.catalog.audiences import apply_changes
+    rng = np.random.default_rng(5)
+    for n, n_in, n_out in ((0, 0, 0), (0, 5, 0), (10, 0, 10), (1000, 30, 40), (200_000, 5000, 3000), (50, 500, 0)):
+        ids = np.unique(rng.integers(-10, 10**6, n))
+        outside = np.setdiff1d(np.unique(rng.integers(-20, 2 * 10**6, n_in + 100)), ids)[:n_in]
+        entered = np.sort(rng.permutation(outside))
+        exited = np.sort(rng.choice(ids, min(n_out, ids.size), replace=False)) if ids.size else ids
+        got = apply_changes(ids, entered, exited)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.union1d(np.setdiff1d(ids, exited), entered)), (n, n_in, n_out)
+
+
+@pytest.mark.parametrize("merge_min", [1, 50, 10**9])
+def test_membership_changes_match_a_set(merge_min, monkeypatch):
+    """A Membership under random rounds of entered / exited (customers entering, leaving and
+    coming back, merged into the base at various points) holds what a plain set holds."""
+    from segments.engine.catalog.audiences import Membership
+    monkeypatch.setattr(Membership, "MERGE_MIN", merge_min)
+    rng = np.random.default_rng(6)
+    universe = np.unique(rng.integers(-1000, 10**6, 3000))
+    ref = set(rng.choice(universe, 800, replace=False).tolist())
+    m = Membership(np.asarray(sorted(ref), np.int64))
+    for _ in range(60):
+        touched = np.unique(rng.choice(universe, rng.integers(1, 200)))
+        now = rng.random(touched.size) < 0.5
+        was = np.asarray([x in ref for x in touched.tolist()])
+        assert np.array_equal(m.contains(touched), was)
+        entered, exited = touched[now & ~was], touched[~now & was]
+        before = m
+        m = m.apply(entered, exited)
+        ref = (ref - set(exited.tolist())) | set(entered.tolist())
+        assert m.size == len(ref)
+        assert before.size == len(ref) - entered.size + exited.size, "apply leaves the old one as it was"
+        if rng.random() < 0.3:
+            assert np.array_equal(m.array(), np.asarray(sorted(ref), np.int64))
+    assert np.array_equal(m.array(), np.asarray(sorted(ref), np.int64))
+
+
+def test_unique_ids_matches_np_unique():
+    from segments.engine.storage.id_sets import unique_ids
+    rng = np.random.default_rng(8)
+    for n, hi in ((0, 5), (1, 5), (50, 10), (20_000, 10**6), (5000, -1)):
+        a = rng.integers(-(2**40), 2**40, n) if hi < 0 else rng.integers(0, hi, n)
+        got = unique_ids(a)
+        assert got.dtype == np.int64 and np.array_equal(got, np.unique(a))

@@ -154,7 +154,8 @@ def _exact_shards(eng, name, as_of) -> int:
     daddr, dsize = (d.addr, d.size) if d is not None else (np.zeros((6, 0), np.uint64), np.zeros((6, 0), np.int64))
     micros = ctx.asof.micros
     return sum(BK._stored_orders_exact(ot.addr, ot.size, int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1]), daddr, dsize,
-                                       where.get(int(ps.shard[k]), -1), micros) for k in range(ps.n_shards))
+                                       where.get(int(ps.shard[k]), -1), int(ps.base[k]), micros)
+               for k in range(ps.n_shards))
 
 
 def _table(rows):
@@ -186,13 +187,36 @@ def test_stored_orders_over_live_lines_compaction_and_erasure(tmp_path, monkeypa
         tables = D._tables(customers, purchases + fresh, [], [])
         assert _exact_shards(eng, "o", AS_OF + dt.timedelta(days=3)) == n_shards
         _check(eng, "o", tables, monkeypatch, AS_OFS[:2])
+        # lines without order_id inside the stored orders' span, but at no stored order of
+        # their customer's instant (another customer's instant, a second later): still exact
+        unkeyed = [p for p in purchases if not p["order_id"]]
+        mine = {(p["customer_id"], p["purchased_at"]) for p in purchases}
+        beside = [D._line(c, p["purchased_at"], 321) for p in unkeyed[:40:4] for c in (p["customer_id"] % N_CUSTOMERS + 1,)
+                  if (c, p["purchased_at"]) not in mine]
+        beside += [D._line(p["customer_id"], p["purchased_at"] + dt.timedelta(seconds=1), 654) for p in unkeyed[1:40:4]
+                   if (p["customer_id"], p["purchased_at"] + dt.timedelta(seconds=1)) not in mine]
+        assert beside
+        eng.append("o", "purchases", beside)
+        purchases = purchases + fresh + beside
+        tables = D._tables(customers, purchases, [], [])
+        assert _exact_shards(eng, "o", AS_OF + dt.timedelta(days=3)) == n_shards
+        _check(eng, "o", tables, monkeypatch, AS_OFS[:2])
+        # a line without order_id at the instant of a stored order of its customer joins it:
+        # that shard reads its lines
+        same = [D._line(p["customer_id"], p["purchased_at"], 777) for p in unkeyed[2:3] if p["purchased_at"] <= AS_OF]
+        assert same
+        eng.append("o", "purchases", same)
+        purchases = purchases + same
+        tables = D._tables(customers, purchases, [], [])
+        assert _exact_shards(eng, "o", AS_OF + dt.timedelta(days=3)) == n_shards - 1
+        _check(eng, "o", tables, monkeypatch, AS_OFS[:2])
         keyed = [p for p in purchases if p["order_id"] and p["order_id"].startswith("A-")]
         joining = [D._line(p["customer_id"], p["purchased_at"] + dt.timedelta(days=2), -1000, order_id=p["order_id"])
                    for p in keyed[:5]]
         joining.append(D._line(purchases[0]["customer_id"], purchases[0]["purchased_at"], 777))   # same instant
         joining = [p for p in joining if p["purchased_at"] <= AS_OF]
         eng.append("o", "purchases", joining)
-        purchases = purchases + fresh + joining
+        purchases = purchases + joining
         tables = D._tables(customers, purchases, [], [])
         assert _exact_shards(eng, "o", AS_OF + dt.timedelta(days=3)) < n_shards
         _check(eng, "o", tables, monkeypatch, AS_OFS[:3])
@@ -238,3 +262,20 @@ def test_empty_ranges_and_no_orders(tmp_path, monkeypatch):
                     monkeypatch) == {1, 2, 3}
     finally:
         eng.close()
+
+
+def test_stored_order_lookup_where_the_clock_goes_back_over_midnight():
+    """A run's orders are sorted by (local day, instant); where a zone's clock goes back over
+    midnight, a later day holds earlier instants. The lookup of a stored order at an
+    appended line's instant (its customer's, without order_id) searches within the line's
+    day, so it finds the order there too."""
+    from segments.engine.storage.orders import ORDER_COLUMNS
+    from segments.engine.storage.views import PieceTable
+    cols = {"o.day": np.asarray([10, 11, 11, 11], np.int32), "o.ts": np.asarray([500, 400, 450, 450], np.int64),
+            "o.cust": np.asarray([1, 2, 3, 4], np.uint16)}
+    pt = PieceTable(tuple(ORDER_COLUMNS), 1)
+    for name, a in cols.items():
+        pt.set(name, 0, a)
+    for day, t, c, want in ((11, 400, 2, True), (11, 450, 4, True), (11, 450, 2, False), (10, 500, 1, True),
+                            (10, 400, 2, False), (11, 500, 1, False)):
+        assert BK._stored_at(pt.addr, pt.size, 0, day, t, c) == want, (day, t, c)

@@ -108,6 +108,12 @@ def test_subset_evaluation_equals_full_evaluation(live_dataset):
     rng = random.Random(5)
     refs = _Refs(sorted(int(x) for x in rng.sample(ext[alive].tolist(), 300)))
     segs = _per_customer_segments(gen, refs.ids)
+    shops = tuple(view.dictionary("shop")[:2])   # visits at some shops (the subset gathers shops when named)
+    at_shops = S.Event("visited", shops=shops)
+    segs.update({"visited/shops": S.Segment(S.Visited(shops=shops)),
+                 "upcoming/shops": S.Segment(S.UpcomingAppointment(shops=shops)),
+                 "sequence/shops": S.Segment(S.Sequence(S.BOUGHT, at_shops, 60)),
+                 "regularly/shops": S.Segment(S.Regularly(at_shops, "month", 6, 2))})
     covered = {type(c) for s in segs.values() for top in S.segment_conditions(s) for c in S.walk(top)}
     missing = {k.name for k in kinds.KINDS if k.per_customer and k.cls not in covered}
     assert not missing, f"per-customer kinds without a case here: {sorted(missing)}"
@@ -131,28 +137,49 @@ def test_subset_evaluation_equals_full_evaluation(live_dataset):
 
 def test_subset_holds_only_its_customers_lines(live_dataset):
     """The subset's runs and appended lines are exactly its customers' lines (what a
-    restricted evaluation reads is theirs alone), in the runs' order."""
-    from segments.engine.evaluation.subset import Subset
+    restricted evaluation reads is theirs alone), in the runs' order, every column equal to
+    the run's at those lines (customers renumbered), a column the run lacks left empty; the
+    lazy columns empty until asked for, then gathered into the same runs."""
+    from segments.engine.evaluation.subset import LAZY_COLUMNS, Subset
     from segments.engine.storage import layout as LY
+    from segments.engine.storage.runs import LINE_COLUMNS
     eng, name, _, _ = live_dataset
     _, _, view = eng.dataset(name).reading()
     ids = np.asarray(sorted(random.Random(9).sample(range(view.n), view.n // 5)), np.int64)
     sub = Subset(view, ids)
     for prefix, col, day in (("p", LY.P_CUST, LY.P_DAY), ("v", LY.V_CUST, LY.V_DAY), ("l", LY.L_CUST, None)):
         ps, mine = view.pieces(prefix), sub.pieces(prefix)
-        want = got = 0
+        for cname in LAZY_COLUMNS.get(prefix, ()):   # gathered once a leaf asks for them
+            assert not mine.size[ps.table.columns[cname]].any(), cname
+        sub.want(prefix, LINE_COLUMNS[prefix])
+        assert mine.runs == [ps.runs[p] for k in range(ps.n_shards) if int(ps.shard[k]) in set(sub.shards.tolist())
+                             for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1]))]
+        q = 0
         for k in range(ps.n_shards):
             lo, n = int(ps.base[k]), int(ps.n[k])
             inside = ids[(ids >= lo) & (ids < lo + n)] - lo
+            if int(ps.shard[k]) not in set(sub.shards.tolist()):
+                continue
             for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1])):
-                cust = _col(ps, col, p, np.uint16)
-                want += int(np.isin(cust, inside).sum())
-        for q in range(int(mine.shard_ptr[-1])):
-            got += int(mine.meta[q, LY.M_ROWS])
-            if day is not None:   # purchase and visit runs are sorted by day (laybys are not)
-                days = _col(mine, day, q, np.int32)
-                assert np.all(np.diff(days) >= 0), "a subset run keeps its run's order"
-        assert got == want, (prefix, got, want)
+                rows = int(ps.meta[p, LY.M_ROWS])
+                at = np.isin(_col(ps, col, p, np.uint16), inside)
+                assert int(mine.meta[q, LY.M_ROWS]) == int(at.sum())
+                for cname, dtype in LINE_COLUMNS[prefix].items():
+                    c = ps.table.columns[cname]
+                    got = _col(mine, c, q, dtype)
+                    if cname == "cust":
+                        want = np.searchsorted(inside, _col(ps, c, p, dtype)[at])   # ranks in the shard
+                    elif int(ps.size[c, p]) != rows:
+                        want = np.zeros(0, dtype)
+                    else:
+                        want = _col(ps, c, p, dtype)[at]
+                    if not at.any():
+                        want = want[:0]
+                    assert np.array_equal(got, want), (prefix, cname, p)
+                if day is not None:   # purchase and visit runs are sorted by day (laybys are not)
+                    assert np.all(np.diff(_col(mine, day, q, np.int32)) >= 0), "a subset run keeps its run's order"
+                q += 1
+        assert q == int(mine.shard_ptr[-1])
         appended = view.state.lines(prefix) or []
         want_d = sum(int(np.isin(cols["iid"], ids).sum()) for _, cols in appended)
         got_d = sum(cols["iid"].size for _, cols in (sub.state.lines(prefix) or []))
@@ -160,8 +187,13 @@ def test_subset_holds_only_its_customers_lines(live_dataset):
 
 
 def _col(ps, col, p, dtype):
-    from segments.engine.evaluation.subset import _array_at
-    return _array_at(ps.addr[col, p], ps.size[col, p], dtype)
+    """Column `col` of piece p (a copy)."""
+    import ctypes
+    dtype = np.dtype(dtype)
+    n = int(ps.size[col, p])
+    if n == 0:
+        return np.zeros(0, dtype)
+    return np.frombuffer((ctypes.c_char * (n * dtype.itemsize)).from_address(int(ps.addr[col, p])), dtype).copy()
 
 
 def test_subset_refuses_kinds_that_compare_customers(live_dataset):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from pyroaring import BitMap64
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..evaluation import output
 from ..results import Materialized
-from ..storage.id_sets import deserialize_ids, serialize_ids, sorted_in as _merge_in
+from ..storage.id_sets import (deserialize_ids, serialize_ids, sorted_apply as _sorted_apply, sorted_in as _merge_in,
+                               sorted_in_gallop as _gallop_in)
 
 DEFAULT_KEEP = 100
 DEFAULT_KEEP_DAYS = 30
@@ -158,11 +160,7 @@ class Audiences:
 
     def tracking(self, dataset: str, name: str) -> Optional[Tracking]:
         """The tracking settings of a saved segment, None when not tracked."""
-        try:
-            r = json.loads((self._dir(dataset, name) / "tracking.json").read_text())
-        except FileNotFoundError:
-            return None
-        return Tracking(r["name"], r["keep"], r["keep_days"], dt.datetime.fromisoformat(r["since"]))
+        return _tracking_in(self._dir(dataset, name))
 
     def require_tracking(self, dataset: str, name: str, path: str = "name") -> Tracking:
         t = self.tracking(dataset, name)
@@ -181,8 +179,7 @@ class Audiences:
 
     # ------------------------------------------------------------ snapshots
     def _numbers(self, dataset: str, name: str) -> list:
-        d = self._dir(dataset, name)
-        return sorted(int(p.stem) for p in d.glob("[0-9]*.json")) if d.is_dir() else []
+        return _numbers_in(self._dir(dataset, name))
 
     def _known(self, dataset: str, name: str, d: Path) -> dict:
         """The records of this tracking read so far (number -> AudienceSnapshot)."""
@@ -198,9 +195,11 @@ class Audiences:
 
     def snapshots(self, dataset: str, name: str, after: int = 0) -> list:
         """The retained snapshots' records numbered after `after`, oldest first."""
-        d = self._dir(dataset, name)
+        return self._snapshots_in(dataset, name, self._dir(dataset, name), after)
+
+    def _snapshots_in(self, dataset: str, name: str, d: Path, after: int = 0) -> list:
         known = self._known(dataset, name, d)
-        numbers = self._numbers(dataset, name)
+        numbers = _numbers_in(d)
         out = []
         for n in numbers:
             if n <= after:
@@ -291,18 +290,20 @@ class Audiences:
         staged, out = [], []
         with self._lock:
             for name, members, previous, as_of, sequence, evaluation, changes in items:
-                members = np.asarray(members, np.int64)
-                prev = np.zeros(0, np.int64) if previous is None else np.asarray(previous, np.int64)
-                t = self.tracking(dataset, name)
+                members = Membership.of(members)
+                d = self._dir(dataset, name)
+                t = _tracking_in(d)
                 if t is None:
                     raise FailedPrecondition("name", f"saved segment {name!r} is not tracked",
                                              reason="SEGMENT_NOT_TRACKED")
-                snaps = self.snapshots(dataset, name)
+                snaps = self._snapshots_in(dataset, name, d)
                 number = 1 if not snaps else snaps[-1].number + 1
                 if (previous is None) != (not snaps):
                     raise FailedPrecondition("name", f"snapshots of {name!r} changed meanwhile", reason="SNAPSHOT_RACE")
-                entered, exited = changes if changes is not None else changes_between(prev, members)
-                d = self._dir(dataset, name, create=True)
+                if changes is None:
+                    prev = np.zeros(0, np.int64) if previous is None else Membership.of(previous).array()
+                    changes = changes_between(prev, members.array())
+                entered, exited = changes
                 since = next((k for k, x in enumerate(reversed(snaps)) if x.checkpoint), len(snaps))
                 checkpoint = number == 1 or since + 1 >= CHECKPOINT_EVERY
                 snap = AudienceSnapshot(number, as_of, int(sequence), int(members.size), int(entered.size),
@@ -310,26 +311,27 @@ class Audiences:
                 a, b = serialize_ids(entered), serialize_ids(exited)
                 files = [(d / f"{number:012d}.delta", len(a).to_bytes(8, "little") + a + b)]
                 if checkpoint:
-                    files.append((d / f"{number:012d}.members", serialize_ids(members)))
+                    files.append((d / f"{number:012d}.members", serialize_ids(members.array())))
                 files.append((d / f"{number:012d}.json", json.dumps(_record_json(snap), sort_keys=True).encode()))
-                staged.append((name, t, snaps, snap, files))
+                staged.append((name, d, t, snaps, snap, files))
                 out.append(snap)
-            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[4]])
-            for name, t, snaps, snap, _ in staged:
-                self._known(dataset, name, self._dir(dataset, name))[snap.number] = snap
-                self._prune(dataset, name, t, snaps + [snap])
+            _write_durably(self.catalog._dir(dataset, "audiences"), [f for x in staged for f in x[5]])
+            for name, d, t, snaps, snap, _ in staged:
+                self._known(dataset, name, d)[snap.number] = snap
+                self._prune(dataset, name, t, snaps + [snap], d)
         with self.changed:
             self.version += 1
             self.changed.notify_all()
         return out
 
-    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None) -> None:
+    def _prune(self, dataset: str, name: str, t: Tracking, snaps: Optional[list] = None,
+               d: Optional[Path] = None) -> None:
         from .catalog import _write_atomic
-        snaps = self.snapshots(dataset, name) if snaps is None else snaps
+        d = self._dir(dataset, name) if d is None else d
+        snaps = self._snapshots_in(dataset, name, d) if snaps is None else snaps
         if len(snaps) <= 1:
             return
         cutoff = self.catalog.clock() - dt.timedelta(days=t.keep_days)
-        d = self._dir(dataset, name)
         drop = [s for i, s in enumerate(snaps[:-1]) if i < len(snaps) - t.keep or s.recorded_at < cutoff]
         if not drop:
             return
@@ -368,14 +370,28 @@ class Audiences:
         return AudienceDiff(from_snapshot, to_snapshot, at, seq, entered, exited, rows)
 
 
+_SYNC_POOL = (None, 0)   # (executor, the process that started it)
+_SYNC_POOL_LOCK = threading.Lock()
+
+
+def _sync_pool():
+    """The threads that fsync snapshot files concurrently (started once per process, not
+    per round)."""
+    global _SYNC_POOL
+    with _SYNC_POOL_LOCK:
+        pool, pid = _SYNC_POOL
+        if pool is None or pid != os.getpid():   # a forked child starts its own
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(8, thread_name_prefix="snapshot-fsync")
+            _SYNC_POOL = (pool, os.getpid())
+        return pool
+
+
 def _write_durably(root: Path, files: list) -> None:
     """Write (path, bytes) files durably and atomically, in order of their renames: every
     temporary file written, all fsynced concurrently, renamed in the given order, and each
     folder fsynced (a crash leaves each file old or new; a later file never without an
     earlier one of the same folder). The space is checked first."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..storage import space
     if not files:
         return
@@ -392,26 +408,43 @@ def _write_durably(root: Path, files: list) -> None:
             for tmp, (_, data) in zip(tmps, files):
                 with open(tmp, "wb") as f:
                     f.write(data)
-            with ThreadPoolExecutor(min(8, len(files))) as pool:
-                list(pool.map(sync, tmps))
+            pool = _sync_pool()
+            list(pool.map(sync, tmps))
             for tmp, (path, _) in zip(tmps, files):
                 os.replace(tmp, path)
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(sync, sorted({p.parent for p, _ in files})))
+            list(pool.map(sync, sorted({p.parent for p, _ in files})))
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
 
 
+def _tracking_in(d: Path) -> Optional[Tracking]:
+    """The tracking settings in a tracked segment's folder, None when not tracked."""
+    try:
+        r = json.loads((d / "tracking.json").read_bytes())
+    except FileNotFoundError:
+        return None
+    return Tracking(r["name"], r["keep"], r["keep_days"], dt.datetime.fromisoformat(r["since"]))
+
+
+def _numbers_in(d: Path) -> list:
+    """The numbers of the snapshot records in a tracked segment's folder, ascending."""
+    try:
+        names = os.listdir(d)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(f[:-5]) for f in names if f.endswith(".json") and f[:1].isdigit())
+
+
 def sorted_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which elements of sorted `a` are in sorted `b` (no hashing): binary searches when
+    """Which elements of sorted `a` are in sorted `b` (no hashing): galloping searches when
     `a` is much the smaller, else one merge of the two."""
     if not a.size or not b.size:
         return np.zeros(a.size, bool)
+    a, b = np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64)
     if a.size * 16 >= b.size:
-        return _merge_in(np.ascontiguousarray(a, np.int64), np.ascontiguousarray(b, np.int64))
-    at = np.minimum(np.searchsorted(b, a), b.size - 1)
-    return b[at] == a
+        return _merge_in(a, b)
+    return _gallop_in(a, b)
 
 
 def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
@@ -421,11 +454,66 @@ def changes_between(old: np.ndarray, new: np.ndarray) -> tuple:
 
 def apply_changes(ids: np.ndarray, entered: np.ndarray, exited: np.ndarray) -> np.ndarray:
     """Sorted `ids` without `exited`, with `entered` (disjoint from ids)."""
-    if exited.size:
-        ids = ids[~sorted_in(ids, exited)]
-    if entered.size:
-        ids = np.insert(ids, np.searchsorted(ids, entered), entered)
-    return ids
+    if not exited.size and not entered.size:
+        return ids
+    return _sorted_apply(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(entered, np.int64),
+                         np.ascontiguousarray(exited, np.int64))
+
+
+_NONE = np.zeros(0, np.int64)
+
+
+class Membership:
+    """A tracked segment's members (sorted unique customer_ids) as a base array and the
+    changes since: `added` (not in base) and `removed` (in base), both sorted. A round's
+    changes cost their own size, not the membership's; they are merged into a new base once
+    they reach 1/MERGE_SHARE of it (so each member is copied O(1) times per change, amortised).
+    Immutable: apply() returns a new one."""
+    __slots__ = ("base", "added", "removed", "_array")
+    MERGE_SHARE = 8
+    MERGE_MIN = 4096
+
+    def __init__(self, base: np.ndarray, added: np.ndarray = _NONE, removed: np.ndarray = _NONE):
+        self.base = np.ascontiguousarray(base, np.int64)
+        self.added, self.removed = added, removed
+        self._array = self.base if not added.size and not removed.size else None
+
+    @classmethod
+    def of(cls, ids) -> "Membership":
+        return ids if isinstance(ids, Membership) else cls(np.asarray(ids, np.int64))
+
+    @property
+    def size(self) -> int:
+        return int(self.base.size + self.added.size - self.removed.size)
+
+    def array(self) -> np.ndarray:
+        """The members as one sorted array (merged once, then kept)."""
+        if self._array is None:
+            self._array = apply_changes(self.base, self.added, self.removed)
+        return self._array
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of sorted unique `ids` are members."""
+        if self._array is not None:
+            return sorted_in(ids, self._array)
+        inside = sorted_in(ids, self.base)
+        if self.removed.size:
+            inside &= ~sorted_in(ids, self.removed)
+        if self.added.size:
+            inside |= sorted_in(ids, self.added)
+        return inside
+
+    def apply(self, entered: np.ndarray, exited: np.ndarray) -> "Membership":
+        """The membership with `entered` (not members) and without `exited` (members)."""
+        if not entered.size and not exited.size:
+            return self
+        back = sorted_in(entered, self.removed)          # entered again: in base
+        left = sorted_in(exited, self.added)             # exited after entering: not in base
+        added = apply_changes(self.added, entered[~back], exited[left])
+        removed = apply_changes(self.removed, exited[~left], entered[back])
+        if added.size + removed.size > max(self.MERGE_MIN, self.base.size // self.MERGE_SHARE):
+            return Membership(apply_changes(self.base, added, removed))
+        return Membership(self.base, added, removed)
 
 
 def _internal(bm) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -28,15 +29,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from pyroaring import BitMap
 
 from ..errors import EngineError, NotFound
 from ..evaluation import output
 from ..evaluation.evaluate import Context
-from ..evaluation.subset import Subset, SubsetContext
-from .audiences import apply_changes, changes_between
+from ..evaluation.subset import Subset, SubsetContext, kernel_threads
+from .audiences import Membership, changes_between
 from ..model import kinds
 from ..model import segment as S
 from ..model import segment_json
+from ..storage.id_sets import unique_ids
 
 log = logging.getLogger("segments.audiences")
 
@@ -98,6 +101,7 @@ def next_midnight(now: dt.datetime, zone) -> dt.datetime:
 # ---------------------------------------------------------------- maintenance
 
 LANE_PACE = 2.0   # the full lane waits this many times its last duration (<= 1/3 of the time)
+LANE_NICE = 10    # the full lane's thread's nice increment
 _LANE = object()  # _segment_round's answer for a segment of the full lane, deferred
 
 @dataclass
@@ -107,20 +111,31 @@ class _Seen:
     state: object
     day: dt.date
     definition: str
-    members: np.ndarray          # sorted customer_ids
+    members: Membership
     number: int
     at: dt.datetime
+    tracking: tuple = ()         # identity of the tracking.json it was recorded under
+    lead: int = 0                # the maintainer's hold of the lock it was recorded in
+    iids: Optional[BitMap] = None  # the members as internal ids of `live` (an ordered view), kept up to date
 
 
 class _Touched:
     """What the batches after one state touched, shared by the segments of a round."""
 
-    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray):
+    def __init__(self, state, ids: np.ndarray, tables: set, ext: np.ndarray, ordered: bool):
         self.state = state
         self.tables = tables
         self.ids = ids                                # internal ids, sorted
-        self.customer_ids = np.unique(ext[ids])       # sorted
+        self.customer_ids = ext[ids] if ordered else unique_ids(ext[ids])   # sorted
         self._ctx = None
+        self._bitmap = None
+
+    @property
+    def bitmap(self) -> BitMap:
+        """The touched internal ids as a bitmap (made once per round)."""
+        if self._bitmap is None:
+            self._bitmap = BitMap(self.ids.astype(np.uint32))
+        return self._bitmap
 
     def context(self, view, whole: Context) -> SubsetContext:
         """The round's context over the touched customers alone (built once, shared by the
@@ -146,6 +161,9 @@ class Maintainer:
         self.on_round = on_round or (lambda stats: None)
         self._seen: dict = {}
         self._parsed: dict = {}   # (dataset, name) -> (file stamp, SavedSegment)
+        self._folders: dict = {}  # dataset -> (its saved segments' folder, its tracked segments' folder)
+        self._shapes: dict = {}   # id(segment) -> (segment, JSON definition, Scope)
+        self._lead = 0            # times this maintainer took the data directory's lock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -200,7 +218,10 @@ class Maintainer:
     def _lane_loop(self) -> None:
         """The full lane's thread: evaluates the segments handed to it, per dataset at most
         once every LANE_PACE times its last duration (its kernels release the GIL, so the
-        per-customer rounds go on meanwhile)."""
+        per-customer rounds go on meanwhile). It runs its kernels itself, one thread, at a
+        lower CPU priority (LANE_NICE; Linux gives each thread its own), so that on a busy
+        machine the writer and the per-customer rounds come first."""
+        _lower_priority(LANE_NICE)
         timeout = self.poll
         while not self._stop.is_set():
             self._lane_wake.wait(timeout)
@@ -219,7 +240,7 @@ class Maintainer:
                     timeout = min(timeout, wait)
                     continue
                 try:
-                    with self._lane_busy:
+                    with self._lane_busy, kernel_threads(1):
                         self._lane_round(dataset, segs)
                 except Exception:  # noqa: BLE001 - the next rounds hand them over again
                     log.exception("tracked segments: full lane of %s failed", dataset)
@@ -272,6 +293,7 @@ class Maintainer:
                 f.close()
                 return False
             self._leader = f
+            self._lead += 1   # others may have recorded while this process did not hold the lock
         return True
 
     def _release(self) -> None:
@@ -378,11 +400,39 @@ class Maintainer:
         seqs = [getattr(getattr(self._seen.get((dataset, n)), "state", None), "seq", 0) for n in names]
         return min(seqs) if seqs else 0
 
+    def _folder(self, dataset: str, kind: int) -> str:
+        """The dataset's saved segments' (0) or tracked segments' (1) catalog folder (a
+        dataset's folders never move: asked of the catalog once)."""
+        hit = self._folders.get(dataset)
+        if hit is None:
+            hit = self._folders[dataset] = (str(self.catalog._dir(dataset, "segments")),
+                                            str(self.catalog._dir(dataset, "audiences")))
+        return hit[kind]
+
+    def _tracking_identity(self, dataset: str, name: str) -> tuple:
+        """(inode, mtime, size) of a tracked segment's tracking.json, () when not tracked: a
+        new one (tracked again, retention changed) numbers or keeps snapshots anew."""
+        try:
+            st = os.stat(os.path.join(self._folder(dataset, 1), name, "tracking.json"))
+        except FileNotFoundError:
+            return ()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _shape(self, seg: S.Segment) -> tuple:
+        """(JSON definition, Scope) of a segment, worked out once per parsed definition (the
+        segment objects of _saved live as long as their file is unchanged)."""
+        hit = self._shapes.get(id(seg))
+        if hit is None or hit[0] is not seg:
+            if len(self._shapes) > 4 * len(self._parsed) + 64:   # definitions replaced since
+                self._shapes.clear()
+            hit = self._shapes[id(seg)] = (seg, segment_json.dumps(seg), evaluation_scope(seg))
+        return hit[1], hit[2]
+
     def _saved(self, dataset: str, name: str):
         """The saved segment, parsed again only when its file changed."""
-        path = self.catalog._dir(dataset, "segments") / f"{name}.json"
+        path = os.path.join(self._folder(dataset, 0), f"{name}.json")
         try:
-            st = path.stat()
+            st = os.stat(path)
         except FileNotFoundError:
             raise NotFound("name", f"no saved segment {name!r}") from None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -397,12 +447,15 @@ class Maintainer:
         change, or nothing to do), or _LANE when `defer` and it is due a full evaluation only
         because its membership is not per customer (the caller runs those at their pace)."""
         key = (dataset, name)
-        definition = segment_json.dumps(seg)
-        scope = evaluation_scope(seg)
+        definition, scope = self._shape(seg)
         seen = self._seen.get(key)
         same = (seen is not None and seen.live is live and seen.day == day and seen.definition == definition
                 and st is not None and seen.state is not None)
-        newest_number = self.audiences.newest_number(dataset, name)
+        tracking = self._tracking_identity(dataset, name)
+        if seen is not None and tracking and seen.tracking == tracking and seen.lead == self._lead:
+            newest_number = seen.number   # its own record: no other maintainer records while it leads
+        else:
+            newest_number = self.audiences.newest_number(dataset, name)
         if same and newest_number != seen.number:
             same = False  # another writer recorded meanwhile: start again from the newest
         due = scope.instant and (seen is None or now - seen.at >= self.instant_every)
@@ -414,7 +467,8 @@ class Maintainer:
             since = touched_since.get(id(seen.state))
             if since is None or since.state is not seen.state:
                 ids, tables = self.engine.dataset(dataset).touched(seen.state, st)
-                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids())
+                since = touched_since[id(seen.state)] = _Touched(seen.state, ids, tables, view.ext_ids(),
+                                                                      getattr(view, "ordered", True))
             tables = since.tables
             if not tables & scope.tables and not due:
                 seen.state = st
@@ -427,11 +481,12 @@ class Maintainer:
         if seen is not None and seen.number == newest_number and seen.definition == definition:
             old = seen.members    # what this process recorded last (a new day or version: still valid)
         else:
-            old = self.audiences.members(dataset, name, newest_number) if newest_number else None
-        new, changes = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset))
+            old = Membership(self.audiences.members(dataset, name, newest_number)) if newest_number else None
+        iids = seen.iids if seen is not None and seen.live is live and old is seen.members else None
+        new, changes, iids = self._evaluate(seg, view, ctx, now, old, touched, self.engine.references(dataset), iids)
         stats[mode] += 1
         number = newest_number
-        seen_now = _Seen(live, st, day, definition, new, number, now)
+        seen_now = _Seen(live, st, day, definition, new, number, now, tracking, self._lead, iids)
         self._seen[key] = seen_now
         if old is None or changes[0].size or changes[1].size:
             seen_now.number = number + 1   # recorded at the end of the round, with the others
@@ -439,33 +494,52 @@ class Maintainer:
         return None
 
     @staticmethod
-    def _evaluate(seg, view, ctx, now, old: Optional[np.ndarray], touched: Optional["_Touched"], references) -> tuple:
-        """(new membership as sorted customer_ids, (entered, exited) or None when not known):
-        evaluated for everyone, or for the touched internal ids alone (the round's Subset of
-        them, engine/evaluation/subset.py), merged into the old membership (cost: the touched
-        customers' lines, plus one copy of the membership)."""
+    def _evaluate(seg, view, ctx, now, old: Optional[Membership], touched: Optional["_Touched"], references,
+                  iids: Optional[BitMap] = None) -> tuple:
+        """(new Membership, (entered, exited) or None when not known, the members as internal
+        ids or None): evaluated for everyone, or for the touched internal ids alone (the
+        round's Subset of them, engine/evaluation/subset.py), their changes added to the old
+        membership. `iids`: the old members as internal ids of this view's version (a view
+        whose internal id order is customer_id order), updated in place: which touched
+        customers were members is then one bitmap intersection, else searches of their
+        customer_ids in the membership (cost: the touched customers' lines, and theirs)."""
         if ctx is None:  # a dataset never loaded: nobody
             none = np.zeros(0, np.int64)
-            return none, (changes_between(old, none) if old is not None else None)
+            return Membership(none), (changes_between(old.array(), none) if old is not None else None), None
         ext = view.ext_ids()
+        ordered = getattr(view, "ordered", True)
         if touched is None:
             members = output.evaluate(view, seg, now, None, ctx=ctx, references=references).members
             ids = ext[_ids(members)]
-            ids = ids if getattr(view, "ordered", True) else np.sort(ids)
-            return ids, (changes_between(old, ids) if old is not None else None)
+            ids = ids if ordered else np.sort(ids)
+            return (Membership(ids), (changes_between(old.array(), ids) if old is not None else None),
+                    BitMap(members) if ordered else None)
         sub = touched.context(view, ctx)
-        members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
-        hit = ext[sub.snap.to_view(_ids(members))]   # ascending internal ids
-        hit = hit if getattr(view, "ordered", True) else np.unique(hit)
+        with kernel_threads():
+            members = output.evaluate(sub.snap, seg, now, None, ctx=sub, references=references).members
+        hit_iids = sub.snap.to_view(_ids(members))          # ascending internal ids
+        if iids is not None and ordered:
+            was = iids & touched.bitmap                     # touched customers that were members
+            now_in = BitMap(hit_iids.astype(np.uint32))
+            came, left = now_in - was, was - now_in
+            iids |= came
+            iids -= left
+            entered, exited = ext[_ids(came)], ext[_ids(left)]   # ascending: ordered
+            return old.apply(entered, exited), (entered, exited), iids
+        hit = ext[hit_iids]
+        hit = hit if ordered else unique_ids(hit)
         cand = touched.customer_ids
-        at = np.searchsorted(old, cand)
-        inside = at < old.size
-        inside[inside] = old[at[inside]] == cand[inside]
-        was = cand[inside]                                  # touched customers that were members
+        was = cand[old.contains(cand)]                      # touched customers that were members
         entered, exited = changes_between(was, hit)
-        if not entered.size and not exited.size:
-            return old, (entered, exited)
-        return apply_changes(old, entered, exited), (entered, exited)
+        return old.apply(entered, exited), (entered, exited), None
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (where threads have their own)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except (AttributeError, OSError):   # not Linux: the thread keeps the process's
+        log.debug("tracked segments: the full lane's priority stays the process's")
 
 
 class _nothing:

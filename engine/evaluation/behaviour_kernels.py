@@ -994,11 +994,32 @@ def _keys_meet(a, b):
 
 
 @njit(cache=True, nogil=True)
-def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
+def _stored_at(oaddr, osize, p, d, t, c):
+    """Does run p store an order of local customer c whose earliest line is at instant t,
+    local day d? (An appended line without order_id at t would belong to it.) Orders are
+    sorted by (day, instant): by instant within a day (not across days where a zone's clock
+    goes back over midnight)."""
+    oday = view_i32(oaddr[LY.O_DAY, p], osize[LY.O_DAY, p])
+    ots = view_i64(oaddr[LY.O_TS, p], osize[LY.O_TS, p])
+    cust = view_u16(oaddr[LY.O_CUST, p], osize[LY.O_CUST, p])
+    lo = np.searchsorted(oday, np.int32(d))
+    hi = np.searchsorted(oday, np.int32(d), side="right")
+    q = lo + np.searchsorted(ots[lo:hi], t)
+    while q < hi and ots[q] == t:
+        if np.int64(cust[q]) == c:
+            return True
+        q += 1
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, b, asof):
     """Do the shard's runs' stored orders (engine.storage.orders) answer exactly as of asof?
     Every run has them, none is partly visible (lines on both sides of asof), and no order
-    can have lines in two runs, or in a run and the appended lines (conservative: instants of
-    orders without order_id in overlapping spans, or a shared order key)."""
+    can have lines in two runs (conservative: instants of orders without order_id in
+    overlapping spans, or a shared order key), or in a run and the appended lines (a shared
+    order key; an appended line without order_id at the instant of a stored order of its
+    customer, b being the shard's first internal id)."""
     for p in range(p0, p1):
         if osize[LY.O_META, p] != 4:
             return False
@@ -1019,6 +1040,8 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
                 return False
     if dk >= 0:
         ts = view_i64(daddr[LY.D_TS, dk], dsize[LY.D_TS, dk])
+        day = view_i32(daddr[LY.D_DAY, dk], dsize[LY.D_DAY, dk])
+        iid = view_i64(daddr[LY.D_IID, dk], dsize[LY.D_IID, dk])
         order = view_i64(daddr[LY.D_ORDER, dk], dsize[LY.D_ORDER, dk])
         has_order = order.size == ts.size
         for i in range(ts.size):
@@ -1028,7 +1051,7 @@ def _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, dk, asof):
             for p in range(p0, p1):
                 mp = view_i64(oaddr[LY.O_META, p], 4)
                 if key == 0:
-                    if mp[2] <= ts[i] and ts[i] <= mp[3]:
+                    if mp[2] <= ts[i] and ts[i] <= mp[3] and _stored_at(oaddr, osize, p, day[i], ts[i], iid[i] - b):
                         return False
                 else:
                     keys = view_i64(oaddr[LY.O_KEYS, p], osize[LY.O_KEYS, p])
@@ -1132,7 +1155,7 @@ def order_shards(sh_base, sh_n, addr, size, v_lo, v_hi, daddr, dsize, d_idx, oad
     for k in prange(k_lo, k_hi):
         b, n = sh_base[k], sh_n[k]
         p0, p1 = v_lo[k], v_hi[k]
-        stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], asof)
+        stored = use_stored and _stored_orders_exact(oaddr, osize, p0, p1, daddr, dsize, d_idx[k], b, asof)
         if stored:
             for c in range(n):
                 if wc:

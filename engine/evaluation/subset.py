@@ -16,7 +16,7 @@ may be evaluated so: the others compare customers with each other.
 """
 from __future__ import annotations
 
-import ctypes
+import threading
 
 import numpy as np
 from pyroaring import BitMap, FrozenBitMap
@@ -27,23 +27,90 @@ from ..errors import InvalidArgument
 from ..live.view import DELTA_COLUMNS
 from ..model import kinds
 from ..model import segment as S
+from ..model.segment import PRODUCT_FIELDS
 from ..storage import layout as LY
 from ..storage.orders import ORDER_COLUMNS
 from ..storage.runs import LINE_COLUMNS
+from ..storage.id_sets import unique_ids
 from ..storage.snapshot import PIECE_NAMES, PieceSet
 from ..storage.views import PieceTable
 
 LINE_KINDS = frozenset(k.cls for k in kinds.KINDS if k.reads_lines)
 NOT_PER_CUSTOMER = frozenset(k.cls for k in kinds.KINDS if not k.per_customer)
 CUST_COLUMN = {"p": LY.P_CUST, "v": LY.V_CUST, "l": LY.L_CUST}
+# Line columns gathered only once a leaf asks for them: purchases' product codes (a product
+# filter reads its fields' codes: SubsetContext.product_filter), order keys (order
+# conditions: Subset.order_pieces) and quantities (no condition reads them); visits' shops
+# (a shop filter: SubsetContext.shop_lut). Gathering a line's column costs a cache line of
+# the run wherever it lies, so the fewer columns the better.
+LAZY_COLUMNS = {"p": frozenset({"quantity", "order", *(f"c.{f}" for f in PRODUCT_FIELDS)}),
+                "v": frozenset({"shop"})}
 
 
-def _array_at(addr: int, n: int, dtype) -> np.ndarray:
-    """The n values of `dtype` at an address (a piece's column), without a copy."""
-    dtype = np.dtype(dtype)
-    if n == 0:
-        return np.zeros(0, dtype)
-    return np.frombuffer((ctypes.c_char * (int(n) * dtype.itemsize)).from_address(int(addr)), dtype)
+def _ascending(a: np.ndarray) -> bool:
+    """Strictly ascending (sorted, no repeats)?"""
+    return a.size < 2 or bool((a[1:] > a[:-1]).all())
+
+
+class _LutPool:
+    """Lookup tables of -1 reused from round to round (a new one of a shard's rows per shard
+    costs its page faults each round); whoever takes one gives it back all -1 again."""
+
+    def __init__(self, keep: int = 2):
+        self._free: list = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, rows: int, width: int, dtype=np.int32) -> np.ndarray:
+        rows = max(rows, 1)
+        with self._lock:
+            for i, a in enumerate(self._free):
+                if a.shape[1] == width and a.shape[0] >= rows and a.dtype == dtype:
+                    return self._free.pop(i)
+        return np.full((rows, width), -1, dtype)
+
+    def give(self, a: np.ndarray) -> None:
+        with self._lock:
+            self._free.append(a)
+            self._free.sort(key=lambda x: x.size)
+            del self._free[:-self._keep]
+
+
+_LUTS = _LutPool()          # shard row -> subset rank, per shard of a subset's runs
+_LINE_LUTS = _LutPool(1)    # internal id -> subset id, for a subset's appended lines
+
+
+class _Selected:
+    """The subset's lines of one table's runs (positions `pos` in the runs, pieces' bounds
+    `ptr`) and the piece table of the subset's runs, whose columns are gathered on demand.
+    `addr`, `size`, `rows`: the runs' piece table columns and line counts."""
+
+    def __init__(self, dtypes: dict, pt: PieceTable, addr, size, rows, ptr, pos):
+        self.dtypes, self.pt = dtypes, pt
+        self.addr, self.size, self.rows, self.ptr, self.pos = addr, size, rows, ptr, pos
+        self.some = np.diff(ptr) > 0
+
+    def place(self, name: str, out: np.ndarray, has: np.ndarray) -> None:
+        """Point column `name` of the pieces with lines (and `has`) at their rows of `out`."""
+        c = self.pt.columns[name]
+        has = has & self.some
+        self.pt.addr[c] = np.where(has, np.uint64(out.ctypes.data) + (self.ptr[:-1] * out.itemsize).astype(np.uint64), 0)
+        self.pt.size[c] = np.where(has, np.diff(self.ptr), 0)
+        self.pt._keep.append(out)
+
+    def gather(self, names) -> None:
+        """Gather these line columns of the selected lines, in one kernel call."""
+        named = [(n, np.dtype(d)) for n, d in self.dtypes.items() if n in names and n != "cust"]
+        if not named:
+            return
+        total = int(self.ptr[-1])
+        cidx = np.asarray([self.pt.columns[n] for n, _ in named], np.int64)
+        outs = [np.empty(total, d) for _, d in named]
+        if total:
+            SK.gather_lines(self.addr, self.size, self.rows, cidx, np.asarray([d.itemsize for _, d in named], np.int64),
+                            np.asarray([o.ctypes.data for o in outs], np.uint64), self.ptr, self.pos)
+        for (n, _), c, out in zip(named, cidx, outs):
+            self.place(n, out, self.size[c] == self.rows)   # a column a run lacks (order keys may) stays empty
 
 
 class _Lines:
@@ -65,13 +132,16 @@ class Subset:
 
     def __init__(self, view, iids: np.ndarray):
         self.view = view
-        self.iids = np.unique(np.asarray(iids, np.int64))
+        iids = np.asarray(iids, np.int64)
+        self.iids = iids if _ascending(iids) else unique_ids(iids)
         self.zone = view.zone
         self.meta = getattr(view, "meta", {})
         bits = int(view.shard_bits)
         self.view_bits = bits
         shard = self.iids >> bits
-        self.shards, starts, counts = np.unique(shard, return_index=True, return_counts=True)
+        starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]]) if shard.size else np.zeros(0, np.int64)
+        self.shards = shard[starts]
+        counts = np.diff(np.r_[starts, shard.size])
         self.shard_bits = max(1, int(counts.max() - 1).bit_length()) if counts.size else 1
         rank = np.arange(self.iids.size, dtype=np.int64) - np.repeat(starts, counts)
         self.ids = (shard << self.shard_bits) + rank          # the subset id of each of iids
@@ -80,6 +150,10 @@ class Subset:
         self.state = _Lines(self)
         self._cache: dict = {}
         self._bitmap = BitMap(self.iids.astype(np.uint32))
+        # line columns gathered into the subset's runs: the others when a leaf asks for them
+        self._wanted = {prefix: set(cols) - LAZY_COLUMNS.get(prefix, frozenset())
+                        for prefix, cols in LINE_COLUMNS.items()}
+        self._selected: dict = {}
 
     def _mine(self, key, make):
         v = self._cache.get(key)
@@ -139,8 +213,14 @@ class Subset:
         take = [(int(s), k_of[int(s)]) for s in self.shards if int(s) in k_of]
         # lut rows: shard row -> subset rank (-1: not in the subset); the shard's customers
         # past the version's shard size (created since) stay out, as the view's kernels do
-        luts = np.full((max(len(take), 1), 1 << self.view_bits), -1, np.int32)
-        pieces, lut_of, shard_ptr, base, nn = [], [], [0], [], []
+        luts = _LUTS.take(len(take), 1 << self.view_bits)
+        out = self._select(prefix, names, ps, take, luts)
+        _LUTS.give(luts)    # not after an error: it may not be all -1 again
+        return out
+
+    def _select(self, prefix, names, ps, take, luts) -> PieceSet:
+        """_pieces with the lookup tables it fills (all -1 on entry, left as they were)."""
+        pieces, lut_of, shard_ptr, base, nn, set_at = [], [], [0], [], [], []
         starts = np.searchsorted(self.iids >> self.view_bits, self.shards)
         j_of = {int(s): j for j, s in enumerate(self.shards)}
         for row, (s, k) in enumerate(take):
@@ -149,6 +229,7 @@ class Subset:
             local = self.iids[lo:hi] - int(ps.base[k])
             inside = local < int(ps.n[k])
             luts[row, local[inside]] = self.rank[lo:hi][inside]
+            set_at.append((row, local[inside]))
             for p in range(int(ps.shard_ptr[k]), int(ps.shard_ptr[k + 1])):
                 pieces.append(p)
                 lut_of.append(row)
@@ -168,21 +249,29 @@ class Subset:
         cust = np.empty(int(ptr[-1]), np.uint16)
         if src.size:
             SK.select_lines(addr, size, col, lut_of, luts, ptr, pos, cust)
+        for row, at in set_at:
+            luts[row, at] = -1
         pt = PieceTable(names, src.size)
         meta = np.zeros((src.size, LY.M_NMETA), np.int64)
-        for q, p in enumerate(src):
-            at = pos[ptr[q]:ptr[q + 1]]
-            meta[q, LY.M_ROWS] = at.size
-            for name, dtype in LINE_COLUMNS[prefix].items():
-                c = ps.table.columns[name]
-                n = int(ps.size[c, p])
-                if name == "cust":
-                    pt.set(name, q, cust[ptr[q]:ptr[q + 1]])
-                elif n == int(ps.meta[p, LY.M_ROWS]) and n:   # a column the run has (order keys may not)
-                    pt.set(name, q, _array_at(ps.addr[c, p], n, dtype)[at])
-        pt._keep.append((pos, cust))
+        meta[:, LY.M_ROWS] = counts
+        assert pt.columns == ps.table.columns
+        sel = self._selected[prefix] = _Selected(LINE_COLUMNS[prefix], pt, addr, size,
+                                                 np.ascontiguousarray(ps.meta[src, LY.M_ROWS], np.int64), ptr, pos)
+        sel.place("cust", cust, np.ones(src.size, bool))
+        sel.gather(self._wanted[prefix])
         return PieceSet(pt, meta, np.asarray(shard_ptr, np.int64), np.asarray([s for s, _ in take], np.int64),
                         np.asarray(base, np.int64), np.asarray(nn, np.int64), [ps.runs[p] for p in src])
+
+    def want(self, prefix: str, names) -> None:
+        """Line columns of a table that a leaf is about to read: gathered now if the subset's
+        runs were already made without them (see LAZY_COLUMNS)."""
+        new = [n for n in names if n not in self._wanted[prefix]]
+        if not new:
+            return
+        self._wanted[prefix].update(new)
+        sel = self._selected.get(prefix)
+        if sel is not None:
+            sel.gather(new)
 
     def _lines(self, prefix: str):
         """[(shard, columns)] of the subset's appended lines (None when none)."""
@@ -190,7 +279,11 @@ class Subset:
             per_shard = self.view.state.lines(prefix) if hasattr(self.view, "state") else None
             if not per_shard:
                 return False
-            lut = self._lut()
+            # the view's internal id -> subset id (-1 outside the subset), all -1 again after
+            width = max(int(self.view.n), int(self.iids[-1]) + 1 if self.iids.size else 0)
+            table = _LINE_LUTS.take(1, width, np.int64)
+            lut = table[0]
+            lut[self.iids] = self.ids
             out = []
             for s, cols in per_shard:
                 sub = lut[cols["iid"]]
@@ -200,20 +293,16 @@ class Subset:
                 mine = {k: np.ascontiguousarray(a[sel]) for k, a in cols.items() if k != "iid"}
                 mine["iid"] = sub[sel]
                 out.append((int(s), {k: mine[k] for k in cols}))
+            lut[self.iids] = -1
+            _LINE_LUTS.give(table)   # not after an error: it may not be all -1 again
             return out or False
         return self._mine(("lines", prefix), make) or None
 
-    def _lut(self) -> np.ndarray:
-        """The view's internal id -> subset id (-1 outside the subset)."""
-        def make():
-            lut = np.full(max(int(self.view.n), int(self.iids[-1]) + 1 if self.iids.size else 0), -1, np.int64)
-            lut[self.iids] = self.ids
-            return lut
-        return self._mine(("lut",), make)
-
     def order_pieces(self) -> PieceTable:
         """No stored orders (a subset's runs hold lines only; its context has no access path
-        to aggregates, so order conditions group the lines): one empty piece per run."""
+        to aggregates, so order conditions group the lines): one empty piece per run. Asked
+        by order conditions before they read lines: their lines' order keys are gathered."""
+        self.want("p", ("order",))
         return self._mine(("order_pieces",),
                           lambda: PieceTable(tuple(ORDER_COLUMNS), self.pieces("p").table.addr.shape[1]))
 
@@ -227,6 +316,30 @@ class Subset:
         return self._mine(("delta", prefix), make) or None
 
 
+SUBSET_THREADS = 1   # threads a subset's kernels use (see kernel_threads)
+
+
+class kernel_threads:
+    """Run the kernels called inside on at most `n` threads of the calling thread (numba's
+    count is per calling thread). A subset's shards hold few lines each: waking the pool's
+    threads for each of its many small kernels costs more than they save, and on a busy
+    machine they wait to be scheduled (and spin, taking the writer's core)."""
+
+    def __init__(self, n: int = SUBSET_THREADS):
+        self.n = n
+
+    def __enter__(self):
+        import numba
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self.n, self.before)))
+        return self
+
+    def __exit__(self, *exc):
+        import numba
+        numba.set_num_threads(self.before)
+        return False
+
+
 class SubsetContext(Context):
     """A Context over a Subset: leaves that read lines run on the subset's lines, the
     others come from `whole` (a Context of the whole view at the same instant), restricted."""
@@ -235,6 +348,17 @@ class SubsetContext(Context):
         super().__init__(subset, whole.asof.instant, whole.deadline)
         self.whole = whole
         self.access_paths = 0    # the subset's runs hold lines only: scan them
+
+    def product_filter(self, f: S.ProductFilter):
+        """Context.product_filter, the subset's runs given the codes of the filter's fields."""
+        self.snap.want("p", [f"c.{name}" for name, _ in f.fields])
+        return super().product_filter(f)
+
+    def shop_lut(self, shops):
+        """Context.shop_lut, the subset's visit runs given their shops when some are named."""
+        if shops:
+            self.snap.want("v", ("shop",))
+        return super().shop_lut(shops)
 
     def leaf(self, cond: S.Condition) -> BitMap:
         t = type(cond)

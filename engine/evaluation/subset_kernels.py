@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..storage.views import view_u16
+from ..storage.views import view_u8, view_u16, view_u32, view_u64
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -40,3 +40,43 @@ def select_lines(addr, size, col, lut_of, luts, ptr, pos, cust_out):
                 pos[k] = i
                 cust_out[k] = c
                 k += 1
+
+
+@njit(cache=True, nogil=True)
+def _gather_piece(addr, size, rows, cols, widths, out_addr, total, ptr, pos, p):
+    """The selected lines of piece p, column by column (see gather_lines)."""
+    a, b = ptr[p], ptr[p + 1]
+    if b == a:
+        return
+    for j in range(cols.size):
+        c = cols[j]
+        n = size[c, p]
+        if n == 0 or n != rows[p]:       # a column the run lacks (order keys may): left empty
+            continue
+        w = widths[j]
+        if w == 8:
+            src8, dst8 = view_u64(addr[c, p], n), view_u64(out_addr[j], total)
+            for i in range(a, b):
+                dst8[i] = src8[pos[i]]
+        elif w == 4:
+            src4, dst4 = view_u32(addr[c, p], n), view_u32(out_addr[j], total)
+            for i in range(a, b):
+                dst4[i] = src4[pos[i]]
+        elif w == 2:
+            src2, dst2 = view_u16(addr[c, p], n), view_u16(out_addr[j], total)
+            for i in range(a, b):
+                dst2[i] = src2[pos[i]]
+        else:
+            src1, dst1 = view_u8(addr[c, p], n), view_u8(out_addr[j], total)
+            for i in range(a, b):
+                dst1[i] = src1[pos[i]]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gather_lines(addr, size, rows, cols, widths, out_addr, ptr, pos):
+    """Column j (cols[j] of the piece table, items of widths[j] bytes) of the selected lines:
+    out_j[ptr[p]:ptr[p + 1]] = column of piece p at pos[ptr[p]:ptr[p + 1]], for every piece
+    whose column holds all its rows[p] lines (out_j holds ptr[-1] items at out_addr[j])."""
+    total = ptr[ptr.size - 1]
+    for p in prange(ptr.size - 1):
+        _gather_piece(addr, size, rows, cols, widths, out_addr, total, ptr, pos, p)

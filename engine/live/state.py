@@ -29,6 +29,7 @@ from ..model import timerange
 from ..storage.customer_attrs import (INT32_NULL, VALUE_FIELDS, Derived, day_numbers, derive, derive_search, encode, filled,
                               np_column, take_derived)
 from ..model.segment import PRODUCT_FIELDS
+from ..storage.id_sets import unique_ids
 from ..storage.orders import order_keys
 from ..storage.ingest_read import canonical_schema
 
@@ -562,5 +563,5 @@ def touched(old: LiveState, new: LiveState) -> tuple:
             if n > k:
                 tables.add(table)
                 parts.append(new.bufs[prefix][sh].cols["iid"][k:n])
-    ids = np.unique(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
+    ids = unique_ids(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return ids, tables
